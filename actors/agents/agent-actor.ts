@@ -1,0 +1,98 @@
+// The agent actor: the connection statechart (machines/agent.ts) in front of an agent
+// driver. Every guest call goes through `call`: it connects when needed and fails fast
+// with Unavailable once the agent is dead.
+import { createActor, fromPromise, waitFor, type Actor } from 'xstate';
+import { agentMachine } from '../../machines/agent.js';
+import { toVcError, unavailable } from '../../bus/errors.js';
+import type { Agent } from './agent.js';
+
+/** A driver that holds a connection says how to open it. */
+export interface Connectable {
+  connect(): Promise<void>;
+}
+
+const isConnectable = (agent: Agent): agent is Agent & Connectable =>
+  typeof (agent as Partial<Connectable>).connect === 'function';
+
+export class AgentActor {
+  /** Created on first need: a noop sandbox never pays for it. */
+  private actor?: Actor<typeof agentMachine>;
+
+  constructor(
+    readonly driver: Agent,
+    private readonly sandboxId: string,
+  ) {}
+
+  get state(): string {
+    return this.actor ? String(this.actor.getSnapshot().value) : 'disconnected';
+  }
+
+  private machine(): Actor<typeof agentMachine> {
+    if (!this.actor) {
+      const driver = this.driver;
+      this.actor = createActor(
+        agentMachine.provide({
+          actors: {
+            connect: fromPromise(async () => {
+              if (isConnectable(driver)) await driver.connect();
+            }),
+            disconnect: fromPromise(() => driver.disconnect()),
+          },
+        }),
+      ).start();
+    }
+    return this.actor;
+  }
+
+  private deadError() {
+    const reason = this.actor?.getSnapshot().context.deadReason ?? 'marked dead';
+    return unavailable(`agent of sandbox ${this.sandboxId} is dead (${reason}): the guest no longer answers`);
+  }
+
+  /** Waits until the agent is connected, connecting first when needed. */
+  async ready(): Promise<void> {
+    if (!isConnectable(this.driver) && !this.actor) return;
+    const actor = this.machine();
+    const snap = actor.getSnapshot();
+    if (snap.value === 'connected') return;
+    if (snap.value === 'dead') throw this.deadError();
+    if (snap.value === 'disconnected') actor.send({ type: 'CONNECT' });
+    const done = await waitFor(actor, (s) => s.value !== 'connecting' && s.value !== 'disconnecting');
+    if (done.value === 'dead') throw this.deadError();
+    if (done.value !== 'connected') {
+      throw unavailable(`cannot reach the agent of sandbox ${this.sandboxId}: ${done.context.lastError?.message ?? 'not connected'}`);
+    }
+  }
+
+  /** Runs one guest operation. */
+  async call<T>(fn: (agent: Agent) => Promise<T>): Promise<T> {
+    await this.ready();
+    try {
+      return await fn(this.driver);
+    } catch (err) {
+      if (this.isDead()) throw this.deadError();
+      throw toVcError(err);
+    }
+  }
+
+  isDead(): boolean {
+    return this.actor?.getSnapshot().value === 'dead';
+  }
+
+  markDead(reason: string): void {
+    this.machine().send({ type: 'MARK_DEAD', reason });
+  }
+
+  connectionLost(message: string): void {
+    this.actor?.send({ type: 'CONNECTION_LOST', message });
+  }
+
+  /** Closes the connection and stops the actor. */
+  async release(): Promise<void> {
+    try {
+      await this.driver.disconnect();
+    } finally {
+      this.actor?.stop();
+    }
+  }
+}

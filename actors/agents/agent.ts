@@ -1,0 +1,104 @@
+// The agent contract: what every agent type (noop, hyperstart, kata) implements.
+// The first 14 operations are the seed interface of the reference (§2.2), in its order;
+// the rest follow its later additions (§2.3). A driver does the I/O; AgentActor puts
+// the connection statechart in front of it.
+import type { AgentType, ContainerSpec, SandboxSpec } from '../../machines/specs.js';
+
+/** Capability bits (reference §2.5). */
+export const Capability = {
+  blockDeviceSupport: 1,
+  blockDeviceHotplugSupport: 2,
+  multiQueueSupport: 4,
+  fsSharingSupported: 8,
+} as const;
+
+export interface ProcessSpec {
+  args: string[];
+  env: string[];
+  cwd: string;
+  user: string;
+  terminal: boolean;
+}
+
+export interface ExecResult {
+  execId: string;
+  pid: number;
+}
+
+export interface ExitInfo {
+  exitStatus: number;
+  exitedAt: string;
+}
+
+export type ProcessListFormat = 'json' | 'table';
+
+export interface ProcessListOptions {
+  format: ProcessListFormat;
+  /** ps(1) arguments; the agent uses ["-ef"] when empty. */
+  args: string[];
+}
+
+/** Where a booted guest can be reached; filled in by the sandbox backend. */
+export interface GuestEndpoint {
+  /** kata: the gRPC address. */
+  grpcAddress?: string;
+  /** hyperstart: the two unix sockets. */
+  ctlSocket?: string;
+  ttySocket?: string;
+}
+
+/** What the agent reports back on its own (exits seen in the guest, a lost connection). */
+export interface AgentListener {
+  processExited(containerId: string, execId: string, exit: ExitInfo): void;
+  output?(containerId: string, execId: string, stream: 'stdout' | 'stderr', data: Uint8Array): void;
+  connectionLost?(message: string): void;
+}
+
+export interface AgentInit {
+  sandbox: SandboxSpec;
+  /** The agent config, already decoded for this agent type. */
+  config: unknown;
+  /** Directory for this sandbox's sockets and state on the host. */
+  runDir: string;
+  listener: AgentListener;
+}
+
+export interface Agent {
+  readonly type: AgentType;
+  /** 1. Validates the config and prepares host-side state. Idempotent. */
+  init(init: AgentInit): Promise<void>;
+  /** 2. Capability bitmask. */
+  capabilities(): number;
+  /** 3. Liveness probe: resolves when the guest agent answers. */
+  check(deadlineMs: number): Promise<void>;
+  /** 4. Closes any connection to the guest. Safe when not connected. */
+  disconnect(): Promise<void>;
+  /** 5. Host-side preparation before the guest boots; no guest communication. */
+  createSandbox(): Promise<GuestEndpoint | void>;
+  /** 6. Runs an extra process in a running container. */
+  exec(containerId: string, process: ProcessSpec, execId: string): Promise<ExecResult>;
+  /** 7. Right after the guest booted: sets the sandbox up in the guest. */
+  startSandbox(endpoint: GuestEndpoint): Promise<void>;
+  /** 8. Tears the sandbox down in the guest. */
+  stopSandbox(): Promise<void>;
+  /** 9. Prepares a container in the guest. */
+  createContainer(container: ContainerSpec): Promise<void>;
+  /** 10. Starts the container's init process. */
+  startContainer(containerId: string): Promise<{ pid: number }>;
+  /** 11. Ends the container's processes and removes it from the guest; the init exit when known. */
+  stopContainer(containerId: string): Promise<ExitInfo | undefined>;
+  /** 12. Delivers a signal to the init process, or to every process when `all`. */
+  killContainer(containerId: string, signal: number, all: boolean): Promise<void>;
+  /** 13. Runs ps in the guest, filtered to the container. */
+  processListContainer(containerId: string, options: ProcessListOptions): Promise<Uint8Array>;
+  /** 14. Onlines hot-plugged vCPUs and memory. */
+  onlineCPUMem(cpus: number): Promise<void>;
+
+  // Later additions (reference §2.3).
+  waitProcess(containerId: string, execId: string): Promise<ExitInfo>;
+  signalProcess(containerId: string, execId: string, signal: number, all: boolean): Promise<void>;
+  pauseContainer(containerId: string): Promise<void>;
+  resumeContainer(containerId: string): Promise<void>;
+}
+
+export const defaultPsArgs = ['-ef'];

@@ -1,0 +1,41 @@
+// What a sandbox "is" on the host: the place its guest agent runs. A backend boots the
+// guest, reports when it exits, and tears it down.
+import type { BackendType, SandboxSpec } from '../../machines/specs.js';
+import type { GuestEndpoint } from '../agents/agent.js';
+
+export interface GuestExit {
+  /** Exit status, or 128 + signal number when killed by a signal. */
+  status: number;
+  signal?: string;
+  at: string;
+}
+
+export interface BootRequest {
+  sandbox: SandboxSpec;
+  runDir: string;
+  /** What the agent prepared (sockets to create, addresses to listen on). */
+  endpoint: GuestEndpoint;
+}
+
+export interface Backend {
+  readonly type: BackendType;
+  /** Starts the guest; resolves with where its agent listens. */
+  boot(request: BootRequest): Promise<GuestEndpoint>;
+  /** Stops the guest and removes everything it left on the host. Idempotent. */
+  shutdown(): Promise<void>;
+  /** Called once when the guest exits on its own (not after shutdown). */
+  onExit(listener: (exit: GuestExit) => void): void;
+  /** Host pid of the guest's first process, when there is one. */
+  readonly pid: number | undefined;
+}
+
+/** No guest at all: for the noop agent. */
+export class NoneBackend implements Backend {
+  readonly type = 'none' as const;
+  readonly pid = undefined;
+  async boot(request: BootRequest): Promise<GuestEndpoint> {
+    return request.endpoint;
+  }
+  async shutdown(): Promise<void> {}
+  onExit(): void {}
+}

@@ -1,0 +1,24 @@
+// Builds the backend for a sandbox's backend type.
+import type { BackendType } from '../../machines/specs.js';
+import { NoneBackend, type Backend } from './backend.js';
+
+type BackendConstructor = () => Backend;
+
+const backends: Partial<Record<BackendType, BackendConstructor>> = {
+  none: () => new NoneBackend(),
+};
+
+export function registerBackend(type: BackendType, make: BackendConstructor): void {
+  backends[type] = make;
+}
+
+export function createBackend(type: BackendType): Backend {
+  const make = backends[type];
+  if (!make) throw new Error(`backend ${type} is not available on this host`);
+  return make();
+}
+
+/** The backend for guests when a spec names none: namespaces as root, else a plain process. */
+export function defaultGuestBackend(): BackendType {
+  return process.getuid?.() === 0 && backends.namespace ? 'namespace' : 'process';
+}

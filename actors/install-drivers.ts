@@ -1,0 +1,2 @@
+// Registers every agent driver and backend this build has. Imported once by entry points.
+export {};

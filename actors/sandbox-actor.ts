@@ -1,0 +1,553 @@
+// The sandbox actor: one root statechart actor per sandbox (machines/sandbox.ts) with
+// its operations provided, its agent actor and its backend. Commands that change state
+// run one at a time (the reference's exclusive flock); reads (status, ps, wait) do not
+// queue behind them. Lifecycle notices become bus events through the host's publisher.
+import { randomBytes } from 'node:crypto';
+import { createActor, fromPromise, waitFor, type Actor } from 'xstate';
+import type { Logger } from 'pino';
+import { failedPrecondition, notFound, alreadyExists, VcError, toVcError, deadlineExceeded, invalidArgument, ErrorCode, isErrorCode } from '../bus/errors.js';
+import type * as Bus from '../bus/messages.gen.js';
+import { checkId } from '../bus/subjects.js';
+import {
+  containerRef,
+  containerRefs,
+  sandboxMachine,
+  type LifecycleEmitted,
+  type SandboxCommand,
+  type SandboxEvent,
+  type SandboxOpInput,
+  type SandboxSnapshot,
+} from '../machines/sandbox.js';
+import { containerMachine, type ContainerActorRef, type ContainerCommand, type ContainerOpInput } from '../machines/container.js';
+import { ociState, type ErrorSummary, type LifecycleNotice, type FailureReason } from '../machines/lifecycle.js';
+import type { AgentType, BackendType, ContainerSpec, SandboxSpec } from '../machines/specs.js';
+import { AgentActor } from './agents/agent-actor.js';
+import { defaultPsArgs, type Agent, type ExitInfo, type GuestEndpoint, type ProcessSpec } from './agents/agent.js';
+import type { Backend } from './backends/backend.js';
+import { decodeAgentConfig } from './agents/agent-type.js';
+import { sandboxStatesFor } from '../machines/preconditions.js';
+
+/** What a sandbox actor needs from the host that runs it. */
+export interface SandboxEnv {
+  host: string;
+  log: Logger;
+  runDir(sandboxId: string): string;
+  createAgent(type: AgentType): Agent;
+  createBackend(type: BackendType): Backend;
+  /** Publishes one numbered lifecycle event; resolves once it is stored. */
+  publish(sandbox: SandboxActor, seq: number, notice: LifecycleNotice): Promise<void>;
+  /** Stores the sandbox record (or removes it when the sandbox is gone). */
+  persist(sandbox: SandboxActor): Promise<void>;
+  /** The sandbox is gone: drop it from the registry. */
+  forget(sandbox: SandboxActor): void;
+  /** The monitor follows the sandbox's state (started when running, stopped otherwise). */
+  stateChanged?(sandbox: SandboxActor): void;
+}
+
+const now = () => new Date().toISOString();
+const MAX_REMEMBERED_EXEC_EXITS = 256;
+
+function errorFrom(summary: ErrorSummary | undefined, prefix = ''): VcError | undefined {
+  if (!summary) return undefined;
+  const code = isErrorCode(summary.code) ? summary.code : ErrorCode.Internal;
+  return new VcError(code, prefix + summary.message);
+}
+
+export class SandboxActor {
+  readonly id: string;
+  /** Distinguishes this incarnation of the id in event de-duplication ids. */
+  readonly uid = randomBytes(6).toString('hex');
+  readonly agent: AgentActor;
+  readonly backend: Backend;
+  readonly log: Logger;
+  private readonly actor: Actor<typeof sandboxMachine>;
+  private tail: Promise<unknown> = Promise.resolve();
+  private readonly inflight = new Set<Promise<void>>();
+  private persisting: Promise<void> | undefined;
+  private persistAgain = false;
+  private readonly execExits = new Map<string, ExitInfo & { containerId: string }>();
+  private endpoint: GuestEndpoint = {};
+
+  constructor(
+    readonly spec: SandboxSpec,
+    private readonly env: SandboxEnv,
+    readonly createdAt = now(),
+  ) {
+    this.id = spec.id;
+    this.log = env.log.child({ sandboxId: spec.id });
+    this.agent = new AgentActor(env.createAgent(spec.agent), spec.id);
+    this.backend = env.createBackend(spec.backend);
+    this.backend.onExit((exit) => this.guestExited(exit.status, exit.signal, exit.at));
+    this.actor = createActor(this.provideMachine(), { input: { spec, createdAt: this.createdAt } });
+    this.actor.on('lifecycle', (e: LifecycleEmitted) => this.onLifecycle(e));
+    this.actor.start();
+  }
+
+  // ---- machine wiring --------------------------------------------------------------
+
+  private provideMachine() {
+    const op = (fn: (input: SandboxOpInput) => Promise<void>) => fromPromise<void, SandboxOpInput>(({ input }) => fn(input));
+    const cop = <T>(fn: (input: ContainerOpInput) => Promise<T>) =>
+      fromPromise<T, ContainerOpInput>(async ({ input }) => {
+        try {
+          return await fn(input);
+        } catch (err) {
+          throw toVcError(err);
+        }
+      });
+    const agent = this.agent;
+    return sandboxMachine.provide({
+      actors: {
+        createSandbox: op(() => this.bootSandbox(true)),
+        bootGuest: op(() => this.bootSandbox(false)),
+        startSandbox: op(() => this.forEachContainer('START', (s) => s === 'ready' || s === 'stopped')),
+        pauseSandbox: op(() => this.forEachContainer('PAUSE', (s) => s === 'running')),
+        resumeSandbox: op(() => this.forEachContainer('RESUME', (s) => s === 'paused')),
+        stopSandbox: op(() => this.stopGuest()),
+        deleteSandbox: op(() => this.releaseSandbox()),
+        container: containerMachine.provide({
+          actors: {
+            createContainer: cop(({ spec }) => agent.call((a) => a.createContainer(spec))),
+            startContainer: cop(async ({ containerId }) => {
+              const { pid } = await agent.call((a) => a.startContainer(containerId));
+              return { pid, startedAt: now() };
+            }),
+            stopContainer: cop(async ({ containerId }) => {
+              // A dead guest has nothing left to stop.
+              if (agent.isDead()) return {};
+              return (await agent.call((a) => a.stopContainer(containerId))) ?? {};
+            }),
+            pauseContainer: cop(({ containerId }) => agent.call((a) => a.pauseContainer(containerId))),
+            resumeContainer: cop(({ containerId }) => agent.call((a) => a.resumeContainer(containerId))),
+            deleteContainer: cop(async () => {}),
+          },
+        }),
+      },
+    });
+  }
+
+  /** Boots the guest and sets the sandbox up in it; on failure leaves nothing behind. */
+  private async bootSandbox(first: boolean): Promise<void> {
+    try {
+      const driver = this.agent.driver;
+      if (first) {
+        await driver.init({
+          sandbox: this.spec,
+          config: decodeAgentConfig(this.spec.agent, this.spec.agentConfig),
+          runDir: this.env.runDir(this.id),
+          listener: {
+            processExited: (cid, execId, exit) => this.processExited(cid, execId, exit),
+            connectionLost: (message) => this.agent.connectionLost(message),
+          },
+        });
+      }
+      const prepared = (await driver.createSandbox()) ?? {};
+      this.endpoint = await this.backend.boot({ sandbox: this.spec, runDir: this.env.runDir(this.id), endpoint: prepared });
+      await this.agent.call((a) => a.startSandbox(this.endpoint));
+    } catch (err) {
+      await this.teardownGuest().catch(() => {});
+      throw toVcError(err);
+    }
+  }
+
+  /** Drives every container in a given state through one command, in creation order. */
+  private async forEachContainer(command: ContainerCommand, when: (state: string) => boolean): Promise<void> {
+    for (const ref of this.containers()) {
+      const snap = ref.getSnapshot();
+      if (!when(String(snap.value))) continue;
+      const after = await this.settleContainer(ref, command);
+      const err = errorFrom(after.context.lastError, `container ${ref.id}: `);
+      if (err) throw err;
+    }
+  }
+
+  private async stopGuest(): Promise<void> {
+    let firstError: VcError | undefined;
+    for (const ref of this.containers()) {
+      if (String(ref.getSnapshot().value) === 'stopped') continue;
+      const after = await this.settleContainer(ref, 'STOP');
+      firstError ??= errorFrom(after.context.lastError, `container ${ref.id}: `);
+    }
+    if (!this.agent.isDead()) {
+      await this.agent.call((a) => a.stopSandbox()).catch((err) => {
+        firstError ??= toVcError(err);
+      });
+    }
+    await this.teardownGuest();
+    if (firstError) throw firstError;
+  }
+
+  private async teardownGuest(): Promise<void> {
+    await this.agent.driver.disconnect().catch((err) => this.log.warn({ err }, 'agent disconnect failed'));
+    await this.backend.shutdown();
+  }
+
+  private async releaseSandbox(): Promise<void> {
+    for (const ref of this.containers()) {
+      if (ref.getSnapshot().can({ type: 'STOP' }) && String(ref.getSnapshot().value) !== 'stopped') {
+        await this.settleContainer(ref, 'STOP');
+      }
+      await this.settleContainer(ref, 'DELETE');
+    }
+    if (!this.agent.isDead() && this.backend.pid !== undefined) {
+      await this.agent.call((a) => a.stopSandbox()).catch((err) => this.log.warn({ err }, 'stopSandbox during delete failed'));
+    }
+    await this.teardownGuest();
+    await this.agent.release().catch(() => {});
+  }
+
+  private async settleContainer(ref: ContainerActorRef, command: ContainerCommand) {
+    ref.send({ type: command });
+    return waitFor(ref, (s) => !s.hasTag('busy'), { timeout: Infinity });
+  }
+
+  private containers(): ContainerActorRef[] {
+    const snap = this.snapshot();
+    return snap.context.containerIds.map((id) => containerRef(snap, id)).filter((r): r is ContainerActorRef => !!r);
+  }
+
+  // ---- notifications from the guest -----------------------------------------------
+
+  private processExited(containerId: string, execId: string, exit: ExitInfo): void {
+    const ref = containerRef(this.snapshot(), containerId);
+    if (!execId || execId === containerId) {
+      ref?.send({ type: 'PROCESS_EXITED', status: exit.exitStatus, at: exit.exitedAt });
+      return;
+    }
+    this.rememberExecExit(execId, { ...exit, containerId });
+    ref?.send({ type: 'EXEC_EXITED', execId, status: exit.exitStatus, at: exit.exitedAt });
+  }
+
+  private rememberExecExit(execId: string, exit: ExitInfo & { containerId: string }): void {
+    this.execExits.set(execId, exit);
+    if (this.execExits.size > MAX_REMEMBERED_EXEC_EXITS) {
+      const oldest = this.execExits.keys().next().value;
+      if (oldest !== undefined) this.execExits.delete(oldest);
+    }
+  }
+
+  private guestExited(status: number, signal: string | undefined, at: string): void {
+    const how = signal ? `killed by ${signal}` : `exited with status ${status}`;
+    this.fail('guest-exited', `the guest agent ${how}`, at, status);
+  }
+
+  /** The guest died or stopped answering: mark the agent dead and the sandbox failed. */
+  fail(reason: FailureReason, message: string, at = now(), exitStatus?: number): boolean {
+    const event = { type: 'GUEST_FAILED' as const, reason, message, at, exitStatus };
+    if (!this.snapshot().can(event)) return false;
+    this.agent.markDead(reason);
+    this.log.warn({ reason, message }, 'sandbox failed');
+    this.actor.send(event);
+    this.env.stateChanged?.(this);
+    this.schedulePersist();
+    return true;
+  }
+
+  // ---- events and persistence ------------------------------------------------------
+
+  private onLifecycle(e: LifecycleEmitted): void {
+    const p = this.env.publish(this, e.seq, e.notice).catch((err) => {
+      this.log.error({ err, seq: e.seq, type: e.notice.type }, 'event publish failed');
+    });
+    this.inflight.add(p);
+    void p.finally(() => this.inflight.delete(p));
+    this.schedulePersist();
+  }
+
+  private schedulePersist(): void {
+    if (this.persisting) {
+      this.persistAgain = true;
+      return;
+    }
+    this.persisting = (async () => {
+      do {
+        this.persistAgain = false;
+        await new Promise<void>((r) => setImmediate(r));
+        await this.env.persist(this).catch((err) => this.log.error({ err }, 'sandbox record not stored'));
+      } while (this.persistAgain);
+      this.persisting = undefined;
+    })();
+  }
+
+  /** Waits until every event so far is stored and the record is written. */
+  private async flush(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.all(this.inflight);
+    while (this.persisting) await this.persisting;
+  }
+
+  // ---- commands ---------------------------------------------------------------------
+
+  snapshot(): SandboxSnapshot {
+    return this.actor.getSnapshot();
+  }
+
+  get state(): string {
+    return String(this.snapshot().value);
+  }
+
+  get deleted(): boolean {
+    return this.snapshot().status === 'done';
+  }
+
+  /** Runs state-changing commands one at a time. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn, fn);
+    this.tail = run.catch(() => {});
+    return run;
+  }
+
+  private requireSandbox(command: SandboxCommand | SandboxEvent, verb: string): void {
+    const snap = this.snapshot();
+    if (snap.status === 'done') throw notFound(`sandbox ${this.id} does not exist`);
+    if (!snap.can((typeof command === 'string' ? { type: command } : command) as SandboxEvent)) {
+      throw failedPrecondition(`cannot ${verb} sandbox ${this.id} while it is ${this.state}`, this.state);
+    }
+  }
+
+  /** Sends a sandbox command and waits until the sandbox settles; throws what it recorded. */
+  private async runSandbox(command: Exclude<SandboxCommand, 'CREATE_CONTAINER'>, verb: string): Promise<Bus.SandboxStatus> {
+    this.requireSandbox(command, verb);
+    this.actor.send({ type: command });
+    const after = await waitFor(this.actor, (s) => !s.hasTag('busy'), { timeout: Infinity });
+    this.env.stateChanged?.(this);
+    await this.flush();
+    const err = errorFrom(after.context.lastError);
+    if (err) throw err;
+    return this.status();
+  }
+
+  /** Waits for creation (the guest boot and the spec's containers). */
+  create(): Promise<Bus.SandboxStatus> {
+    return this.exclusive(async () => {
+      const after = await waitFor(this.actor, (s) => !s.hasTag('busy'), { timeout: Infinity });
+      for (const ref of this.containers()) await waitFor(ref, (s) => !s.hasTag('busy'), { timeout: Infinity });
+      await this.flush();
+      if (after.status === 'done') {
+        await this.env.persist(this).catch((err) => this.log.error({ err }, 'claim not released'));
+        this.env.forget(this);
+        throw errorFrom(after.context.lastError, `sandbox ${this.id} not created: `) ?? new VcError(ErrorCode.Internal, 'sandbox not created');
+      }
+      const failed = this.containers().find((r) => r.getSnapshot().status === 'done');
+      if (failed) throw errorFrom(failed.getSnapshot().context.lastError, `container ${failed.id} not created: `)!;
+      return this.status();
+    });
+  }
+
+  start = () => this.exclusive(() => this.runSandbox('START', 'start'));
+  stop = () => this.exclusive(() => this.runSandbox('STOP', 'stop'));
+  pause = () => this.exclusive(() => this.runSandbox('PAUSE', 'pause'));
+  resume = () => this.exclusive(() => this.runSandbox('RESUME', 'resume'));
+
+  delete(force = false): Promise<void> {
+    return this.exclusive(async () => {
+      if (force && (this.state === 'running' || this.state === 'paused' || this.state === 'ready')) {
+        if (this.snapshot().can({ type: 'STOP' })) await this.runSandbox('STOP', 'stop');
+      }
+      await this.runSandbox('DELETE', 'delete').catch((err) => {
+        if (this.deleted) return;
+        throw err;
+      });
+      this.env.forget(this);
+      await this.flush();
+    });
+  }
+
+  onlineCpuMem(cpus: number): Promise<void> {
+    return this.exclusive(async () => {
+      this.requireSandbox('ONLINE_CPU_MEM', 'online cpus and memory of');
+      await this.agent.call((a) => a.onlineCPUMem(cpus));
+    });
+  }
+
+  createContainer(spec: ContainerSpec): Promise<Bus.ContainerStatus> {
+    return this.exclusive(async () => {
+      if (this.snapshot().context.containerIds.includes(spec.id)) {
+        throw alreadyExists(`container ${spec.id} already exists in sandbox ${this.id}`);
+      }
+      const event = { type: 'CREATE_CONTAINER' as const, spec };
+      this.requireSandbox(event, 'create a container in');
+      this.actor.send(event);
+      const ref = containerRef(this.snapshot(), spec.id);
+      if (!ref) throw new VcError(ErrorCode.Internal, `container ${spec.id} was not spawned`);
+      const after = await waitFor(ref, (s) => !s.hasTag('busy'), { timeout: Infinity });
+      await this.flush();
+      if (after.status === 'done') throw errorFrom(after.context.lastError, `container ${spec.id} not created: `)!;
+      return containerStatus(ref);
+    });
+  }
+
+  private container(cid: string): ContainerActorRef {
+    const ref = containerRef(this.snapshot(), checkId('container', cid));
+    if (!ref || ref.getSnapshot().status === 'done') throw notFound(`container ${cid} does not exist in sandbox ${this.id}`);
+    return ref;
+  }
+
+  /** Checks both preconditions of a container command: the sandbox's state and the container's. */
+  private requireContainer(ref: ContainerActorRef, command: ContainerCommand, verb: string): void {
+    const sandboxStates = sandboxStatesFor(command);
+    if (!sandboxStates.includes(this.state)) {
+      throw failedPrecondition(
+        `cannot ${verb} container ${ref.id}: sandbox ${this.id} is ${this.state} (needs ${sandboxStates.join(' or ')})`,
+        this.state,
+      );
+    }
+    const snap = ref.getSnapshot();
+    if (!snap.can({ type: command } as never)) {
+      throw failedPrecondition(`cannot ${verb} container ${ref.id} while it is ${String(snap.value)}`, String(snap.value));
+    }
+  }
+
+  private async runContainer(cid: string, command: ContainerCommand, verb: string): Promise<Bus.ContainerStatus> {
+    const ref = this.container(cid);
+    this.requireContainer(ref, command, verb);
+    const after = await this.settleContainer(ref, command);
+    await this.flush();
+    const err = errorFrom(after.context.lastError);
+    if (err) throw err;
+    return containerStatus(ref);
+  }
+
+  startContainer = (cid: string) => this.exclusive(() => this.runContainer(cid, 'START', 'start'));
+  stopContainer = (cid: string) => this.exclusive(() => this.runContainer(cid, 'STOP', 'stop'));
+  pauseContainer = (cid: string) => this.exclusive(() => this.runContainer(cid, 'PAUSE', 'pause'));
+  resumeContainer = (cid: string) => this.exclusive(() => this.runContainer(cid, 'RESUME', 'resume'));
+
+  deleteContainer(cid: string, force = false): Promise<void> {
+    return this.exclusive(async () => {
+      const ref = this.container(cid);
+      const state = String(ref.getSnapshot().value);
+      if (force && state !== 'stopped' && ref.getSnapshot().can({ type: 'STOP' })) await this.runContainer(cid, 'STOP', 'stop');
+      await this.runContainer(cid, 'DELETE', 'delete');
+    });
+  }
+
+  killContainer(cid: string, signal: number, all: boolean): Promise<void> {
+    return this.exclusive(async () => {
+      if (!Number.isInteger(signal) || signal < 1 || signal > 64) throw invalidArgument(`signal ${signal} is not a signal number (1 to 64)`);
+      const ref = this.container(cid);
+      this.requireContainer(ref, 'KILL', 'kill');
+      await this.agent.call((a) => a.killContainer(ref.id, signal, all));
+    });
+  }
+
+  async exec(cid: string, request: Bus.ContainerExecRequest): Promise<{ execId: string; pid: number }> {
+    const ref = this.container(cid);
+    this.requireContainer(ref, 'EXEC', 'exec in');
+    const execId = request.execId ? checkId('exec', request.execId) : `exec-${randomBytes(4).toString('hex')}`;
+    if (execId === cid || ref.getSnapshot().children[execId]) throw alreadyExists(`exec ${execId} already exists in container ${cid}`);
+    if (!request.args?.length) throw invalidArgument('exec needs args: the command to run');
+    const process: ProcessSpec = {
+      args: request.args,
+      env: request.env ?? [],
+      cwd: request.cwd ?? '',
+      user: request.user ?? '',
+      terminal: request.terminal ?? false,
+    };
+    const result = await this.agent.call((a) => a.exec(ref.id, process, execId));
+    ref.send({ type: 'EXEC_STARTED', execId: result.execId, pid: result.pid });
+    await this.flush();
+    return result;
+  }
+
+  async processList(cid: string, request: Bus.ContainerPsRequest): Promise<{ format: string; output: string }> {
+    const format = request.format || 'table';
+    if (format !== 'json' && format !== 'table') throw invalidArgument(`invalid format option ${JSON.stringify(format)}: use json or table`);
+    const ref = this.container(cid);
+    this.requireContainer(ref, 'PS', 'list processes of');
+    const args = request.args?.length ? request.args : defaultPsArgs;
+    const out = await this.agent.call((a) => a.processListContainer(ref.id, { format, args }));
+    let output = Buffer.from(out).toString('utf8');
+    if (format === 'json' && output === '') output = '[]';
+    return { format, output };
+  }
+
+  /** Waits for the init process (or an exec) to exit; resolves at once if it already has. */
+  async wait(cid: string, request: Bus.ContainerWaitRequest): Promise<ExitInfo> {
+    const ref = this.container(cid);
+    this.requireContainer(ref, 'WAIT', 'wait for');
+    const timeout = request.timeoutMs || Infinity;
+    const expired = () => deadlineExceeded(`no exit within ${request.timeoutMs} ms`);
+    const execId = request.execId;
+    if (execId && execId !== cid) {
+      const known = this.execExits.get(execId);
+      if (known) return { exitStatus: known.exitStatus, exitedAt: known.exitedAt };
+      const proc = ref.getSnapshot().children[execId] as Actor<never> | undefined;
+      if (!proc) throw notFound(`exec ${execId} does not exist in container ${cid}`);
+      await waitFor(proc as never, (s: { status: string }) => s.status === 'done', { timeout }).catch(() => {
+        throw expired();
+      });
+      const exit = this.execExits.get(execId);
+      return exit ? { exitStatus: exit.exitStatus, exitedAt: exit.exitedAt } : { exitStatus: 255, exitedAt: now() };
+    }
+    const done = await waitFor(ref, (s) => s.context.exitStatus !== undefined && !s.hasTag('busy') && s.value !== 'running', { timeout }).catch(
+      (err) => {
+        if (err instanceof VcError) throw err;
+        if (ref.getSnapshot().status === 'done') throw notFound(`container ${cid} was deleted before it exited`);
+        throw expired();
+      },
+    );
+    return { exitStatus: done.context.exitStatus ?? 255, exitedAt: done.context.exitedAt ?? '' };
+  }
+
+  containerStatus(cid: string): Bus.ContainerStatus {
+    return containerStatus(this.container(cid));
+  }
+
+  status(): Bus.SandboxStatus {
+    const snap = this.snapshot();
+    const ctx = snap.context;
+    const state = snap.status === 'done' ? 'deleted' : String(snap.value);
+    const status: Bus.SandboxStatus = {
+      id: this.id,
+      state,
+      ociState: ociState(state),
+      agent: this.spec.agent,
+      backend: this.spec.backend,
+      hostname: this.spec.hostname,
+      host: this.env.host,
+      createdAt: this.createdAt,
+      containers: containerRefs(snap).map(containerStatus),
+      lastEventSeq: ctx.eventSeq,
+      annotations: this.spec.annotations,
+      monitor: this.spec.monitor,
+    };
+    if (ctx.failure) {
+      status.failureReason = ctx.failure.reason;
+      status.failureMessage = ctx.failure.message;
+      status.failedAt = ctx.failure.at;
+    }
+    return status;
+  }
+
+  /** Sends a raw event (used by the monitor and by tests of the failure paths). */
+  persistedSnapshot(): unknown {
+    return this.actor.getPersistedSnapshot();
+  }
+
+  /** Stops the actor without touching the guest (host shutdown). */
+  async detach(): Promise<void> {
+    await this.tail.catch(() => {});
+    await this.flush();
+    this.actor.stop();
+  }
+}
+
+export function containerStatus(ref: ContainerActorRef): Bus.ContainerStatus {
+  const snap = ref.getSnapshot();
+  const ctx = snap.context;
+  const state = snap.status === 'done' ? 'deleted' : String(snap.value);
+  const status: Bus.ContainerStatus = {
+    id: ctx.id,
+    state,
+    ociState: ociState(state),
+    pid: ctx.pid,
+    spec: ctx.spec,
+  };
+  if (ctx.startedAt) status.startedAt = ctx.startedAt;
+  if (ctx.exitStatus !== undefined) {
+    status.exitStatus = ctx.exitStatus;
+    status.hasExitStatus = true;
+    status.exitedAt = ctx.exitedAt ?? '';
+  }
+  return status;
+}

@@ -1,0 +1,50 @@
+// The one place error codes are defined. Every failed reply on the bus carries one of
+// these codes; clients may switch on them, so they never change meaning.
+
+export const ErrorCode = {
+  NotFound: 'NotFound',
+  InvalidArgument: 'InvalidArgument',
+  FailedPrecondition: 'FailedPrecondition',
+  AlreadyExists: 'AlreadyExists',
+  Unavailable: 'Unavailable',
+  DeadlineExceeded: 'DeadlineExceeded',
+  Internal: 'Internal',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+const codes = new Set<string>(Object.values(ErrorCode));
+export const isErrorCode = (value: unknown): value is ErrorCode => typeof value === 'string' && codes.has(value);
+
+/** An error that knows its stable code, and optionally the state that refused it. */
+export class VcError extends Error {
+  override readonly name = 'VcError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly state?: string,
+  ) {
+    super(message);
+  }
+
+  toInfo(): { code: ErrorCode; message: string; state?: string } {
+    return this.state === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, state: this.state };
+  }
+}
+
+/** Any thrown value as a VcError; unknown failures become Internal. */
+export function toVcError(err: unknown): VcError {
+  if (err instanceof VcError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new VcError(ErrorCode.Internal, message);
+}
+
+export const notFound = (message: string) => new VcError(ErrorCode.NotFound, message);
+export const invalidArgument = (message: string) => new VcError(ErrorCode.InvalidArgument, message);
+export const alreadyExists = (message: string) => new VcError(ErrorCode.AlreadyExists, message);
+export const unavailable = (message: string) => new VcError(ErrorCode.Unavailable, message);
+export const deadlineExceeded = (message: string) => new VcError(ErrorCode.DeadlineExceeded, message);
+export const failedPrecondition = (message: string, state?: string) =>
+  new VcError(ErrorCode.FailedPrecondition, message, state);

@@ -1,0 +1,74 @@
+// NATS service discovery (ADR-32): answers $SRV.PING, $SRV.INFO and $SRV.STATS, with
+// and without the service name and instance id, so that `nats micro ls` lists every
+// runtime host.
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { encode } from './codec.js';
+import { SERVICE_NAME, srvSubjects, srvVerbs, type SrvVerb } from './subjects.js';
+
+export interface EndpointStats {
+  name: string;
+  subject: string;
+  queueGroup?: string;
+  numRequests: number;
+  numErrors: number;
+  lastError: string;
+  processingTimeNs: number;
+}
+
+export interface ServiceIdentity {
+  id: string;
+  version: string;
+  description: string;
+  metadata: Record<string, string>;
+  started: string;
+}
+
+export function startServiceDiscovery(
+  nc: NatsConnection,
+  identity: ServiceIdentity,
+  endpoints: () => EndpointStats[],
+): Subscription[] {
+  const base = { name: SERVICE_NAME, id: identity.id, version: identity.version, metadata: identity.metadata };
+  const answer = (verb: SrvVerb): object => {
+    switch (verb) {
+      case 'PING':
+        return { type: 'io.nats.micro.v1.ping_response', ...base };
+      case 'INFO':
+        return {
+          type: 'io.nats.micro.v1.info_response',
+          ...base,
+          description: identity.description,
+          endpoints: endpoints().map((e) => ({ name: e.name, subject: e.subject, queue_group: e.queueGroup ?? '', metadata: null })),
+        };
+      case 'STATS':
+        return {
+          type: 'io.nats.micro.v1.stats_response',
+          ...base,
+          started: identity.started,
+          endpoints: endpoints().map((e) => ({
+            name: e.name,
+            subject: e.subject,
+            queue_group: e.queueGroup ?? '',
+            num_requests: e.numRequests,
+            num_errors: e.numErrors,
+            last_error: e.lastError,
+            processing_time: e.processingTimeNs,
+            average_processing_time: e.numRequests ? Math.round(e.processingTimeNs / e.numRequests) : 0,
+          })),
+        };
+    }
+  };
+  const subs: Subscription[] = [];
+  for (const verb of srvVerbs) {
+    for (const subject of srvSubjects(verb, identity.id)) {
+      subs.push(
+        nc.subscribe(subject, {
+          callback: (err, msg) => {
+            if (!err) msg.respond(encode(answer(verb)));
+          },
+        }),
+      );
+    }
+  }
+  return subs;
+}

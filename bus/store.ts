@@ -1,0 +1,72 @@
+// Sandbox records in the vc_sandboxes KV bucket: one key per sandbox holding its owner
+// host, its status and its persisted statechart snapshot. The record is also the
+// sandbox -> host directory the router uses, and `claim` makes ids unique across hosts.
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { SandboxStatus } from './messages.gen.js';
+import { alreadyExists } from './errors.js';
+import { decodeTrusted, encode } from './codec.js';
+import { streams } from './subjects.js';
+
+export interface SandboxRecord {
+  id: string;
+  host: string;
+  status: SandboxStatus;
+  /** The sandbox actor's persisted snapshot, for reattaching after a restart. */
+  snapshot?: unknown;
+  updatedAt: string;
+}
+
+/** Where sandbox records live. The KV implementation is the only one so far. */
+export interface SandboxStore {
+  /** Reserves an id for a host; AlreadyExists when any host holds it. */
+  claim(record: SandboxRecord): Promise<void>;
+  put(record: SandboxRecord): Promise<void>;
+  get(id: string): Promise<SandboxRecord | undefined>;
+  remove(id: string): Promise<void>;
+  list(): Promise<SandboxRecord[]>;
+}
+
+export class KvSandboxStore implements SandboxStore {
+  private constructor(private readonly kv: KV) {}
+
+  static async open(nc: NatsConnection): Promise<KvSandboxStore> {
+    return new KvSandboxStore(await new Kvm(nc).open(streams.sandboxBucket));
+  }
+
+  async claim(record: SandboxRecord): Promise<void> {
+    try {
+      await this.kv.create(record.id, encode(record));
+    } catch (err) {
+      const holder = await this.get(record.id).catch(() => undefined);
+      if (holder) throw alreadyExists(`sandbox ${record.id} already exists (on host ${holder.host})`);
+      throw err;
+    }
+  }
+
+  async put(record: SandboxRecord): Promise<void> {
+    await this.kv.put(record.id, encode(record));
+  }
+
+  async get(id: string): Promise<SandboxRecord | undefined> {
+    const entry = await this.kv.get(id);
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
+    return decodeTrusted<SandboxRecord>(entry.value);
+  }
+
+  async remove(id: string): Promise<void> {
+    await this.kv.delete(id);
+  }
+
+  async list(): Promise<SandboxRecord[]> {
+    const out: SandboxRecord[] = [];
+    const keys = await this.kv.keys();
+    const ids: string[] = [];
+    for await (const k of keys) ids.push(k);
+    for (const id of ids.sort()) {
+      const record = await this.get(id);
+      if (record) out.push(record);
+    }
+    return out;
+  }
+}

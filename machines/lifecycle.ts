@@ -1,0 +1,65 @@
+// Shared vocabulary of the lifecycle statecharts: the reference's four states and its
+// transition table, OCI status strings, and the shape of emitted lifecycle notices.
+// Pure data; no I/O.
+
+/** The four states of the 2018 runtime, shared by sandboxes and containers. */
+export type StableState = 'ready' | 'running' | 'paused' | 'stopped';
+
+/** validTransition() of the reference (§3.2): which stable state may move to which. */
+export const TRANSITION_TABLE: Readonly<Record<StableState, readonly StableState[]>> = {
+  ready: ['running', 'stopped'],
+  running: ['paused', 'stopped'],
+  paused: ['running', 'stopped'],
+  stopped: ['running'],
+};
+
+export const validTransition = (from: StableState, to: StableState): boolean => TRANSITION_TABLE[from].includes(to);
+
+/** OCI status string of a state (reference §7.1); "" for states OCI has no name for. */
+export function ociState(state: string): string {
+  switch (state) {
+    case 'ready':
+      return 'created';
+    case 'running':
+    case 'paused':
+    case 'stopped':
+      return state;
+    case 'creating':
+      return 'creating';
+    default:
+      return '';
+  }
+}
+
+/** Why a sandbox failed. */
+export type FailureReason = 'guest-exited' | 'agent-unreachable' | 'check-timeout' | 'start-failed';
+
+export interface ErrorSummary {
+  code: string;
+  message: string;
+}
+
+/** A lifecycle notice: what the event publisher turns into a bus event. */
+export interface LifecycleNotice {
+  type: string;
+  containerId?: string;
+  execId?: string;
+  state: string;
+  pid?: number;
+  exitStatus?: number;
+  exitedAt?: string;
+  reason?: string;
+  message?: string;
+}
+
+/** Reported exit status when the guest died and the real one is unknown (containerd). */
+export const UNKNOWN_EXIT_STATUS = 255;
+
+/** Turns whatever an invoked actor threw into a serialisable summary. */
+export function summarizeError(err: unknown): ErrorSummary {
+  if (err && typeof err === 'object' && 'code' in err && typeof (err as { code: unknown }).code === 'string') {
+    const e = err as { code: string; message?: string };
+    return { code: e.code, message: e.message ?? e.code };
+  }
+  return { code: 'Internal', message: err instanceof Error ? err.message : String(err) };
+}

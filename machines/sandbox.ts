@@ -1,0 +1,349 @@
+// The sandbox statechart: one root actor per sandbox, its containers as children.
+//
+// Stable states are the reference's (ready, running, paused, stopped) plus `failed`
+// (the guest died or stopped answering) and the final `deleted`. Every -ing state runs
+// one named operation, provided by actors/. A command is accepted only by the states
+// that list it, so `snapshot.can(command)` is the precondition check; a refused command
+// changes nothing. Every lifecycle notice, the containers' included, is numbered here
+// (a per-sandbox sequence) and emitted as a `lifecycle` event for the publisher.
+import { assign, emit, enqueueActions, fromPromise, setup, type ActorRefFrom, type SnapshotFrom } from 'xstate';
+import { containerMachine, type ContainerActorRef } from './container.js';
+import { summarizeError, type ErrorSummary, type FailureReason, type LifecycleNotice } from './lifecycle.js';
+import type { ContainerSpec, SandboxSpec } from './specs.js';
+
+export interface SandboxInput {
+  spec: SandboxSpec;
+  createdAt: string;
+  /** Sequence number of the last event already published (0 for a new sandbox). */
+  eventSeq?: number;
+}
+
+export interface SandboxFailure {
+  reason: FailureReason | 'delete-failed';
+  message: string;
+  at: string;
+  exitStatus?: number;
+}
+
+export interface SandboxContext {
+  id: string;
+  spec: SandboxSpec;
+  createdAt: string;
+  eventSeq: number;
+  /** Live containers, in creation order. */
+  containerIds: string[];
+  failure?: SandboxFailure;
+  lastError?: ErrorSummary;
+}
+
+/** What every sandbox-level operation receives. */
+export interface SandboxOpInput {
+  sandboxId: string;
+  spec: SandboxSpec;
+  /** The sandbox actor itself: operations drive its containers through it. */
+  sandbox: { getSnapshot(): { children: Record<string, unknown> } };
+}
+
+export type SandboxEvent =
+  | { type: 'START' }
+  | { type: 'STOP' }
+  | { type: 'PAUSE' }
+  | { type: 'RESUME' }
+  | { type: 'DELETE' }
+  | { type: 'STATUS' }
+  | { type: 'ONLINE_CPU_MEM' }
+  | { type: 'CREATE_CONTAINER'; spec: ContainerSpec }
+  | { type: 'GUEST_FAILED'; reason: FailureReason; message: string; at: string; exitStatus?: number }
+  | { type: 'CONTAINER_NOTICE'; notice: LifecycleNotice };
+
+export type SandboxCommand = Extract<
+  SandboxEvent['type'],
+  'START' | 'STOP' | 'PAUSE' | 'RESUME' | 'DELETE' | 'STATUS' | 'ONLINE_CPU_MEM' | 'CREATE_CONTAINER'
+>;
+export const sandboxCommands: readonly SandboxCommand[] = [
+  'START', 'STOP', 'PAUSE', 'RESUME', 'DELETE', 'STATUS', 'ONLINE_CPU_MEM', 'CREATE_CONTAINER',
+];
+
+export interface LifecycleEmitted {
+  type: 'lifecycle';
+  seq: number;
+  notice: LifecycleNotice;
+}
+
+/** Invocations are named op.<name>; '.' is not allowed in container ids, so they never collide. */
+export const OP_PREFIX = 'op.';
+
+const operation = (name: string) =>
+  fromPromise<void, SandboxOpInput>(async () => {
+    throw new Error(`sandbox operation ${name} is not provided`);
+  });
+
+const opInput = ({ context, self }: { context: SandboxContext; self: SandboxOpInput['sandbox'] }): SandboxOpInput => ({
+  sandboxId: context.id,
+  spec: context.spec,
+  sandbox: self,
+});
+
+export const sandboxMachine = setup({
+  types: {
+    input: {} as SandboxInput,
+    context: {} as SandboxContext,
+    events: {} as SandboxEvent,
+    emitted: {} as LifecycleEmitted,
+  },
+  actors: {
+    createSandbox: operation('createSandbox'),
+    bootGuest: operation('bootGuest'),
+    startSandbox: operation('startSandbox'),
+    pauseSandbox: operation('pauseSandbox'),
+    resumeSandbox: operation('resumeSandbox'),
+    stopSandbox: operation('stopSandbox'),
+    deleteSandbox: operation('deleteSandbox'),
+    container: containerMachine,
+  },
+  actions: {
+    recordError: assign({ lastError: ({ event }) => summarizeError((event as { error?: unknown }).error) }),
+    clearError: assign({ lastError: undefined }),
+    /** Numbers a notice and emits it; the only place the event sequence moves. */
+    announce: enqueueActions(({ context, enqueue }, notice: LifecycleNotice) => {
+      const seq = context.eventSeq + 1;
+      enqueue.assign({ eventSeq: seq });
+      enqueue.emit({ type: 'lifecycle', seq, notice });
+    }),
+    spawnContainer: enqueueActions(({ context, event, enqueue }) => {
+      const spec = (event as Extract<SandboxEvent, { type: 'CREATE_CONTAINER' }>).spec;
+      enqueue.spawnChild('container', { id: spec.id, input: { sandboxId: context.id, spec } });
+      enqueue.assign({ containerIds: [...context.containerIds, spec.id] });
+    }),
+    spawnSpecContainers: enqueueActions(({ context, enqueue }) => {
+      for (const spec of context.spec.containers) {
+        enqueue.spawnChild('container', { id: spec.id, input: { sandboxId: context.id, spec } });
+      }
+      enqueue.assign({ containerIds: context.spec.containers.map((c) => c.id) });
+    }),
+    /** A container child reached its final state (deleted, or its creation failed). */
+    forgetContainer: assign({
+      containerIds: ({ context, event }) => {
+        const actorId = (event as { actorId?: string }).actorId;
+        return context.containerIds.filter((id) => id !== actorId);
+      },
+    }),
+    recordFailure: assign({
+      failure: ({ event }) => {
+        const e = event as Extract<SandboxEvent, { type: 'GUEST_FAILED' }>;
+        return { reason: e.reason, message: e.message, at: e.at, exitStatus: e.exitStatus };
+      },
+    }),
+    recordDeleteFailure: assign({
+      failure: ({ event }) => ({
+        reason: 'delete-failed' as const,
+        message: summarizeError((event as { error?: unknown }).error).message,
+        at: '',
+      }),
+    }),
+    /** Every container still up learns that its guest is gone (each reports exit 255). */
+    loseContainers: ({ context, self }) => {
+      for (const ref of containerRefs(self.getSnapshot() as SandboxSnapshot)) {
+        ref.send({ type: 'GUEST_LOST', at: context.failure?.at ?? '' });
+      }
+    },
+    relayContainerNotice: emit(({ context, event }) => ({
+      type: 'lifecycle' as const,
+      seq: context.eventSeq + 1,
+      notice: (event as Extract<SandboxEvent, { type: 'CONTAINER_NOTICE' }>).notice,
+    })),
+    bumpSeq: assign({ eventSeq: ({ context }) => context.eventSeq + 1 }),
+  },
+  guards: {
+    containerIdFree: ({ context, event }) =>
+      !context.containerIds.includes((event as Extract<SandboxEvent, { type: 'CREATE_CONTAINER' }>).spec.id),
+  },
+}).createMachine({
+  id: 'sandbox',
+  description: 'A sandbox: an isolated guest with an agent, holding containers.',
+  context: ({ input }) => ({
+    id: input.spec.id,
+    spec: input.spec,
+    createdAt: input.createdAt,
+    eventSeq: input.eventSeq ?? 0,
+    containerIds: [],
+  }),
+  initial: 'creating',
+  on: {
+    // Container notices are numbered in the same sequence as the sandbox's own.
+    CONTAINER_NOTICE: { actions: ['relayContainerNotice', 'bumpSeq'] },
+    'xstate.done.actor.*': { actions: 'forgetContainer' },
+    STATUS: {},
+  },
+  states: {
+    creating: {
+      description: 'The guest boots, the agent connects and sets the sandbox up (createSandbox).',
+      tags: ['busy'],
+      invoke: {
+        id: 'op.createSandbox',
+        src: 'createSandbox',
+        input: opInput,
+        onDone: {
+          target: 'ready',
+          actions: [{ type: 'announce', params: { type: 'create', state: 'ready' } }, 'spawnSpecContainers'],
+        },
+        onError: { target: 'deleted', actions: 'recordError' },
+      },
+    },
+    ready: {
+      description: 'Created: the guest runs, no container has been started by the sandbox yet.',
+      on: {
+        START: { target: 'starting', actions: 'clearError' },
+        STOP: { target: 'stopping', actions: 'clearError' },
+        DELETE: { target: 'deleting', actions: 'clearError' },
+        CREATE_CONTAINER: { guard: 'containerIdFree', actions: ['clearError', 'spawnContainer'] },
+        ONLINE_CPU_MEM: {},
+        GUEST_FAILED: { target: 'failed', actions: 'recordFailure' },
+      },
+    },
+    booting: {
+      description: 'A stopped sandbox boots its guest again before starting (bootGuest).',
+      tags: ['busy'],
+      invoke: {
+        id: 'op.bootGuest',
+        src: 'bootGuest',
+        input: opInput,
+        onDone: { target: 'starting' },
+        onError: { target: 'stopped', actions: 'recordError' },
+      },
+    },
+    starting: {
+      description: 'Every ready or stopped container is started, in creation order (startSandbox).',
+      tags: ['busy'],
+      invoke: {
+        id: 'op.startSandbox',
+        src: 'startSandbox',
+        input: opInput,
+        onDone: { target: 'running', actions: [{ type: 'announce', params: { type: 'start', state: 'running' } }] },
+        // As in the reference: the first container that fails aborts, the sandbox runs.
+        onError: {
+          target: 'running',
+          actions: ['recordError', { type: 'announce', params: { type: 'start', state: 'running' } }],
+        },
+      },
+    },
+    running: {
+      description: 'Started: containers may run, the monitor watches the guest.',
+      on: {
+        STOP: { target: 'stopping', actions: 'clearError' },
+        PAUSE: { target: 'pausing', actions: 'clearError' },
+        CREATE_CONTAINER: { guard: 'containerIdFree', actions: ['clearError', 'spawnContainer'] },
+        ONLINE_CPU_MEM: {},
+        GUEST_FAILED: { target: 'failed', actions: 'recordFailure' },
+      },
+    },
+    pausing: {
+      description: 'Every running container is frozen (pauseSandbox).',
+      tags: ['busy'],
+      invoke: {
+        id: 'op.pauseSandbox',
+        src: 'pauseSandbox',
+        input: opInput,
+        onDone: { target: 'paused', actions: [{ type: 'announce', params: { type: 'pause', state: 'paused' } }] },
+        onError: { target: 'running', actions: 'recordError' },
+      },
+    },
+    paused: {
+      description: 'Every container is frozen; the monitor is off.',
+      on: {
+        RESUME: { target: 'resuming', actions: 'clearError' },
+        STOP: { target: 'stopping', actions: 'clearError' },
+        DELETE: { target: 'deleting', actions: 'clearError' },
+        GUEST_FAILED: { target: 'failed', actions: 'recordFailure' },
+      },
+    },
+    resuming: {
+      description: 'Every paused container is thawed (resumeSandbox).',
+      tags: ['busy'],
+      invoke: {
+        id: 'op.resumeSandbox',
+        src: 'resumeSandbox',
+        input: opInput,
+        onDone: { target: 'running', actions: [{ type: 'announce', params: { type: 'resume', state: 'running' } }] },
+        onError: { target: 'paused', actions: 'recordError' },
+      },
+    },
+    stopping: {
+      description: 'Every container is stopped, then the guest is torn down (stopSandbox).',
+      tags: ['busy'],
+      invoke: {
+        id: 'op.stopSandbox',
+        src: 'stopSandbox',
+        input: opInput,
+        onDone: { target: 'stopped', actions: [{ type: 'announce', params: { type: 'stop', state: 'stopped' } }] },
+        onError: {
+          target: 'stopped',
+          actions: ['recordError', { type: 'announce', params: { type: 'stop', state: 'stopped' } }],
+        },
+      },
+    },
+    stopped: {
+      description: 'The guest is down; the sandbox can start again or be deleted.',
+      on: {
+        START: { target: 'booting', actions: 'clearError' },
+        DELETE: { target: 'deleting', actions: 'clearError' },
+      },
+    },
+    failed: {
+      description: 'The guest died or stopped answering. Kept for inspection until deleted.',
+      entry: [
+        'loseContainers',
+        {
+          type: 'announce',
+          params: ({ context }) => ({
+            type: 'fail',
+            state: 'failed',
+            reason: context.failure?.reason ?? 'agent-unreachable',
+            message: context.failure?.message ?? '',
+            ...(context.failure?.exitStatus === undefined ? {} : { exitStatus: context.failure.exitStatus }),
+          }),
+        },
+      ],
+      on: {
+        DELETE: { target: 'deleting', actions: 'clearError' },
+      },
+    },
+    deleting: {
+      description: 'Containers are deleted and every host resource is released (deleteSandbox).',
+      tags: ['busy'],
+      invoke: {
+        id: 'op.deleteSandbox',
+        src: 'deleteSandbox',
+        input: opInput,
+        onDone: { target: 'deleted', actions: [{ type: 'announce', params: { type: 'delete', state: 'deleted' } }] },
+        onError: { target: 'failed', actions: ['recordError', 'recordDeleteFailure'] },
+      },
+    },
+    deleted: {
+      description: 'Gone. Final.',
+      type: 'final',
+    },
+  },
+});
+
+export type SandboxActorRef = ActorRefFrom<typeof sandboxMachine>;
+export type SandboxSnapshot = SnapshotFrom<typeof sandboxMachine>;
+
+/** The container children of a sandbox (its invocations filtered out). */
+export function containerRefs(snapshot: { children: Record<string, unknown> }): ContainerActorRef[] {
+  const refs: ContainerActorRef[] = [];
+  for (const [id, ref] of Object.entries(snapshot.children)) {
+    if (ref && !id.startsWith(OP_PREFIX)) refs.push(ref as ContainerActorRef);
+  }
+  return refs;
+}
+
+export function containerRef(snapshot: { children: Record<string, unknown> }, cid: string): ContainerActorRef | undefined {
+  return cid.startsWith(OP_PREFIX) ? undefined : (snapshot.children[cid] as ContainerActorRef | undefined);
+}
+
+/** Neither the sandbox nor any of its containers is in the middle of an operation. */
+export function isSettled(snapshot: SandboxSnapshot): boolean {
+  if (snapshot.hasTag('busy')) return false;
+  return containerRefs(snapshot).every((ref) => !ref.getSnapshot().hasTag('busy'));
+}

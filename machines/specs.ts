@@ -1,0 +1,34 @@
+// The specs the statecharts carry in their context, normalised by the actor layer
+// (defaults filled in, agent type and config already decoded). Plain data.
+
+export type AgentType = 'noop' | 'hyperstart' | 'kata';
+export type BackendType = 'none' | 'namespace' | 'process';
+export type MonitorPolicy = 'keep' | 'stop-and-delete';
+
+export interface ContainerSpec {
+  id: string;
+  args: string[];
+  env: string[];
+  cwd: string;
+  user: string;
+  terminal: boolean;
+  rootfs: string;
+  annotations: Record<string, string>;
+}
+
+export interface MonitorSettings {
+  intervalMs: number;
+  deadlineMs: number;
+  policy: MonitorPolicy;
+}
+
+export interface SandboxSpec {
+  id: string;
+  agent: AgentType;
+  agentConfig: Record<string, unknown>;
+  backend: BackendType;
+  hostname: string;
+  monitor: MonitorSettings;
+  annotations: Record<string, string>;
+  containers: ContainerSpec[];
+}

@@ -1,0 +1,120 @@
+// The composition root: one runtime host = a bus connection + the sandbox registry +
+// the command service + the event publisher + service discovery.
+import { hostname as osHostname } from 'node:os';
+import { join } from 'node:path';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { Kvm } from '@nats-io/kv';
+import type { Logger } from 'pino';
+import { connectBus, ensureBusState } from '../bus/connection.js';
+import { CommandService } from '../bus/command-service.js';
+import { EventPublisher } from '../bus/events.js';
+import { KvSandboxStore } from '../bus/store.js';
+import { startServiceDiscovery } from '../bus/service-discovery.js';
+import { encode } from '../bus/codec.js';
+import { HOST_PATTERN, streams } from '../bus/subjects.js';
+import type * as Bus from '../bus/messages.gen.js';
+import { SandboxRegistry } from '../actors/registry.js';
+import { createAgent } from '../actors/agents/index.js';
+import { createBackend, defaultGuestBackend } from '../actors/backends/index.js';
+import { DEFAULT_MONITOR } from '../actors/sandbox-spec.js';
+import type { SandboxActor } from '../actors/sandbox-actor.js';
+import type { LifecycleNotice } from '../machines/lifecycle.js';
+import type { MonitorSettings } from '../machines/specs.js';
+import { createLogger } from './log.js';
+import { createCommandHandler } from './commands.js';
+import { VERSION } from './version.js';
+
+export interface HostOptions {
+  servers: string | string[];
+  /** Host name on the bus; default: the machine's hostname, made subject-safe. */
+  host?: string;
+  /** Root of per-sandbox run directories (sockets, guest state). */
+  runRoot?: string;
+  log?: Logger;
+  monitor?: Partial<MonitorSettings>;
+  /** Replicas for the stream and buckets when this host creates them. */
+  replicas?: number;
+}
+
+export function defaultHostName(): string {
+  const name = osHostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 63);
+  return HOST_PATTERN.test(name) ? name : 'host';
+}
+
+export class RuntimeHost {
+  private constructor(
+    readonly host: string,
+    readonly nc: NatsConnection,
+    readonly registry: SandboxRegistry,
+    private readonly commands: CommandService,
+    private readonly closers: Array<() => Promise<void> | void>,
+    readonly log: Logger,
+  ) {}
+
+  static async start(opts: HostOptions): Promise<RuntimeHost> {
+    const host = opts.host ?? defaultHostName();
+    if (!HOST_PATTERN.test(host)) throw new Error(`host name ${JSON.stringify(host)} is not a valid subject token`);
+    const log = (opts.log ?? createLogger('virtactors')).child({ host });
+    const nc = await connectBus({ servers: opts.servers, name: `virtactors-host-${host}`, persistent: true });
+    await ensureBusState(nc, { replicas: opts.replicas });
+    const store = await KvSandboxStore.open(nc);
+    const publisher = new EventPublisher(nc);
+    const runRoot = opts.runRoot ?? join(process.env.VC_STATE_DIR ?? '/run/virtactors', 'sandboxes');
+
+    const registry = new SandboxRegistry(
+      {
+        host,
+        log,
+        runDir: (sid) => join(runRoot, sid),
+        createAgent,
+        createBackend,
+        publish: (sandbox: SandboxActor, seq: number, notice: LifecycleNotice) =>
+          publisher.publish(toBusEvent(host, sandbox.id, seq, notice), `${sandbox.id}.${sandbox.uid}.${seq}`),
+      },
+      store,
+    );
+    const defaults = { monitor: { ...DEFAULT_MONITOR, ...opts.monitor }, guestBackend: defaultGuestBackend() };
+    const commands = new CommandService(nc, host, createCommandHandler(registry, store, defaults), store, log);
+    commands.start();
+
+    const started = new Date().toISOString();
+    const discovery = startServiceDiscovery(
+      nc,
+      {
+        id: host,
+        version: VERSION,
+        description: 'virtactors sandbox runtime host',
+        metadata: { host },
+        started,
+      },
+      () => commands.stats(),
+    );
+    const hosts = await new Kvm(nc).open(streams.hostBucket);
+    await hosts.put(host, encode({ host, version: VERSION, started }));
+    log.info({ servers: opts.servers }, 'runtime host ready');
+
+    return new RuntimeHost(host, nc, registry, commands, [
+      () => Promise.all(discovery.map((s) => s.drain().catch(() => {}))).then(() => {}),
+    ], log);
+  }
+
+  /** Stops serving and detaches from every sandbox; guests keep running. */
+  async stop(): Promise<void> {
+    await this.commands.stop();
+    for (const close of this.closers) await close();
+    await this.registry.detachAll();
+    await this.nc.drain().catch(() => {});
+  }
+}
+
+function toBusEvent(host: string, sandboxId: string, seq: number, n: LifecycleNotice): Bus.Event {
+  const event: Bus.Event = { type: n.type, sandboxId, seq, time: new Date().toISOString(), host, state: n.state };
+  if (n.containerId) event.containerId = n.containerId;
+  if (n.execId) event.execId = n.execId;
+  if (n.pid !== undefined) event.pid = n.pid;
+  if (n.exitStatus !== undefined) event.exitStatus = n.exitStatus;
+  if (n.exitedAt) event.exitedAt = n.exitedAt;
+  if (n.reason) event.reason = n.reason;
+  if (n.message) event.message = n.message;
+  return event;
+}

@@ -1,0 +1,55 @@
+// `npm start`: runs one runtime host. With NATS_URL set it joins that server or
+// cluster; without, it starts a private nats-server (JetStream on, data under the
+// state directory) and prints the URL for clients.
+import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createLogger } from './log.js';
+import { RuntimeHost } from './host.js';
+import { startNatsServer, type NatsServer } from './nats-server.js';
+import '../actors/install-drivers.js';
+
+export const stateDir = () => resolve(process.env.VC_STATE_DIR ?? '.state');
+export const urlFile = (dir = stateDir()) => join(dir, 'nats.url');
+
+async function main(): Promise<void> {
+  const log = createLogger('virtactors');
+  const dir = stateDir();
+  mkdirSync(dir, { recursive: true });
+  let server: NatsServer | undefined;
+  let servers = process.env.NATS_URL;
+  if (!servers) {
+    const port = Number(process.env.VC_NATS_PORT ?? 4222);
+    const storeDir = join(dir, 'nats');
+    server = await startNatsServer({ storeDir, port }).catch(() => startNatsServer({ storeDir }));
+    servers = server.url;
+    writeFileSync(urlFile(dir), `${servers}\n`);
+    process.stdout.write(`virtactors: private nats-server at ${servers}\n  export NATS_URL=${servers}\n`);
+  }
+  const host = await RuntimeHost.start({
+    servers: servers.split(','),
+    host: process.env.VC_HOST,
+    runRoot: process.env.VC_RUN_DIR ?? join(dir, 'run'),
+    log,
+  });
+  process.stdout.write(`virtactors: host ${host.host} serving on ${servers}\n`);
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    await host.stop().catch((err) => log.error({ err }, 'host stop failed'));
+    if (server) {
+      await server.stop();
+      rmSync(urlFile(dir), { force: true });
+    }
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+}
+
+main().catch((err) => {
+  process.stderr.write(`virtactors: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

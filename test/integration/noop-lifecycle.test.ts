@@ -1,0 +1,61 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { subjects } from '../../bus/subjects.js';
+import { readEvents } from '../../bus/event-reader.js';
+import { startTestServer, type TestServer } from '../helpers/nats.js';
+import { Client, startTestHost, type TestHost } from '../helpers/runtime.js';
+
+let server: TestServer;
+let host: TestHost;
+let client: Client;
+
+beforeAll(async () => {
+  server = await startTestServer();
+  host = await startTestHost(server.url);
+  client = await Client.connect(server.url);
+});
+
+afterAll(async () => {
+  await client?.close();
+  await host?.stop();
+  await server?.dispose();
+});
+
+describe('noop sandbox lifecycle over the bus', () => {
+  it('creates, starts, stops and deletes a sandbox with two containers', async () => {
+    const created = await client.request(subjects.sandboxCreate(), { sandbox: { id: 's1', agent: 'noop' } });
+    expect(created).toMatchObject({ ok: true, sandbox: { id: 's1', state: 'ready', ociState: 'created' } });
+
+    for (const id of ['c1', 'c2']) {
+      const c = await client.request(subjects.containerCreate('s1'), { container: { id, args: ['sleep', '1'] } });
+      expect(c).toMatchObject({ ok: true, container: { id, state: 'ready' } });
+    }
+    const started = await client.request(subjects.sandboxOp('s1', 'start'));
+    expect(started.ok).toBe(true);
+    expect((started.sandbox as any).state).toBe('running');
+    expect((started.sandbox as any).containers.map((c: any) => c.state)).toEqual(['running', 'running']);
+
+    const stopped = await client.request(subjects.sandboxOp('s1', 'stop'));
+    expect((stopped.sandbox as any).state).toBe('stopped');
+    const deleted = await client.request(subjects.sandboxOp('s1', 'delete'));
+    expect(deleted).toEqual({ ok: true, id: 's1' });
+    const gone = await client.request(subjects.sandboxOp('s1', 'status'));
+    expect(gone).toMatchObject({ ok: false, error: { code: 'NotFound' } });
+
+    const events = [];
+    for await (const e of readEvents(client.nc, { sandboxId: 's1' })) events.push(e.event);
+    expect(events.map((e) => [e.seq, e.containerId ?? '', e.type])).toEqual([
+      [1, '', 'create'],
+      [2, 'c1', 'create'],
+      [3, 'c2', 'create'],
+      [4, 'c1', 'start'],
+      [5, 'c2', 'start'],
+      [6, '', 'start'],
+      [7, 'c1', 'exit'],
+      [8, 'c2', 'exit'],
+      [9, '', 'stop'],
+      [10, 'c1', 'delete'],
+      [11, 'c2', 'delete'],
+      [12, '', 'delete'],
+    ]);
+  });
+});
