@@ -141,8 +141,8 @@ export class SandboxActor {
           },
         });
       }
-      const prepared = (await driver.createSandbox()) ?? {};
-      this.endpoint = await this.backend.boot({ sandbox: this.spec, runDir: this.env.runDir(this.id), endpoint: prepared });
+      const plan = (await driver.createSandbox()) ?? { endpoint: {}, command: [], env: {} };
+      this.endpoint = await this.backend.boot({ sandbox: this.spec, runDir: this.env.runDir(this.id), plan });
       await this.agent.call((a) => a.startSandbox(this.endpoint));
     } catch (err) {
       await this.teardownGuest().catch(() => {});

@@ -47,6 +47,18 @@ export interface GuestEndpoint {
   ttySocket?: string;
 }
 
+/**
+ * How to start a guest: what the backend runs as the guest's first process, and where
+ * its agent will listen. An agent without a guest (noop) returns no plan.
+ */
+export interface GuestPlan {
+  endpoint: GuestEndpoint;
+  /** argv of the guest agent process (argv[0] is the executable). */
+  command: string[];
+  /** The guest's whole environment (nothing of the host's is passed on). */
+  env: Record<string, string>;
+}
+
 /** What the agent reports back on its own (exits seen in the guest, a lost connection). */
 export interface AgentListener {
   processExited(containerId: string, execId: string, exit: ExitInfo): void;
@@ -74,7 +86,7 @@ export interface Agent {
   /** 4. Closes any connection to the guest. Safe when not connected. */
   disconnect(): Promise<void>;
   /** 5. Host-side preparation before the guest boots; no guest communication. */
-  createSandbox(): Promise<GuestEndpoint | void>;
+  createSandbox(): Promise<GuestPlan | void>;
   /** 6. Runs an extra process in a running container. */
   exec(containerId: string, process: ProcessSpec, execId: string): Promise<ExecResult>;
   /** 7. Right after the guest booted: sets the sandbox up in the guest. */

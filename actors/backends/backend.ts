@@ -1,7 +1,7 @@
 // What a sandbox "is" on the host: the place its guest agent runs. A backend boots the
 // guest, reports when it exits, and tears it down.
 import type { BackendType, SandboxSpec } from '../../machines/specs.js';
-import type { GuestEndpoint } from '../agents/agent.js';
+import type { GuestEndpoint, GuestPlan } from '../agents/agent.js';
 
 export interface GuestExit {
   /** Exit status, or 128 + signal number when killed by a signal. */
@@ -13,8 +13,8 @@ export interface GuestExit {
 export interface BootRequest {
   sandbox: SandboxSpec;
   runDir: string;
-  /** What the agent prepared (sockets to create, addresses to listen on). */
-  endpoint: GuestEndpoint;
+  /** What the agent prepared: the guest command and where it will listen. */
+  plan: GuestPlan;
 }
 
 export interface Backend {
@@ -34,7 +34,7 @@ export class NoneBackend implements Backend {
   readonly type = 'none' as const;
   readonly pid = undefined;
   async boot(request: BootRequest): Promise<GuestEndpoint> {
-    return request.endpoint;
+    return request.plan.endpoint;
   }
   async shutdown(): Promise<void> {}
   onExit(): void {}
