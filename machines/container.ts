@@ -136,6 +136,8 @@ export const containerMachine = setup({
         (child as { send: (e: unknown) => void } | undefined)?.send({ type: 'EXITED', status: UNKNOWN_EXIT_STATUS, at });
       }
     },
+    /** Marks an operation that runs without a change of state as accepted here. */
+    acceptOperation: () => {},
   },
   guards: {
     hasExited: ({ context }) => context.exitStatus !== undefined,
@@ -172,9 +174,9 @@ export const containerMachine = setup({
         STOP: { target: 'stopping', actions: 'clearError' },
         DELETE: { target: 'deleting', actions: 'clearError' },
         PAUSE: { target: 'pausing', actions: 'clearError' },
-        KILL: {},
-        EXEC: {},
-        WAIT: {},
+        KILL: { actions: 'acceptOperation' },
+        EXEC: { actions: 'acceptOperation' },
+        WAIT: { actions: 'acceptOperation' },
         GUEST_LOST: { target: 'stopped', actions: [{ type: 'recordExit', params: ({ event }) => ({ status: UNKNOWN_EXIT_STATUS, at: event.at }) }, 'notifyExit'] },
       },
     },
@@ -200,11 +202,11 @@ export const containerMachine = setup({
       on: {
         STOP: { target: 'stopping', actions: 'clearError' },
         PAUSE: { target: 'pausing', actions: 'clearError' },
-        KILL: {},
-        EXEC: {},
-        PS: {},
-        WAIT: {},
-        STATS: {},
+        KILL: { actions: 'acceptOperation' },
+        EXEC: { actions: 'acceptOperation' },
+        PS: { actions: 'acceptOperation' },
+        WAIT: { actions: 'acceptOperation' },
+        STATS: { actions: 'acceptOperation' },
         EXEC_STARTED: { actions: 'spawnProcess' },
         PROCESS_EXITED: { target: 'stopped', actions: [{ type: 'recordExit', params: ({ event }) => event }, 'notifyExit'] },
         GUEST_LOST: {
@@ -229,9 +231,9 @@ export const containerMachine = setup({
       on: {
         RESUME: { target: 'resuming', actions: 'clearError' },
         STOP: { target: 'stopping', actions: 'clearError' },
-        KILL: {},
-        STATS: {},
-        WAIT: {},
+        KILL: { actions: 'acceptOperation' },
+        STATS: { actions: 'acceptOperation' },
+        WAIT: { actions: 'acceptOperation' },
         PROCESS_EXITED: { target: 'stopped', actions: [{ type: 'recordExit', params: ({ event }) => event }, 'notifyExit'] },
         GUEST_LOST: {
           target: 'stopped',
@@ -287,7 +289,7 @@ export const containerMachine = setup({
         START: { target: 'starting', actions: 'clearError' },
         STOP: { actions: 'clearError' },
         DELETE: { target: 'deleting', actions: 'clearError' },
-        WAIT: {},
+        WAIT: { actions: 'acceptOperation' },
       },
     },
     deleting: {

@@ -2,7 +2,8 @@
 //
 // Stable states are the reference's (ready, running, paused, stopped) plus `failed`
 // (the guest died or stopped answering) and the final `deleted`. Every -ing state runs
-// one named operation, provided by actors/. A command is accepted only by the states
+// one named operation, provided by actors/. Status is a read of the snapshot, not an
+// event. A command is accepted only by the states
 // that list it, so `snapshot.can(command)` is the precondition check; a refused command
 // changes nothing. Every lifecycle notice, the containers' included, is numbered here
 // (a per-sandbox sequence) and emitted as a `lifecycle` event for the publisher.
@@ -50,7 +51,6 @@ export type SandboxEvent =
   | { type: 'PAUSE' }
   | { type: 'RESUME' }
   | { type: 'DELETE' }
-  | { type: 'STATUS' }
   | { type: 'ONLINE_CPU_MEM' }
   | { type: 'CREATE_CONTAINER'; spec: ContainerSpec }
   | { type: 'GUEST_FAILED'; reason: FailureReason; message: string; at: string; exitStatus?: number }
@@ -58,10 +58,10 @@ export type SandboxEvent =
 
 export type SandboxCommand = Extract<
   SandboxEvent['type'],
-  'START' | 'STOP' | 'PAUSE' | 'RESUME' | 'DELETE' | 'STATUS' | 'ONLINE_CPU_MEM' | 'CREATE_CONTAINER'
+  'START' | 'STOP' | 'PAUSE' | 'RESUME' | 'DELETE' | 'ONLINE_CPU_MEM' | 'CREATE_CONTAINER'
 >;
 export const sandboxCommands: readonly SandboxCommand[] = [
-  'START', 'STOP', 'PAUSE', 'RESUME', 'DELETE', 'STATUS', 'ONLINE_CPU_MEM', 'CREATE_CONTAINER',
+  'START', 'STOP', 'PAUSE', 'RESUME', 'DELETE', 'ONLINE_CPU_MEM', 'CREATE_CONTAINER',
 ];
 
 export interface LifecycleEmitted {
@@ -173,7 +173,6 @@ export const sandboxMachine = setup({
     // Container notices are numbered in the same sequence as the sandbox's own.
     CONTAINER_NOTICE: { actions: ['relayContainerNotice', 'bumpSeq'] },
     'xstate.done.actor.*': { actions: 'forgetContainer' },
-    STATUS: {},
   },
   states: {
     creating: {
@@ -197,7 +196,7 @@ export const sandboxMachine = setup({
         STOP: { target: 'stopping', actions: 'clearError' },
         DELETE: { target: 'deleting', actions: 'clearError' },
         CREATE_CONTAINER: { guard: 'containerIdFree', actions: ['clearError', 'spawnContainer'] },
-        ONLINE_CPU_MEM: {},
+        ONLINE_CPU_MEM: { actions: 'clearError' },
         GUEST_FAILED: { target: 'failed', actions: 'recordFailure' },
       },
     },
@@ -233,7 +232,7 @@ export const sandboxMachine = setup({
         STOP: { target: 'stopping', actions: 'clearError' },
         PAUSE: { target: 'pausing', actions: 'clearError' },
         CREATE_CONTAINER: { guard: 'containerIdFree', actions: ['clearError', 'spawnContainer'] },
-        ONLINE_CPU_MEM: {},
+        ONLINE_CPU_MEM: { actions: 'clearError' },
         GUEST_FAILED: { target: 'failed', actions: 'recordFailure' },
       },
     },
