@@ -1,0 +1,98 @@
+// Lifecycle events: containerd order, per-sandbox sequence numbers, live follow equals
+// replay from the start, replay from a sequence number, de-duplication by Nats-Msg-Id.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { subjects } from '../../bus/subjects.js';
+import { readEvents, type StoredEvent } from '../../bus/event-reader.js';
+import { EventPublisher } from '../../bus/events.js';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { startTestServer, type TestServer } from '../helpers/nats.js';
+import { Client, startTestHost, type TestHost } from '../helpers/runtime.js';
+
+let server: TestServer;
+let host: TestHost;
+let client: Client;
+
+beforeAll(async () => {
+  server = await startTestServer();
+  host = await startTestHost(server.url);
+  client = await Client.connect(server.url);
+});
+
+afterAll(async () => {
+  await client?.close();
+  await host?.stop();
+  await server?.dispose();
+});
+
+async function collect(it: AsyncGenerator<StoredEvent>, count: number): Promise<StoredEvent[]> {
+  const out: StoredEvent[] = [];
+  for await (const e of it) {
+    out.push(e);
+    if (out.length === count) break;
+  }
+  return out;
+}
+
+describe('events', () => {
+  it('are followed live in containerd order and replay identically', async () => {
+    const live = collect(readEvents(client.nc, { sandboxId: 'ev1', follow: true, newOnly: true }), 14);
+    await new Promise((r) => setTimeout(r, 100));
+    const ok = async (subject: string, body: unknown = {}) => expect((await client.request(subject, body)).ok).toBe(true);
+    await ok(subjects.sandboxCreate(), { sandbox: { id: 'ev1', containers: [{ id: 'a', args: ['x'] }] } });
+    await ok(subjects.sandboxOp('ev1', 'start'));
+    await ok(subjects.containerOp('ev1', 'a', 'exec'), { execId: 'e1', args: ['ls'] });
+    await ok(subjects.sandboxOp('ev1', 'pause'));
+    await ok(subjects.sandboxOp('ev1', 'resume'));
+    await ok(subjects.containerOp('ev1', 'a', 'stop'));
+    await ok(subjects.sandboxOp('ev1', 'stop'));
+    await ok(subjects.sandboxOp('ev1', 'delete'));
+
+    const followed = await live;
+    const shape = followed.map((e) => [e.event.seq, e.event.containerId ?? '-', e.event.execId ?? '-', e.event.type]);
+    expect(shape).toEqual([
+      [1, '-', '-', 'create'],
+      [2, 'a', '-', 'create'],
+      [3, 'a', '-', 'start'],
+      [4, '-', '-', 'start'],
+      [5, 'a', 'e1', 'exec-added'],
+      [6, 'a', 'e1', 'exec-started'],
+      [7, 'a', '-', 'pause'],
+      [8, '-', '-', 'pause'],
+      [9, 'a', '-', 'resume'],
+      [10, '-', '-', 'resume'],
+      [11, 'a', '-', 'exit'],
+      [12, '-', '-', 'stop'],
+      [13, 'a', '-', 'delete'],
+      [14, '-', '-', 'delete'],
+    ]);
+    const exit = followed[10]!.event;
+    expect(exit.exitStatus).toBe(0);
+    expect(Date.parse(exit.exitedAt!)).toBeGreaterThan(0);
+    expect(followed.every((e) => e.event.host === 'test-host' && Date.parse(e.event.time!) > 0)).toBe(true);
+    expect(followed[0]!.subject).toBe(subjects.sandboxEvent('ev1', 'create'));
+    expect(followed[1]!.subject).toBe(subjects.containerEvent('ev1', 'a', 'create'));
+
+    const replayed: StoredEvent[] = [];
+    for await (const e of readEvents(client.nc, { sandboxId: 'ev1' })) replayed.push(e);
+    expect(replayed).toEqual(followed);
+
+    const fromStreamStart: StoredEvent[] = [];
+    for await (const e of readEvents(client.nc, { since: 1 })) fromStreamStart.push(e);
+    expect(fromStreamStart.filter((e) => e.event.sandboxId === 'ev1')).toEqual(followed);
+
+    const since = [];
+    for await (const e of readEvents(client.nc, { sandboxId: 'ev1', since: 12 })) since.push(e.event.seq);
+    expect(since).toEqual([12, 13, 14]);
+  });
+
+  it('stores a re-published event once (Nats-Msg-Id de-duplication)', async () => {
+    const publisher = new EventPublisher(client.nc);
+    const jsm = await jetstreamManager(client.nc);
+    const before = (await jsm.streams.info('VC_EVENTS')).state.messages;
+    const event = { type: 'create', sandboxId: 'dup', seq: 1, time: new Date().toISOString(), state: 'ready' };
+    await publisher.publish(event, 'dup.x.1');
+    await publisher.publish(event, 'dup.x.1');
+    await publisher.publish({ ...event, seq: 2 }, 'dup.x.2');
+    expect((await jsm.streams.info('VC_EVENTS')).state.messages).toBe(before + 2);
+  });
+});
