@@ -1,0 +1,418 @@
+#!/usr/bin/env node
+// The virtactors CLI: parses flags, sends one bus request per command, prints a table
+// (or JSON with --json). It holds no logic of its own beyond that.
+import { readFileSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { createInbox, type NatsConnection } from '@nats-io/transport-node';
+import { connectBus } from '../bus/connection.js';
+import { decodeTrusted, encode } from '../bus/codec.js';
+import { readEvents } from '../bus/event-reader.js';
+import { subjects, srvSubjects, type ContainerOp, type SandboxOp } from '../bus/subjects.js';
+import type * as Bus from '../bus/messages.gen.js';
+
+const USAGE = `usage: virtactors [--server URL] [--json] [--timeout MS] <command>
+
+sandboxes
+  sandbox create <id> [--agent noop|hyperstart|kata] [--backend none|namespace|process]
+                      [--hostname NAME] [--agent-config JSON] [--host HOST] [--start]
+                      [--monitor-interval MS] [--monitor-deadline MS] [--policy keep|stop-and-delete]
+                      [--annotation KEY=VALUE]...
+  sandbox start|stop|pause|resume|status <id>
+  sandbox delete <id> [--force]
+  sandbox list [--host HOST]
+containers
+  container create <sid> <cid> [--env K=V]... [--cwd DIR] [--user UID[:GID]] [--tty] [--rootfs DIR] -- CMD [ARG]...
+  container start|stop|pause|resume|status <sid> <cid>
+  container kill <sid> <cid> [SIGNAL] [--all]
+  container delete <sid> <cid> [--force]
+  container exec <sid> <cid> [--exec-id ID] [--env K=V]... [--cwd DIR] [--user U] [--tty] -- CMD [ARG]...
+  container ps <sid> <cid> [--format json|table] [-- PS_ARG...]
+  container wait <sid> <cid> [--exec-id ID] [--timeout-ms MS]
+events
+  events [--sandbox SID] [--follow] [--since N]     (N: the sandbox's event seq, or the stream seq)
+hosts
+  hosts                                             (runtime hosts answering service discovery)
+
+The server is --server, else $NATS_URL, else the URL \`npm start\` wrote to .state/nats.url,
+else nats://127.0.0.1:4222.`;
+
+class UsageError extends Error {}
+
+interface Global {
+  server: string;
+  json: boolean;
+  timeout: number;
+}
+
+function serverUrl(flag: string | undefined): string {
+  if (flag) return flag;
+  if (process.env.NATS_URL) return process.env.NATS_URL;
+  try {
+    return readFileSync(join(resolve(process.env.VC_STATE_DIR ?? '.state'), 'nats.url'), 'utf8').trim();
+  } catch {
+    return 'nats://127.0.0.1:4222';
+  }
+}
+
+/** Splits argv at the first `--`: flags before, the command line after. */
+function splitDashDash(argv: string[]): [string[], string[]] {
+  const i = argv.indexOf('--');
+  return i < 0 ? [argv, []] : [argv.slice(0, i), argv.slice(i + 1)];
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+function parse<const O extends Options>(args: string[], options: O) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true } as const);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+export function signalNumber(value: string | undefined): number {
+  if (value === undefined) return osConstants.signals.SIGTERM;
+  if (/^\d+$/.test(value)) return Number(value);
+  const name = (value.toUpperCase().startsWith('SIG') ? value.toUpperCase() : `SIG${value.toUpperCase()}`) as keyof typeof osConstants.signals;
+  const n = osConstants.signals[name];
+  if (n === undefined) throw new UsageError(`unknown signal ${value}`);
+  return n;
+}
+
+function keyValues(list: string[] | undefined, what: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of list ?? []) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw new UsageError(`${what} must be KEY=VALUE, got ${item}`);
+    out[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return out;
+}
+
+class ReplyError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function request<T>(nc: NatsConnection, g: Global, subject: string, body: object = {}): Promise<T> {
+  let msg;
+  try {
+    msg = await nc.request(subject, encode(body), { timeout: g.timeout });
+  } catch (err) {
+    const e = err as Error;
+    if (/no responders/i.test(e.message) || e.name === 'NoRespondersError') {
+      throw new ReplyError('Unavailable', `no runtime host answers on ${g.server} (is \`npm start\` running?)`);
+    }
+    if (/timeout/i.test(e.message)) throw new ReplyError('DeadlineExceeded', `no reply within ${g.timeout} ms`);
+    throw err;
+  }
+  const reply = decodeTrusted<{ ok: boolean; error?: Bus.ErrorInfo } & T>(msg.data);
+  if (!reply.ok) throw new ReplyError(reply.error?.code ?? 'Internal', reply.error?.message ?? 'unknown error');
+  return reply;
+}
+
+// ---- output ---------------------------------------------------------------------
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+}
+
+function sandboxRows(list: Bus.SandboxStatus[]): string {
+  return table([
+    ['ID', 'STATE', 'AGENT', 'BACKEND', 'HOST', 'CONTAINERS', 'CREATED'],
+    ...list.map((s) => [
+      s.id ?? '', s.state ?? '', s.agent ?? '', s.backend ?? '', s.host ?? '',
+      String(s.containers?.length ?? 0), s.createdAt ?? '',
+    ]),
+  ]);
+}
+
+function containerRows(list: Bus.ContainerStatus[]): string {
+  return table([
+    ['ID', 'STATE', 'PID', 'EXIT', 'COMMAND'],
+    ...list.map((c) => [
+      c.id ?? '', c.state ?? '', String(c.pid ?? 0), c.hasExitStatus ? String(c.exitStatus) : '-', (c.spec?.args ?? []).join(' '),
+    ]),
+  ]);
+}
+
+function describeSandbox(s: Bus.SandboxStatus): string {
+  let out = sandboxRows([s]);
+  if (s.state === 'failed') out += `\nfailed: ${s.failureReason} since ${s.failedAt}: ${s.failureMessage}`;
+  if (s.containers?.length) out += `\n\n${containerRows(s.containers)}`;
+  return out;
+}
+
+function eventLine(e: Bus.Event): string {
+  const who = e.containerId ? `container ${e.containerId}${e.execId ? ` exec ${e.execId}` : ''}` : 'sandbox';
+  let line = `${e.time} ${e.sandboxId} #${e.seq} ${who} ${e.type} -> ${e.state}`;
+  if (e.exitStatus !== undefined && (e.type === 'exit' || e.type === 'fail')) line += `, status ${e.exitStatus}`;
+  if (e.pid) line += `, pid ${e.pid}`;
+  if (e.reason) line += `, reason ${e.reason}`;
+  if (e.message) line += `: ${e.message}`;
+  return line;
+}
+
+// ---- commands -------------------------------------------------------------------
+
+const print = (g: Global, value: unknown, text: () => string) => {
+  process.stdout.write(`${g.json ? JSON.stringify(value, null, 2) : text()}\n`);
+};
+
+async function sandboxCommand(nc: NatsConnection, g: Global, args: string[]): Promise<void> {
+  const [verb, ...rest] = args;
+  const [flags] = splitDashDash(rest);
+  switch (verb) {
+    case 'create': {
+      const { values, positionals } = parse(flags, {
+        agent: { type: 'string' }, backend: { type: 'string' }, hostname: { type: 'string' },
+        'agent-config': { type: 'string' }, host: { type: 'string' }, start: { type: 'boolean' },
+        'monitor-interval': { type: 'string' }, 'monitor-deadline': { type: 'string' }, policy: { type: 'string' },
+        annotation: { type: 'string', multiple: true },
+      });
+      const id = positionals[0];
+      if (!id) throw new UsageError('sandbox create needs an id');
+      let agentConfig: Record<string, unknown> | undefined;
+      if (values['agent-config']) {
+        try {
+          agentConfig = JSON.parse(values['agent-config']);
+        } catch {
+          throw new UsageError('--agent-config must be JSON');
+        }
+      }
+      const monitor: Bus.MonitorSpec = {};
+      if (values['monitor-interval']) monitor.intervalMs = Number(values['monitor-interval']);
+      if (values['monitor-deadline']) monitor.deadlineMs = Number(values['monitor-deadline']);
+      if (values.policy) monitor.policy = values.policy;
+      const sandbox: Bus.SandboxSpec = { id };
+      if (values.agent) sandbox.agent = values.agent;
+      if (values.backend) sandbox.backend = values.backend;
+      if (values.hostname) sandbox.hostname = values.hostname;
+      if (agentConfig) sandbox.agentConfig = agentConfig;
+      if (Object.keys(monitor).length) sandbox.monitor = monitor;
+      if (values.annotation) sandbox.annotations = keyValues(values.annotation, '--annotation');
+      const subject = values.host ? subjects.hostSandboxCreate(values.host) : subjects.sandboxCreate();
+      const reply = await request<Bus.SandboxReply>(nc, g, subject, { sandbox, start: !!values.start });
+      print(g, reply.sandbox, () => describeSandbox(reply.sandbox!));
+      return;
+    }
+    case 'list': {
+      const { values } = parse(flags, { host: { type: 'string' } });
+      const reply = await request<Bus.SandboxListReply>(nc, g, subjects.sandboxList(), values.host ? { host: values.host } : {});
+      print(g, reply.sandboxes, () => sandboxRows(reply.sandboxes ?? []));
+      return;
+    }
+    case 'delete': {
+      const { values, positionals } = parse(flags, { force: { type: 'boolean' } });
+      const id = need(positionals[0], 'sandbox delete needs an id');
+      await request(nc, g, subjects.sandboxOp(id, 'delete'), values.force ? { force: true } : {});
+      print(g, { id, deleted: true }, () => `sandbox ${id} deleted`);
+      return;
+    }
+    case 'start':
+    case 'stop':
+    case 'pause':
+    case 'resume':
+    case 'status': {
+      const { positionals } = parse(flags, {});
+      const id = need(positionals[0], `sandbox ${verb} needs an id`);
+      const reply = await request<Bus.SandboxReply>(nc, g, subjects.sandboxOp(id, verb as SandboxOp));
+      print(g, reply.sandbox, () => describeSandbox(reply.sandbox!));
+      return;
+    }
+    default:
+      throw new UsageError(`unknown sandbox command ${verb ?? ''}`);
+  }
+}
+
+function need(value: string | undefined, message: string): string {
+  if (!value) throw new UsageError(message);
+  return value;
+}
+
+async function containerCommand(nc: NatsConnection, g: Global, args: string[]): Promise<void> {
+  const [verb, ...rest] = args;
+  const [flags, command] = splitDashDash(rest);
+  const processFlags = {
+    env: { type: 'string', multiple: true }, cwd: { type: 'string' }, user: { type: 'string' }, tty: { type: 'boolean' },
+  } as const;
+  const ids = (positionals: string[]) => [need(positionals[0], `container ${verb} needs a sandbox id`), need(positionals[1], `container ${verb} needs a container id`)] as const;
+  switch (verb) {
+    case 'create': {
+      const { values, positionals } = parse(flags, { ...processFlags, rootfs: { type: 'string' } });
+      const [sid, cid] = ids(positionals);
+      const container: Bus.ContainerSpec = { id: cid, args: command };
+      if (values.env) container.env = values.env;
+      if (values.cwd) container.cwd = values.cwd;
+      if (values.user) container.user = values.user;
+      if (values.tty) container.terminal = true;
+      if (values.rootfs) container.rootfs = resolve(values.rootfs);
+      const reply = await request<Bus.ContainerReply>(nc, g, subjects.containerCreate(sid), { container });
+      print(g, reply.container, () => containerRows([reply.container!]));
+      return;
+    }
+    case 'kill': {
+      const { values, positionals } = parse(flags, { all: { type: 'boolean' } });
+      const [sid, cid] = ids(positionals);
+      const signal = signalNumber(positionals[2]);
+      await request(nc, g, subjects.containerOp(sid, cid, 'kill'), { signal, all: !!values.all });
+      print(g, { signal }, () => `signal ${signal} sent to container ${cid}${values.all ? ' (all processes)' : ''}`);
+      return;
+    }
+    case 'delete': {
+      const { values, positionals } = parse(flags, { force: { type: 'boolean' } });
+      const [sid, cid] = ids(positionals);
+      await request(nc, g, subjects.containerOp(sid, cid, 'delete'), values.force ? { force: true } : {});
+      print(g, { id: cid, deleted: true }, () => `container ${cid} deleted`);
+      return;
+    }
+    case 'exec': {
+      const { values, positionals } = parse(flags, { ...processFlags, 'exec-id': { type: 'string' } });
+      const [sid, cid] = ids(positionals);
+      if (!command.length) throw new UsageError('container exec needs a command after --');
+      const body: Bus.ContainerExecRequest = { args: command };
+      if (values['exec-id']) body.execId = values['exec-id'];
+      if (values.env) body.env = values.env;
+      if (values.cwd) body.cwd = values.cwd;
+      if (values.user) body.user = values.user;
+      if (values.tty) body.terminal = true;
+      const reply = await request<Bus.ExecReply>(nc, g, subjects.containerOp(sid, cid, 'exec'), body);
+      print(g, { execId: reply.execId, pid: reply.pid }, () => `exec ${reply.execId} started, pid ${reply.pid}`);
+      return;
+    }
+    case 'ps': {
+      const { values, positionals } = parse(flags, { format: { type: 'string' } });
+      const [sid, cid] = ids(positionals);
+      const body: Bus.ContainerPsRequest = { format: values.format ?? 'table' };
+      if (command.length) body.args = command;
+      const reply = await request<Bus.PsReply>(nc, g, subjects.containerOp(sid, cid, 'ps'), body);
+      process.stdout.write(reply.output?.endsWith('\n') ? reply.output : `${reply.output ?? ''}\n`);
+      return;
+    }
+    case 'wait': {
+      const { values, positionals } = parse(flags, { 'exec-id': { type: 'string' }, 'timeout-ms': { type: 'string' } });
+      const [sid, cid] = ids(positionals);
+      const body: Bus.ContainerWaitRequest = {};
+      if (values['exec-id']) body.execId = values['exec-id'];
+      if (values['timeout-ms']) body.timeoutMs = Number(values['timeout-ms']);
+      const reply = await request<Bus.WaitReply>(nc, { ...g, timeout: Math.max(g.timeout, (body.timeoutMs ?? 0) + 5_000) }, subjects.containerOp(sid, cid, 'wait'), body);
+      print(g, { exitStatus: reply.exitStatus, exitedAt: reply.exitedAt }, () => `exit status ${reply.exitStatus} at ${reply.exitedAt}`);
+      process.exitCode = reply.exitStatus ?? 0;
+      return;
+    }
+    case 'start':
+    case 'stop':
+    case 'pause':
+    case 'resume':
+    case 'status': {
+      const { positionals } = parse(flags, {});
+      const [sid, cid] = ids(positionals);
+      const reply = await request<Bus.ContainerReply>(nc, g, subjects.containerOp(sid, cid, verb as ContainerOp));
+      print(g, reply.container, () => containerRows([reply.container!]));
+      return;
+    }
+    default:
+      throw new UsageError(`unknown container command ${verb ?? ''}`);
+  }
+}
+
+async function eventsCommand(nc: NatsConnection, g: Global, args: string[]): Promise<void> {
+  const { values } = parse(args, { sandbox: { type: 'string' }, follow: { type: 'boolean' }, since: { type: 'string' } });
+  const since = values.since === undefined ? undefined : Number(values.since);
+  if (since !== undefined && !(Number.isInteger(since) && since >= 0)) throw new UsageError('--since takes a whole number');
+  const stop = new AbortController();
+  process.once('SIGINT', () => stop.abort());
+  const events = readEvents(nc, { sandboxId: values.sandbox, since, follow: !!values.follow });
+  stop.signal.addEventListener('abort', () => void events.return(undefined));
+  for await (const e of events) {
+    process.stdout.write(`${g.json ? JSON.stringify({ streamSeq: e.streamSeq, ...e.event }) : eventLine(e.event)}\n`);
+  }
+}
+
+async function hostsCommand(nc: NatsConnection, g: Global): Promise<void> {
+  const inbox = nc.subscribe(createInbox(), { timeout: 1000 });
+  const [subject] = srvSubjects('INFO', '');
+  nc.publish(subject!, new Uint8Array(), { reply: inbox.getSubject() });
+  const found: Array<Record<string, unknown>> = [];
+  const timer = setTimeout(() => inbox.unsubscribe(), Math.min(g.timeout, 1000));
+  try {
+    for await (const m of inbox) found.push(decodeTrusted(m.data));
+  } catch {
+    /* the subscription timed out: no more answers */
+  }
+  clearTimeout(timer);
+  print(g, found, () => table([['HOST', 'VERSION', 'ENDPOINTS'], ...found.map((f) => [String(f.id), String(f.version), String((f.endpoints as unknown[]).length)])]));
+}
+
+/** Takes the global flags out wherever they stand (before a `--`). */
+function extractGlobals(argv: string[]): { globals: string[]; rest: string[] } {
+  const [flags, after] = splitDashDash(argv);
+  const globals: string[] = [];
+  const rest: string[] = [];
+  for (let i = 0; i < flags.length; i++) {
+    const a = flags[i]!;
+    if (a === '--json' || a === '--help' || a === '-h') globals.push(a === '-h' ? '--help' : a);
+    else if (a === '--server' || a === '--timeout') globals.push(a, flags[++i] ?? '');
+    else if (a.startsWith('--server=') || a.startsWith('--timeout=')) globals.push(a);
+    else rest.push(a);
+  }
+  return { globals, rest: argv.includes('--') ? [...rest, '--', ...after] : rest };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { globals, rest: commandArgs } = extractGlobals(argv);
+  try {
+    const { values } = parse(globals, {
+      server: { type: 'string' }, json: { type: 'boolean' }, timeout: { type: 'string' }, help: { type: 'boolean' },
+    });
+    if (values.help || commandArgs[0] === 'help') {
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    }
+    if (!['sandbox', 'container', 'events', 'hosts'].includes(commandArgs[0] ?? '')) {
+      throw new UsageError(commandArgs[0] ? `unknown command ${commandArgs[0]}` : 'missing command');
+    }
+    const [command, ...rest] = commandArgs;
+    const g: Global = { server: serverUrl(values.server), json: !!values.json, timeout: Number(values.timeout ?? 60_000) };
+    let nc: NatsConnection;
+    try {
+      nc = await connectBus({ servers: g.server.split(','), name: 'virtactors-cli' });
+    } catch (err) {
+      throw new ReplyError('Unavailable', `cannot connect to ${g.server}: ${(err as Error).message}`);
+    }
+    try {
+      if (command === 'sandbox') await sandboxCommand(nc, g, rest);
+      else if (command === 'container') await containerCommand(nc, g, rest);
+      else if (command === 'events') await eventsCommand(nc, g, rest);
+      else await hostsCommand(nc, g);
+    } finally {
+      await nc.close();
+    }
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`virtactors: ${err.message}\n\n${USAGE}\n`);
+      return 2;
+    }
+    if (err instanceof ReplyError) {
+      process.stderr.write(`virtactors: ${err.code}: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`virtactors: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+// A closed pipe (`virtactors events | head`) ends the output, not with a stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+process.exitCode = await main(process.argv.slice(2));

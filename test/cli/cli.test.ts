@@ -1,0 +1,99 @@
+// The CLI binary drives the same lifecycle as the bus tests, against a real server.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestServer, type TestServer } from '../helpers/nats.js';
+import { startTestHost, type TestHost } from '../helpers/runtime.js';
+
+const run = promisify(execFile);
+let server: TestServer;
+let host: TestHost;
+
+beforeAll(async () => {
+  server = await startTestServer();
+  host = await startTestHost(server.url, { host: 'cli-host' });
+});
+
+afterAll(async () => {
+  await host?.stop();
+  await server?.dispose();
+});
+
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, ['dist/bin/virtactors.js', '--server', server.url, ...args], {
+      env: { ...process.env, NATS_URL: '' },
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+const json = async (...args: string[]) => {
+  const r = await cli('--json', ...args);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  return JSON.parse(r.stdout);
+};
+
+describe('virtactors CLI', () => {
+  it('drives a sandbox with two containers through its lifecycle', async () => {
+    expect(await json('sandbox', 'create', 'cli1', '--agent', 'noop', '--annotation', 'team=a')).toMatchObject({
+      id: 'cli1', state: 'ready', host: 'cli-host', annotations: { team: 'a' },
+    });
+    expect(await json('container', 'create', 'cli1', 'web', '--env', 'A=1', '--', 'sleep', '30')).toMatchObject({
+      id: 'web', state: 'ready', spec: { args: ['sleep', '30'], env: ['A=1'] },
+    });
+    expect(await json('container', 'create', 'cli1', 'db', '--', 'sleep', '30')).toMatchObject({ id: 'db' });
+    const started = await json('sandbox', 'start', 'cli1');
+    expect(started.state).toBe('running');
+    expect(started.containers.map((c: { state: string }) => c.state)).toEqual(['running', 'running']);
+
+    const table = await cli('sandbox', 'status', 'cli1');
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/^ID\s+STATE\s+AGENT/m);
+    expect(table.stdout).toMatch(/^cli1\s+running\s+noop\s+none\s+cli-host\s+2/m);
+    expect(table.stdout).toMatch(/^web\s+running/m);
+
+    expect(await json('container', 'kill', 'cli1', 'web', 'SIGUSR1', '--all')).toEqual({ signal: 10 });
+    expect(await json('container', 'exec', 'cli1', 'web', '--exec-id', 'x1', '--', 'ls')).toEqual({ execId: 'x1', pid: 0 });
+    const ps = await cli('container', 'ps', 'cli1', 'web', '--format', 'json');
+    expect(JSON.parse(ps.stdout)).toEqual([]);
+    expect((await json('container', 'stop', 'cli1', 'db')).state).toBe('stopped');
+    expect(await json('container', 'wait', 'cli1', 'db')).toMatchObject({ exitStatus: 0 });
+    expect((await json('sandbox', 'stop', 'cli1')).state).toBe('stopped');
+
+    const list = await cli('sandbox', 'list');
+    expect(list.stdout).toMatch(/^cli1\s+stopped/m);
+    expect(await json('sandbox', 'delete', 'cli1')).toEqual({ id: 'cli1', deleted: true });
+    expect(await json('sandbox', 'list')).toEqual([]);
+
+    const events = await cli('events', '--sandbox', 'cli1');
+    const lines = events.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/cli1 #1 sandbox create -> ready/);
+    expect(lines.at(-1)).toMatch(/sandbox delete -> deleted/);
+    expect(lines.some((l) => /container db exit -> stopped, status 0/.test(l))).toBe(true);
+    const since = await json('events', '--sandbox', 'cli1', '--since', String(lines.length));
+    expect(since).toMatchObject({ seq: lines.length, type: 'delete' });
+  });
+
+  it('prints the error code and message and exits non-zero for bad requests', async () => {
+    const missing = await cli('sandbox', 'status', 'nosuch');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toBe('virtactors: NotFound: sandbox nosuch does not exist\n');
+    const bad = await cli('sandbox', 'create', 'bad', '--agent', 'kvm');
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/InvalidArgument: unknown agent type "kvm": accepted values are noop, hyperstart, kata/);
+    const usage = await cli('sandbox', 'frob');
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toMatch(/unknown sandbox command frob/);
+  });
+
+  it('lists runtime hosts through service discovery', async () => {
+    const hosts = await json('hosts');
+    expect(hosts).toHaveLength(1);
+    expect(hosts[0]).toMatchObject({ type: 'io.nats.micro.v1.info_response', name: 'virtactors', id: 'cli-host' });
+  });
+});
