@@ -3,18 +3,19 @@
 import { alreadyExists, notFound } from '../bus/errors.js';
 import type { SandboxStore } from '../bus/store.js';
 import type { SandboxSpec } from '../machines/specs.js';
-import { SandboxActor, type SandboxEnv } from './sandbox-actor.js';
+import { SandboxActor, sandboxLogic, type SandboxEnv } from './sandbox-actor.js';
 
 export class SandboxRegistry {
   private readonly sandboxes = new Map<string, SandboxActor>();
   private readonly env: SandboxEnv;
 
   constructor(
-    env: Omit<SandboxEnv, 'persist' | 'forget'>,
+    env: Omit<SandboxEnv, 'persist' | 'forget' | 'logic'>,
     private readonly store: SandboxStore,
   ) {
     this.env = {
       ...env,
+      logic: sandboxLogic((id) => this.sandboxes.get(id)),
       persist: (sandbox) => this.persist(sandbox),
       forget: (sandbox) => {
         if (this.sandboxes.get(sandbox.id) === sandbox) this.sandboxes.delete(sandbox.id);
@@ -53,7 +54,7 @@ export class SandboxRegistry {
     // A concurrent create of the same id on this host lost the claim above.
     const sandbox = new SandboxActor(spec, this.env, createdAt);
     this.sandboxes.set(spec.id, sandbox);
-    return sandbox;
+    return sandbox.activate();
   }
 
   private async persist(sandbox: SandboxActor): Promise<void> {

@@ -30,6 +30,8 @@ import { sandboxStatesFor } from '../machines/preconditions.js';
 /** What a sandbox actor needs from the host that runs it. */
 export interface SandboxEnv {
   host: string;
+  /** The provided sandbox statechart (see sandboxLogic), shared by every sandbox of the host. */
+  logic: SandboxLogic;
   log: Logger;
   runDir(sandboxId: string): string;
   createAgent(type: AgentType): Agent;
@@ -59,13 +61,12 @@ export class SandboxActor {
   readonly uid = randomBytes(6).toString('hex');
   readonly agent: AgentActor;
   readonly backend: Backend;
-  readonly log: Logger;
   private readonly actor: Actor<typeof sandboxMachine>;
-  private tail: Promise<unknown> = Promise.resolve();
-  private readonly inflight = new Set<Promise<void>>();
+  private tail: Promise<unknown> | undefined;
+  private inflight: Set<Promise<void>> | undefined;
   private persisting: Promise<void> | undefined;
   private persistAgain = false;
-  private readonly execExits = new Map<string, ExitInfo & { containerId: string }>();
+  private execExits: Map<string, ExitInfo & { containerId: string }> | undefined;
   private endpoint: GuestEndpoint = {};
 
   constructor(
@@ -74,60 +75,29 @@ export class SandboxActor {
     readonly createdAt = now(),
   ) {
     this.id = spec.id;
-    this.log = env.log.child({ sandboxId: spec.id });
+
     this.agent = new AgentActor(env.createAgent(spec.agent), spec.id);
     this.backend = env.createBackend(spec.backend);
     this.backend.onExit((exit) => this.guestExited(exit.status, exit.signal, exit.at));
-    this.actor = createActor(this.provideMachine(), { input: { spec, createdAt: this.createdAt } });
+    this.actor = createActor(env.logic, { input: { spec, createdAt: this.createdAt } });
     this.actor.on('lifecycle', (e: LifecycleEmitted) => this.onLifecycle(e));
+  }
+
+  /** Starts the statechart (which begins creating). The registry must know us first. */
+  activate(): this {
     this.actor.start();
+    return this;
   }
 
-  // ---- machine wiring --------------------------------------------------------------
-
-  private provideMachine() {
-    const op = (fn: (input: SandboxOpInput) => Promise<void>) => fromPromise<void, SandboxOpInput>(({ input }) => fn(input));
-    const cop = <T>(fn: (input: ContainerOpInput) => Promise<T>) =>
-      fromPromise<T, ContainerOpInput>(async ({ input }) => {
-        try {
-          return await fn(input);
-        } catch (err) {
-          throw toVcError(err);
-        }
-      });
-    const agent = this.agent;
-    return sandboxMachine.provide({
-      actors: {
-        createSandbox: op(() => this.bootSandbox(true)),
-        bootGuest: op(() => this.bootSandbox(false)),
-        startSandbox: op(() => this.forEachContainer('START', (s) => s === 'ready' || s === 'stopped')),
-        pauseSandbox: op(() => this.forEachContainer('PAUSE', (s) => s === 'running')),
-        resumeSandbox: op(() => this.forEachContainer('RESUME', (s) => s === 'paused')),
-        stopSandbox: op(() => this.stopGuest()),
-        deleteSandbox: op(() => this.releaseSandbox()),
-        container: containerMachine.provide({
-          actors: {
-            createContainer: cop(({ spec }) => agent.call((a) => a.createContainer(spec))),
-            startContainer: cop(async ({ containerId }) => {
-              const { pid } = await agent.call((a) => a.startContainer(containerId));
-              return { pid, startedAt: now() };
-            }),
-            stopContainer: cop(async ({ containerId }) => {
-              // A dead guest has nothing left to stop.
-              if (agent.isDead()) return {};
-              return (await agent.call((a) => a.stopContainer(containerId))) ?? {};
-            }),
-            pauseContainer: cop(({ containerId }) => agent.call((a) => a.pauseContainer(containerId))),
-            resumeContainer: cop(({ containerId }) => agent.call((a) => a.resumeContainer(containerId))),
-            deleteContainer: cop(async () => {}),
-          },
-        }),
-      },
-    });
+  /** Created on first use: an idle sandbox holds no logger of its own. */
+  get log(): Logger {
+    return this.env.log.child({ sandboxId: this.id });
   }
+
+  // ---- operations the statecharts invoke (wired once per host by sandboxLogic) ----
 
   /** Boots the guest and sets the sandbox up in it; on failure leaves nothing behind. */
-  private async bootSandbox(first: boolean): Promise<void> {
+  /** @internal */ async bootSandbox(first: boolean): Promise<void> {
     try {
       const driver = this.agent.driver;
       if (first) {
@@ -151,7 +121,7 @@ export class SandboxActor {
   }
 
   /** Drives every container in a given state through one command, in creation order. */
-  private async forEachContainer(command: ContainerCommand, when: (state: string) => boolean): Promise<void> {
+  /** @internal */ async forEachContainer(command: ContainerCommand, when: (state: string) => boolean): Promise<void> {
     for (const ref of this.containers()) {
       const snap = ref.getSnapshot();
       if (!when(String(snap.value))) continue;
@@ -161,7 +131,7 @@ export class SandboxActor {
     }
   }
 
-  private async stopGuest(): Promise<void> {
+  /** @internal */ async stopGuest(): Promise<void> {
     let firstError: VcError | undefined;
     for (const ref of this.containers()) {
       if (String(ref.getSnapshot().value) === 'stopped') continue;
@@ -182,7 +152,7 @@ export class SandboxActor {
     await this.backend.shutdown();
   }
 
-  private async releaseSandbox(): Promise<void> {
+  /** @internal */ async releaseSandbox(): Promise<void> {
     for (const ref of this.containers()) {
       if (ref.getSnapshot().can({ type: 'STOP' }) && String(ref.getSnapshot().value) !== 'stopped') {
         await this.settleContainer(ref, 'STOP');
@@ -219,6 +189,7 @@ export class SandboxActor {
   }
 
   private rememberExecExit(execId: string, exit: ExitInfo & { containerId: string }): void {
+    this.execExits ??= new Map();
     this.execExits.set(execId, exit);
     if (this.execExits.size > MAX_REMEMBERED_EXEC_EXITS) {
       const oldest = this.execExits.keys().next().value;
@@ -249,8 +220,9 @@ export class SandboxActor {
     const p = this.env.publish(this, e.seq, e.notice).catch((err) => {
       this.log.error({ err, seq: e.seq, type: e.notice.type }, 'event publish failed');
     });
-    this.inflight.add(p);
-    void p.finally(() => this.inflight.delete(p));
+    const inflight = (this.inflight ??= new Set());
+    inflight.add(p);
+    void p.finally(() => inflight.delete(p));
     this.schedulePersist();
   }
 
@@ -271,7 +243,7 @@ export class SandboxActor {
 
   /** Waits until every event so far is stored and the record is written. */
   private async flush(): Promise<void> {
-    while (this.inflight.size > 0) await Promise.all(this.inflight);
+    while (this.inflight && this.inflight.size > 0) await Promise.all(this.inflight);
     while (this.persisting) await this.persisting;
   }
 
@@ -291,8 +263,13 @@ export class SandboxActor {
 
   /** Runs state-changing commands one at a time. */
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(fn, fn);
-    this.tail = run.catch(() => {});
+    const run = this.tail ? this.tail.then(fn, fn) : fn();
+    const tail = run.catch(() => {});
+    this.tail = tail;
+    // An idle sandbox keeps no promise chain.
+    void tail.then(() => {
+      if (this.tail === tail) this.tail = undefined;
+    });
     return run;
   }
 
@@ -469,14 +446,14 @@ export class SandboxActor {
     const expired = () => deadlineExceeded(`no exit within ${request.timeoutMs} ms`);
     const execId = request.execId;
     if (execId && execId !== cid) {
-      const known = this.execExits.get(execId);
+      const known = this.execExits?.get(execId);
       if (known) return { exitStatus: known.exitStatus, exitedAt: known.exitedAt };
       const proc = ref.getSnapshot().children[execId] as Actor<never> | undefined;
       if (!proc) throw notFound(`exec ${execId} does not exist in container ${cid}`);
       await waitFor(proc as never, (s: { status: string }) => s.status === 'done', { timeout }).catch(() => {
         throw expired();
       });
-      const exit = this.execExits.get(execId);
+      const exit = this.execExits?.get(execId);
       return exit ? { exitStatus: exit.exitStatus, exitedAt: exit.exitedAt } : { exitStatus: 255, exitedAt: now() };
     }
     const done = await waitFor(ref, (s) => s.context.exitStatus !== undefined && !s.hasTag('busy') && s.value !== 'running', { timeout }).catch(
@@ -526,11 +503,63 @@ export class SandboxActor {
 
   /** Stops the actor without touching the guest (host shutdown). */
   async detach(): Promise<void> {
-    await this.tail.catch(() => {});
+    await this.tail?.catch(() => {});
     await this.flush();
     this.actor.stop();
   }
 }
+
+/**
+ * The sandbox statechart with its operations provided, built once per host: every
+ * operation finds its sandbox actor by id, so no sandbox pays for a machine of its own.
+ */
+export function sandboxLogic(lookup: (sandboxId: string) => SandboxActor | undefined) {
+  const owner = (sandboxId: string): SandboxActor => {
+    const sandbox = lookup(sandboxId);
+    if (!sandbox) throw new VcError(ErrorCode.Internal, `sandbox ${sandboxId} is not loaded`);
+    return sandbox;
+  };
+  const op = (fn: (sandbox: SandboxActor) => Promise<void>) =>
+    fromPromise<void, SandboxOpInput>(({ input }) => fn(owner(input.sandboxId)));
+  const cop = <T>(fn: (sandbox: SandboxActor, input: ContainerOpInput) => Promise<T>) =>
+    fromPromise<T, ContainerOpInput>(async ({ input }) => {
+      try {
+        return await fn(owner(input.sandboxId), input);
+      } catch (err) {
+        throw toVcError(err);
+      }
+    });
+  return sandboxMachine.provide({
+    actors: {
+      createSandbox: op((s) => s.bootSandbox(true)),
+      bootGuest: op((s) => s.bootSandbox(false)),
+      startSandbox: op((s) => s.forEachContainer('START', (state) => state === 'ready' || state === 'stopped')),
+      pauseSandbox: op((s) => s.forEachContainer('PAUSE', (state) => state === 'running')),
+      resumeSandbox: op((s) => s.forEachContainer('RESUME', (state) => state === 'paused')),
+      stopSandbox: op((s) => s.stopGuest()),
+      deleteSandbox: op((s) => s.releaseSandbox()),
+      container: containerMachine.provide({
+        actors: {
+          createContainer: cop((s, { spec }) => s.agent.call((a) => a.createContainer(spec))),
+          startContainer: cop(async (s, { containerId }) => {
+            const { pid } = await s.agent.call((a) => a.startContainer(containerId));
+            return { pid, startedAt: now() };
+          }),
+          stopContainer: cop(async (s, { containerId }) => {
+            // A dead guest has nothing left to stop.
+            if (s.agent.isDead()) return {};
+            return (await s.agent.call((a) => a.stopContainer(containerId))) ?? {};
+          }),
+          pauseContainer: cop((s, { containerId }) => s.agent.call((a) => a.pauseContainer(containerId))),
+          resumeContainer: cop((s, { containerId }) => s.agent.call((a) => a.resumeContainer(containerId))),
+          deleteContainer: cop(async () => {}),
+        },
+      }),
+    },
+  });
+}
+
+export type SandboxLogic = ReturnType<typeof sandboxLogic>;
 
 export function containerStatus(ref: ContainerActorRef): Bus.ContainerStatus {
   const snap = ref.getSnapshot();

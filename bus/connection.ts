@@ -18,6 +18,9 @@ export function connectBus(opts: ConnectOptions): Promise<NatsConnection> {
     maxReconnectAttempts: opts.persistent ? -1 : 10,
     reconnectTimeWait: 250,
     waitOnFirstConnect: !!opts.persistent,
+    // Async traces build an Error (with a stack) per request; at thousands of requests
+    // per second that is most of the client's CPU.
+    noAsyncTraces: true,
   });
 }
 

@@ -1,0 +1,56 @@
+// Small helpers for the benchmarks: percentiles and timing loops.
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+export interface Latency {
+  n: number;
+  p50: number;
+  p99: number;
+  mean: number;
+}
+
+/** Runs `fn` n times one after the other and reports latencies in milliseconds. */
+export async function measure(n: number, fn: (i: number) => Promise<unknown>, warmup = Math.min(50, n)): Promise<Latency> {
+  for (let i = 0; i < warmup; i++) await fn(-1 - i);
+  const samples: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = process.hrtime.bigint();
+    await fn(i);
+    samples.push(Number(process.hrtime.bigint() - t) / 1e6);
+  }
+  return summarize(samples);
+}
+
+export function summarize(samples: number[]): Latency {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const mean = samples.reduce((a, b) => a + b, 0) / Math.max(1, samples.length);
+  return { n: samples.length, p50: round(percentile(sorted, 50)), p99: round(percentile(sorted, 99)), mean: round(mean) };
+}
+
+export const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** Runs `total` jobs with at most `concurrency` in flight; returns jobs per second. */
+export async function throughput(total: number, concurrency: number, job: (i: number) => Promise<unknown>): Promise<{ total: number; seconds: number; perSecond: number }> {
+  let next = 0;
+  const t = process.hrtime.bigint();
+  const worker = async () => {
+    while (next < total) await job(next++);
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const seconds = Number(process.hrtime.bigint() - t) / 1e9;
+  return { total, seconds: round(seconds), perSecond: round(total / seconds, 1) };
+}
+
+export async function gcHeap(): Promise<number> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('run with node --expose-gc');
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return process.memoryUsage().heapUsed;
+}
