@@ -1,0 +1,145 @@
+// The host's view of the processes it started through hyperstart: stream sequence
+// numbers, output routing, and exits. Like runv, an exit is complete only once the
+// status is known AND the process's output streams reached EOF, so that every byte of
+// output is delivered before the exit is reported.
+import type { ExitInfo } from './agent.js';
+
+/** How long an exit waits for its streams' EOF before it is reported anyway. */
+const EOF_GRACE_MS = 2_000;
+/** Status of a process whose exit will never be known (the connection is gone). */
+export const UNKNOWN_EXIT = 255;
+
+export interface ProcRecord {
+  containerId: string;
+  /** The container id for the init process. */
+  execId: string;
+  /** stdin + stdout. */
+  stdio: number;
+  /** 0 when stderr shares stdio (a terminal). */
+  stderr: number;
+  pid: number;
+  /** A process the driver runs for itself (ps): captured, never reported. */
+  internal: boolean;
+  stdout: Uint8Array[];
+  stderrData: Uint8Array[];
+  status?: number;
+  /** When the guest reported the exit. */
+  finishedAt?: string;
+  exit?: ExitInfo;
+  open: Set<number>;
+  waiters: Array<(exit: ExitInfo) => void>;
+  grace?: NodeJS.Timeout;
+}
+
+export interface ProcReports {
+  output(containerId: string, execId: string, stream: 'stdout' | 'stderr', data: Uint8Array): void;
+  exited(containerId: string, execId: string, exit: ExitInfo): void;
+}
+
+const key = (cid: string, execId: string) => `${cid}\0${execId}`;
+
+export class ProcessTable {
+  /**
+   * Sequence numbers start from the clock (1024 per millisecond) so that a runtime that
+   * reattaches to a running guest never reuses a sequence an older driver handed out.
+   */
+  private nextSeq = Date.now() * 1024;
+  private readonly bySeq = new Map<number, ProcRecord>();
+  private readonly byId = new Map<string, ProcRecord>();
+
+  constructor(private readonly reports: ProcReports) {}
+
+  add(containerId: string, execId: string, terminal: boolean, internal = false): ProcRecord {
+    const stdio = this.nextSeq++;
+    const stderr = terminal ? 0 : this.nextSeq++;
+    const rec: ProcRecord = {
+      containerId,
+      execId,
+      stdio,
+      stderr,
+      pid: 0,
+      internal,
+      stdout: [],
+      stderrData: [],
+      open: new Set(stderr ? [stdio, stderr] : [stdio]),
+      waiters: [],
+    };
+    this.byId.set(key(containerId, execId), rec);
+    this.bySeq.set(stdio, rec);
+    if (stderr) this.bySeq.set(stderr, rec);
+    return rec;
+  }
+
+  get(containerId: string, execId: string): ProcRecord | undefined {
+    return this.byId.get(key(containerId, execId));
+  }
+
+  ofContainer(containerId: string): ProcRecord[] {
+    return [...this.byId.values()].filter((r) => r.containerId === containerId);
+  }
+
+  /** Forgets a process (and its streams). */
+  drop(rec: ProcRecord): void {
+    clearTimeout(rec.grace);
+    this.byId.delete(key(rec.containerId, rec.execId));
+    this.bySeq.delete(rec.stdio);
+    if (rec.stderr) this.bySeq.delete(rec.stderr);
+  }
+
+  /** A tty frame from the guest; false when the sequence belongs to no process. */
+  data(seq: number, payload: Uint8Array): boolean {
+    const rec = this.bySeq.get(seq);
+    if (!rec) return false;
+    if (payload.byteLength === 0) {
+      rec.open.delete(seq);
+      this.settle(rec);
+      return true;
+    }
+    const stream = seq === rec.stderr ? 'stderr' : 'stdout';
+    if (rec.internal) (stream === 'stdout' ? rec.stdout : rec.stderrData).push(payload);
+    else this.reports.output(rec.containerId, rec.execId, stream, payload);
+    return true;
+  }
+
+  /** PROCESSASYNCEVENT "finished". */
+  finished(containerId: string, execId: string, status: number): void {
+    const rec = this.get(containerId, execId);
+    if (!rec || rec.status !== undefined) return;
+    rec.status = status;
+    rec.finishedAt = new Date().toISOString();
+    if (!this.settle(rec)) {
+      rec.grace = setTimeout(() => this.complete(rec, status), EOF_GRACE_MS);
+      rec.grace.unref();
+    }
+  }
+
+  wait(rec: ProcRecord): Promise<ExitInfo> {
+    if (rec.exit) return Promise.resolve(rec.exit);
+    return new Promise((resolve) => rec.waiters.push(resolve));
+  }
+
+  /** The connection is gone: nobody will learn these exits; waits complete with 255. */
+  abandonAll(): void {
+    const at = new Date().toISOString();
+    for (const rec of this.byId.values()) {
+      clearTimeout(rec.grace);
+      if (rec.exit) continue;
+      rec.exit = { exitStatus: rec.status ?? UNKNOWN_EXIT, exitedAt: at };
+      for (const w of rec.waiters.splice(0)) w(rec.exit);
+    }
+  }
+
+  private settle(rec: ProcRecord): boolean {
+    if (rec.status === undefined || rec.open.size > 0) return false;
+    this.complete(rec, rec.status);
+    return true;
+  }
+
+  private complete(rec: ProcRecord, status: number): void {
+    if (rec.exit) return;
+    clearTimeout(rec.grace);
+    rec.exit = { exitStatus: status, exitedAt: rec.finishedAt ?? new Date().toISOString() };
+    if (!rec.internal) this.reports.exited(rec.containerId, rec.execId, rec.exit);
+    for (const w of rec.waiters.splice(0)) w(rec.exit);
+  }
+}

@@ -1,0 +1,502 @@
+// The hyperstart agent driver (reference §5). Unlike the 2018 runtime, which went through
+// cc-proxy, it speaks hyperstart framing itself. The guest agent listens on two unix
+// sockets under the sandbox's run directory (ctl and tty, as a VM's two serial ports
+// would be exposed on the host) and the driver connects to both.
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Code, API_VERSION } from '../../protos/hyperstart/codes.js';
+import { decodeJson, decodeUint32, encodeJson, FrameError, type CtlFrame } from '../../protos/hyperstart/frame.js';
+import type * as H from '../../protos/hyperstart/types.js';
+import {
+  alreadyExists,
+  deadlineExceeded,
+  failedPrecondition,
+  invalidArgument,
+  notFound,
+  toVcError,
+  unavailable,
+  VcError,
+} from '../../bus/errors.js';
+import type { ContainerSpec, SandboxSpec } from '../../machines/specs.js';
+import {
+  Capability,
+  defaultPsArgs,
+  type Agent,
+  type AgentInit,
+  type AgentListener,
+  type ExecResult,
+  type ExitInfo,
+  type GuestEndpoint,
+  type GuestPlan,
+  type ProcessListOptions,
+  type ProcessSpec,
+} from './agent.js';
+import type { AgentConfigs } from './agent-type.js';
+import { guestEntry, guestEnv } from '../guest-binaries.js';
+import { registerAgent } from './index.js';
+import { CtlChannel, dial, GuestError, TtyChannel } from './hyperstart-ctl.js';
+import { ProcessTable, type ProcRecord } from './hyperstart-procs.js';
+import { filterPsTable, parsePidList, sessionPidArgs } from './hyperstart-ps.js';
+
+type Config = AgentConfigs['hyperstart'];
+
+const SIGKILL = 9;
+const SIGTERM = 15;
+/** sun_path holds 108 bytes including the terminating NUL. */
+const MAX_SOCKET_PATH = 107;
+
+export interface HyperstartOptions {
+  /** How long stopContainer waits after SIGTERM before SIGKILL. */
+  stopGraceMs?: number;
+}
+
+interface ContainerRecord {
+  spec: ContainerSpec;
+  started: boolean;
+}
+
+interface Connection {
+  ctl: CtlChannel;
+  tty: TtyChannel;
+}
+
+export class HyperstartAgent implements Agent {
+  readonly type = 'hyperstart' as const;
+  private config!: Config;
+  private sandbox!: SandboxSpec;
+  private runDir = '';
+  private listener?: AgentListener;
+  private ctlPath = '';
+  private ttyPath = '';
+  private conn?: Connection;
+  private connecting?: Promise<Connection>;
+  private readonly containers = new Map<string, ContainerRecord>();
+  private readonly procs: ProcessTable;
+  private internalSeq = 0;
+  private readonly stopGraceMs: number;
+
+  constructor(options: HyperstartOptions = {}) {
+    this.stopGraceMs = options.stopGraceMs ?? 10_000;
+    this.procs = new ProcessTable({
+      output: (cid, execId, stream, data) => this.listener?.output?.(cid, execId, stream, data),
+      exited: (cid, execId, exit) => this.listener?.processExited(cid, execId, exit),
+    });
+  }
+
+  async init(init: AgentInit): Promise<void> {
+    this.config = init.config as Config;
+    this.sandbox = init.sandbox;
+    this.runDir = init.runDir;
+    this.listener = init.listener;
+    this.ctlPath = this.config.sockCtlName || join(init.runDir, 'hyper.sock');
+    this.ttyPath = this.config.sockTtyName || join(init.runDir, 'tty.sock');
+  }
+
+  /** Both agents in 2018 set only the block-device bit (reference §2.5). */
+  capabilities(): number {
+    return Capability.blockDeviceSupport;
+  }
+
+  private get shareDir(): string {
+    return join(this.runDir, 'shared');
+  }
+
+  async createSandbox(): Promise<GuestPlan> {
+    for (const path of [this.ctlPath, this.ttyPath]) {
+      if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+        throw invalidArgument(`hyperstart socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter run directory or sockCtlName/sockTtyName`);
+      }
+    }
+    await mkdir(this.shareDir, { recursive: true });
+    return {
+      endpoint: { ctlSocket: this.ctlPath, ttySocket: this.ttyPath },
+      command: [process.execPath, guestEntry('hyperstart'), '--ctl', this.ctlPath, '--tty', this.ttyPath],
+      env: guestEnv(),
+    };
+  }
+
+  // ---- connection ---------------------------------------------------------------------
+
+  /** Dials both sockets, waits for READY, then checks the API version. */
+  connect(): Promise<void> {
+    return this.connection().then(() => undefined);
+  }
+
+  private connection(): Promise<Connection> {
+    if (this.conn) return Promise.resolve(this.conn);
+    this.connecting ??= this.open().finally(() => (this.connecting = undefined));
+    return this.connecting;
+  }
+
+  private async open(): Promise<Connection> {
+    if (!this.ctlPath) throw failedPrecondition('hyperstart agent used before init');
+    const what = `hyperstart guest at ${this.ctlPath}`;
+    const deadline = performance.now() + this.config.readyTimeoutMs;
+    const ctlSocket = await dial(this.ctlPath, deadline).catch((err: Error) => {
+      throw unavailable(`cannot connect to ${what}: ${err.message}`);
+    });
+    let tty: TtyChannel | undefined;
+    const ctl = new CtlChannel(ctlSocket, {
+      event: (frame) => this.onEvent(frame),
+      lost: (reason) => this.lost(ctl, reason),
+    });
+    try {
+      // The guest speaks first; nothing is written before its READY.
+      const noReady = () => deadlineExceeded(`${what} sent no READY within ${this.config.readyTimeoutMs} ms`);
+      await ctl.ready(deadline - performance.now(), what, noReady);
+      const ttySocket = await dial(this.ttyPath, deadline).catch((err: Error) => {
+        throw unavailable(`cannot connect to the hyperstart tty socket ${this.ttyPath}: ${err.message}`);
+      });
+      tty = new TtyChannel(ttySocket, {
+        data: (seq, payload) => this.onStream(seq, payload),
+        lost: (reason) => this.lost(ctl, reason),
+      });
+      const reply = await ctl.call(Code.VERSION, undefined, this.config.callTimeoutMs);
+      const version = decodeUint32(reply);
+      if (version !== API_VERSION) {
+        throw failedPrecondition(`${what} speaks hyperstart API version ${version}; this runtime speaks version ${API_VERSION} only`);
+      }
+    } catch (err) {
+      ctl.close();
+      tty?.close();
+      throw err instanceof FrameError ? unavailable(`${what} answered VERSION badly: ${err.message}`) : toVcError(err);
+    }
+    this.conn = { ctl, tty };
+    return this.conn;
+  }
+
+  private lost(ctl: CtlChannel, reason: string): void {
+    if (this.conn?.ctl !== ctl) return;
+    this.dropConnection();
+    this.listener?.connectionLost?.(`hyperstart guest connection lost: ${reason}`);
+  }
+
+  private dropConnection(): void {
+    const conn = this.conn;
+    this.conn = undefined;
+    conn?.ctl.close();
+    conn?.tty.close();
+    this.procs.abandonAll();
+  }
+
+  async disconnect(): Promise<void> {
+    this.dropConnection();
+  }
+
+  private onEvent(frame: CtlFrame): void {
+    if (frame.code !== Code.PROCESSASYNCEVENT) return;
+    let event: H.ProcessAsyncEvent;
+    try {
+      event = decodeJson<H.ProcessAsyncEvent>(frame.payload);
+    } catch {
+      return;
+    }
+    if (event.event !== 'finished' || typeof event.container !== 'string' || typeof event.status !== 'number') return;
+    this.procs.finished(event.container, event.process || event.container, event.status);
+  }
+
+  private onStream(seq: number, payload: Uint8Array): void {
+    // Data for a stream nobody owns is answered with its EOF, like hyperstart's "goodbye".
+    if (!this.procs.data(seq, payload) && payload.byteLength > 0) this.conn?.tty.eof(seq);
+  }
+
+  /** One ctl command with the call deadline; ERROR becomes a VcError. */
+  private async send(code: number, body: unknown, timeoutMs = this.config.callTimeoutMs): Promise<Uint8Array> {
+    const { ctl } = await this.connection();
+    try {
+      return await ctl.call(code, body === undefined ? undefined : encodeJson(body), timeoutMs);
+    } catch (err) {
+      if (err instanceof GuestError) throw fromGuest(err);
+      if (err instanceof FrameError) throw invalidArgument(`hyperstart command does not fit a frame: ${err.message}`);
+      throw toVcError(err);
+    }
+  }
+
+  // ---- sandbox --------------------------------------------------------------------------
+
+  async check(deadlineMs: number): Promise<void> {
+    const conn = this.conn;
+    if (!conn) throw unavailable('hyperstart guest is not connected');
+    await conn.ctl.call(Code.PING, undefined, deadlineMs).catch((err) => {
+      throw toVcError(err);
+    });
+  }
+
+  async startSandbox(endpoint: GuestEndpoint): Promise<void> {
+    const moved = (endpoint.ctlSocket && endpoint.ctlSocket !== this.ctlPath) || (endpoint.ttySocket && endpoint.ttySocket !== this.ttyPath);
+    if (moved) {
+      this.dropConnection();
+      this.ctlPath = endpoint.ctlSocket || this.ctlPath;
+      this.ttyPath = endpoint.ttySocket || this.ttyPath;
+    }
+    const pod: H.Pod = { hostname: this.sandbox.hostname, containers: [], interfaces: [], routes: [], dns: [], shareDir: this.shareDir };
+    await this.send(Code.STARTPOD, pod);
+  }
+
+  /** DESTROYPOD: the guest ends every container, answers, and exits. */
+  async stopSandbox(): Promise<void> {
+    const conn = await this.connection();
+    conn.ctl.expectClose();
+    conn.tty.expectClose();
+    await this.send(Code.DESTROYPOD, undefined);
+    this.containers.clear();
+    this.dropConnection();
+  }
+
+  /** The guest shares the host's CPUs and memory; it acknowledges and has nothing to online. */
+  async onlineCPUMem(_cpus: number): Promise<void> {
+    await this.send(Code.ONLINECPUMEM, undefined);
+  }
+
+  // ---- containers -----------------------------------------------------------------------
+
+  /** Records the spec: as in the reference, the guest creates the container when it starts. */
+  async createContainer(spec: ContainerSpec): Promise<void> {
+    if (this.containers.get(spec.id)?.started) throw alreadyExists(`container ${spec.id} is already running in the hyperstart guest`);
+    this.containers.set(spec.id, { spec, started: false });
+  }
+
+  private container(cid: string): ContainerRecord {
+    const c = this.containers.get(cid);
+    if (!c) throw notFound(`container ${cid} is unknown to the hyperstart agent`);
+    return c;
+  }
+
+  private running(cid: string): ContainerRecord {
+    const c = this.container(cid);
+    if (!c.started) throw failedPrecondition(`container ${cid} has not been started in the hyperstart guest`);
+    return c;
+  }
+
+  async startContainer(containerId: string): Promise<{ pid: number }> {
+    const c = this.container(containerId);
+    if (c.started) throw alreadyExists(`container ${containerId} is already started`);
+    const { spec } = c;
+    const rec = this.procs.add(containerId, containerId, spec.terminal);
+    const body: H.Container = {
+      id: containerId,
+      image: containerId,
+      rootfs: spec.rootfs,
+      process: toProcess(containerId, spec, rec),
+    };
+    try {
+      rec.pid = startedPid(await this.send(Code.NEWCONTAINER, body));
+    } catch (err) {
+      this.procs.drop(rec);
+      throw err;
+    }
+    c.started = true;
+    return { pid: rec.pid };
+  }
+
+  async exec(containerId: string, spec: ProcessSpec, execId: string): Promise<ExecResult> {
+    const rec = await this.startExec(containerId, spec, execId, false);
+    return { execId, pid: rec.pid };
+  }
+
+  private async startExec(containerId: string, spec: ProcessSpec, execId: string, internal: boolean): Promise<ProcRecord> {
+    this.running(containerId);
+    const known = this.procs.get(containerId, execId);
+    if (known && !known.exit) throw alreadyExists(`process ${execId} already runs in container ${containerId}`);
+    if (known) this.procs.drop(known);
+    const rec = this.procs.add(containerId, execId, spec.terminal, internal);
+    const body: H.ExecCommand = { container: containerId, process: toProcess(execId, spec, rec) };
+    try {
+      rec.pid = startedPid(await this.send(Code.EXECCMD, body));
+    } catch (err) {
+      this.procs.drop(rec);
+      throw err;
+    }
+    return rec;
+  }
+
+  async killContainer(containerId: string, signal: number, all: boolean): Promise<void> {
+    this.running(containerId);
+    if (!all) {
+      const kill: H.KillCommand = { container: containerId, signal };
+      await this.send(Code.KILLCONTAINER, kill);
+      return;
+    }
+    // KILLCONTAINER reaches the init pid only; SIGNALPROCESS reaches a process's whole
+    // group, so one per live process covers the container and the children of each.
+    for (const rec of this.procs.ofContainer(containerId)) {
+      if (rec.exit || rec.status !== undefined) continue;
+      await this.signal(containerId, rec.execId, signal).catch((err) => {
+        if (!(err instanceof VcError && err.code === 'NotFound')) throw err;
+      });
+    }
+  }
+
+  private async signal(containerId: string, execId: string, signal: number): Promise<void> {
+    const cmd: H.SignalCommand = { container: containerId, process: execId, signal };
+    await this.send(Code.SIGNALPROCESS, cmd);
+  }
+
+  async signalProcess(containerId: string, execId: string, signal: number, all: boolean): Promise<void> {
+    if (!execId || execId === containerId) return this.killContainer(containerId, signal, all);
+    this.running(containerId);
+    if (!this.procs.get(containerId, execId)) throw notFound(`process ${execId} does not exist in container ${containerId}`);
+    await this.signal(containerId, execId, signal);
+  }
+
+  /** SIGTERM to init, SIGKILL to everything after the grace period, then REMOVECONTAINER. */
+  async stopContainer(containerId: string): Promise<ExitInfo | undefined> {
+    const c = this.container(containerId);
+    if (!c.started) {
+      this.containers.delete(containerId);
+      return undefined;
+    }
+    const init = this.procs.get(containerId, containerId);
+    let exit = init?.exit;
+    if (init && !exit) {
+      await this.killContainer(containerId, SIGTERM, false).catch(ignoreGone);
+      exit = await within(this.procs.wait(init), this.stopGraceMs);
+      if (!exit) {
+        await this.killContainer(containerId, SIGKILL, true).catch(ignoreGone);
+        exit = await within(this.procs.wait(init), this.config.callTimeoutMs);
+        if (!exit) throw deadlineExceeded(`container ${containerId} did not exit within ${this.config.callTimeoutMs} ms of SIGKILL`);
+      }
+    }
+    const remove: H.RemoveCommand = { container: containerId };
+    await this.send(Code.REMOVECONTAINER, remove);
+    for (const rec of this.procs.ofContainer(containerId)) this.procs.drop(rec);
+    this.containers.delete(containerId);
+    return exit;
+  }
+
+  async waitProcess(containerId: string, execId: string): Promise<ExitInfo> {
+    const rec = this.procs.get(containerId, execId || containerId);
+    if (!rec) throw notFound(`process ${execId || containerId} does not exist in container ${containerId}`);
+    return this.procs.wait(rec);
+  }
+
+  /** WINSIZE for a process started with a terminal. */
+  async winsizeProcess(containerId: string, execId: string, rows: number, columns: number): Promise<void> {
+    this.running(containerId);
+    const msg: H.WindowSizeMessage = { container: containerId, process: execId || containerId, row: rows, column: columns };
+    await this.send(Code.WINSIZE, msg);
+  }
+
+  /** Stdin of a process (the stdio stream), and its close. */
+  async writeProcessStdin(containerId: string, execId: string, data: Uint8Array): Promise<void> {
+    const rec = this.procs.get(containerId, execId || containerId);
+    if (!rec) throw notFound(`process ${execId || containerId} does not exist in container ${containerId}`);
+    (await this.connection()).tty.write(rec.stdio, data);
+  }
+
+  async closeProcessStdin(containerId: string, execId: string): Promise<void> {
+    const rec = this.procs.get(containerId, execId || containerId);
+    if (!rec) throw notFound(`process ${execId || containerId} does not exist in container ${containerId}`);
+    (await this.connection()).tty.eof(rec.stdio);
+  }
+
+  /** Our guest's extension codes; a stock hyperstart refuses them (no pause in upstream). */
+  async pauseContainer(containerId: string): Promise<void> {
+    await this.extension(Code.PAUSECONTAINER, containerId, 'pause');
+  }
+
+  async resumeContainer(containerId: string): Promise<void> {
+    await this.extension(Code.RESUMECONTAINER, containerId, 'resume');
+  }
+
+  private async extension(code: number, containerId: string, verb: string): Promise<void> {
+    this.running(containerId);
+    const body: H.RemoveCommand = { container: containerId };
+    await this.send(code, body).catch((err) => {
+      if (err instanceof VcError && /unknown command|unsupported/i.test(err.message)) {
+        throw failedPrecondition(`this hyperstart guest cannot ${verb} containers (upstream hyperstart has no such command): ${err.message}`);
+      }
+      throw err;
+    });
+  }
+
+  // ---- ps -----------------------------------------------------------------------------------
+
+  async processListContainer(containerId: string, options: ProcessListOptions): Promise<Uint8Array> {
+    const c = this.running(containerId);
+    const sessions = this.procs
+      .ofContainer(containerId)
+      .filter((r) => !r.internal && r.pid > 0)
+      .map((r) => r.pid);
+    if (sessions.length === 0) return encodeText(options.format === 'json' ? '[]' : '');
+    // ps exits 1 when it selected nothing: an empty container, not a failure.
+    const listed = await this.runInContainer(c.spec, sessionPidArgs(sessions), [0, 1]);
+    const pids = parsePidList(listed);
+    if (options.format === 'json') return encodeText(JSON.stringify(pids));
+    const args = options.args.length ? options.args : defaultPsArgs;
+    const table = await this.runInContainer(c.spec, ['ps', ...args], [0]);
+    try {
+      return encodeText(filterPsTable(table, new Set(pids)));
+    } catch (err) {
+      throw invalidArgument((err as Error).message);
+    }
+  }
+
+  /** Runs a short command in the container and returns its stdout. */
+  private async runInContainer(spec: ContainerSpec, args: string[], okStatus: number[]): Promise<string> {
+    const execId = `virtactors-internal-${++this.internalSeq}`;
+    const process: ProcessSpec = { args, env: spec.env, cwd: '', user: spec.user, terminal: false };
+    const rec = await this.startExec(spec.id, process, execId, true);
+    try {
+      const exit = await within(this.procs.wait(rec), this.config.callTimeoutMs);
+      if (!exit) throw deadlineExceeded(`${args.join(' ')} did not finish within ${this.config.callTimeoutMs} ms`);
+      if (!okStatus.includes(exit.exitStatus)) {
+        const why = Buffer.concat(rec.stderrData).toString('utf8').trim();
+        throw failedPrecondition(`${args[0]} exited with status ${exit.exitStatus} in container ${spec.id}${why ? `: ${why}` : ''}`);
+      }
+      return Buffer.concat(rec.stdout).toString('utf8');
+    } finally {
+      this.procs.drop(rec);
+    }
+  }
+}
+
+const encodeText = (s: string) => new Uint8Array(Buffer.from(s, 'utf8'));
+
+function toProcess(id: string, spec: Pick<ProcessSpec, 'args' | 'env' | 'cwd' | 'user' | 'terminal'>, rec: ProcRecord): H.Process {
+  const envs = spec.env.map((kv) => {
+    const eq = kv.indexOf('=');
+    return eq < 0 ? { env: kv, value: '' } : { env: kv.slice(0, eq), value: kv.slice(eq + 1) };
+  });
+  const p: H.Process = { id, args: spec.args, envs, terminal: spec.terminal, stdio: rec.stdio, stderr: rec.stderr };
+  if (spec.cwd) p.workdir = spec.cwd;
+  if (spec.user) p.user = spec.user;
+  return p;
+}
+
+/** The pid our guest puts in the ACK of NEWCONTAINER/EXECCMD (0 from a stock hyperstart). */
+function startedPid(reply: Uint8Array): number {
+  if (reply.byteLength === 0) return 0;
+  try {
+    const { pid } = decodeJson<H.StartedReply>(reply);
+    return Number.isInteger(pid) ? pid : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** The guest's ERROR text, with a code chosen from what it says. */
+function fromGuest(err: GuestError): VcError {
+  const text = err.detail;
+  if (/no such (container|process)|not found|ENOENT/i.test(text)) return notFound(err.message);
+  if (/already exists|in use/i.test(text)) return alreadyExists(err.message);
+  if (/invalid|bad request|malformed/i.test(text)) return invalidArgument(err.message);
+  return failedPrecondition(err.message);
+}
+
+function ignoreGone(err: unknown): void {
+  if (err instanceof VcError && err.code === 'NotFound') return;
+  throw err;
+}
+
+/** The value of `p`, or undefined once `ms` have passed. */
+async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+registerAgent('hyperstart', () => new HyperstartAgent());

@@ -1,0 +1,122 @@
+// Test wiring for the hyperstart driver: a temp run directory, a driver with a recording
+// listener, and (for the real-guest suites) the built guest as a plain child process.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ExitInfo } from '../../actors/agents/agent.js';
+import { HyperstartAgent, type HyperstartOptions } from '../../actors/agents/hyperstart.js';
+import type { ContainerSpec, SandboxSpec } from '../../machines/specs.js';
+
+export interface Recorded {
+  output: Map<string, { stdout: Buffer[]; stderr: Buffer[] }>;
+  exits: Array<{ cid: string; execId: string; exit: ExitInfo }>;
+  lost: string[];
+}
+
+export function sandboxSpec(id: string): SandboxSpec {
+  return {
+    id,
+    agent: 'hyperstart',
+    agentConfig: {},
+    backend: 'process',
+    hostname: `${id}-host`,
+    monitor: { intervalMs: 1000, deadlineMs: 1000, policy: 'keep' },
+    annotations: {},
+    containers: [],
+  };
+}
+
+export function containerSpec(id: string, args: string[], extra: Partial<ContainerSpec> = {}): ContainerSpec {
+  return { id, args, env: [], cwd: '', user: '', terminal: false, rootfs: '', annotations: {}, ...extra };
+}
+
+export interface DriverSetup {
+  dir: string;
+  agent: HyperstartAgent;
+  rec: Recorded;
+  /** Text written so far on one stream of a process. */
+  text(cid: string, execId: string, stream?: 'stdout' | 'stderr'): string;
+  /** Resolves with the exit the listener got for a process. */
+  exited(cid: string, execId: string): Promise<ExitInfo>;
+  cleanup(): Promise<void>;
+}
+
+export async function setupDriver(
+  config: Partial<{ readyTimeoutMs: number; callTimeoutMs: number; sockCtlName: string; sockTtyName: string }> = {},
+  options: HyperstartOptions = {},
+  sandbox: Partial<SandboxSpec> = {},
+): Promise<DriverSetup> {
+  const dir = mkdtempSync(join(tmpdir(), 'vh-'));
+  const rec: Recorded = { output: new Map(), exits: [], lost: [] };
+  const waiters: Array<() => void> = [];
+  const agent = new HyperstartAgent(options);
+  await agent.init({
+    sandbox: { ...sandboxSpec('sb'), ...sandbox },
+    config: { sockCtlName: '', sockTtyName: '', readyTimeoutMs: 5_000, callTimeoutMs: 10_000, ...config },
+    runDir: dir,
+    listener: {
+      processExited: (cid, execId, exit) => {
+        rec.exits.push({ cid, execId, exit });
+        for (const w of waiters.splice(0)) w();
+      },
+      output: (cid, execId, stream, data) => {
+        const k = `${cid}/${execId}`;
+        if (!rec.output.has(k)) rec.output.set(k, { stdout: [], stderr: [] });
+        rec.output.get(k)![stream].push(Buffer.from(data));
+      },
+      connectionLost: (msg) => rec.lost.push(msg),
+    },
+  });
+  const exited = async (cid: string, execId: string): Promise<ExitInfo> => {
+    for (;;) {
+      const hit = rec.exits.find((e) => e.cid === cid && e.execId === execId);
+      if (hit) return hit.exit;
+      await new Promise<void>((r) => waiters.push(r));
+    }
+  };
+  return {
+    dir,
+    agent,
+    rec,
+    text: (cid, execId, stream = 'stdout') => Buffer.concat(rec.output.get(`${cid}/${execId}`)?.[stream] ?? []).toString('utf8'),
+    exited,
+    cleanup: async () => {
+      await agent.disconnect();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface GuestProcess {
+  child: ChildProcess;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stderr(): string;
+  /** Stops the guest if still running: SIGTERM (it ends its processes), SIGKILL if that hangs. */
+  kill(): Promise<void>;
+}
+
+/** Starts the built guest with the driver's own plan, as a backend would. */
+export async function startGuest(agent: HyperstartAgent): Promise<GuestProcess> {
+  const plan = await agent.createSandbox();
+  const [file, ...args] = plan.command;
+  const child = spawn(file!, args, { env: plan.env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const err: Buffer[] = [];
+  child.stderr!.on('data', (d: Buffer) => err.push(d));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    child.once('exit', (code, signal) => r({ code, signal })),
+  );
+  return {
+    child,
+    exit,
+    stderr: () => Buffer.concat(err).toString('utf8'),
+    kill: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGCONT');
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exit;
+      clearTimeout(timer);
+    },
+  };
+}
