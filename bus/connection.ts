@@ -33,8 +33,25 @@ export interface StreamSettings {
 
 const DUPLICATE_WINDOW_NS = 2 * 60 * 1e9;
 
-/** Creates the events stream and the KV buckets when they do not exist yet. */
-export async function ensureBusState(nc: NatsConnection, settings: StreamSettings = {}): Promise<void> {
+/**
+ * Creates the events stream and the KV buckets when they do not exist yet. A cluster
+ * that has just started needs a few seconds to elect its JetStream leader: retry until
+ * `waitMs` has passed.
+ */
+export async function ensureBusState(nc: NatsConnection, settings: StreamSettings = {}, waitMs = 30_000): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      await ensureOnce(nc, settings);
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+async function ensureOnce(nc: NatsConnection, settings: StreamSettings): Promise<void> {
   const jsm = await jetstreamManager(nc);
   const replicas = settings.replicas ?? 1;
   try {

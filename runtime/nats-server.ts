@@ -2,7 +2,20 @@
 // `npm start`, and the servers the tests run against (single node or a cluster).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
+
+/** A port free on loopback right now (for cluster routes, which must be known ahead). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
 
 export interface NatsServerOptions {
   /** Directory for JetStream data. */

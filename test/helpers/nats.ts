@@ -4,7 +4,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startNatsServer, type NatsServer } from '../../runtime/nats-server.js';
+import { freePort, startNatsServer, type NatsServer } from '../../runtime/nats-server.js';
 
 export interface TestServer extends NatsServer {
   dir: string;
@@ -34,13 +34,15 @@ export interface TestCluster {
 export async function startTestCluster(size = 3): Promise<TestCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'vc-cluster-'));
   const name = `vc-test-${process.pid}`;
-  const first = await startNatsServer({ storeDir: join(dir, 'n0'), serverName: 'n0', cluster: { name, routes: [] } });
-  const nodes = [first];
-  for (let i = 1; i < size; i++) {
-    nodes.push(
-      await startNatsServer({ storeDir: join(dir, `n${i}`), serverName: `n${i}`, cluster: { name, routes: [first.routeUrl!] } }),
-    );
-  }
+  // JetStream clustering wants every route configured up front.
+  const ports: number[] = [];
+  for (let i = 0; i < size; i++) ports.push(await freePort());
+  const routes = ports.map((p) => `nats://127.0.0.1:${p}`);
+  const nodes = await Promise.all(
+    ports.map((port, i) =>
+      startNatsServer({ storeDir: join(dir, `n${i}`), serverName: `n${i}`, cluster: { name, port, routes } }),
+    ),
+  );
   return {
     nodes,
     urls: nodes.map((n) => n.url),
