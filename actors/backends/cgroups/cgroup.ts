@@ -1,0 +1,84 @@
+// The per-sandbox cgroup: one small interface over cgroup v1 (a directory in every
+// writable controller hierarchy) and v2 (one directory in the unified tree). The guest's
+// first process joins it before it starts anything, so all it runs is accounted and can
+// be frozen, limited and killed as a whole.
+import { invalidArgument } from '../../../bus/errors.js';
+
+export interface CgroupLimits {
+  /** Memory limit in bytes. */
+  memoryBytes?: number;
+  /** Maximum number of processes (tasks on v1). */
+  pidsMax?: number;
+  /** CPU bandwidth in cores (0.5 = half a core). */
+  cpus?: number;
+}
+
+export interface SandboxCgroup {
+  /** One directory per hierarchy (a single one on v2). */
+  readonly dirs: readonly string[];
+  /** cgroup.procs files: a process that writes "0" into each of them joins the cgroup. */
+  readonly procsFiles: readonly string[];
+  /** Host pids of every process in the subtree, child cgroups included. */
+  pids(): Promise<number[]>;
+  freeze(): Promise<void>;
+  thaw(): Promise<void>;
+  /** Kills whatever is left in the subtree and removes it, child cgroups first. */
+  destroy(): Promise<void>;
+}
+
+export interface CgroupDriver {
+  readonly version: 1 | 2;
+  /** Creates the sandbox's cgroup (reusing one left by an earlier run) with its limits. */
+  create(sandboxId: string, limits: CgroupLimits): Promise<SandboxCgroup>;
+  /** The sandbox's cgroup as it would be created: for clean-up after a restart. */
+  open(sandboxId: string): SandboxCgroup;
+}
+
+/** Sandbox annotations that ask for limits. */
+export const LimitAnnotation = {
+  memory: 'io.virtactors.memory-limit',
+  pids: 'io.virtactors.pids-limit',
+  cpus: 'io.virtactors.cpu-limit',
+} as const;
+
+const units: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+function parseBytes(key: string, value: string): number {
+  const m = /^(\d+)\s*([kmgt]?)i?b?$/i.exec(value.trim());
+  const bytes = m ? Number(m[1]) * units[m[2]!.toLowerCase()]! : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw invalidArgument(`${key}: ${JSON.stringify(value)} is not a size such as 268435456, 256M or 1Gi`);
+  return bytes;
+}
+
+function parseCount(key: string, value: string): number {
+  const n = /^\d+$/.test(value.trim()) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n <= 0) throw invalidArgument(`${key}: ${JSON.stringify(value)} is not a positive integer`);
+  return n;
+}
+
+function parseCpus(key: string, value: string): number {
+  const n = /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : NaN;
+  if (!(n >= 0.01)) throw invalidArgument(`${key}: ${JSON.stringify(value)} is not a number of cores such as 0.5 or 2`);
+  return n;
+}
+
+/** The limits a sandbox's annotations ask for; malformed values are InvalidArgument. */
+export function limitsFromAnnotations(annotations: Record<string, string>): CgroupLimits {
+  const limits: CgroupLimits = {};
+  const memory = annotations[LimitAnnotation.memory];
+  const pids = annotations[LimitAnnotation.pids];
+  const cpus = annotations[LimitAnnotation.cpus];
+  if (memory !== undefined) limits.memoryBytes = parseBytes(LimitAnnotation.memory, memory);
+  if (pids !== undefined) limits.pidsMax = parseCount(LimitAnnotation.pids, pids);
+  if (cpus !== undefined) limits.cpus = parseCpus(LimitAnnotation.cpus, cpus);
+  return limits;
+}
+
+export const hasLimits = (limits: CgroupLimits) =>
+  limits.memoryBytes !== undefined || limits.pidsMax !== undefined || limits.cpus !== undefined;
+
+/** CFS period used for CPU limits (the kernel's default). */
+export const CPU_PERIOD_US = 100_000;
+
+/** Sandbox cgroups live under this directory name, below the runtime's own cgroup. */
+export const CGROUP_GROUP = 'virtactors';

@@ -1,0 +1,94 @@
+// File-level helpers shared by the v1 and v2 drivers: walking a cgroup subtree,
+// reading its members, killing them and removing the directories bottom-up.
+import { readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const errno = (err: unknown) => (err as NodeJS.ErrnoException).code;
+
+/** Every directory of the subtree, children before their parent; [] when it is gone. */
+export async function subtree(dir: string): Promise<string[]> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return [];
+    throw err;
+  }
+  const out: string[] = [];
+  for (const e of entries) if (e.isDirectory()) out.push(...(await subtree(join(dir, e.name))));
+  out.push(dir);
+  return out;
+}
+
+export async function readPids(dir: string): Promise<number[]> {
+  try {
+    const text = await readFile(join(dir, 'cgroup.procs'), 'utf8');
+    return text.split('\n').filter(Boolean).map(Number);
+  } catch (err) {
+    if (errno(err) === 'ENOENT' || errno(err) === 'ENODEV') return [];
+    throw err;
+  }
+}
+
+/** Host pids in the whole subtree of each directory, without duplicates. */
+export async function subtreePids(dirs: readonly string[]): Promise<number[]> {
+  const pids = new Set<number>();
+  for (const dir of dirs) for (const d of await subtree(dir)) for (const p of await readPids(d)) pids.add(p);
+  return [...pids];
+}
+
+export function killPids(pids: readonly number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+/** Writes a control file; false when the kernel refuses (missing controller, busy, read-only). */
+export async function tryWrite(file: string, value: string): Promise<boolean> {
+  try {
+    await writeFile(file, value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes a subtree, children first. A cgroup whose last process has just died can stay
+ * busy for a moment until the kernel finishes its exit, so EBUSY is retried briefly.
+ */
+export async function removeSubtree(dir: string, attempts = 100): Promise<void> {
+  for (const d of await subtree(dir)) {
+    for (let i = 0; ; i++) {
+      try {
+        await rmdir(d);
+        break;
+      } catch (err) {
+        if (errno(err) === 'ENOENT') break;
+        if (errno(err) !== 'EBUSY' || i >= attempts) throw err;
+        await sleep(i < 10 ? 1 : 10);
+      }
+    }
+  }
+}
+
+/** Removes a directory if it is empty; used for the shared parent, which others may still use. */
+export async function removeIfUnused(dir: string): Promise<void> {
+  await rmdir(dir).catch(() => {});
+}
+
+/**
+ * Guards every destructive operation: only a directory that is named after the sandbox
+ * directly below the shared group directory is ever killed or removed.
+ */
+export function assertSandboxDir(dir: string, group: string, sandboxId: string): void {
+  const parts = dir.split('/');
+  if (parts.at(-1) !== sandboxId || parts.at(-2) !== group) {
+    throw new Error(`refusing to touch ${dir}: not a sandbox cgroup`);
+  }
+}

@@ -1,0 +1,140 @@
+// cgroup v1: the sandbox gets <own cgroup>/virtactors/<id> in every writable hierarchy
+// that carries a controller (memory, cpu, cpuacct, pids, freezer, ...).
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { failedPrecondition } from '../../../bus/errors.js';
+import { CGROUP_GROUP, CPU_PERIOD_US, type CgroupDriver, type CgroupLimits, type SandboxCgroup } from './cgroup.js';
+import type { Hierarchy } from './host.js';
+import { assertSandboxDir, killPids, removeIfUnused, removeSubtree, subtreePids } from './tree.js';
+
+interface Member {
+  hierarchy: Hierarchy;
+  dir: string;
+}
+
+const has = (m: Member, controller: string) => m.hierarchy.controllers.includes(controller);
+
+/** A new cpuset cgroup starts with no cpus and no memory nodes; it gets its parent's. */
+async function initCpuset(dir: string): Promise<void> {
+  for (const file of ['cpuset.cpus', 'cpuset.mems']) {
+    const own = (await readFile(join(dir, file), 'utf8')).trim();
+    if (own) continue;
+    await writeFile(join(dir, file), (await readFile(join(dirname(dir), file), 'utf8')).trim());
+  }
+}
+
+async function makeDir(dir: string, cpuset: boolean): Promise<void> {
+  await mkdir(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw err;
+  });
+  if (cpuset) await initCpuset(dir);
+}
+
+class V1Cgroup implements SandboxCgroup {
+  constructor(
+    private readonly members: Member[],
+    private readonly sandboxId: string,
+  ) {}
+
+  get dirs(): string[] {
+    return this.members.map((m) => m.dir);
+  }
+
+  get procsFiles(): string[] {
+    return this.members.map((m) => join(m.dir, 'cgroup.procs'));
+  }
+
+  pids(): Promise<number[]> {
+    return subtreePids(this.dirs);
+  }
+
+  private freezer(): Member | undefined {
+    return this.members.find((m) => has(m, 'freezer'));
+  }
+
+  async freeze(): Promise<void> {
+    const f = this.freezer();
+    if (!f) throw failedPrecondition('this host has no writable freezer cgroup');
+    await writeFile(join(f.dir, 'freezer.state'), 'FROZEN');
+    // FREEZING until every task has stopped.
+    for (let i = 0; (await readFile(join(f.dir, 'freezer.state'), 'utf8')).trim() !== 'FROZEN'; i++) {
+      await sleep(i < 10 ? 1 : 10);
+      if (i > 500) throw new Error(`cgroup ${f.dir} did not freeze`);
+    }
+  }
+
+  async thaw(): Promise<void> {
+    const f = this.freezer();
+    if (f) await writeFile(join(f.dir, 'freezer.state'), 'THAWED');
+  }
+
+  async destroy(): Promise<void> {
+    for (const dir of this.dirs) assertSandboxDir(dir, CGROUP_GROUP, this.sandboxId);
+    const freezer = this.freezer();
+    // Frozen, the leftovers cannot fork while they are being killed.
+    for (let round = 0; ; round++) {
+      const pids = await this.pids();
+      if (pids.length === 0) break;
+      if (round > 50) throw new Error(`processes ${pids.join(' ')} survive in the cgroup of sandbox ${this.sandboxId}`);
+      if (freezer) await this.freeze().catch(() => {});
+      killPids(pids);
+      if (freezer) await this.thaw().catch(() => {});
+      await sleep(round < 5 ? 1 : 10);
+    }
+    for (const m of this.members) {
+      await removeSubtree(m.dir);
+      await removeIfUnused(dirname(m.dir));
+    }
+  }
+}
+
+export class CgroupV1Driver implements CgroupDriver {
+  readonly version = 1 as const;
+
+  constructor(private readonly hierarchies: readonly Hierarchy[]) {}
+
+  open(sandboxId: string): SandboxCgroup {
+    const members = this.hierarchies.map((hierarchy) => ({ hierarchy, dir: join(hierarchy.own, CGROUP_GROUP, sandboxId) }));
+    return new V1Cgroup(members, sandboxId);
+  }
+
+  private member(cg: SandboxCgroup, controller: string): string {
+    const dir = this.hierarchies.findIndex((h) => h.controllers.includes(controller));
+    if (dir < 0) throw failedPrecondition(`cannot apply the ${controller} limit: this host has no writable ${controller} cgroup`);
+    return cg.dirs[dir]!;
+  }
+
+  async create(sandboxId: string, limits: CgroupLimits): Promise<SandboxCgroup> {
+    const cg = this.open(sandboxId);
+    const targets: [string, string][] = [];
+    if (limits.memoryBytes !== undefined) targets.push([join(this.member(cg, 'memory'), 'memory.limit_in_bytes'), String(limits.memoryBytes)]);
+    if (limits.pidsMax !== undefined) targets.push([join(this.member(cg, 'pids'), 'pids.max'), String(limits.pidsMax)]);
+    if (limits.cpus !== undefined) {
+      const cpu = this.member(cg, 'cpu');
+      targets.push([join(cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_US)]);
+      targets.push([join(cpu, 'cpu.cfs_quota_us'), String(Math.round(limits.cpus * CPU_PERIOD_US))]);
+    }
+    try {
+      for (const [i, h] of this.hierarchies.entries()) {
+        const dir = cg.dirs[i]!;
+        const cpuset = h.controllers.includes('cpuset');
+        // Another sandbox's shutdown may remove the shared parent between the two mkdirs.
+        for (let attempt = 0; ; attempt++) {
+          try {
+            await makeDir(dirname(dir), cpuset);
+            await makeDir(dir, cpuset);
+            break;
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 5) throw err;
+          }
+        }
+      }
+      for (const [file, value] of targets) await writeFile(file, value);
+    } catch (err) {
+      await cg.destroy().catch(() => {});
+      throw err;
+    }
+    return cg;
+  }
+}

@@ -1,0 +1,105 @@
+// What both guest backends share: the files a guest leaves in its run directory, the
+// marker that names its sandbox, exit statuses, and liveness checks by pid.
+import { accessSync, constants, openSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { constants as os } from 'node:os';
+import { delimiter, isAbsolute, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { invalidArgument } from '../../bus/errors.js';
+import type { GuestEndpoint, GuestPlan } from '../agents/agent.js';
+import type { GuestExit } from './backend.js';
+
+/** Set in the guest's environment so that its processes can be found by sandbox. */
+export const SANDBOX_ENV = 'VIRTACTORS_SANDBOX';
+export const GUEST_LOG = 'guest.log';
+export const GUEST_PID = 'guest.pid';
+
+export const logPath = (runDir: string) => join(runDir, GUEST_LOG);
+export const pidPath = (runDir: string) => join(runDir, GUEST_PID);
+
+/** Creates the run directory and opens the guest's log (stdout and stderr) for appending. */
+export async function openGuestLog(runDir: string): Promise<number> {
+  await mkdir(runDir, { recursive: true, mode: 0o750 });
+  return openSync(logPath(runDir), 'a', 0o640);
+}
+
+export async function writePidFile(runDir: string, pid: number): Promise<void> {
+  const tmp = `${pidPath(runDir)}.tmp`;
+  await writeFile(tmp, `${pid}\n`);
+  await rename(tmp, pidPath(runDir));
+}
+
+/** The last lines of the guest's log, for error messages. */
+export async function logTail(runDir: string, lines = 5): Promise<string> {
+  const text = await readFile(logPath(runDir), 'utf8').catch(() => '');
+  return text.trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+/** Unix socket paths named by an endpoint (grpc "unix:" addresses included). */
+export function endpointSockets(endpoint: GuestEndpoint): string[] {
+  const paths = [endpoint.ctlSocket, endpoint.ttySocket];
+  const grpc = endpoint.grpcAddress;
+  if (grpc?.startsWith('unix:')) paths.push(grpc.replace(/^unix:(\/\/)?/, ''));
+  return paths.filter((p): p is string => !!p);
+}
+
+/** Removes what a stopped guest leaves behind; its log stays for whoever reads it. */
+export async function removeGuestFiles(runDir: string, endpoint: GuestEndpoint, extra: string[] = []): Promise<void> {
+  for (const path of [pidPath(runDir), ...endpointSockets(endpoint), ...extra]) await rm(path, { force: true });
+}
+
+export function guestExit(code: number | null, signal: NodeJS.Signals | null): GuestExit {
+  const at = new Date().toISOString();
+  if (signal) return { status: 128 + (os.signals[signal] ?? 0), signal, at };
+  return { status: code ?? 255, at };
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Sends a signal; false when the target is already gone. */
+export function signal(pid: number, sig: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, sig);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Polls until a pid is gone (for guests this process is not the parent of). */
+export async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
+  for (let waited = 0; isAlive(pid); waited += 5) {
+    if (waited >= timeoutMs) return false;
+    await sleep(5);
+  }
+  return true;
+}
+
+/** Checks the plan before anything is started, so that a bad one fails the boot clearly. */
+export function checkPlan(plan: GuestPlan): void {
+  if (plan.command.length === 0 || !plan.command[0]) throw invalidArgument('the agent gave no guest command to run');
+  const exe = plan.command[0];
+  if (!isAbsolute(exe) && exe.includes('/')) throw invalidArgument(`guest command ${exe}: use an absolute path or a name found in the guest PATH`);
+  const candidates = isAbsolute(exe) ? [exe] : (plan.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, exe));
+  const found = candidates.some((path) => {
+    try {
+      accessSync(path, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  if (!found) throw invalidArgument(`guest command ${exe} is not an executable${isAbsolute(exe) ? '' : ' in the guest PATH'}`);
+}
+
+/** The guest's environment: the plan's, plus the sandbox marker. */
+export function guestEnvironment(plan: GuestPlan, sandboxId: string): Record<string, string> {
+  return { ...plan.env, [SANDBOX_ENV]: sandboxId };
+}

@@ -1,0 +1,167 @@
+// The namespace backend: the guest command runs as PID 1 of new pid, mount, uts, ipc and
+// net namespaces, inside a cgroup of its own.
+//
+// The chain is  unshare (new namespaces, exec) → timeout (fork, wait) → sh prelude (PID 1,
+// exec) → guest.  `unshare --fork` would be shorter, but util-linux 2.38 reports a child
+// killed by SIGKILL as a plain exit status 1; `timeout 0` (no time limit) waits for PID 1
+// and dies of the same signal, so the runtime sees the guest's real exit. The prelude is
+// the only shell: it joins the cgroup before anything else runs, mounts the namespace's own
+// /proc, sets the hostname, brings loopback up, reports the guest's host pid on fd 3 and
+// execs the guest.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { failedPrecondition, invalidArgument } from '../../bus/errors.js';
+import type { BootRequest } from './backend.js';
+import { hostCgroupDriver, hasLimits, limitsFromAnnotations, type CgroupDriver } from './cgroups/index.js';
+import { DetachedGuestBackend, type GuestBackendOptions, type GuestRun } from './detached.js';
+import { guestEnvironment, logTail, signal } from './guest-files.js';
+
+export interface NamespaceTools {
+  unshare: string;
+  timeout: string;
+  sh: string;
+  mount: string;
+  /** iproute2; without it loopback stays down. */
+  ip: string | undefined;
+}
+
+const BIN_DIRS = ['/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+
+function findTool(name: string): string | undefined {
+  for (const dir of BIN_DIRS) {
+    try {
+      accessSync(`${dir}/${name}`, constants.X_OK);
+      return `${dir}/${name}`;
+    } catch {
+      // next
+    }
+  }
+  return undefined;
+}
+
+/** The host programs the backend needs; undefined when one is missing. */
+export function namespaceTools(): NamespaceTools | undefined {
+  const [unshare, timeout, sh, mount] = ['unshare', 'timeout', 'sh', 'mount'].map(findTool);
+  if (!unshare || !timeout || !sh || !mount) return undefined;
+  return { unshare, timeout, sh, mount, ip: findTool('ip') };
+}
+
+const PRELUDE = `read -r pid rest < /proc/self/stat || exit 125
+host=$1 mnt=$2 ip=$3 n=$4
+shift 4
+while [ "$n" -gt 0 ]; do echo 0 > "$1" || exit 125; n=$((n - 1)); shift; done
+"$mnt" -t proc -o nosuid,nodev,noexec proc /proc || exit 125
+printf %s "$host" > /proc/sys/kernel/hostname || exit 125
+if [ -n "$ip" ]; then "$ip" link set lo up || exit 125; fi
+echo "ok $pid" >&3
+exec "$@" 3>&-`;
+
+const MAX_HOSTNAME = 64;
+const SIGTERM_BIT = 15n - 1n;
+
+/** Whether a process handles SIGTERM; PID 1 of a pid namespace never receives it otherwise. */
+async function catchesSigterm(pid: number): Promise<boolean> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const hex = /^SigCgt:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  return hex !== undefined && ((BigInt(`0x${hex}`) >> SIGTERM_BIT) & 1n) === 1n;
+}
+
+/** Resolves with the guest's host pid once the prelude is done; undefined when it failed. */
+function readReady(child: ChildProcess): Promise<number | undefined> {
+  const pipe = child.stdio[3] as Readable;
+  return new Promise((resolve) => {
+    let buffered = '';
+    const finish = (pid: number | undefined) => {
+      pipe.removeAllListeners();
+      pipe.on('error', () => {});
+      pipe.destroy();
+      resolve(pid);
+    };
+    pipe.setEncoding('utf8');
+    pipe.on('data', (chunk: string) => {
+      buffered += chunk;
+      const m = /^ok (\d+)$/m.exec(buffered);
+      if (m) finish(Number(m[1]));
+    });
+    pipe.on('end', () => finish(undefined));
+    pipe.on('error', () => finish(undefined));
+    child.once('error', () => finish(undefined));
+  });
+}
+
+let loopbackWarned = false;
+
+export interface NamespaceBackendOptions extends GuestBackendOptions {
+  tools?: NamespaceTools;
+  /** The cgroup driver; by default the host's (none when cgroups are not writable). */
+  cgroups?: () => Promise<CgroupDriver | undefined>;
+}
+
+export class NamespaceBackend extends DetachedGuestBackend {
+  readonly type = 'namespace' as const;
+  private readonly tools: NamespaceTools;
+  private readonly cgroups: () => Promise<CgroupDriver | undefined>;
+
+  constructor(options: NamespaceBackendOptions) {
+    super(options);
+    const tools = options.tools ?? namespaceTools();
+    if (!tools) throw failedPrecondition('the namespace backend needs unshare, timeout, sh and mount on this host');
+    this.tools = tools;
+    this.cgroups = options.cgroups ?? (() => hostCgroupDriver(this.log));
+    if (!tools.ip && !loopbackWarned) {
+      loopbackWarned = true;
+      this.log.warn('iproute2 (ip) is not installed: loopback stays down in namespace sandboxes');
+    }
+  }
+
+  protected environment(request: BootRequest): Record<string, string> {
+    return guestEnvironment(request.plan, request.sandbox.id);
+  }
+
+  protected async launch(run: GuestRun, env: Record<string, string>, logFd: number): Promise<number> {
+    const { sandbox, plan, runDir } = run.request;
+    const grpc = plan.endpoint.grpcAddress;
+    if (grpc && !grpc.startsWith('unix:')) {
+      throw invalidArgument(`grpc address ${grpc}: a namespace guest has its own network, so the host reaches it through a unix socket only`);
+    }
+    const hostname = sandbox.hostname || sandbox.id;
+    if (Buffer.byteLength(hostname) > MAX_HOSTNAME) throw invalidArgument(`hostname ${hostname} is longer than ${MAX_HOSTNAME} bytes`);
+
+    const limits = limitsFromAnnotations(sandbox.annotations);
+    const driver = await this.cgroups();
+    if (!driver && hasLimits(limits)) throw failedPrecondition('this host has no writable cgroups: sandbox limits cannot be applied');
+    const cgroup = driver ? await driver.create(sandbox.id, limits) : undefined;
+    if (cgroup) run.teardown.push(() => cgroup.destroy());
+
+    const t = this.tools;
+    const procs = cgroup?.procsFiles ?? [];
+    const args = [
+      '--pid', '--mount', '--uts', '--ipc', '--net', '--propagation', 'private', '--',
+      t.timeout, '--foreground', '0',
+      t.sh, '-c', PRELUDE, 'virtactors-guest', hostname, t.mount, t.ip ?? '', String(procs.length), ...procs,
+      ...plan.command,
+    ];
+    const child = spawn(t.unshare, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'], env, cwd: '/' });
+    this.track(run, child);
+    const pid = await readReady(child);
+    if (pid === undefined) {
+      const tail = await logTail(runDir);
+      throw new Error(`the namespace guest of sandbox ${sandbox.id} did not start${tail ? `: ${tail}` : ''}`);
+    }
+    return pid;
+  }
+
+  protected async terminate(run: GuestRun): Promise<boolean> {
+    // A guest without a SIGTERM handler would never see it: no grace period, kill at once.
+    if (run.pid === undefined || !(await catchesSigterm(run.pid))) return false;
+    return signal(run.pid, 'SIGTERM');
+  }
+
+  protected kill(run: GuestRun): void {
+    // PID 1 takes the whole pid namespace with it; before it is known, the waiter does.
+    if (run.pid !== undefined) signal(run.pid, 'SIGKILL');
+    else if (run.child?.pid !== undefined) signal(run.child.pid, 'SIGKILL');
+  }
+}

@@ -1,0 +1,41 @@
+// The process backend: the unprivileged fallback. The guest command runs as a plain
+// child process, leader of its own session and process group, sharing the host's
+// namespaces; signals go to the whole group.
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { BootRequest } from './backend.js';
+import { DetachedGuestBackend, type GuestRun } from './detached.js';
+import { guestEnvironment, signal } from './guest-files.js';
+
+/** Resolves with the pid once the process runs; rejects when it cannot be started. */
+function spawned(child: ChildProcess): Promise<number> {
+  return new Promise((resolve, reject) => {
+    child.once('spawn', () => resolve(child.pid!));
+    child.once('error', reject);
+  });
+}
+
+export class ProcessBackend extends DetachedGuestBackend {
+  readonly type = 'process' as const;
+
+  protected environment(request: BootRequest): Record<string, string> {
+    return guestEnvironment(request.plan, request.sandbox.id);
+  }
+
+  protected async launch(run: GuestRun, env: Record<string, string>, logFd: number): Promise<number> {
+    const [file, ...args] = run.request.plan.command;
+    const child = spawn(file!, args, { detached: true, stdio: ['ignore', logFd, logFd], env, cwd: '/' });
+    this.track(run, child);
+    const pid = await spawned(child);
+    // What the guest started and left behind in its group goes when it is stopped.
+    run.teardown.push(() => void signal(-pid, 'SIGKILL'));
+    return pid;
+  }
+
+  protected terminate(run: GuestRun): boolean {
+    return run.pid !== undefined && signal(-run.pid, 'SIGTERM');
+  }
+
+  protected kill(run: GuestRun): void {
+    if (run.pid !== undefined) signal(-run.pid, 'SIGKILL');
+  }
+}
