@@ -1,2 +1,3 @@
 // Registers every agent driver and backend this build has. Imported once by entry points.
+import './agents/hyperstart.js';
 export {};

@@ -85,7 +85,9 @@ abstract class Decoder<F> {
 
   push(chunk: Uint8Array): F[] {
     if (this.failure) throw this.failure;
-    const data = this.pending.byteLength ? concat(this.pending, chunk) : chunk;
+    // A plain view, so that slice() copies even when the chunk is a Node Buffer.
+    const plain = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const data = this.pending.byteLength ? concat(this.pending, plain) : plain;
     const frames: F[] = [];
     let at = 0;
     while (data.byteLength - at >= this.headerSize) {

@@ -1,0 +1,206 @@
+// The driver against the real built guest (dist/guest/hyperstart/main.js), started as a
+// plain child process in a temp directory: real processes, real signals, real exits.
+import { readFileSync } from 'node:fs';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { VcError } from '../../bus/errors.js';
+import { containerSpec, setupDriver, startGuest, type DriverSetup, type GuestProcess } from './harness.js';
+
+let setup: DriverSetup;
+let guest: GuestProcess;
+
+beforeEach(async () => {
+  setup = await setupDriver({ callTimeoutMs: 10_000 }, { stopGraceMs: 5_000 });
+  guest = await startGuest(setup.agent);
+  await setup.agent.startSandbox({});
+});
+
+afterEach(async () => {
+  await guest.kill();
+  await setup.cleanup();
+});
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** The one-letter state of a process from /proc (R, S, T, Z ...). */
+const procState = (pid: number) => readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0];
+
+async function start(id: string, args: string[], extra: Parameters<typeof containerSpec>[2] = {}) {
+  await setup.agent.createContainer(containerSpec(id, args, extra));
+  return setup.agent.startContainer(id);
+}
+
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setTimeout(r, 10));
+}
+
+describe('hyperstart guest: containers', () => {
+  it('runs a container: stdout, stderr and the exit status come back', async () => {
+    const { pid } = await start('c1', ['sh', '-c', 'echo hello; echo oops >&2; exit 3']);
+    expect(pid).toBeGreaterThan(0);
+    const exit = await setup.exited('c1', 'c1');
+    expect(exit.exitStatus).toBe(3);
+    expect(setup.text('c1', 'c1')).toBe('hello\n');
+    expect(setup.text('c1', 'c1', 'stderr')).toBe('oops\n');
+    expect(await setup.agent.waitProcess('c1', 'c1')).toEqual(exit);
+    expect(await setup.agent.stopContainer('c1')).toEqual(exit);
+  });
+
+  it('passes env, cwd and user, and the sandbox hostname', async () => {
+    await start('c1', ['sh', '-c', 'echo "$FOO $HOSTNAME"; pwd; id -u'], { env: ['FOO=bar=baz'], cwd: '/tmp', user: '65534' });
+    expect((await setup.exited('c1', 'c1')).exitStatus).toBe(0);
+    expect(setup.text('c1', 'c1')).toBe('bar=baz sb-host\n/tmp\n65534\n');
+  });
+
+  it('delivers every byte of large output before the exit', async () => {
+    await start('c1', ['sh', '-c', 'head -c 300000 /dev/zero | tr "\\0" x']);
+    await setup.exited('c1', 'c1');
+    expect(setup.text('c1', 'c1')).toBe('x'.repeat(300_000));
+  });
+
+  it('stops a sleeping container with SIGTERM: 143', async () => {
+    const { pid } = await start('c1', ['sleep', '100']);
+    const exit = await setup.agent.stopContainer('c1');
+    expect(exit?.exitStatus).toBe(143);
+    expect((await setup.exited('c1', 'c1')).exitStatus).toBe(143);
+    expect(alive(pid)).toBe(false);
+  });
+
+  it('escalates to SIGKILL when SIGTERM is ignored: 137', async () => {
+    await setup.cleanup();
+    await guest.kill();
+    setup = await setupDriver({}, { stopGraceMs: 200 });
+    guest = await startGuest(setup.agent);
+    await setup.agent.startSandbox({});
+    await start('c1', ['sh', '-c', 'trap "" TERM; echo armed; while :; do sleep 1; done']);
+    await until(() => setup.text('c1', 'c1') === 'armed\n');
+    expect((await setup.agent.stopContainer('c1'))?.exitStatus).toBe(137);
+  });
+
+  it('reports a command that cannot start as an error, not an exit', async () => {
+    await setup.agent.createContainer(containerSpec('c1', ['/nonexistent/binary']));
+    const err = await setup.agent.startContainer('c1').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(VcError);
+    expect((err as VcError).message).toMatch(/cannot start \/nonexistent\/binary/);
+  });
+
+  it('kills the init process only, or every process with all', async () => {
+    await start('c1', ['sleep', '100']);
+    await setup.agent.killContainer('c1', 15, false);
+    expect((await setup.exited('c1', 'c1')).exitStatus).toBe(143);
+    await setup.agent.stopContainer('c1');
+
+    await start('c2', ['sh', '-c', 'sleep 100 & sleep 100; echo never']);
+    await setup.agent.exec('c2', { args: ['sleep', '100'], env: [], cwd: '', user: '', terminal: false }, 'e1');
+    await setup.agent.killContainer('c2', 9, true);
+    expect((await setup.exited('c2', 'c2')).exitStatus).toBe(137);
+    expect((await setup.exited('c2', 'e1')).exitStatus).toBe(137);
+    expect(setup.text('c2', 'c2')).toBe('');
+  });
+
+  it('pauses and resumes every process of a container', async () => {
+    const { pid } = await start('c1', ['sleep', '100']);
+    await setup.agent.pauseContainer('c1');
+    expect(procState(pid)).toBe('T');
+    await setup.agent.resumeContainer('c1');
+    expect(procState(pid)).toBe('S');
+  });
+});
+
+describe('hyperstart guest: exec and ps', () => {
+  it('execs in a running container with its own output and exit', async () => {
+    await start('c1', ['sleep', '100']);
+    const r = await setup.agent.exec('c1', { args: ['sh', '-c', 'echo $X; pwd; exit 7'], env: ['X=exec'], cwd: '/tmp', user: '', terminal: false }, 'e1');
+    expect(r.execId).toBe('e1');
+    expect(r.pid).toBeGreaterThan(0);
+    expect((await setup.exited('c1', 'e1')).exitStatus).toBe(7);
+    expect(setup.text('c1', 'e1')).toBe('exec\n/tmp\n');
+    expect((await setup.agent.waitProcess('c1', 'e1')).exitStatus).toBe(7);
+  });
+
+  it('signals one exec process group: SIGTERM to sleep is 143', async () => {
+    await start('c1', ['sleep', '100']);
+    await setup.agent.exec('c1', { args: ['sleep', '100'], env: [], cwd: '', user: '', terminal: false }, 'e1');
+    await setup.agent.signalProcess('c1', 'e1', 15, false);
+    expect((await setup.exited('c1', 'e1')).exitStatus).toBe(143);
+    expect(rec('c1')).toBe(false);
+  });
+
+  it('shares stdout with stderr for a terminal process', async () => {
+    await start('c1', ['sleep', '100']);
+    await setup.agent.exec('c1', { args: ['sh', '-c', 'echo out; echo err >&2'], env: [], cwd: '', user: '', terminal: true }, 'e1');
+    await setup.exited('c1', 'e1');
+    expect(setup.text('c1', 'e1').split('\n').sort()).toEqual(['', 'err', 'out']);
+    expect(setup.text('c1', 'e1', 'stderr')).toBe('');
+  });
+
+  it('lists the container processes as a JSON array of pids', async () => {
+    const { pid } = await start('c1', ['sh', '-c', 'sleep 100 & sleep 101; :']);
+    const e = await setup.agent.exec('c1', { args: ['sleep', '102'], env: [], cwd: '', user: '', terminal: false }, 'e1');
+    await until(() => readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').length === 2);
+    const pids = JSON.parse(Buffer.from(await setup.agent.processListContainer('c1', { format: 'json', args: [] })).toString()) as number[];
+    expect(pids).toHaveLength(4); // sh, its two sleeps, the exec'd sleep
+    expect(pids).toContain(pid);
+    expect(pids).toContain(e.pid);
+    expect(pids).not.toContain(guest.child.pid);
+  });
+
+  it('lists the container processes as a ps table with the requested args', async () => {
+    const { pid } = await start('c1', ['sleep', '100']);
+    const table = Buffer.from(await setup.agent.processListContainer('c1', { format: 'table', args: [] })).toString();
+    const lines = table.trim().split('\n');
+    expect(lines[0]).toMatch(/^UID\s+PID\s+PPID/);
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatch(new RegExp(`\\s${pid}\\s.*sleep 100$`));
+
+    const custom = Buffer.from(await setup.agent.processListContainer('c1', { format: 'table', args: ['-o', 'pid,comm'] })).toString();
+    expect(custom.trim().split('\n')).toEqual([expect.stringMatching(/PID\s+COMMAND/), expect.stringMatching(new RegExp(`${pid}\\s+sleep`))]);
+    const err = await setup.agent.processListContainer('c1', { format: 'table', args: ['-o', 'comm'] }).catch((e: unknown) => e);
+    expect((err as VcError).code).toBe('InvalidArgument');
+  });
+});
+
+describe('hyperstart guest: liveness and shutdown', () => {
+  it('check = PING; a SIGSTOPped guest misses the deadline, and answers again after SIGCONT', async () => {
+    await setup.agent.check(2_000);
+    guest.child.kill('SIGSTOP');
+    const err = await setup.agent.check(200).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(VcError);
+    expect((err as VcError).code).toBe('DeadlineExceeded');
+    guest.child.kill('SIGCONT');
+    await setup.agent.check(5_000);
+  });
+
+  it('DESTROYPOD ends every container, is answered, and the guest exits 0', async () => {
+    const { pid } = await start('c1', ['sleep', '100']);
+    await setup.agent.stopSandbox();
+    expect(await guest.exit).toEqual({ code: 0, signal: null });
+    expect(alive(pid)).toBe(false);
+    expect(setup.rec.lost).toEqual([]);
+    expect((await setup.exited('c1', 'c1')).exitStatus).toBe(137);
+  });
+
+  it('exits cleanly on SIGTERM, ending its processes; the host sees the connection go', async () => {
+    const { pid } = await start('c1', ['sleep', '100']);
+    guest.child.kill('SIGTERM');
+    expect(await guest.exit).toEqual({ code: 0, signal: null });
+    expect(alive(pid)).toBe(false);
+    await until(() => setup.rec.lost.length > 0);
+    const err = await setup.agent.check(1_000).catch((e: unknown) => e);
+    expect((err as VcError).code).toBe('Unavailable');
+  });
+
+  it('onlineCPUMem is acknowledged', async () => {
+    await setup.agent.onlineCPUMem(2);
+  });
+});
+
+function rec(cid: string): boolean {
+  return setup.rec.exits.some((e) => e.cid === cid && e.execId === cid);
+}
