@@ -19,6 +19,7 @@ import {
   type SandboxSnapshot,
 } from '../machines/sandbox.js';
 import { containerMachine, type ContainerActorRef, type ContainerCommand, type ContainerOpInput } from '../machines/container.js';
+import { monitorMachine, type CheckFailure, type CheckInput } from '../machines/monitor.js';
 import { ociState, type ErrorSummary, type LifecycleNotice, type FailureReason } from '../machines/lifecycle.js';
 import type { AgentType, BackendType, ContainerSpec, SandboxSpec } from '../machines/specs.js';
 import { AgentActor } from './agents/agent-actor.js';
@@ -207,16 +208,50 @@ export class SandboxActor {
     const event = { type: 'GUEST_FAILED' as const, reason, message, at, exitStatus };
     if (!this.snapshot().can(event)) return false;
     this.agent.markDead(reason);
-    this.log.warn({ reason, message }, 'sandbox failed');
     this.actor.send(event);
-    this.env.stateChanged?.(this);
-    this.schedulePersist();
     return true;
+  }
+
+  /**
+   * One monitor check: the agent must answer within the deadline. Rejects with a
+   * CheckFailure saying whether the guest did not answer in time or could not be reached.
+   */
+  async checkGuest(deadlineMs: number): Promise<void> {
+    if (this.agent.isDead()) throw { reason: 'agent-unreachable', message: 'the agent is marked dead', at: now() } satisfies CheckFailure;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject({ reason: 'check-timeout', message: `the agent did not answer a health check within ${deadlineMs} ms`, at: now() } satisfies CheckFailure),
+        deadlineMs,
+      );
+    });
+    try {
+      await Promise.race([this.agent.call((a) => a.check(deadlineMs)), expired]);
+    } catch (err) {
+      if ((err as Partial<CheckFailure>).reason) throw err;
+      const e = toVcError(err);
+      const reason = e.code === ErrorCode.DeadlineExceeded ? 'check-timeout' : 'agent-unreachable';
+      throw { reason, message: `health check failed: ${e.message}`, at: now() } satisfies CheckFailure;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** The sandbox entered failed: no guest call may wait on it any more; apply the policy. */
+  private onFailed(): void {
+    if (!this.agent.isDead()) this.agent.markDead(this.snapshot().context.failure?.reason ?? 'failed');
+    const failure = this.snapshot().context.failure;
+    this.log.warn({ reason: failure?.reason, message: failure?.message }, 'sandbox failed');
+    this.env.stateChanged?.(this);
+    if (this.spec.monitor.policy === 'stop-and-delete') {
+      void this.delete().catch((err) => this.log.error({ err }, 'stop-and-delete after failure did not finish'));
+    }
   }
 
   // ---- events and persistence ------------------------------------------------------
 
   private onLifecycle(e: LifecycleEmitted): void {
+    if (e.notice.type === 'fail' && !e.notice.containerId) queueMicrotask(() => this.onFailed());
     const p = this.env.publish(this, e.seq, e.notice).catch((err) => {
       this.log.error({ err, seq: e.seq, type: e.notice.type }, 'event publish failed');
     });
@@ -553,6 +588,11 @@ export function sandboxLogic(lookup: (sandboxId: string) => SandboxActor | undef
           pauseContainer: cop((s, { containerId }) => s.agent.call((a) => a.pauseContainer(containerId))),
           resumeContainer: cop((s, { containerId }) => s.agent.call((a) => a.resumeContainer(containerId))),
           deleteContainer: cop(async () => {}),
+        },
+      }),
+      monitor: monitorMachine.provide({
+        actors: {
+          checkAgent: fromPromise<void, CheckInput>(({ input }) => owner(input.sandboxId).checkGuest(input.deadlineMs)),
         },
       }),
     },

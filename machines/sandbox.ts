@@ -9,6 +9,7 @@
 // (a per-sandbox sequence) and emitted as a `lifecycle` event for the publisher.
 import { assign, emit, enqueueActions, fromPromise, setup, type ActorRefFrom, type SnapshotFrom } from 'xstate';
 import { containerMachine, type ContainerActorRef } from './container.js';
+import { monitorMachine } from './monitor.js';
 import { summarizeError, type ErrorSummary, type FailureReason, type LifecycleNotice } from './lifecycle.js';
 import type { ContainerSpec, SandboxSpec } from './specs.js';
 
@@ -100,6 +101,7 @@ export const sandboxMachine = setup({
     stopSandbox: operation('stopSandbox'),
     deleteSandbox: operation('deleteSandbox'),
     container: containerMachine,
+    monitor: monitorMachine,
   },
   actions: {
     recordError: assign({ lastError: ({ event }) => summarizeError((event as { error?: unknown }).error) }),
@@ -228,6 +230,15 @@ export const sandboxMachine = setup({
     },
     running: {
       description: 'Started: containers may run, the monitor watches the guest.',
+      invoke: {
+        id: 'op.monitor',
+        src: 'monitor',
+        input: ({ context }) => ({
+          sandboxId: context.id,
+          intervalMs: context.spec.monitor.intervalMs,
+          deadlineMs: context.spec.monitor.deadlineMs,
+        }),
+      },
       on: {
         STOP: { target: 'stopping', actions: 'clearError' },
         PAUSE: { target: 'pausing', actions: 'clearError' },
