@@ -1,0 +1,129 @@
+// Shared pieces of the backend suites: sandbox specs, temporary run directories, small
+// guest scripts, and scans of /proc for anything a sandbox may have left behind.
+import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
+import type { SandboxSpec } from '../../machines/specs.js';
+import type { GuestPlan } from '../../actors/agents/agent.js';
+import type { Backend, GuestExit } from '../../actors/backends/backend.js';
+import { guestEnv } from '../../actors/guest-binaries.js';
+import { SANDBOX_ENV } from '../../actors/backends/guest-files.js';
+
+export const quietLog = pino({ level: 'silent' });
+export const isRoot = process.getuid?.() === 0;
+
+export function sandboxId(prefix: string): string {
+  return `${prefix}-${randomBytes(4).toString('hex')}`;
+}
+
+export function spec(id: string, extra: Partial<SandboxSpec> = {}): SandboxSpec {
+  return {
+    id,
+    agent: 'kata',
+    agentConfig: {},
+    backend: 'namespace',
+    hostname: `${id}-host`,
+    monitor: { intervalMs: 1000, deadlineMs: 1000, policy: 'keep' },
+    annotations: {},
+    containers: [],
+    ...extra,
+  };
+}
+
+export function plan(command: string[]): GuestPlan {
+  return { endpoint: {}, command, env: guestEnv() };
+}
+
+/** A temporary directory removed by the returned function. */
+export async function tempDir(prefix: string): Promise<{ dir: string; remove: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), `va-${prefix}-`));
+  return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+export async function writeScript(dir: string, name: string, body: string): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, `#!/bin/sh\n${body}\n`);
+  await chmod(path, 0o755);
+  return path;
+}
+
+/** Polls until fn returns a value other than undefined; a wait, not a timing assertion. */
+export async function waitFor<T>(fn: () => Promise<T | undefined> | T | undefined, what: string, limitMs = 10_000): Promise<T> {
+  for (let waited = 0; ; waited += 5) {
+    const value = await fn();
+    if (value !== undefined) return value;
+    if (waited > limitMs) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+export async function readIfExists(path: string): Promise<string | undefined> {
+  return readFile(path, 'utf8').catch(() => undefined);
+}
+
+/** Resolves with the first exit a backend reports. */
+export function nextExit(backend: Backend): { exits: GuestExit[]; first: Promise<GuestExit> } {
+  const exits: GuestExit[] = [];
+  const first = new Promise<GuestExit>((resolve) =>
+    backend.onExit((exit) => {
+      exits.push(exit);
+      resolve(exit);
+    }),
+  );
+  return { exits, first };
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Host pids whose environment or cgroup marks them as the sandbox's. */
+export async function sandboxProcesses(id: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const [environ, cgroup] = await Promise.all([
+      readFile(`/proc/${entry}/environ`, 'latin1').catch(() => ''),
+      readFile(`/proc/${entry}/cgroup`, 'utf8').catch(() => ''),
+    ]);
+    const zombie = /^State:\s+Z/m.test(await readFile(`/proc/${entry}/status`, 'utf8').catch(() => ''));
+    if (zombie) continue;
+    if (environ.split('\0').includes(`${SANDBOX_ENV}=${id}`) || new RegExp(`/virtactors/${id}(/|$)`, 'm').test(cgroup)) found.push(Number(entry));
+  }
+  return found;
+}
+
+/** The host mount table as seen by this process. */
+export async function hostMounts(): Promise<string> {
+  return readFile('/proc/self/mountinfo', 'utf8');
+}
+
+/** Every cgroup directory named after the sandbox, in any hierarchy. */
+export async function sandboxCgroupDirs(id: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (dir: string, depth: number): Promise<void> => {
+    if (depth > 6) return;
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const path = join(dir, e.name);
+      if (e.name === id) out.push(path);
+      else await walk(path, depth + 1);
+    }
+  };
+  await walk('/sys/fs/cgroup', 0);
+  return out;
+}

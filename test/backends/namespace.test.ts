@@ -1,0 +1,252 @@
+// The namespace backend against the real kernel: namespaces, /proc, loopback, cgroups,
+// exit reporting and clean-up.
+import { readFile, readlink, stat } from 'node:fs/promises';
+import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { NamespaceBackend, type NamespaceBackendOptions } from '../../actors/backends/namespace.js';
+import { hostCgroupDriver, LimitAnnotation } from '../../actors/backends/cgroups/index.js';
+import { VcError } from '../../bus/errors.js';
+import {
+  alive,
+  hostMounts,
+  isRoot,
+  nextExit,
+  plan,
+  quietLog,
+  readIfExists,
+  sandboxCgroupDirs,
+  sandboxId,
+  sandboxProcesses,
+  spec,
+  tempDir,
+  waitFor,
+  writeScript,
+} from './helpers.js';
+
+let tmp: { dir: string; remove: () => Promise<void> };
+let reporter: string;
+
+// Writes what the guest sees from inside, starts a process in a child cgroup of its own
+// (as a guest agent does for a container), and stops on SIGTERM.
+const REPORTER = `report=$1
+{
+  echo "hostname=$(cat /proc/sys/kernel/hostname)"
+  echo "self=$$"
+  echo "pid1=$(tr '\\0' ' ' < /proc/1/cmdline)"
+  pids=""; for d in /proc/[0-9]*; do pids="$pids \${d#/proc/}"; done
+  echo "pids=$pids"
+  echo "links=$(ip -o link show | awk -F': ' '{print $2}' | tr '\\n' ' ')"
+  echo "lo=$(ip -o link show lo)"
+} > "$report.tmp"
+cg=/sys/fs/cgroup/pids$(sed -n 's/^[0-9]*:pids://p' /proc/self/cgroup)
+sleep 1000 &
+if [ -d "$cg" ] && mkdir "$cg/ctr" && echo $! > "$cg/ctr/cgroup.procs"; then echo "ctr=$cg/ctr" >> "$report.tmp"; fi
+trap 'echo term > "$report.term"; exit 0' TERM
+mv "$report.tmp" "$report"
+while :; do sleep 1000 & wait $!; done`;
+
+function parseReport(text: string): Record<string, string> {
+  return Object.fromEntries(text.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+}
+
+beforeAll(async () => {
+  tmp = await tempDir('ns');
+  reporter = await writeScript(tmp.dir, 'reporter.sh', REPORTER);
+});
+
+afterAll(async () => {
+  await tmp?.remove();
+});
+
+// Every backend a test creates is shut down afterwards, even when an assertion failed.
+const started: NamespaceBackend[] = [];
+function backend(graceMs = 2000, options: Partial<NamespaceBackendOptions> = {}): NamespaceBackend {
+  const b = new NamespaceBackend({ log: quietLog, graceMs, ...options });
+  started.push(b);
+  return b;
+}
+
+afterEach(async () => {
+  await Promise.all(started.splice(0).map((b) => b.shutdown()));
+});
+
+describe.skipIf(!isRoot)('namespace backend', () => {
+  it('runs the guest as PID 1 with its own hostname, /proc, loopback and cgroup, and removes all of it at shutdown', async () => {
+    const id = sandboxId('ns-full');
+    const runDir = join(tmp.dir, id);
+    const report = join(runDir, 'report');
+    const mountsBefore = await hostMounts();
+    const b = backend();
+    const { exits } = nextExit(b);
+
+    await b.boot({ sandbox: spec(id), runDir, plan: plan(['/bin/sh', reporter, report]) });
+    const pid = b.pid!;
+    expect(pid).toBeGreaterThan(0);
+    expect((await readFile(join(runDir, 'guest.pid'), 'utf8')).trim()).toBe(String(pid));
+
+    const seen = parseReport(await waitFor(() => readIfExists(report), 'the guest report'));
+    expect(seen.hostname).toBe(`${id}-host`);
+    expect(seen.self).toBe('1');
+    expect(seen.pid1).toBe(`/bin/sh ${reporter} ${report} `);
+    // The guest listed /proc with a glob, in its own process: only PID 1 can be there.
+    expect(seen.pids!.trim().split(' ')).toEqual(['1']);
+    expect(seen.links!.trim().split(' ')).toEqual(['lo']);
+    expect(seen.lo).toMatch(/<[^>]*\bUP\b[^>]*>/);
+    const hostLinks = Object.keys(networkInterfaces()).filter((n) => n !== 'lo');
+    for (const name of hostLinks) expect(seen.links).not.toContain(name);
+
+    // Nothing the namespace mounted shows on the host.
+    expect(await hostMounts()).toBe(mountsBefore);
+
+    // Besides the waiter outside it (PID 1's parent), everything marked as the sandbox's is
+    // in its pid namespace and in its cgroup.
+    const pidns = await readlink(`/proc/${pid}/ns/pid`);
+    const waiter = Number((await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ')[1]);
+    const members = (await sandboxProcesses(id)).filter((p) => p !== waiter);
+    expect(members).toContain(pid);
+    expect(members.length).toBeGreaterThanOrEqual(3);
+    for (const p of members) {
+      expect(await readlink(`/proc/${p}/ns/pid`)).toBe(pidns);
+      if (await hostCgroupDriver(quietLog)) expect(await readFile(`/proc/${p}/cgroup`, 'utf8')).toContain(`/virtactors/${id}`);
+    }
+    if (await hostCgroupDriver(quietLog)) expect(seen.ctr).toBeDefined();
+
+    await b.shutdown();
+    expect(await readIfExists(`${report}.term`)).toBe('term\n');
+    expect(alive(pid)).toBe(false);
+    expect(await sandboxProcesses(id)).toEqual([]);
+    expect(await sandboxCgroupDirs(id)).toEqual([]);
+    expect(await hostMounts()).toBe(mountsBefore);
+    expect(await readIfExists(join(runDir, 'guest.pid'))).toBeUndefined();
+    expect((await stat(join(runDir, 'guest.log'))).isFile()).toBe(true);
+    expect(b.pid).toBeUndefined();
+    expect(exits).toEqual([]);
+  });
+
+  it('reports the exit status of a guest that exits on its own, once', async () => {
+    const id = sandboxId('ns-exit');
+    const b = backend();
+    const { exits, first } = nextExit(b);
+    await b.boot({ sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', 'exit 7']) });
+    const exit = await first;
+    expect(exit.status).toBe(7);
+    expect(exit.signal).toBeUndefined();
+    await b.shutdown();
+    expect(exits).toHaveLength(1);
+    expect(await sandboxCgroupDirs(id)).toEqual([]);
+  });
+
+  it('reports a guest killed from outside as 137 / SIGKILL, and cleans up after it', async () => {
+    const id = sandboxId('ns-kill');
+    const b = backend();
+    const { exits, first } = nextExit(b);
+    await b.boot({ sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', 'sleep 1000 & exec sleep 1000']) });
+    process.kill(b.pid!, 'SIGKILL');
+    expect(await first).toMatchObject({ status: 137, signal: 'SIGKILL' });
+    // PID 1 took the rest of its namespace with it.
+    expect(await sandboxProcesses(id)).toEqual([]);
+    await b.shutdown();
+    expect(exits).toHaveLength(1);
+    expect(await sandboxCgroupDirs(id)).toEqual([]);
+  });
+
+  it('kills a guest that does not stop within the grace period; shutdown is idempotent and silent', async () => {
+    const id = sandboxId('ns-stubborn');
+    const b = backend(100);
+    const { exits } = nextExit(b);
+    const stubborn = 'trap "echo ignored" TERM; while :; do sleep 1000 & wait $!; done';
+    await b.boot({ sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', stubborn]) });
+    const pid = b.pid!;
+    await Promise.all([b.shutdown(), b.shutdown()]);
+    await b.shutdown();
+    expect(alive(pid)).toBe(false);
+    expect(await sandboxProcesses(id)).toEqual([]);
+    expect(exits).toEqual([]);
+  });
+
+  it('boots again after a shutdown, as a stopped sandbox that starts again does', async () => {
+    const id = sandboxId('ns-again');
+    const b = backend();
+    const runDir = join(tmp.dir, id);
+    await b.boot({ sandbox: spec(id), runDir, plan: plan(['/bin/sleep', '1000']) });
+    const first = b.pid!;
+    await b.shutdown();
+    await b.boot({ sandbox: spec(id), runDir, plan: plan(['/bin/sleep', '1000']) });
+    expect(b.pid).not.toBe(first);
+    expect(alive(b.pid!)).toBe(true);
+    await expect(b.boot({ sandbox: spec(id), runDir, plan: plan(['/bin/sleep', '1000']) })).rejects.toThrow(/already running/);
+    await b.shutdown();
+    expect(await sandboxProcesses(id)).toEqual([]);
+  });
+
+  it('applies limits from annotations to the sandbox cgroup', async (ctx) => {
+    const driver = await hostCgroupDriver(quietLog);
+    if (!driver) ctx.skip();
+    const id = sandboxId('ns-limits');
+    const annotations = { [LimitAnnotation.memory]: '64Mi', [LimitAnnotation.pids]: '50', [LimitAnnotation.cpus]: '0.5' };
+    const b = backend();
+    await b.boot({ sandbox: spec(id, { annotations }), runDir: join(tmp.dir, id), plan: plan(['/bin/sleep', '1000']) });
+    try {
+      const files: Record<string, string> = {};
+      for (const dir of driver!.open(id).dirs) {
+        for (const f of ['memory.limit_in_bytes', 'memory.max', 'pids.max', 'cpu.cfs_quota_us', 'cpu.max']) {
+          const v = await readIfExists(join(dir, f));
+          if (v !== undefined) files[f] = v.trim();
+        }
+      }
+      expect(files['memory.limit_in_bytes'] ?? files['memory.max']).toBe(String(64 * 1024 * 1024));
+      expect(files['pids.max']).toBe('50');
+      expect(files['cpu.cfs_quota_us'] ?? files['cpu.max']?.split(' ')[0]).toBe('50000');
+    } finally {
+      await b.shutdown();
+    }
+    expect(await sandboxCgroupDirs(id)).toEqual([]);
+  });
+
+  it('rejects a bad plan or annotation before starting anything', async () => {
+    const id = sandboxId('ns-bad');
+    const runDir = join(tmp.dir, id);
+    const b = backend();
+    const cases = [
+      { sandbox: spec(id), plan: plan(['/no/such/guest']) },
+      { sandbox: spec(id), plan: plan([]) },
+      { sandbox: spec(id, { annotations: { [LimitAnnotation.memory]: 'lots' } }), plan: plan(['/bin/sleep', '1']) },
+      { sandbox: spec(id, { hostname: 'h'.repeat(65) }), plan: plan(['/bin/sleep', '1']) },
+      { sandbox: spec(id), plan: { ...plan(['/bin/sleep', '1']), endpoint: { grpcAddress: '127.0.0.1:1234' } } },
+    ];
+    for (const c of cases) {
+      const err = await b.boot({ ...c, runDir }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(VcError);
+      expect((err as VcError).code).toBe('InvalidArgument');
+      expect(b.pid).toBeUndefined();
+    }
+    expect(await sandboxCgroupDirs(id)).toEqual([]);
+    expect(await sandboxProcesses(id)).toEqual([]);
+  });
+
+  it('fails the boot with the guest log when the prelude cannot run', async () => {
+    const id = sandboxId('ns-prelude');
+    const b = backend(2000, {
+      // A cgroup whose procs file cannot be written: the prelude stops before the guest.
+      cgroups: async () => ({
+        version: 2,
+        open: () => {
+          throw new Error('unused');
+        },
+        create: async () => ({
+          dirs: [],
+          procsFiles: ['/proc/version'],
+          pids: async () => [],
+          freeze: async () => {},
+          thaw: async () => {},
+          destroy: async () => {},
+        }),
+      }),
+    });
+    const { exits } = nextExit(b);
+    await expect(b.boot({ sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sleep', '1000']) })).rejects.toThrow(/did not start: .*echo/s);
+    expect(exits).toEqual([]);
+    expect(await sandboxProcesses(id)).toEqual([]);
+  });
+});
