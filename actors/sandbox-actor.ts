@@ -3,9 +3,11 @@
 // run one at a time (the reference's exclusive flock); reads (status, ps, wait) do not
 // queue behind them. Lifecycle notices become bus events through the host's publisher.
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { createActor, fromPromise, waitFor, type Actor } from 'xstate';
 import type { Logger } from 'pino';
-import { failedPrecondition, notFound, alreadyExists, VcError, toVcError, deadlineExceeded, invalidArgument, ErrorCode, isErrorCode } from '../bus/errors.js';
+import { failedPrecondition, notFound, alreadyExists, VcError, toVcError, deadlineExceeded, invalidArgument, unavailable, ErrorCode, isErrorCode } from '../bus/errors.js';
 import type * as Bus from '../bus/messages.gen.js';
 import { checkId } from '../bus/subjects.js';
 import {
@@ -23,9 +25,10 @@ import { monitorMachine, type CheckFailure, type CheckInput } from '../machines/
 import { ociState, type ErrorSummary, type LifecycleNotice, type FailureReason } from '../machines/lifecycle.js';
 import type { AgentType, BackendType, ContainerSpec, SandboxSpec } from '../machines/specs.js';
 import { AgentActor } from './agents/agent-actor.js';
-import { defaultPsArgs, type Agent, type ExitInfo, type GuestEndpoint, type ProcessSpec } from './agents/agent.js';
+import { defaultPsArgs, type Agent, type ContainerStats, type ExitInfo, type GuestEndpoint, type ProcessSpec } from './agents/agent.js';
 import type { Backend } from './backends/backend.js';
 import { decodeAgentConfig } from './agents/agent-type.js';
+import { OutputLog } from './output-log.js';
 import { sandboxStatesFor } from '../machines/preconditions.js';
 
 /** What a sandbox actor needs from the host that runs it. */
@@ -69,6 +72,7 @@ export class SandboxActor {
   private persistAgain = false;
   private execExits: Map<string, ExitInfo & { containerId: string }> | undefined;
   private endpoint: GuestEndpoint = {};
+  private output: OutputLog | undefined;
 
   constructor(
     readonly spec: SandboxSpec,
@@ -108,6 +112,7 @@ export class SandboxActor {
           runDir: this.env.runDir(this.id),
           listener: {
             processExited: (cid, execId, exit) => this.processExited(cid, execId, exit),
+            output: (cid, execId, stream, data) => this.outputLog().append(cid, execId, stream, data),
             connectionLost: (message) => this.agent.connectionLost(message),
           },
         });
@@ -153,6 +158,10 @@ export class SandboxActor {
     await this.backend.shutdown();
   }
 
+  private outputLog(): OutputLog {
+    return (this.output ??= new OutputLog(join(this.env.runDir(this.id), 'logs')));
+  }
+
   /** @internal */ async releaseSandbox(): Promise<void> {
     for (const ref of this.containers()) {
       if (ref.getSnapshot().can({ type: 'STOP' }) && String(ref.getSnapshot().value) !== 'stopped') {
@@ -165,6 +174,8 @@ export class SandboxActor {
     }
     await this.teardownGuest();
     await this.agent.release().catch(() => {});
+    await this.output?.close(true);
+    rmSync(this.env.runDir(this.id), { recursive: true, force: true });
   }
 
   private async settleContainer(ref: ContainerActorRef, command: ContainerCommand) {
@@ -499,6 +510,21 @@ export class SandboxActor {
       },
     );
     return { exitStatus: done.context.exitStatus ?? 255, exitedAt: done.context.exitedAt ?? '' };
+  }
+
+  /** What the init process (or an exec) wrote, stdout and stderr kept apart. */
+  async logs(cid: string, request: Bus.ContainerLogsRequest): Promise<{ stdout: string; stderr: string; truncated: boolean }> {
+    const ref = this.container(cid);
+    return this.outputLog().read(ref.id, request.execId ?? '', request.tailBytes ?? 0);
+  }
+
+  async stats(cid: string): Promise<ContainerStats> {
+    const ref = this.container(cid);
+    this.requireContainer(ref, 'STATS', 'get stats of');
+    return this.agent.call((a) => {
+      if (!a.statsContainer) throw unavailable(`the ${a.type} agent reports no container stats`);
+      return a.statsContainer(ref.id);
+    });
   }
 
   containerStatus(cid: string): Bus.ContainerStatus {

@@ -30,6 +30,8 @@ containers
   container exec <sid> <cid> [--exec-id ID] [--env K=V]... [--cwd DIR] [--user U] [--tty] -- CMD [ARG]...
   container ps <sid> <cid> [--format json|table] [-- PS_ARG...]
   container wait <sid> <cid> [--exec-id ID] [--timeout-ms MS]
+  container logs <sid> <cid> [--exec-id ID] [--tail BYTES]   (stdout to stdout, stderr to stderr)
+  container stats <sid> <cid>
 events
   events [--sandbox SID] [--follow] [--since N]     (N: the sandbox's event seq, or the stream seq)
 hosts
@@ -305,6 +307,33 @@ async function containerCommand(nc: NatsConnection, g: Global, args: string[]): 
       const reply = await request<Bus.WaitReply>(nc, { ...g, timeout: Math.max(g.timeout, (body.timeoutMs ?? 0) + 5_000) }, subjects.containerOp(sid, cid, 'wait'), body);
       print(g, { exitStatus: reply.exitStatus, exitedAt: reply.exitedAt }, () => `exit status ${reply.exitStatus} at ${reply.exitedAt}`);
       process.exitCode = reply.exitStatus ?? 0;
+      return;
+    }
+    case 'logs': {
+      const { values, positionals } = parse(flags, { 'exec-id': { type: 'string' }, tail: { type: 'string' } });
+      const [sid, cid] = ids(positionals);
+      const body: Bus.ContainerLogsRequest = {};
+      if (values['exec-id']) body.execId = values['exec-id'];
+      if (values.tail) body.tailBytes = Number(values.tail);
+      const reply = await request<Bus.LogsReply>(nc, g, subjects.containerOp(sid, cid, 'logs'), body);
+      if (g.json) print(g, { stdout: reply.stdout, stderr: reply.stderr, truncated: reply.truncated }, () => '');
+      else {
+        process.stdout.write(reply.stdout ?? '');
+        process.stderr.write(reply.stderr ?? '');
+      }
+      return;
+    }
+    case 'stats': {
+      const { positionals } = parse(flags, {});
+      const [sid, cid] = ids(positionals);
+      const reply = await request<Bus.StatsReply>(nc, g, subjects.containerOp(sid, cid, 'stats'));
+      const st = reply.stats ?? {};
+      print(g, st, () =>
+        table([
+          ['CPU (ms)', 'MEMORY', 'MEMORY LIMIT', 'PIDS', 'PIDS LIMIT'],
+          [String(Math.round((st.cpuUsageNs ?? 0) / 1e6)), String(st.memoryUsageBytes ?? 0), String(st.memoryLimitBytes ?? 0), String(st.pidsCurrent ?? 0), String(st.pidsLimit ?? 0)],
+        ]),
+      );
       return;
     }
     case 'start':

@@ -20,7 +20,7 @@ export function checkId(kind: string, id: unknown): string {
 export const sandboxOps = ['start', 'stop', 'pause', 'resume', 'delete', 'status', 'online-cpu-mem'] as const;
 export type SandboxOp = (typeof sandboxOps)[number];
 export const containerOps = [
-  'start', 'stop', 'kill', 'delete', 'status', 'exec', 'ps', 'wait', 'pause', 'resume',
+  'start', 'stop', 'kill', 'delete', 'status', 'exec', 'ps', 'wait', 'pause', 'resume', 'logs', 'stats',
 ] as const;
 export type ContainerOp = (typeof containerOps)[number];
 

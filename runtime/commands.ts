@@ -99,6 +99,13 @@ export function createCommandHandler(registry: SandboxRegistry, store: SandboxSt
               const req = decode<Bus.ContainerPsRequest>('ContainerPsRequest', data);
               return { ...(await sandbox.processList(cid, req)) };
             }
+            case 'logs': {
+              const req = decode<Bus.ContainerLogsRequest>('ContainerLogsRequest', data);
+              return { ...(await sandbox.logs(cid, req)) };
+            }
+            case 'stats':
+              decode<Bus.Empty>('Empty', data);
+              return { stats: await sandbox.stats(cid) };
             case 'wait': {
               const req = decode<Bus.ContainerWaitRequest>('ContainerWaitRequest', data);
               return { ...(await sandbox.wait(cid, req)) };

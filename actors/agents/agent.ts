@@ -111,6 +111,17 @@ export interface Agent {
   signalProcess(containerId: string, execId: string, signal: number, all: boolean): Promise<void>;
   pauseContainer(containerId: string): Promise<void>;
   resumeContainer(containerId: string): Promise<void>;
+  /** Resource usage of the container; agents without it reject with Unavailable. */
+  statsContainer?(containerId: string): Promise<ContainerStats>;
+}
+
+/** Resource usage, as far as the guest can tell (0 when unknown). */
+export interface ContainerStats {
+  cpuUsageNs: number;
+  memoryUsageBytes: number;
+  memoryLimitBytes: number;
+  pidsCurrent: number;
+  pidsLimit: number;
 }
 
 export const defaultPsArgs = ['-ef'];
