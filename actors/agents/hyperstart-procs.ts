@@ -118,15 +118,18 @@ export class ProcessTable {
     return new Promise((resolve) => rec.waiters.push(resolve));
   }
 
-  /** The connection is gone: nobody will learn these exits; waits complete with 255. */
-  abandonAll(): void {
-    const at = new Date().toISOString();
-    for (const rec of this.byId.values()) {
-      clearTimeout(rec.grace);
-      if (rec.exit) continue;
-      rec.exit = { exitStatus: rec.status ?? UNKNOWN_EXIT, exitedAt: at };
-      for (const w of rec.waiters.splice(0)) w(rec.exit);
-    }
+  /**
+   * The connection is gone: pending waits complete with 255 (as runv's do). The records
+   * stay open, so that a host that reconnects to a live guest still learns the real exits.
+   */
+  abandonWaits(): void {
+    const exit = { exitStatus: UNKNOWN_EXIT, exitedAt: new Date().toISOString() };
+    for (const rec of this.byId.values()) for (const w of rec.waiters.splice(0)) w(exit);
+  }
+
+  /** Processes of a container whose exit has not been reported yet. */
+  live(containerId: string): ProcRecord[] {
+    return this.ofContainer(containerId).filter((r) => !r.exit);
   }
 
   private settle(rec: ProcRecord): boolean {

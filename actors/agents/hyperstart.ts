@@ -35,7 +35,7 @@ import type { AgentConfigs } from './agent-type.js';
 import { guestEntry, guestEnv } from '../guest-binaries.js';
 import { registerAgent } from './index.js';
 import { CtlChannel, dial, GuestError, TtyChannel } from './hyperstart-ctl.js';
-import { ProcessTable, type ProcRecord } from './hyperstart-procs.js';
+import { ProcessTable, UNKNOWN_EXIT, type ProcRecord } from './hyperstart-procs.js';
 import { filterPsTable, parsePidList, sessionPidArgs } from './hyperstart-ps.js';
 
 type Config = AgentConfigs['hyperstart'];
@@ -176,7 +176,7 @@ export class HyperstartAgent implements Agent {
     this.conn = undefined;
     conn?.ctl.close();
     conn?.tty.close();
-    this.procs.abandonAll();
+    this.procs.abandonWaits();
   }
 
   async disconnect(): Promise<void> {
@@ -318,12 +318,11 @@ export class HyperstartAgent implements Agent {
       return;
     }
     // KILLCONTAINER reaches the init pid only; SIGNALPROCESS reaches a process's whole
-    // group, so one per live process covers the container and the children of each.
+    // group, so one per process covers the container and the children of each (a group
+    // can outlive its leader, so exited leaders are included; an empty group is skipped).
     for (const rec of this.procs.ofContainer(containerId)) {
-      if (rec.exit || rec.status !== undefined) continue;
-      await this.signal(containerId, rec.execId, signal).catch((err) => {
-        if (!(err instanceof VcError && err.code === 'NotFound')) throw err;
-      });
+      if (rec.internal) continue;
+      await this.signal(containerId, rec.execId, signal).catch(ignoreGone);
     }
   }
 
@@ -357,6 +356,12 @@ export class HyperstartAgent implements Agent {
         if (!exit) throw deadlineExceeded(`container ${containerId} did not exit within ${this.config.callTimeoutMs} ms of SIGKILL`);
       }
     }
+    // Execs still running are killed now, so that their exits are reported before removal.
+    if (this.procs.live(containerId).some((r) => !r.internal)) {
+      await this.killContainer(containerId, SIGKILL, true);
+      const left = this.procs.live(containerId).filter((r) => !r.internal);
+      await within(Promise.all(left.map((r) => this.procs.wait(r))), this.config.callTimeoutMs);
+    }
     const remove: H.RemoveCommand = { container: containerId };
     await this.send(Code.REMOVECONTAINER, remove);
     for (const rec of this.procs.ofContainer(containerId)) this.procs.drop(rec);
@@ -367,6 +372,7 @@ export class HyperstartAgent implements Agent {
   async waitProcess(containerId: string, execId: string): Promise<ExitInfo> {
     const rec = this.procs.get(containerId, execId || containerId);
     if (!rec) throw notFound(`process ${execId || containerId} does not exist in container ${containerId}`);
+    if (!rec.exit && !this.conn) return { exitStatus: UNKNOWN_EXIT, exitedAt: new Date().toISOString() };
     return this.procs.wait(rec);
   }
 

@@ -1,5 +1,6 @@
 // The guest's containers and processes, and what each ctl command does to them.
 // Methods throw CommandError with the text the host gets in ERROR.
+import { readFileSync } from 'node:fs';
 import { EVENT_FINISHED } from '../../protos/hyperstart/codes.js';
 import type * as H from '../../protos/hyperstart/types.js';
 import { run, SpawnError, type Running } from './runner.js';
@@ -107,17 +108,26 @@ export class Pod {
     for (const p of c.procs.values()) if (this.streams.get(p.stdio) === p) this.forgetStreams(p);
   }
 
-  /** Pause by stopping every process group of the container (SIGSTOP cannot be caught). */
-  pause(cmd: H.RemoveCommand): void {
+  /**
+   * Pause by stopping every process group of the container (SIGSTOP cannot be caught);
+   * answered once the group leaders show as stopped, since signals land asynchronously.
+   */
+  async pause(cmd: H.RemoveCommand): Promise<void> {
     const c = this.container(cmd?.container);
     this.signalGroups(c, 19);
     c.paused = true;
+    await settled(this.leaders(c), true);
   }
 
-  resume(cmd: H.RemoveCommand): void {
+  async resume(cmd: H.RemoveCommand): Promise<void> {
     const c = this.container(cmd?.container);
     this.signalGroups(c, 18);
     c.paused = false;
+    await settled(this.leaders(c), false);
+  }
+
+  private leaders(c: GuestContainer): number[] {
+    return [...c.procs.values()].filter((p) => p.status === undefined).map((p) => p.pid);
   }
 
   /** DESTROYPOD: kills everything and resolves once every exit has been reported. */
@@ -200,6 +210,32 @@ export class Pod {
         /* the group is empty */
       }
     }
+  }
+}
+
+const PAUSE_SETTLE_MS = 1_000;
+
+/** Waits (briefly) until each process is stopped, or no longer stopped; gone counts as settled. */
+async function settled(pids: number[], stopped: boolean): Promise<void> {
+  const until = Date.now() + PAUSE_SETTLE_MS;
+  let pending = pids;
+  while (pending.length > 0 && Date.now() < until) {
+    pending = pending.filter((pid) => {
+      const state = procState(pid);
+      return state !== undefined && (state === 'T' || state === 't') !== stopped;
+    });
+    if (pending.length > 0) await new Promise((r) => setTimeout(r, 1));
+  }
+  if (pending.length > 0) throw new CommandError(`processes ${pending.join(', ')} did not ${stopped ? 'stop' : 'continue'}`);
+}
+
+/** The state letter from /proc/<pid>/stat; undefined when the process is gone (or a zombie). */
+function procState(pid: number): string | undefined {
+  try {
+    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0];
+    return state === 'Z' || state === 'X' ? undefined : state;
+  } catch {
+    return undefined;
   }
 }
 

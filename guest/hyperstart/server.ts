@@ -161,10 +161,10 @@ export class GuestServer {
         this.pod.remove(body<H.RemoveCommand>());
         return ACK;
       case Code.PAUSECONTAINER:
-        this.pod.pause(body<H.RemoveCommand>());
+        await this.pod.pause(body<H.RemoveCommand>());
         return ACK;
       case Code.RESUMECONTAINER:
-        this.pod.resume(body<H.RemoveCommand>());
+        await this.pod.resume(body<H.RemoveCommand>());
         return ACK;
       case Code.DESTROYPOD:
         await this.pod.destroy();

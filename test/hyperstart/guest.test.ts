@@ -1,6 +1,7 @@
 // The driver against the real built guest (dist/guest/hyperstart/main.js), started as a
 // plain child process in a temp directory: real processes, real signals, real exits.
 import { readFileSync } from 'node:fs';
+import { createConnection, type Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VcError } from '../../bus/errors.js';
 import { containerSpec, setupDriver, startGuest, type DriverSetup, type GuestProcess } from './harness.js';
@@ -102,6 +103,30 @@ describe('hyperstart guest: containers', () => {
     expect((await setup.exited('c2', 'c2')).exitStatus).toBe(137);
     expect((await setup.exited('c2', 'e1')).exitStatus).toBe(137);
     expect(setup.text('c2', 'c2')).toBe('');
+  });
+
+  it('kills the execs still running when the container stops, reporting their exits first', async () => {
+    await start('c1', ['sleep', '100']);
+    await setup.agent.exec('c1', { args: ['sleep', '100'], env: [], cwd: '', user: '', terminal: false }, 'e1');
+    expect((await setup.agent.stopContainer('c1'))?.exitStatus).toBe(143);
+    expect(setup.rec.exits.map((e) => [e.execId, e.exit.exitStatus])).toEqual([
+      ['c1', 143],
+      ['e1', 137],
+    ]);
+  });
+
+  it('learns exits that happen after it lost and regained the connection', async () => {
+    const { pid } = await start('c1', ['sleep', '100']);
+    // Another host attaching takes the guest's connection over.
+    const other = await new Promise<Socket>((resolve) => {
+      const s = createConnection(`${setup.dir}/hyper.sock`, () => resolve(s));
+    });
+    await until(() => setup.rec.lost.length > 0);
+    expect((await setup.agent.waitProcess('c1', 'c1')).exitStatus).toBe(255);
+    other.destroy();
+    await setup.agent.connect();
+    process.kill(pid, 'SIGTERM');
+    expect((await setup.exited('c1', 'c1')).exitStatus).toBe(143);
   });
 
   it('pauses and resumes every process of a container', async () => {
