@@ -1,3 +1,4 @@
 // Registers every agent driver and backend this build has. Imported once by entry points.
 import './agents/hyperstart.js';
+import './backends/install.js';
 export {};

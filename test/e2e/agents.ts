@@ -1,0 +1,2 @@
+// The agents that talk to a real guest; every end-to-end scenario runs for each.
+export const GUEST_AGENTS = ['hyperstart'] as const;

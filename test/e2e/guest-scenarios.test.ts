@@ -1,0 +1,194 @@
+// End-to-end scenarios with real guests: one scenario list, run for every agent that
+// talks to a guest, on the namespace backend, through the bus. Processes really run in
+// the sandbox; output, exit status and signals come back as replies and events.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { subjects } from '../../bus/subjects.js';
+import { readEvents } from '../../bus/event-reader.js';
+import type * as Bus from '../../bus/messages.gen.js';
+import { startTestServer, type TestServer } from '../helpers/nats.js';
+import { Client, startTestHost, type TestHost } from '../helpers/runtime.js';
+import { GUEST_AGENTS } from './agents.js';
+
+let server: TestServer;
+let host: TestHost;
+let client: Client;
+let rootfs: string;
+
+beforeAll(async () => {
+  server = await startTestServer();
+  host = await startTestHost(server.url, { host: 'e2e' });
+  client = await Client.connect(server.url);
+  rootfs = buildBusyboxRootfs();
+});
+
+afterAll(async () => {
+  await client?.close();
+  await host?.stop();
+  await server?.dispose();
+  if (rootfs) rmSync(rootfs, { recursive: true, force: true });
+});
+
+/** A tiny root filesystem: busybox and its applet links, plus a marker file. */
+function buildBusyboxRootfs(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'vc-rootfs-'));
+  const busybox = ['/bin/busybox', '/usr/bin/busybox'].find(existsSync);
+  if (!busybox) throw new Error('busybox is missing: run `npm run setup` (it installs busybox-static)');
+  mkdirSync(join(dir, 'bin'));
+  copyFileSync(busybox, join(dir, 'bin/busybox'));
+  execFileSync('chmod', ['755', join(dir, 'bin/busybox')]);
+  for (const applet of ['sh', 'ls', 'cat', 'echo', 'sleep', 'ps']) symlinkSync('busybox', join(dir, 'bin', applet));
+  writeFileSync(join(dir, 'marker'), 'inside the rootfs\n');
+  return dir;
+}
+
+async function ok<T = Record<string, unknown>>(subject: string, body: unknown = {}): Promise<T> {
+  const reply = await client.request(subject, body, 30_000);
+  if (!reply.ok) throw new Error(`${subject}: ${reply.error?.code}: ${reply.error?.message}`);
+  return reply as T;
+}
+
+async function eventsOf(sid: string): Promise<Bus.Event[]> {
+  const out: Bus.Event[] = [];
+  for await (const e of readEvents(client.nc, { sandboxId: sid })) out.push(e.event);
+  return out;
+}
+
+/** Host pids whose environment or cgroup still names this sandbox. */
+function leftovers(sid: string, runDir: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cgroup = readFileSync(`/proc/${entry}/cgroup`, 'utf8');
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (cgroup.includes(`/virtactors/${sid}`) || cmdline.includes(runDir)) found.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+for (const agent of GUEST_AGENTS) {
+  describe(`${agent} agent on the namespace backend`, () => {
+    let n = 0;
+    const sandbox = async (containers: Bus.ContainerSpec[] = []) => {
+      const id = `${agent.slice(0, 4)}-${++n}`;
+      const reply = await ok<Bus.SandboxReply>(subjects.sandboxCreate(), {
+        sandbox: { id, agent, backend: 'namespace', hostname: `host-${id}`, containers },
+        start: true,
+      });
+      expect(reply.sandbox).toMatchObject({ state: 'running', agent, backend: 'namespace' });
+      return id;
+    };
+    const wait = (sid: string, cid: string, execId?: string) =>
+      ok<Bus.WaitReply>(subjects.containerOp(sid, cid, 'wait'), execId ? { execId, timeoutMs: 20_000 } : { timeoutMs: 20_000 });
+    const destroy = (sid: string) => ok(subjects.sandboxOp(sid, 'delete'), { force: true });
+
+    it('returns output and exit status, stdout and stderr kept apart', async () => {
+      const sid = await sandbox([{ id: 'c1', args: ['sh', '-c', 'echo hello; echo oops >&2; exit 3'] }]);
+      expect(await wait(sid, 'c1')).toMatchObject({ exitStatus: 3 });
+      const logs = await ok<Bus.LogsReply>(subjects.containerOp(sid, 'c1', 'logs'));
+      expect(logs.stdout).toBe('hello\n');
+      expect(logs.stderr).toBe('oops\n');
+      const status = await ok<Bus.ContainerReply>(subjects.containerOp(sid, 'c1', 'status'));
+      expect(status.container).toMatchObject({ state: 'stopped', exitStatus: 3, hasExitStatus: true });
+      await destroy(sid);
+      const events = await eventsOf(sid);
+      const c1 = events.filter((e) => e.containerId === 'c1').map((e) => e.type);
+      expect(c1).toEqual(['create', 'start', 'exit', 'delete']);
+      const exit = events.find((e) => e.type === 'exit')!;
+      expect(exit.exitStatus).toBe(3);
+      expect(Date.parse(exit.exitedAt!)).toBeGreaterThan(Date.parse(events[0]!.time!) - 1);
+      expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+    });
+
+    it('reports 143 after SIGTERM to a sleeping container', async () => {
+      const sid = await sandbox([{ id: 'sleeper', args: ['sleep', '60'] }]);
+      await ok(subjects.containerOp(sid, 'sleeper', 'kill'), { signal: 15 });
+      expect(await wait(sid, 'sleeper')).toMatchObject({ exitStatus: 143 });
+      await destroy(sid);
+      const exit = (await eventsOf(sid)).find((e) => e.type === 'exit' && e.containerId === 'sleeper');
+      expect(exit?.exitStatus).toBe(143);
+    });
+
+    it('execs in a running container and reports the exec in containerd order', async () => {
+      const sid = await sandbox([{ id: 'box', args: ['sleep', '60'] }]);
+      const exec = await ok<Bus.ExecReply>(subjects.containerOp(sid, 'box', 'exec'), {
+        execId: 'e1',
+        args: ['sh', '-c', 'echo from-exec; exit 7'],
+      });
+      expect(exec.execId).toBe('e1');
+      expect(exec.pid).toBeGreaterThan(0);
+      expect(await wait(sid, 'box', 'e1')).toMatchObject({ exitStatus: 7 });
+      const logs = await ok<Bus.LogsReply>(subjects.containerOp(sid, 'box', 'logs'), { execId: 'e1' });
+      expect(logs.stdout).toBe('from-exec\n');
+      await destroy(sid);
+      const execEvents = (await eventsOf(sid)).filter((e) => e.execId === 'e1');
+      expect(execEvents.map((e) => e.type)).toEqual(['exec-added', 'exec-started', 'exit']);
+      expect(execEvents[2]!.exitStatus).toBe(7);
+    });
+
+    it('lists the container processes with ps, as json and as a table', async () => {
+      const sid = await sandbox([{ id: 'busy', args: ['sleep', '61'] }]);
+      await ok(subjects.containerOp(sid, 'busy', 'exec'), { execId: 'side', args: ['sleep', '62'] });
+      const json = await ok<Bus.PsReply>(subjects.containerOp(sid, 'busy', 'ps'), { format: 'json' });
+      const pids = JSON.parse(json.output!) as number[];
+      expect(pids).toHaveLength(2);
+      const table = await ok<Bus.PsReply>(subjects.containerOp(sid, 'busy', 'ps'), { format: 'table' });
+      const lines = table.output!.trim().split('\n');
+      expect(lines[0]).toMatch(/PID/);
+      expect(lines.slice(1).some((l) => l.includes('sleep 61'))).toBe(true);
+      expect(lines.slice(1).some((l) => l.includes('sleep 62'))).toBe(true);
+      expect(lines).toHaveLength(3);
+      await destroy(sid);
+    });
+
+    it('runs inside the sandbox: its hostname, and the guest agent as PID 1', async () => {
+      const sid = await sandbox([{ id: 'probe', args: ['sh', '-c', 'hostname; tr "\\0" " " < /proc/1/cmdline; echo; ls /proc | grep -c "^[0-9]"'] }]);
+      expect(await wait(sid, 'probe')).toMatchObject({ exitStatus: 0 });
+      const [hostname, pid1, count] = (await ok<Bus.LogsReply>(subjects.containerOp(sid, 'probe', 'logs'))).stdout!.trim().split('\n');
+      expect(hostname).toBe(`host-${sid}`);
+      expect(pid1).toMatch(new RegExp(`guest/${agent === 'kata' ? 'kata-agent' : 'hyperstart'}/main\\.js`));
+      // Only the sandbox's own processes: the agent, the shell and its children.
+      expect(Number(count)).toBeLessThan(10);
+      await destroy(sid);
+    });
+
+    it('runs a container with a root path inside that rootfs only', async () => {
+      const sid = await sandbox([{ id: 'rooted', args: ['/bin/sh', '-c', 'cat /marker; ls /'], rootfs }]);
+      expect(await wait(sid, 'rooted')).toMatchObject({ exitStatus: 0 });
+      const out = (await ok<Bus.LogsReply>(subjects.containerOp(sid, 'rooted', 'logs'))).stdout!;
+      expect(out.split('\n')[0]).toBe('inside the rootfs');
+      expect(out.split('\n').slice(1).filter(Boolean).sort()).toEqual(['bin', 'marker']);
+      await destroy(sid);
+    });
+
+    it('pauses and resumes a container', async () => {
+      const sid = await sandbox([{ id: 'p', args: ['sleep', '60'] }]);
+      expect((await ok<Bus.ContainerReply>(subjects.containerOp(sid, 'p', 'pause'))).container?.state).toBe('paused');
+      expect((await ok<Bus.ContainerReply>(subjects.containerOp(sid, 'p', 'resume'))).container?.state).toBe('running');
+      await ok(subjects.containerOp(sid, 'p', 'kill'), { signal: 9 });
+      expect(await wait(sid, 'p')).toMatchObject({ exitStatus: 137 });
+      await destroy(sid);
+    });
+
+    it('leaves no process and no mount behind after stop and delete', async () => {
+      const sid = await sandbox([{ id: 'a', args: ['sleep', '60'] }, { id: 'b', args: ['sh', '-c', 'sleep 60 & sleep 60'] }]);
+      const runDir = join(host.runRoot, sid);
+      expect(leftovers(sid, runDir).length).toBeGreaterThan(0);
+      const stopped = await ok<Bus.SandboxReply>(subjects.sandboxOp(sid, 'stop'));
+      expect(stopped.sandbox?.containers?.map((c) => c.state)).toEqual(['stopped', 'stopped']);
+      await ok(subjects.sandboxOp(sid, 'delete'));
+      expect(leftovers(sid, runDir)).toEqual([]);
+      expect(readFileSync('/proc/mounts', 'utf8')).not.toContain(runDir);
+      expect(existsSync(runDir)).toBe(false);
+      const exits = (await eventsOf(sid)).filter((e) => e.type === 'exit').map((e) => [e.containerId, e.exitStatus]);
+      expect(exits.map(([c]) => c).sort()).toEqual(['a', 'b']);
+    });
+  });
+}
