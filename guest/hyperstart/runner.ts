@@ -54,15 +54,26 @@ export function run(spec: RunSpec, on: RunHandlers): Promise<Running> {
   if (spec.args.length === 0) return Promise.reject(new SpawnError('invalid process: no args'));
   const ids = parseUser(spec.user);
   const chroot = spec.rootfs !== '' && spec.rootfs !== '/';
-  // node cannot chroot itself; chroot(8) execs the command in place, so the pid is kept.
-  const [file, ...argv] = chroot ? ['chroot', spec.rootfs, ...spec.args] : spec.args;
+  // node cannot chroot; unshare(1) with no namespace flags does chroot, chdir and the id
+  // change, then execs the command in place, so the pid is kept.
+  const [file, ...argv] = chroot
+    ? [
+        'unshare',
+        `--root=${spec.rootfs}`,
+        `--wd=${spec.cwd || '/'}`,
+        ...(ids.gid !== undefined ? [`--setgid=${ids.gid}`] : []),
+        ...(ids.uid !== undefined ? [`--setuid=${ids.uid}`] : []),
+        '--',
+        ...spec.args,
+      ]
+    : spec.args;
   return new Promise((resolve, reject) => {
     const child = spawn(file!, argv, {
       env: spec.env,
-      cwd: chroot ? spec.rootfs + (spec.cwd.startsWith('/') ? spec.cwd : `/${spec.cwd}`) : spec.cwd || '/',
+      cwd: chroot ? '/' : spec.cwd || '/',
       detached: true,
       stdio: ['pipe', 'pipe', 'pipe'],
-      ...ids,
+      ...(chroot ? {} : ids),
     });
     let started = false;
     let status: number | undefined;

@@ -1,6 +1,8 @@
 // The driver against the real built guest (dist/guest/hyperstart/main.js), started as a
 // plain child process in a temp directory: real processes, real signals, real exits.
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
 import { createConnection, type Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VcError } from '../../bus/errors.js';
@@ -57,6 +59,13 @@ describe('hyperstart guest: containers', () => {
     await start('c1', ['sh', '-c', 'echo "$FOO $HOSTNAME"; pwd; id -u'], { env: ['FOO=bar=baz'], cwd: '/tmp', user: '65534' });
     expect((await setup.exited('c1', 'c1')).exitStatus).toBe(0);
     expect(setup.text('c1', 'c1')).toBe('bar=baz sb-host\n/tmp\n65534\n');
+  });
+
+  it('runs a container chrooted into its rootfs, in its cwd, as its user', async () => {
+    const rootfs = minimalRootfs(join(setup.dir, 'rootfs'));
+    await start('c1', ['/bin/sh', '-c', 'pwd; echo /*; (: > /work/probe) 2>/dev/null && echo root || echo not-root'], { rootfs, cwd: '/work', user: '65534:65534' });
+    expect((await setup.exited('c1', 'c1')).exitStatus).toBe(0);
+    expect(setup.text('c1', 'c1')).toBe('/work\n/bin /lib /lib64 /work\nnot-root\n');
   });
 
   it('delivers every byte of large output before the exit', async () => {
@@ -225,6 +234,21 @@ describe('hyperstart guest: liveness and shutdown', () => {
     await setup.agent.onlineCPUMem(2);
   });
 });
+
+/** A root filesystem holding only sh and the libraries it links (from ldd). */
+function minimalRootfs(root: string): string {
+  const sh = realpathSync('/bin/sh');
+  const libs = execFileSync('ldd', [sh], { encoding: 'utf8' })
+    .split('\n')
+    .map((l) => /(\/\S+) \(0x/.exec(l)?.[1])
+    .filter((p): p is string => !!p);
+  for (const [from, to] of [[sh, '/bin/sh'], ...libs.map((l) => [l, l])] as Array<[string, string]>) {
+    mkdirSync(join(root, dirname(to)), { recursive: true });
+    copyFileSync(from, join(root, to));
+  }
+  mkdirSync(join(root, 'work'));
+  return root;
+}
 
 function rec(cid: string): boolean {
   return setup.rec.exits.some((e) => e.cid === cid && e.execId === cid);
