@@ -1,7 +1,7 @@
 // What both guest backends share: the files a guest leaves in its run directory, the
 // marker that names its sandbox, exit statuses, and liveness checks by pid.
 import { accessSync, constants, openSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { constants as os } from 'node:os';
 import { delimiter, isAbsolute, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -73,7 +73,29 @@ export function signal(pid: number, sig: NodeJS.Signals): boolean {
   }
 }
 
-/** Polls until a pid is gone (for guests this process is not the parent of). */
+/** Live (not zombie) members of a process group, found through /proc. */
+export async function groupMembers(pgid: number): Promise<number[]> {
+  const members: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    // Fields after the parenthesised command: state, ppid, pgrp.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z') members.push(Number(entry));
+  }
+  return members;
+}
+
+/** Polls until a process group has no live member; zombies left to another reaper do not count. */
+export async function waitGroupGone(pgid: number, timeoutMs: number): Promise<boolean> {
+  for (let waited = 0; (await groupMembers(pgid)).length > 0; waited += 5) {
+    if (waited >= timeoutMs) return false;
+    await sleep(5);
+  }
+  return true;
+}
+
+/** Polls until a pid is gone. */
 export async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
   for (let waited = 0; isAlive(pid); waited += 5) {
     if (waited >= timeoutMs) return false;

@@ -4,7 +4,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { BootRequest } from './backend.js';
 import { DetachedGuestBackend, type GuestRun } from './detached.js';
-import { guestEnvironment, signal } from './guest-files.js';
+import { guestEnvironment, signal, waitGroupGone } from './guest-files.js';
+
+const GROUP_WAIT_MS = 5000;
 
 /** Resolves with the pid once the process runs; rejects when it cannot be started. */
 function spawned(child: ChildProcess): Promise<number> {
@@ -27,7 +29,11 @@ export class ProcessBackend extends DetachedGuestBackend {
     this.track(run, child);
     const pid = await spawned(child);
     // What the guest started and left behind in its group goes when it is stopped.
-    run.teardown.push(() => void signal(-pid, 'SIGKILL'));
+    run.teardown.push(async () => {
+      if (signal(-pid, 'SIGKILL') && !(await waitGroupGone(pid, GROUP_WAIT_MS))) {
+        this.log.warn({ pgid: pid }, 'processes of the guest group are still there after SIGKILL');
+      }
+    });
     return pid;
   }
 

@@ -1,5 +1,6 @@
 // Shared pieces of the backend suites: sandbox specs, temporary run directories, small
 // guest scripts, and scans of /proc for anything a sandbox may have left behind.
+import { readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,10 +77,10 @@ export function nextExit(backend: Backend): { exits: GuestExit[]; first: Promise
   return { exits, first };
 }
 
+/** Whether a process exists and has not exited (a zombie waiting to be reaped is dead). */
 export function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
   } catch {
     return false;
   }
