@@ -41,6 +41,7 @@ export class Pod {
   private readonly containers = new Map<string, GuestContainer>();
   /** Stream seq → process, for stdin and seq reuse checks. */
   private readonly streams = new Map<number, Proc>();
+  private outputFlowing = true;
 
   constructor(private readonly out: PodOutput) {}
 
@@ -141,6 +142,19 @@ export class Pod {
     this.containers.clear();
   }
 
+  /** Holds every process's output while the host's tty socket is backed up. */
+  setOutputFlow(flowing: boolean): void {
+    if (flowing === this.outputFlowing) return;
+    this.outputFlowing = flowing;
+    for (const c of this.containers.values()) {
+      for (const p of c.procs.values()) {
+        if (p.status !== undefined) continue;
+        if (flowing) p.running?.resumeOutput();
+        else p.running?.pauseOutput();
+      }
+    }
+  }
+
   /** Host→guest stream data (stdin); false when the seq belongs to no live process. */
   stdin(seq: number, data: Uint8Array): boolean {
     const p = this.streams.get(seq);
@@ -190,6 +204,7 @@ export class Pod {
       throw new CommandError(err instanceof SpawnError ? err.message : String(err));
     }
     p.pid = p.running.pid;
+    if (!this.outputFlowing) p.running.pauseOutput();
     c.procs.set(id, p);
     if (stdio) this.streams.set(stdio, p);
     if (stderr) this.streams.set(stderr, p);

@@ -26,6 +26,9 @@ export interface Running {
   pid: number;
   write(data: Uint8Array): void;
   endInput(): void;
+  /** Stops reading the process's output (the host reads slower than it writes), and resumes. */
+  pauseOutput(): void;
+  resumeOutput(): void;
 }
 
 /** After the exit, output still open (a background child holds the pipe) is cut off after this. */
@@ -80,6 +83,7 @@ export function run(spec: RunSpec, on: RunHandlers): Promise<Running> {
     let open = 2;
     let grace: NodeJS.Timeout | undefined;
     let reported = false;
+    let outputPaused = false;
     const finish = () => {
       if (reported || status === undefined || open > 0) return;
       reported = true;
@@ -104,15 +108,31 @@ export function run(spec: RunSpec, on: RunHandlers): Promise<Running> {
         pid: child.pid!,
         write: (data) => child.stdin.writable && child.stdin.write(data),
         endInput: () => child.stdin.end(),
+        pauseOutput: () => {
+          outputPaused = true;
+          child.stdout.pause();
+          child.stderr.pause();
+        },
+        resumeOutput: () => {
+          outputPaused = false;
+          child.stdout.resume();
+          child.stderr.resume();
+        },
       });
     });
     child.once('exit', (code, signal) => {
       if (!started) return;
       status = exitStatus(code, signal);
-      grace = setTimeout(() => {
+      // Output held back by a slow host is still owed; only an idle pipe is cut off.
+      const cutOff = () => {
+        if (outputPaused) {
+          grace = setTimeout(cutOff, OUTPUT_GRACE_MS);
+          return;
+        }
         child.stdout.destroy();
         child.stderr.destroy();
-      }, OUTPUT_GRACE_MS);
+      };
+      grace = setTimeout(cutOff, OUTPUT_GRACE_MS);
       finish();
     });
   });

@@ -24,6 +24,8 @@ export class GuestServer {
   private readonly servers: Server[] = [];
   private queue: Promise<void> = Promise.resolve();
   private destroyed = false;
+  /** The tty socket whose backlog holds the processes' output back. */
+  private throttled?: Socket;
 
   /** Called once DESTROYPOD has been answered and flushed. */
   onDestroyed: () => void = () => {};
@@ -100,12 +102,28 @@ export class GuestServer {
     });
   }
 
-  /** Output of a process; dropped while no host is attached to the tty socket. */
+  /**
+   * Output of a process; dropped while no host is attached to the tty socket. When the
+   * socket backs up, every process's output is held until it drains.
+   */
   private stream(seq: number, data: Uint8Array): void {
     const tty = this.tty;
     if (!tty || tty.destroyed) return;
-    if (data.byteLength === 0) tty.write(encodeTty(seq));
-    else for (const frame of ttyChunks(seq, data)) tty.write(frame);
+    let flowing = true;
+    if (data.byteLength === 0) flowing = tty.write(encodeTty(seq));
+    else for (const frame of ttyChunks(seq, data)) flowing = tty.write(frame);
+    if (!flowing && !this.throttled) {
+      this.throttled = tty;
+      this.pod.setOutputFlow(false);
+      tty.once('drain', () => this.unthrottle(tty));
+      tty.once('close', () => this.unthrottle(tty));
+    }
+  }
+
+  private unthrottle(tty: Socket): void {
+    if (this.throttled !== tty) return;
+    this.throttled = undefined;
+    this.pod.setOutputFlow(true);
   }
 
   private async command(socket: Socket, frame: CtlFrame): Promise<void> {
