@@ -9,6 +9,8 @@ import { RuntimeHost } from '../runtime/host.js';
 import { connectBus } from '../bus/connection.js';
 import '../actors/install-drivers.js';
 import { benchNoop } from './noop.js';
+import { benchGuests, type GuestFigures } from './guests.js';
+import { hasAgent } from '../actors/agents/index.js';
 import type { Latency } from './stats.js';
 
 const quick = process.argv.includes('--quick');
@@ -26,6 +28,17 @@ async function main(): Promise<void> {
   };
   try {
     results.noop = await benchNoop(nc, host, quick ? { samples: 200, lifecycles: 500, idle: 1000 } : { samples: 2000, lifecycles: 5000, idle: 10_000 });
+    const guests: GuestFigures[] = [];
+    for (const agent of ['kata', 'hyperstart'] as const) {
+      if (!hasAgent(agent)) continue;
+      process.stderr.write(`bench: ${agent} guests...\n`);
+      guests.push(
+        await benchGuests(nc, host, agent, quick
+          ? { sandboxes: 5, containers: 10, faults: 3, monitored: agent === 'kata' ? 10 : 0, monitorSeconds: 3 }
+          : { sandboxes: 30, containers: 100, faults: 20, monitored: agent === 'kata' ? 100 : 0, monitorSeconds: 10 }),
+      );
+    }
+    results.guests = guests;
   } finally {
     await nc.close();
     await host.stop();
@@ -62,8 +75,35 @@ function markdown(r: Record<string, unknown>): string {
     `| full noop lifecycles (create, start, stop, delete), ${n.lifecycles.inFlight} in flight | ${n.lifecycles.perSecond} /s (${n.lifecycles.total} in ${n.lifecycles.seconds} s) | at least 1,000 /s |`,
     `| heap per idle noop sandbox (${n.heapPerIdleSandbox.sandboxes} sandboxes) | ${n.heapPerIdleSandbox.kib} KiB | under 16 KiB |`,
     '',
+    ...guestTable((r.guests as GuestFigures[] | undefined) ?? []),
   ].join('\n');
 }
+
+function guestTable(guests: GuestFigures[]): string[] {
+  if (!guests.length) return [];
+  const kata = guests.find((g) => g.agent === 'kata');
+  const cell = (l: Latency) => `${l.p50} / ${l.p99}`;
+  const vsKata = (g: GuestFigures, pick: (f: GuestFigures) => Latency) =>
+    kata && g !== kata ? ` (${round2(pick(g).p50 / pick(kata).p50)}x kata)` : '';
+  const row = (name: string, pick: (f: GuestFigures) => string, target: string) =>
+    `| ${name} | ${guests.map(pick).join(' | ')} | ${target} |`;
+  const hung = guests[0]!.detectGuestHung;
+  return [
+    '## Agents with a real guest (namespace backend)',
+    '',
+    `| figure (p50 / p99 ms unless said) | ${guests.map((g) => g.agent).join(' | ')} | target |`,
+    `|---|${guests.map(() => '---|').join('')}---|`,
+    row('sandbox create+start', (g) => cell(g.sandboxCreateStart) + vsKata(g, (f) => f.sandboxCreateStart), 'p50 under 500 ms; hyperstart within 1.5x kata'),
+    row('container start to exit event (`true`)', (g) => cell(g.containerStartToExitEvent) + vsKata(g, (f) => f.containerStartToExitEvent), 'p50 under 20 ms; hyperstart within 1.5x kata'),
+    row('idle guest agent resident memory', (g) => `${g.idleGuestRssMiB} MiB`, 'under 64 MiB'),
+    row('detection: guest killed → fail event', (g) => cell(g.detectGuestKilled), 'p99 under 100 ms'),
+    row(`detection: guest hung → fail event (interval ${hung.intervalMs} ms, deadline ${hung.deadlineMs} ms)`, (g) => cell(g.detectGuestHung), `p99 under ${hung.intervalMs + hung.deadlineMs + 100} ms`),
+    row('CPU of monitoring healthy sandboxes (runtime + guests)', (g) => (g.monitoringCpu ? `${g.monitoringCpu.percentOfOneCore}% of one core for ${g.monitoringCpu.sandboxes}` : '–'), 'measured'),
+    '',
+  ];
+}
+
+const round2 = (x: number) => Math.round(x * 100) / 100;
 
 main().catch((err) => {
   process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);

@@ -14,6 +14,10 @@ export function registerAgent(type: AgentType, make: AgentConstructor): void {
   drivers[type] = make;
 }
 
+export function hasAgent(type: AgentType): boolean {
+  return drivers[type] !== undefined;
+}
+
 export function createAgent(type: AgentType): Agent {
   const make = drivers[type];
   if (!make) throw new Error(`agent type ${type} has no driver on this host`);

@@ -1,0 +1,160 @@
+// Figures for agents with a real guest, measured through the bus exactly as a user
+// drives them, on the namespace backend: sandbox create+start, container start to exit
+// event, idle guest memory, monitor detection latency and the CPU cost of monitoring.
+import { readFileSync } from 'node:fs';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { decodeTrusted, encode } from '../bus/codec.js';
+import { subjects } from '../bus/subjects.js';
+import type * as Bus from '../bus/messages.gen.js';
+import type { RuntimeHost } from '../runtime/host.js';
+import { round, summarize, type Latency } from './stats.js';
+
+export interface GuestFigures {
+  agent: string;
+  sandboxCreateStart: Latency;
+  containerStartToExitEvent: Latency;
+  idleGuestRssMiB: number;
+  detectGuestKilled: Latency;
+  detectGuestHung: Latency & { intervalMs: number; deadlineMs: number };
+  monitoringCpu?: { sandboxes: number; intervalMs: number; seconds: number; percentOfOneCore: number };
+}
+
+export interface GuestBenchOptions {
+  sandboxes: number;
+  containers: number;
+  faults: number;
+  /** Sandboxes kept running while the CPU of monitoring is measured (0 skips it). */
+  monitored: number;
+  monitorSeconds: number;
+}
+
+async function call<T = Record<string, unknown>>(nc: NatsConnection, subject: string, body: object = {}): Promise<T> {
+  const msg = await nc.request(subject, encode(body), { timeout: 60_000 });
+  const reply = decodeTrusted<{ ok: boolean; error?: { message: string } } & T>(msg.data);
+  if (!reply.ok) throw new Error(`${subject}: ${reply.error?.message}`);
+  return reply;
+}
+
+const ms = (from: bigint) => Number(process.hrtime.bigint() - from) / 1e6;
+
+/** Resolves when the first message arrives on a subject (core NATS, already subscribed). */
+function firstMessage(nc: NatsConnection, subject: string): Promise<void> {
+  const sub = nc.subscribe(subject, { max: 1 });
+  return (async () => {
+    for await (const _ of sub) return;
+  })();
+}
+
+function rssMiB(pid: number): number {
+  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return round(Number(kb ?? 0) / 1024, 1);
+}
+
+function cpuTicks(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return Number(fields[11]) + Number(fields[12]); // utime + stime
+  } catch {
+    return 0;
+  }
+}
+
+export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 'kata' | 'hyperstart', o: GuestBenchOptions): Promise<GuestFigures> {
+  const tag = agent.slice(0, 4);
+  const spec = (id: string, extra: Partial<Bus.SandboxSpec> = {}): Bus.SandboxSpec => ({ id, agent, backend: 'namespace', ...extra });
+
+  // Sandbox create+start, one after the other.
+  const createStart: number[] = [];
+  for (let i = 0; i < o.sandboxes; i++) {
+    const t = process.hrtime.bigint();
+    await call(nc, subjects.sandboxCreate(), { sandbox: spec(`${tag}-cs-${i}`), start: true });
+    createStart.push(ms(t));
+    await call(nc, subjects.sandboxOp(`${tag}-cs-${i}`, 'delete'), { force: true });
+  }
+
+  // Container start → its exit event, for `true`.
+  const sid = `${tag}-ct`;
+  await call(nc, subjects.sandboxCreate(), { sandbox: spec(sid), start: true });
+  const toExit: number[] = [];
+  for (let i = -3; i < o.containers; i++) {
+    const cid = `t${i + 3}`;
+    await call(nc, subjects.containerCreate(sid), { container: { id: cid, args: ['true'] } });
+    const exited = firstMessage(nc, subjects.containerEvent(sid, cid, 'exit'));
+    const t = process.hrtime.bigint();
+    await call(nc, subjects.containerOp(sid, cid, 'start'));
+    await exited;
+    if (i >= 0) toExit.push(ms(t));
+    await call(nc, subjects.containerOp(sid, cid, 'delete'));
+  }
+  const idleGuestRssMiB = rssMiB(host.registry.get(sid).backend.pid!);
+  await call(nc, subjects.sandboxOp(sid, 'delete'), { force: true });
+
+  // Detection: guest killed (seen by the backend at once).
+  const killed: number[] = [];
+  for (let i = 0; i < o.faults; i++) {
+    const id = `${tag}-kill-${i}`;
+    await call(nc, subjects.sandboxCreate(), { sandbox: spec(id), start: true });
+    const failed = firstMessage(nc, subjects.sandboxEvent(id, 'fail'));
+    const t = process.hrtime.bigint();
+    process.kill(host.registry.get(id).backend.pid!, 'SIGKILL');
+    await failed;
+    killed.push(ms(t));
+    await call(nc, subjects.sandboxOp(id, 'delete'));
+  }
+
+  // Detection: guest hung (SIGSTOP), default interval and deadline, all at once.
+  const hungIds = Array.from({ length: o.faults }, (_, i) => `${tag}-hung-${i}`);
+  for (const id of hungIds) await call(nc, subjects.sandboxCreate(), { sandbox: spec(id), start: true });
+  const settings = host.registry.get(hungIds[0]!).spec.monitor;
+  const hung = await Promise.all(
+    hungIds.map(async (id) => {
+      const failed = firstMessage(nc, subjects.sandboxEvent(id, 'fail'));
+      const pid = host.registry.get(id).backend.pid!;
+      const t = process.hrtime.bigint();
+      process.kill(pid, 'SIGSTOP');
+      await failed;
+      const took = ms(t);
+      process.kill(pid, 'SIGCONT');
+      return took;
+    }),
+  );
+  for (const id of hungIds) await call(nc, subjects.sandboxOp(id, 'delete'));
+
+  const figures: GuestFigures = {
+    agent,
+    sandboxCreateStart: summarize(createStart),
+    containerStartToExitEvent: summarize(toExit),
+    idleGuestRssMiB,
+    detectGuestKilled: summarize(killed),
+    detectGuestHung: { ...summarize(hung), intervalMs: settings.intervalMs, deadlineMs: settings.deadlineMs },
+  };
+
+  // CPU of monitoring many healthy sandboxes: this process plus every guest, over a window.
+  if (o.monitored > 0) {
+    const ids = Array.from({ length: o.monitored }, (_, i) => `${tag}-mon-${i}`);
+    for (let i = 0; i < ids.length; i += 8) {
+      await Promise.all(ids.slice(i, i + 8).map((id) => call(nc, subjects.sandboxCreate(), { sandbox: spec(id), start: true })));
+    }
+    const pids = ids.map((id) => host.registry.get(id).backend.pid!);
+    await new Promise((r) => setTimeout(r, 2000));
+    const ticksPerSecond = 100;
+    const cpu0 = process.cpuUsage();
+    const guests0 = pids.reduce((a, p) => a + cpuTicks(p), 0);
+    const t = process.hrtime.bigint();
+    await new Promise((r) => setTimeout(r, o.monitorSeconds * 1000));
+    const seconds = ms(t) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    const guestSeconds = (pids.reduce((a, p) => a + cpuTicks(p), 0) - guests0) / ticksPerSecond;
+    const hostSeconds = (cpu.user + cpu.system) / 1e6;
+    figures.monitoringCpu = {
+      sandboxes: o.monitored,
+      intervalMs: settings.intervalMs,
+      seconds: round(seconds, 1),
+      percentOfOneCore: round(((hostSeconds + guestSeconds) / seconds) * 100, 2),
+    };
+    for (let i = 0; i < ids.length; i += 8) {
+      await Promise.all(ids.slice(i, i + 8).map((id) => call(nc, subjects.sandboxOp(id, 'delete'), { force: true })));
+    }
+  }
+  return figures;
+}
