@@ -7,28 +7,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { subjects } from '../../bus/subjects.js';
-import { readEvents } from '../../bus/event-reader.js';
 import type * as Bus from '../../bus/messages.gen.js';
-import { startTestServer, type TestServer } from '../helpers/nats.js';
-import { Client, startTestHost, type TestHost } from '../helpers/runtime.js';
+import { useRuntime } from '../helpers/runtime.js';
 import { GUEST_AGENTS } from './agents.js';
 
-let server: TestServer;
-let host: TestHost;
-let client: Client;
+const rt = useRuntime({ host: 'e2e' });
 let rootfs: string;
 
-beforeAll(async () => {
-  server = await startTestServer();
-  host = await startTestHost(server.url, { host: 'e2e' });
-  client = await Client.connect(server.url);
+beforeAll(() => {
   rootfs = buildBusyboxRootfs();
 });
 
-afterAll(async () => {
-  await client?.close();
-  await host?.stop();
-  await server?.dispose();
+afterAll(() => {
   if (rootfs) rmSync(rootfs, { recursive: true, force: true });
 });
 
@@ -45,17 +35,9 @@ function buildBusyboxRootfs(): string {
   return dir;
 }
 
-async function ok<T = Record<string, unknown>>(subject: string, body: unknown = {}): Promise<T> {
-  const reply = await client.request(subject, body, 30_000);
-  if (!reply.ok) throw new Error(`${subject}: ${reply.error?.code}: ${reply.error?.message}`);
-  return reply as T;
-}
+const ok = <T = Record<string, unknown>>(subject: string, body: unknown = {}) => rt.ok<T>(subject, body);
 
-async function eventsOf(sid: string): Promise<Bus.Event[]> {
-  const out: Bus.Event[] = [];
-  for await (const e of readEvents(client.nc, { sandboxId: sid })) out.push(e.event);
-  return out;
-}
+const eventsOf = (sid: string) => rt.eventsOf(sid);
 
 /** Host pids whose environment or cgroup still names this sandbox. */
 function leftovers(sid: string, runDir: string): number[] {
@@ -179,7 +161,7 @@ for (const agent of GUEST_AGENTS) {
 
     it('leaves no process and no mount behind after stop and delete', async () => {
       const sid = await sandbox([{ id: 'a', args: ['sleep', '60'] }, { id: 'b', args: ['sh', '-c', 'sleep 60 & sleep 60'] }]);
-      const runDir = join(host.runRoot, sid);
+      const runDir = join(rt.host.runRoot, sid);
       expect(leftovers(sid, runDir).length).toBeGreaterThan(0);
       const stopped = await ok<Bus.SandboxReply>(subjects.sandboxOp(sid, 'stop'));
       expect(stopped.sandbox?.containers?.map((c) => c.state)).toEqual(['stopped', 'stopped']);

@@ -4,39 +4,20 @@
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { subjects } from '../../bus/subjects.js';
 import { readEvents } from '../../bus/event-reader.js';
 import type * as Bus from '../../bus/messages.gen.js';
-import { startTestServer, type TestServer } from '../helpers/nats.js';
-import { Client, startTestHost, type TestHost } from '../helpers/runtime.js';
+import { useRuntime } from '../helpers/runtime.js';
 import { GUEST_AGENTS } from './agents.js';
 
-let server: TestServer;
-let host: TestHost;
-let client: Client;
+const rt = useRuntime({ host: 'faults' });
 
-beforeAll(async () => {
-  server = await startTestServer();
-  host = await startTestHost(server.url, { host: 'faults' });
-  client = await Client.connect(server.url);
-});
-
-afterAll(async () => {
-  await client?.close();
-  await host?.stop();
-  await server?.dispose();
-});
-
-async function ok<T = Record<string, unknown>>(subject: string, body: unknown = {}): Promise<T> {
-  const reply = await client.request(subject, body, 30_000);
-  if (!reply.ok) throw new Error(`${subject}: ${reply.error?.code}: ${reply.error?.message}`);
-  return reply as T;
-}
+const ok = <T = Record<string, unknown>>(subject: string, body: unknown = {}) => rt.ok<T>(subject, body);
 
 /** Resolves with the sandbox's first event of a type, following the stream live. */
 async function nextEvent(sid: string, type: string, timeoutMs = 15_000): Promise<Bus.Event> {
-  const events = readEvents(client.nc, { sandboxId: sid, follow: true });
+  const events = readEvents(rt.client.nc, { sandboxId: sid, follow: true });
   const timer = setTimeout(() => void events.return(undefined), timeoutMs);
   try {
     for await (const e of events) if (e.event.type === type && !e.event.containerId) return e.event;
@@ -46,14 +27,10 @@ async function nextEvent(sid: string, type: string, timeoutMs = 15_000): Promise
   throw new Error(`no ${type} event for ${sid} within ${timeoutMs} ms`);
 }
 
-async function eventsOf(sid: string): Promise<Bus.Event[]> {
-  const out: Bus.Event[] = [];
-  for await (const e of readEvents(client.nc, { sandboxId: sid })) out.push(e.event);
-  return out;
-}
+const eventsOf = (sid: string) => rt.eventsOf(sid);
 
 function guestPid(sid: string): number {
-  const pid = host.host.registry.get(sid).backend.pid;
+  const pid = rt.host.host.registry.get(sid).backend.pid;
   if (!pid) throw new Error(`sandbox ${sid} has no guest pid`);
   return pid;
 }
@@ -110,7 +87,7 @@ for (const agent of GUEST_AGENTS) {
       expect(status.sandbox?.containers?.map((c) => [c.id, c.state])).toEqual([['web', 'stopped'], ['idle', 'stopped']]);
 
       // A guest call on a failed sandbox fails fast, naming the state.
-      const refused = await client.request(subjects.containerOp(sid, 'web', 'exec'), { args: ['true'] });
+      const refused = await rt.client.request(subjects.containerOp(sid, 'web', 'exec'), { args: ['true'] });
       expect(refused.error).toMatchObject({ code: 'FailedPrecondition', state: 'failed' });
 
       await ok(subjects.sandboxOp(sid, 'delete'));
@@ -142,13 +119,13 @@ for (const agent of GUEST_AGENTS) {
 
     it("the agent's socket closed: failed with agent-unreachable", async () => {
       const sid = await sandbox();
-      const runDir = join(host.runRoot, sid);
+      const runDir = join(rt.host.runRoot, sid);
       const sockets = readdirSync(runDir).filter((f) => f.endsWith('.sock'));
       expect(sockets.length).toBeGreaterThan(0);
       const failed = nextEvent(sid, 'fail');
       for (const s of sockets) rmSync(join(runDir, s));
       // A connection held open is closed as well.
-      await host.host.registry.get(sid).agent.driver.disconnect();
+      await rt.host.host.registry.get(sid).agent.driver.disconnect();
       expect(await failed).toMatchObject({ reason: 'agent-unreachable', state: 'failed' });
       await ok(subjects.sandboxOp(sid, 'delete'));
       expect(processesOf(sid)).toEqual([]);
@@ -161,9 +138,9 @@ for (const agent of GUEST_AGENTS) {
       await deleted;
       const types = (await eventsOf(sid)).filter((e) => !e.containerId).map((e) => e.type);
       expect(types).toEqual(['create', 'start', 'fail', 'delete']);
-      expect((await client.request(subjects.sandboxOp(sid, 'status'))).error?.code).toBe('NotFound');
+      expect((await rt.client.request(subjects.sandboxOp(sid, 'status'))).error?.code).toBe('NotFound');
       expect(processesOf(sid)).toEqual([]);
-      expect(existsSync(join(host.runRoot, sid))).toBe(false);
+      expect(existsSync(join(rt.host.runRoot, sid))).toBe(false);
     });
 
     it('no failure while paused, monitoring back after resume', async () => {
@@ -187,7 +164,7 @@ for (const agent of GUEST_AGENTS) {
 
     it('a subscriber that never reads does not delay detection for others', async () => {
       // A raw client that subscribes to every event and then never reads its socket.
-      const url = new URL(server.url);
+      const url = new URL(rt.server.url);
       const stuck: Socket = tcpConnect(Number(url.port), url.hostname);
       await new Promise<void>((resolve) => stuck.once('connect', () => resolve()));
       stuck.pause();

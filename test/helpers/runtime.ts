@@ -8,6 +8,10 @@ import { pino } from 'pino';
 import { connectBus } from '../../bus/connection.js';
 import { decodeTrusted, encode } from '../../bus/codec.js';
 import { RuntimeHost, type HostOptions } from '../../runtime/host.js';
+import { readEvents } from '../../bus/event-reader.js';
+import type * as Bus from '../../bus/messages.gen.js';
+import { afterAll, beforeAll } from 'vitest';
+import { startTestServer, type TestServer } from './nats.js';
 import '../../actors/install-drivers.js';
 
 export const silentLog = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
@@ -54,4 +58,44 @@ export async function startTestHost(servers: string | string[], opts: Partial<Ho
       rmSync(runRoot, { recursive: true, force: true });
     },
   };
+}
+
+export interface RuntimeContext {
+  server: TestServer;
+  host: TestHost;
+  client: Client;
+  /** Sends a request and returns the reply, failing the test on an error reply. */
+  ok<T = Record<string, unknown>>(subject: string, body?: unknown): Promise<T>;
+  /** Every stored event of a sandbox, in order. */
+  eventsOf(sandboxId: string): Promise<Bus.Event[]>;
+}
+
+/**
+ * One nats-server, one runtime host and one client for a test file, started before
+ * its tests and stopped after them. The fields are filled in once beforeAll ran.
+ */
+export function useRuntime(opts: Partial<HostOptions> = {}): RuntimeContext {
+  const ctx = {
+    async ok<T>(subject: string, body: unknown = {}): Promise<T> {
+      const reply = await ctx.client.request(subject, body, 30_000);
+      if (!reply.ok) throw new Error(`${subject}: ${reply.error?.code}: ${reply.error?.message}`);
+      return reply as T;
+    },
+    async eventsOf(sandboxId: string): Promise<Bus.Event[]> {
+      const out: Bus.Event[] = [];
+      for await (const e of readEvents(ctx.client.nc, { sandboxId })) out.push(e.event);
+      return out;
+    },
+  } as RuntimeContext;
+  beforeAll(async () => {
+    ctx.server = await startTestServer();
+    ctx.host = await startTestHost(ctx.server.url, opts);
+    ctx.client = await Client.connect(ctx.server.url);
+  });
+  afterAll(async () => {
+    await ctx.client?.close();
+    await ctx.host?.stop();
+    await ctx.server?.dispose();
+  });
+  return ctx;
 }

@@ -1,28 +1,15 @@
 // Every kind of bad request gets a structured error with a stable code, changes
 // nothing, and the runtime keeps serving everyone else.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { subjects } from '../../bus/subjects.js';
 import { MAX_PAYLOAD_BYTES } from '../../bus/codec.js';
-import { startTestServer, type TestServer } from '../helpers/nats.js';
-import { Client, startTestHost, type TestHost } from '../helpers/runtime.js';
+import { useRuntime } from '../helpers/runtime.js';
 
-let server: TestServer;
-let host: TestHost;
-let client: Client;
+const rt = useRuntime();
 const raw = (text: string) => new TextEncoder().encode(text);
 
 beforeAll(async () => {
-  server = await startTestServer();
-  host = await startTestHost(server.url);
-  client = await Client.connect(server.url);
-  const r = await client.request(subjects.sandboxCreate(), { sandbox: { id: 'keep', agent: 'noop' }, start: true });
-  expect(r.ok).toBe(true);
-});
-
-afterAll(async () => {
-  await client?.close();
-  await host?.stop();
-  await server?.dispose();
+  await rt.ok(subjects.sandboxCreate(), { sandbox: { id: 'keep', agent: 'noop' }, start: true });
 });
 
 const cases: Array<[string, () => [string, unknown], string, RegExp]> = [
@@ -52,42 +39,42 @@ const cases: Array<[string, () => [string, unknown], string, RegExp]> = [
 
 describe('bad requests', () => {
   beforeAll(async () => {
-    expect((await client.request(subjects.containerCreate('keep'), { container: { id: 'c1', args: ['sleep', '9'] } })).ok).toBe(true);
-    expect((await client.request(subjects.containerOp('keep', 'c1', 'start'))).ok).toBe(true);
+    expect((await rt.client.request(subjects.containerCreate('keep'), { container: { id: 'c1', args: ['sleep', '9'] } })).ok).toBe(true);
+    expect((await rt.client.request(subjects.containerOp('keep', 'c1', 'start'))).ok).toBe(true);
   });
 
   for (const [name, make, code, message] of cases) {
     it(`${name} → ${code}`, async () => {
       const [subject, body] = make();
-      const before = await client.request(subjects.sandboxOp('keep', 'status'));
-      const reply = await client.request(subject, body);
+      const before = await rt.client.request(subjects.sandboxOp('keep', 'status'));
+      const reply = await rt.client.request(subject, body);
       expect(reply.ok).toBe(false);
       expect(reply.error?.code).toBe(code);
       expect(reply.error?.message).toMatch(message);
-      const after = await client.request(subjects.sandboxOp('keep', 'status'));
+      const after = await rt.client.request(subjects.sandboxOp('keep', 'status'));
       expect(after).toEqual(before);
     });
   }
 
   it('names the current state in a FailedPrecondition error', async () => {
-    const reply = await client.request(subjects.containerOp('keep', 'c1', 'start'));
+    const reply = await rt.client.request(subjects.containerOp('keep', 'c1', 'start'));
     expect(reply.error).toMatchObject({ code: 'FailedPrecondition', state: 'running' });
   });
 
   it('sets the ADR-32 error headers on failed replies', async () => {
-    const msg = await client.nc.request(subjects.sandboxOp('nosuch', 'status'), new Uint8Array(), { timeout: 5000 });
+    const msg = await rt.client.nc.request(subjects.sandboxOp('nosuch', 'status'), new Uint8Array(), { timeout: 5000 });
     expect(msg.headers?.get('Nats-Service-Error-Code')).toBe('404');
     expect(msg.headers?.get('Nats-Service-Error')).toMatch(/does not exist/);
   });
 
   it('keeps serving after all of them: a new sandbox goes through its whole lifecycle', async () => {
-    const burst = await Promise.all(cases.map(([, make]) => client.request(...(make() as [string, unknown]))));
+    const burst = await Promise.all(cases.map(([, make]) => rt.client.request(...(make() as [string, unknown]))));
     expect(burst.every((r) => r.ok === false)).toBe(true);
-    const created = await client.request(subjects.sandboxCreate(), { sandbox: { id: 'after' }, start: true });
+    const created = await rt.client.request(subjects.sandboxCreate(), { sandbox: { id: 'after' }, start: true });
     expect(created).toMatchObject({ ok: true, sandbox: { state: 'running' } });
-    expect((await client.request(subjects.sandboxOp('after', 'stop'))).ok).toBe(true);
-    expect(await client.request(subjects.sandboxOp('after', 'delete'))).toEqual({ ok: true, id: 'after' });
-    const list = await client.request(subjects.sandboxList());
+    expect((await rt.client.request(subjects.sandboxOp('after', 'stop'))).ok).toBe(true);
+    expect(await rt.client.request(subjects.sandboxOp('after', 'delete'))).toEqual({ ok: true, id: 'after' });
+    const list = await rt.client.request(subjects.sandboxList());
     expect((list.sandboxes as Array<{ id: string }>).map((s) => s.id)).toEqual(['keep']);
   });
 });

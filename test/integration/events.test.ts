@@ -1,28 +1,13 @@
 // Lifecycle events: containerd order, per-sandbox sequence numbers, live follow equals
 // replay from the start, replay from a sequence number, de-duplication by Nats-Msg-Id.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { subjects } from '../../bus/subjects.js';
 import { readEvents, type StoredEvent } from '../../bus/event-reader.js';
 import { EventPublisher } from '../../bus/events.js';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { startTestServer, type TestServer } from '../helpers/nats.js';
-import { Client, startTestHost, type TestHost } from '../helpers/runtime.js';
+import { useRuntime } from '../helpers/runtime.js';
 
-let server: TestServer;
-let host: TestHost;
-let client: Client;
-
-beforeAll(async () => {
-  server = await startTestServer();
-  host = await startTestHost(server.url);
-  client = await Client.connect(server.url);
-});
-
-afterAll(async () => {
-  await client?.close();
-  await host?.stop();
-  await server?.dispose();
-});
+const rt = useRuntime();
 
 async function collect(it: AsyncGenerator<StoredEvent>, count: number): Promise<StoredEvent[]> {
   const out: StoredEvent[] = [];
@@ -35,9 +20,9 @@ async function collect(it: AsyncGenerator<StoredEvent>, count: number): Promise<
 
 describe('events', () => {
   it('are followed live in containerd order and replay identically', async () => {
-    const live = collect(readEvents(client.nc, { sandboxId: 'ev1', follow: true, newOnly: true }), 14);
+    const live = collect(readEvents(rt.client.nc, { sandboxId: 'ev1', follow: true, newOnly: true }), 14);
     await new Promise((r) => setTimeout(r, 100));
-    const ok = async (subject: string, body: unknown = {}) => expect((await client.request(subject, body)).ok).toBe(true);
+    const ok = async (subject: string, body: unknown = {}) => expect((await rt.client.request(subject, body)).ok).toBe(true);
     await ok(subjects.sandboxCreate(), { sandbox: { id: 'ev1', containers: [{ id: 'a', args: ['x'] }] } });
     await ok(subjects.sandboxOp('ev1', 'start'));
     await ok(subjects.containerOp('ev1', 'a', 'exec'), { execId: 'e1', args: ['ls'] });
@@ -73,21 +58,21 @@ describe('events', () => {
     expect(followed[1]!.subject).toBe(subjects.containerEvent('ev1', 'a', 'create'));
 
     const replayed: StoredEvent[] = [];
-    for await (const e of readEvents(client.nc, { sandboxId: 'ev1' })) replayed.push(e);
+    for await (const e of readEvents(rt.client.nc, { sandboxId: 'ev1' })) replayed.push(e);
     expect(replayed).toEqual(followed);
 
     const fromStreamStart: StoredEvent[] = [];
-    for await (const e of readEvents(client.nc, { since: 1 })) fromStreamStart.push(e);
+    for await (const e of readEvents(rt.client.nc, { since: 1 })) fromStreamStart.push(e);
     expect(fromStreamStart.filter((e) => e.event.sandboxId === 'ev1')).toEqual(followed);
 
     const since = [];
-    for await (const e of readEvents(client.nc, { sandboxId: 'ev1', since: 12 })) since.push(e.event.seq);
+    for await (const e of readEvents(rt.client.nc, { sandboxId: 'ev1', since: 12 })) since.push(e.event.seq);
     expect(since).toEqual([12, 13, 14]);
   });
 
   it('stores a re-published event once (Nats-Msg-Id de-duplication)', async () => {
-    const publisher = new EventPublisher(client.nc);
-    const jsm = await jetstreamManager(client.nc);
+    const publisher = new EventPublisher(rt.client.nc);
+    const jsm = await jetstreamManager(rt.client.nc);
     const before = (await jsm.streams.info('VC_EVENTS')).state.messages;
     const event = { type: 'create', sandboxId: 'dup', seq: 1, time: new Date().toISOString(), state: 'ready' };
     await publisher.publish(event, 'dup.x.1');

@@ -1,48 +1,31 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { subjects } from '../../bus/subjects.js';
-import { readEvents } from '../../bus/event-reader.js';
-import { startTestServer, type TestServer } from '../helpers/nats.js';
-import { Client, startTestHost, type TestHost } from '../helpers/runtime.js';
+import { useRuntime } from '../helpers/runtime.js';
 
-let server: TestServer;
-let host: TestHost;
-let client: Client;
-
-beforeAll(async () => {
-  server = await startTestServer();
-  host = await startTestHost(server.url);
-  client = await Client.connect(server.url);
-});
-
-afterAll(async () => {
-  await client?.close();
-  await host?.stop();
-  await server?.dispose();
-});
+const rt = useRuntime();
 
 describe('noop sandbox lifecycle over the bus', () => {
   it('creates, starts, stops and deletes a sandbox with two containers', async () => {
-    const created = await client.request(subjects.sandboxCreate(), { sandbox: { id: 's1', agent: 'noop' } });
+    const created = await rt.client.request(subjects.sandboxCreate(), { sandbox: { id: 's1', agent: 'noop' } });
     expect(created).toMatchObject({ ok: true, sandbox: { id: 's1', state: 'ready', ociState: 'created' } });
 
     for (const id of ['c1', 'c2']) {
-      const c = await client.request(subjects.containerCreate('s1'), { container: { id, args: ['sleep', '1'] } });
+      const c = await rt.client.request(subjects.containerCreate('s1'), { container: { id, args: ['sleep', '1'] } });
       expect(c).toMatchObject({ ok: true, container: { id, state: 'ready' } });
     }
-    const started = await client.request(subjects.sandboxOp('s1', 'start'));
+    const started = await rt.client.request(subjects.sandboxOp('s1', 'start'));
     expect(started.ok).toBe(true);
     expect((started.sandbox as any).state).toBe('running');
     expect((started.sandbox as any).containers.map((c: any) => c.state)).toEqual(['running', 'running']);
 
-    const stopped = await client.request(subjects.sandboxOp('s1', 'stop'));
+    const stopped = await rt.client.request(subjects.sandboxOp('s1', 'stop'));
     expect((stopped.sandbox as any).state).toBe('stopped');
-    const deleted = await client.request(subjects.sandboxOp('s1', 'delete'));
+    const deleted = await rt.client.request(subjects.sandboxOp('s1', 'delete'));
     expect(deleted).toEqual({ ok: true, id: 's1' });
-    const gone = await client.request(subjects.sandboxOp('s1', 'status'));
+    const gone = await rt.client.request(subjects.sandboxOp('s1', 'status'));
     expect(gone).toMatchObject({ ok: false, error: { code: 'NotFound' } });
 
-    const events = [];
-    for await (const e of readEvents(client.nc, { sandboxId: 's1' })) events.push(e.event);
+    const events = await rt.eventsOf('s1');
     expect(events.map((e) => [e.seq, e.containerId ?? '', e.type])).toEqual([
       [1, '', 'create'],
       [2, 'c1', 'create'],
