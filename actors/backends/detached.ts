@@ -100,9 +100,9 @@ export abstract class DetachedGuestBackend implements Backend {
     const log = this.log.child({ sandboxId: request.sandbox.id, backend: this.type });
     let fd: number | undefined;
     try {
-      fd = await openGuestLog(request.runDir);
+      fd = openGuestLog(request.runDir);
       run.pid = await this.launch(run, this.environment(request), fd);
-      await writePidFile(request.runDir, run.pid);
+      writePidFile(request.runDir, run.pid);
       run.up = true;
     } catch (err) {
       // A failed boot is reported by boot's rejection, never as a guest exit.

@@ -1,7 +1,7 @@
 // What both guest backends share: the files a guest leaves in its run directory, the
 // marker that names its sandbox, exit statuses, and liveness checks by pid.
-import { accessSync, constants, openSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { accessSync, constants, mkdirSync, openSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { constants as os } from 'node:os';
 import { delimiter, isAbsolute, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,16 +17,20 @@ export const GUEST_PID = 'guest.pid';
 export const logPath = (runDir: string) => join(runDir, GUEST_LOG);
 export const pidPath = (runDir: string) => join(runDir, GUEST_PID);
 
+// The boot path uses synchronous calls for these few small files: each takes
+// microseconds, far less than a thread-pool round trip.
+
 /** Creates the run directory and opens the guest's log (stdout and stderr) for appending. */
-export async function openGuestLog(runDir: string): Promise<number> {
-  await mkdir(runDir, { recursive: true, mode: 0o750 });
+export function openGuestLog(runDir: string): number {
+  mkdirSync(runDir, { recursive: true, mode: 0o750 });
   return openSync(logPath(runDir), 'a', 0o640);
 }
 
-export async function writePidFile(runDir: string, pid: number): Promise<void> {
+/** Written whole or not at all, for whoever reattaches to the guest later. */
+export function writePidFile(runDir: string, pid: number): void {
   const tmp = `${pidPath(runDir)}.tmp`;
-  await writeFile(tmp, `${pid}\n`);
-  await rename(tmp, pidPath(runDir));
+  writeFileSync(tmp, `${pid}\n`);
+  renameSync(tmp, pidPath(runDir));
 }
 
 /** The last lines of the guest's log, for error messages. */
@@ -113,7 +117,7 @@ export function checkPlan(plan: GuestPlan): void {
   const found = candidates.some((path) => {
     try {
       accessSync(path, constants.X_OK);
-      return true;
+      return statSync(path).isFile();
     } catch {
       return false;
     }

@@ -1,29 +1,41 @@
 // File-level helpers shared by the v1 and v2 drivers: walking a cgroup subtree,
 // reading its members, killing them and removing the directories bottom-up.
-import { readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+//
+// cgroupfs lives in kernel memory and each operation takes tens of microseconds, so the
+// drivers use synchronous calls: the thread-pool round trip of the async ones costs far
+// more than the operation, and creating a sandbox cgroup is on every boot's path.
+import { readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const errno = (err: unknown) => (err as NodeJS.ErrnoException).code;
 
 /** Every directory of the subtree, children before their parent; [] when it is gone. */
-export async function subtree(dir: string): Promise<string[]> {
+export function subtree(dir: string): string[] {
   let entries;
   try {
-    entries = await readdir(dir, { withFileTypes: true });
+    entries = readdirSync(dir, { withFileTypes: true });
   } catch (err) {
     if (errno(err) === 'ENOENT') return [];
     throw err;
   }
   const out: string[] = [];
-  for (const e of entries) if (e.isDirectory()) out.push(...(await subtree(join(dir, e.name))));
+  for (const e of entries) if (e.isDirectory()) out.push(...subtree(join(dir, e.name)));
   out.push(dir);
   return out;
 }
 
-export async function readPids(dir: string): Promise<number[]> {
+export function readText(file: string): string {
+  return readFileSync(file, 'utf8');
+}
+
+export function writeText(file: string, value: string): void {
+  writeFileSync(file, value);
+}
+
+export function readPids(dir: string): number[] {
   try {
-    const text = await readFile(join(dir, 'cgroup.procs'), 'utf8');
+    const text = readFileSync(join(dir, 'cgroup.procs'), 'utf8');
     return text.split('\n').filter(Boolean).map(Number);
   } catch (err) {
     if (errno(err) === 'ENOENT' || errno(err) === 'ENODEV') return [];
@@ -32,9 +44,9 @@ export async function readPids(dir: string): Promise<number[]> {
 }
 
 /** Host pids in the whole subtree of each directory, without duplicates. */
-export async function subtreePids(dirs: readonly string[]): Promise<number[]> {
+export function subtreePids(dirs: readonly string[]): number[] {
   const pids = new Set<number>();
-  for (const dir of dirs) for (const d of await subtree(dir)) for (const p of await readPids(d)) pids.add(p);
+  for (const dir of dirs) for (const d of subtree(dir)) for (const p of readPids(d)) pids.add(p);
   return [...pids];
 }
 
@@ -49,9 +61,9 @@ export function killPids(pids: readonly number[]): void {
 }
 
 /** Writes a control file; false when the kernel refuses (missing controller, busy, read-only). */
-export async function tryWrite(file: string, value: string): Promise<boolean> {
+export function tryWrite(file: string, value: string): boolean {
   try {
-    await writeFile(file, value);
+    writeFileSync(file, value);
     return true;
   } catch {
     return false;
@@ -63,10 +75,10 @@ export async function tryWrite(file: string, value: string): Promise<boolean> {
  * busy for a moment until the kernel finishes its exit, so EBUSY is retried briefly.
  */
 export async function removeSubtree(dir: string, attempts = 100): Promise<void> {
-  for (const d of await subtree(dir)) {
+  for (const d of subtree(dir)) {
     for (let i = 0; ; i++) {
       try {
-        await rmdir(d);
+        rmdirSync(d);
         break;
       } catch (err) {
         if (errno(err) === 'ENOENT') break;
@@ -78,8 +90,12 @@ export async function removeSubtree(dir: string, attempts = 100): Promise<void> 
 }
 
 /** Removes a directory if it is empty; used for the shared parent, which others may still use. */
-export async function removeIfUnused(dir: string): Promise<void> {
-  await rmdir(dir).catch(() => {});
+export function removeIfUnused(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // Still used by another sandbox.
+  }
 }
 
 /**

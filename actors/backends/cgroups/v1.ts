@@ -1,12 +1,12 @@
 // cgroup v1: the sandbox gets <own cgroup>/virtactors/<id> in every writable hierarchy
 // that carries a controller (memory, cpu, cpuacct, pids, freezer, ...).
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { failedPrecondition } from '../../../bus/errors.js';
 import { CGROUP_GROUP, CPU_PERIOD_US, type CgroupDriver, type CgroupLimits, type SandboxCgroup } from './cgroup.js';
 import type { Hierarchy } from './host.js';
-import { assertSandboxDir, killPids, removeIfUnused, removeSubtree, subtreePids } from './tree.js';
+import { assertSandboxDir, killPids, readText, removeIfUnused, removeSubtree, subtreePids, writeText } from './tree.js';
 
 interface Member {
   hierarchy: Hierarchy;
@@ -16,19 +16,20 @@ interface Member {
 const has = (m: Member, controller: string) => m.hierarchy.controllers.includes(controller);
 
 /** A new cpuset cgroup starts with no cpus and no memory nodes; it gets its parent's. */
-async function initCpuset(dir: string): Promise<void> {
+function initCpuset(dir: string): void {
   for (const file of ['cpuset.cpus', 'cpuset.mems']) {
-    const own = (await readFile(join(dir, file), 'utf8')).trim();
-    if (own) continue;
-    await writeFile(join(dir, file), (await readFile(join(dirname(dir), file), 'utf8')).trim());
+    if (readText(join(dir, file)).trim()) continue;
+    writeText(join(dir, file), readText(join(dirname(dir), file)).trim());
   }
 }
 
-async function makeDir(dir: string, cpuset: boolean): Promise<void> {
-  await mkdir(dir).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EEXIST') throw err;
-  });
-  if (cpuset) await initCpuset(dir);
+function makeDir(dir: string, cpuset: boolean): void {
+  try {
+    mkdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  if (cpuset) initCpuset(dir);
 }
 
 class V1Cgroup implements SandboxCgroup {
@@ -45,7 +46,7 @@ class V1Cgroup implements SandboxCgroup {
     return this.members.map((m) => join(m.dir, 'cgroup.procs'));
   }
 
-  pids(): Promise<number[]> {
+  async pids(): Promise<number[]> {
     return subtreePids(this.dirs);
   }
 
@@ -56,9 +57,9 @@ class V1Cgroup implements SandboxCgroup {
   async freeze(): Promise<void> {
     const f = this.freezer();
     if (!f) throw failedPrecondition('this host has no writable freezer cgroup');
-    await writeFile(join(f.dir, 'freezer.state'), 'FROZEN');
+    writeText(join(f.dir, 'freezer.state'), 'FROZEN');
     // FREEZING until every task has stopped.
-    for (let i = 0; (await readFile(join(f.dir, 'freezer.state'), 'utf8')).trim() !== 'FROZEN'; i++) {
+    for (let i = 0; readText(join(f.dir, 'freezer.state')).trim() !== 'FROZEN'; i++) {
       await sleep(i < 10 ? 1 : 10);
       if (i > 500) throw new Error(`cgroup ${f.dir} did not freeze`);
     }
@@ -66,7 +67,7 @@ class V1Cgroup implements SandboxCgroup {
 
   async thaw(): Promise<void> {
     const f = this.freezer();
-    if (f) await writeFile(join(f.dir, 'freezer.state'), 'THAWED');
+    if (f) writeText(join(f.dir, 'freezer.state'), 'THAWED');
   }
 
   async destroy(): Promise<void> {
@@ -84,7 +85,7 @@ class V1Cgroup implements SandboxCgroup {
     }
     for (const m of this.members) {
       await removeSubtree(m.dir);
-      await removeIfUnused(dirname(m.dir));
+      removeIfUnused(dirname(m.dir));
     }
   }
 }
@@ -115,22 +116,22 @@ export class CgroupV1Driver implements CgroupDriver {
       targets.push([join(cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_US)]);
       targets.push([join(cpu, 'cpu.cfs_quota_us'), String(Math.round(limits.cpus * CPU_PERIOD_US))]);
     }
-    try {
-      for (const [i, h] of this.hierarchies.entries()) {
-        const dir = cg.dirs[i]!;
-        const cpuset = h.controllers.includes('cpuset');
-        // Another sandbox's shutdown may remove the shared parent between the two mkdirs.
-        for (let attempt = 0; ; attempt++) {
-          try {
-            await makeDir(dirname(dir), cpuset);
-            await makeDir(dir, cpuset);
-            break;
-          } catch (err) {
-            if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 5) throw err;
-          }
+    const make = (h: Hierarchy, dir: string) => {
+      const cpuset = h.controllers.includes('cpuset');
+      // Another sandbox's shutdown may remove the shared parent between the two mkdirs.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          makeDir(dirname(dir), cpuset);
+          makeDir(dir, cpuset);
+          return;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 5) throw err;
         }
       }
-      for (const [file, value] of targets) await writeFile(file, value);
+    };
+    try {
+      this.hierarchies.forEach((h, i) => make(h, cg.dirs[i]!));
+      for (const [file, value] of targets) writeText(file, value);
     } catch (err) {
       await cg.destroy().catch(() => {});
       throw err;

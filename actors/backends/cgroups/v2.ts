@@ -1,22 +1,31 @@
 // cgroup v2: the sandbox gets <own cgroup>/virtactors/<id> in the unified tree, with the
 // controllers the runtime's cgroup can hand down enabled on the way.
-import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { failedPrecondition } from '../../../bus/errors.js';
 import { CGROUP_GROUP, CPU_PERIOD_US, type CgroupDriver, type CgroupLimits, type SandboxCgroup } from './cgroup.js';
 import type { Hierarchy } from './host.js';
-import { assertSandboxDir, killPids, removeIfUnused, removeSubtree, subtreePids, tryWrite } from './tree.js';
+import { assertSandboxDir, killPids, readText, removeIfUnused, removeSubtree, subtreePids, tryWrite, writeText } from './tree.js';
 
-async function readWords(file: string): Promise<string[]> {
-  return (await readFile(file, 'utf8').catch(() => '')).split(/\s+/).filter(Boolean);
+function readWords(file: string): string[] {
+  try {
+    return readText(file).split(/\s+/).filter(Boolean);
+  } catch {
+    return [];
+  }
 }
 
 /** Waits until a key of a flat-keyed file (cgroup.events) has a value. */
 async function waitFor(file: string, key: string, value: string): Promise<void> {
   for (let i = 0; ; i++) {
-    const text = await readFile(file, 'utf8').catch(() => '');
+    let text = '';
+    try {
+      text = readText(file);
+    } catch {
+      // Gone: nothing left to wait for.
+    }
     if (!text || text.split('\n').includes(`${key} ${value}`)) return;
     if (i > 500) throw new Error(`${file}: ${key} did not become ${value}`);
     await sleep(i < 10 ? 1 : 10);
@@ -37,32 +46,29 @@ class V2Cgroup implements SandboxCgroup {
     return [join(this.dir, 'cgroup.procs')];
   }
 
-  pids(): Promise<number[]> {
+  async pids(): Promise<number[]> {
     return subtreePids(this.dirs);
   }
 
   async freeze(): Promise<void> {
-    await writeFile(join(this.dir, 'cgroup.freeze'), '1');
+    writeText(join(this.dir, 'cgroup.freeze'), '1');
     await waitFor(join(this.dir, 'cgroup.events'), 'frozen', '1');
   }
 
   async thaw(): Promise<void> {
-    await writeFile(join(this.dir, 'cgroup.freeze'), '0');
+    writeText(join(this.dir, 'cgroup.freeze'), '0');
   }
 
   async destroy(): Promise<void> {
     assertSandboxDir(this.dir, CGROUP_GROUP, this.sandboxId);
-    const canKill = await access(join(this.dir, 'cgroup.kill')).then(
-      () => true,
-      () => false,
-    );
+    const canKill = existsSync(join(this.dir, 'cgroup.kill'));
     for (let round = 0; ; round++) {
       const pids = await this.pids();
       if (pids.length === 0) break;
       if (round > 50) throw new Error(`processes ${pids.join(' ')} survive in the cgroup of sandbox ${this.sandboxId}`);
       // cgroup.kill (Linux 5.14) kills the subtree atomically; before it, freeze and kill.
       if (canKill) {
-        await writeFile(join(this.dir, 'cgroup.kill'), '1');
+        writeText(join(this.dir, 'cgroup.kill'), '1');
       } else {
         await this.freeze().catch(() => {});
         killPids(pids);
@@ -71,7 +77,7 @@ class V2Cgroup implements SandboxCgroup {
       await sleep(round < 5 ? 1 : 10);
     }
     await removeSubtree(this.dir);
-    await removeIfUnused(dirname(this.dir));
+    removeIfUnused(dirname(this.dir));
   }
 }
 
@@ -93,13 +99,13 @@ export class CgroupV2Driver implements CgroupDriver {
    * refuses while the runtime's cgroup holds processes and is not the root ("no internal
    * processes"); then sandboxes are still grouped, accounted and killable, but unlimited.
    */
-  private async enableControllers(group: string): Promise<Set<string>> {
-    const wanted = await readWords(join(this.hierarchy.own, 'cgroup.controllers'));
+  private enableControllers(group: string): Set<string> {
+    const wanted = readWords(join(this.hierarchy.own, 'cgroup.controllers'));
     const enable = wanted.map((c) => `+${c}`).join(' ');
-    if (enable && (await tryWrite(join(this.hierarchy.own, 'cgroup.subtree_control'), enable))) {
-      await tryWrite(join(group, 'cgroup.subtree_control'), enable);
+    if (enable && tryWrite(join(this.hierarchy.own, 'cgroup.subtree_control'), enable)) {
+      tryWrite(join(group, 'cgroup.subtree_control'), enable);
     }
-    const enabled = new Set(await readWords(join(group, 'cgroup.subtree_control')));
+    const enabled = new Set(readWords(join(group, 'cgroup.subtree_control')));
     const missing = wanted.filter((c) => !enabled.has(c));
     if (missing.length > 0 && !this.warned) {
       this.warned = true;
@@ -111,8 +117,8 @@ export class CgroupV2Driver implements CgroupDriver {
   async create(sandboxId: string, limits: CgroupLimits): Promise<SandboxCgroup> {
     const cg = this.open(sandboxId) as V2Cgroup;
     const group = dirname(cg.dir);
-    await mkdir(group, { recursive: true });
-    const enabled = await this.enableControllers(group);
+    mkdirSync(group, { recursive: true });
+    const enabled = this.enableControllers(group);
     const need = (controller: string) => {
       if (!enabled.has(controller)) throw failedPrecondition(`cannot apply the ${controller} limit: the ${controller} controller is not enabled for sandbox cgroups`);
     };
@@ -129,9 +135,9 @@ export class CgroupV2Driver implements CgroupDriver {
       need('cpu');
       writes.push(['cpu.max', `${Math.round(limits.cpus * CPU_PERIOD_US)} ${CPU_PERIOD_US}`]);
     }
-    await mkdir(cg.dir, { recursive: true });
+    mkdirSync(cg.dir, { recursive: true });
     try {
-      for (const [file, value] of writes) await writeFile(join(cg.dir, file), value);
+      for (const [file, value] of writes) writeText(join(cg.dir, file), value);
     } catch (err) {
       await cg.destroy().catch(() => {});
       throw err;
