@@ -58,15 +58,6 @@ export function guestExit(code: number | null, signal: NodeJS.Signals | null): G
   return { status: code ?? 255, at };
 }
 
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Sends a signal; false when the target is already gone. */
 export function signal(pid: number, sig: NodeJS.Signals): boolean {
   try {
@@ -93,15 +84,6 @@ export async function groupMembers(pgid: number): Promise<number[]> {
 /** Polls until a process group has no live member; zombies left to another reaper do not count. */
 export async function waitGroupGone(pgid: number, timeoutMs: number): Promise<boolean> {
   for (let waited = 0; (await groupMembers(pgid)).length > 0; waited += 5) {
-    if (waited >= timeoutMs) return false;
-    await sleep(5);
-  }
-  return true;
-}
-
-/** Polls until a pid is gone. */
-export async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
-  for (let waited = 0; isAlive(pid); waited += 5) {
     if (waited >= timeoutMs) return false;
     await sleep(5);
   }

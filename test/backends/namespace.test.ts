@@ -1,6 +1,7 @@
 // The namespace backend against the real kernel: namespaces, /proc, loopback, cgroups,
 // exit reporting and clean-up.
 import { readFile, readlink, stat } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -178,6 +179,30 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     await expect(b.boot({ sandbox: spec(id), runDir, plan: plan(['/bin/sleep', '1000']) })).rejects.toThrow(/already running/);
     await b.shutdown();
     expect(await sandboxProcesses(id)).toEqual([]);
+  });
+
+  it('removes the unix sockets of the endpoint at shutdown, reachable from the host while it runs', async () => {
+    const id = sandboxId('ns-sock');
+    const runDir = join(tmp.dir, id);
+    const socket = join(runDir, 'agent.sock');
+    const b = backend(100);
+    const listen = `require('net').createServer((c) => c.end('hi')).listen(${JSON.stringify(socket)})`;
+    const endpoint = { grpcAddress: `unix://${socket}` };
+    expect(await b.boot({ sandbox: spec(id), runDir, plan: { ...plan([process.execPath, '-e', listen]), endpoint } })).toEqual(endpoint);
+    const answer = await waitFor(
+      () =>
+        new Promise<string | undefined>((resolve) => {
+          const c = connect(socket);
+          let data = '';
+          c.on('data', (d) => (data += d.toString()));
+          c.on('end', () => resolve(data));
+          c.on('error', () => resolve(undefined));
+        }),
+      'the guest to listen',
+    );
+    expect(answer).toBe('hi');
+    await b.shutdown();
+    expect(await stat(socket).then(() => 'present', (e: NodeJS.ErrnoException) => e.code)).toBe('ENOENT');
   });
 
   it('applies limits from annotations to the sandbox cgroup', async (ctx) => {
