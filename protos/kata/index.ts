@@ -1,0 +1,74 @@
+// The kata agent protocol for both sides (guest agent and host driver): the message
+// types, and gRPC service definitions whose (de)serializers come from the generated
+// descriptor through protobufjs' light build, so nothing parses .proto text at run time.
+// Message classes are built on first use of each method.
+import type { MethodDefinition } from '@grpc/grpc-js';
+import protobuf from 'protobufjs/light.js';
+import { agentServiceMethods, healthMethods, kataDescriptor, type AgentServiceMethods, type HealthMethods } from './protos.gen.js';
+
+export * from './protos.gen.js';
+
+export const AGENT_SERVICE = 'grpc.AgentService';
+export const HEALTH_SERVICE = 'grpc.Health';
+/** The API version the 2018 agent reports in Version. */
+export const API_VERSION = '0.0.1';
+/** Trailing metadata key carrying the guest pid of a started process (our extension). */
+export const PID_TRAILER = 'x-virtactors-pid';
+
+type MethodTable<T> = { [M in keyof T]: { request: unknown; response: unknown } };
+
+/** A service's methods, each typed with its request and response messages. */
+export type TypedService<T extends MethodTable<T>> = {
+  readonly [M in keyof T]: MethodDefinition<T[M]['request'], T[M]['response']>;
+};
+
+let root: protobuf.Root | undefined;
+
+function messageType(fullName: string): protobuf.Type {
+  root ??= protobuf.Root.fromJSON(kataDescriptor as protobuf.INamespace);
+  return root.lookupType(fullName);
+}
+
+/** Decoded messages: every field present (defaults filled in), 64-bit values as numbers. */
+const decodeOptions: protobuf.IConversionOptions = { longs: Number, enums: Number, defaults: true, arrays: true, objects: true };
+
+function codec<T>(fullName: string): { serialize(value: T): Buffer; deserialize(bytes: Buffer): T } {
+  let type: protobuf.Type | undefined;
+  const get = () => (type ??= messageType(fullName));
+  return {
+    serialize(value) {
+      const t = get();
+      const bytes = t.encode(t.fromObject(value as Record<string, unknown>)).finish();
+      return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    },
+    deserialize(bytes) {
+      const t = get();
+      return t.toObject(t.decode(bytes), decodeOptions) as T;
+    },
+  };
+}
+
+function service<T extends MethodTable<T>>(name: string, table: Record<keyof T & string, { request: string; response: string }>): TypedService<T> {
+  const def: Record<string, MethodDefinition<unknown, unknown>> = {};
+  for (const [method, types] of Object.entries(table) as [string, { request: string; response: string }][]) {
+    const req = codec<unknown>(types.request);
+    const res = codec<unknown>(types.response);
+    def[method] = {
+      path: `/${name}/${method}`,
+      originalName: method,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: req.serialize,
+      requestDeserialize: req.deserialize,
+      responseSerialize: res.serialize,
+      responseDeserialize: res.deserialize,
+    };
+  }
+  return def as TypedService<T>;
+}
+
+export const agentService: TypedService<AgentServiceMethods> = service<AgentServiceMethods>(AGENT_SERVICE, agentServiceMethods);
+export const healthService: TypedService<HealthMethods> = service<HealthMethods>(HEALTH_SERVICE, healthMethods);
+
+export type AgentMethod = keyof AgentServiceMethods;
+export type HealthMethod = keyof HealthMethods;
