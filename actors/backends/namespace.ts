@@ -9,7 +9,7 @@
 // /proc, sets the hostname, brings loopback up, reports the guest's host pid on fd 3 and
 // execs the guest.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readlinkSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { failedPrecondition, invalidArgument } from '../../bus/errors.js';
@@ -91,6 +91,26 @@ function readReady(child: ChildProcess): Promise<number | undefined> {
   });
 }
 
+function pidNamespace(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/pid`);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The waiter normally exits because PID 1 did. If it is killed on its own, PID 1 would
+ * run on unwatched, so it goes too: the guest ends with its waiter. The pid namespace
+ * tells PID 1 apart from a process that reused its pid after it was reaped.
+ */
+function killOrphanedGuest(waiter: ChildProcess, pid: number): void {
+  const ns = pidNamespace(pid);
+  waiter.once('exit', () => {
+    if (ns !== undefined && pidNamespace(pid) === ns) signal(pid, 'SIGKILL');
+  });
+}
+
 let loopbackWarned = false;
 
 export interface NamespaceBackendOptions extends GuestBackendOptions {
@@ -150,6 +170,7 @@ export class NamespaceBackend extends DetachedGuestBackend {
       const tail = await logTail(runDir);
       throw new Error(`the namespace guest of sandbox ${sandbox.id} did not start${tail ? `: ${tail}` : ''}`);
     }
+    killOrphanedGuest(child, pid);
     return pid;
   }
 
@@ -160,7 +181,8 @@ export class NamespaceBackend extends DetachedGuestBackend {
   }
 
   protected kill(run: GuestRun): void {
-    // PID 1 takes the whole pid namespace with it; before it is known, the waiter does.
+    // PID 1 takes the whole pid namespace with it. Before its pid is known (a boot that
+    // failed half-way) only the waiter can be named; the cgroup clean-up gets the rest.
     if (run.pid !== undefined) signal(run.pid, 'SIGKILL');
     else if (run.child?.pid !== undefined) signal(run.child.pid, 'SIGKILL');
   }

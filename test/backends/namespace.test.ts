@@ -152,6 +152,21 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     expect(await sandboxCgroupDirs(id)).toEqual([]);
   });
 
+  it('ends the guest with its waiter when the waiter alone is killed', async () => {
+    const id = sandboxId('ns-waiter');
+    const b = backend();
+    const { first } = nextExit(b);
+    await b.boot({ sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', 'sleep 1000 & exec sleep 1000']) });
+    const pid = b.pid!;
+    const waiter = Number((await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ')[1]);
+    process.kill(waiter, 'SIGKILL');
+    expect(await first).toMatchObject({ status: 137, signal: 'SIGKILL' });
+    await waitFor(() => (alive(pid) ? undefined : true), 'PID 1 to go with its waiter');
+    await b.shutdown();
+    expect(await sandboxProcesses(id)).toEqual([]);
+    expect(await sandboxCgroupDirs(id)).toEqual([]);
+  });
+
   it('kills a guest that does not stop within the grace period; shutdown is idempotent and silent', async () => {
     const id = sandboxId('ns-stubborn');
     const b = backend(100);
