@@ -31,6 +31,8 @@ if ! command -v busybox >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; t
     echo "setup: busybox-static not installed; rootfs tests will say so" >&2
 fi
 
-if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+# `npm install` (not `npm ci`): it keeps the locked versions, and npm 11's `ci` refuses
+# this lock file over an optional Windows-only dependency of vite that it never records.
+npm install --no-audit --no-fund
 npm run build --silent
 echo "setup: done. Run \`npm start\` for a host, \`npm test\` for the suite."
