@@ -54,6 +54,8 @@ export async function startTestHost(servers: string | string[], opts: Partial<Ho
     host,
     runRoot,
     async stop() {
+      // A test that failed half-way must not leave guests running on the machine.
+      await Promise.all([...host.registry.values()].map((s) => s.delete(true).catch(() => {})));
       await host.stop();
       rmSync(runRoot, { recursive: true, force: true });
     },
