@@ -7,9 +7,31 @@ import { createLogger } from './log.js';
 import { RuntimeHost } from './host.js';
 import { startNatsServer, type NatsServer } from './nats-server.js';
 import '../actors/install-drivers.js';
+import type { MonitorSettings } from '../machines/specs.js';
 
 export const stateDir = () => resolve(process.env.VC_STATE_DIR ?? '.state');
 export const urlFile = (dir = stateDir()) => join(dir, 'nats.url');
+
+/** Host-wide monitor defaults; each sandbox may override them in its spec. */
+function monitorDefaults(): Partial<MonitorSettings> {
+  const out: Partial<MonitorSettings> = {};
+  const num = (name: string) => {
+    const v = process.env[name];
+    if (v === undefined) return undefined;
+    if (!/^\d+$/.test(v) || Number(v) < 10) throw new Error(`${name} must be a number of milliseconds, at least 10`);
+    return Number(v);
+  };
+  const interval = num('VC_MONITOR_INTERVAL_MS');
+  const deadline = num('VC_MONITOR_DEADLINE_MS');
+  if (interval) out.intervalMs = interval;
+  if (deadline) out.deadlineMs = deadline;
+  const policy = process.env.VC_MONITOR_POLICY;
+  if (policy) {
+    if (policy !== 'keep' && policy !== 'stop-and-delete') throw new Error('VC_MONITOR_POLICY must be keep or stop-and-delete');
+    out.policy = policy;
+  }
+  return out;
+}
 
 async function main(): Promise<void> {
   const log = createLogger('virtactors');
@@ -30,6 +52,7 @@ async function main(): Promise<void> {
     host: process.env.VC_HOST,
     runRoot: process.env.VC_RUN_DIR ?? join(dir, 'run'),
     log,
+    monitor: monitorDefaults(),
   });
   process.stdout.write(`virtactors: host ${host.host} serving on ${servers}\n`);
 
