@@ -44,8 +44,9 @@ cg=/sys/fs/cgroup/pids$(sed -n 's/^[0-9]*:pids://p' /proc/self/cgroup)
 sleep 1000 &
 if [ -d "$cg" ] && mkdir "$cg/ctr" && echo $! > "$cg/ctr/cgroup.procs"; then echo "ctr=$cg/ctr" >> "$report.tmp"; fi
 trap 'echo term > "$report.term"; exit 0' TERM
+sleep 1000 & s=$!
 mv "$report.tmp" "$report"
-while :; do sleep 1000 & wait $!; done`;
+while :; do wait $s; sleep 1000 & s=$!; done`;
 
 function parseReport(text: string): Record<string, string> {
   return Object.fromEntries(text.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
