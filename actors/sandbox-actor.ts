@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { createActor, fromPromise, waitFor, type Actor } from 'xstate';
+import { createActor, fromPromise, waitFor, type Actor, type InspectionEvent } from 'xstate';
 import type { Logger } from 'pino';
 import { failedPrecondition, notFound, alreadyExists, VcError, toVcError, deadlineExceeded, invalidArgument, unavailable, ErrorCode, isErrorCode } from '../bus/errors.js';
 import type * as Bus from '../bus/messages.gen.js';
@@ -48,6 +48,8 @@ export interface SandboxEnv {
   forget(sandbox: SandboxActor): void;
   /** The monitor follows the sandbox's state (started when running, stopped otherwise). */
   stateChanged?(sandbox: SandboxActor): void;
+  /** When set, every snapshot of the sandbox's actors is handed over for live inspection. */
+  inspect?(sandbox: SandboxActor, inspection: Bus.Inspection): void;
 }
 
 const now = () => new Date().toISOString();
@@ -84,7 +86,25 @@ export class SandboxActor {
     this.agent = new AgentActor(env.createAgent(spec.agent), spec.id);
     this.backend = env.createBackend(spec.backend);
     this.backend.onExit((exit) => this.guestExited(exit.status, exit.signal, exit.at));
-    this.actor = createActor(env.logic, { input: { spec, createdAt: this.createdAt } });
+    const inspect = env.inspect;
+    this.actor = createActor(env.logic, {
+      input: { spec, createdAt: this.createdAt },
+      id: spec.id,
+      inspect: inspect
+        ? (e: InspectionEvent) => {
+            if (e.type !== '@xstate.snapshot') return;
+            const snap = e.snapshot as { value?: unknown; status?: string };
+            inspect(this, {
+              sandboxId: this.id,
+              actorId: (e.actorRef as { id?: string }).id ?? '',
+              event: e.event.type,
+              state: JSON.stringify(snap.value ?? null),
+              status: snap.status ?? '',
+              time: now(),
+            });
+          }
+        : undefined,
+    });
     this.actor.on('lifecycle', (e: LifecycleEmitted) => this.onLifecycle(e));
   }
 

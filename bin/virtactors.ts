@@ -11,6 +11,11 @@ import { decodeTrusted, encode } from '../bus/codec.js';
 import { readEvents } from '../bus/event-reader.js';
 import { subjects, srvSubjects, type ContainerOp, type SandboxOp } from '../bus/subjects.js';
 import type * as Bus from '../bus/messages.gen.js';
+import { sandboxMachine } from '../machines/sandbox.js';
+import { containerMachine } from '../machines/container.js';
+import { processMachine } from '../machines/process.js';
+import { agentMachine } from '../machines/agent.js';
+import { monitorMachine } from '../machines/monitor.js';
 
 const USAGE = `usage: virtactors [--server URL] [--json] [--timeout MS] <command>
 
@@ -36,6 +41,9 @@ events
   events [--sandbox SID] [--follow] [--since N]     (N: the sandbox's event seq, or the stream seq)
 hosts
   hosts                                             (runtime hosts answering service discovery)
+statecharts
+  statecharts                                       (the machine definitions as JSON, for visualisers)
+  inspect <sid>                                     (live snapshots of a sandbox's actors; host needs VC_INSPECT=1)
 
 The server is --server, else $NATS_URL, else the URL \`npm start\` wrote to .state/nats.url,
 else nats://127.0.0.1:4222.`;
@@ -365,6 +373,26 @@ async function eventsCommand(nc: NatsConnection, g: Global, args: string[]): Pro
   }
 }
 
+function statechartsCommand(): void {
+  const charts = Object.fromEntries(
+    Object.entries({ sandbox: sandboxMachine, container: containerMachine, process: processMachine, agent: agentMachine, monitor: monitorMachine }).map(
+      ([name, machine]) => [name, machine.toJSON()],
+    ),
+  );
+  process.stdout.write(`${JSON.stringify(charts, null, 2)}\n`);
+}
+
+async function inspectCommand(nc: NatsConnection, g: Global, args: string[]): Promise<void> {
+  const { positionals } = parse(args, {});
+  const sid = need(positionals[0], 'inspect needs a sandbox id');
+  const sub = nc.subscribe(subjects.inspectSandbox(sid));
+  process.once('SIGINT', () => sub.unsubscribe());
+  for await (const m of sub) {
+    const i = decodeTrusted<Bus.Inspection>(m.data);
+    process.stdout.write(g.json ? `${JSON.stringify(i)}\n` : `${i.time} ${i.actorId} ${i.event} -> ${i.state} (${i.status})\n`);
+  }
+}
+
 async function hostsCommand(nc: NatsConnection, g: Global): Promise<void> {
   const inbox = nc.subscribe(createInbox(), { timeout: 1000 });
   const [subject] = srvSubjects('INFO', '');
@@ -405,7 +433,11 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${USAGE}\n`);
       return 0;
     }
-    if (!['sandbox', 'container', 'events', 'hosts'].includes(commandArgs[0] ?? '')) {
+    if (commandArgs[0] === 'statecharts') {
+      statechartsCommand();
+      return 0;
+    }
+    if (!['sandbox', 'container', 'events', 'hosts', 'inspect'].includes(commandArgs[0] ?? '')) {
       throw new UsageError(commandArgs[0] ? `unknown command ${commandArgs[0]}` : 'missing command');
     }
     const [command, ...rest] = commandArgs;
@@ -420,6 +452,7 @@ export async function main(argv: string[]): Promise<number> {
       if (command === 'sandbox') await sandboxCommand(nc, g, rest);
       else if (command === 'container') await containerCommand(nc, g, rest);
       else if (command === 'events') await eventsCommand(nc, g, rest);
+      else if (command === 'inspect') await inspectCommand(nc, g, rest);
       else await hostsCommand(nc, g);
     } finally {
       await nc.close();

@@ -11,7 +11,7 @@ import { EventPublisher } from '../bus/events.js';
 import { KvSandboxStore } from '../bus/store.js';
 import { startServiceDiscovery } from '../bus/service-discovery.js';
 import { encode } from '../bus/codec.js';
-import { HOST_PATTERN, streams } from '../bus/subjects.js';
+import { HOST_PATTERN, streams, subjects } from '../bus/subjects.js';
 import type * as Bus from '../bus/messages.gen.js';
 import { SandboxRegistry } from '../actors/registry.js';
 import { createAgent } from '../actors/agents/index.js';
@@ -34,6 +34,8 @@ export interface HostOptions {
   monitor?: Partial<MonitorSettings>;
   /** Replicas for the stream and buckets when this host creates them. */
   replicas?: number;
+  /** Publish every actor snapshot on vc.v1.inspect.sandbox.<sid> for live tooling. */
+  inspect?: boolean;
 }
 
 export function defaultHostName(): string {
@@ -70,6 +72,7 @@ export class RuntimeHost {
         createBackend,
         publish: (sandbox: SandboxActor, seq: number, notice: LifecycleNotice) =>
           publisher.publish(toBusEvent(host, sandbox.id, seq, notice), `${sandbox.id}.${sandbox.uid}.${seq}`),
+        inspect: opts.inspect ? (sandbox, inspection) => nc.publish(subjects.inspectSandbox(sandbox.id), encode(inspection)) : undefined,
       },
       store,
     );

@@ -53,6 +53,7 @@ async function main(): Promise<void> {
     runRoot: process.env.VC_RUN_DIR ?? join(dir, 'run'),
     log,
     monitor: monitorDefaults(),
+    inspect: process.env.VC_INSPECT === '1',
   });
   process.stdout.write(`virtactors: host ${host.host} serving on ${servers}\n`);
 
