@@ -86,6 +86,15 @@ export class ProcessTable {
     if (rec.stderr) this.bySeq.delete(rec.stderr);
   }
 
+  /** Processes whose exit status is known but not yet reported (waiting for EOF). */
+  finishing(): ProcRecord[] {
+    return [...this.byId.values()].filter((r) => r.status !== undefined && !r.exit);
+  }
+
+  clear(): void {
+    for (const rec of [...this.byId.values()]) this.drop(rec);
+  }
+
   /** A tty frame from the guest; false when the sequence belongs to no process. */
   data(seq: number, payload: Uint8Array): boolean {
     const rec = this.bySeq.get(seq);

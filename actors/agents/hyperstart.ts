@@ -239,7 +239,11 @@ export class HyperstartAgent implements Agent {
     conn.ctl.expectClose();
     conn.tty.expectClose();
     await this.send(Code.DESTROYPOD, undefined);
-    this.containers.clear();
+    // Exits reported before the ACK may still wait for their streams' EOF on the tty.
+    await Promise.all(this.procs.finishing().map((r) => this.procs.wait(r)));
+    // Specs stay for a restart of the sandbox; nothing runs any more.
+    for (const c of this.containers.values()) c.started = false;
+    this.procs.clear();
     this.dropConnection();
   }
 
@@ -252,8 +256,27 @@ export class HyperstartAgent implements Agent {
 
   /** Records the spec: as in the reference, the guest creates the container when it starts. */
   async createContainer(spec: ContainerSpec): Promise<void> {
-    if (this.containers.get(spec.id)?.started) throw alreadyExists(`container ${spec.id} is already running in the hyperstart guest`);
+    await this.clearExited(spec.id);
     this.containers.set(spec.id, { spec, started: false });
+  }
+
+  /**
+   * A container whose init exited on its own stays in the guest until REMOVECONTAINER;
+   * starting or creating it again removes that leftover first. A running one is refused.
+   */
+  private async clearExited(cid: string): Promise<void> {
+    const c = this.containers.get(cid);
+    if (!c?.started) return;
+    if (!this.procs.get(cid, cid)?.exit) throw alreadyExists(`container ${cid} is already running in the hyperstart guest`);
+    await this.removeFromGuest(cid);
+  }
+
+  private async removeFromGuest(cid: string): Promise<void> {
+    const remove: H.RemoveCommand = { container: cid };
+    await this.send(Code.REMOVECONTAINER, remove);
+    for (const rec of this.procs.ofContainer(cid)) this.procs.drop(rec);
+    const c = this.containers.get(cid);
+    if (c) c.started = false;
   }
 
   private container(cid: string): ContainerRecord {
@@ -270,7 +293,7 @@ export class HyperstartAgent implements Agent {
 
   async startContainer(containerId: string): Promise<{ pid: number }> {
     const c = this.container(containerId);
-    if (c.started) throw alreadyExists(`container ${containerId} is already started`);
+    await this.clearExited(containerId);
     const { spec } = c;
     const rec = this.procs.add(containerId, containerId, spec.terminal);
     const body: H.Container = {
@@ -340,11 +363,9 @@ export class HyperstartAgent implements Agent {
 
   /** SIGTERM to init, SIGKILL to everything after the grace period, then REMOVECONTAINER. */
   async stopContainer(containerId: string): Promise<ExitInfo | undefined> {
+    // The spec is kept: a stopped container can be started again.
     const c = this.container(containerId);
-    if (!c.started) {
-      this.containers.delete(containerId);
-      return undefined;
-    }
+    if (!c.started) return undefined;
     const init = this.procs.get(containerId, containerId);
     let exit = init?.exit;
     if (init && !exit) {
@@ -362,10 +383,7 @@ export class HyperstartAgent implements Agent {
       const left = this.procs.live(containerId).filter((r) => !r.internal);
       await within(Promise.all(left.map((r) => this.procs.wait(r))), this.config.callTimeoutMs);
     }
-    const remove: H.RemoveCommand = { container: containerId };
-    await this.send(Code.REMOVECONTAINER, remove);
-    for (const rec of this.procs.ofContainer(containerId)) this.procs.drop(rec);
-    this.containers.delete(containerId);
+    await this.removeFromGuest(containerId);
     return exit;
   }
 

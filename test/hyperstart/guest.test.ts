@@ -93,6 +93,35 @@ describe('hyperstart guest: containers', () => {
     expect((await setup.agent.stopContainer('c1'))?.exitStatus).toBe(137);
   });
 
+  it('starts a stopped container again, whether it exited on its own or was stopped', async () => {
+    await start('c1', ['sh', '-c', 'echo run']);
+    expect((await setup.exited('c1', 'c1')).exitStatus).toBe(0);
+    setup.rec.exits.length = 0;
+    await setup.agent.startContainer('c1'); // the guest still holds the exited one
+    expect((await setup.exited('c1', 'c1')).exitStatus).toBe(0);
+    expect(setup.text('c1', 'c1')).toBe('run\nrun\n');
+
+    await start('c2', ['sleep', '100']);
+    expect((await setup.agent.stopContainer('c2'))?.exitStatus).toBe(143);
+    setup.rec.exits.length = 0;
+    const again = await setup.agent.startContainer('c2');
+    expect(alive(again.pid)).toBe(true);
+    await expect(setup.agent.startContainer('c2')).rejects.toThrow(/already running/);
+  });
+
+  it('starts the containers again in a new guest after DESTROYPOD (sandbox restart)', async () => {
+    await start('c1', ['sleep', '100']);
+    await setup.agent.stopSandbox();
+    await guest.exit;
+    expect((await setup.exited('c1', 'c1')).exitStatus).toBe(137);
+    setup.rec.exits.length = 0;
+    guest = await startGuest(setup.agent);
+    await setup.agent.startSandbox({});
+    const { pid } = await setup.agent.startContainer('c1');
+    expect(alive(pid)).toBe(true);
+    expect((await setup.agent.stopContainer('c1'))?.exitStatus).toBe(143);
+  });
+
   it('reports a command that cannot start as an error, not an exit', async () => {
     await setup.agent.createContainer(containerSpec('c1', ['/nonexistent/binary']));
     const err = await setup.agent.startContainer('c1').catch((e: unknown) => e);
@@ -143,7 +172,7 @@ describe('hyperstart guest: containers', () => {
     await setup.agent.pauseContainer('c1');
     expect(procState(pid)).toBe('T');
     await setup.agent.resumeContainer('c1');
-    expect(procState(pid)).toBe('S');
+    expect(procState(pid)).not.toBe('T'); // running again (R) or back asleep (S)
   });
 });
 
