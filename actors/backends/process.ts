@@ -3,6 +3,7 @@
 // namespaces; signals go to the whole group.
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { BootRequest } from './backend.js';
+import { hasLimits, limitsFromAnnotations } from './cgroups/cgroup.js';
 import { DetachedGuestBackend, type GuestRun } from './detached.js';
 import { guestEnvironment, signal, waitGroupGone } from './guest-files.js';
 
@@ -24,6 +25,10 @@ export class ProcessBackend extends DetachedGuestBackend {
   }
 
   protected async launch(run: GuestRun, env: Record<string, string>, logFd: number): Promise<number> {
+    const { sandbox } = run.request;
+    if (hasLimits(limitsFromAnnotations(sandbox.annotations))) {
+      this.log.warn({ sandboxId: sandbox.id }, 'the process backend has no cgroup: the sandbox limit annotations are not applied');
+    }
     const [file, ...args] = run.request.plan.command;
     const child = spawn(file!, args, { detached: true, stdio: ['ignore', logFd, logFd], env, cwd: '/' });
     this.track(run, child);
