@@ -48,6 +48,9 @@ export function namespaceTools(): NamespaceTools | undefined {
   return { unshare, timeout, sh, mount, ip: findTool('ip') };
 }
 
+// Arguments: hostname, mount, ip ("" when missing), the number of cgroup.procs files, the
+// files, then the guest's argv; nothing is interpolated into the script. The first line runs
+// while /proc is still the host's, so /proc/self/stat names PID 1 by its host pid.
 const PRELUDE = `read -r pid rest < /proc/self/stat || exit 125
 host=$1 mnt=$2 ip=$3 n=$4
 shift 4
