@@ -46,8 +46,6 @@ export interface SandboxEnv {
   persist(sandbox: SandboxActor): Promise<void>;
   /** The sandbox is gone: drop it from the registry. */
   forget(sandbox: SandboxActor): void;
-  /** The monitor follows the sandbox's state (started when running, stopped otherwise). */
-  stateChanged?(sandbox: SandboxActor): void;
   /** When set, every snapshot of the sandbox's actors is handed over for live inspection. */
   inspect?(sandbox: SandboxActor, inspection: Bus.Inspection): void;
 }
@@ -273,7 +271,6 @@ export class SandboxActor {
     if (!this.agent.isDead()) this.agent.markDead(this.snapshot().context.failure?.reason ?? 'failed');
     const failure = this.snapshot().context.failure;
     this.log.warn({ reason: failure?.reason, message: failure?.message }, 'sandbox failed');
-    this.env.stateChanged?.(this);
     if (this.spec.monitor.policy === 'stop-and-delete') {
       void this.delete().catch((err) => this.log.error({ err }, 'stop-and-delete after failure did not finish'));
     }
@@ -352,7 +349,6 @@ export class SandboxActor {
     this.requireSandbox(command, verb);
     this.actor.send({ type: command });
     const after = await waitFor(this.actor, (s) => !s.hasTag('busy'), { timeout: Infinity });
-    this.env.stateChanged?.(this);
     await this.flush();
     const err = errorFrom(after.context.lastError);
     if (err) throw err;
@@ -383,9 +379,7 @@ export class SandboxActor {
 
   delete(force = false): Promise<void> {
     return this.exclusive(async () => {
-      if (force && (this.state === 'running' || this.state === 'paused' || this.state === 'ready')) {
-        if (this.snapshot().can({ type: 'STOP' })) await this.runSandbox('STOP', 'stop');
-      }
+      if (force && (this.state === 'running' || this.state === 'paused')) await this.runSandbox('STOP', 'stop');
       await this.runSandbox('DELETE', 'delete').catch((err) => {
         if (this.deleted) return;
         throw err;
@@ -577,7 +571,7 @@ export class SandboxActor {
     return status;
   }
 
-  /** Sends a raw event (used by the monitor and by tests of the failure paths). */
+  /** The statechart's persisted snapshot, stored with the sandbox record. */
   persistedSnapshot(): unknown {
     return this.actor.getPersistedSnapshot();
   }
