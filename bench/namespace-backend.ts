@@ -127,9 +127,3 @@ export function backendTable(figures: BackendFigures[]): string[] {
     '',
   ];
 }
-
-// Standalone: `npx tsx bench/namespace-backend.ts [samples]`.
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const samples = Number(process.argv[2] ?? 50);
-  process.stdout.write(`${backendTable(await benchBackends(samples)).join('\n')}\n`);
-}

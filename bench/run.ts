@@ -10,6 +10,7 @@ import { connectBus } from '../bus/connection.js';
 import '../actors/install-drivers.js';
 import { benchNoop } from './noop.js';
 import { benchGuests, type GuestFigures } from './guests.js';
+import { backendTable, benchBackends, type BackendFigures } from './namespace-backend.js';
 import { hasAgent } from '../actors/agents/index.js';
 import type { Latency } from './stats.js';
 
@@ -39,6 +40,8 @@ async function main(): Promise<void> {
       );
     }
     results.guests = guests;
+    process.stderr.write('bench: backends...\n');
+    results.backends = await benchBackends(quick ? 5 : 20);
   } finally {
     await nc.close();
     await host.stop();
@@ -76,6 +79,7 @@ function markdown(r: Record<string, unknown>): string {
     `| heap per idle noop sandbox (${n.heapPerIdleSandbox.sandboxes} sandboxes) | ${n.heapPerIdleSandbox.kib} KiB | under 16 KiB |`,
     '',
     ...guestTable((r.guests as GuestFigures[] | undefined) ?? []),
+    ...backendTable((r.backends as BackendFigures[] | undefined) ?? []),
   ].join('\n');
 }
 

@@ -69,7 +69,7 @@ export class RuntimeHost {
         log,
         runDir: (sid) => join(runRoot, sid),
         createAgent,
-        createBackend,
+        createBackend: (type) => createBackend(type, log),
         publish: (sandbox: SandboxActor, seq: number, notice: LifecycleNotice) =>
           publisher.publish(toBusEvent(host, sandbox.id, seq, notice), `${sandbox.id}.${sandbox.uid}.${seq}`),
         inspect: opts.inspect ? (sandbox, inspection) => nc.publish(subjects.inspectSandbox(sandbox.id), encode(inspection)) : undefined,

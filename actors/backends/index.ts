@@ -1,8 +1,10 @@
 // Builds the backend for a sandbox's backend type.
+import type { Logger } from 'pino';
 import type { BackendType } from '../../machines/specs.js';
 import { NoneBackend, type Backend } from './backend.js';
 
-type BackendConstructor = () => Backend;
+/** Builds a backend; it logs through the host's logger. */
+type BackendConstructor = (log: Logger) => Backend;
 
 const backends: Partial<Record<BackendType, BackendConstructor>> = {
   none: () => new NoneBackend(),
@@ -12,10 +14,10 @@ export function registerBackend(type: BackendType, make: BackendConstructor): vo
   backends[type] = make;
 }
 
-export function createBackend(type: BackendType): Backend {
+export function createBackend(type: BackendType, log: Logger): Backend {
   const make = backends[type];
   if (!make) throw new Error(`backend ${type} is not available on this host`);
-  return make();
+  return make(log);
 }
 
 /** The backend for guests when a spec names none: namespaces as root, else a plain process. */
