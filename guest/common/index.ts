@@ -1,0 +1,9 @@
+// The guest process supervisor, shared by the guest agents.
+export { Supervisor, filterPsTable, type ContainerConfig, type ContainerState, type OutputStream, type ProcessListFormat, type SupervisorOptions } from './supervisor.js';
+export type { ProcessSpec } from './process.js';
+export { Reaper } from './reaper.js';
+export { detectCgroups, type CgroupChoice, type CgroupDriver, type CgroupStats, type Resources } from './cgroups/index.js';
+export { GuestError, toGuestError, type GuestErrorCode } from './errors.js';
+export { guestLog, silentLog, type GuestLog } from './log.js';
+export { parseUser, type UserRef } from './user.js';
+export { procIsOurs } from './proc.js';
