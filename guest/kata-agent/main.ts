@@ -1,0 +1,82 @@
+// The kata-compatible guest agent: serves grpc.AgentService and grpc.Health on one
+// socket and runs the sandbox's processes.
+//
+//   node dist/guest/kata-agent/main.js --listen unix:///run/sandbox/kata.sock
+//     [--cgroups auto|v1|v2|none] [--reaper auto|on|off]
+//
+// --reaper auto runs processes in a reaping pid namespace when the agent is PID 1.
+// SIGTERM (or SIGINT) kills every container process, removes the socket and exits 0.
+import { lstatSync, unlinkSync } from 'node:fs';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { guestLog, procIsOurs, type CgroupChoice } from '../common/index.js';
+import { agentService, healthService } from '../../protos/kata/index.js';
+import { parseListen } from './address.js';
+import { implementation, KataAgent } from './service.js';
+
+const log = guestLog('kata-agent');
+
+function option(name: string, fallback?: string): string | undefined {
+  const args = process.argv.slice(2);
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === `--${name}`) return args[i + 1];
+    if (a.startsWith(`--${name}=`)) return a.slice(name.length + 3);
+  }
+  return fallback;
+}
+
+function fail(message: string): never {
+  log.error(message);
+  process.exit(2);
+}
+
+function removeStaleSocket(path: string): void {
+  try {
+    if (lstatSync(path).isSocket()) unlinkSync(path);
+  } catch {
+    // absent
+  }
+}
+
+async function main(): Promise<void> {
+  const listen = option('listen') ?? fail('missing --listen unix://<path> | <path> | tcp://127.0.0.1:<port>');
+  const cgroups = (option('cgroups', 'auto') ?? 'auto') as CgroupChoice;
+  if (!['auto', 'v1', 'v2', 'none'].includes(cgroups)) fail(`--cgroups ${cgroups}: use auto, v1, v2 or none`);
+  const reaperOpt = option('reaper', 'auto');
+  if (!['auto', 'on', 'off'].includes(reaperOpt!)) fail(`--reaper ${reaperOpt}: use auto, on or off`);
+  const reaper = reaperOpt === 'on' || (reaperOpt === 'auto' && process.pid === 1);
+  if (!procIsOurs()) log.warn('/proc belongs to another pid namespace: process lists and pids will be wrong');
+
+  let address;
+  try {
+    address = parseListen(listen);
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  const agent = new KataAgent({ log, cgroups, reaper });
+  const server = new Server();
+  server.addService(agentService, implementation(agent.agent, log));
+  server.addService(healthService, implementation(agent.health, log));
+  if (address.socketPath) removeStaleSocket(address.socketPath);
+
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(address.target, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  ).catch((err: Error) => fail(`cannot listen on ${listen}: ${err.message}`));
+  log.info('listening', { address: listen, ...(address.socketPath ? {} : { port }), pid1: process.pid === 1, reaper });
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('stopping', { signal });
+    await agent.shutdown().catch((err: Error) => log.error('shutdown failed', { err }));
+    server.forceShutdown();
+    if (address.socketPath) removeStaleSocket(address.socketPath);
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('unhandledRejection', (err) => log.error('unhandled rejection', { err: err as Error }));
+}
+
+void main();
