@@ -1,0 +1,114 @@
+// A gRPC connection to one kata guest agent, with typed calls. Addresses: unix://<path>,
+// a bare path, or tcp://<host>:<port>. Dialing retries (with a short backoff: a guest that
+// is still starting should be reached as soon as it listens) until the dial timeout.
+import { resolve as resolvePath } from 'node:path';
+import { Client, credentials, Metadata, type CallOptions, type ChannelOptions, type ServiceError, type StatusObject } from '@grpc/grpc-js';
+import { invalidArgument, unavailable } from '../../bus/errors.js';
+import {
+  agentService,
+  healthService,
+  PID_TRAILER,
+  type AgentMethod,
+  type AgentServiceMethods,
+  type HealthMethod,
+  type HealthMethods,
+} from '../../protos/kata/index.js';
+import { fromGrpcError } from './grpc-status.js';
+
+export type AgentRequest<M extends AgentMethod> = AgentServiceMethods[M]['request'];
+export type AgentResponse<M extends AgentMethod> = AgentServiceMethods[M]['response'];
+
+export interface CallResult<T> {
+  response: T;
+  trailers: Metadata;
+}
+
+const channelOptions: ChannelOptions = {
+  'grpc.initial_reconnect_backoff_ms': 10,
+  'grpc.min_reconnect_backoff_ms': 10,
+  'grpc.max_reconnect_backoff_ms': 200,
+  'grpc.enable_retries': 0,
+  'grpc.max_receive_message_length': 64 * 1024 * 1024,
+};
+
+/** The gRPC target of an agent address. */
+export function grpcTarget(address: string): string {
+  if (address.startsWith('tcp://')) {
+    const hostPort = address.slice('tcp://'.length);
+    if (!/^[^/]+:\d+$/.test(hostPort)) throw invalidArgument(`kata agent address ${address}: expected tcp://<host>:<port>`);
+    return hostPort;
+  }
+  if (address.startsWith('vsock:')) throw invalidArgument(`kata agent address ${address}: vsock is not supported by this runtime`);
+  const path = address.startsWith('unix://') ? address.slice('unix://'.length) : address;
+  if (!path) throw invalidArgument(`kata agent address ${JSON.stringify(address)} is empty`);
+  return `unix://${resolvePath(path)}`;
+}
+
+/** The pid our guest agent puts in the trailers of StartContainer and ExecProcess (0 when absent). */
+export function pidFrom(trailers: Metadata): number {
+  const value = trailers.get(PID_TRAILER)[0];
+  const pid = Number(typeof value === 'string' ? value : value?.toString());
+  return Number.isInteger(pid) && pid > 0 ? pid : 0;
+}
+
+export class KataConnection {
+  private readonly client: Client;
+  private closed = false;
+
+  constructor(
+    readonly address: string,
+    private readonly dialTimeoutMs: number,
+  ) {
+    this.client = new Client(grpcTarget(address), credentials.createInsecure(), channelOptions);
+  }
+
+  /** Resolves once connected; retries until the dial timeout, then fails with Unavailable. */
+  ready(timeoutMs = this.dialTimeoutMs): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.client.waitForReady(Date.now() + timeoutMs, (err) => {
+        if (!err) return resolve();
+        reject(unavailable(`cannot reach the kata agent at ${this.address} within ${timeoutMs} ms: ${err.message}`));
+      });
+    });
+  }
+
+  /** One AgentService call; `deadlineMs` undefined means no deadline (blocking calls). */
+  call<M extends AgentMethod>(method: M, request: AgentRequest<M>, deadlineMs?: number): Promise<CallResult<AgentResponse<M>>> {
+    const def = agentService[method];
+    return this.unary(def.path, def.requestSerialize, def.responseDeserialize, request, deadlineMs, `${method}`);
+  }
+
+  health<M extends HealthMethod>(method: M, request: HealthMethods[M]['request'], deadlineMs: number): Promise<HealthMethods[M]['response']> {
+    const def = healthService[method];
+    return this.unary(def.path, def.requestSerialize, def.responseDeserialize, request, deadlineMs, `Health.${method}`).then((r) => r.response);
+  }
+
+  private unary<Req, Res>(
+    path: string,
+    serialize: (value: Req) => Buffer,
+    deserialize: (bytes: Buffer) => Res,
+    request: Req,
+    deadlineMs: number | undefined,
+    what: string,
+  ): Promise<CallResult<Res>> {
+    if (this.closed) return Promise.reject(unavailable(`${what}: the connection to ${this.address} is closed`));
+    const options: CallOptions = deadlineMs === undefined ? {} : { deadline: Date.now() + deadlineMs };
+    return new Promise((resolve, reject) => {
+      let outcome: { err: ServiceError | null; value: Res | undefined } | undefined;
+      const call = this.client.makeUnaryRequest(path, serialize, deserialize, request, new Metadata(), options, (err, value) => {
+        outcome = { err, value };
+      });
+      // The status (with the trailers) follows the callback in the same turn.
+      call.on('status', (s: StatusObject) => {
+        if (!outcome || outcome.err) return reject(fromGrpcError(outcome?.err ?? s, what));
+        resolve({ response: outcome.value as Res, trailers: s.metadata });
+      });
+    });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.client.close();
+  }
+}

@@ -1,0 +1,397 @@
+// The kata agent driver (reference §6.4): every operation is a call to grpc.AgentService
+// on the guest's socket. Operations connect per call and close after, unless the config
+// asks for one long-lived connection. Exits and output are pulled from the guest (its
+// protocol pushes nothing): after StartContainer and ExecProcess, a background WaitProcess
+// and ReadStdout/ReadStderr loops run on one stream connection shared while any process
+// runs, and report to the listener; a process's exit is reported after its output.
+import { unavailable, VcError, deadlineExceeded, ErrorCode } from '../../bus/errors.js';
+import type { ContainerSpec, SandboxSpec } from '../../machines/specs.js';
+import { createLogger, type Logger } from '../../runtime/log.js';
+import type { LinuxResources, Process, Spec, StringUser } from '../../protos/kata/index.js';
+import { guestEntry, guestEnv } from '../guest-binaries.js';
+import {
+  Capability,
+  type Agent,
+  type AgentInit,
+  type AgentListener,
+  type ContainerStats,
+  type ExecResult,
+  type ExitInfo,
+  type GuestEndpoint,
+  type GuestPlan,
+  type ProcessListOptions,
+  type ProcessSpec,
+} from './agent.js';
+import type { AgentConfigs } from './agent-type.js';
+import { registerAgent } from './index.js';
+import { grpcTarget, KataConnection, pidFrom, type AgentRequest, type AgentResponse, type CallResult } from './kata-client.js';
+import type { AgentMethod } from '../../protos/kata/index.js';
+
+type Config = AgentConfigs['kata'];
+
+const SIGTERM = 15;
+const SIGKILL = 9;
+const MAX_HOSTNAME = 64;
+const READ_CHUNK = 64 * 1024;
+/** After an exit, how long the output of a process may still take to arrive. */
+const OUTPUT_GRACE_MS = 2_000;
+
+export interface KataOptions {
+  /** How long stopContainer waits after SIGTERM before SIGKILL. */
+  stopGraceMs?: number;
+}
+
+/** A process the driver watches: its exit (from WaitProcess) once output has arrived. */
+interface Watched {
+  exit: Promise<ExitInfo | undefined>;
+  exitInfo?: ExitInfo;
+}
+
+const key = (cid: string, execId: string) => `${cid}\u0000${execId}`;
+const now = () => new Date().toISOString();
+
+function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => resolve(undefined), ms);
+    promise.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}
+
+const isCode = (err: unknown, code: ErrorCode) => err instanceof VcError && err.code === code;
+
+/** The OCI process of a process spec ("uid[:gid]" or names; names travel as StringUser). */
+export function ociProcess(p: ProcessSpec): { process: Process; stringUser?: StringUser } {
+  const process: Process = { Args: p.args, Env: p.env, Cwd: p.cwd || '/', Terminal: p.terminal };
+  if (!p.user) return { process };
+  const [uid = '', gid = ''] = p.user.split(':', 2);
+  if (/^\d+$/.test(uid) && (gid === '' || /^\d+$/.test(gid))) process.User = { UID: Number(uid), GID: gid === '' ? 0 : Number(gid) };
+  return { process, stringUser: { uid, gid } };
+}
+
+export class KataAgent implements Agent {
+  readonly type = 'kata' as const;
+  private config!: Config;
+  private sandbox!: SandboxSpec;
+  private listener: AgentListener | undefined;
+  private address = '';
+  private readonly log: Logger;
+  private readonly stopGraceMs: number;
+  /** The long-lived connection for operations (longLiveConn). */
+  private opConn: KataConnection | undefined;
+  /** The connection the background waits and reads share, open while processes run. */
+  private streamConn: KataConnection | undefined;
+  private streamUsers = 0;
+  private readonly watched = new Map<string, Watched>();
+  private readonly containers = new Map<string, { spec: ContainerSpec; removed: boolean }>();
+  private stopping = false;
+
+  constructor(options: KataOptions = {}) {
+    this.stopGraceMs = options.stopGraceMs ?? 2_000;
+    this.log = createLogger('kata-agent-driver');
+  }
+
+  // ---- connection ------------------------------------------------------------------
+
+  async init(init: AgentInit): Promise<void> {
+    this.config = init.config as Config;
+    this.sandbox = init.sandbox;
+    this.listener = init.listener;
+    this.address = this.config.grpcSocket || `unix://${init.runDir}/kata.sock`;
+    grpcTarget(this.address); // validates
+  }
+
+  capabilities(): number {
+    return Capability.blockDeviceSupport;
+  }
+
+  /** With longLiveConn, dials once and keeps the connection; otherwise every call dials. */
+  async connect(): Promise<void> {
+    if (!this.config.longLiveConn || this.opConn) return;
+    const conn = new KataConnection(this.address, this.config.dialTimeoutMs);
+    try {
+      await conn.ready();
+    } catch (err) {
+      conn.close();
+      throw err;
+    }
+    this.opConn = conn;
+  }
+
+  async disconnect(): Promise<void> {
+    this.opConn?.close();
+    this.opConn = undefined;
+  }
+
+  /** One operation: on the long-lived connection, or on a connection of its own. */
+  private async call<M extends AgentMethod>(method: M, request: AgentRequest<M>, deadlineMs: number | undefined = this.config.callTimeoutMs): Promise<CallResult<AgentResponse<M>>> {
+    if (this.config.longLiveConn) {
+      if (!this.opConn) await this.connect();
+      return this.opConn!.call(method, request, deadlineMs);
+    }
+    const conn = new KataConnection(this.address, this.config.dialTimeoutMs);
+    try {
+      await conn.ready();
+      return await conn.call(method, request, deadlineMs);
+    } finally {
+      conn.close();
+    }
+  }
+
+  private async op<M extends AgentMethod>(method: M, request: AgentRequest<M>, deadlineMs?: number): Promise<AgentResponse<M>> {
+    return (await this.call(method, request, deadlineMs)).response;
+  }
+
+  async check(deadlineMs: number): Promise<void> {
+    if (this.config.longLiveConn && this.opConn) {
+      await this.opConn.health('Check', { service: '' }, deadlineMs);
+      return;
+    }
+    const conn = new KataConnection(this.address, deadlineMs);
+    try {
+      await conn.ready(deadlineMs);
+      await conn.health('Check', { service: '' }, deadlineMs);
+    } finally {
+      conn.close();
+    }
+  }
+
+  // ---- sandbox ---------------------------------------------------------------------
+
+  async createSandbox(): Promise<GuestPlan> {
+    return {
+      endpoint: { grpcAddress: this.address },
+      command: [process.execPath, guestEntry('kata-agent'), '--listen', this.address],
+      env: guestEnv(),
+    };
+  }
+
+  async startSandbox(endpoint: GuestEndpoint): Promise<void> {
+    if (endpoint.grpcAddress && endpoint.grpcAddress !== this.address) {
+      this.address = endpoint.grpcAddress;
+      grpcTarget(this.address);
+    }
+    this.stopping = false;
+    // The guest may still be starting: wait for it to listen, within the dial timeout.
+    const probe = new KataConnection(this.address, this.config.dialTimeoutMs);
+    try {
+      await probe.ready();
+    } finally {
+      probe.close();
+    }
+    const hostname = (this.sandbox.hostname || this.sandbox.id).slice(0, MAX_HOSTNAME);
+    await this.op('CreateSandbox', { hostname, sandbox_id: this.sandbox.id });
+  }
+
+  async stopSandbox(): Promise<void> {
+    this.stopping = true;
+    try {
+      await this.op('DestroySandbox', {});
+    } finally {
+      // Whatever the guest left running is gone with it; nobody waits for it any more.
+      this.streamConn?.close();
+      this.streamConn = undefined;
+      this.streamUsers = 0;
+      this.watched.clear();
+      for (const c of this.containers.values()) c.removed = true;
+    }
+  }
+
+  async onlineCPUMem(cpus: number): Promise<void> {
+    await this.op('OnlineCPUMem', { wait: false, nb_cpus: cpus });
+  }
+
+  // ---- containers --------------------------------------------------------------------
+
+  private ociSpec(spec: ContainerSpec): Spec {
+    const { process } = ociProcess({ args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user, terminal: spec.terminal });
+    return { Version: '1.0.1', Process: process, Root: { Path: spec.rootfs ?? '', Readonly: false }, Hostname: this.sandbox.hostname ?? '', Annotations: spec.annotations ?? {} };
+  }
+
+  private async sendCreate(spec: ContainerSpec): Promise<void> {
+    const { stringUser } = ociProcess({ args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user, terminal: spec.terminal });
+    await this.op('CreateContainer', { container_id: spec.id, exec_id: spec.id, OCI: this.ociSpec(spec), ...(stringUser ? { string_user: stringUser } : {}) });
+  }
+
+  async createContainer(container: ContainerSpec): Promise<void> {
+    await this.sendCreate(container);
+    this.containers.set(container.id, { spec: container, removed: false });
+  }
+
+  async startContainer(containerId: string): Promise<{ pid: number }> {
+    const record = this.containers.get(containerId);
+    // A stopped container was removed from the guest: it is created there again.
+    if (record?.removed) {
+      await this.sendCreate(record.spec);
+      record.removed = false;
+    }
+    const { trailers } = await this.call('StartContainer', { container_id: containerId });
+    this.watch(containerId, containerId);
+    return { pid: pidFrom(trailers) };
+  }
+
+  async exec(containerId: string, process: ProcessSpec, execId: string): Promise<ExecResult> {
+    const oci = ociProcess(process);
+    const { trailers } = await this.call('ExecProcess', {
+      container_id: containerId,
+      exec_id: execId,
+      process: oci.process,
+      ...(oci.stringUser ? { string_user: oci.stringUser } : {}),
+    });
+    this.watch(containerId, execId);
+    return { execId, pid: pidFrom(trailers) };
+  }
+
+  async stopContainer(containerId: string): Promise<ExitInfo | undefined> {
+    const record = this.containers.get(containerId);
+    if (record?.removed) return this.watched.get(key(containerId, containerId))?.exitInfo;
+    const init = this.watched.get(key(containerId, containerId));
+    let exit = init?.exitInfo;
+    if (init && !exit) {
+      await this.signalProcess(containerId, '', SIGTERM, true).catch(ignoreGone);
+      exit = await within(init.exit, this.stopGraceMs);
+      if (!exit) {
+        await this.signalProcess(containerId, '', SIGKILL, true).catch(ignoreGone);
+        exit = await within(init.exit, this.config.callTimeoutMs);
+        if (!exit) throw deadlineExceeded(`container ${containerId} did not exit within ${this.config.callTimeoutMs} ms of SIGKILL`);
+      }
+    }
+    // RemoveContainer kills what is left (execs included) and waits for it.
+    await this.op('RemoveContainer', { container_id: containerId, timeout: 0 }).catch((err: unknown) => {
+      if (!isCode(err, ErrorCode.NotFound)) throw err;
+    });
+    if (record) record.removed = true;
+    return exit;
+  }
+
+  async killContainer(containerId: string, signal: number, all: boolean): Promise<void> {
+    await this.signalProcess(containerId, containerId, signal, all);
+  }
+
+  async signalProcess(containerId: string, execId: string, signal: number, all: boolean): Promise<void> {
+    await this.op('SignalProcess', { container_id: containerId, exec_id: all ? '' : execId, signal });
+  }
+
+  async processListContainer(containerId: string, options: ProcessListOptions): Promise<Uint8Array> {
+    const res = await this.op('ListProcesses', { container_id: containerId, format: options.format, args: options.args });
+    return res.process_list ?? new Uint8Array();
+  }
+
+  async pauseContainer(containerId: string): Promise<void> {
+    await this.op('PauseContainer', { container_id: containerId });
+  }
+
+  async resumeContainer(containerId: string): Promise<void> {
+    await this.op('ResumeContainer', { container_id: containerId });
+  }
+
+  async statsContainer(containerId: string): Promise<ContainerStats> {
+    const res = await this.op('StatsContainer', { container_id: containerId });
+    const s = res.cgroup_stats;
+    return {
+      cpuUsageNs: s?.cpu_stats?.cpu_usage?.total_usage ?? 0,
+      memoryUsageBytes: s?.memory_stats?.usage?.usage ?? 0,
+      memoryLimitBytes: s?.memory_stats?.usage?.limit ?? 0,
+      pidsCurrent: s?.pids_stats?.current ?? 0,
+      pidsLimit: s?.pids_stats?.limit ?? 0,
+    };
+  }
+
+  async updateContainer(containerId: string, resources: LinuxResources): Promise<void> {
+    await this.op('UpdateContainer', { container_id: containerId, resources });
+  }
+
+  // ---- processes ---------------------------------------------------------------------
+
+  /** The exit of a process: the background waiter's when there is one, else WaitProcess. */
+  async waitProcess(containerId: string, execId: string): Promise<ExitInfo> {
+    const w = this.watched.get(key(containerId, execId));
+    if (w) {
+      const exit = await w.exit;
+      if (exit) return exit;
+      throw unavailable(`the exit of ${execId} in container ${containerId} is unknown: the guest stopped answering`);
+    }
+    const res = await this.op('WaitProcess', { container_id: containerId, exec_id: execId }, undefined);
+    return { exitStatus: res.status ?? 255, exitedAt: now() };
+  }
+
+  async writeProcessStdin(containerId: string, execId: string, data: Uint8Array): Promise<number> {
+    return (await this.op('WriteStdin', { container_id: containerId, exec_id: execId, data })).len ?? 0;
+  }
+
+  async closeProcessStdin(containerId: string, execId: string): Promise<void> {
+    await this.op('CloseStdin', { container_id: containerId, exec_id: execId });
+  }
+
+  async winsizeProcess(containerId: string, execId: string, height: number, width: number): Promise<void> {
+    await this.op('TtyWinResize', { container_id: containerId, exec_id: execId, row: height, column: width });
+  }
+
+  /** Starts the background wait and output pumps of a process just started. */
+  private watch(containerId: string, execId: string): void {
+    const conn = this.openStream();
+    const pump = (stream: 'stdout' | 'stderr') => this.pump(conn, containerId, execId, stream);
+    const output = Promise.all([pump('stdout'), pump('stderr')]);
+    const entry: Watched = { exit: Promise.resolve(undefined) };
+    entry.exit = (async () => {
+      try {
+        const { response } = await conn.call('WaitProcess', { container_id: containerId, exec_id: execId });
+        const exit: ExitInfo = { exitStatus: response.status ?? 255, exitedAt: now() };
+        // Output first, so that whoever sees the exit also sees everything it printed.
+        await within(output, OUTPUT_GRACE_MS);
+        entry.exitInfo = exit;
+        this.listener?.processExited(containerId, execId, exit);
+        return exit;
+      } catch (err) {
+        if (!this.stopping) this.log.warn({ err, containerId, execId, sandboxId: this.sandbox.id }, 'lost the wait for a guest process');
+        return undefined;
+      } finally {
+        await within(output, OUTPUT_GRACE_MS).catch(() => {});
+        this.closeStream(conn);
+      }
+    })();
+    this.watched.set(key(containerId, execId), entry);
+  }
+
+  private async pump(conn: KataConnection, containerId: string, execId: string, stream: 'stdout' | 'stderr'): Promise<void> {
+    const method = stream === 'stdout' ? 'ReadStdout' : 'ReadStderr';
+    try {
+      for (;;) {
+        const { response } = await conn.call(method, { container_id: containerId, exec_id: execId, len: READ_CHUNK });
+        const data = response.data;
+        if (!data || data.length === 0) return;
+        this.listener?.output?.(containerId, execId, stream, data);
+      }
+    } catch (err) {
+      if (!this.stopping && !isCode(err, ErrorCode.NotFound)) this.log.debug({ err, containerId, execId, stream }, 'output pump ended');
+    }
+  }
+
+  private openStream(): KataConnection {
+    this.streamConn ??= new KataConnection(this.address, this.config.dialTimeoutMs);
+    this.streamUsers++;
+    return this.streamConn;
+  }
+
+  private closeStream(conn: KataConnection): void {
+    if (conn !== this.streamConn) return;
+    if (--this.streamUsers > 0) return;
+    conn.close();
+    this.streamConn = undefined;
+  }
+}
+
+function ignoreGone(err: unknown): void {
+  if (isCode(err, ErrorCode.NotFound)) return;
+  throw err;
+}
+
+registerAgent('kata', () => new KataAgent());
