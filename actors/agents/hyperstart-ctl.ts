@@ -2,7 +2,7 @@
 // transaction at a time with FIFO reply matching and a deadline per call, NEXT flow
 // control on the ctl channel, and a plain frame pipe for the tty channel.
 import { createConnection, type Socket } from 'node:net';
-import { Code, codeName, NEXT_WINDOW } from '../../protos/hyperstart/codes.js';
+import { Code, codeName, MAX_REPLY_FRAME, NEXT_WINDOW } from '../../protos/hyperstart/codes.js';
 import { CtlDecoder, decodeText, decodeUint32, encodeCtl, encodeTty, ttyChunks, TtyDecoder, type CtlFrame } from '../../protos/hyperstart/frame.js';
 import { deadlineExceeded, unavailable } from '../../bus/errors.js';
 
@@ -58,7 +58,8 @@ export interface CtlHandlers {
 }
 
 export class CtlChannel {
-  private readonly decoder = new CtlDecoder();
+  /** Replies may carry data (a process list), so they get a larger limit than commands. */
+  private readonly decoder = new CtlDecoder(MAX_REPLY_FRAME);
   /** Commands written (or being written) whose ACK/ERROR has not arrived, oldest first. */
   private readonly awaiting: Transaction[] = [];
   private tail: Promise<void> = Promise.resolve();

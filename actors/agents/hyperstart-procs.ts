@@ -18,10 +18,6 @@ export interface ProcRecord {
   /** 0 when stderr shares stdio (a terminal). */
   stderr: number;
   pid: number;
-  /** A process the driver runs for itself (ps): captured, never reported. */
-  internal: boolean;
-  stdout: Uint8Array[];
-  stderrData: Uint8Array[];
   status?: number;
   /** When the guest reported the exit. */
   finishedAt?: string;
@@ -49,7 +45,7 @@ export class ProcessTable {
 
   constructor(private readonly reports: ProcReports) {}
 
-  add(containerId: string, execId: string, terminal: boolean, internal = false): ProcRecord {
+  add(containerId: string, execId: string, terminal: boolean): ProcRecord {
     const stdio = this.nextSeq++;
     const stderr = terminal ? 0 : this.nextSeq++;
     const rec: ProcRecord = {
@@ -58,9 +54,6 @@ export class ProcessTable {
       stdio,
       stderr,
       pid: 0,
-      internal,
-      stdout: [],
-      stderrData: [],
       open: new Set(stderr ? [stdio, stderr] : [stdio]),
       waiters: [],
     };
@@ -104,9 +97,9 @@ export class ProcessTable {
       this.settle(rec);
       return true;
     }
-    const stream = seq === rec.stderr ? 'stderr' : 'stdout';
-    if (rec.internal) (stream === 'stdout' ? rec.stdout : rec.stderrData).push(payload);
-    else this.reports.output(rec.containerId, rec.execId, stream, payload);
+    this.reports.output(rec.containerId, rec.execId, seq === rec.stderr ? 'stderr' : 'stdout', payload);
+    // Output still arriving after the exit: the EOF is on its way, keep waiting for it.
+    if (rec.grace && !rec.exit) rec.grace.refresh();
     return true;
   }
 
@@ -151,7 +144,7 @@ export class ProcessTable {
     if (rec.exit) return;
     clearTimeout(rec.grace);
     rec.exit = { exitStatus: status, exitedAt: rec.finishedAt ?? new Date().toISOString() };
-    if (!rec.internal) this.reports.exited(rec.containerId, rec.execId, rec.exit);
+    this.reports.exited(rec.containerId, rec.execId, rec.exit);
     for (const w of rec.waiters.splice(0)) w(rec.exit);
   }
 }

@@ -16,6 +16,7 @@ import {
   toVcError,
   unavailable,
   VcError,
+  ErrorCode,
 } from '../../bus/errors.js';
 import type { ContainerSpec, SandboxSpec } from '../../machines/specs.js';
 import {
@@ -36,7 +37,6 @@ import { guestEntry, guestEnv } from '../guest-binaries.js';
 import { registerAgent } from './index.js';
 import { CtlChannel, dial, GuestError, TtyChannel } from './hyperstart-ctl.js';
 import { ProcessTable, UNKNOWN_EXIT, type ProcRecord } from './hyperstart-procs.js';
-import { filterPsTable, parsePidList, sessionPidArgs } from './hyperstart-ps.js';
 
 type Config = AgentConfigs['hyperstart'];
 
@@ -72,11 +72,10 @@ export class HyperstartAgent implements Agent {
   private connecting?: Promise<Connection>;
   private readonly containers = new Map<string, ContainerRecord>();
   private readonly procs: ProcessTable;
-  private internalSeq = 0;
   private readonly stopGraceMs: number;
 
   constructor(options: HyperstartOptions = {}) {
-    this.stopGraceMs = options.stopGraceMs ?? 10_000;
+    this.stopGraceMs = options.stopGraceMs ?? 2_000;
     this.procs = new ProcessTable({
       output: (cid, execId, stream, data) => this.listener?.output?.(cid, execId, stream, data),
       exited: (cid, execId, exit) => this.listener?.processExited(cid, execId, exit),
@@ -313,16 +312,11 @@ export class HyperstartAgent implements Agent {
   }
 
   async exec(containerId: string, spec: ProcessSpec, execId: string): Promise<ExecResult> {
-    const rec = await this.startExec(containerId, spec, execId, false);
-    return { execId, pid: rec.pid };
-  }
-
-  private async startExec(containerId: string, spec: ProcessSpec, execId: string, internal: boolean): Promise<ProcRecord> {
     this.running(containerId);
     const known = this.procs.get(containerId, execId);
     if (known && !known.exit) throw alreadyExists(`process ${execId} already runs in container ${containerId}`);
     if (known) this.procs.drop(known);
-    const rec = this.procs.add(containerId, execId, spec.terminal, internal);
+    const rec = this.procs.add(containerId, execId, spec.terminal);
     const body: H.ExecCommand = { container: containerId, process: toProcess(execId, spec, rec) };
     try {
       rec.pid = startedPid(await this.send(Code.EXECCMD, body));
@@ -330,23 +324,19 @@ export class HyperstartAgent implements Agent {
       this.procs.drop(rec);
       throw err;
     }
-    return rec;
+    return { execId, pid: rec.pid };
   }
 
+  /**
+   * KILLCONTAINER with the 2018 runtime's allProcesses field: upstream signals the init pid
+   * only, our guest honours `all` by signalling every member of the container (its cgroup,
+   * or the processes and their descendants), which per-process SIGNALPROCESS would not
+   * reach (orphans, a process's children) or would reach twice.
+   */
   async killContainer(containerId: string, signal: number, all: boolean): Promise<void> {
     this.running(containerId);
-    if (!all) {
-      const kill: H.KillCommand = { container: containerId, signal };
-      await this.send(Code.KILLCONTAINER, kill);
-      return;
-    }
-    // KILLCONTAINER reaches the init pid only; SIGNALPROCESS reaches a process's whole
-    // group, so one per process covers the container and the children of each (a group
-    // can outlive its leader, so exited leaders are included; an empty group is skipped).
-    for (const rec of this.procs.ofContainer(containerId)) {
-      if (rec.internal) continue;
-      await this.signal(containerId, rec.execId, signal).catch(ignoreGone);
-    }
+    const kill: H.KillCommand = all ? { container: containerId, signal, allProcesses: true } : { container: containerId, signal };
+    await this.send(Code.KILLCONTAINER, kill);
   }
 
   private async signal(containerId: string, execId: string, signal: number): Promise<void> {
@@ -378,9 +368,9 @@ export class HyperstartAgent implements Agent {
       }
     }
     // Execs still running are killed now, so that their exits are reported before removal.
-    if (this.procs.live(containerId).some((r) => !r.internal)) {
+    const left = this.procs.live(containerId);
+    if (left.length > 0) {
       await this.killContainer(containerId, SIGKILL, true);
-      const left = this.procs.live(containerId).filter((r) => !r.internal);
       await within(Promise.all(left.map((r) => this.procs.wait(r))), this.config.callTimeoutMs);
     }
     await this.removeFromGuest(containerId);
@@ -427,55 +417,34 @@ export class HyperstartAgent implements Agent {
     this.running(containerId);
     const body: H.RemoveCommand = { container: containerId };
     await this.send(code, body).catch((err) => {
-      if (err instanceof VcError && /unknown command|unsupported/i.test(err.message)) {
-        throw failedPrecondition(`this hyperstart guest cannot ${verb} containers (upstream hyperstart has no such command): ${err.message}`);
-      }
-      throw err;
+      throw unsupported(err, verb);
     });
   }
 
   // ---- ps -----------------------------------------------------------------------------------
 
+  /**
+   * PSCONTAINER (our extension code): the guest lists the container's processes itself,
+   * with the same supervisor the kata agent uses, so both agents answer alike. Running
+   * ps as an exec in the container would see another pid namespace than the pids the
+   * guest reports (its processes run in a reaping namespace) and needs ps in the rootfs.
+   */
   async processListContainer(containerId: string, options: ProcessListOptions): Promise<Uint8Array> {
-    const c = this.running(containerId);
-    const sessions = this.procs
-      .ofContainer(containerId)
-      .filter((r) => !r.internal && r.pid > 0)
-      .map((r) => r.pid);
-    if (sessions.length === 0) return encodeText(options.format === 'json' ? '[]' : '');
-    // ps exits 1 when it selected nothing: an empty container, not a failure.
-    const listed = await this.runInContainer(c.spec, sessionPidArgs(sessions), [0, 1]);
-    const pids = parsePidList(listed);
-    if (options.format === 'json') return encodeText(JSON.stringify(pids));
-    const args = options.args.length ? options.args : defaultPsArgs;
-    const table = await this.runInContainer(c.spec, ['ps', ...args], [0]);
-    try {
-      return encodeText(filterPsTable(table, new Set(pids)));
-    } catch (err) {
-      throw invalidArgument((err as Error).message);
-    }
-  }
-
-  /** Runs a short command in the container and returns its stdout. */
-  private async runInContainer(spec: ContainerSpec, args: string[], okStatus: number[]): Promise<string> {
-    const execId = `virtactors-internal-${++this.internalSeq}`;
-    const process: ProcessSpec = { args, env: spec.env, cwd: '', user: spec.user, terminal: false };
-    const rec = await this.startExec(spec.id, process, execId, true);
-    try {
-      const exit = await within(this.procs.wait(rec), this.config.callTimeoutMs);
-      if (!exit) throw deadlineExceeded(`${args.join(' ')} did not finish within ${this.config.callTimeoutMs} ms`);
-      if (!okStatus.includes(exit.exitStatus)) {
-        const why = Buffer.concat(rec.stderrData).toString('utf8').trim();
-        throw failedPrecondition(`${args[0]} exited with status ${exit.exitStatus} in container ${spec.id}${why ? `: ${why}` : ''}`);
-      }
-      return Buffer.concat(rec.stdout).toString('utf8');
-    } finally {
-      this.procs.drop(rec);
-    }
+    this.running(containerId);
+    const cmd: H.PsCommand = { container: containerId, format: options.format, psargs: options.args.length ? options.args : defaultPsArgs };
+    return this.send(Code.PSCONTAINER, cmd).catch((err) => {
+      throw unsupported(err, 'list the processes of');
+    });
   }
 }
 
-const encodeText = (s: string) => new Uint8Array(Buffer.from(s, 'utf8'));
+/** A stock hyperstart refuses our extension codes: say so instead of a bare refusal. */
+function unsupported(err: unknown, verb: string): unknown {
+  if (err instanceof VcError && /unknown command|unsupported/i.test(err.message)) {
+    return failedPrecondition(`this hyperstart guest cannot ${verb} containers (upstream hyperstart has no such command): ${err.message}`);
+  }
+  return err;
+}
 
 function toProcess(id: string, spec: Pick<ProcessSpec, 'args' | 'env' | 'cwd' | 'user' | 'terminal'>, rec: ProcRecord): H.Process {
   const envs = spec.env.map((kv) => {
@@ -499,12 +468,28 @@ function startedPid(reply: Uint8Array): number {
   }
 }
 
-/** The guest's ERROR text, with a code chosen from what it says. */
+const codes: Record<string, (message: string) => VcError> = {
+  NotFound: notFound,
+  AlreadyExists: alreadyExists,
+  FailedPrecondition: failedPrecondition,
+  InvalidArgument: invalidArgument,
+  DeadlineExceeded: deadlineExceeded,
+  Unavailable: unavailable,
+  Internal: (message) => new VcError(ErrorCode.Internal, message),
+};
+
+/**
+ * The guest's ERROR as a VcError. Our guest leads its text with a code ("NotFound: ...");
+ * upstream texts ("no such container", "invalid signal") are classified by what they say.
+ */
 function fromGuest(err: GuestError): VcError {
+  const m = /^([A-Za-z]+): ([\s\S]*)$/.exec(err.detail);
+  const make = m ? codes[m[1]!] : undefined;
+  if (make) return make(`hyperstart guest refused ${err.command}: ${m![2]}`);
   const text = err.detail;
-  if (/no such (container|process)|not found|ENOENT/i.test(text)) return notFound(err.message);
-  if (/already exists|in use/i.test(text)) return alreadyExists(err.message);
-  if (/invalid|bad request|malformed/i.test(text)) return invalidArgument(err.message);
+  if (/no such (container|process)|not found/i.test(text)) return notFound(err.message);
+  if (/already exists/i.test(text)) return alreadyExists(err.message);
+  if (/invalid/i.test(text)) return invalidArgument(err.message);
   return failedPrecondition(err.message);
 }
 

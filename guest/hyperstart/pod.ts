@@ -1,268 +1,234 @@
-// The guest's containers and processes, and what each ctl command does to them.
-// Methods throw CommandError with the text the host gets in ERROR.
-import { readFileSync } from 'node:fs';
+// The guest's pod: hyperstart commands translated onto the shared process supervisor
+// (guest/common), plus what hyperstart adds on top of it: output pushed on tty streams,
+// stdin taken from them, and exits pushed as PROCESSASYNCEVENT after the streams' EOF.
+import { GuestError, parseUser, Reaper, Supervisor, type CgroupDriver, type GuestLog, type ProcessSpec } from '../common/index.js';
 import { EVENT_FINISHED } from '../../protos/hyperstart/codes.js';
 import type * as H from '../../protos/hyperstart/types.js';
-import { run, SpawnError, type Running } from './runner.js';
 
-export class CommandError extends Error {}
-
-/** Where the pod sends what it produces: stream frames (empty = EOF) and exit events. */
+/** Where the pod sends what it produces. */
 export interface PodOutput {
-  stream(seq: number, data: Uint8Array): void;
+  /** Stream data (empty = EOF); resolves when it may send more (back-pressure). */
+  stream(seq: number, data: Uint8Array): Promise<void>;
   event(event: H.ProcessAsyncEvent): void;
 }
 
-interface Proc {
-  id: string;
-  stdio: number;
-  stderr: number;
-  terminal: boolean;
-  pid: number;
-  running?: Running;
-  status?: number;
-  /** Settles when the exit has been reported. */
-  done: Promise<void>;
+export interface PodOptions {
+  cgroups: CgroupDriver | undefined;
+  /** Run processes in a reaping pid namespace (the guest is PID 1). */
+  reaper: boolean;
+  log: GuestLog;
 }
 
-interface GuestContainer {
-  id: string;
-  rootfs: string;
-  init: Proc;
-  procs: Map<string, Proc>;
-  paused: boolean;
+interface Streams {
+  container: string;
+  process: string;
 }
 
-const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+/**
+ * After an exit, output a background child still holds open is given this long without
+ * any data before the exit is reported anyway (its EOF follows whenever the pipe ends).
+ */
+const OUTPUT_IDLE_MS = 200;
+const REMOVE_TIMEOUT_S = 10;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class Pod {
   hostname = '';
-  shareDir = '';
-  private readonly containers = new Map<string, GuestContainer>();
-  /** Stream seq → process, for stdin and seq reuse checks. */
-  private readonly streams = new Map<number, Proc>();
-  private outputFlowing = true;
+  private sup?: Supervisor;
+  private readonly reaper: Reaper | undefined;
+  /** stdio seq → process, for stdin; a seq stays taken until its process is reported. */
+  private readonly stdin = new Map<number, Streams>();
+  private readonly taken = new Set<number>();
+  private readonly initIds = new Map<string, string>();
+  /** Exit reports still on their way (DESTROYPOD waits for them). */
+  private readonly reporting = new Set<Promise<void>>();
 
-  constructor(private readonly out: PodOutput) {}
+  constructor(
+    private readonly out: PodOutput,
+    private readonly options: PodOptions,
+  ) {
+    this.reaper = options.reaper ? new Reaper(options.log) : undefined;
+  }
+
+  private get supervisor(): Supervisor {
+    if (!this.sup) throw new GuestError('FailedPrecondition', 'the pod is not started: send STARTPOD first');
+    return this.sup;
+  }
 
   start(pod: H.Pod): void {
-    if (typeof pod?.hostname !== 'string') throw new CommandError('invalid pod: hostname missing');
+    if (typeof pod?.hostname !== 'string') throw new GuestError('InvalidArgument', 'invalid pod: hostname missing');
+    if (this.sup) throw new GuestError('AlreadyExists', 'the pod is already started');
     this.hostname = pod.hostname;
-    this.shareDir = pod.shareDir ?? '';
+    const group = `hyperstart-${pod.hostname.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64)}-${process.pid}`;
+    this.sup = new Supervisor({ group, cgroups: this.options.cgroups, reaper: this.reaper, log: this.options.log });
   }
 
   async newContainer(c: H.Container): Promise<H.StartedReply> {
-    if (typeof c?.id !== 'string' || c.id === '' || !c.process) throw new CommandError('invalid container: id and process are required');
-    if (this.containers.has(c.id)) throw new CommandError(`container ${c.id} already exists`);
-    const procId = c.process.id || c.id;
-    const container: GuestContainer = { id: c.id, rootfs: c.rootfs ?? '', init: undefined!, procs: new Map(), paused: false };
-    container.init = await this.spawn(container, procId, c.process);
-    this.containers.set(c.id, container);
-    return { pid: container.init.pid };
+    const sup = this.supervisor;
+    if (typeof c?.id !== 'string' || !c.process) throw new GuestError('InvalidArgument', 'invalid container: id and process are required');
+    const initId = c.process.id || c.id;
+    const seqs = this.claim(c.process);
+    try {
+      sup.createContainer({ id: c.id, initId, root: c.rootfs ?? '', process: processSpec(c.process) });
+      let pid: number;
+      try {
+        pid = await sup.startContainer(c.id);
+      } catch (err) {
+        await sup.removeContainer(c.id, REMOVE_TIMEOUT_S).catch(() => {});
+        throw err;
+      }
+      this.initIds.set(c.id, initId);
+      this.follow(c.id, initId, seqs);
+      return { pid };
+    } catch (err) {
+      this.release(seqs);
+      throw err;
+    }
   }
 
   async exec(cmd: H.ExecCommand): Promise<H.StartedReply> {
-    const c = this.container(cmd?.container);
-    if (!cmd.process?.id) throw new CommandError('invalid exec: process.id is required');
-    if (c.init.status !== undefined) throw new CommandError(`container ${c.id} has exited`);
-    const known = c.procs.get(cmd.process.id);
-    if (known && known.status === undefined) throw new CommandError(`process ${cmd.process.id} already exists in container ${c.id}`);
-    const p = await this.spawn(c, cmd.process.id, cmd.process);
-    return { pid: p.pid };
-  }
-
-  /** KILLCONTAINER: the init pid only, or every process group with allProcesses. */
-  kill(cmd: H.KillCommand): void {
-    const c = this.container(cmd?.container);
-    checkSignal(cmd.signal);
-    if (cmd.allProcesses) {
-      this.signalGroups(c, cmd.signal);
-      return;
+    const sup = this.supervisor;
+    if (!cmd?.container || !cmd.process?.id) throw new GuestError('InvalidArgument', 'invalid exec: container and process.id are required');
+    const seqs = this.claim(cmd.process);
+    try {
+      const pid = await sup.exec(cmd.container, cmd.process.id, processSpec(cmd.process));
+      this.follow(cmd.container, cmd.process.id, seqs);
+      return { pid };
+    } catch (err) {
+      this.release(seqs);
+      throw err;
     }
-    if (c.init.status !== undefined) throw new CommandError('no such process');
-    sendSignal(c.init.pid, cmd.signal);
   }
 
-  /** SIGNALPROCESS: the process's whole group. */
-  signal(cmd: H.SignalCommand): void {
-    const c = this.container(cmd?.container);
-    checkSignal(cmd.signal);
-    const p = c.procs.get(cmd.process);
-    if (!p) throw new CommandError(`no such process ${cmd.process} in container ${c.id}`);
-    sendSignal(-p.pid, cmd.signal);
+  /** KILLCONTAINER: the init process, or with allProcesses every process of the container. */
+  async kill(cmd: H.KillCommand): Promise<void> {
+    const sup = this.supervisor;
+    sup.state(cmd?.container); // NotFound for an unknown container
+    await sup.signal(cmd.container, cmd.allProcesses ? '' : (this.initIds.get(cmd.container) ?? cmd.container), cmd.signal);
   }
 
-  winsize(msg: H.WindowSizeMessage): void {
-    const c = this.container(msg?.container);
-    const p = c.procs.get(msg.process);
-    if (!p) throw new CommandError(`no such process ${msg.process} in container ${c.id}`);
-    if (!p.terminal) throw new CommandError(`process ${msg.process} has no terminal`);
-    // Terminal processes run on pipes here (no pty), so there is no size to set.
+  /** SIGNALPROCESS: one process of the container. */
+  async signal(cmd: H.SignalCommand): Promise<void> {
+    if (!cmd?.process) throw new GuestError('InvalidArgument', 'invalid signal: process is required');
+    await this.supervisor.signal(cmd.container, cmd.process, cmd.signal);
   }
 
-  /** REMOVECONTAINER: only once init has exited; what is left of the container is killed. */
-  remove(cmd: H.RemoveCommand): void {
-    const c = this.container(cmd?.container);
-    if (c.init.status === undefined) throw new CommandError(`container ${c.id} is still running`);
-    this.signalGroups(c, 9);
-    this.containers.delete(c.id);
-    for (const p of c.procs.values()) if (this.streams.get(p.stdio) === p) this.forgetStreams(p);
+  winsize(msg: H.WindowSizeMessage): Promise<void> {
+    return this.supervisor.resize(msg?.container, msg.process, msg.row, msg.column);
   }
 
-  /**
-   * Pause by stopping every process group of the container (SIGSTOP cannot be caught);
-   * answered once the group leaders show as stopped, since signals land asynchronously.
-   */
-  async pause(cmd: H.RemoveCommand): Promise<void> {
-    const c = this.container(cmd?.container);
-    this.signalGroups(c, 19);
-    c.paused = true;
-    await settled(this.leaders(c), true);
+  /** REMOVECONTAINER: refused until the init process has exited, as upstream does. */
+  async remove(cmd: H.RemoveCommand): Promise<void> {
+    const sup = this.supervisor;
+    const state = sup.state(cmd?.container);
+    if (state !== 'stopped') throw new GuestError('FailedPrecondition', `container ${cmd.container} is ${state}: it has not exited`);
+    await sup.removeContainer(cmd.container, REMOVE_TIMEOUT_S);
+    this.initIds.delete(cmd.container);
   }
 
-  async resume(cmd: H.RemoveCommand): Promise<void> {
-    const c = this.container(cmd?.container);
-    this.signalGroups(c, 18);
-    c.paused = false;
-    await settled(this.leaders(c), false);
+  pause(cmd: H.RemoveCommand): Promise<void> {
+    return this.supervisor.pause(cmd?.container);
   }
 
-  private leaders(c: GuestContainer): number[] {
-    return [...c.procs.values()].filter((p) => p.status === undefined).map((p) => p.pid);
+  resume(cmd: H.RemoveCommand): Promise<void> {
+    return this.supervisor.resume(cmd?.container);
   }
 
-  /** DESTROYPOD: kills everything and resolves once every exit has been reported. */
+  list(cmd: H.PsCommand): Promise<Buffer> {
+    return this.supervisor.listProcesses(cmd?.container, cmd.format, cmd.psargs ?? []);
+  }
+
+  /** DESTROYPOD (and SIGTERM): ends every process and resolves once every exit is reported. */
   async destroy(): Promise<void> {
-    const all = [...this.containers.values()];
-    for (const c of all) {
-      this.signalGroups(c, 9);
-      if (c.paused) this.signalGroups(c, 18);
-    }
-    await Promise.all(all.flatMap((c) => [...c.procs.values()].map((p) => p.done)));
-    this.containers.clear();
+    await this.sup?.destroy();
+    while (this.reporting.size > 0) await Promise.all(this.reporting);
+    await this.reaper?.stop();
   }
 
-  /** Holds every process's output while the host's tty socket is backed up. */
-  setOutputFlow(flowing: boolean): void {
-    if (flowing === this.outputFlowing) return;
-    this.outputFlowing = flowing;
-    for (const c of this.containers.values()) {
-      for (const p of c.procs.values()) {
-        if (p.status !== undefined) continue;
-        if (flowing) p.running?.resumeOutput();
-        else p.running?.pauseOutput();
-      }
+  /** Host→guest stream data; false when the seq is no live process's stdin. */
+  input(seq: number, data: Uint8Array): boolean {
+    const s = this.stdin.get(seq);
+    if (!s || !this.sup) return false;
+    try {
+      if (data.byteLength === 0) this.sup.closeStdin(s.container, s.process);
+      else void this.sup.write(s.container, s.process, data).catch(() => {});
+    } catch {
+      return false;
     }
-  }
-
-  /** Host→guest stream data (stdin); false when the seq belongs to no live process. */
-  stdin(seq: number, data: Uint8Array): boolean {
-    const p = this.streams.get(seq);
-    if (!p?.running || seq !== p.stdio) return false;
-    if (data.byteLength === 0) p.running.endInput();
-    else p.running.write(data);
     return true;
   }
 
-  private container(id: string | undefined): GuestContainer {
-    const c = id === undefined ? undefined : this.containers.get(id);
-    if (!c) throw new CommandError('no such container');
-    return c;
-  }
-
-  private async spawn(c: GuestContainer, id: string, spec: H.Process): Promise<Proc> {
-    if (!Array.isArray(spec.args) || spec.args.length === 0) throw new CommandError('invalid process: args are required');
-    const stdio = spec.stdio ?? 0;
-    const stderr = spec.stderr ?? 0;
+  private claim(p: H.Process): { stdio: number; stderr: number } {
+    const stdio = p.stdio ?? 0;
+    const stderr = p.stderr ?? 0;
     for (const seq of [stdio, stderr]) {
-      if (seq && this.streams.has(seq)) throw new CommandError(`stream seq ${seq} is in use`);
+      if (seq && this.taken.has(seq)) throw new GuestError('AlreadyExists', `stream seq ${seq} is in use`);
     }
-    const env: Record<string, string> = {};
-    for (const e of spec.envs ?? []) env[e.env] = e.value;
-    env.PATH ??= DEFAULT_PATH;
-    if (this.hostname) env.HOSTNAME ??= this.hostname;
-    let reported!: () => void;
-    const p: Proc = { id, stdio, stderr, terminal: !!spec.terminal, pid: 0, done: new Promise((r) => (reported = r)) };
-    try {
-      p.running = await run(
-        { args: spec.args, env, cwd: spec.workdir ?? '', user: spec.user ?? '', rootfs: c.rootfs },
-        {
-          stdout: (d) => stdio && this.out.stream(stdio, d),
-          // A terminal (or stderr seq 0) shares the stdio stream.
-          stderr: (d) => (stderr || stdio) && this.out.stream(stderr || stdio, d),
-          exit: (status) => {
-            p.status = status;
-            this.forgetStreams(p);
-            if (stdio) this.out.stream(stdio, new Uint8Array());
-            if (stderr) this.out.stream(stderr, new Uint8Array());
-            this.out.event({ container: c.id, process: id, event: EVENT_FINISHED, status });
-            reported();
-          },
-        },
-      );
-    } catch (err) {
-      throw new CommandError(err instanceof SpawnError ? err.message : String(err));
-    }
-    p.pid = p.running.pid;
-    if (!this.outputFlowing) p.running.pauseOutput();
-    c.procs.set(id, p);
-    if (stdio) this.streams.set(stdio, p);
-    if (stderr) this.streams.set(stderr, p);
-    return p;
+    if (stdio) this.taken.add(stdio);
+    if (stderr) this.taken.add(stderr);
+    return { stdio, stderr };
   }
 
-  private forgetStreams(p: Proc): void {
-    if (this.streams.get(p.stdio) === p) this.streams.delete(p.stdio);
-    if (this.streams.get(p.stderr) === p) this.streams.delete(p.stderr);
+  private release(seqs: { stdio: number; stderr: number }): void {
+    this.taken.delete(seqs.stdio);
+    this.taken.delete(seqs.stderr);
+    this.stdin.delete(seqs.stdio);
   }
 
-  /** Every group the container's processes lead; a group already gone is skipped. */
-  private signalGroups(c: GuestContainer, signal: number): void {
-    for (const p of c.procs.values()) {
-      try {
-        process.kill(-p.pid, signal);
-      } catch {
-        /* the group is empty */
+  /** Pumps a process's output onto its streams and reports its exit once they end. */
+  private follow(container: string, process: string, seqs: { stdio: number; stderr: number }): void {
+    const sup = this.supervisor;
+    if (seqs.stdio) this.stdin.set(seqs.stdio, { container, process });
+    let lastData = Date.now();
+    let sending = 0;
+    const pump = async (stream: 'stdout' | 'stderr', seq: number) => {
+      for (;;) {
+        const data = await sup.read(container, process, stream, 0).catch(() => new Uint8Array());
+        if (data.byteLength === 0) return;
+        // Without a stream seq the output has nowhere to go; it is read and dropped.
+        if (!seq) continue;
+        sending++;
+        await this.out.stream(seq, data).finally(() => sending--);
+        lastData = Date.now();
       }
-    }
-  }
-}
-
-const PAUSE_SETTLE_MS = 1_000;
-
-/** Waits (briefly) until each process is stopped, or no longer stopped; gone counts as settled. */
-async function settled(pids: number[], stopped: boolean): Promise<void> {
-  const until = Date.now() + PAUSE_SETTLE_MS;
-  let pending = pids;
-  while (pending.length > 0 && Date.now() < until) {
-    pending = pending.filter((pid) => {
-      const state = procState(pid);
-      return state !== undefined && (state === 'T' || state === 't') !== stopped;
+    };
+    // A terminal (stderr seq 0) shares the stdio stream.
+    const pumped = Promise.all([pump('stdout', seqs.stdio), pump('stderr', seqs.stderr || seqs.stdio)]).then(async () => {
+      if (seqs.stdio) await this.out.stream(seqs.stdio, new Uint8Array());
+      if (seqs.stderr) await this.out.stream(seqs.stderr, new Uint8Array());
+      this.release(seqs);
     });
-    if (pending.length > 0) await new Promise((r) => setTimeout(r, 1));
-  }
-  if (pending.length > 0) throw new CommandError(`processes ${pending.join(', ')} did not ${stopped ? 'stop' : 'continue'}`);
-}
-
-/** The state letter from /proc/<pid>/stat; undefined when the process is gone (or a zombie). */
-function procState(pid: number): string | undefined {
-  try {
-    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0];
-    return state === 'Z' || state === 'X' ? undefined : state;
-  } catch {
-    return undefined;
+    let ended = false;
+    void pumped.then(() => (ended = true));
+    const report = (async () => {
+      const status = await sup.wait(container, process).catch(() => 255);
+      // Output still moving (or held back by a slow host) is owed before the exit.
+      while (!ended && (sending > 0 || Date.now() - lastData < OUTPUT_IDLE_MS)) await Promise.race([pumped, sleep(OUTPUT_IDLE_MS / 4)]);
+      this.out.event({ container, process, event: EVENT_FINISHED, status });
+    })();
+    this.reporting.add(report);
+    void report.finally(() => this.reporting.delete(report));
   }
 }
 
-function checkSignal(signal: unknown): asserts signal is number {
-  if (!Number.isInteger(signal) || (signal as number) < 1 || (signal as number) > 64) throw new CommandError('invalid signal');
-}
-
-function sendSignal(pid: number, signal: number): void {
-  try {
-    process.kill(pid, signal);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new CommandError(code === 'ESRCH' ? 'no such process' : code === 'EPERM' ? 'no permission' : 'kill failed');
+/** A hyperstart Process as the supervisor's spec: env exactly as listed, ids or names. */
+function processSpec(p: H.Process): ProcessSpec {
+  if (!Array.isArray(p.args) || p.args.length === 0) throw new GuestError('InvalidArgument', 'invalid process: args are required');
+  const user = parseUser(p.user ?? '');
+  if (p.group) {
+    if (/^\d+$/.test(p.group)) user.gid = Number(p.group);
+    else user.group = p.group;
   }
+  if (p.additionalGroups?.length) {
+    if (!p.additionalGroups.every((g) => /^\d+$/.test(g))) throw new GuestError('InvalidArgument', 'additionalGroups must be numeric gids');
+    user.additionalGids = p.additionalGroups.map(Number);
+  }
+  return {
+    args: p.args,
+    env: (p.envs ?? []).map((e) => `${e.env}=${e.value}`),
+    cwd: p.workdir || '/',
+    user,
+    terminal: !!p.terminal,
+  };
 }

@@ -1,21 +1,42 @@
 // The guest end of the protocol: listens on the ctl and tty unix sockets, sends READY
 // to each host that connects the ctl socket, credits every read with NEXT, and answers
 // each command with exactly one ACK or ERROR, in order. A newer connection replaces an
-// older one, so that a restarted host can reattach.
+// older one, so that a restarted host can reattach; exits that happen while no host is
+// attached are kept and sent after the next READY.
 import { createServer, type Server, type Socket } from 'node:net';
 import { unlinkSync } from 'node:fs';
-import { API_VERSION, Code, codeName, deprecatedCodes } from '../../protos/hyperstart/codes.js';
-import { CtlDecoder, decodeJson, encodeCtl, encodeJson, encodeText, encodeTty, encodeUint32, ttyChunks, TtyDecoder, type CtlFrame } from '../../protos/hyperstart/frame.js';
+import { GuestError, type CgroupDriver, type GuestLog } from '../common/index.js';
+import { API_VERSION, Code, codeName, deprecatedCodes, MAX_REPLY_FRAME } from '../../protos/hyperstart/codes.js';
+import {
+  CtlDecoder,
+  decodeJson,
+  encodeCtl,
+  encodeJson,
+  encodeText,
+  encodeTty,
+  encodeUint32,
+  FrameError,
+  ttyChunks,
+  TtyDecoder,
+  type CtlFrame,
+} from '../../protos/hyperstart/frame.js';
 import type * as H from '../../protos/hyperstart/types.js';
-import { CommandError, Pod } from './pod.js';
+import { Pod } from './pod.js';
 
-export interface GuestPaths {
+export interface GuestOptions {
   ctl: string;
   tty: string;
+  cgroups: CgroupDriver | undefined;
+  reaper: boolean;
+  log: GuestLog;
 }
 
-type Reply = { ack: Uint8Array } | { error: string };
-const ACK: Reply = { ack: new Uint8Array() };
+const EMPTY = new Uint8Array();
+/** Exit events kept for a host that is away; the oldest go first past this. */
+const MAX_HELD_EVENTS = 4096;
+
+/** A refusal sent as ERROR text; a GuestError's code leads it ("NotFound: ..."). */
+const refusal = (err: unknown) => (err instanceof GuestError ? `${err.code}: ${err.message}` : (err as Error).message);
 
 export class GuestServer {
   readonly pod: Pod;
@@ -24,32 +45,26 @@ export class GuestServer {
   private readonly servers: Server[] = [];
   private queue: Promise<void> = Promise.resolve();
   private destroyed = false;
-  /** The tty socket whose backlog holds the processes' output back. */
-  private throttled?: Socket;
+  private readonly heldEvents: Uint8Array[] = [];
+  /** Writers waiting for a tty connection or for it to drain. */
+  private ttyWaiters: Array<() => void> = [];
 
   /** Called once DESTROYPOD has been answered and flushed. */
   onDestroyed: () => void = () => {};
 
-  constructor(private readonly paths: GuestPaths) {
-    this.pod = new Pod({
-      stream: (seq, data) => this.stream(seq, data),
-      event: (event) => this.ctl?.write(encodeCtl(Code.PROCESSASYNCEVENT, encodeJson(event))),
-    });
+  constructor(private readonly options: GuestOptions) {
+    this.pod = new Pod(
+      { stream: (seq, data) => this.stream(seq, data), event: (event) => this.event(event) },
+      { cgroups: options.cgroups, reaper: options.reaper, log: options.log },
+    );
   }
 
   async listen(): Promise<void> {
-    await Promise.all([
-      this.serve(this.paths.ctl, (s) => this.acceptCtl(s)),
-      this.serve(this.paths.tty, (s) => this.acceptTty(s)),
-    ]);
+    await Promise.all([this.serve(this.options.ctl, (s) => this.acceptCtl(s)), this.serve(this.options.tty, (s) => this.acceptTty(s))]);
   }
 
   private serve(path: string, accept: (s: Socket) => void): Promise<void> {
-    try {
-      unlinkSync(path); // a stale socket from an earlier guest
-    } catch {
-      /* none */
-    }
+    removeSocket(path); // a stale socket from an earlier guest
     const server = createServer(accept);
     this.servers.push(server);
     return new Promise((resolve, reject) => {
@@ -71,15 +86,15 @@ export class GuestServer {
       let frames: CtlFrame[];
       try {
         frames = decoder.push(chunk);
-      } catch {
+      } catch (err) {
+        this.options.log.warn('bad ctl frame: closing the connection', { err });
         socket.destroy(); // the framing is lost; the host may connect again
         return;
       }
-      for (const frame of frames) {
-        this.queue = this.queue.then(() => this.command(socket, frame));
-      }
+      for (const frame of frames) this.queue = this.queue.then(() => this.command(socket, frame));
     });
     socket.write(encodeCtl(Code.READY));
+    for (const frame of this.heldEvents.splice(0)) socket.write(frame);
   }
 
   private acceptTty(socket: Socket): void {
@@ -87,131 +102,148 @@ export class GuestServer {
     this.tty = socket;
     const decoder = new TtyDecoder();
     socket.on('error', () => {});
+    socket.on('drain', () => this.wakeWriters());
     socket.on('close', () => {
       if (this.tty === socket) this.tty = undefined;
+      this.wakeWriters();
     });
     socket.on('data', (chunk: Buffer) => {
       try {
         for (const f of decoder.push(chunk)) {
           // Data for a stream nobody reads is answered with that stream's EOF ("goodbye").
-          if (!this.pod.stdin(f.seq, f.payload) && f.payload.byteLength > 0) socket.write(encodeTty(f.seq));
+          if (!this.pod.input(f.seq, f.payload) && f.payload.byteLength > 0) socket.write(encodeTty(f.seq));
         }
       } catch {
         socket.destroy();
       }
     });
+    this.wakeWriters();
+  }
+
+  private wakeWriters(): void {
+    for (const wake of this.ttyWaiters.splice(0)) wake();
   }
 
   /**
-   * Output of a process; dropped while no host is attached to the tty socket. When the
-   * socket backs up, every process's output is held until it drains.
+   * Process output onto the tty socket. It waits while no host is attached (the output
+   * stays in the supervisor, which holds the process back past its buffer) and while the
+   * socket is backed up.
    */
-  private stream(seq: number, data: Uint8Array): void {
-    const tty = this.tty;
-    if (!tty || tty.destroyed) return;
-    let flowing = true;
-    if (data.byteLength === 0) flowing = tty.write(encodeTty(seq));
-    else for (const frame of ttyChunks(seq, data)) flowing = tty.write(frame);
-    if (!flowing && !this.throttled) {
-      this.throttled = tty;
-      this.pod.setOutputFlow(false);
-      tty.once('drain', () => this.unthrottle(tty));
-      tty.once('close', () => this.unthrottle(tty));
+  private async stream(seq: number, data: Uint8Array): Promise<void> {
+    for (;;) {
+      const tty = this.tty;
+      if (tty && !tty.destroyed && !tty.writableNeedDrain) {
+        if (data.byteLength === 0) tty.write(encodeTty(seq));
+        else for (const frame of ttyChunks(seq, data)) tty.write(frame);
+        return;
+      }
+      if (this.destroyed && !tty) return; // nobody will ever read it
+      await new Promise<void>((r) => this.ttyWaiters.push(r));
     }
   }
 
-  private unthrottle(tty: Socket): void {
-    if (this.throttled !== tty) return;
-    this.throttled = undefined;
-    this.pod.setOutputFlow(true);
+  private event(event: H.ProcessAsyncEvent): void {
+    const frame = encodeCtl(Code.PROCESSASYNCEVENT, encodeJson(event));
+    if (this.ctl && !this.ctl.destroyed) {
+      this.ctl.write(frame);
+      return;
+    }
+    this.heldEvents.push(frame);
+    if (this.heldEvents.length > MAX_HELD_EVENTS) this.heldEvents.shift();
   }
 
   private async command(socket: Socket, frame: CtlFrame): Promise<void> {
-    let reply: Reply;
+    let reply: Uint8Array;
+    let ok = false;
     try {
-      reply = await this.handle(frame);
+      reply = encodeCtl(Code.ACK, await this.handle(frame), MAX_REPLY_FRAME);
+      ok = true;
     } catch (err) {
-      reply = { error: err instanceof CommandError ? err.message : `${codeName(frame.code)} failed: ${(err as Error).message}` };
+      const text = err instanceof FrameError ? `${codeName(frame.code)} reply too large: ${err.message}` : refusal(err);
+      reply = encodeCtl(Code.ERROR, encodeText(text.slice(0, 4000)));
     }
     if (socket.destroyed) return;
-    if ('ack' in reply) socket.write(encodeCtl(Code.ACK, reply.ack));
-    else socket.write(encodeCtl(Code.ERROR, encodeText(reply.error)));
-    if (frame.code === Code.DESTROYPOD && 'ack' in reply) {
-      // The host's last command: flush the answer, then power off.
-      this.destroyed = true;
-      socket.end(() => this.onDestroyed());
-    }
+    socket.write(reply);
+    // DESTROYPOD is the host's last command: flush the answer, then power off.
+    if (ok && frame.code === Code.DESTROYPOD) socket.end(() => this.onDestroyed());
   }
 
-  private async handle({ code, payload }: CtlFrame): Promise<Reply> {
-    if (this.destroyed) throw new CommandError('the pod is destroyed');
-    const body = <T>() => {
+  private async handle({ code, payload }: CtlFrame): Promise<Uint8Array> {
+    if (this.destroyed) throw new GuestError('FailedPrecondition', 'the pod is destroyed');
+    const body = <T>(): T => {
       try {
         return decodeJson<T>(payload);
       } catch (err) {
-        throw new CommandError(`invalid ${codeName(code)} payload: ${(err as Error).message}`);
+        throw new GuestError('InvalidArgument', `invalid ${codeName(code)} payload: ${(err as Error).message}`);
       }
     };
     switch (code) {
       case Code.VERSION:
-        return { ack: encodeUint32(API_VERSION) };
+        return encodeUint32(API_VERSION);
       case Code.PING:
       case Code.READY:
-      case Code.ONLINECPUMEM: // CPUs and memory are the host's; nothing to online.
-        return ACK;
+      case Code.ONLINECPUMEM: // CPUs and memory are the host's: nothing was hot-plugged.
+        return EMPTY;
       case Code.STARTPOD:
         this.pod.start(body<H.Pod>());
-        return ACK;
+        return EMPTY;
       case Code.NEWCONTAINER:
-        return { ack: encodeJson(await this.pod.newContainer(body<H.Container>())) };
+        return encodeJson(await this.pod.newContainer(body<H.Container>()));
       case Code.EXECCMD:
-        return { ack: encodeJson(await this.pod.exec(body<H.ExecCommand>())) };
+        return encodeJson(await this.pod.exec(body<H.ExecCommand>()));
       case Code.KILLCONTAINER:
-        this.pod.kill(body<H.KillCommand>());
-        return ACK;
+        await this.pod.kill(body<H.KillCommand>());
+        return EMPTY;
       case Code.SIGNALPROCESS:
-        this.pod.signal(body<H.SignalCommand>());
-        return ACK;
+        await this.pod.signal(body<H.SignalCommand>());
+        return EMPTY;
       case Code.WINSIZE:
-        this.pod.winsize(body<H.WindowSizeMessage>());
-        return ACK;
+        await this.pod.winsize(body<H.WindowSizeMessage>());
+        return EMPTY;
       case Code.REMOVECONTAINER:
-        this.pod.remove(body<H.RemoveCommand>());
-        return ACK;
+        await this.pod.remove(body<H.RemoveCommand>());
+        return EMPTY;
       case Code.PAUSECONTAINER:
         await this.pod.pause(body<H.RemoveCommand>());
-        return ACK;
+        return EMPTY;
       case Code.RESUMECONTAINER:
         await this.pod.resume(body<H.RemoveCommand>());
-        return ACK;
+        return EMPTY;
+      case Code.PSCONTAINER:
+        return await this.pod.list(body<H.PsCommand>());
       case Code.DESTROYPOD:
+        this.destroyed = true;
         await this.pod.destroy();
-        return ACK;
+        return EMPTY;
       case Code.WRITEFILE:
       case Code.READFILE:
       case Code.SETUPINTERFACE:
       case Code.SETUPROUTE:
       case Code.DELETEINTERFACE:
-        throw new CommandError(`${codeName(code)} is unsupported by this guest`);
+        throw new Error(`${codeName(code)} is unsupported by this guest`);
       default:
-        if (deprecatedCodes.has(code)) throw new CommandError(`${codeName(code)} is deprecated`);
-        throw new CommandError(`unknown command ${codeName(code)}`);
+        if (deprecatedCodes.has(code)) throw new Error(`${codeName(code)} is deprecated`);
+        throw new Error(`unknown command ${codeName(code)}`);
     }
   }
 
   /** Ends every process and closes the sockets (SIGTERM). */
   async close(): Promise<void> {
     this.destroyed = true;
+    this.wakeWriters();
     await this.pod.destroy();
     this.ctl?.destroy();
     this.tty?.destroy();
     await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-    for (const path of [this.paths.ctl, this.paths.tty]) {
-      try {
-        unlinkSync(path);
-      } catch {
-        /* already gone */
-      }
-    }
+    removeSocket(this.options.ctl);
+    removeSocket(this.options.tty);
+  }
+}
+
+function removeSocket(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    /* none */
   }
 }

@@ -33,12 +33,16 @@ export const Code = {
   PROCESSASYNCEVENT: 23,
   SIGNALPROCESS: 24,
   DELETEINTERFACE: 25,
-  // virtactors extensions: upstream hyperstart cannot pause a container. Both carry
-  // {container} (RemoveCommand) and are answered like any command. They sit far above
-  // the upstream enum so that they never collide with a future upstream code; a stock
-  // hyperstart answers them with ERROR, which the driver reports as unsupported.
+  // virtactors extensions, far above the upstream enum so that they never collide with a
+  // future upstream code; a stock hyperstart answers them with ERROR, which the driver
+  // reports as unsupported. Upstream hyperstart cannot pause a container, and its ps lived
+  // only in the cc-agent dialect (PSCONTAINER = 23, taken by PROCESSASYNCEVENT here).
+  /** {container} (RemoveCommand); ACK once every process of the container is stopped. */
   PAUSECONTAINER: 0x7661_0001,
+  /** {container}; ACK once the container's processes run again. */
   RESUMECONTAINER: 0x7661_0002,
+  /** The cc dialect's PsCommand {container, format, psargs}; the ACK payload is the listing. */
+  PSCONTAINER: 0x7661_0003,
 } as const;
 
 export type CodeName = keyof typeof Code;
@@ -67,6 +71,11 @@ export const TTY_HEADER_SIZE = 12;
 
 /** The largest ctl frame (header included) the 2018 runtime would encode or hyperstart read. */
 export const MAX_CTL_FRAME = 10240;
+/**
+ * The largest guest→host ctl frame the host accepts: replies may carry data (a process
+ * list, READFILE), so they are not held to the 10240 bytes of host→guest commands.
+ */
+export const MAX_REPLY_FRAME = 1024 * 1024;
 /** Our tty frames: big enough for a pipe read, small enough to bound a decoder's buffer. */
 export const MAX_TTY_FRAME = 65536;
 /** runv writes at most this many ctl bytes ahead of the guest's NEXT acknowledgements. */

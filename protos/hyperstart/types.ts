@@ -116,6 +116,14 @@ export interface RemoveCommand {
   container: string;
 }
 
+/** PSCONTAINER (the cc dialect's payload, at our extension code). */
+export interface PsCommand {
+  container: string;
+  format: 'json' | 'table';
+  /** ps(1) arguments; the guest uses ["-ef"] when empty. */
+  psargs: string[];
+}
+
 export interface FileCommand {
   container: string;
   file: string;

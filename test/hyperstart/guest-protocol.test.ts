@@ -86,7 +86,7 @@ describe('hyperstart guest wire behaviour', () => {
     expect(replies.map((f) => f.code)).toEqual([9, 10, 10, 10, 10, 10, 10, 10, 9, 10]);
     expect(decodeText(replies[1]!.payload)).toMatch(/GETPOD_DEPRECATED is deprecated/);
     expect(decodeText(replies[6]!.payload)).toMatch(/unknown command code 99/);
-    expect(decodeText(replies[9]!.payload)).toBe('no such container');
+    expect(decodeText(replies[9]!.payload)).toBe('FailedPrecondition: the pod is not started: send STARTPOD first');
     await new Promise((r) => setTimeout(r, 50));
     expect(ctl.frames.filter(reply)).toEqual([]);
   });
@@ -128,7 +128,7 @@ describe('hyperstart guest wire behaviour', () => {
     ctl.socket.write(encodeCtl(Code.REMOVECONTAINER, encodeJson({ container: 'c' })));
     ctl.socket.write(encodeCtl(Code.REMOVECONTAINER, encodeJson({ container: 'c' })));
     expect((await ctl.next(reply)).code).toBe(Code.ACK);
-    expect(decodeText((await ctl.next(reply)).payload)).toBe('no such container');
+    expect(decodeText((await ctl.next(reply)).payload)).toBe('NotFound: container c does not exist');
     tty.socket.destroy();
   });
 });
