@@ -205,6 +205,17 @@ describe('hyperstart guest: exec and ps', () => {
     expect(setup.text('c1', 'e1', 'stderr')).toBe('');
   });
 
+  it('resizes the terminal of a process (WINSIZE)', async () => {
+    await start('c1', ['sleep', '100']);
+    await setup.agent.exec('c1', { args: ['sh', '-c', 'read go; stty size'], env: [], cwd: '', user: '', terminal: true }, 't1');
+    await setup.agent.winsizeProcess('c1', 't1', 40, 100);
+    await setup.agent.writeProcessStdin('c1', 't1', Buffer.from('go\n'));
+    expect((await setup.exited('c1', 't1')).exitStatus).toBe(0);
+    expect(setup.text('c1', 't1')).toMatch(/^go\r\n40 100\r\n$/);
+    const err = await setup.agent.winsizeProcess('c1', 'c1', 10, 10).catch((e: unknown) => e);
+    expect((err as VcError).message).toMatch(/has no terminal/);
+  });
+
   it('lists the container processes as a JSON array of pids', async () => {
     const { pid } = await start('c1', ['sh', '-c', 'sleep 100 & sleep 101; :']);
     const e = await setup.agent.exec('c1', { args: ['sleep', '102'], env: [], cwd: '', user: '', terminal: false }, 'e1');
