@@ -11,6 +11,7 @@ import '../actors/install-drivers.js';
 import { benchNoop } from './noop.js';
 import { benchGuests, type GuestFigures } from './guests.js';
 import { backendTable, benchBackends, type BackendFigures } from './namespace-backend.js';
+import { benchHyperstart, type HyperstartFigures } from './hyperstart.js';
 import { hasAgent } from '../actors/agents/index.js';
 import type { Latency } from './stats.js';
 
@@ -40,6 +41,8 @@ async function main(): Promise<void> {
       );
     }
     results.guests = guests;
+    process.stderr.write('bench: hyperstart protocol...\n');
+    results.hyperstartProtocol = await benchHyperstart(quick ? { samples: 50, boots: 5, outputMiB: 16 } : { samples: 400, boots: 20, outputMiB: 128 });
     process.stderr.write('bench: backends...\n');
     results.backends = await benchBackends(quick ? 5 : 20);
   } finally {
@@ -79,6 +82,7 @@ function markdown(r: Record<string, unknown>): string {
     `| heap per idle noop sandbox (${n.heapPerIdleSandbox.sandboxes} sandboxes) | ${n.heapPerIdleSandbox.kib} KiB | under 16 KiB |`,
     '',
     ...guestTable((r.guests as GuestFigures[] | undefined) ?? []),
+    ...hyperstartTable(r.hyperstartProtocol as HyperstartFigures | undefined),
     ...backendTable((r.backends as BackendFigures[] | undefined) ?? []),
   ].join('\n');
 }
@@ -108,6 +112,19 @@ function guestTable(guests: GuestFigures[]): string[] {
 }
 
 const round2 = (x: number) => Math.round(x * 100) / 100;
+
+function hyperstartTable(h: HyperstartFigures | undefined): string[] {
+  if (!h) return [];
+  const cell = (l: Latency) => `${l.p50} / ${l.p99}`;
+  return [
+    '## hyperstart protocol, driver against a plain-process guest (p50 / p99 ms)',
+    '',
+    '| guest boot → STARTPOD answered | PING | exec `true` → exit | container `true` start → exit → remove | output |',
+    '|---|---|---|---|---|',
+    `| ${cell(h.guestBootToStartPod)} | ${cell(h.ping)} | ${cell(h.execTrue)} | ${cell(h.containerRunTrue)} | ${h.outputMiBPerSecond} MiB/s |`,
+    '',
+  ];
+}
 
 main().catch((err) => {
   process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
