@@ -128,6 +128,7 @@ export class SandboxActor {
           sandbox: this.spec,
           config: decodeAgentConfig(this.spec.agent, this.spec.agentConfig),
           runDir: this.env.runDir(this.id),
+          log: this.log,
           listener: {
             processExited: (cid, execId, exit) => this.processExited(cid, execId, exit),
             output: (cid, execId, stream, data) => this.outputLog().append(cid, execId, stream, data),

@@ -2,6 +2,7 @@
 // The first 14 operations are the seed interface of the reference (§2.2), in its order;
 // the rest follow its later additions (§2.3). A driver does the I/O; AgentActor puts
 // the connection statechart in front of it.
+import type { Logger } from 'pino';
 import type { AgentType, ContainerSpec, SandboxSpec } from '../../machines/specs.js';
 
 /** Capability bits (reference §2.5). */
@@ -73,6 +74,8 @@ export interface AgentInit {
   /** Directory for this sandbox's sockets and state on the host. */
   runDir: string;
   listener: AgentListener;
+  /** The host's logger, already bound to the sandbox id. */
+  log?: Logger;
 }
 
 export interface Agent {
