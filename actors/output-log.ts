@@ -33,7 +33,8 @@ export class OutputLog {
 
   /** Waits until everything appended so far is on disk. */
   async flush(): Promise<void> {
-    await Promise.all([...this.writers.values()].map((w) => new Promise<void>((r) => (w.writableLength === 0 ? r() : w.once('drain', () => r())))));
+    // An empty write completes after every earlier one ('drain' only follows a write that filled the buffer).
+    await Promise.all([...this.writers.values()].map((w) => new Promise<void>((r) => (w.writableLength === 0 ? r() : w.write(Buffer.alloc(0), () => r())))));
   }
 
   async read(containerId: string, execId: string, tailBytes = 0): Promise<{ stdout: string; stderr: string; truncated: boolean }> {
