@@ -83,7 +83,7 @@ export class KataAgent implements Agent {
   private sandbox!: SandboxSpec;
   private listener: AgentListener | undefined;
   private address = '';
-  private readonly log: Logger;
+  private log: Logger | undefined;
   private readonly stopGraceMs: number;
   /** The long-lived connection for operations (longLiveConn). */
   private opConn: KataConnection | undefined;
@@ -96,7 +96,10 @@ export class KataAgent implements Agent {
 
   constructor(options: KataOptions = {}) {
     this.stopGraceMs = options.stopGraceMs ?? 2_000;
-    this.log = createLogger('kata-agent-driver');
+  }
+
+  private logger(): Logger {
+    return (this.log ??= fallbackLog());
   }
 
   // ---- connection ------------------------------------------------------------------
@@ -105,6 +108,7 @@ export class KataAgent implements Agent {
     this.config = init.config as Config;
     this.sandbox = init.sandbox;
     this.listener = init.listener;
+    this.log = init.log?.child({ agent: 'kata' });
     this.address = this.config.grpcSocket || `unix://${init.runDir}/kata.sock`;
     grpcTarget(this.address); // validates
   }
@@ -351,7 +355,7 @@ export class KataAgent implements Agent {
         this.listener?.processExited(containerId, execId, exit);
         return exit;
       } catch (err) {
-        if (!this.stopping) this.log.warn({ err, containerId, execId, sandboxId: this.sandbox.id }, 'lost the wait for a guest process');
+        if (!this.stopping) this.logger().warn({ err, containerId, execId, sandboxId: this.sandbox.id }, 'lost the wait for a guest process');
         return undefined;
       } finally {
         await within(output, OUTPUT_GRACE_MS).catch(() => {});
@@ -371,7 +375,7 @@ export class KataAgent implements Agent {
         this.listener?.output?.(containerId, execId, stream, data);
       }
     } catch (err) {
-      if (!this.stopping && !isCode(err, ErrorCode.NotFound)) this.log.debug({ err, containerId, execId, stream }, 'output pump ended');
+      if (!this.stopping && !isCode(err, ErrorCode.NotFound)) this.logger().debug({ err, containerId, execId, stream }, 'output pump ended');
     }
   }
 
@@ -388,6 +392,10 @@ export class KataAgent implements Agent {
     this.streamConn = undefined;
   }
 }
+
+let sharedLog: Logger | undefined;
+/** For drivers used without a host logger (tests, tools): one logger for all of them. */
+const fallbackLog = () => (sharedLog ??= createLogger('kata-driver'));
 
 function ignoreGone(err: unknown): void {
   if (isCode(err, ErrorCode.NotFound)) return;
