@@ -1,0 +1,247 @@
+// The kata driver against the real guest agent, which the test starts from the driver's
+// own GuestPlan (as a backend would): exits and output come back through the listener,
+// stop escalates from SIGTERM to SIGKILL, and guest errors keep their codes.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ErrorCode, VcError } from '../../bus/errors.js';
+import { createAgent } from '../../actors/agents/index.js';
+import { decodeAgentConfig } from '../../actors/agents/agent-type.js';
+import { KataAgent } from '../../actors/agents/kata.js';
+import type { AgentListener, ExitInfo } from '../../actors/agents/agent.js';
+import type { ContainerSpec, SandboxSpec } from '../../machines/specs.js';
+import { eventually } from './helpers.js';
+
+const sandboxSpec = (id: string): SandboxSpec => ({
+  id,
+  agent: 'kata',
+  agentConfig: {},
+  backend: 'process',
+  hostname: `host-${id}`,
+  monitor: { intervalMs: 0, deadlineMs: 0, policy: 'keep' },
+  annotations: {},
+  containers: [],
+});
+
+const container = (id: string, args: string[], extra: Partial<ContainerSpec> = {}): ContainerSpec => ({
+  id,
+  args,
+  env: ['PATH=/usr/sbin:/usr/bin:/sbin:/bin'],
+  cwd: '/',
+  user: '',
+  terminal: false,
+  rootfs: '',
+  annotations: {},
+  ...extra,
+});
+
+class Recorder implements AgentListener {
+  readonly exits = new Map<string, ExitInfo>();
+  readonly out = new Map<string, string>();
+  /** What had been received of a process's output when its exit was reported. */
+  readonly outAtExit = new Map<string, string>();
+
+  processExited(cid: string, execId: string, exit: ExitInfo): void {
+    const k = `${cid}/${execId}`;
+    expect(this.exits.has(k)).toBe(false); // reported once
+    this.exits.set(k, exit);
+    this.outAtExit.set(k, `${this.out.get(`${k}/stdout`) ?? ''}|${this.out.get(`${k}/stderr`) ?? ''}`);
+  }
+
+  output(cid: string, execId: string, stream: 'stdout' | 'stderr', data: Uint8Array): void {
+    const k = `${cid}/${execId}/${stream}`;
+    this.out.set(k, (this.out.get(k) ?? '') + Buffer.from(data).toString());
+  }
+
+  async exit(cid: string, execId = cid): Promise<ExitInfo> {
+    expect(await eventually(() => this.exits.has(`${cid}/${execId}`), 1000)).toBe(true);
+    return this.exits.get(`${cid}/${execId}`)!;
+  }
+}
+
+async function failure(promise: Promise<unknown>): Promise<VcError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(VcError);
+    return err as VcError;
+  }
+  throw new Error('expected a failure');
+}
+
+it('is registered as the kata agent type', async () => {
+  expect(createAgent('kata')).toBeInstanceOf(KataAgent);
+});
+
+for (const longLiveConn of [false, true]) {
+  describe(`kata driver (${longLiveConn ? 'long-lived connection' : 'a connection per call'})`, () => {
+    let runDir: string;
+    let guest: ChildProcess;
+    let guestExit: Promise<number | null>;
+    const rec = new Recorder();
+    const driver = new KataAgent({ stopGraceMs: 200 });
+
+    beforeAll(async () => {
+      runDir = mkdtempSync(join(tmpdir(), 'kata-drv-'));
+      const config = decodeAgentConfig('kata', { longLiveConn, callTimeoutMs: 5000 });
+      await driver.init({ sandbox: sandboxSpec(`drv-${longLiveConn}`), config, runDir, listener: rec });
+    });
+
+    afterAll(async () => {
+      if (guest && guest.exitCode === null && guest.signalCode === null) {
+        guest.kill('SIGKILL');
+        await guestExit;
+      }
+      rmSync(runDir, { recursive: true, force: true });
+    });
+
+    it('plans the guest, waits for it to listen and creates the sandbox', async () => {
+      const plan = await driver.createSandbox();
+      const address = `unix://${runDir}/kata.sock`;
+      expect(plan.endpoint).toEqual({ grpcAddress: address });
+      expect(plan.command[0]).toBe(process.execPath);
+      expect(plan.command[1]).toMatch(/dist\/guest\/kata-agent\/main\.js$/);
+      expect(plan.command.slice(2)).toEqual(['--listen', address]);
+      expect(plan.env.NODE_EXTRA_CA_CERTS).toBeUndefined();
+      // Started and not waited for: startSandbox retries the dial until the guest listens.
+      guest = spawn(plan.command[0]!, plan.command.slice(1), { env: plan.env, stdio: 'ignore' });
+      guestExit = new Promise((resolve) => guest.once('exit', (code) => resolve(code)));
+      await driver.startSandbox(plan.endpoint);
+      await driver.connect();
+      await driver.check(1000);
+      expect(driver.capabilities()).toBe(1);
+    });
+
+    it('reports output, then the exit, of a container', async () => {
+      await driver.createContainer(container('c1', ['sh', '-c', 'echo hi; echo err >&2; exit 5']));
+      const { pid } = await driver.startContainer('c1');
+      expect(pid).toBeGreaterThan(0);
+      expect((await rec.exit('c1')).exitStatus).toBe(5);
+      expect(rec.outAtExit.get('c1/c1')).toBe('hi\n|err\n');
+      expect((await driver.waitProcess('c1', 'c1')).exitStatus).toBe(5);
+      expect(await driver.stopContainer('c1')).toMatchObject({ exitStatus: 5 });
+    });
+
+    it('execs, lists processes, reports stats, pauses and resumes', async () => {
+      await driver.createContainer(container('c2', ['sleep', '60']));
+      const { pid } = await driver.startContainer('c2');
+      const exec = await driver.exec('c2', { args: ['sh', '-c', 'echo from-exec; exit 7'], env: [], cwd: '/', user: '', terminal: false }, 'e1');
+      expect(exec.execId).toBe('e1');
+      expect(exec.pid).toBeGreaterThan(0);
+      expect((await rec.exit('c2', 'e1')).exitStatus).toBe(7);
+      expect(rec.outAtExit.get('c2/e1')).toBe('from-exec\n|');
+      const json = JSON.parse(Buffer.from(await driver.processListContainer('c2', { format: 'json', args: [] })).toString()) as number[];
+      expect(json).toEqual([pid]);
+      const table = Buffer.from(await driver.processListContainer('c2', { format: 'table', args: ['-ef'] })).toString().trim().split('\n');
+      expect(table).toHaveLength(2);
+      expect(table[1]).toContain('sleep 60');
+      const stats = await driver.statsContainer('c2');
+      expect(stats.pidsCurrent).toBe(1);
+      expect(stats.cpuUsageNs).toBeGreaterThan(0);
+      expect(stats.memoryUsageBytes).toBeGreaterThan(0);
+      await driver.updateContainer('c2', { Pids: { Limit: 20 } });
+      expect((await driver.statsContainer('c2')).pidsLimit).toBe(20);
+      await driver.pauseContainer('c2');
+      expect((await failure(driver.pauseContainer('c2'))).code).toBe(ErrorCode.FailedPrecondition);
+      await driver.resumeContainer('c2');
+      await driver.killContainer('c2', 15, false);
+      expect((await rec.exit('c2')).exitStatus).toBe(143);
+      expect(await driver.stopContainer('c2')).toMatchObject({ exitStatus: 143 });
+    });
+
+    it('stops with SIGTERM, escalates to SIGKILL, and starts a stopped container again', async () => {
+      await driver.createContainer(container('polite', ['sleep', '60']));
+      await driver.startContainer('polite');
+      expect(await driver.stopContainer('polite')).toMatchObject({ exitStatus: 143 });
+      expect((await rec.exit('polite')).exitStatus).toBe(143);
+
+      await driver.createContainer(container('stubborn', ['sh', '-c', 'trap "" TERM; while :; do sleep 0.05; done']));
+      await driver.startContainer('stubborn');
+      expect(await driver.stopContainer('stubborn')).toMatchObject({ exitStatus: 137 });
+
+      rec.exits.delete('polite/polite');
+      await driver.startContainer('polite');
+      await driver.signalProcess('polite', 'polite', 9, false);
+      expect((await rec.exit('polite')).exitStatus).toBe(137);
+      await driver.stopContainer('polite');
+    });
+
+    it('relays stdin and refuses a resize without a terminal', async () => {
+      await driver.createContainer(container('cat', ['cat']));
+      await driver.startContainer('cat');
+      expect(await driver.writeProcessStdin('cat', 'cat', Buffer.from('echoed\n'))).toBe(7);
+      expect((await failure(driver.winsizeProcess('cat', 'cat', 24, 80))).code).toBe(ErrorCode.FailedPrecondition);
+      await driver.closeProcessStdin('cat', 'cat');
+      expect((await rec.exit('cat')).exitStatus).toBe(0);
+      expect(rec.outAtExit.get('cat/cat')).toBe('echoed\n|');
+      await driver.stopContainer('cat');
+    });
+
+    it('maps guest errors to our codes, keeping the guest message', async () => {
+      const missing = await failure(driver.startContainer('nope'));
+      expect(missing.code).toBe(ErrorCode.NotFound);
+      expect(missing.message).toMatch(/container nope does not exist/);
+      await driver.createContainer(container('dup', ['true']));
+      expect((await failure(driver.createContainer(container('dup', ['true'])))).code).toBe(ErrorCode.AlreadyExists);
+      expect((await failure(driver.exec('dup', { args: ['true'], env: [], cwd: '/', user: '', terminal: false }, 'x'))).code).toBe(ErrorCode.FailedPrecondition);
+      expect((await failure(driver.createContainer(container('bad', ['no-such-program'])))).code).toBe(ErrorCode.InvalidArgument);
+      expect((await failure(driver.startSandbox({}))).code).toBe(ErrorCode.AlreadyExists);
+      await driver.stopContainer('dup');
+    });
+
+    it('destroys the sandbox, and the guest exits cleanly on SIGTERM', async () => {
+      await driver.createContainer(container('left', ['sleep', '60']));
+      await driver.startContainer('left');
+      await driver.stopSandbox();
+      await driver.disconnect();
+      guest.kill('SIGTERM');
+      expect(await guestExit).toBe(0);
+    });
+  });
+}
+
+describe('kata driver against a guest that is not there or does not answer', () => {
+  let runDir: string;
+  let guest: ChildProcess | undefined;
+  beforeAll(() => {
+    runDir = mkdtempSync(join(tmpdir(), 'kata-drv-'));
+  });
+  afterAll(async () => {
+    if (guest && guest.exitCode === null) {
+      guest.kill('SIGCONT');
+      guest.kill('SIGKILL');
+      await new Promise((r) => guest!.once('exit', r));
+    }
+    rmSync(runDir, { recursive: true, force: true });
+  });
+
+  it('gives up dialing after the dial timeout with Unavailable', async () => {
+    const driver = new KataAgent();
+    await driver.init({ sandbox: sandboxSpec('absent'), config: decodeAgentConfig('kata', { dialTimeoutMs: 200 }), runDir, listener: new Recorder() });
+    const err = await failure(driver.startSandbox({}));
+    expect(err.code).toBe(ErrorCode.Unavailable);
+    expect(err.message).toMatch(/within 200 ms/);
+  });
+
+  it('fails a check with DeadlineExceeded while the guest is stopped', async () => {
+    const driver = new KataAgent();
+    await driver.init({ sandbox: sandboxSpec('frozen'), config: decodeAgentConfig('kata', { longLiveConn: true }), runDir, listener: new Recorder() });
+    const plan = await driver.createSandbox();
+    guest = spawn(plan.command[0]!, plan.command.slice(1), { env: plan.env, stdio: 'ignore' });
+    await driver.startSandbox(plan.endpoint);
+    await driver.check(1000);
+    guest.kill('SIGSTOP');
+    try {
+      expect((await failure(driver.check(300))).code).toBe(ErrorCode.DeadlineExceeded);
+    } finally {
+      guest.kill('SIGCONT');
+    }
+    await driver.check(2000);
+    await driver.stopSandbox();
+    await driver.disconnect();
+    guest.kill('SIGTERM');
+    expect(await new Promise((r) => guest!.once('exit', r))).toBe(0);
+  });
+});

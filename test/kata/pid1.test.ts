@@ -1,0 +1,70 @@
+// The kata guest agent as PID 1 of its own pid namespace, as the namespace backend runs
+// it: orphans are reparented to PID 1, and Node reaps only its own children, so the agent
+// runs processes in a nested namespace whose PID 1 reaps everything.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { KataConnection } from '../../actors/agents/kata-client.js';
+import { descendants, eventually, readAll, run, startGuest, type Guest } from './helpers.js';
+
+const T = 5000;
+const REAPER_SLEEP = 'sleep 2147483647';
+
+describe('kata guest agent as PID 1', () => {
+  let guest: Guest;
+  let conn: KataConnection;
+  beforeAll(async () => {
+    guest = await startGuest({ pid1: true });
+    conn = guest.conn;
+    await conn.call('CreateSandbox', { hostname: 'pid1', sandbox_id: 'pid1' }, T);
+  });
+  afterAll(async () => {
+    const agent = guest?.pid;
+    await guest?.stop();
+    if (agent) expect(await eventually(() => descendants(agent).length === 0)).toBe(true);
+  });
+
+  it('reaps an orphaned grandchild: no zombie lingers', async () => {
+    await run(conn, 'parent', ['sh', '-c', 'sleep 0.3 & echo orphan $!; exit 0']);
+    expect((await conn.call('WaitProcess', { container_id: 'parent', exec_id: 'parent' })).response.status).toBe(0);
+    // While it runs, the orphan's parent is the reaping shell, not the agent.
+    const orphan = descendants(guest.pid).find((p) => p.cmdline === 'sleep 0.3');
+    if (orphan) expect(descendants(guest.pid).find((p) => p.pid === orphan.ppid)?.comm).toBe('sh');
+    // Its stdout closes when it exits.
+    expect(await readAll(conn, 'parent', 'parent')).toMatch(/^orphan \d+\n$/);
+    expect(await eventually(() => !descendants(guest.pid).some((p) => p.cmdline === 'sleep 0.3'))).toBe(true);
+    expect(descendants(guest.pid).filter((p) => p.state === 'Z')).toEqual([]);
+    await conn.call('RemoveContainer', { container_id: 'parent', timeout: 0 }, T);
+  });
+
+  it('keeps exit statuses and signals: SIGTERM to sleep gives 143', async () => {
+    const pid = await run(conn, 'sleeper', ['sleep', '60']);
+    const json = await conn.call('ListProcesses', { container_id: 'sleeper', format: 'json' }, T);
+    expect(JSON.parse(Buffer.from(json.response.process_list!).toString())).toEqual([pid]);
+    await conn.call('SignalProcess', { container_id: 'sleeper', exec_id: 'sleeper', signal: 15 }, T);
+    expect((await conn.call('WaitProcess', { container_id: 'sleeper', exec_id: 'sleeper' })).response.status).toBe(143);
+    await conn.call('RemoveContainer', { container_id: 'sleeper', timeout: 0 }, T);
+  });
+
+  it('ends the reaping namespace with the sandbox', async () => {
+    await run(conn, 'last', ['sleep', '60']);
+    expect(descendants(guest.pid).some((p) => p.cmdline === REAPER_SLEEP)).toBe(true);
+    await conn.call('DestroySandbox', {}, T);
+    expect(await eventually(() => descendants(guest.pid).length === 0)).toBe(true);
+    await conn.call('CreateSandbox', { hostname: 'again', sandbox_id: 'again' }, T);
+  });
+});
+
+describe('kata guest agent as PID 1 without the reaper', () => {
+  let guest: Guest;
+  beforeAll(async () => {
+    guest = await startGuest({ pid1: true, flags: ['--reaper', 'off'] });
+    await guest.conn.call('CreateSandbox', { hostname: 'noreap', sandbox_id: 'noreap' }, T);
+  });
+  afterAll(() => guest?.stop());
+
+  it('leaves the zombie the reaper exists for', async () => {
+    await run(guest.conn, 'parent', ['sh', '-c', 'sleep 0.2 & exit 0']);
+    expect((await guest.conn.call('WaitProcess', { container_id: 'parent', exec_id: 'parent' })).response.status).toBe(0);
+    await readAll(guest.conn, 'parent', 'parent');
+    expect(await eventually(() => descendants(guest.pid).some((p) => p.state === 'Z' && p.ppid === guest.pid))).toBe(true);
+  });
+});
