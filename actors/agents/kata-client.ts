@@ -1,7 +1,9 @@
 // A gRPC connection to one kata guest agent, with typed calls. Addresses: unix://<path>,
 // a bare path, or tcp://<host>:<port>. Dialing retries (with a short backoff: a guest that
 // is still starting should be reached as soon as it listens) until the dial timeout.
+import { connect } from 'node:net';
 import { resolve as resolvePath } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, credentials, Metadata, type CallOptions, type ChannelOptions, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { invalidArgument, unavailable } from '../../bus/errors.js';
 import {
@@ -23,10 +25,12 @@ export interface CallResult<T> {
   trailers: Metadata;
 }
 
+const DIAL_PROBE_MS = 5;
+
 const channelOptions: ChannelOptions = {
   'grpc.initial_reconnect_backoff_ms': 10,
   'grpc.min_reconnect_backoff_ms': 10,
-  'grpc.max_reconnect_backoff_ms': 200,
+  'grpc.max_reconnect_backoff_ms': 25,
   'grpc.enable_retries': 0,
   'grpc.max_receive_message_length': 64 * 1024 * 1024,
 };
@@ -63,13 +67,37 @@ export class KataConnection {
   }
 
   /** Resolves once connected; retries until the dial timeout, then fails with Unavailable. */
-  ready(timeoutMs = this.dialTimeoutMs): Promise<void> {
+  async ready(timeoutMs = this.dialTimeoutMs): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    await this.socketAccepts(deadline);
     return new Promise((resolve, reject) => {
-      this.client.waitForReady(Date.now() + timeoutMs, (err) => {
+      this.client.waitForReady(deadline, (err) => {
         if (!err) return resolve();
         reject(unavailable(`cannot reach the kata agent at ${this.address} within ${timeoutMs} ms: ${err.message}`));
       });
     });
+  }
+
+  /**
+   * A guest that is still starting has no socket yet: probing it every few milliseconds
+   * finds it as soon as it listens, sooner than gRPC's reconnect backoff would.
+   */
+  private async socketAccepts(deadline: number): Promise<void> {
+    const target = grpcTarget(this.address);
+    if (!target.startsWith('unix://')) return;
+    const path = target.slice('unix://'.length);
+    while (Date.now() < deadline) {
+      const ok = await new Promise<boolean>((resolve) => {
+        const sock = connect(path);
+        sock.once('connect', () => {
+          sock.destroy();
+          resolve(true);
+        });
+        sock.once('error', () => resolve(false));
+      });
+      if (ok) return;
+      await sleep(DIAL_PROBE_MS);
+    }
   }
 
   /** One AgentService call; `deadlineMs` undefined means no deadline (blocking calls). */

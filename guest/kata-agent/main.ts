@@ -7,6 +7,7 @@
 // --reaper auto runs processes in a reaping pid namespace when the agent is PID 1.
 // SIGTERM (or SIGINT) kills every container process, removes the socket and exits 0.
 import { lstatSync, unlinkSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { guestLog, procIsOurs, type CgroupChoice } from '../common/index.js';
 import { agentService, healthService } from '../../protos/kata/index.js';
@@ -63,6 +64,9 @@ async function main(): Promise<void> {
     server.bindAsync(address.target, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   ).catch((err: Error) => fail(`cannot listen on ${listen}: ${err.message}`));
   log.info('listening', { address: listen, ...(address.socketPath ? {} : { port }), pid1: process.pid === 1, reaper });
+  // The guest's work is light: without the optimising compiler its memory stays flat after
+  // activity. Set only now: a V8 flag given at start-up would cost Node its code cache.
+  setFlagsFromString('--no-opt');
 
   let stopping = false;
   const stop = async (signal: string) => {
