@@ -1,6 +1,7 @@
 // Paths inside a container root, resolved the way the kernel will see them after chroot:
 // an absolute symlink in the rootfs points into the rootfs, never to the guest's files.
 import { accessSync, constants, lstatSync, readlinkSync, statSync } from 'node:fs';
+import { posix } from 'node:path';
 import { invalidArgument } from './errors.js';
 
 const MAX_LINKS = 40;
@@ -58,7 +59,7 @@ function isExecutableFile(hostPath: string): boolean {
 export function findExecutable(name: string, env: readonly string[], root: string, cwd: string): string {
   if (!name) throw invalidArgument('the process has no program: args is empty');
   if (name.includes('/')) {
-    const inContainer = name.startsWith('/') ? name : `${cwd.replace(/\/+$/, '')}/${name}`;
+    const inContainer = posix.normalize(name.startsWith('/') ? name : posix.join(cwd, name));
     if (!isExecutableFile(resolveInRoot(root, inContainer))) {
       throw invalidArgument(`${name}: no such executable file${isOwnRoot(root) ? '' : ` in ${root}`}`);
     }

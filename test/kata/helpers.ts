@@ -25,6 +25,8 @@ export interface GuestOptions {
   flags?: string[];
   /** Run the agent as PID 1 of new pid and mount namespaces (unshare, as root). */
   pid1?: boolean;
+  /** How the listen address is written: unix://<path> (default), a bare path, or tcp on loopback. */
+  listen?: 'unix' | 'bare' | 'tcp';
   dialTimeoutMs?: number;
 }
 
@@ -39,8 +41,9 @@ function childOf(pid: number): number | undefined {
 
 export async function startGuest(options: GuestOptions = {}): Promise<Guest> {
   const dir = mkdtempSync(join(tmpdir(), 'kata-t-'));
-  const address = `unix://${join(dir, 'kata.sock')}`;
-  const agentArgs = [GUEST_MAIN, '--listen', address, ...(options.flags ?? [])];
+  const socket = join(dir, 'kata.sock');
+  const listen = options.listen === 'tcp' ? 'tcp://127.0.0.1:0' : options.listen === 'bare' ? socket : `unix://${socket}`;
+  const agentArgs = [GUEST_MAIN, '--listen', listen, ...(options.flags ?? [])];
   const [file, ...args] = options.pid1
     ? ['unshare', '--pid', '--fork', '--mount-proc', '--kill-child', '--', process.execPath, ...agentArgs]
     : [process.execPath, ...agentArgs];
@@ -54,6 +57,8 @@ export async function startGuest(options: GuestOptions = {}): Promise<Guest> {
     child.once('exit', (code) => reject(new Error(`guest exited (${code}) before listening: ${log}`)));
   });
   await listening;
+  const port = /"msg":"listening"[^\n]*"port":(\d+)/.exec(log)?.[1];
+  const address = options.listen === 'tcp' ? `tcp://127.0.0.1:${port}` : listen;
   let pid = child.pid!;
   if (options.pid1) {
     for (let i = 0; i < 1000 && childOf(child.pid!) === undefined; i++) await sleep(1);

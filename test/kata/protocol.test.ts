@@ -44,6 +44,18 @@ describe('kata guest agent: sandbox', () => {
     await guest.conn.call('DestroySandbox', {}, T);
   });
 
+  it('listens on a bare socket path and on loopback tcp as well', async () => {
+    for (const listen of ['bare', 'tcp'] as const) {
+      const other = await startGuest({ listen });
+      try {
+        expect(other.address.startsWith(listen === 'tcp' ? 'tcp://127.0.0.1:' : '/')).toBe(true);
+        expect(await other.conn.health('Check', { service: '' }, T)).toEqual({ status: 1 });
+      } finally {
+        await other.stop();
+      }
+    }
+  });
+
   it('returns at once from OnlineCPUMem without wait', async () => {
     await guest.conn.call('CreateSandbox', { hostname: 'cpu', sandbox_id: 'cpu' }, T);
     await guest.conn.call('OnlineCPUMem', { wait: false, nb_cpus: 2 }, T);
@@ -240,17 +252,21 @@ describe('kata guest agent: cgroups', () => {
   });
 });
 
+const unifiedMounted = existsSync('/sys/fs/cgroup/cgroup.controllers') || existsSync('/sys/fs/cgroup/unified/cgroup.procs');
+
 for (const [name, flags] of [
-  ['the freezer', []],
+  ['the v1 freezer', ['--cgroups', 'v1']],
+  ['the v2 freezer', ['--cgroups', 'v2']],
   ['SIGSTOP (no cgroups)', ['--cgroups', 'none']],
 ] as const) {
-  describe(`kata guest agent: pause and resume with ${name}`, () => {
+  describe.skipIf(flags[1] === 'v2' && !unifiedMounted)(`kata guest agent: pause and resume with ${name}`, () => {
     let guest: Guest;
     let conn: KataConnection;
     beforeAll(async () => {
       guest = await startGuest({ flags: [...flags] });
       conn = guest.conn;
       await conn.call('CreateSandbox', { hostname: 'p', sandbox_id: 'p' }, T);
+      expect(guest.stderr()).toContain(`"cgroups":"${flags[1]}"`);
     });
     afterAll(() => guest?.stop());
 
@@ -273,7 +289,26 @@ for (const [name, flags] of [
       await conn.call('RemoveContainer', { container_id: 'ticker', timeout: 0 }, T);
     });
 
-    if (flags.length > 0) {
+    if (flags[1] === 'v2') {
+      it('counts cpu time in the unified hierarchy, and reports limits it cannot set', async () => {
+        await run(conn, 'busy', ['sh', '-c', 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 60']);
+        const json = await conn.call('ListProcesses', { container_id: 'busy', format: 'json' }, T);
+        expect(JSON.parse(Buffer.from(json.response.process_list!).toString())).toHaveLength(1);
+        let cpu = 0;
+        for (let i = 0; i < 100 && cpu === 0; i++) {
+          cpu = (await conn.call('StatsContainer', { container_id: 'busy' }, T)).response.cgroup_stats?.cpu_stats?.cpu_usage?.total_usage ?? 0;
+          if (cpu === 0) await sleep(10);
+        }
+        expect(cpu).toBeGreaterThan(0);
+        // This host's unified hierarchy carries no controllers: a memory limit cannot be set there.
+        if (!existsSync('/sys/fs/cgroup/cgroup.controllers')) {
+          expect(await code(conn.call('UpdateContainer', { container_id: 'busy', resources: { Memory: { Limit: 1 << 26 } } }, T))).toMatch(/^FailedPrecondition: UpdateContainer: .*memory.max/);
+        }
+        await conn.call('RemoveContainer', { container_id: 'busy', timeout: 0 }, T);
+      });
+    }
+
+    if (flags[1] === 'none') {
       it('has no stats without cgroups', async () => {
         await run(conn, 'nostats', ['sleep', '60']);
         expect(await code(conn.call('StatsContainer', { container_id: 'nostats' }, T))).toMatch(/^FailedPrecondition: StatsContainer: container nostats has no cgroup/);
