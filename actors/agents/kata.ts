@@ -4,10 +4,10 @@
 // protocol pushes nothing): after StartContainer and ExecProcess, a background WaitProcess
 // and ReadStdout/ReadStderr loops run on one stream connection shared while any process
 // runs, and report to the listener; a process's exit is reported after its output.
-import { unavailable, VcError, deadlineExceeded, ErrorCode } from '../../bus/errors.js';
+import { deadlineExceeded, ErrorCode, unavailable, VcError } from '../../bus/errors.js';
 import type { ContainerSpec, SandboxSpec } from '../../machines/specs.js';
+import type { AgentMethod, LinuxResources, Process, Spec, StringUser } from '../../protos/kata/index.js';
 import { createLogger, type Logger } from '../../runtime/log.js';
-import type { LinuxResources, Process, Spec, StringUser } from '../../protos/kata/index.js';
 import { guestEntry, guestEnv } from '../guest-binaries.js';
 import {
   Capability,
@@ -25,7 +25,6 @@ import {
 import type { AgentConfigs } from './agent-type.js';
 import { registerAgent } from './index.js';
 import { grpcTarget, KataConnection, pidFrom, type AgentRequest, type AgentResponse, type CallResult } from './kata-client.js';
-import type { AgentMethod } from '../../protos/kata/index.js';
 
 type Config = AgentConfigs['kata'];
 
@@ -33,6 +32,8 @@ const SIGTERM = 15;
 const SIGKILL = 9;
 const MAX_HOSTNAME = 64;
 const READ_CHUNK = 64 * 1024;
+/** Exits of execs kept for waitProcess after they were reported (init exits are always kept). */
+const MAX_REMEMBERED_EXEC_EXITS = 256;
 /** After an exit, how long the output of a process may still take to arrive. */
 const OUTPUT_GRACE_MS = 2_000;
 
@@ -43,6 +44,7 @@ export interface KataOptions {
 
 /** A process the driver watches: its exit (from WaitProcess) once output has arrived. */
 interface Watched {
+  init: boolean;
   exit: Promise<ExitInfo | undefined>;
   exitInfo?: ExitInfo;
 }
@@ -344,7 +346,7 @@ export class KataAgent implements Agent {
     const conn = this.openStream();
     const pump = (stream: 'stdout' | 'stderr') => this.pump(conn, containerId, execId, stream);
     const output = Promise.all([pump('stdout'), pump('stderr')]);
-    const entry: Watched = { exit: Promise.resolve(undefined) };
+    const entry: Watched = { init: execId === containerId, exit: Promise.resolve(undefined) };
     entry.exit = (async () => {
       try {
         const { response } = await conn.call('WaitProcess', { container_id: containerId, exec_id: execId });
@@ -353,6 +355,7 @@ export class KataAgent implements Agent {
         await within(output, OUTPUT_GRACE_MS);
         entry.exitInfo = exit;
         this.listener?.processExited(containerId, execId, exit);
+        if (execId !== containerId) this.forgetOldExecs();
         return exit;
       } catch (err) {
         if (!this.stopping) this.logger().warn({ err, containerId, execId, sandboxId: this.sandbox.id }, 'lost the wait for a guest process');
@@ -363,6 +366,19 @@ export class KataAgent implements Agent {
       }
     })();
     this.watched.set(key(containerId, execId), entry);
+  }
+
+  /** Drops the oldest reported exec exits beyond the limit. */
+  private forgetOldExecs(): void {
+    let reported = 0;
+    for (const w of this.watched.values()) if (w.exitInfo && !w.init) reported++;
+    for (const [k, w] of this.watched) {
+      if (reported <= MAX_REMEMBERED_EXEC_EXITS) return;
+      if (w.exitInfo && !w.init) {
+        this.watched.delete(k);
+        reported--;
+      }
+    }
   }
 
   private async pump(conn: KataConnection, containerId: string, execId: string, stream: 'stdout' | 'stderr'): Promise<void> {
