@@ -483,6 +483,9 @@ export class SandboxActor {
     };
     const result = await this.agent.call((a) => a.exec(ref.id, process, execId));
     ref.send({ type: 'EXEC_STARTED', execId: result.execId, pid: result.pid });
+    // A short-lived exec may have exited before it was announced as started.
+    const early = this.execExits?.get(result.execId);
+    if (early) ref.send({ type: 'EXEC_EXITED', execId: result.execId, status: early.exitStatus, at: early.exitedAt });
     await this.flush();
     return result;
   }

@@ -93,12 +93,10 @@ export const containerMachine = setup({
     // Invocation errors arrive as xstate.error.actor.* events carrying `error`.
     recordError: assign({ lastError: ({ event }) => summarizeError((event as { error?: unknown }).error) }),
     clearError: assign({ lastError: undefined }),
-    recordStart: assign((_, out: ContainerStartOutput) => ({
-      pid: out.pid,
-      startedAt: out.startedAt,
-      exitStatus: undefined,
-      exitedAt: undefined,
-    })),
+    recordStart: assign((_, out: ContainerStartOutput) => ({ pid: out.pid, startedAt: out.startedAt })),
+    /** A new run: the exit of the previous one no longer applies. */
+    clearExit: assign({ exitStatus: undefined, exitedAt: undefined }),
+    clearPid: assign({ pid: 0 }),
     recordExit: assign((_, exit: { status: number; at: string }) => ({ exitStatus: exit.status, exitedAt: exit.at, pid: 0 })),
     notify: sendParent(({ context }, notice: Omit<LifecycleNotice, 'containerId'>) => ({
       type: 'CONTAINER_NOTICE' as const,
@@ -170,7 +168,7 @@ export const containerMachine = setup({
     ready: {
       description: 'Created in the guest; its process has not started.',
       on: {
-        START: { target: 'starting', actions: 'clearError' },
+        START: { target: 'starting', actions: ['clearError', 'clearExit'] },
         STOP: { target: 'stopping', actions: 'clearError' },
         DELETE: { target: 'deleting', actions: 'clearError' },
         PAUSE: { target: 'pausing', actions: 'clearError' },
@@ -187,14 +185,30 @@ export const containerMachine = setup({
         id: 'startContainer',
         src: 'startContainer',
         input: ({ context }) => ({ sandboxId: context.sandboxId, containerId: context.id, spec: context.spec }),
-        onDone: {
-          target: 'running',
-          actions: [
-            { type: 'recordStart', params: ({ event }) => event.output },
-            { type: 'notify', params: ({ event }) => ({ type: 'start', state: 'running', pid: event.output.pid }) },
-          ],
-        },
+        onDone: [
+          {
+            // A short-lived process may exit before the start returns.
+            guard: 'hasExited',
+            target: 'stopped',
+            actions: [
+              { type: 'recordStart', params: ({ event }) => event.output },
+              { type: 'notify', params: ({ event }) => ({ type: 'start', state: 'running', pid: event.output.pid }) },
+              'notifyExit',
+              'clearPid',
+            ],
+          },
+          {
+            target: 'running',
+            actions: [
+              { type: 'recordStart', params: ({ event }) => event.output },
+              { type: 'notify', params: ({ event }) => ({ type: 'start', state: 'running', pid: event.output.pid }) },
+            ],
+          },
+        ],
         onError: { target: 'stopped', actions: 'recordError' },
+      },
+      on: {
+        PROCESS_EXITED: { actions: [{ type: 'recordExit', params: ({ event }) => event }] },
       },
     },
     running: {
@@ -286,7 +300,7 @@ export const containerMachine = setup({
     stopped: {
       description: 'The init process has exited; the container can start again or be deleted.',
       on: {
-        START: { target: 'starting', actions: 'clearError' },
+        START: { target: 'starting', actions: ['clearError', 'clearExit'] },
         STOP: { actions: 'clearError' },
         DELETE: { target: 'deleting', actions: 'clearError' },
         WAIT: { actions: 'acceptOperation' },

@@ -3,9 +3,9 @@
 // allowed by the reference's rules or refused without any change of state.
 import { describe, expect, it } from 'vitest';
 import { getShortestPaths } from 'xstate/graph';
-import { getNextSnapshot, createActor, type AnyStateMachine } from 'xstate';
+import { getNextSnapshot, createActor, fromPromise, setup, waitFor, type AnyStateMachine } from 'xstate';
 import { sandboxMachine, sandboxCommands, type SandboxEvent } from '../../machines/sandbox.js';
-import { containerMachine, containerCommands, type ContainerEvent } from '../../machines/container.js';
+import { containerMachine, containerCommands, type ContainerActorRef, type ContainerEvent } from '../../machines/container.js';
 import { agentMachine } from '../../machines/agent.js';
 import { TRANSITION_TABLE, validTransition } from '../../machines/lifecycle.js';
 import type { SandboxSpec, ContainerSpec } from '../../machines/specs.js';
@@ -145,6 +145,39 @@ describe('container statechart', () => {
       }
     });
   }
+});
+
+describe('a container whose process exits before its start returns', () => {
+  it('ends stopped, with start then exit notices', () => {
+    const notices: string[] = [];
+    const parent = setup({
+      actors: {
+        container: containerMachine.provide({
+          actors: {
+            createContainer: fromPromise(async () => {}),
+            startContainer: fromPromise(async () => {
+              // The exit is delivered while the start is still in flight.
+              child().send({ type: 'PROCESS_EXITED', status: 3, at: 't1' });
+              return { pid: 42, startedAt: 't0' };
+            }),
+          },
+        }),
+      },
+    }).createMachine({
+      invoke: { id: 'c1', src: 'container', input: { sandboxId: 's1', spec: containerSpec } },
+      on: { CONTAINER_NOTICE: { actions: ({ event }) => notices.push(`${event.notice.type}:${event.notice.exitStatus ?? ''}`) } },
+    });
+    const actor = createActor(parent).start();
+    const child = () => actor.getSnapshot().children.c1 as ContainerActorRef;
+    return waitFor(child(), (s) => s.value === 'ready').then(async () => {
+      child().send({ type: 'START' });
+      const done = await waitFor(child(), (s) => !s.hasTag('busy'));
+      expect(done.value).toBe('stopped');
+      expect(done.context).toMatchObject({ exitStatus: 3, exitedAt: 't1', pid: 0, startedAt: 't0' });
+      expect(notices).toEqual(['create:', 'start:', 'exit:3']);
+      actor.stop();
+    });
+  });
 });
 
 describe('agent connection statechart', () => {
