@@ -67,9 +67,15 @@ export class KataConnection {
   }
 
   /** Resolves once connected; retries until the dial timeout, then fails with Unavailable. */
-  async ready(timeoutMs = this.dialTimeoutMs): Promise<void> {
+  async ready(timeoutMs = this.dialTimeoutMs, retry = true): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    await this.socketAccepts(deadline);
+    if (!(await this.socketAccepts(retry ? deadline : 0))) {
+      throw unavailable(
+        retry
+          ? `cannot reach the kata agent at ${this.address} within ${timeoutMs} ms: its socket accepts no connection`
+          : `the kata agent's socket at ${this.address} refuses connections`,
+      );
+    }
     return new Promise((resolve, reject) => {
       this.client.waitForReady(deadline, (err) => {
         if (!err) return resolve();
@@ -80,13 +86,15 @@ export class KataConnection {
 
   /**
    * A guest that is still starting has no socket yet: probing it every few milliseconds
-   * finds it as soon as it listens, sooner than gRPC's reconnect backoff would.
+   * finds it as soon as it listens, sooner than gRPC's reconnect backoff would. Without
+   * a deadline it probes once (a health check must not wait for a socket that is gone).
+   * False when the socket never accepted; true for non-unix addresses (gRPC dials those).
    */
-  private async socketAccepts(deadline: number): Promise<void> {
+  private async socketAccepts(deadline: number): Promise<boolean> {
     const target = grpcTarget(this.address);
-    if (!target.startsWith('unix://')) return;
+    if (!target.startsWith('unix://')) return true;
     const path = target.slice('unix://'.length);
-    while (Date.now() < deadline) {
+    do {
       const ok = await new Promise<boolean>((resolve) => {
         const sock = connect(path);
         sock.once('connect', () => {
@@ -95,9 +103,11 @@ export class KataConnection {
         });
         sock.once('error', () => resolve(false));
       });
-      if (ok) return;
+      if (ok) return true;
+      if (Date.now() >= deadline) return false;
       await sleep(DIAL_PROBE_MS);
-    }
+    } while (Date.now() < deadline);
+    return false;
   }
 
   /** One AgentService call; `deadlineMs` undefined means no deadline (blocking calls). */

@@ -163,7 +163,8 @@ export class KataAgent implements Agent {
     }
     const conn = new KataConnection(this.address, deadlineMs);
     try {
-      await conn.ready(deadlineMs);
+      // One attempt: a socket that refuses connections now is unreachable, not slow.
+      await conn.ready(deadlineMs, false);
       await conn.health('Check', { service: '' }, deadlineMs);
     } finally {
       conn.close();
