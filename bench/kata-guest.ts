@@ -1,12 +1,10 @@
 // Kata guest figures: the driver against the real guest agent started as a plain process
 // on this machine (no namespaces), so that they show the protocol's and the guest's own
 // cost: start to listening, idle memory, and round trips of the common calls.
-// Standalone: npx tsx bench/kata-guest.ts [--quick]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ExitInfo } from '../actors/agents/agent.js';
 import { decodeAgentConfig } from '../actors/agents/agent-type.js';
@@ -139,10 +137,4 @@ export async function benchKataGuest(o: KataGuestBenchOptions): Promise<KataGues
   } finally {
     await shutdown(g);
   }
-}
-
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const quick = process.argv.includes('--quick');
-  const figures = await benchKataGuest(quick ? { boots: 5, samples: 50 } : { boots: 20, samples: 300 });
-  process.stdout.write(`${JSON.stringify(figures, null, 2)}\n`);
 }

@@ -12,6 +12,7 @@ import { benchNoop } from './noop.js';
 import { benchGuests, type GuestFigures } from './guests.js';
 import { backendTable, benchBackends, type BackendFigures } from './namespace-backend.js';
 import { benchHyperstart, type HyperstartFigures } from './hyperstart.js';
+import { benchKataGuest, type KataGuestFigures } from './kata-guest.js';
 import { hasAgent } from '../actors/agents/index.js';
 import type { Latency } from './stats.js';
 
@@ -41,6 +42,8 @@ async function main(): Promise<void> {
       );
     }
     results.guests = guests;
+    process.stderr.write('bench: kata protocol...\n');
+    results.kataProtocol = await benchKataGuest(quick ? { boots: 5, samples: 50 } : { boots: 20, samples: 300 });
     process.stderr.write('bench: hyperstart protocol...\n');
     results.hyperstartProtocol = await benchHyperstart(quick ? { samples: 50, boots: 5, outputMiB: 16 } : { samples: 400, boots: 20, outputMiB: 128 });
     process.stderr.write('bench: backends...\n');
@@ -82,6 +85,7 @@ function markdown(r: Record<string, unknown>): string {
     `| heap per idle noop sandbox (${n.heapPerIdleSandbox.sandboxes} sandboxes) | ${n.heapPerIdleSandbox.kib} KiB | under 16 KiB |`,
     '',
     ...guestTable((r.guests as GuestFigures[] | undefined) ?? []),
+    ...kataTable(r.kataProtocol as KataGuestFigures | undefined),
     ...hyperstartTable(r.hyperstartProtocol as HyperstartFigures | undefined),
     ...backendTable((r.backends as BackendFigures[] | undefined) ?? []),
   ].join('\n');
@@ -112,6 +116,19 @@ function guestTable(guests: GuestFigures[]): string[] {
 }
 
 const round2 = (x: number) => Math.round(x * 100) / 100;
+
+function kataTable(k: KataGuestFigures | undefined): string[] {
+  if (!k) return [];
+  const cell = (l: Latency) => `${l.p50} / ${l.p99}`;
+  return [
+    '## kata protocol, driver against a plain-process guest (p50 / p99 ms)',
+    '',
+    '| guest start → listening | guest start → sandbox created | idle guest RSS | Health.Check | container `true` run → exit → remove | exec `true` → exit |',
+    '|---|---|---|---|---|---|',
+    `| ${cell(k.guestStartToListening)} | ${cell(k.guestStartToSandbox)} | ${k.idleGuestRssMiB} MiB | ${cell(k.check)} | ${cell(k.containerRunTrue)} | ${cell(k.execTrue)} |`,
+    '',
+  ];
+}
 
 function hyperstartTable(h: HyperstartFigures | undefined): string[] {
   if (!h) return [];
