@@ -2,6 +2,7 @@
 // cc-proxy, it speaks hyperstart framing itself. The guest agent listens on two unix
 // sockets under the sandbox's run directory (ctl and tty, as a VM's two serial ports
 // would be exposed on the host) and the driver connects to both.
+import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Code, API_VERSION } from '../../protos/hyperstart/codes.js';
@@ -72,13 +73,21 @@ export class HyperstartAgent implements Agent {
   private connecting?: Promise<Connection>;
   private readonly containers = new Map<string, ContainerRecord>();
   private readonly procs: ProcessTable;
+  /** Output of processes the driver runs for itself (ps on a stock guest), not the user's. */
+  private readonly captured = new Map<string, { stdout: Uint8Array[]; stderr: Uint8Array[] }>();
   private readonly stopGraceMs: number;
 
   constructor(options: HyperstartOptions = {}) {
     this.stopGraceMs = options.stopGraceMs ?? 2_000;
     this.procs = new ProcessTable({
-      output: (cid, execId, stream, data) => this.listener?.output?.(cid, execId, stream, data),
-      exited: (cid, execId, exit) => this.listener?.processExited(cid, execId, exit),
+      output: (cid, execId, stream, data) => {
+        const captured = this.captured.get(`${cid}\0${execId}`);
+        if (captured) captured[stream].push(data);
+        else this.listener?.output?.(cid, execId, stream, data);
+      },
+      exited: (cid, execId, exit) => {
+        if (!this.captured.has(`${cid}\0${execId}`)) this.listener?.processExited(cid, execId, exit);
+      },
     });
   }
 
@@ -432,9 +441,44 @@ export class HyperstartAgent implements Agent {
   async processListContainer(containerId: string, options: ProcessListOptions): Promise<Uint8Array> {
     this.running(containerId);
     const cmd: H.PsCommand = { container: containerId, format: options.format, psargs: options.args.length ? options.args : defaultPsArgs };
-    return this.send(Code.PSCONTAINER, cmd).catch((err) => {
-      throw unsupported(err, 'list the processes of');
-    });
+    try {
+      return await this.send(Code.PSCONTAINER, cmd);
+    } catch (err) {
+      // A stock hyperstart has no ps command: run ps as an exec in the container instead.
+      if (unsupported(err, 'list') === err) throw err;
+      return this.psByExec(containerId, options);
+    }
+  }
+
+  /**
+   * ps as an exec in the container, as the 2018 runtime did through its shim. In a
+   * hyperstart VM each container has a pid namespace of its own, so ps sees exactly the
+   * container's processes; the ps process itself is left out of the answer.
+   */
+  private async psByExec(containerId: string, options: ProcessListOptions): Promise<Uint8Array> {
+    const psargs = options.format === 'json' ? ['-o', 'pid=,args='] : options.args.length ? options.args : defaultPsArgs;
+    const execId = `vc-ps-${randomBytes(4).toString('hex')}`;
+    const key = `${containerId}\0${execId}`;
+    const out = { stdout: [] as Uint8Array[], stderr: [] as Uint8Array[] };
+    this.captured.set(key, out);
+    const rec = this.procs.add(containerId, execId, false);
+    try {
+      const spec = { args: ['ps', ...psargs], env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], cwd: '', user: '', terminal: false };
+      await this.send(Code.EXECCMD, { container: containerId, process: toProcess(execId, spec, rec) } satisfies H.ExecCommand);
+      const exit = await this.procs.wait(rec);
+      const text = Buffer.concat(out.stdout).toString('utf8');
+      if (exit.exitStatus !== 0) {
+        throw failedPrecondition(`ps in container ${containerId} exited with ${exit.exitStatus}: ${Buffer.concat(out.stderr).toString('utf8').trim()}`);
+      }
+      const self = `ps ${psargs.join(' ')}`;
+      const lines = text.split('\n').filter((l) => l.trim() !== '' && !l.trimEnd().endsWith(self));
+      if (options.format === 'table') return Buffer.from(`${lines.join('\n')}\n`);
+      const pids = lines.map((l) => Number.parseInt(l.trim(), 10)).filter((n) => Number.isInteger(n));
+      return Buffer.from(JSON.stringify(pids));
+    } finally {
+      this.captured.delete(key);
+      this.procs.drop(rec);
+    }
   }
 }
 

@@ -1,5 +1,5 @@
 // The hyperstart-compatible guest agent:
-//   main.js --ctl <socket> --tty <socket> [--cgroups auto|v1|v2|none] [--reaper auto|on|off]
+//   main.js --ctl <socket> --tty <socket> [--cgroups auto|v1|v2|none] [--reaper auto|on|off] [--upstream-only]
 // It listens on both unix sockets and serves one host at a time until DESTROYPOD or
 // SIGTERM, ending every process it started before it exits. --reaper auto runs container
 // processes in a reaping pid namespace when the guest is PID 1.
@@ -31,6 +31,8 @@ const server = new GuestServer({
   cgroups: detectCgroups(cgroups, log),
   reaper: reaper === 'on' || (reaper === 'auto' && process.pid === 1),
   log,
+  // Refuse the virtactors extension codes, as a stock hyperstart does (for tests of the fallbacks).
+  upstreamOnly: process.argv.includes('--upstream-only'),
 });
 
 let exiting = false;

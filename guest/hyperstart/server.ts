@@ -29,9 +29,12 @@ export interface GuestOptions {
   cgroups: CgroupDriver | undefined;
   reaper: boolean;
   log: GuestLog;
+  /** Behave like a stock hyperstart: refuse virtactors' extension codes. */
+  upstreamOnly?: boolean;
 }
 
 const EMPTY = new Uint8Array();
+const EXTENSION_CODES = new Set<number>([Code.PAUSECONTAINER, Code.RESUMECONTAINER, Code.PSCONTAINER]);
 /** Exit events kept for a host that is away; the oldest go first past this. */
 const MAX_HELD_EVENTS = 4096;
 
@@ -177,6 +180,7 @@ export class GuestServer {
         throw new GuestError('InvalidArgument', `invalid ${codeName(code)} payload: ${(err as Error).message}`);
       }
     };
+    if (this.options.upstreamOnly && EXTENSION_CODES.has(code)) throw new Error(`unknown command ${codeName(code)}`);
     switch (code) {
       case Code.VERSION:
         return encodeUint32(API_VERSION);

@@ -97,10 +97,10 @@ export interface GuestProcess {
 }
 
 /** Starts the built guest with the driver's own plan, as a backend would. */
-export async function startGuest(agent: HyperstartAgent): Promise<GuestProcess> {
+export async function startGuest(agent: HyperstartAgent, extraArgs: string[] = []): Promise<GuestProcess> {
   const plan = await agent.createSandbox();
   const [file, ...args] = plan.command;
-  const child = spawn(file!, args, { env: plan.env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(file!, [...args, ...extraArgs], { env: plan.env, stdio: ['ignore', 'ignore', 'pipe'] });
   const err: Buffer[] = [];
   child.stderr!.on('data', (d: Buffer) => err.push(d));
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
