@@ -89,6 +89,8 @@ export class KataAgent implements Agent {
   private readonly stopGraceMs: number;
   /** The long-lived connection for operations (longLiveConn). */
   private opConn: KataConnection | undefined;
+  /** The connection health checks reuse between checks. */
+  private checkConn: KataConnection | undefined;
   /** The connection the background waits and reads share, open while processes run. */
   private streamConn: KataConnection | undefined;
   private streamUsers = 0;
@@ -135,6 +137,8 @@ export class KataAgent implements Agent {
   async disconnect(): Promise<void> {
     this.opConn?.close();
     this.opConn = undefined;
+    this.checkConn?.close();
+    this.checkConn = undefined;
   }
 
   /** One operation: on the long-lived connection, or on a connection of its own. */
@@ -156,18 +160,28 @@ export class KataAgent implements Agent {
     return (await this.call(method, request, deadlineMs)).response;
   }
 
+  /**
+   * Health.Check within the deadline. The monitor checks every second, so the check keeps
+   * one connection of its own between checks (a fresh dial and HTTP/2 handshake per check
+   * cost several times the check itself); a failed check drops it, and the next one dials
+   * once: a socket that refuses connections then is unreachable, not slow.
+   */
   async check(deadlineMs: number): Promise<void> {
     if (this.config.longLiveConn && this.opConn) {
       await this.opConn.health('Check', { service: '' }, deadlineMs);
       return;
     }
-    const conn = new KataConnection(this.address, deadlineMs);
+    let conn = this.checkConn;
     try {
-      // One attempt: a socket that refuses connections now is unreachable, not slow.
-      await conn.ready(deadlineMs, false);
+      if (!conn) {
+        conn = this.checkConn = new KataConnection(this.address, deadlineMs);
+        await conn.ready(deadlineMs, false);
+      }
       await conn.health('Check', { service: '' }, deadlineMs);
-    } finally {
-      conn.close();
+    } catch (err) {
+      conn?.close();
+      if (this.checkConn === conn) this.checkConn = undefined;
+      throw err;
     }
   }
 
