@@ -110,7 +110,11 @@ function guestTable(guests: GuestFigures[]): string[] {
     row('idle guest agent resident memory', (g) => `${g.idleGuestRssMiB} MiB`, 'under 64 MiB'),
     row('detection: guest killed → fail event', (g) => cell(g.detectGuestKilled), 'p99 under 100 ms'),
     row(`detection: guest hung → fail event (interval ${hung.intervalMs} ms, deadline ${hung.deadlineMs} ms)`, (g) => cell(g.detectGuestHung), `p99 under ${hung.intervalMs + hung.deadlineMs + 100} ms`),
-    row('CPU of monitoring healthy sandboxes (runtime + guests)', (g) => (g.monitoringCpu ? `${g.monitoringCpu.percentOfOneCore}% of one core for ${g.monitoringCpu.sandboxes}` : '–'), 'measured'),
+    row(
+      'CPU of monitoring healthy sandboxes (runtime + guests, running minus paused)',
+      (g) => (g.monitoringCpu ? `${g.monitoringCpu.percentOfOneCore}% of one core for ${g.monitoringCpu.sandboxes} (idle guests alone: ${g.monitoringCpu.withGuestsIdlePercent}%)` : '–'),
+      'measured',
+    ),
     '',
   ];
 }
