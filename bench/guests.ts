@@ -17,7 +17,7 @@ export interface GuestFigures {
   detectGuestKilled: Latency;
   detectGuestHung: Latency & { intervalMs: number; deadlineMs: number };
   /** CPU of monitoring: running (monitored) minus paused (not monitored), runtime and guests together. */
-  monitoringCpu?: { sandboxes: number; intervalMs: number; seconds: number; percentOfOneCore: number; withGuestsIdlePercent: number };
+  monitoringCpu?: { sandboxes: number; intervalMs: number; seconds: number; percentOfOneCore: number; runtimePercent: number; guestsPercent: number; withGuestsIdlePercent: number };
 }
 
 export interface GuestBenchOptions {
@@ -147,7 +147,8 @@ export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 
       const seconds = ms(t) / 1000;
       const cpu = process.cpuUsage(cpu0);
       const guestSeconds = (pids.reduce((a, p) => a + cpuTicks(p), 0) - guests0) / ticksPerSecond;
-      return { seconds, percent: (((cpu.user + cpu.system) / 1e6 + guestSeconds) / seconds) * 100 };
+      const hostSeconds = (cpu.user + cpu.system) / 1e6;
+      return { seconds, percent: ((hostSeconds + guestSeconds) / seconds) * 100, hostPercent: (hostSeconds / seconds) * 100, guestPercent: (guestSeconds / seconds) * 100 };
     };
     const each = async (op: 'pause' | 'resume') => {
       for (let i = 0; i < ids.length; i += 8) await Promise.all(ids.slice(i, i + 8).map((id) => call(nc, subjects.sandboxOp(id, op))));
@@ -163,6 +164,8 @@ export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 
       intervalMs: settings.intervalMs,
       seconds: round(monitored.seconds, 1),
       percentOfOneCore: round(monitored.percent - idle.percent, 2),
+      runtimePercent: round(monitored.hostPercent - idle.hostPercent, 2),
+      guestsPercent: round(monitored.guestPercent - idle.guestPercent, 2),
       withGuestsIdlePercent: round(idle.percent, 2),
     };
     for (let i = 0; i < ids.length; i += 8) {

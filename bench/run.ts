@@ -112,7 +112,7 @@ function guestTable(guests: GuestFigures[]): string[] {
     row(`detection: guest hung → fail event (interval ${hung.intervalMs} ms, deadline ${hung.deadlineMs} ms)`, (g) => cell(g.detectGuestHung), `p99 under ${hung.intervalMs + hung.deadlineMs + 100} ms`),
     row(
       'CPU of monitoring healthy sandboxes (runtime + guests, running minus paused)',
-      (g) => (g.monitoringCpu ? `${g.monitoringCpu.percentOfOneCore}% of one core for ${g.monitoringCpu.sandboxes} (idle guests alone: ${g.monitoringCpu.withGuestsIdlePercent}%)` : '–'),
+      (g) => (g.monitoringCpu ? `${g.monitoringCpu.percentOfOneCore}% of one core for ${g.monitoringCpu.sandboxes} (runtime ${g.monitoringCpu.runtimePercent}%, guests ${g.monitoringCpu.guestsPercent}%; idle guests alone ${g.monitoringCpu.withGuestsIdlePercent}%)` : '–'),
       'measured',
     ),
     '',
