@@ -3,7 +3,8 @@
 import { alreadyExists, notFound } from '../bus/errors.js';
 import type { SandboxStore } from '../bus/store.js';
 import type { SandboxSpec } from '../machines/specs.js';
-import { SandboxActor, sandboxLogic, type SandboxEnv } from './sandbox-actor.js';
+import { SandboxActor, type SandboxEnv } from './sandbox-actor.js';
+import { sandboxLogic } from './sandbox-logic.js';
 
 export class SandboxRegistry {
   private readonly sandboxes = new Map<string, SandboxActor>();

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { createActor, fromPromise, waitFor, type Actor, type InspectionEvent } from 'xstate';
+import { createActor, waitFor, type Actor, type InspectionEvent } from 'xstate';
 import type { Logger } from 'pino';
 import { failedPrecondition, notFound, alreadyExists, VcError, toVcError, deadlineExceeded, invalidArgument, unavailable, ErrorCode, isErrorCode } from '../bus/errors.js';
 import type * as Bus from '../bus/messages.gen.js';
@@ -17,11 +17,10 @@ import {
   type LifecycleEmitted,
   type SandboxCommand,
   type SandboxEvent,
-  type SandboxOpInput,
   type SandboxSnapshot,
 } from '../machines/sandbox.js';
-import { containerMachine, type ContainerActorRef, type ContainerCommand, type ContainerOpInput } from '../machines/container.js';
-import { monitorMachine, type CheckFailure, type CheckInput } from '../machines/monitor.js';
+import type { ContainerActorRef, ContainerCommand } from '../machines/container.js';
+import type { CheckFailure } from '../machines/monitor.js';
 import { ociState, type ErrorSummary, type LifecycleNotice, type FailureReason } from '../machines/lifecycle.js';
 import type { AgentType, BackendType, ContainerSpec, SandboxSpec } from '../machines/specs.js';
 import { AgentActor } from './agents/agent-actor.js';
@@ -29,9 +28,13 @@ import { defaultPsArgs, type Agent, type ContainerStats, type ExitInfo, type Gue
 import type { Backend } from './backends/backend.js';
 import { decodeAgentConfig } from './agents/agent-type.js';
 import { OutputLog } from './output-log.js';
+import { containerStatus } from './sandbox-status.js';
+import type { SandboxLogic } from './sandbox-logic.js';
 import { sandboxStatesFor } from '../machines/preconditions.js';
 
 /** What a sandbox actor needs from the host that runs it. */
+export type { SandboxLogic };
+
 export interface SandboxEnv {
   host: string;
   /** The provided sandbox statechart (see sandboxLogic), shared by every sandbox of the host. */
@@ -586,81 +589,4 @@ export class SandboxActor {
     await this.flush();
     this.actor.stop();
   }
-}
-
-/**
- * The sandbox statechart with its operations provided, built once per host: every
- * operation finds its sandbox actor by id, so no sandbox pays for a machine of its own.
- */
-export function sandboxLogic(lookup: (sandboxId: string) => SandboxActor | undefined) {
-  const owner = (sandboxId: string): SandboxActor => {
-    const sandbox = lookup(sandboxId);
-    if (!sandbox) throw new VcError(ErrorCode.Internal, `sandbox ${sandboxId} is not loaded`);
-    return sandbox;
-  };
-  const op = (fn: (sandbox: SandboxActor) => Promise<void>) =>
-    fromPromise<void, SandboxOpInput>(({ input }) => fn(owner(input.sandboxId)));
-  const cop = <T>(fn: (sandbox: SandboxActor, input: ContainerOpInput) => Promise<T>) =>
-    fromPromise<T, ContainerOpInput>(async ({ input }) => {
-      try {
-        return await fn(owner(input.sandboxId), input);
-      } catch (err) {
-        throw toVcError(err);
-      }
-    });
-  return sandboxMachine.provide({
-    actors: {
-      createSandbox: op((s) => s.bootSandbox(true)),
-      bootGuest: op((s) => s.bootSandbox(false)),
-      startSandbox: op((s) => s.forEachContainer('START', (state) => state === 'ready' || state === 'stopped')),
-      pauseSandbox: op((s) => s.forEachContainer('PAUSE', (state) => state === 'running')),
-      resumeSandbox: op((s) => s.forEachContainer('RESUME', (state) => state === 'paused')),
-      stopSandbox: op((s) => s.stopGuest()),
-      deleteSandbox: op((s) => s.releaseSandbox()),
-      container: containerMachine.provide({
-        actors: {
-          createContainer: cop((s, { spec }) => s.agent.call((a) => a.createContainer(spec))),
-          startContainer: cop(async (s, { containerId }) => {
-            const { pid } = await s.agent.call((a) => a.startContainer(containerId));
-            return { pid, startedAt: now() };
-          }),
-          stopContainer: cop(async (s, { containerId }) => {
-            // A dead guest has nothing left to stop.
-            if (s.agent.isDead()) return {};
-            return (await s.agent.call((a) => a.stopContainer(containerId))) ?? {};
-          }),
-          pauseContainer: cop((s, { containerId }) => s.agent.call((a) => a.pauseContainer(containerId))),
-          resumeContainer: cop((s, { containerId }) => s.agent.call((a) => a.resumeContainer(containerId))),
-          deleteContainer: cop(async () => {}),
-        },
-      }),
-      monitor: monitorMachine.provide({
-        actors: {
-          checkAgent: fromPromise<void, CheckInput>(({ input }) => owner(input.sandboxId).checkGuest(input.deadlineMs)),
-        },
-      }),
-    },
-  });
-}
-
-export type SandboxLogic = ReturnType<typeof sandboxLogic>;
-
-export function containerStatus(ref: ContainerActorRef): Bus.ContainerStatus {
-  const snap = ref.getSnapshot();
-  const ctx = snap.context;
-  const state = snap.status === 'done' ? 'deleted' : String(snap.value);
-  const status: Bus.ContainerStatus = {
-    id: ctx.id,
-    state,
-    ociState: ociState(state),
-    pid: ctx.pid,
-    spec: ctx.spec,
-  };
-  if (ctx.startedAt) status.startedAt = ctx.startedAt;
-  if (ctx.exitStatus !== undefined) {
-    status.exitStatus = ctx.exitStatus;
-    status.hasExitStatus = true;
-    status.exitedAt = ctx.exitedAt ?? '';
-  }
-  return status;
 }
