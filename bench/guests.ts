@@ -7,7 +7,7 @@ import { decodeTrusted, encode } from '../bus/codec.js';
 import { subjects } from '../bus/subjects.js';
 import type * as Bus from '../bus/messages.gen.js';
 import type { RuntimeHost } from '../runtime/host.js';
-import { round, summarize, type Latency } from './stats.js';
+import { round, rssMiB, summarize, type Latency } from './stats.js';
 
 export interface GuestFigures {
   agent: string;
@@ -46,10 +46,6 @@ function firstMessage(nc: NatsConnection, subject: string): Promise<void> {
   })();
 }
 
-function rssMiB(pid: number): number {
-  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-  return round(Number(kb ?? 0) / 1024, 1);
-}
 
 function cpuTicks(pid: number): number {
   try {

@@ -2,7 +2,7 @@
 // on this machine (no namespaces), so that they show the protocol's and the guest's own
 // cost: start to listening, idle memory, and round trips of the common calls.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,7 +10,7 @@ import type { ExitInfo } from '../actors/agents/agent.js';
 import { decodeAgentConfig } from '../actors/agents/agent-type.js';
 import { KataAgent } from '../actors/agents/kata.js';
 import { KataConnection } from '../actors/agents/kata-client.js';
-import { measure, round, summarize, type Latency } from './stats.js';
+import { measure, rssMiB, summarize, type Latency } from './stats.js';
 
 export interface KataGuestFigures {
   /** `node dist/guest/kata-agent/main.js` spawned → its socket accepts a gRPC connection. */
@@ -32,10 +32,6 @@ export interface KataGuestBenchOptions {
   samples: number;
 }
 
-function rssMiB(pid: number): number {
-  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-  return round(Number(kb ?? 0) / 1024, 1);
-}
 
 interface Booted {
   agent: KataAgent;

@@ -1,4 +1,5 @@
-// Small helpers for the benchmarks: percentiles and timing loops.
+// Small helpers for the benchmarks: percentiles, timing loops, process memory.
+import { readFileSync } from 'node:fs';
 
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -53,4 +54,10 @@ export async function gcHeap(): Promise<number> {
     await new Promise((r) => setTimeout(r, 20));
   }
   return process.memoryUsage().heapUsed;
+}
+
+/** Resident memory of a process, MiB. */
+export function rssMiB(pid: number): number {
+  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return round(Number(kb ?? 0) / 1024, 1);
 }
