@@ -9,26 +9,30 @@ need_root() {
     echo "setup: need root to run: $*" >&2; exit 1; fi
 }
 
-if command -v nats-server >/dev/null 2>&1 || [ -n "${NATS_SERVER_BIN:-}" ]; then
+# nats-server runs the bus; busybox-static gives the end-to-end tests a tiny root
+# filesystem to chroot into.
+missing=()
+if ! command -v nats-server >/dev/null 2>&1 && [ -z "${NATS_SERVER_BIN:-}" ]; then missing+=(nats-server); fi
+if ! command -v busybox >/dev/null 2>&1; then missing+=(busybox-static); fi
+# Guests use ps (process lists) and ip (loopback in a new network namespace).
+if ! command -v ps >/dev/null 2>&1; then missing+=(procps); fi
+if ! command -v ip >/dev/null 2>&1; then missing+=(iproute2); fi
+
+if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: nats-server present: $(nats-server --version 2>/dev/null || echo "$NATS_SERVER_BIN")"
 elif command -v apt-get >/dev/null 2>&1; then
-  echo "setup: installing nats-server with apt-get"
+  echo "setup: installing ${missing[*]} with apt-get"
   need_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive need_root apt-get install -y -qq nats-server
+  need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 else
-  cat >&2 <<'MSG'
-setup: nats-server is missing and this system has no apt-get.
+  cat >&2 <<MSG
+setup: missing ${missing[*]}, and this system has no apt-get.
 Install nats-server 2.9 or newer with your package manager (for example
-`dnf install nats-server`, `apk add nats-server`, `brew install nats-server`),
-or set NATS_SERVER_BIN to its path, then run `npm run setup` again.
+\`dnf install nats-server\`, \`apk add nats-server\`, \`brew install nats-server\`),
+or set NATS_SERVER_BIN to its path; install busybox (static) for the end-to-end tests.
+Then run \`npm run setup\` again.
 MSG
   exit 1
-fi
-
-# busybox-static gives the end-to-end tests a tiny root filesystem to chroot into.
-if ! command -v busybox >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-  DEBIAN_FRONTEND=noninteractive need_root apt-get install -y -qq busybox-static || \
-    echo "setup: busybox-static not installed; rootfs tests will say so" >&2
 fi
 
 # `npm install` (not `npm ci`): it keeps the locked versions, and npm 11's `ci` refuses
