@@ -150,11 +150,25 @@ export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 
       for (let i = 0; i < ids.length; i += 8) await Promise.all(ids.slice(i, i + 8).map((id) => call(nc, subjects.sandboxOp(id, op))));
       await new Promise((r) => setTimeout(r, 2000));
     };
-    // Paused sandboxes are not monitored: the same guests, idle, give the baseline.
-    await each('pause');
-    const idle = await window();
-    await each('resume');
-    const monitored = await window();
+    // Paused sandboxes are not monitored: the same guests, idle, give the baseline. The
+    // two are measured twice, alternating, after the new guests have settled.
+    await new Promise((r) => setTimeout(r, 5000));
+    const idleRuns: Array<Awaited<ReturnType<typeof window>>> = [];
+    const monitoredRuns: Array<Awaited<ReturnType<typeof window>>> = [];
+    for (let round = 0; round < 2; round++) {
+      await each('pause');
+      idleRuns.push(await window());
+      await each('resume');
+      monitoredRuns.push(await window());
+    }
+    const mean = (runs: typeof idleRuns) => ({
+      seconds: runs.reduce((a, r) => a + r.seconds, 0),
+      percent: runs.reduce((a, r) => a + r.percent, 0) / runs.length,
+      hostPercent: runs.reduce((a, r) => a + r.hostPercent, 0) / runs.length,
+      guestPercent: runs.reduce((a, r) => a + r.guestPercent, 0) / runs.length,
+    });
+    const idle = mean(idleRuns);
+    const monitored = mean(monitoredRuns);
     figures.monitoringCpu = {
       sandboxes: o.monitored,
       intervalMs: settings.intervalMs,
