@@ -125,5 +125,7 @@ export function backendTable(figures: BackendFigures[]): string[] {
     '|---|---|---|---|---|---|',
     ...figures.map((f) => `| ${f.backend} | ${f.guest} | ${cell(f.bootToFirstOutput)} | ${cell(f.boot)} | ${cell(f.shutdown)} | ${cell(f.detectGuestKilled)} |`),
     '',
+    'The bare `node` guest here has no SIGTERM handler, and PID 1 of a pid namespace ignores a signal it does not handle: its shutdown is the 2 s grace, then SIGKILL. The real guest agents handle SIGTERM.',
+    '',
   ];
 }
