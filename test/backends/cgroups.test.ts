@@ -108,6 +108,7 @@ async function exercise(driver: CgroupDriver, id: string): Promise<void> {
   }
 }
 
+// Writing cgroups needs root (CI runs as root); as another user these cannot run at all.
 describe.skipIf(!isRoot)('cgroup drivers on this host', async () => {
   const host = await readHostCgroups();
   const hostDriver = chooseCgroupDriver(host, quietLog);

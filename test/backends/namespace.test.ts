@@ -73,6 +73,7 @@ afterEach(async () => {
   await Promise.all(started.splice(0).map((b) => b.shutdown()));
 });
 
+// Creating namespaces needs root (CI runs as root); the process backend covers other users.
 describe.skipIf(!isRoot)('namespace backend', () => {
   it('runs the guest as PID 1 with its own hostname, /proc, loopback and cgroup, and removes all of it at shutdown', async () => {
     const id = sandboxId('ns-full');

@@ -38,6 +38,7 @@ async function sessionOf(pid: number): Promise<number> {
 }
 
 describe('a guest outlives the runtime that started it', () => {
+  // Namespaces need root (CI runs as root).
   it.skipIf(!isRoot)('namespace backend', async () => {
     const id = sandboxId('outlive-ns');
     const runDir = join(tmp.dir, id);
