@@ -7,7 +7,7 @@
 import { deadlineExceeded, ErrorCode, unavailable, VcError } from '../../bus/errors.js';
 import type { ContainerSpec, SandboxSpec } from '../../machines/specs.js';
 import type { AgentMethod, LinuxResources, Process, Spec, StringUser } from '../../protos/kata/index.js';
-import { createLogger, type Logger } from '../../runtime/log.js';
+import { pino, type Logger } from 'pino';
 import { guestEntry, guestEnv } from '../guest-binaries.js';
 import {
   Capability,
@@ -426,7 +426,7 @@ export class KataAgent implements Agent {
 
 let sharedLog: Logger | undefined;
 /** For drivers used without a host logger (tests, tools): one logger for all of them. */
-const fallbackLog = () => (sharedLog ??= createLogger('kata-driver'));
+const fallbackLog = () => (sharedLog ??= pino({ name: 'kata-driver', level: process.env.LOG_LEVEL ?? 'info' }));
 
 function ignoreGone(err: unknown): void {
   if (isCode(err, ErrorCode.NotFound)) return;
