@@ -73,6 +73,8 @@ export class HyperstartAgent implements Agent {
   private connecting?: Promise<Connection>;
   private readonly containers = new Map<string, ContainerRecord>();
   private readonly procs: ProcessTable;
+  /** Whether the connected guest has the virtactors extension codes (undefined: not asked yet). */
+  private extensions: boolean | undefined;
   /** Output of processes the driver runs for itself (ps on a stock guest), not the user's. */
   private readonly captured = new Map<string, { stdout: Uint8Array[]; stderr: Uint8Array[] }>();
   private readonly stopGraceMs: number;
@@ -182,6 +184,7 @@ export class HyperstartAgent implements Agent {
   private dropConnection(): void {
     const conn = this.conn;
     this.conn = undefined;
+    this.extensions = undefined;
     conn?.ctl.close();
     conn?.tty.close();
     this.procs.abandonWaits();
@@ -344,8 +347,37 @@ export class HyperstartAgent implements Agent {
    */
   async killContainer(containerId: string, signal: number, all: boolean): Promise<void> {
     this.running(containerId);
-    const kill: H.KillCommand = all ? { container: containerId, signal, allProcesses: true } : { container: containerId, signal };
-    await this.send(Code.KILLCONTAINER, kill);
+    if (!all) {
+      await this.send(Code.KILLCONTAINER, { container: containerId, signal } satisfies H.KillCommand);
+      return;
+    }
+    if (await this.hasExtensions(containerId)) {
+      await this.send(Code.KILLCONTAINER, { container: containerId, signal, allProcesses: true } satisfies H.KillCommand);
+      return;
+    }
+    // A stock hyperstart signals the init process only: SIGNALPROCESS every other
+    // process the runtime started in the container.
+    await this.send(Code.KILLCONTAINER, { container: containerId, signal } satisfies H.KillCommand);
+    for (const rec of this.procs.live(containerId)) {
+      if (rec.execId !== containerId) await this.signal(containerId, rec.execId, signal).catch(ignoreGone);
+    }
+  }
+
+  /**
+   * Whether the guest is ours (with the virtactors extension codes) or a stock
+   * hyperstart; asked once per connection, with a harmless ps of the container.
+   */
+  private async hasExtensions(containerId: string): Promise<boolean> {
+    if (this.extensions === undefined) {
+      try {
+        await this.send(Code.PSCONTAINER, { container: containerId, format: 'json', psargs: [] } satisfies H.PsCommand);
+        this.extensions = true;
+      } catch (err) {
+        if (unsupported(err, 'list') === err) throw err;
+        this.extensions = false;
+      }
+    }
+    return this.extensions;
   }
 
   private async signal(containerId: string, execId: string, signal: number): Promise<void> {
@@ -446,6 +478,7 @@ export class HyperstartAgent implements Agent {
     } catch (err) {
       // A stock hyperstart has no ps command: run ps as an exec in the container instead.
       if (unsupported(err, 'list') === err) throw err;
+      this.extensions = false;
       return this.psByExec(containerId, options);
     }
   }

@@ -37,6 +37,13 @@ describe('a guest with only the upstream hyperstart commands', () => {
     expect(setup.rec.exits.filter((e) => e.execId.startsWith('vc-ps-'))).toEqual([]);
   });
 
+  it('kill with all signals the init process and every exec, one by one', async () => {
+    await setup.agent.exec('box', { args: ['sleep', '38'], env: [], cwd: '', user: '', terminal: false }, 'side');
+    await setup.agent.killContainer('box', 15, true);
+    expect((await setup.exited('box', 'box')).exitStatus).toBe(143);
+    expect((await setup.exited('box', 'side')).exitStatus).toBe(143);
+  });
+
   it('refuses pause with FailedPrecondition naming upstream hyperstart', async () => {
     const err = await setup.agent.pauseContainer('box').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(VcError);
