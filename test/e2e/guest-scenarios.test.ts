@@ -159,6 +159,20 @@ for (const agent of GUEST_AGENTS) {
       await destroy(sid);
     });
 
+    it('reports container stats, or says the agent has none', async () => {
+      const sid = await sandbox([{ id: 's', args: ['sh', '-c', 'sleep 60 & sleep 60'] }]);
+      const reply = await rt.client.request(subjects.containerOp(sid, 's', 'stats'));
+      if (agent === 'kata') {
+        expect(reply.ok).toBe(true);
+        const stats = reply.stats as Bus.ContainerStats;
+        expect(stats.pidsCurrent).toBeGreaterThanOrEqual(2);
+        expect(stats.memoryUsageBytes).toBeGreaterThan(0);
+      } else {
+        expect(reply.error).toMatchObject({ code: 'Unavailable', message: expect.stringMatching(/hyperstart agent reports no container stats/) });
+      }
+      await destroy(sid);
+    });
+
     it('leaves no process and no mount behind after stop and delete', async () => {
       const sid = await sandbox([{ id: 'a', args: ['sleep', '60'] }, { id: 'b', args: ['sh', '-c', 'sleep 60 & sleep 60'] }]);
       const runDir = join(rt.host.runRoot, sid);
