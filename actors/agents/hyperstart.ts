@@ -356,11 +356,11 @@ export class HyperstartAgent implements Agent {
       return;
     }
     // A stock hyperstart signals the init process only: SIGNALPROCESS every other
-    // process the runtime started in the container.
-    await this.send(Code.KILLCONTAINER, { container: containerId, signal } satisfies H.KillCommand);
+    // process the runtime started in the container, then init (whose exit ends the rest).
     for (const rec of this.procs.live(containerId)) {
       if (rec.execId !== containerId) await this.signal(containerId, rec.execId, signal).catch(ignoreGone);
     }
+    await this.send(Code.KILLCONTAINER, { container: containerId, signal } satisfies H.KillCommand);
   }
 
   /**
