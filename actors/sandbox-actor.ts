@@ -12,7 +12,6 @@ import type * as Bus from '../bus/messages.gen.js';
 import { checkId } from '../bus/subjects.js';
 import {
   containerRef,
-  containerRefs,
   sandboxMachine,
   type LifecycleEmitted,
   type SandboxCommand,
@@ -21,14 +20,14 @@ import {
 } from '../machines/sandbox.js';
 import type { ContainerActorRef, ContainerCommand } from '../machines/container.js';
 import type { CheckFailure } from '../machines/monitor.js';
-import { ociState, type ErrorSummary, type LifecycleNotice, type FailureReason } from '../machines/lifecycle.js';
+import type { ErrorSummary, LifecycleNotice, FailureReason } from '../machines/lifecycle.js';
 import type { AgentType, BackendType, ContainerSpec, SandboxSpec } from '../machines/specs.js';
 import { AgentActor } from './agents/agent-actor.js';
 import { defaultPsArgs, type Agent, type ContainerStats, type ExitInfo, type GuestEndpoint, type ProcessSpec } from './agents/agent.js';
 import type { Backend } from './backends/backend.js';
 import { decodeAgentConfig } from './agents/agent-type.js';
 import { OutputLog } from './output-log.js';
-import { containerStatus } from './sandbox-status.js';
+import { containerStatus, sandboxStatus } from './sandbox-status.js';
 import type { SandboxLogic } from './sandbox-logic.js';
 import { sandboxStatesFor } from '../machines/preconditions.js';
 
@@ -240,7 +239,7 @@ export class SandboxActor {
   fail(reason: FailureReason, message: string, at = now(), exitStatus?: number): boolean {
     const event = { type: 'GUEST_FAILED' as const, reason, message, at, exitStatus };
     if (!this.snapshot().can(event)) return false;
-    this.agent.markDead(reason);
+    // Entering failed marks the agent dead (onFailed), on this path and the monitor's.
     this.actor.send(event);
     return true;
   }
@@ -553,29 +552,7 @@ export class SandboxActor {
   }
 
   status(): Bus.SandboxStatus {
-    const snap = this.snapshot();
-    const ctx = snap.context;
-    const state = snap.status === 'done' ? 'deleted' : String(snap.value);
-    const status: Bus.SandboxStatus = {
-      id: this.id,
-      state,
-      ociState: ociState(state),
-      agent: this.spec.agent,
-      backend: this.spec.backend,
-      hostname: this.spec.hostname,
-      host: this.env.host,
-      createdAt: this.createdAt,
-      containers: containerRefs(snap).map(containerStatus),
-      lastEventSeq: ctx.eventSeq,
-      annotations: this.spec.annotations,
-      monitor: this.spec.monitor,
-    };
-    if (ctx.failure) {
-      status.failureReason = ctx.failure.reason;
-      status.failureMessage = ctx.failure.message;
-      status.failedAt = ctx.failure.at;
-    }
-    return status;
+    return sandboxStatus(this.snapshot(), { spec: this.spec, host: this.env.host, createdAt: this.createdAt });
   }
 
   /** The statechart's persisted snapshot, stored with the sandbox record. */

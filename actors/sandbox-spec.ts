@@ -3,12 +3,11 @@
 import { invalidArgument } from '../bus/errors.js';
 import { checkId } from '../bus/subjects.js';
 import type * as Bus from '../bus/messages.gen.js';
-import type { BackendType, ContainerSpec, MonitorSettings, SandboxSpec } from '../machines/specs.js';
+import { MAX_HOSTNAME_LEN, type BackendType, type ContainerSpec, type MonitorSettings, type SandboxSpec } from '../machines/specs.js';
 import { decodeAgentConfig, parseAgentType } from './agents/agent-type.js';
 
 export const backendTypes: readonly BackendType[] = ['none', 'namespace', 'process'];
-const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})$/;
-export const MAX_HOSTNAME_LEN = 64;
+const HOSTNAME = /^[A-Za-z0-9][A-Za-z0-9-]*$/;
 
 export interface SpecDefaults {
   monitor: MonitorSettings;

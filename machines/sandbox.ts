@@ -351,9 +351,3 @@ export function containerRefs(snapshot: { children: Record<string, unknown> }): 
 export function containerRef(snapshot: { children: Record<string, unknown> }, cid: string): ContainerActorRef | undefined {
   return cid.startsWith(OP_PREFIX) ? undefined : (snapshot.children[cid] as ContainerActorRef | undefined);
 }
-
-/** Neither the sandbox nor any of its containers is in the middle of an operation. */
-export function isSettled(snapshot: SandboxSnapshot): boolean {
-  if (snapshot.hasTag('busy')) return false;
-  return containerRefs(snapshot).every((ref) => !ref.getSnapshot().hasTag('busy'));
-}

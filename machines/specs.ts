@@ -1,6 +1,9 @@
 // The specs the statecharts carry in their context, normalised by the actor layer
 // (defaults filled in, agent type and config already decoded). Plain data.
 
+/** Longest hostname a sandbox may have (the 2018 runtime's maxHostnameLen). */
+export const MAX_HOSTNAME_LEN = 64;
+
 export type AgentType = 'noop' | 'hyperstart' | 'kata';
 export type BackendType = 'none' | 'namespace' | 'process';
 export type MonitorPolicy = 'keep' | 'stop-and-delete';

@@ -5,7 +5,7 @@
 // and ReadStdout/ReadStderr loops run on one stream connection shared while any process
 // runs, and report to the listener; a process's exit is reported after its output.
 import { deadlineExceeded, ErrorCode, unavailable, VcError } from '../../bus/errors.js';
-import type { ContainerSpec, SandboxSpec } from '../../machines/specs.js';
+import { MAX_HOSTNAME_LEN, type ContainerSpec, type SandboxSpec } from '../../machines/specs.js';
 import type { AgentMethod, LinuxResources, Process, Spec, StringUser } from '../../protos/kata/index.js';
 import { pino, type Logger } from 'pino';
 import { guestEntry, guestEnv } from '../guest-binaries.js';
@@ -30,7 +30,6 @@ type Config = AgentConfigs['kata'];
 
 const SIGTERM = 15;
 const SIGKILL = 9;
-const MAX_HOSTNAME = 64;
 const READ_CHUNK = 64 * 1024;
 /** Exits of execs kept for waitProcess after they were reported (init exits are always kept). */
 const MAX_REMEMBERED_EXEC_EXITS = 256;
@@ -208,7 +207,7 @@ export class KataAgent implements Agent {
     } finally {
       probe.close();
     }
-    const hostname = (this.sandbox.hostname || this.sandbox.id).slice(0, MAX_HOSTNAME);
+    const hostname = (this.sandbox.hostname || this.sandbox.id).slice(0, MAX_HOSTNAME_LEN);
     await this.op('CreateSandbox', { hostname, sandbox_id: this.sandbox.id });
   }
 

@@ -14,6 +14,7 @@ import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { failedPrecondition, invalidArgument } from '../../bus/errors.js';
 import type { BootRequest } from './backend.js';
+import { MAX_HOSTNAME_LEN } from '../../machines/specs.js';
 import { hostCgroupDriver, hasLimits, limitsFromAnnotations, type CgroupDriver } from './cgroups/index.js';
 import { DetachedGuestBackend, type GuestBackendOptions, type GuestRun } from './detached.js';
 import { guestEnvironment, logTail, signal } from './guest-files.js';
@@ -61,7 +62,6 @@ if [ -n "$ip" ]; then "$ip" link set lo up || exit 125; fi
 echo "ok $pid" >&3
 exec "$@" 3>&-`;
 
-const MAX_HOSTNAME = 64;
 const SIGTERM_BIT = 15n - 1n;
 
 /** Whether a process handles SIGTERM; PID 1 of a pid namespace never receives it otherwise. */
@@ -150,7 +150,7 @@ export class NamespaceBackend extends DetachedGuestBackend {
       throw invalidArgument(`grpc address ${grpc}: a namespace guest has its own network, so the host reaches it through a unix socket only`);
     }
     const hostname = sandbox.hostname || sandbox.id;
-    if (Buffer.byteLength(hostname) > MAX_HOSTNAME) throw invalidArgument(`hostname ${hostname} is longer than ${MAX_HOSTNAME} bytes`);
+    if (Buffer.byteLength(hostname) > MAX_HOSTNAME_LEN) throw invalidArgument(`hostname ${hostname} is longer than ${MAX_HOSTNAME_LEN} bytes`);
 
     const limits = limitsFromAnnotations(sandbox.annotations);
     const driver = await this.cgroups();
