@@ -483,11 +483,16 @@ export class SandboxActor {
       user: request.user ?? '',
       terminal: request.terminal ?? false,
     };
-    const result = await this.agent.call((a) => a.exec(ref.id, process, execId));
+    ref.send({ type: 'EXEC_ADDED', execId });
+    let result: { execId: string; pid: number };
+    try {
+      result = await this.agent.call((a) => a.exec(ref.id, process, execId));
+    } catch (err) {
+      ref.send({ type: 'EXEC_FAILED', execId });
+      await this.flush();
+      throw err;
+    }
     ref.send({ type: 'EXEC_STARTED', execId: result.execId, pid: result.pid });
-    // A short-lived exec may have exited before it was announced as started.
-    const early = this.execExits?.get(result.execId);
-    if (early) ref.send({ type: 'EXEC_EXITED', execId: result.execId, status: early.exitStatus, at: early.exitedAt });
     await this.flush();
     return result;
   }

@@ -57,7 +57,9 @@ export type ContainerEvent =
   | { type: 'STATS' }
   | { type: 'PROCESS_EXITED'; status: number; at: string }
   | { type: 'GUEST_LOST'; at: string }
+  | { type: 'EXEC_ADDED'; execId: string }
   | { type: 'EXEC_STARTED'; execId: string; pid: number }
+  | { type: 'EXEC_FAILED'; execId: string }
   | { type: 'EXEC_EXITED'; execId: string; status: number; at: string }
   | { type: 'PROCESS_NOTICE'; notice: LifecycleNotice };
 
@@ -114,12 +116,15 @@ export const containerMachine = setup({
       },
     })),
     spawnProcess: spawnChild('process', {
-      id: ({ event }) => (event as Extract<ContainerEvent, { type: 'EXEC_STARTED' }>).execId,
-      input: ({ event }) => {
-        const e = event as Extract<ContainerEvent, { type: 'EXEC_STARTED' }>;
-        return { execId: e.execId, pid: e.pid };
-      },
+      id: ({ event }) => (event as Extract<ContainerEvent, { type: 'EXEC_ADDED' }>).execId,
+      input: ({ event }) => ({ execId: (event as Extract<ContainerEvent, { type: 'EXEC_ADDED' }>).execId }),
     }),
+    /** Hands the agent's news about an exec to its process actor. */
+    forwardExecNews: ({ event, self }) => {
+      const e = event as Extract<ContainerEvent, { type: 'EXEC_STARTED' | 'EXEC_FAILED' }>;
+      const child = self.getSnapshot().children[e.execId] as { send: (e: unknown) => void } | undefined;
+      child?.send(e.type === 'EXEC_STARTED' ? { type: 'STARTED', pid: e.pid } : { type: 'START_FAILED' });
+    },
     relayProcessNotice: sendParent(({ context, event }) => ({
       type: 'CONTAINER_NOTICE' as const,
       notice: { ...(event as Extract<ContainerEvent, { type: 'PROCESS_NOTICE' }>).notice, containerId: context.id },
@@ -148,6 +153,8 @@ export const containerMachine = setup({
   initial: 'creating',
   on: {
     PROCESS_NOTICE: { actions: 'relayProcessNotice' },
+    EXEC_STARTED: { actions: 'forwardExecNews' },
+    EXEC_FAILED: { actions: 'forwardExecNews' },
     EXEC_EXITED: { actions: 'forwardExecExit' },
   },
   states: {
@@ -174,8 +181,9 @@ export const containerMachine = setup({
         PAUSE: { target: 'pausing', actions: 'clearError' },
         KILL: { actions: 'acceptOperation' },
         EXEC: { actions: 'acceptOperation' },
+        EXEC_ADDED: { actions: 'spawnProcess' },
         WAIT: { actions: 'acceptOperation' },
-        GUEST_LOST: { target: 'stopped', actions: [{ type: 'recordExit', params: ({ event }) => ({ status: UNKNOWN_EXIT_STATUS, at: event.at }) }, 'notifyExit'] },
+        GUEST_LOST: { target: 'stopped', actions: ['loseExecs', { type: 'recordExit', params: ({ event }) => ({ status: UNKNOWN_EXIT_STATUS, at: event.at }) }, 'notifyExit'] },
       },
     },
     starting: {
@@ -221,7 +229,7 @@ export const containerMachine = setup({
         PS: { actions: 'acceptOperation' },
         WAIT: { actions: 'acceptOperation' },
         STATS: { actions: 'acceptOperation' },
-        EXEC_STARTED: { actions: 'spawnProcess' },
+        EXEC_ADDED: { actions: 'spawnProcess' },
         PROCESS_EXITED: { target: 'stopped', actions: [{ type: 'recordExit', params: ({ event }) => event }, 'notifyExit'] },
         GUEST_LOST: {
           target: 'stopped',

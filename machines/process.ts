@@ -1,20 +1,24 @@
 // The process statechart: one per exec'd process, spawned as a child of its container
-// once the agent has started it. Its notices follow containerd's order for an exec:
-// exec-added, exec-started, then exit.
-import { sendParent, setup, assign } from 'xstate';
+// when the exec is added, before the agent starts it. Its notices follow containerd's
+// order for an exec: exec-added, exec-started, then exit. An exit that arrives before
+// the start is confirmed is kept and reported right after it.
+import { assign, sendParent, setup } from 'xstate';
 import { UNKNOWN_EXIT_STATUS } from './lifecycle.js';
 
 export interface ProcessInput {
   execId: string;
-  pid: number;
 }
 
 export interface ProcessContext extends ProcessInput {
+  pid: number;
   exitStatus?: number;
   exitedAt?: string;
 }
 
-export type ProcessEvent = { type: 'EXITED'; status: number; at: string };
+export type ProcessEvent =
+  | { type: 'STARTED'; pid: number }
+  | { type: 'START_FAILED' }
+  | { type: 'EXITED'; status: number; at: string };
 
 export const processMachine = setup({
   types: {
@@ -23,12 +27,19 @@ export const processMachine = setup({
     events: {} as ProcessEvent,
   },
   actions: {
-    announceStart: sendParent(({ context }) => ({ type: 'PROCESS_NOTICE' as const, notice: { type: 'exec-added', execId: context.execId, state: 'running' } })),
-    announceRunning: sendParent(({ context }) => ({
+    announceAdded: sendParent(({ context }) => ({
+      type: 'PROCESS_NOTICE' as const,
+      notice: { type: 'exec-added', execId: context.execId, state: 'starting' },
+    })),
+    recordPid: assign({ pid: ({ event }) => (event as Extract<ProcessEvent, { type: 'STARTED' }>).pid }),
+    announceStarted: sendParent(({ context }) => ({
       type: 'PROCESS_NOTICE' as const,
       notice: { type: 'exec-started', execId: context.execId, state: 'running', pid: context.pid },
     })),
-    recordExit: assign(({ event }) => ({ exitStatus: event.status, exitedAt: event.at })),
+    recordExit: assign(({ event }) => {
+      const e = event as Extract<ProcessEvent, { type: 'EXITED' }>;
+      return { exitStatus: e.status, exitedAt: e.at };
+    }),
     announceExit: sendParent(({ context }) => ({
       type: 'PROCESS_NOTICE' as const,
       notice: {
@@ -41,19 +52,38 @@ export const processMachine = setup({
       },
     })),
   },
+  guards: {
+    hasExited: ({ context }) => context.exitStatus !== undefined,
+  },
 }).createMachine({
   id: 'process',
-  description: "A process exec'd in a running container.",
-  context: ({ input }) => ({ ...input }),
-  initial: 'running',
+  description: "A process exec'd in a container.",
+  context: ({ input }) => ({ ...input, pid: 0 }),
+  initial: 'starting',
   states: {
+    starting: {
+      description: 'Added; the agent is starting it.',
+      entry: 'announceAdded',
+      on: {
+        STARTED: [
+          { guard: 'hasExited', target: 'exited', actions: ['recordPid', 'announceStarted', 'announceExit'] },
+          { target: 'running', actions: ['recordPid', 'announceStarted'] },
+        ],
+        // A short-lived process may exit before its start is confirmed.
+        EXITED: { actions: 'recordExit' },
+        START_FAILED: 'failed',
+      },
+    },
     running: {
       description: 'Started by the agent; its exit is awaited.',
-      entry: ['announceStart', 'announceRunning'],
       on: { EXITED: { target: 'exited', actions: ['recordExit', 'announceExit'] } },
     },
     exited: {
       description: 'Exited with a status (255 when the guest died). Final.',
+      type: 'final',
+    },
+    failed: {
+      description: 'The agent could not start it; nothing ran. Final.',
       type: 'final',
     },
   },

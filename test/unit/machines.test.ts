@@ -7,6 +7,7 @@ import { getNextSnapshot, createActor, fromPromise, setup, waitFor, type AnyStat
 import { sandboxMachine, sandboxCommands, type SandboxEvent } from '../../machines/sandbox.js';
 import { containerMachine, containerCommands, type ContainerActorRef, type ContainerEvent } from '../../machines/container.js';
 import { agentMachine } from '../../machines/agent.js';
+import { processMachine, type ProcessEvent } from '../../machines/process.js';
 import { TRANSITION_TABLE, validTransition } from '../../machines/lifecycle.js';
 import type { SandboxSpec, ContainerSpec } from '../../machines/specs.js';
 
@@ -180,6 +181,40 @@ describe('a container whose process exits before its start returns', () => {
   });
 });
 
+describe('process (exec) statechart', () => {
+  const run = (events: ProcessEvent[]) => {
+    const notices: string[] = [];
+    const parent = setup({ actors: { process: processMachine } }).createMachine({
+      invoke: { id: 'p', src: 'process', input: { execId: 'e1' } },
+      on: { PROCESS_NOTICE: { actions: ({ event }) => notices.push(`${event.notice.type}:${event.notice.exitStatus ?? ''}`) } },
+    });
+    const actor = createActor(parent).start();
+    const child = actor.getSnapshot().children.p as { send: (e: ProcessEvent) => void; getSnapshot: () => { value: unknown } };
+    for (const e of events) child.send(e);
+    const state = child.getSnapshot().value;
+    actor.stop();
+    return { notices, state };
+  };
+
+  it('announces added, started and exit in order', () => {
+    expect(run([{ type: 'STARTED', pid: 5 }, { type: 'EXITED', status: 7, at: 't' }])).toEqual({
+      notices: ['exec-added:', 'exec-started:', 'exit:7'],
+      state: 'exited',
+    });
+  });
+
+  it('keeps an exit that arrives before the start is confirmed', () => {
+    expect(run([{ type: 'EXITED', status: 3, at: 't' }, { type: 'STARTED', pid: 5 }])).toEqual({
+      notices: ['exec-added:', 'exec-started:', 'exit:3'],
+      state: 'exited',
+    });
+  });
+
+  it('ends without an exit when the agent could not start it', () => {
+    expect(run([{ type: 'START_FAILED' }])).toEqual({ notices: ['exec-added:'], state: 'failed' });
+  });
+});
+
 describe('agent connection statechart', () => {
   it('reaches every state, and dead is final', () => {
     const paths = getShortestPaths(agentMachine, {
@@ -198,7 +233,7 @@ describe('agent connection statechart', () => {
 
 describe('exported statecharts', () => {
   it('name every action, guard and actor (nothing exports as an anonymous function)', () => {
-    for (const machine of [sandboxMachine, containerMachine, agentMachine] as AnyStateMachine[]) {
+    for (const machine of [sandboxMachine, containerMachine, processMachine, agentMachine] as AnyStateMachine[]) {
       const json = JSON.stringify(machine.toJSON());
       expect(json).not.toContain('"type":"xstate.function"');
       expect(json).not.toMatch(/"type":"inline:/);
