@@ -1,6 +1,5 @@
 // Shared pieces of the backend suites: sandbox specs, temporary run directories, small
 // guest scripts, and scans of /proc for anything a sandbox may have left behind.
-import { readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +10,6 @@ import type { SandboxSpec } from '../../machines/specs.js';
 import type { GuestPlan } from '../../actors/agents/agent.js';
 import type { Backend, GuestExit } from '../../actors/backends/backend.js';
 import { guestEnv } from '../../actors/guest-binaries.js';
-import { SANDBOX_ENV } from '../../actors/backends/guest-files.js';
 
 export const quietLog = pino({ level: 'silent' });
 export const isRoot = process.getuid?.() === 0;
@@ -77,30 +75,7 @@ export function nextExit(backend: Backend): { exits: GuestExit[]; first: Promise
   return { exits, first };
 }
 
-/** Whether a process exists and has not exited (a zombie waiting to be reaped is dead). */
-export function alive(pid: number): boolean {
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-/** Host pids whose environment or cgroup marks them as the sandbox's. */
-export async function sandboxProcesses(id: string): Promise<number[]> {
-  const found: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const [environ, cgroup] = await Promise.all([
-      readFile(`/proc/${entry}/environ`, 'latin1').catch(() => ''),
-      readFile(`/proc/${entry}/cgroup`, 'utf8').catch(() => ''),
-    ]);
-    const zombie = /^State:\s+Z/m.test(await readFile(`/proc/${entry}/status`, 'utf8').catch(() => ''));
-    if (zombie) continue;
-    if (environ.split('\0').includes(`${SANDBOX_ENV}=${id}`) || new RegExp(`/virtactors/${id}(/|$)`, 'm').test(cgroup)) found.push(Number(entry));
-  }
-  return found;
-}
+export { alive, sandboxProcesses } from '../helpers/processes.js';
 
 /** The host mount table as seen by this process. */
 export async function hostMounts(): Promise<string> {

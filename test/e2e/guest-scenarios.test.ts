@@ -2,13 +2,14 @@
 // talks to a guest, on the namespace backend, through the bus. Processes really run in
 // the sandbox; output, exit status and signals come back as replies and events.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { subjects } from '../../bus/subjects.js';
 import type * as Bus from '../../bus/messages.gen.js';
 import { useRuntime } from '../helpers/runtime.js';
+import { sandboxProcesses } from '../helpers/processes.js';
 import { GUEST_AGENTS } from './agents.js';
 
 const rt = useRuntime({ host: 'e2e' });
@@ -38,22 +39,6 @@ function buildBusyboxRootfs(): string {
 const ok = <T = Record<string, unknown>>(subject: string, body: unknown = {}) => rt.ok<T>(subject, body);
 
 const eventsOf = (sid: string) => rt.eventsOf(sid);
-
-/** Host pids whose environment or cgroup still names this sandbox. */
-function leftovers(sid: string, runDir: string): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const cgroup = readFileSync(`/proc/${entry}/cgroup`, 'utf8');
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (cgroup.includes(`/virtactors/${sid}`) || cmdline.includes(runDir)) found.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return found;
-}
 
 for (const agent of GUEST_AGENTS) {
   describe(`${agent} agent on the namespace backend`, () => {
@@ -176,11 +161,11 @@ for (const agent of GUEST_AGENTS) {
     it('leaves no process and no mount behind after stop and delete', async () => {
       const sid = await sandbox([{ id: 'a', args: ['sleep', '60'] }, { id: 'b', args: ['sh', '-c', 'sleep 60 & sleep 60'] }]);
       const runDir = join(rt.host.runRoot, sid);
-      expect(leftovers(sid, runDir).length).toBeGreaterThan(0);
+      expect((await sandboxProcesses(sid)).length).toBeGreaterThan(0);
       const stopped = await ok<Bus.SandboxReply>(subjects.sandboxOp(sid, 'stop'));
       expect(stopped.sandbox?.containers?.map((c) => c.state)).toEqual(['stopped', 'stopped']);
       await ok(subjects.sandboxOp(sid, 'delete'));
-      expect(leftovers(sid, runDir)).toEqual([]);
+      expect(await sandboxProcesses(sid)).toEqual([]);
       expect(readFileSync('/proc/mounts', 'utf8')).not.toContain(runDir);
       expect(existsSync(runDir)).toBe(false);
       const exits = (await eventsOf(sid)).filter((e) => e.type === 'exit').map((e) => [e.containerId, e.exitStatus]);

@@ -2,13 +2,14 @@
 // them into one `fail` event, a failed sandbox that says why, and exit 255 for whatever
 // was running; policies keep the sandbox or clean it up.
 import { connect as tcpConnect, type Socket } from 'node:net';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { subjects } from '../../bus/subjects.js';
 import { readEvents } from '../../bus/event-reader.js';
 import type * as Bus from '../../bus/messages.gen.js';
 import { useRuntime } from '../helpers/runtime.js';
+import { sandboxProcesses } from '../helpers/processes.js';
 import { GUEST_AGENTS } from './agents.js';
 
 const rt = useRuntime({ host: 'faults' });
@@ -33,19 +34,6 @@ function guestPid(sid: string): number {
   const pid = rt.host.host.registry.get(sid).backend.pid;
   if (!pid) throw new Error(`sandbox ${sid} has no guest pid`);
   return pid;
-}
-
-function processesOf(sid: string): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/cgroup`, 'utf8').includes(`/virtactors/${sid}`)) out.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
 }
 
 const signalQuietly = (pid: number, sig: NodeJS.Signals) => {
@@ -98,7 +86,7 @@ for (const agent of GUEST_AGENTS) {
       expect(exits).toContainEqual(['web', '', 255]);
       expect(exits).toContainEqual(['web', 'ex', 255]);
       expect(exits.filter(([c, x]) => c === 'idle' && x === '')).toHaveLength(1);
-      expect(processesOf(sid)).toEqual([]);
+      expect(await sandboxProcesses(sid)).toEqual([]);
     });
 
     it('SIGSTOP of the guest agent: failed with check-timeout', async () => {
@@ -114,7 +102,7 @@ for (const agent of GUEST_AGENTS) {
         signalQuietly(pid, 'SIGCONT');
       }
       await ok(subjects.sandboxOp(sid, 'delete'));
-      expect(processesOf(sid)).toEqual([]);
+      expect(await sandboxProcesses(sid)).toEqual([]);
     });
 
     it("the agent's socket closed: failed with agent-unreachable", async () => {
@@ -128,7 +116,7 @@ for (const agent of GUEST_AGENTS) {
       await rt.host.host.registry.get(sid).agent.driver.disconnect();
       expect(await failed).toMatchObject({ reason: 'agent-unreachable', state: 'failed' });
       await ok(subjects.sandboxOp(sid, 'delete'));
-      expect(processesOf(sid)).toEqual([]);
+      expect(await sandboxProcesses(sid)).toEqual([]);
     });
 
     it('stop-and-delete: a failed sandbox is cleaned up by itself', async () => {
@@ -139,7 +127,7 @@ for (const agent of GUEST_AGENTS) {
       const types = (await eventsOf(sid)).filter((e) => !e.containerId).map((e) => e.type);
       expect(types).toEqual(['create', 'start', 'fail', 'delete']);
       expect((await rt.client.request(subjects.sandboxOp(sid, 'status'))).error?.code).toBe('NotFound');
-      expect(processesOf(sid)).toEqual([]);
+      expect(await sandboxProcesses(sid)).toEqual([]);
       expect(existsSync(join(rt.host.runRoot, sid))).toBe(false);
     });
 
