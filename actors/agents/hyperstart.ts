@@ -373,7 +373,7 @@ export class HyperstartAgent implements Agent {
         await this.send(Code.PSCONTAINER, { container: containerId, format: 'json', psargs: [] } satisfies H.PsCommand);
         this.extensions = true;
       } catch (err) {
-        if (unsupported(err, 'list') === err) throw err;
+        if (!isUnknownCommand(err)) throw err;
         this.extensions = false;
       }
     }
@@ -477,7 +477,7 @@ export class HyperstartAgent implements Agent {
       return await this.send(Code.PSCONTAINER, cmd);
     } catch (err) {
       // A stock hyperstart has no ps command: run ps as an exec in the container instead.
-      if (unsupported(err, 'list') === err) throw err;
+      if (!isUnknownCommand(err)) throw err;
       this.extensions = false;
       return this.psByExec(containerId, options);
     }
@@ -516,8 +516,10 @@ export class HyperstartAgent implements Agent {
 }
 
 /** A stock hyperstart refuses our extension codes: say so instead of a bare refusal. */
+const isUnknownCommand = (err: unknown): err is VcError => err instanceof VcError && /unknown command|unsupported/i.test(err.message);
+
 function unsupported(err: unknown, verb: string): unknown {
-  if (err instanceof VcError && /unknown command|unsupported/i.test(err.message)) {
+  if (isUnknownCommand(err)) {
     return failedPrecondition(`this hyperstart guest cannot ${verb} containers (upstream hyperstart has no such command): ${err.message}`);
   }
   return err;
