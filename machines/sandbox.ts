@@ -42,8 +42,6 @@ export interface SandboxContext {
 export interface SandboxOpInput {
   sandboxId: string;
   spec: SandboxSpec;
-  /** The sandbox actor itself: operations drive its containers through it. */
-  sandbox: { getSnapshot(): { children: Record<string, unknown> } };
 }
 
 export type SandboxEvent =
@@ -79,11 +77,7 @@ const operation = (name: string) =>
     throw new Error(`sandbox operation ${name} is not provided`);
   });
 
-const opInput = ({ context, self }: { context: SandboxContext; self: SandboxOpInput['sandbox'] }): SandboxOpInput => ({
-  sandboxId: context.id,
-  spec: context.spec,
-  sandbox: self,
-});
+const opInput = ({ context }: { context: SandboxContext }): SandboxOpInput => ({ sandboxId: context.id, spec: context.spec });
 
 export const sandboxMachine = setup({
   types: {
