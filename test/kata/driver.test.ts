@@ -157,8 +157,10 @@ for (const longLiveConn of [false, true]) {
       expect(await driver.stopContainer('polite')).toMatchObject({ exitStatus: 143 });
       expect((await rec.exit('polite')).exitStatus).toBe(143);
 
-      await driver.createContainer(container('stubborn', ['sh', '-c', 'trap "" TERM; while :; do sleep 0.05; done']));
+      await driver.createContainer(container('stubborn', ['sh', '-c', 'trap "" TERM; echo armed; while :; do sleep 0.05; done']));
       await driver.startContainer('stubborn');
+      // SIGTERM only after the shell ignores it: before the trap it would end the shell.
+      expect(await eventually(() => (rec.out.get('stubborn/stubborn/stdout') ?? '').includes('armed'), 500)).toBe(true);
       expect(await driver.stopContainer('stubborn')).toMatchObject({ exitStatus: 137 });
 
       rec.exits.delete('polite/polite');
