@@ -4,7 +4,10 @@
 // Routing uses one wildcard subscription per host (queue group) plus the sandbox
 // directory in KV, instead of one subscription per sandbox: each subscription costs
 // memory on every server of a cluster. A host that receives a command for a sandbox it
-// does not hold forwards it, reply subject untouched, to the owner's host subject.
+// does not hold forwards it to the owner's host subject, with the client's reply subject
+// in a header: the owner answers the client directly. (The reply cannot ride as the
+// forwarded message's own reply: a client's request reaches the hosts' account with a
+// reply the server reserves for itself, `_R_.…`, which no connection may set as a reply.)
 import { headers, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { encode, MAX_PAYLOAD_BYTES } from './codec.js';
@@ -29,9 +32,13 @@ const SERVICE_ERROR_NUMBER: Record<ErrorCode, number> = {
   Internal: 500,
   Unavailable: 503,
   DeadlineExceeded: 504,
+  PermissionDenied: 403,
 };
 
-type Route = 'local' | 'directory';
+type Route = 'local' | 'directory' | 'forwarded';
+
+/** Header of a forwarded command: where the owner host sends the reply. */
+export const FORWARDED_REPLY_HEADER = 'Vc-Reply-To';
 
 interface Endpoint extends EndpointStats {
   route: Route;
@@ -56,7 +63,7 @@ export class CommandService {
       ep('host-sandbox-create', subjects.hostSandboxCreate(host), 'local'),
       ep('sandbox-list', subjects.sandboxList(), 'local', QUEUE_GROUP),
       ep('sandbox-commands', subjects.allSandboxCommands(), 'directory', QUEUE_GROUP),
-      ep('forwarded-commands', subjects.hostForwardAll(host), 'local'),
+      ep('forwarded-commands', subjects.hostForwardAll(host), 'forwarded'),
     ];
   }
 
@@ -89,6 +96,8 @@ export class CommandService {
   private async serve(endpoint: Endpoint, msg: Msg): Promise<void> {
     const started = process.hrtime.bigint();
     endpoint.numRequests++;
+    // Only hosts may publish forwarded commands, so the header is a host's word.
+    const replyTo = endpoint.route === 'forwarded' ? msg.headers?.get(FORWARDED_REPLY_HEADER) || undefined : msg.reply;
     try {
       if (msg.data.length > MAX_PAYLOAD_BYTES) {
         throw invalidArgument(`payload of ${msg.data.length} bytes exceeds the limit of ${MAX_PAYLOAD_BYTES} bytes`);
@@ -98,13 +107,13 @@ export class CommandService {
         if (await this.forward(command.sid, msg)) return;
       }
       const reply = await this.handler.handle(command, msg.data);
-      this.respond(msg, { ok: true, ...reply });
+      if (replyTo) this.nc.publish(replyTo, encode({ ok: true, ...reply }));
     } catch (err) {
       const e = toVcError(err);
       endpoint.numErrors++;
       endpoint.lastError = `${e.code}: ${e.message}`;
       if (e.code === ErrorCode.Internal) this.log.error({ err, subject: msg.subject }, 'command failed');
-      this.respondError(msg, e);
+      if (replyTo) this.nc.publish(replyTo, encode({ ok: false, error: e.toInfo() }), { headers: errorHeaders(e) });
     } finally {
       endpoint.processingTimeNs += Number(process.hrtime.bigint() - started);
     }
@@ -117,22 +126,23 @@ export class CommandService {
     if (record.host === this.host) {
       throw unavailable(`sandbox ${sandboxId} belongs to host ${this.host} but is not loaded on it`);
     }
-    this.nc.publish(subjects.hostForward(record.host, msg.subject), msg.data, {
-      reply: msg.reply,
-      headers: msg.headers,
-    });
+    const h = headers();
+    for (const [key, values] of msg.headers ?? []) for (const v of values) h.append(key, v);
+    if (msg.reply) h.set(FORWARDED_REPLY_HEADER, msg.reply);
+    this.nc.publish(subjects.hostForward(record.host, msg.subject), msg.data, { headers: h });
     return true;
   }
+}
 
-  private respond(msg: Msg, body: object): void {
-    if (msg.reply) msg.respond(encode(body));
-  }
+/** The ADR-32 error headers of a failed reply. */
+function errorHeaders(e: VcError) {
+  const h = headers();
+  h.set('Nats-Service-Error', e.message.slice(0, 1024).replace(/[\r\n]+/g, ' '));
+  h.set('Nats-Service-Error-Code', String(SERVICE_ERROR_NUMBER[e.code]));
+  return h;
+}
 
-  private respondError(msg: Msg, e: VcError): void {
-    if (!msg.reply) return;
-    const h = headers();
-    h.set('Nats-Service-Error', e.message.slice(0, 1024).replace(/[\r\n]+/g, ' '));
-    h.set('Nats-Service-Error-Code', String(SERVICE_ERROR_NUMBER[e.code]));
-    msg.respond(encode({ ok: false, error: e.toInfo() }), { headers: h });
-  }
+/** A failed reply: the envelope with the error, and the ADR-32 error headers. */
+export function respondError(msg: Msg, e: VcError): void {
+  if (msg.reply) msg.respond(encode({ ok: false, error: e.toInfo() }), { headers: errorHeaders(e) });
 }

@@ -25,8 +25,9 @@ export interface Reply {
 export class Client {
   constructor(readonly nc: NatsConnection) {}
 
-  static async connect(servers: string | string[]): Promise<Client> {
-    return new Client(await connectBus({ servers, name: 'vc-test-client' }));
+  /** Connects with a `.creds` file (a role's), or anonymously without one. */
+  static async connect(servers: string | string[], creds?: string): Promise<Client> {
+    return new Client(await connectBus({ servers, creds, name: 'vc-test-client' }));
   }
 
   /** Sends a request; `body` may be raw bytes (for malformed payloads) or a value. */
@@ -40,6 +41,10 @@ export class Client {
     await this.nc.drain().catch(() => {});
   }
 }
+
+/** What a host on this server connects with: the host credentials and the signing keys. */
+export const hostAuth = (server: TestServer): Partial<HostOptions> =>
+  server.auth ? { creds: server.auth.host, authority: server.auth.authority } : {};
 
 export interface TestHost {
   host: RuntimeHost;
@@ -91,8 +96,8 @@ export function useRuntime(opts: Partial<HostOptions> = {}): RuntimeContext {
   } as RuntimeContext;
   beforeAll(async () => {
     ctx.server = await startTestServer();
-    ctx.host = await startTestHost(ctx.server.url, opts);
-    ctx.client = await Client.connect(ctx.server.url);
+    ctx.host = await startTestHost(ctx.server.url, { ...hostAuth(ctx.server), ...opts });
+    ctx.client = await Client.connect(ctx.server.url, ctx.server.auth?.operator);
   });
   afterAll(async () => {
     await ctx.client?.close();
