@@ -49,7 +49,9 @@ export function commandOf(subject: string): { name: string; target: string } | u
     const c = parseCommandSubject(subject);
     switch (c.kind) {
       case 'sandbox.create':
-        return { name: 'sandbox create', target: '' };
+        return subject === subjects.sandboxCreate()
+          ? { name: 'sandbox create', target: '' }
+          : { name: 'sandbox create --host', target: subject.split('.')[3] ?? '' };
       case 'sandbox.list':
         return { name: 'sandbox list', target: '' };
       case 'sandbox':
