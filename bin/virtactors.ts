@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The virtactors CLI: parses flags, sends one bus request per command, prints a table
 // (or JSON with --json). It holds no logic of its own beyond that.
+import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -414,6 +415,7 @@ async function credsCreate(nc: NatsConnection, g: Global, args: string[]): Promi
   const name = need(positionals[0], 'creds create needs a name');
   if (!isRole(values.role)) throw new UsageError(`creds create needs --role ${ROLES.join('|')}`);
   const out = resolve(values.out ?? `${name}.creds`);
+  if (existsSync(out)) throw new UsageError(`${out} exists; not overwriting it`);
   const creds = await mintCreds(async (publicKey) => {
     const reply = await request<Bus.CredsCreateReply>(nc, g, subjects.credsCreate(), { role: values.role, name, publicKey });
     return reply.jwt ?? '';
