@@ -111,11 +111,42 @@ class ReplyError extends Error {
   }
 }
 
+/**
+ * Whether any runtime host answers service discovery within `ms`. Across the accounts
+ * of a server with authentication, a request nobody serves gets no "no responders"
+ * reply: it would simply time out.
+ */
+async function anyHostAnswers(nc: NatsConnection, ms: number): Promise<boolean> {
+  const inbox = nc.subscribe(createInbox(), { max: 1 });
+  const [subject] = srvSubjects('PING', '');
+  nc.publish(subject!, new Uint8Array(), { reply: inbox.getSubject() });
+  const timer = setTimeout(() => inbox.unsubscribe(), ms);
+  let answered = false;
+  for await (const _ of inbox) answered = true;
+  clearTimeout(timer);
+  return answered;
+}
+
+/** After this long without a reply, ask whether any host is there at all. */
+const HOST_PROBE_AFTER_MS = 1000;
+
 async function request<T>(nc: NatsConnection, g: Global, subject: string, body: object = {}): Promise<T> {
   let msg;
+  let probe: ReturnType<typeof setTimeout> | undefined;
   try {
-    msg = await nc.request(subject, encode(body), { timeout: g.timeout });
+    const noHost = new Promise<never>((_, reject) => {
+      probe = setTimeout(() => {
+        void anyHostAnswers(nc, 500).then((yes) => {
+          if (!yes) reject(new ReplyError('Unavailable', `no runtime host answers on ${g.server} (is \`npm start\` running?)`));
+        });
+      }, Math.min(HOST_PROBE_AFTER_MS, g.timeout));
+    });
+    noHost.catch(() => {});
+    const pending = nc.request(subject, encode(body), { timeout: g.timeout });
+    pending.catch(() => {});
+    msg = await Promise.race([pending, noHost]);
   } catch (err) {
+    if (err instanceof ReplyError) throw err;
     const denied = permissionError(err, g.identity);
     if (denied) throw denied;
     const e = err as Error;
@@ -124,6 +155,8 @@ async function request<T>(nc: NatsConnection, g: Global, subject: string, body: 
     }
     if (/timeout/i.test(e.message)) throw new ReplyError('DeadlineExceeded', `no reply within ${g.timeout} ms`);
     throw err;
+  } finally {
+    clearTimeout(probe);
   }
   const reply = decodeTrusted<{ ok: boolean; error?: Bus.ErrorInfo } & T>(msg.data);
   if (!reply.ok) throw new ReplyError(reply.error?.code ?? 'Internal', reply.error?.message ?? 'unknown error');
