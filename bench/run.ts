@@ -1,6 +1,6 @@
 // `npm run bench`: measures the runtime beside raw NATS on one private nats-server,
 // in one run, and writes bench/results/latest.json and bench/results/latest.md.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -9,6 +9,7 @@ import { RuntimeHost } from '../runtime/host.js';
 import { connectBus } from '../bus/connection.js';
 import '../actors/install-drivers.js';
 import { benchNoop } from './noop.js';
+import { benchAuth, type AuthFigures } from './auth.js';
 import { benchGuests, type GuestFigures } from './guests.js';
 import { backendTable, benchBackends, type BackendFigures } from './namespace-backend.js';
 import { benchHyperstart, type HyperstartFigures } from './hyperstart.js';
@@ -17,37 +18,58 @@ import { hasAgent } from '../actors/agents/index.js';
 import type { Latency } from './stats.js';
 
 const quick = process.argv.includes('--quick');
+/** `--only auth,noop`: run these sections, keep the others from the last results. */
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
+const runs = (section: string) => !only || only.includes(section);
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'vc-bench-'));
   const server = await startNatsServer({ storeDir: join(dir, 'nats') });
   const host = await RuntimeHost.start({ servers: server.url, host: 'bench', runRoot: join(dir, 'run'), log: pino({ level: 'silent' }) });
   const nc = await connectBus({ servers: server.url, name: 'bench-client' });
+  const previous: Record<string, unknown> = only ? JSON.parse(readFileSync('bench/results/latest.json', 'utf8')) : {};
+  const now = new Date().toISOString();
   const results: Record<string, unknown> = {
-    date: new Date().toISOString(),
+    ...previous,
+    date: only ? previous.date : now,
     node: process.version,
     natsServer: 'nats-server (JetStream, file storage) on loopback',
     machine: { cpus: (await import('node:os')).cpus().length },
+    ...(only ? { partialRun: { date: now, sections: only } } : {}),
   };
   try {
-    results.noop = await benchNoop(nc, host, quick ? { samples: 200, lifecycles: 500, idle: 1000 } : { samples: 2000, lifecycles: 5000, idle: 10_000 });
-    const guests: GuestFigures[] = [];
-    for (const agent of ['kata', 'hyperstart'] as const) {
-      if (!hasAgent(agent)) continue;
-      process.stderr.write(`bench: ${agent} guests...\n`);
-      guests.push(
-        await benchGuests(nc, host, agent, quick
-          ? { sandboxes: 5, containers: 10, faults: 3, monitored: agent === 'kata' ? 10 : 0, monitorSeconds: 3 }
-          : { sandboxes: 30, containers: 100, faults: 20, monitored: agent === 'kata' ? 100 : 0, monitorSeconds: 10 }),
-      );
+    if (runs('noop')) {
+      results.noop = await benchNoop(nc, host, quick ? { samples: 200, lifecycles: 500, idle: 1000 } : { samples: 2000, lifecycles: 5000, idle: 10_000 });
     }
-    results.guests = guests;
-    process.stderr.write('bench: kata protocol...\n');
-    results.kataProtocol = await benchKataGuest(quick ? { boots: 5, samples: 50 } : { boots: 20, samples: 300 });
-    process.stderr.write('bench: hyperstart protocol...\n');
-    results.hyperstartProtocol = await benchHyperstart(quick ? { samples: 50, boots: 5, outputMiB: 16 } : { samples: 400, boots: 20, outputMiB: 128 });
-    process.stderr.write('bench: backends...\n');
-    results.backends = await benchBackends(quick ? 5 : 20);
+    if (runs('auth')) {
+      process.stderr.write('bench: authentication...\n');
+      results.auth = await benchAuth(quick ? { rounds: 4, samples: 100 } : { rounds: 10, samples: 300 });
+    }
+    if (runs('guests')) {
+      const guests: GuestFigures[] = [];
+      for (const agent of ['kata', 'hyperstart'] as const) {
+        if (!hasAgent(agent)) continue;
+        process.stderr.write(`bench: ${agent} guests...\n`);
+        guests.push(
+          await benchGuests(nc, host, agent, quick
+            ? { sandboxes: 5, containers: 10, faults: 3, monitored: agent === 'kata' ? 10 : 0, monitorSeconds: 3 }
+            : { sandboxes: 30, containers: 100, faults: 20, monitored: agent === 'kata' ? 100 : 0, monitorSeconds: 10 }),
+        );
+      }
+      results.guests = guests;
+    }
+    if (runs('kata')) {
+      process.stderr.write('bench: kata protocol...\n');
+      results.kataProtocol = await benchKataGuest(quick ? { boots: 5, samples: 50 } : { boots: 20, samples: 300 });
+    }
+    if (runs('hyperstart')) {
+      process.stderr.write('bench: hyperstart protocol...\n');
+      results.hyperstartProtocol = await benchHyperstart(quick ? { samples: 50, boots: 5, outputMiB: 16 } : { samples: 400, boots: 20, outputMiB: 128 });
+    }
+    if (runs('backends')) {
+      process.stderr.write('bench: backends...\n');
+      results.backends = await benchBackends(quick ? 5 : 20);
+    }
   } finally {
     await nc.close();
     await host.stop();
@@ -69,6 +91,7 @@ function markdown(r: Record<string, unknown>): string {
     `# virtactors benchmarks`,
     '',
     `${r.date}, Node ${r.node}, ${(r.machine as { cpus: number }).cpus} cores, ${r.natsServer}.`,
+    ...(r.partialRun ? [`Sections ${(r.partialRun as { sections: string[] }).sections.join(', ')} re-run on ${(r.partialRun as { date: string }).date}.`] : []),
     '',
     '## Noop agent',
     '',
@@ -84,11 +107,25 @@ function markdown(r: Record<string, unknown>): string {
     `| full noop lifecycles (create, start, stop, delete), ${n.lifecycles.inFlight} in flight | ${n.lifecycles.perSecond} /s (${n.lifecycles.total} in ${n.lifecycles.seconds} s) | at least 1,000 /s |`,
     `| heap per idle noop sandbox (${n.heapPerIdleSandbox.sandboxes} sandboxes) | ${n.heapPerIdleSandbox.kib} KiB | under 16 KiB |`,
     '',
+    ...authTable(r.auth as AuthFigures | undefined),
     ...guestTable((r.guests as GuestFigures[] | undefined) ?? []),
     ...kataTable(r.kataProtocol as KataGuestFigures | undefined),
     ...hyperstartTable(r.hyperstartProtocol as HyperstartFigures | undefined),
     ...backendTable((r.backends as BackendFigures[] | undefined) ?? []),
   ].join('\n');
+}
+
+function authTable(a: AuthFigures | undefined): string[] {
+  if (!a) return [];
+  return [
+    `## Authentication (${a.rounds} alternating rounds of ${a.samplesPerRound} sandbox status round trips)`,
+    '',
+    '| server | p50 ms | p99 ms | p50 / without | expected |',
+    '|---|---|---|---|---|',
+    `| without authentication | ${a.withoutAuth.p50} | ${a.withoutAuth.p99} | 1 | |`,
+    `| credentials and roles (operator in the clients' account, across the service import) | ${a.withAuth.p50} | ${a.withAuth.p99} | ${a.withAuth.ratioToWithout} | about 1.0x |`,
+    '',
+  ];
 }
 
 function guestTable(guests: GuestFigures[]): string[] {
