@@ -6,14 +6,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import type { NatsConnection } from '@nats-io/transport-node';
 import { startNatsServer, type NatsServer } from '../runtime/nats-server.js';
 import { RuntimeHost } from '../runtime/host.js';
-import { connectBus } from '../bus/connection.js';
+import { VcClient } from '../bus/client.js';
 import { authFiles, ensureAuthority } from '../bus/auth-files.js';
 import { serverAuthConfig } from '../bus/credentials.js';
-import { decodeTrusted, encode } from '../bus/codec.js';
-import { subjects } from '../bus/subjects.js';
 import { round, summarize, type Latency } from './stats.js';
 
 export interface AuthFigures {
@@ -26,7 +23,7 @@ export interface AuthFigures {
 interface Side {
   server: NatsServer;
   host: RuntimeHost;
-  nc: NatsConnection;
+  client: VcClient;
 }
 
 async function side(dir: string, auth: boolean): Promise<Side> {
@@ -37,20 +34,15 @@ async function side(dir: string, auth: boolean): Promise<Side> {
     servers: server.url, host: auth ? 'bench-auth' : 'bench-open', runRoot: join(dir, 'run'), log: pino({ level: 'silent' }),
     ...(authority ? { creds: authFiles(authDir).creds('host'), authority } : {}),
   });
-  const nc = await connectBus({ servers: server.url, name: 'bench-auth-client', ...(auth ? { creds: authFiles(authDir).creds('operator') } : {}) });
-  return { server, host, nc };
+  const client = await VcClient.connect({ servers: server.url, name: 'bench-auth-client', ...(auth ? { creds: authFiles(authDir).creds('operator') } : {}) });
+  return { server, host, client };
 }
 
-async function status(nc: NatsConnection): Promise<void> {
-  const msg = await nc.request(subjects.sandboxOp('bench-auth', 'status'), encode({}), { timeout: 10_000 });
-  if (!decodeTrusted<{ ok: boolean }>(msg.data).ok) throw new Error('status failed');
-}
-
-async function samples(nc: NatsConnection, n: number): Promise<number[]> {
+async function samples(client: VcClient, n: number): Promise<number[]> {
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
     const t = process.hrtime.bigint();
-    await status(nc);
+    await client.call('SandboxStatus', { sid: 'bench-auth' });
     out.push(Number(process.hrtime.bigint() - t) / 1e6);
   }
   return out;
@@ -65,21 +57,21 @@ export async function benchAuth(opts: { rounds: number; samples: number }): Prom
     const authed = await side(join(dir, 'auth'), true);
     sides.push(authed);
     for (const s of sides) {
-      await s.nc.request(subjects.sandboxCreate(), encode({ sandbox: { id: 'bench-auth' }, start: true }), { timeout: 10_000 });
-      await samples(s.nc, 100); // warm-up
+      await s.client.call('SandboxCreate', {}, { sandbox: { id: 'bench-auth' }, start: true });
+      await samples(s.client, 100); // warm-up
     }
     const without: number[] = [];
     const withAuth: number[] = [];
     for (let r = 0; r < opts.rounds; r++) {
-      without.push(...(await samples(open.nc, opts.samples)));
-      withAuth.push(...(await samples(authed.nc, opts.samples)));
+      without.push(...(await samples(open.client, opts.samples)));
+      withAuth.push(...(await samples(authed.client, opts.samples)));
     }
     const a = summarize(withAuth);
     const b = summarize(without);
     return { rounds: opts.rounds, samplesPerRound: opts.samples, withoutAuth: b, withAuth: { ...a, ratioToWithout: round(a.p50 / b.p50, 2) } };
   } finally {
     for (const s of sides) {
-      await s.nc.close();
+      await s.client.close();
       await s.host.stop();
       await s.server.stop();
     }

@@ -2,9 +2,9 @@
 // enforces for each, and what the hosts' account offers the clients' account. Built
 // from the subject builders and the command list below, so a new command or subject
 // cannot be forgotten here without a type error or a failing test.
+import { commandTable, endpointName, routeOf, type CommandDef } from './commands.js';
 import {
-  ANY, CLIENT_JS_API, containerOps, JS_API, kvStream, natsSubjects as nats, parseCommandSubject, sandboxOps, streams, subjects,
-  type ContainerOp, type SandboxOp,
+  ANY, CLIENT_JS_API, commandFilter, JS_API, kvStream, natsSubjects as nats, streams, subjects, SubjectMatcher,
 } from './subjects.js';
 
 export const ROLES = ['host', 'operator', 'viewer'] as const;
@@ -12,55 +12,31 @@ export type Role = (typeof ROLES)[number];
 
 export const isRole = (value: unknown): value is Role => typeof value === 'string' && (ROLES as readonly string[]).includes(value);
 
-/** Whether each per-sandbox command changes state (viewers may send only the others). */
-const sandboxOpChanges: Record<SandboxOp, boolean> = {
-  start: true, stop: true, pause: true, resume: true, delete: true, 'online-cpu-mem': true, status: false,
-};
-const containerOpChanges: Record<ContainerOp, boolean> = {
-  start: true, stop: true, kill: true, delete: true, exec: true, pause: true, resume: true,
-  status: false, ps: false, wait: false, logs: false, stats: false,
-};
-
 export interface CommandInfo {
   /** As the CLI spells it: `sandbox delete`, `container exec`, `creds create`. */
   name: string;
+  /** From the command table: viewers may send only the commands that do not. */
   changesState: boolean;
-  /** The subject for concrete ids, or with `ANY` in their place the permission pattern. */
-  subject(sid: string, cid: string, host: string): string;
+  /** Subject template ({host}, {sid}, {cid} for one token each). */
+  subject: string;
 }
 
-/** Every request a client can send to the runtime. */
+/** `SandboxOnlineCpuMem` → `sandbox online-cpu-mem`; the host-scoped create as the CLI flag says it. */
+const label = (def: CommandDef) => (def.name === 'HostSandboxCreate' ? 'sandbox create --host' : endpointName(def).replace('-', ' '));
+
+/** Every request a client can send to the runtime: the command table, and `creds create`. */
 export const commands: readonly CommandInfo[] = [
-  { name: 'sandbox create', changesState: true, subject: () => subjects.sandboxCreate() },
-  { name: 'sandbox create --host', changesState: true, subject: (_s, _c, host) => subjects.hostSandboxCreate(host) },
-  { name: 'sandbox list', changesState: false, subject: () => subjects.sandboxList() },
-  ...sandboxOps.map((op) => ({ name: `sandbox ${op}`, changesState: sandboxOpChanges[op], subject: (sid: string) => subjects.sandboxOp(sid, op) })),
-  { name: 'container create', changesState: true, subject: (sid) => subjects.containerCreate(sid) },
-  ...containerOps.map((op) => ({
-    name: `container ${op}`, changesState: containerOpChanges[op], subject: (sid: string, cid: string) => subjects.containerOp(sid, cid, op),
-  })),
-  { name: 'creds create', changesState: true, subject: () => subjects.credsCreate() },
+  ...commandTable.map((def) => ({ name: label(def), changesState: def.changesState, subject: def.subject })),
+  { name: 'creds create', changesState: true, subject: subjects.credsCreate() },
 ];
 
-/** The command a subject names, for error messages; undefined when it names none. */
+const matcher = new SubjectMatcher(commands);
+
+/** The command a subject names and its ids, for error messages; undefined when it names none. */
 export function commandOf(subject: string): { name: string; target: string } | undefined {
-  if (subject === subjects.credsCreate()) return { name: 'creds create', target: '' };
   try {
-    const c = parseCommandSubject(subject);
-    switch (c.kind) {
-      case 'sandbox.create':
-        return subject === subjects.sandboxCreate()
-          ? { name: 'sandbox create', target: '' }
-          : { name: 'sandbox create --host', target: subject.split('.')[3] ?? '' };
-      case 'sandbox.list':
-        return { name: 'sandbox list', target: '' };
-      case 'sandbox':
-        return { name: `sandbox ${c.op}`, target: c.sid };
-      case 'container.create':
-        return { name: 'container create', target: c.sid };
-      case 'container':
-        return { name: `container ${c.op}`, target: `${c.sid} ${c.cid}` };
-    }
+    const m = matcher.match(subject);
+    return m && { name: m.entry.name, target: Object.values(m.params).join(' ') };
   } catch {
     return undefined;
   }
@@ -73,12 +49,23 @@ const readableStreams = () => [streams.events, kvStream(streams.sandboxBucket), 
 export const readOnlyJetStreamApis = (api: string) =>
   readableStreams().flatMap((s) => [nats.jsStreamInfo(api, s), nats.jsStreamMsgGet(api, s), nats.jsDirectGet(api, s), nats.jsDirectGetLast(api, s)]);
 
+/**
+ * What a client may address commands to: everything under the public command root
+ * (an unknown per-sandbox subject still reaches a host, which refuses it), each
+ * host-scoped command of the table (not the hosts' forwarding subjects), `creds create`.
+ */
+const publicCommands = () => [
+  subjects.publicCommands(),
+  ...commandTable.filter((def) => routeOf(def) === 'host').map((def) => commandFilter(def.subject)),
+  subjects.credsCreate(),
+];
+
 export interface SubjectPermissions {
   pub: { allow: string[] };
   sub: { allow: string[] };
 }
 
-const pattern = (c: CommandInfo) => c.subject(ANY, ANY, ANY);
+const pattern = (c: CommandInfo) => commandFilter(c.subject);
 
 /**
  * The subjects each role may publish and subscribe to. Clients get no consumer-creating
@@ -93,16 +80,15 @@ export function permissionsFor(role: Role): SubjectPermissions {
       return {
         pub: {
           allow: [
-            subjects.eventsAll(), subjects.inspectAll(), subjects.allHost(), nats.jsApiAll(JS_API),
+            subjects.eventsAll(), subjects.inspectAll(), subjects.hostCommands(ANY), nats.jsApiAll(JS_API),
             nats.kvAll(streams.sandboxBucket), nats.kvAll(streams.hostBucket), nats.inboxes(), nats.serviceReplies(),
           ],
         },
-        sub: { allow: [subjects.allSandbox(), subjects.allHost(), subjects.credsCreate(), nats.serviceDiscovery(), nats.inboxes()] },
+        sub: { allow: [subjects.publicCommands(), subjects.hostCommands(ANY), subjects.credsCreate(), nats.serviceDiscovery(), nats.inboxes()] },
       };
     case 'operator':
       return {
-        // Every command: unknown per-sandbox subjects still reach a host, which refuses them.
-        pub: { allow: [subjects.allSandbox(), subjects.hostSandboxCreate(ANY), subjects.credsCreate(), nats.serviceDiscovery(), ...readOnlyJetStreamApis(CLIENT_JS_API)] },
+        pub: { allow: [...publicCommands(), nats.serviceDiscovery(), ...readOnlyJetStreamApis(CLIENT_JS_API)] },
         sub: reads,
       };
     case 'viewer':
@@ -131,9 +117,7 @@ export interface ServiceExport {
  */
 export function hostAccountExports(): ServiceExport[] {
   return [
-    { subject: subjects.allSandbox(), type: 'service', responseType: 'Singleton' },
-    { subject: subjects.hostSandboxCreate(ANY), type: 'service', responseType: 'Singleton' },
-    { subject: subjects.credsCreate(), type: 'service', responseType: 'Singleton' },
+    ...publicCommands().map((subject) => ({ subject, type: 'service' as const, responseType: 'Singleton' as const })),
     { subject: nats.serviceDiscovery(), type: 'service', responseType: 'Stream' },
     ...readOnlyJetStreamApis(JS_API).map((subject, i) => ({
       subject, localSubject: readOnlyJetStreamApis(CLIENT_JS_API)[i], type: 'service' as const, responseType: 'Singleton' as const,

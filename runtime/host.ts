@@ -2,7 +2,7 @@
 // the command service + the event publisher + service discovery.
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { nuid, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import type { Logger } from 'pino';
 import { connectBus, ensureBusState } from '../bus/connection.js';
@@ -23,7 +23,7 @@ import type { SandboxActor } from '../actors/sandbox-actor.js';
 import type { LifecycleNotice } from '../machines/lifecycle.js';
 import type { MonitorSettings } from '../machines/specs.js';
 import { createLogger } from './log.js';
-import { createCommandHandler } from './commands.js';
+import { createCommandHandlers } from './commands.js';
 import { VERSION } from './version.js';
 
 export interface HostOptions {
@@ -42,7 +42,11 @@ export interface HostOptions {
   replicas?: number;
   /** Publish every actor snapshot on vc.v1.inspect.sandbox.<sid> for live tooling. */
   inspect?: boolean;
+  /** Deadline of a command whose request names none, in ms (default 60 s). */
+  commandDeadlineMs?: number;
 }
+
+export const DEFAULT_COMMAND_DEADLINE_MS = 60_000;
 
 export function defaultHostName(): string {
   const name = osHostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 63);
@@ -83,14 +87,20 @@ export class RuntimeHost {
       store,
     );
     const defaults = { monitor: { ...DEFAULT_MONITOR, ...opts.monitor }, guestBackend: defaultGuestBackend() };
-    const commands = new CommandService(nc, host, createCommandHandler(registry, store, defaults), store, log);
+    const commands = new CommandService(
+      nc,
+      createCommandHandlers(registry, store, defaults),
+      store,
+      { host, owns: (sid) => registry.has(sid), defaultDeadlineMs: opts.commandDeadlineMs ?? DEFAULT_COMMAND_DEADLINE_MS },
+      log,
+    );
     commands.start();
 
     const started = new Date().toISOString();
     const discovery = startServiceDiscovery(
       nc,
       {
-        id: host,
+        id: nuid.next(),
         version: VERSION,
         description: 'virtactors sandbox runtime host',
         metadata: { host },

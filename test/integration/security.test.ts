@@ -7,28 +7,29 @@ import { createInbox, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connectBus, identityOf, jetStreamOptions, permissionError } from '../../bus/connection.js';
+import { CommandError, type VcClient } from '../../bus/client.js';
+import { subjectOf as commandSubjectOf } from '../../bus/commands.js';
 import { createAuthority, createCreds, credsIdentity } from '../../bus/credentials.js';
 import { writePrivateFile } from '../../bus/auth-files.js';
 import { commands, type CommandInfo } from '../../bus/roles.js';
-import { CLIENT_JS_API, JS_API, natsSubjects, srvSubjects, streams, subjects } from '../../bus/subjects.js';
+import { CLIENT_JS_API, commandSubject, JS_API, natsSubjects, srvSubjects, streams, subjects } from '../../bus/subjects.js';
 import { decodeTrusted, encode } from '../../bus/codec.js';
 import { readEvents } from '../../bus/event-reader.js';
 import { EventPublisher } from '../../bus/events.js';
 import type * as Bus from '../../bus/messages.gen.js';
-import { Client, useRuntime } from '../helpers/runtime.js';
+import { connectClient, useRuntime } from '../helpers/runtime.js';
 
 const rt = useRuntime({ inspect: true });
 const HOST = 'test-host';
 const auth = () => rt.server.auth!;
 
 /** A request's reply, or the refusal the server's permissions made of it. */
-async function attempt(client: Client, creds: string, subject: string, body: unknown = {}): Promise<{ reply?: Record<string, unknown>; denied?: string }> {
+async function attempt(client: VcClient, subject: string, body: unknown = {}): Promise<{ reply?: Record<string, unknown>; denied?: string }> {
   try {
-    return { reply: await client.request(subject, body, 10_000) };
+    return { reply: await client.requestSubject(subject, encode(body), { timeoutMs: 10_000 }) };
   } catch (err) {
-    const denied = permissionError(err, identityOf(creds));
-    if (!denied) throw err;
-    return { denied: denied.message };
+    if (!(err instanceof CommandError && err.code === 'PermissionDenied')) throw err;
+    return { denied: err.message };
   }
 }
 
@@ -56,7 +57,8 @@ function bodyFor(c: CommandInfo): unknown {
 }
 
 /** Container `done` has exited (for wait), `run` runs (for everything else). */
-const subjectOf = (c: CommandInfo, sid = 'sec1', cid = c.name === 'container wait' ? 'done' : 'run') => c.subject(sid, cid, HOST);
+const subjectOf = (c: CommandInfo, sid = 'sec1', cid = c.name === 'container wait' ? 'done' : 'run') =>
+  commandSubject(c.subject, { sid, cid, host: HOST });
 
 /** Events and stream state as the host sees them. */
 async function streamState(nc: NatsConnection) {
@@ -96,15 +98,15 @@ describe('credentials', () => {
 describe('roles', () => {
   it('an operator drives a full lifecycle that the host serves, and may send every command', async () => {
     const operator = rt.client;
-    await rt.ok(subjects.sandboxCreate(), { sandbox: { id: 'sec1', agent: 'noop' }, start: true });
+    await rt.ok('SandboxCreate', {}, { sandbox: { id: 'sec1', agent: 'noop' }, start: true });
     for (const cid of ['done', 'run']) {
-      await rt.ok(subjects.containerCreate('sec1'), { container: { id: cid, args: ['sleep', '1'] } });
-      await rt.ok(subjects.containerOp('sec1', cid, 'start'));
+      await rt.ok('ContainerCreate', { sid: 'sec1' }, { container: { id: cid, args: ['sleep', '1'] } });
+      await rt.ok('ContainerStart', { sid: 'sec1', cid });
     }
-    await rt.ok(subjects.containerOp('sec1', 'done', 'exec'), { execId: 'e1', args: ['ls'] });
-    await rt.ok(subjects.containerOp('sec1', 'run', 'kill'), { signal: 10 });
-    await rt.ok(subjects.containerOp('sec1', 'done', 'stop'));
-    const status = await rt.ok<Bus.SandboxReply>(subjects.sandboxOp('sec1', 'status'));
+    await rt.ok('ContainerExec', { sid: 'sec1', cid: 'done' }, { execId: 'e1', args: ['ls'] });
+    await rt.ok('ContainerKill', { sid: 'sec1', cid: 'run' }, { signal: 10 });
+    await rt.ok('ContainerStop', { sid: 'sec1', cid: 'done' });
+    const status = await rt.ok('SandboxStatus', { sid: 'sec1' });
     expect(status.sandbox).toMatchObject({ id: 'sec1', state: 'running', host: HOST });
     const events = await rt.eventsOf('sec1');
     expect(events.map((e) => [e.containerId ?? '', e.type])).toEqual(expect.arrayContaining([['', 'create'], ['', 'start'], ['done', 'exit']]));
@@ -114,42 +116,38 @@ describe('roles', () => {
     // refuses, so nothing changes).
     for (const c of commands) {
       const body = c.name.startsWith('sandbox create') ? { sandbox: { id: 'bad id' } } : bodyFor(c);
-      const r = await attempt(operator, auth().operator, subjectOf(c, 'nosuch', 'nosuch'), body);
+      const r = await attempt(operator, subjectOf(c, 'nosuch', 'nosuch'), body);
       expect(r.denied, c.name).toBeUndefined();
       expect(typeof r.reply?.ok, c.name).toBe('boolean');
     }
-    const list = await rt.ok<Bus.SandboxListReply>(subjects.sandboxList());
+    const list = await rt.ok('SandboxList', {});
     expect(list.sandboxes!.map((s) => s.id)).toEqual(['sec1']);
   });
 
   it('an operator mints credentials for a new viewer, who connects as a viewer', async () => {
     const file = `${rt.server.dir}/minted.creds`;
-    const { mintCreds } = await import('../../bus/credentials.js');
-    const creds = await mintCreds(async (publicKey) => {
-      const reply = await rt.ok<Bus.CredsCreateReply>(subjects.credsCreate(), { role: 'viewer', name: 'alice', publicKey });
-      return reply.jwt!;
-    });
+    const creds = await rt.client.createCreds('viewer', 'alice');
     writePrivateFile(file, creds);
     expect(credsIdentity(creds)).toMatchObject({ role: 'viewer', name: 'alice' });
-    const alice = await Client.connect(rt.server.url, file);
+    const alice = await connectClient(rt.server.url, file);
     try {
-      expect(await alice.request(subjects.sandboxOp('sec1', 'status'))).toMatchObject({ ok: true });
-      const r = await attempt(alice, file, subjects.sandboxOp('sec1', 'stop'));
+      expect(await alice.request('SandboxStatus', { sid: 'sec1' })).toMatchObject({ ok: true });
+      const r = await attempt(alice, commandSubjectOf('SandboxStop', { sid: 'sec1' }));
       expect(r.denied).toBe('permission denied: role viewer may not sandbox stop sec1 (publish vc.v1.sandbox.sec1.stop)');
     } finally {
       await alice.close();
     }
-    const bad = await rt.client.request(subjects.credsCreate(), { role: 'root', name: 'x', publicKey: 'UX' });
+    const bad = await rt.client.requestSubject(subjects.credsCreate(), encode({ role: 'root', name: 'x', publicKey: 'UX' }));
     expect(bad.error).toMatchObject({ code: 'InvalidArgument', message: expect.stringMatching(/role must be one of host, operator, viewer/) });
   });
 
   it('a viewer reads everything a viewer may', async () => {
-    const viewer = await Client.connect(rt.server.url, auth().viewer);
+    const viewer = await connectClient(rt.server.url, auth().viewer);
     try {
       // The host answers each read (the noop agent has no stats: the host says so).
       const answer: Record<string, object> = { 'container stats': { ok: false, error: { code: 'Unavailable' } } };
       for (const c of commands.filter((x) => !x.changesState)) {
-        const r = await attempt(viewer, auth().viewer, subjectOf(c), bodyFor(c));
+        const r = await attempt(viewer, subjectOf(c), bodyFor(c));
         expect(r.denied, c.name).toBeUndefined();
         expect(r.reply, c.name).toMatchObject(answer[c.name] ?? { ok: true });
       }
@@ -167,7 +165,7 @@ describe('roles', () => {
       const inspections: Bus.Inspection[] = [];
       const insp = viewer.nc.subscribe(subjects.inspectSandbox('sec1'), { callback: (_e, m) => void inspections.push(decodeTrusted(m.data)) });
       await viewer.nc.flush();
-      await rt.ok(subjects.containerOp('sec1', 'run', 'exec'), { execId: 'e2', args: ['ls'] });
+      await rt.ok('ContainerExec', { sid: 'sec1', cid: 'run' }, { execId: 'e2', args: ['ls'] });
       await following;
       expect(followed.at(-1)).toMatchObject({ type: 'exec-added', execId: 'e2' });
       expect(followed.slice(0, replayed.length)).toEqual(replayed);
@@ -187,21 +185,21 @@ describe('roles', () => {
       const sub = viewer.nc.subscribe(inbox, { max: 1, callback: (_e, m) => void answers.push(decodeTrusted(m.data)) });
       viewer.nc.publish(srvSubjects('INFO', '')[0]!, new Uint8Array(), { reply: inbox });
       await sub.closed;
-      expect(answers[0]).toMatchObject({ name: 'virtactors', id: HOST });
+      expect(answers[0]).toMatchObject({ name: 'virtactors', metadata: { host: HOST } });
     } finally {
       await viewer.close();
     }
   });
 
   it('refuses a viewer every command that changes state, each with a clear error, and nothing changes', async () => {
-    const viewer = await Client.connect(rt.server.url, auth().viewer);
-    const before = await rt.ok<Bus.SandboxReply>(subjects.sandboxOp('sec1', 'status'));
+    const viewer = await connectClient(rt.server.url, auth().viewer);
+    const before = await rt.ok('SandboxStatus', { sid: 'sec1' });
     const seqBefore = (await streamState(rt.host.host.nc)).last_seq;
     const changing = commands.filter((c) => c.changesState);
     expect(changing.map((c) => c.name)).toEqual(expect.arrayContaining(['sandbox create', 'sandbox delete', 'container exec', 'container kill', 'creds create']));
     try {
       for (const c of changing) {
-        const r = await attempt(viewer, auth().viewer, subjectOf(c), bodyFor(c));
+        const r = await attempt(viewer, subjectOf(c), bodyFor(c));
         expect(r.reply, c.name).toBeUndefined();
         expect(r.denied, c.name).toMatch(new RegExp(`^permission denied: role viewer may not ${c.name.replace(/[-]/g, '\\-')}`));
         expect(r.denied, c.name).toContain(subjectOf(c));
@@ -209,7 +207,7 @@ describe('roles', () => {
     } finally {
       await viewer.close();
     }
-    const after = await rt.ok<Bus.SandboxReply>(subjects.sandboxOp('sec1', 'status'));
+    const after = await rt.ok('SandboxStatus', { sid: 'sec1' });
     expect(after.sandbox).toEqual(before.sandbox);
     expect((await streamState(rt.host.host.nc)).last_seq).toBe(seqBefore);
   });
@@ -219,7 +217,7 @@ describe('only hosts write events and state', () => {
   for (const role of ['viewer', 'operator'] as const) {
     it(`no forged event or record reaches VC_EVENTS or the buckets with ${role} credentials`, async () => {
       const creds = auth()[role];
-      const client = await Client.connect(rt.server.url, creds);
+      const client = await connectClient(rt.server.url, creds);
       const nc = client.nc;
       const forged = subjects.sandboxEvent('sec1', 'delete');
       const fake = encode({ type: 'delete', sandboxId: 'sec1', seq: 999, host: HOST, state: 'deleted', time: new Date().toISOString() });
@@ -248,7 +246,7 @@ describe('only hosts write events and state', () => {
           );
         }
         // 5. A host's reply, or the JetStream API's, aimed at an event subject.
-        nc.publish(subjects.sandboxOp('sec1', 'status'), encode({}), { reply: forged });
+        nc.publish(commandSubjectOf('SandboxStatus', { sid: 'sec1' }), encode({}), { reply: forged });
         nc.publish(natsSubjects.jsStreamInfo(CLIENT_JS_API, streams.events), encode({}), { reply: forged });
         nc.publish(natsSubjects.jsStreamInfo(CLIENT_JS_API, streams.events), encode({}), { reply: `$KV.${streams.sandboxBucket}.sec1` });
         await nc.flush();
@@ -257,7 +255,7 @@ describe('only hosts write events and state', () => {
       }
       // Whatever the tricks made the host or the server publish came before this: the
       // host answers one more request, then stores an event of its own.
-      await rt.ok(subjects.sandboxOp('sec1', 'status'));
+      await rt.ok('SandboxStatus', { sid: 'sec1' });
       await new EventPublisher(rt.host.host.nc).publish({ type: 'marker', sandboxId: 'marker', seq: 1, host: HOST }, `marker.${role}`);
       const after = await streamState(rt.host.host.nc);
       expect(after.last_seq).toBe(before.last_seq + 1);

@@ -12,7 +12,7 @@ import { authFiles } from '../../bus/auth-files.js';
 import { connectBus, permissionError, identityOf } from '../../bus/connection.js';
 import { createCreds } from '../../bus/credentials.js';
 import { loadAuthority, writePrivateFile } from '../../bus/auth-files.js';
-import { subjects } from '../../bus/subjects.js';
+import { subjectOf } from '../../bus/commands.js';
 
 const etc = mkdtempSync(join(tmpdir(), 'vc-deploy-'));
 const files = readdirSync('deploy').filter((f) => f.endsWith('.conf'));
@@ -70,14 +70,14 @@ describe('deploy/ configurations', () => {
       const url = `nats://127.0.0.1:${port}`;
       await expect(connectBus({ servers: url })).rejects.toThrow(/Authorization Violation/);
       const nc = await connectBus({ servers: url, creds: viewer });
-      const err = await nc.request(subjects.sandboxOp('s1', 'delete'), new Uint8Array(), { timeout: 5000 }).catch((e) => e);
+      const err = await nc.request(subjectOf('SandboxDelete', { sid: 's1' }), new Uint8Array(), { timeout: 5000 }).catch((e) => e);
       expect(permissionError(err, identityOf(viewer))?.message).toBe('permission denied: role viewer may not sandbox delete s1 (publish vc.v1.sandbox.s1.delete)');
       await nc.close();
       // No host runs here: the operator's command is let through, and the CLI finds nobody serving it.
       const r = spawnSync(process.execPath, ['dist/bin/virtactors.js', '--server', url, '--creds', auth.creds('operator'), 'sandbox', 'delete', 's1'], {
         encoding: 'utf8', env: { ...process.env, NATS_URL: '', NATS_CREDS: '' },
       });
-      expect([r.status, r.stderr]).toEqual([1, `virtactors: Unavailable: no runtime host answers on ${url} (is \`npm start\` running?)\n`]);
+      expect([r.status, r.stderr]).toEqual([1, 'virtactors: Unavailable: no runtime host answers vc.v1.sandbox.s1.delete (is `npm start` running?)\n']);
     } finally {
       server.kill('SIGTERM');
     }
