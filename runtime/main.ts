@@ -90,6 +90,12 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  process.stderr.write(`virtactors: ${err instanceof Error ? err.message : String(err)}\n`);
+  let message = err instanceof Error ? err.message : String(err);
+  if (/Authorization Violation/.test(message)) {
+    message += process.env.NATS_CREDS
+      ? `: the server does not accept ${process.env.NATS_CREDS}`
+      : ': the server requires credentials; set NATS_CREDS to a host .creds file (virtactors creds create --role host NAME)';
+  }
+  process.stderr.write(`virtactors: ${message}\n`);
   process.exit(1);
 });

@@ -38,7 +38,9 @@ const json = async (...args: string[]) => {
   return JSON.parse(r.stdout);
 };
 
-describe('virtactors CLI', () => {
+// Each step spawns a CLI process (~0.3 s of Node start alone); on a busy 2-core machine
+// the twenty of the lifecycle outgrow the default hang guard.
+describe('virtactors CLI', { timeout: 90_000 }, () => {
   it('drives a sandbox with two containers through its lifecycle', async () => {
     expect(await json('sandbox', 'create', 'cli1', '--agent', 'noop', '--annotation', 'team=a')).toMatchObject({
       id: 'cli1', state: 'ready', host: 'cli-host', annotations: { team: 'a' },

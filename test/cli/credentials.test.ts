@@ -70,7 +70,8 @@ afterAll(async () => {
 
 const mode = (path: string) => statSync(path).mode & 0o777;
 
-describe('npm start with its private server', () => {
+// Several steps spawn CLI processes or restart the runtime: a wider hang guard than the default.
+describe('npm start with its private server', { timeout: 90_000 }, () => {
   it('creates its credentials on first start, readable by their owner only', () => {
     expect(output).toMatch(/private nats-server at nats:\/\/127\.0\.0\.1:\d+ \(credentials required\)/);
     expect(mode(auth.dir)).toBe(0o700);
