@@ -67,7 +67,10 @@ export const natsSubjects = {
   jsDirectGet: (api: string, stream: string) => `${api}.DIRECT.GET.${stream}`,
   /** Direct get of the last message on a subject (how KV reads a key). */
   jsDirectGetLast: (api: string, stream: string) => `${api}.DIRECT.GET.${stream}.>`,
+  /** Creating a consumer: what no client may call (see bus/roles.ts). */
+  jsConsumerCreate: (api: string, stream: string) => `${api}.CONSUMER.CREATE.${stream}`,
   kvAll: (bucket: string) => `$KV.${bucket}.>`,
+  kvKey: (bucket: string, key: string) => `$KV.${bucket}.${key}`,
 } as const;
 
 /** JetStream and KV names. */

@@ -240,7 +240,7 @@ describe('only hosts write events and state', () => {
         );
         // 4. A consumer (a push consumer would deliver stored messages to a subject of the caller's choosing).
         for (const api of [JS_API, CLIENT_JS_API]) {
-          await nc.request(`${api}.CONSUMER.CREATE.${streams.events}`, encode({ stream_name: streams.events, config: { deliver_subject: forged } }), { timeout: 3000 }).then(
+          await nc.request(natsSubjects.jsConsumerCreate(api, streams.events), encode({ stream_name: streams.events, config: { deliver_subject: forged } }), { timeout: 3000 }).then(
             (m) => refused.push(`consumer create answered: ${new TextDecoder().decode(m.data)}`),
             (err) => refused.push(permissionError(err, identityOf(creds))?.message ?? (err as Error).message),
           );
@@ -248,7 +248,7 @@ describe('only hosts write events and state', () => {
         // 5. A host's reply, or the JetStream API's, aimed at an event subject.
         nc.publish(commandSubjectOf('SandboxStatus', { sid: 'sec1' }), encode({}), { reply: forged });
         nc.publish(natsSubjects.jsStreamInfo(CLIENT_JS_API, streams.events), encode({}), { reply: forged });
-        nc.publish(natsSubjects.jsStreamInfo(CLIENT_JS_API, streams.events), encode({}), { reply: `$KV.${streams.sandboxBucket}.sec1` });
+        nc.publish(natsSubjects.jsStreamInfo(CLIENT_JS_API, streams.events), encode({}), { reply: natsSubjects.kvKey(streams.sandboxBucket, 'sec1') });
         await nc.flush();
       } finally {
         await client.close();
