@@ -8,6 +8,8 @@ export const ErrorCode = {
   AlreadyExists: 'AlreadyExists',
   Unavailable: 'Unavailable',
   DeadlineExceeded: 'DeadlineExceeded',
+  /** The agent (or guest) cannot do this at all: retrying will not help. */
+  Unimplemented: 'Unimplemented',
   /** The server refused the subject for the caller's role (credentials and roles). */
   PermissionDenied: 'PermissionDenied',
   Internal: 'Internal',
@@ -48,6 +50,7 @@ export const invalidArgument = (message: string) => new VcError(ErrorCode.Invali
 export const alreadyExists = (message: string) => new VcError(ErrorCode.AlreadyExists, message);
 export const unavailable = (message: string) => new VcError(ErrorCode.Unavailable, message);
 export const deadlineExceeded = (message: string) => new VcError(ErrorCode.DeadlineExceeded, message);
+export const unimplemented = (message: string) => new VcError(ErrorCode.Unimplemented, message);
 export const permissionDenied = (message: string) => new VcError(ErrorCode.PermissionDenied, message);
 export const failedPrecondition = (message: string, state?: string) =>
   new VcError(ErrorCode.FailedPrecondition, message, state);
