@@ -145,7 +145,7 @@ describe('roles', () => {
     const viewer = await connectClient(rt.server.url, auth().viewer);
     try {
       // The host answers each read (the noop agent has no stats: the host says so).
-      const answer: Record<string, object> = { 'container stats': { ok: false, error: { code: 'Unavailable' } } };
+      const answer: Record<string, object> = { 'container stats': { ok: false, error: { code: 'Unimplemented' } } };
       for (const c of commands.filter((x) => !x.changesState)) {
         const r = await attempt(viewer, subjectOf(c), bodyFor(c));
         expect(r.denied, c.name).toBeUndefined();
