@@ -11,11 +11,7 @@ import { decodeTrusted, encode } from '../bus/codec.js';
 import { readEvents } from '../bus/event-reader.js';
 import { subjects, srvSubjects, type ContainerOp, type SandboxOp } from '../bus/subjects.js';
 import type * as Bus from '../bus/messages.gen.js';
-import { sandboxMachine } from '../machines/sandbox.js';
-import { containerMachine } from '../machines/container.js';
-import { processMachine } from '../machines/process.js';
-import { agentMachine } from '../machines/agent.js';
-import { monitorMachine } from '../machines/monitor.js';
+import { chartFormats, exportCharts, machineNames, type ChartFormat, type MachineName } from '../charts/index.js';
 
 const USAGE = `usage: virtactors [--server URL] [--json] [--timeout MS] <command>
 
@@ -42,7 +38,9 @@ events
 hosts
   hosts                                             (runtime hosts answering service discovery)
 statecharts
-  statecharts                                       (the machine definitions as JSON, for visualisers)
+  statecharts [--format json|mermaid|dot] [--machine NAME]...
+                                                    (the machine definitions: toJSON() for Stately's visualiser,
+                                                     Mermaid stateDiagram-v2 or Graphviz DOT; NAME: ${machineNames.join('|')})
   inspect <sid>                                     (live snapshots of a sandbox's actors; host needs VC_INSPECT=1)
 
 The server is --server, else $NATS_URL, else the URL \`npm start\` wrote to .state/nats.url,
@@ -373,13 +371,14 @@ async function eventsCommand(nc: NatsConnection, g: Global, args: string[]): Pro
   }
 }
 
-function statechartsCommand(): void {
-  const charts = Object.fromEntries(
-    Object.entries({ sandbox: sandboxMachine, container: containerMachine, process: processMachine, agent: agentMachine, monitor: monitorMachine }).map(
-      ([name, machine]) => [name, machine.toJSON()],
-    ),
-  );
-  process.stdout.write(`${JSON.stringify(charts, null, 2)}\n`);
+function statechartsCommand(args: string[]): void {
+  const { values } = parse(args, { format: { type: 'string' }, machine: { type: 'string', multiple: true } });
+  const format = (values.format ?? 'json') as ChartFormat;
+  if (!chartFormats.includes(format)) throw new UsageError(`--format takes ${chartFormats.join(', ')}`);
+  const names = (values.machine ?? machineNames) as MachineName[];
+  for (const n of names) if (!machineNames.includes(n)) throw new UsageError(`unknown machine ${n}: use ${machineNames.join(', ')}`);
+  const text = exportCharts(format, names);
+  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }
 
 async function inspectCommand(nc: NatsConnection, g: Global, args: string[]): Promise<void> {
@@ -434,7 +433,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (commandArgs[0] === 'statecharts') {
-      statechartsCommand();
+      statechartsCommand(commandArgs.slice(1));
       return 0;
     }
     if (!['sandbox', 'container', 'events', 'hosts', 'inspect'].includes(commandArgs[0] ?? '')) {
