@@ -50,6 +50,15 @@ export interface SandboxEnv {
   forget(sandbox: SandboxActor): void;
   /** When set, every snapshot of the sandbox's actors is handed over for live inspection. */
   inspect?(sandbox: SandboxActor, inspection: Bus.Inspection): void;
+  /** When set, receives XState's own inspection events too (the opt-in Stately inspector). */
+  observe?(event: InspectionEvent): void;
+}
+
+/** Actor ids from the root down, joined by '/' (ids never contain '/'). */
+function actorPath(ref: { id?: string; _parent?: unknown }): string {
+  const ids: string[] = [];
+  for (let r: { id?: string; _parent?: unknown } | undefined = ref; r; r = r._parent as typeof r) ids.push(r.id ?? '');
+  return ids.reverse().join('/');
 }
 
 const now = () => new Date().toISOString();
@@ -86,24 +95,32 @@ export class SandboxActor {
     this.agent = new AgentActor(env.createAgent(spec.agent), spec.id);
     this.backend = env.createBackend(spec.backend);
     this.backend.onExit((exit) => this.guestExited(exit.status, exit.signal, exit.at));
-    const inspect = env.inspect;
+    const { inspect, observe } = env;
+    const toBus = inspect
+      ? (e: InspectionEvent) => {
+          if (e.type !== '@xstate.snapshot') return;
+          const snap = e.snapshot as { value?: unknown; status?: string };
+          inspect(this, {
+            sandboxId: this.id,
+            actorId: (e.actorRef as { id?: string }).id ?? '',
+            event: e.event.type,
+            state: JSON.stringify(snap.value ?? null),
+            status: snap.status ?? '',
+            time: now(),
+            path: actorPath(e.actorRef as { id?: string; _parent?: unknown }),
+          });
+        }
+      : undefined;
     this.actor = createActor(env.logic, {
       input: { spec, createdAt: this.createdAt },
       id: spec.id,
-      inspect: inspect
-        ? (e: InspectionEvent) => {
-            if (e.type !== '@xstate.snapshot') return;
-            const snap = e.snapshot as { value?: unknown; status?: string };
-            inspect(this, {
-              sandboxId: this.id,
-              actorId: (e.actorRef as { id?: string }).id ?? '',
-              event: e.event.type,
-              state: JSON.stringify(snap.value ?? null),
-              status: snap.status ?? '',
-              time: now(),
-            });
-          }
-        : undefined,
+      inspect:
+        toBus && observe
+          ? (e: InspectionEvent) => {
+              toBus(e);
+              observe(e);
+            }
+          : (toBus ?? observe),
     });
     this.actor.on('lifecycle', (e: LifecycleEmitted) => this.onLifecycle(e));
   }

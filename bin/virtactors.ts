@@ -5,11 +5,12 @@ import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { createInbox, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { connectBus } from '../bus/connection.js';
 import { decodeTrusted, encode } from '../bus/codec.js';
 import { readEvents } from '../bus/event-reader.js';
-import { subjects, srvSubjects, type ContainerOp, type SandboxOp } from '../bus/subjects.js';
+import { subjects, type ContainerOp, type SandboxOp } from '../bus/subjects.js';
+import { discoverHosts, hostInfo, publishesInspection } from '../bus/service-discovery.js';
 import type * as Bus from '../bus/messages.gen.js';
 import { chartFormats, exportCharts, machineNames, type ChartFormat, type MachineName } from '../charts/index.js';
 
@@ -384,27 +385,43 @@ function statechartsCommand(args: string[]): void {
 async function inspectCommand(nc: NatsConnection, g: Global, args: string[]): Promise<void> {
   const { positionals } = parse(args, {});
   const sid = need(positionals[0], 'inspect needs a sandbox id');
+  // Subscribed before asking, so no snapshot between the answer and the loop is lost.
   const sub = nc.subscribe(subjects.inspectSandbox(sid));
+  try {
+    // NotFound comes back at once when the sandbox does not exist.
+    const { sandbox } = await request<Bus.SandboxReply>(nc, g, subjects.sandboxOp(sid, 'status'));
+    const host = sandbox?.host ?? '';
+    const publishes = publishesInspection(await hostInfo(nc, host, Math.min(g.timeout, 2000)));
+    if (publishes === false) {
+      throw new ReplyError('FailedPrecondition', `host ${host} does not publish inspection: start it with VC_INSPECT=1`);
+    }
+    process.stderr.write(
+      publishes
+        ? `following the actors of sandbox ${sid} on host ${host} (Ctrl-C stops)\n`
+        : `host ${host} did not say whether it publishes inspection (VC_INSPECT=1); following anyway\n`,
+    );
+  } catch (err) {
+    sub.unsubscribe();
+    throw err;
+  }
   process.once('SIGINT', () => sub.unsubscribe());
   for await (const m of sub) {
     const i = decodeTrusted<Bus.Inspection>(m.data);
-    process.stdout.write(g.json ? `${JSON.stringify(i)}\n` : `${i.time} ${i.actorId} ${i.event} -> ${i.state} (${i.status})\n`);
+    process.stdout.write(g.json ? `${JSON.stringify(i)}\n` : `${i.time} ${i.path || i.actorId} ${i.event} -> ${i.state} (${i.status})\n`);
   }
 }
 
 async function hostsCommand(nc: NatsConnection, g: Global): Promise<void> {
-  const inbox = nc.subscribe(createInbox(), { timeout: 1000 });
-  const [subject] = srvSubjects('INFO', '');
-  nc.publish(subject!, new Uint8Array(), { reply: inbox.getSubject() });
-  const found: Array<Record<string, unknown>> = [];
-  const timer = setTimeout(() => inbox.unsubscribe(), Math.min(g.timeout, 1000));
-  try {
-    for await (const m of inbox) found.push(decodeTrusted(m.data));
-  } catch {
-    /* the subscription timed out: no more answers */
-  }
-  clearTimeout(timer);
-  print(g, found, () => table([['HOST', 'VERSION', 'ENDPOINTS'], ...found.map((f) => [String(f.id), String(f.version), String((f.endpoints as unknown[]).length)])]));
+  const found = await discoverHosts(nc, Math.min(g.timeout, 1000));
+  print(g, found, () =>
+    table([
+      ['HOST', 'VERSION', 'ENDPOINTS', 'INSPECT'],
+      ...found.map((f) => {
+        const inspects = publishesInspection(f);
+        return [f.id, f.version, String(f.endpoints.length), inspects === undefined ? '?' : inspects ? 'yes' : 'no'];
+      }),
+    ]),
+  );
 }
 
 /** Takes the global flags out wherever they stand (before a `--`). */

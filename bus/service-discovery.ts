@@ -1,8 +1,8 @@
 // NATS service discovery (ADR-32): answers $SRV.PING, $SRV.INFO and $SRV.STATS, with
 // and without the service name and instance id, so that `nats micro ls` lists every
 // runtime host.
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { encode } from './codec.js';
+import { createInbox, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { decodeTrusted, encode } from './codec.js';
 import { SERVICE_NAME, srvSubjects, srvVerbs, type SrvVerb } from './subjects.js';
 
 export interface EndpointStats {
@@ -71,4 +71,43 @@ export function startServiceDiscovery(
     }
   }
   return subs;
+}
+
+/** What a host answers to $SRV.INFO (the fields tools read). */
+export interface HostInfo {
+  id: string;
+  version: string;
+  metadata: Record<string, string>;
+  endpoints: unknown[];
+}
+
+/** Every host that answers $SRV.INFO within `waitMs` (one scatter, answers gathered). */
+export async function discoverHosts(nc: NatsConnection, waitMs = 1000): Promise<HostInfo[]> {
+  const [subject] = srvSubjects('INFO', '');
+  const found: HostInfo[] = [];
+  const inbox = nc.subscribe(createInbox(), {
+    callback: (err, m) => {
+      if (!err) found.push(decodeTrusted<HostInfo>(m.data));
+    },
+  });
+  nc.publish(subject!, new Uint8Array(), { reply: inbox.getSubject() });
+  await new Promise((r) => setTimeout(r, waitMs));
+  inbox.unsubscribe();
+  return found.sort((a, b) => a.id.localeCompare(b.id));
+}
+
+/** One host's $SRV.INFO answer, or undefined when it does not answer within `timeoutMs`. */
+export async function hostInfo(nc: NatsConnection, host: string, timeoutMs = 1000): Promise<HostInfo | undefined> {
+  const subject = srvSubjects('INFO', host)[2]!;
+  try {
+    return decodeTrusted<HostInfo>((await nc.request(subject, new Uint8Array(), { timeout: timeoutMs })).data);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a host said it publishes actor snapshots; undefined when it did not say. */
+export function publishesInspection(info: HostInfo | undefined): boolean | undefined {
+  const flag = info?.metadata?.inspect;
+  return flag === undefined ? undefined : flag === 'true';
 }

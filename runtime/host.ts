@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import type { Logger } from 'pino';
+import type { InspectionEvent } from 'xstate';
 import { connectBus, ensureBusState } from '../bus/connection.js';
 import { CommandService } from '../bus/command-service.js';
 import { EventPublisher } from '../bus/events.js';
@@ -36,6 +37,8 @@ export interface HostOptions {
   replicas?: number;
   /** Publish every actor snapshot on vc.v1.inspect.sandbox.<sid> for live tooling. */
   inspect?: boolean;
+  /** Receives every XState inspection event of every sandbox (the Stately inspector hook). */
+  observe?: (event: InspectionEvent) => void;
 }
 
 export function defaultHostName(): string {
@@ -73,6 +76,7 @@ export class RuntimeHost {
         publish: (sandbox: SandboxActor, seq: number, notice: LifecycleNotice) =>
           publisher.publish(toBusEvent(host, sandbox.id, seq, notice), `${sandbox.id}.${sandbox.uid}.${seq}`),
         inspect: opts.inspect ? (sandbox, inspection) => nc.publish(subjects.inspectSandbox(sandbox.id), encode(inspection)) : undefined,
+        observe: opts.observe,
       },
       store,
     );
@@ -87,7 +91,8 @@ export class RuntimeHost {
         id: host,
         version: VERSION,
         description: 'virtactors sandbox runtime host',
-        metadata: { host },
+        // Tools ask here whether this host publishes actor snapshots (VC_INSPECT=1).
+        metadata: { host, inspect: opts.inspect ? 'true' : 'false' },
         started,
       },
       () => commands.stats(),

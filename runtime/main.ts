@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { createLogger } from './log.js';
 import { RuntimeHost } from './host.js';
 import { startNatsServer, type NatsServer } from './nats-server.js';
+import { statelyInspector } from './stately-inspector.js';
 import '../actors/install-drivers.js';
 import type { MonitorSettings } from '../machines/specs.js';
 
@@ -47,6 +48,7 @@ async function main(): Promise<void> {
     writeFileSync(urlFile(dir), `${servers}\n`);
     process.stdout.write(`virtactors: private nats-server at ${servers}\n  export NATS_URL=${servers}\n`);
   }
+  const stately = await statelyInspector(process.env.VC_STATELY_INSPECT, log, Number(process.env.VC_STATELY_INSPECT_PORT ?? 8080));
   const host = await RuntimeHost.start({
     servers: servers.split(','),
     host: process.env.VC_HOST,
@@ -54,6 +56,7 @@ async function main(): Promise<void> {
     log,
     monitor: monitorDefaults(),
     inspect: process.env.VC_INSPECT === '1',
+    observe: stately?.observe,
   });
   process.stdout.write(`virtactors: host ${host.host} serving on ${servers}\n`);
 
@@ -63,6 +66,7 @@ async function main(): Promise<void> {
     stopping = true;
     log.info({ signal }, 'shutting down');
     await host.stop().catch((err) => log.error({ err }, 'host stop failed'));
+    stately?.stop();
     if (server) {
       await server.stop();
       rmSync(urlFile(dir), { force: true });

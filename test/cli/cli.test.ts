@@ -1,5 +1,6 @@
 // The CLI binary drives the same lifecycle as the bus tests, against a real server.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../helpers/nats.js';
@@ -8,13 +9,16 @@ import { startTestHost, type TestHost } from '../helpers/runtime.js';
 const run = promisify(execFile);
 let server: TestServer;
 let host: TestHost;
+let inspecting: TestHost;
 
 beforeAll(async () => {
   server = await startTestServer();
   host = await startTestHost(server.url, { host: 'cli-host' });
+  inspecting = await startTestHost(server.url, { host: 'cli-inspect', inspect: true });
 });
 
 afterAll(async () => {
+  await inspecting?.stop();
   await host?.stop();
   await server?.dispose();
 });
@@ -91,9 +95,62 @@ describe('virtactors CLI', () => {
     expect(usage.stderr).toMatch(/unknown sandbox command frob/);
   });
 
-  it('lists runtime hosts through service discovery', async () => {
+  it('lists runtime hosts through service discovery, saying which publish inspection', async () => {
     const hosts = await json('hosts');
-    expect(hosts).toHaveLength(1);
-    expect(hosts[0]).toMatchObject({ type: 'io.nats.micro.v1.info_response', name: 'virtactors', id: 'cli-host' });
+    expect(hosts).toHaveLength(2);
+    expect(hosts[0]).toMatchObject({ type: 'io.nats.micro.v1.info_response', name: 'virtactors', id: 'cli-host', metadata: { inspect: 'false' } });
+    expect(hosts[1]).toMatchObject({ id: 'cli-inspect', metadata: { inspect: 'true' } });
+    const text = await cli('hosts');
+    expect(text.stdout).toMatch(/^cli-host\s+\S+\s+\d+\s+no$/m);
+    expect(text.stdout).toMatch(/^cli-inspect\s+\S+\s+\d+\s+yes$/m);
+  });
+
+  it('inspect says at once that a sandbox does not exist', async () => {
+    const r = await cli('inspect', 'nosuch');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/NotFound: sandbox nosuch does not exist/);
+  });
+
+  it('inspect says at once that the host does not publish inspection', async () => {
+    await json('sandbox', 'create', 'quiet', '--host', 'cli-host');
+    const r = await cli('inspect', 'quiet');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/FailedPrecondition: host cli-host does not publish inspection: start it with VC_INSPECT=1/);
+    await json('sandbox', 'delete', 'quiet');
+  });
+
+  it('inspect follows the actors of a sandbox on a host that publishes them, with their paths', async () => {
+    await json('sandbox', 'create', 'watched', '--host', 'cli-inspect');
+    const child = spawn(process.execPath, ['dist/bin/virtactors.js', '--server', server.url, '--json', 'inspect', 'watched'], {
+      env: { ...process.env, NATS_URL: '' },
+    });
+    let stderr = '';
+    const lines: Array<{ path: string; actorId: string; state: string }> = [];
+    let buffered = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buffered += d.toString();
+      for (let i = buffered.indexOf('\n'); i >= 0; i = buffered.indexOf('\n')) {
+        lines.push(JSON.parse(buffered.slice(0, i)));
+        buffered = buffered.slice(i + 1);
+      }
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stderr.on('data', (d: Buffer) => {
+          stderr += d.toString();
+          if (stderr.includes('following the actors of sandbox watched on host cli-inspect')) resolve();
+        });
+        child.once('exit', () => reject(new Error(`inspect exited: ${stderr}`)));
+      });
+      await json('sandbox', 'start', 'watched');
+      await json('container', 'create', 'watched', 'c1', '--', 'sleep', '5');
+      await expect.poll(() => lines.map((l) => `${l.path} ${l.state}`)).toEqual(
+        expect.arrayContaining(['watched "running"', 'watched/c1 "ready"', 'watched/op.monitor {"watching":"waiting"}']),
+      );
+    } finally {
+      child.kill('SIGINT');
+      await once(child, 'exit');
+    }
+    await json('sandbox', 'delete', 'watched', '--force');
   });
 });
