@@ -14,12 +14,22 @@ export interface StatelyHook {
 export const DEFAULT_STATELY_PORT = 8080;
 
 /**
- * Specs carry container environments (which may hold secrets) and agent settings; the
- * hosted inspector gets only their ids.
+ * Specs carry container environments (which may hold secrets) and agent settings, in
+ * contexts, inputs and events alike: the hosted inspector gets only their ids. A copy,
+ * bounded in depth, that also cuts the cycles actor references make.
  */
-function withoutSpecs<T extends object>(value: T): T {
-  const spec = (value as { spec?: { id?: string } }).spec;
-  return spec && typeof spec === 'object' ? { ...value, spec: { id: spec.id } } : value;
+export function withoutSpecs(value: unknown, depth = 0, seen = new WeakSet<object>()): unknown {
+  if (!value || typeof value !== 'object') return value;
+  if (seen.has(value) || depth > 12) return '[…]';
+  seen.add(value);
+  if (Array.isArray(value)) return value.map((v) => withoutSpecs(v, depth + 1, seen));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (k === 'spec' && v && typeof v === 'object') out[k] = { id: (v as { id?: unknown }).id };
+    else if (k === 'env' && Array.isArray(v)) out[k] = `[${v.length} variables]`;
+    else out[k] = withoutSpecs(v, depth + 1, seen);
+  }
+  return out;
 }
 
 export async function statelyInspector(setting: string | undefined, log: Logger, port = DEFAULT_STATELY_PORT): Promise<StatelyHook | undefined> {
@@ -35,7 +45,7 @@ export async function statelyInspector(setting: string | undefined, log: Logger,
     throw new Error('VC_STATELY_INSPECT must be 1 (start a relay) or a ws:// URL of one');
   }
   const { createWebSocketInspector } = await import('@statelyai/inspect');
-  const inspector = createWebSocketInspector({ url, sanitizeContext: withoutSpecs, sanitizeEvent: withoutSpecs });
+  const inspector = createWebSocketInspector({ url, serialize: (e) => withoutSpecs(e) as typeof e });
   log.info({ url }, 'sending actor inspection to the Stately inspector');
   return {
     observe: (event) => inspector.inspect.next?.(event),
