@@ -11,6 +11,7 @@ import { decodeTrusted, encode } from '../bus/codec.js';
 import { readEvents } from '../bus/event-reader.js';
 import { subjects, type ContainerOp, type SandboxOp } from '../bus/subjects.js';
 import { discoverHosts, hostInfo, publishesInspection } from '../bus/service-discovery.js';
+import { DEFAULT_UI_PORT, startUiServer } from '../ui/server.js';
 import type * as Bus from '../bus/messages.gen.js';
 import { chartFormats, exportCharts, machineNames, type ChartFormat, type MachineName } from '../charts/index.js';
 
@@ -43,6 +44,7 @@ statecharts
                                                     (the machine definitions: toJSON() for Stately's visualiser,
                                                      Mermaid stateDiagram-v2 or Graphviz DOT; NAME: ${machineNames.join('|')})
   inspect <sid>                                     (live snapshots of a sandbox's actors; host needs VC_INSPECT=1)
+  ui [--port N]                                     (a live page of hosts, sandboxes and statecharts on 127.0.0.1; N=0: any free port)
 
 The server is --server, else $NATS_URL, else the URL \`npm start\` wrote to .state/nats.url,
 else nats://127.0.0.1:4222.`;
@@ -411,6 +413,20 @@ async function inspectCommand(nc: NatsConnection, g: Global, args: string[]): Pr
   }
 }
 
+/** Serves the live page until Ctrl-C; the page itself lives in ui/. */
+async function uiCommand(nc: NatsConnection, g: Global, args: string[]): Promise<void> {
+  const { values } = parse(args, { port: { type: 'string' } });
+  const port = values.port === undefined ? DEFAULT_UI_PORT : Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port takes a port number (0: any free port)');
+  const ui = await startUiServer({ nc, port });
+  print(g, { url: ui.url }, () => `virtactors ui: ${ui.url}  (bus ${g.server}; Ctrl-C stops)`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await ui.close();
+}
+
 async function hostsCommand(nc: NatsConnection, g: Global): Promise<void> {
   const found = await discoverHosts(nc, Math.min(g.timeout, 1000));
   print(g, found, () =>
@@ -453,7 +469,7 @@ export async function main(argv: string[]): Promise<number> {
       statechartsCommand(commandArgs.slice(1));
       return 0;
     }
-    if (!['sandbox', 'container', 'events', 'hosts', 'inspect'].includes(commandArgs[0] ?? '')) {
+    if (!['sandbox', 'container', 'events', 'hosts', 'inspect', 'ui'].includes(commandArgs[0] ?? '')) {
       throw new UsageError(commandArgs[0] ? `unknown command ${commandArgs[0]}` : 'missing command');
     }
     const [command, ...rest] = commandArgs;
@@ -469,6 +485,7 @@ export async function main(argv: string[]): Promise<number> {
       else if (command === 'container') await containerCommand(nc, g, rest);
       else if (command === 'events') await eventsCommand(nc, g, rest);
       else if (command === 'inspect') await inspectCommand(nc, g, rest);
+      else if (command === 'ui') await uiCommand(nc, g, rest);
       else await hostsCommand(nc, g);
     } finally {
       await nc.close();

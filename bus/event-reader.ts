@@ -18,6 +18,8 @@ export interface ReadOptions {
   newOnly?: boolean;
   /** Keep waiting for new events instead of stopping at the end of the stream. */
   follow?: boolean;
+  /** Ends the reading (the generator returns) even while it waits for the next event. */
+  signal?: AbortSignal;
 }
 
 export interface StoredEvent {
@@ -57,13 +59,17 @@ export async function* readEvents(nc: NatsConnection, opts: ReadOptions = {}): A
     }
     return;
   }
+  if (opts.signal?.aborted) return;
   const messages = await consumer.consume();
+  const stop = () => void messages.close();
+  opts.signal?.addEventListener('abort', stop, { once: true });
   try {
     for await (const m of messages) {
       const event = decodeTrusted<Event>(m.data);
       if ((event.seq ?? 0) >= sandboxSince) yield { streamSeq: m.seq, subject: m.subject, event };
     }
   } finally {
+    opts.signal?.removeEventListener('abort', stop);
     await messages.close();
   }
 }

@@ -70,3 +70,25 @@ export class KvSandboxStore implements SandboxStore {
     return out;
   }
 }
+
+/** One change of the sandbox records: the new record, or none when it was removed. */
+export interface RecordChange {
+  id: string;
+  record?: SandboxRecord;
+}
+
+/**
+ * Follows the sandbox records: every current one first, then each change as it is
+ * written. For viewers (the live page); returns a function that stops the watch.
+ */
+export async function watchSandboxRecords(nc: NatsConnection, onChange: (change: RecordChange) => void): Promise<() => void> {
+  const kv = await new Kvm(nc).open(streams.sandboxBucket);
+  const watch = await kv.watch();
+  void (async () => {
+    for await (const e of watch) {
+      const removed = e.operation !== 'PUT' || e.length === 0;
+      onChange(removed ? { id: e.key } : { id: e.key, record: decodeTrusted<SandboxRecord>(e.value) });
+    }
+  })();
+  return () => watch.stop();
+}

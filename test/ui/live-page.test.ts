@@ -1,0 +1,114 @@
+// The live page in headless Chromium against a real runtime (nats-server + a host that
+// publishes inspection): the list shows a new sandbox and its state, the diagram shows
+// the current state of every actor as it moves and a container once it exists, and a
+// guest killed for real turns the sandbox failed with its reason. The last test keeps a
+// screenshot in docs/ for the README.
+import { mkdirSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { subjects } from '../../bus/subjects.js';
+import { startUiServer, type UiServer } from '../../ui/server.js';
+import { useRuntime } from '../helpers/runtime.js';
+import { launchBrowser, type Browser } from '../helpers/browser.js';
+
+const rt = useRuntime({ host: 'ui-host', inspect: true });
+let ui: UiServer;
+let browser: Browser;
+let page: Page;
+
+beforeAll(async () => {
+  ui = await startUiServer({ nc: rt.client.nc, port: 0, assetsDir: 'dist/ui', hostPollMs: 300 });
+  browser = await launchBrowser();
+  page = await browser.context.newPage();
+  // The page must work offline: any request off this server fails the test.
+  const offsite: string[] = [];
+  page.on('request', (r) => {
+    if (!r.url().startsWith(ui.url)) offsite.push(r.url());
+  });
+  (globalThis as { offsite?: string[] }).offsite = offsite;
+  await page.goto(ui.url);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await ui?.close();
+});
+
+// Waits for the page (a layout takes a moment when actors appear); speed is measured in bench/.
+const until = <T>(fn: () => Promise<T> | T) => expect.poll(fn, { timeout: 20_000, interval: 50 });
+const row = (sid: string) => page.locator(`#sandboxes tr[data-id="${sid}"]`);
+const node = (id: string) => page.locator(`[data-node="${id}"]`);
+
+describe('the live page', () => {
+  it('lists the host, and a new sandbox as it is created', async () => {
+    await until(() => page.locator('#hosts li[data-host="ui-host"]').textContent()).toMatch(/ui-host .*publishes inspection/);
+    await rt.ok(subjects.sandboxCreate(), { sandbox: { id: 'ui-a' } });
+    await until(() => row('ui-a').locator('.state').textContent()).toBe('ready');
+    expect(await row('ui-a').locator('.host').textContent()).toBe('ui-host');
+  });
+
+  it('shows the sandbox running after start, in the list and in its diagram', async () => {
+    await row('ui-a').click();
+    await until(() => node('sandbox|sandbox.ready').getAttribute('class')).toMatch(/\bcurrent\b/);
+    await rt.ok(subjects.sandboxOp('ui-a', 'start'));
+    await until(() => row('ui-a').locator('.state').textContent()).toBe('running');
+    await until(() => node('sandbox|sandbox.running').getAttribute('class')).toMatch(/\bcurrent\b/);
+    expect(await node('sandbox|sandbox.ready').getAttribute('class')).not.toMatch(/\bcurrent\b/);
+    // The monitor, invoked by running, is drawn inside it and shows its own state.
+    await until(() => node('monitor|monitor.watching.waiting').getAttribute('class')).toMatch(/\bcurrent\b/);
+    const running = await page.locator('[data-node="sandbox|sandbox.running"] > rect').boundingBox();
+    const monitor = await page.locator('[data-actor="monitor"] > rect').boundingBox();
+    expect(monitor!.x).toBeGreaterThan(running!.x);
+    expect(monitor!.y).toBeGreaterThan(running!.y);
+    expect(monitor!.x + monitor!.width).toBeLessThan(running!.x + running!.width);
+    expect(monitor!.y + monitor!.height).toBeLessThan(running!.y + running!.height);
+    // The history was replayed, then followed live.
+    await until(() => page.locator('#history tr').allTextContents()).toEqual([
+      expect.stringMatching(/#1.*sandbox.*create.*→ ready/),
+      expect.stringMatching(/#2.*sandbox.*start.*→ running/),
+    ]);
+  });
+
+  it('draws a container once it exists, and moves its state as it runs', async () => {
+    await rt.ok(subjects.containerCreate('ui-a'), { container: { id: 'web', args: ['sleep', '60'] } });
+    await until(() => page.locator('[data-actor="c/web"]').count()).toBe(1);
+    // Drawn inside the sandbox's actor box: containers are its children.
+    const sandboxBox = await page.locator('[data-actor="sandbox"] > rect').boundingBox();
+    const webBox = await page.locator('[data-actor="c/web"] > rect').boundingBox();
+    expect(webBox!.y).toBeGreaterThan(sandboxBox!.y);
+    expect(webBox!.y + webBox!.height).toBeLessThan(sandboxBox!.y + sandboxBox!.height + 1);
+    await until(() => node('c/web|container.ready').getAttribute('class')).toMatch(/\bcurrent\b/);
+    await rt.ok(subjects.containerOp('ui-a', 'web', 'start'));
+    await until(() => node('c/web|container.running').getAttribute('class')).toMatch(/\bcurrent\b/);
+    await rt.ok(subjects.containerOp('ui-a', 'web', 'exec'), { execId: 'ex1', args: ['sleep', '30'] });
+    await until(() => node('x/web/ex1|process.running').getAttribute('class')).toMatch(/\bcurrent\b/);
+    await until(() => row('ui-a').locator('.containers').textContent()).toBe('1');
+    await rt.ok(subjects.sandboxOp('ui-a', 'delete'), { force: true });
+    await until(() => row('ui-a').count()).toBe(0);
+  });
+
+  it('marks a sandbox whose guest was killed as failed, with the reason', async () => {
+    const sid = 'ui-kata';
+    await rt.ok(subjects.sandboxCreate(), {
+      sandbox: { id: sid, agent: 'kata', backend: 'namespace', monitor: { intervalMs: 200, deadlineMs: 500 }, containers: [{ id: 'web', args: ['sleep', '60'] }] },
+      start: true,
+    });
+    await row(sid).click();
+    await until(() => node('c/web|container.running').getAttribute('class')).toMatch(/\bcurrent\b/);
+    const pid = rt.host.host.registry.get(sid).backend.pid;
+    expect(pid).toBeGreaterThan(0);
+    process.kill(pid!, 'SIGKILL');
+    await until(() => row(sid).locator('.state').textContent()).toBe('failed');
+    expect(await row(sid).locator('.reason').textContent()).toMatch(/^guest-exited: .*SIGKILL/);
+    await until(() => page.locator('#failure').textContent()).toMatch(/failed: guest-exited — .*SIGKILL/);
+    expect(await page.locator('#failure').isVisible()).toBe(true);
+    await until(() => node('sandbox|sandbox.failed').getAttribute('class')).toMatch(/\bcurrent\b.*\bfailed\b|\bfailed\b.*\bcurrent\b/);
+    // The container's exit (255: the guest is gone) reached its chart too.
+    await until(() => node('c/web|container.stopped').getAttribute('class')).toMatch(/\bcurrent\b/);
+    expect(await page.locator('#history tr.evt-fail').textContent()).toMatch(/reason guest-exited/);
+    mkdirSync('docs', { recursive: true });
+    await page.screenshot({ path: 'docs/ui-failed-sandbox.png' });
+    await rt.ok(subjects.sandboxOp(sid, 'delete'), { force: true });
+    expect((globalThis as { offsite?: string[] }).offsite).toEqual([]);
+  });
+});
