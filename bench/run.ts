@@ -14,6 +14,9 @@ import { backendTable, benchBackends, type BackendFigures } from './namespace-ba
 import { benchHyperstart, type HyperstartFigures } from './hyperstart.js';
 import { benchKataGuest, type KataGuestFigures } from './kata-guest.js';
 import { hasAgent } from '../actors/agents/index.js';
+import { existsSync } from 'node:fs';
+import { benchUi, uiTable, type UiFigures } from './ui.js';
+import { CHROMIUM } from '../test/helpers/browser.js';
 import type { Latency } from './stats.js';
 
 const quick = process.argv.includes('--quick');
@@ -30,6 +33,12 @@ async function main(): Promise<void> {
     machine: { cpus: (await import('node:os')).cpus().length },
   };
   try {
+    if (existsSync(CHROMIUM)) {
+      process.stderr.write('bench: live page in Chromium...\n');
+      results.ui = await benchUi(nc, host, quick ? { samples: 40, listed: 1000, loads: 3 } : { samples: 200, listed: 1000, loads: 10 });
+    } else {
+      process.stderr.write(`bench: no ${CHROMIUM}: the live page is not measured (npm run setup installs chromium)\n`);
+    }
     results.noop = await benchNoop(nc, host, quick ? { samples: 200, lifecycles: 500, idle: 1000 } : { samples: 2000, lifecycles: 5000, idle: 10_000 });
     const guests: GuestFigures[] = [];
     for (const agent of ['kata', 'hyperstart'] as const) {
@@ -88,6 +97,7 @@ function markdown(r: Record<string, unknown>): string {
     ...kataTable(r.kataProtocol as KataGuestFigures | undefined),
     ...hyperstartTable(r.hyperstartProtocol as HyperstartFigures | undefined),
     ...backendTable((r.backends as BackendFigures[] | undefined) ?? []),
+    ...uiTable(r.ui as UiFigures | undefined),
   ].join('\n');
 }
 
