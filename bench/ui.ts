@@ -3,9 +3,9 @@
 // page's DOM showing it, in the diagram (events path: VC_EVENTS → ui process → SSE)
 // and in the list (the vc_sandboxes record → KV watch → SSE); and how long the list
 // takes to render 1,000 sandboxes (noop ones), with the same latencies while they are listed.
-import type { NatsConnection } from '@nats-io/transport-node';
 import type { Page } from 'playwright-core';
-import { decodeTrusted, encode } from '../bus/codec.js';
+import type { VcClient } from '../bus/client.js';
+import { decodeTrusted } from '../bus/codec.js';
 import { subjects } from '../bus/subjects.js';
 import type * as Bus from '../bus/messages.gen.js';
 import type { RuntimeHost } from '../runtime/host.js';
@@ -19,11 +19,6 @@ export interface UiFigures {
   listed: number;
   renderList: Latency;
   transitionToDomWhileListed: { diagram: Latency; list: Latency };
-}
-
-async function call(nc: NatsConnection, subject: string, body: object = {}): Promise<void> {
-  const reply = decodeTrusted<{ ok: boolean; error?: { message: string } }>((await nc.request(subject, encode(body), { timeout: 30_000 })).data);
-  if (!reply.ok) throw new Error(`${subject}: ${reply.error?.message}`);
 }
 
 // Records, in the page, the wall-clock time at which each state shows: in the diagram
@@ -50,9 +45,10 @@ const OBSERVER = `
   }).observe(document, { subtree: true, attributes: true, attributeFilter: ['class'], childList: true, characterData: true });
 `;
 
-async function transitions(nc: NatsConnection, page: Page, sid: string, samples: number): Promise<{ diagram: Latency; list: Latency }> {
+async function transitions(client: VcClient, page: Page, sid: string, samples: number): Promise<{ diagram: Latency; list: Latency }> {
   const times = new Map<number, number>();
-  const sub = nc.subscribe(subjects.sandboxEvents(sid), {
+  // The events as they are published (core NATS sees JetStream publishes too).
+  const sub = client.nc.subscribe(subjects.sandboxEvents(sid), {
     callback: (_e, m) => {
       const e = decodeTrusted<Bus.Event>(m.data);
       if (!e.containerId) times.set(Number(e.seq), Date.parse(e.time ?? ''));
@@ -60,14 +56,14 @@ async function transitions(nc: NatsConnection, page: Page, sid: string, samples:
   });
   const diagram: number[] = [];
   const list: number[] = [];
-  let seq = Number((decodeTrusted<Bus.SandboxReply>((await nc.request(subjects.sandboxOp(sid, 'status'), encode({}))).data)).sandbox?.lastEventSeq ?? 0);
+  let seq = Number((await client.call('SandboxStatus', { sid })).sandbox?.lastEventSeq ?? 0);
   try {
     for (let i = 0; i < samples; i++) {
       const to = i % 2 === 0 ? 'paused' : 'running';
       await page.evaluate(() => {
         (window as unknown as { seen: unknown[] }).seen = [];
       });
-      await call(nc, subjects.sandboxOp(sid, to === 'paused' ? 'pause' : 'resume'));
+      await client.call(to === 'paused' ? 'SandboxPause' : 'SandboxResume', { sid });
       seq++;
       const shown = await page.waitForFunction(
         (state) => {
@@ -109,30 +105,30 @@ async function renderList(page: Page, url: string, n: number): Promise<number> {
 }
 
 export async function benchUi(
-  nc: NatsConnection,
+  client: VcClient,
   _host: RuntimeHost,
   opts: { samples: number; listed: number; loads: number; assetsDir?: string },
 ): Promise<UiFigures> {
-  const ui = await startUiServer({ nc, port: 0, assetsDir: opts.assetsDir });
+  const ui = await startUiServer({ client, port: 0, assetsDir: opts.assetsDir });
   const browser = await launchBrowser();
   try {
     const page = await browser.context.newPage();
     await page.addInitScript({ content: OBSERVER });
     const sid = 'ui-lat';
-    await call(nc, subjects.sandboxCreate(), { sandbox: { id: sid }, start: true });
+    await client.call('SandboxCreate', {}, { sandbox: { id: sid }, start: true });
     await page.goto(`${ui.url}#${sid}`);
     await page.waitForSelector('[data-node="sandbox|sandbox.running"].current', { timeout: 60_000 });
-    const alone = await transitions(nc, page, sid, opts.samples);
+    const alone = await transitions(client, page, sid, opts.samples);
 
-    await throughput(opts.listed, 64, (i) => call(nc, subjects.sandboxCreate(), { sandbox: { id: `ui-list-${i}` } }));
+    await throughput(opts.listed, 64, (i) => client.call('SandboxCreate', {}, { sandbox: { id: `ui-list-${i}` } }));
     const loads: number[] = [];
     for (let i = 0; i < opts.loads; i++) loads.push(await renderList(page, ui.url, opts.listed + 1));
     await page.goto(`${ui.url}#${sid}`);
     await page.waitForSelector('[data-node="sandbox|sandbox.running"].current', { timeout: 60_000 });
-    const listed = await transitions(nc, page, sid, Math.max(10, Math.floor(opts.samples / 4)));
+    const listed = await transitions(client, page, sid, Math.max(10, Math.floor(opts.samples / 4)));
 
-    await throughput(opts.listed, 64, (i) => call(nc, subjects.sandboxOp(`ui-list-${i}`, 'delete')));
-    await call(nc, subjects.sandboxOp(sid, 'delete'), { force: true });
+    await throughput(opts.listed, 64, (i) => client.call('SandboxDelete', { sid: `ui-list-${i}` }));
+    await client.call('SandboxDelete', { sid }, { force: true });
     return {
       chromium: browser.context.browser()?.version() ?? '',
       transitionToDom: alone,

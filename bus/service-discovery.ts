@@ -1,14 +1,17 @@
 // NATS service discovery (ADR-32): answers $SRV.PING, $SRV.INFO and $SRV.STATS, with
 // and without the service name and instance id, so that `nats micro ls` lists every
 // runtime host.
-import { createInbox, type NatsConnection, type Subscription } from '@nats-io/transport-node';
-import { decodeTrusted, encode } from './codec.js';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { encode } from './codec.js';
 import { SERVICE_NAME, srvSubjects, srvVerbs, type SrvVerb } from './subjects.js';
 
-export interface EndpointStats {
+/** One ADR-32 endpoint: a command, where to reach it, and its counters. */
+export interface EndpointInfo {
   name: string;
-  subject: string;
+  /** The subject a request is sent to (its template's parameters as wildcards). */
+  listenSubject: string;
   queueGroup?: string;
+  metadata: Record<string, string>;
   numRequests: number;
   numErrors: number;
   lastError: string;
@@ -16,6 +19,7 @@ export interface EndpointStats {
 }
 
 export interface ServiceIdentity {
+  /** Unique per runtime process (a nuid); the host name is in the metadata. */
   id: string;
   version: string;
   description: string;
@@ -26,7 +30,7 @@ export interface ServiceIdentity {
 export function startServiceDiscovery(
   nc: NatsConnection,
   identity: ServiceIdentity,
-  endpoints: () => EndpointStats[],
+  endpoints: () => EndpointInfo[],
 ): Subscription[] {
   const base = { name: SERVICE_NAME, id: identity.id, version: identity.version, metadata: identity.metadata };
   const answer = (verb: SrvVerb): object => {
@@ -38,7 +42,7 @@ export function startServiceDiscovery(
           type: 'io.nats.micro.v1.info_response',
           ...base,
           description: identity.description,
-          endpoints: endpoints().map((e) => ({ name: e.name, subject: e.subject, queue_group: e.queueGroup ?? '', metadata: null })),
+          endpoints: endpoints().map((e) => ({ name: e.name, subject: e.listenSubject, queue_group: e.queueGroup ?? '', metadata: e.metadata })),
         };
       case 'STATS':
         return {
@@ -47,7 +51,7 @@ export function startServiceDiscovery(
           started: identity.started,
           endpoints: endpoints().map((e) => ({
             name: e.name,
-            subject: e.subject,
+            subject: e.listenSubject,
             queue_group: e.queueGroup ?? '',
             num_requests: e.numRequests,
             num_errors: e.numErrors,
@@ -73,41 +77,13 @@ export function startServiceDiscovery(
   return subs;
 }
 
-/** What a host answers to $SRV.INFO (the fields tools read). */
-export interface HostInfo {
-  id: string;
-  version: string;
-  metadata: Record<string, string>;
-  endpoints: unknown[];
+/** The host name in a host's $SRV answer (its id is a per-process nuid). */
+export function hostOf(answer: Record<string, unknown>): string {
+  return String((answer.metadata as { host?: string } | undefined)?.host ?? answer.id ?? '');
 }
 
-/** Every host that answers $SRV.INFO within `waitMs` (one scatter, answers gathered). */
-export async function discoverHosts(nc: NatsConnection, waitMs = 1000): Promise<HostInfo[]> {
-  const [subject] = srvSubjects('INFO', '');
-  const found: HostInfo[] = [];
-  const inbox = nc.subscribe(createInbox(), {
-    callback: (err, m) => {
-      if (!err) found.push(decodeTrusted<HostInfo>(m.data));
-    },
-  });
-  nc.publish(subject!, new Uint8Array(), { reply: inbox.getSubject() });
-  await new Promise((r) => setTimeout(r, waitMs));
-  inbox.unsubscribe();
-  return found.sort((a, b) => a.id.localeCompare(b.id));
-}
-
-/** One host's $SRV.INFO answer, or undefined when it does not answer within `timeoutMs`. */
-export async function hostInfo(nc: NatsConnection, host: string, timeoutMs = 1000): Promise<HostInfo | undefined> {
-  const subject = srvSubjects('INFO', host)[2]!;
-  try {
-    return decodeTrusted<HostInfo>((await nc.request(subject, new Uint8Array(), { timeout: timeoutMs })).data);
-  } catch {
-    return undefined;
-  }
-}
-
-/** Whether a host said it publishes actor snapshots; undefined when it did not say. */
-export function publishesInspection(info: HostInfo | undefined): boolean | undefined {
-  const flag = info?.metadata?.inspect;
+/** Whether a host said it publishes actor snapshots (VC_INSPECT=1); undefined when it did not say. */
+export function publishesInspection(answer: Record<string, unknown> | undefined): boolean | undefined {
+  const flag = (answer?.metadata as { inspect?: string } | undefined)?.inspect;
   return flag === undefined ? undefined : flag === 'true';
 }

@@ -2,7 +2,7 @@
 // the command service + the event publisher + service discovery.
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { nuid, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import type { Logger } from 'pino';
 import type { InspectionEvent } from 'xstate';
@@ -22,7 +22,7 @@ import type { SandboxActor } from '../actors/sandbox-actor.js';
 import type { LifecycleNotice } from '../machines/lifecycle.js';
 import type { MonitorSettings } from '../machines/specs.js';
 import { createLogger } from './log.js';
-import { createCommandHandler } from './commands.js';
+import { createCommandHandlers } from './commands.js';
 import { VERSION } from './version.js';
 
 export interface HostOptions {
@@ -39,7 +39,11 @@ export interface HostOptions {
   inspect?: boolean;
   /** Receives every XState inspection event of every sandbox (the Stately inspector hook). */
   observe?: (event: InspectionEvent) => void;
+  /** Deadline of a command whose request names none, in ms (default 60 s). */
+  commandDeadlineMs?: number;
 }
+
+export const DEFAULT_COMMAND_DEADLINE_MS = 60_000;
 
 export function defaultHostName(): string {
   const name = osHostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 63);
@@ -81,14 +85,20 @@ export class RuntimeHost {
       store,
     );
     const defaults = { monitor: { ...DEFAULT_MONITOR, ...opts.monitor }, guestBackend: defaultGuestBackend() };
-    const commands = new CommandService(nc, host, createCommandHandler(registry, store, defaults), store, log);
+    const commands = new CommandService(
+      nc,
+      createCommandHandlers(registry, store, defaults),
+      store,
+      { host, owns: (sid) => registry.has(sid), defaultDeadlineMs: opts.commandDeadlineMs ?? DEFAULT_COMMAND_DEADLINE_MS },
+      log,
+    );
     commands.start();
 
     const started = new Date().toISOString();
     const discovery = startServiceDiscovery(
       nc,
       {
-        id: host,
+        id: nuid.next(),
         version: VERSION,
         description: 'virtactors sandbox runtime host',
         // Tools ask here whether this host publishes actor snapshots (VC_INSPECT=1).

@@ -1,10 +1,9 @@
 // The bus side of the page: the sandbox list (followed in the vc_sandboxes KV bucket),
 // the hosts (asked through service discovery every few seconds) and, per viewed
 // sandbox, its events (replayed from VC_EVENTS, then followed) and actor snapshots.
-import type { NatsConnection } from '@nats-io/transport-node';
-import { decodeTrusted, encode } from '../bus/codec.js';
-import { readEvents } from '../bus/event-reader.js';
-import { discoverHosts, hostInfo, publishesInspection } from '../bus/service-discovery.js';
+import type { VcClient } from '../bus/client.js';
+import { decodeTrusted } from '../bus/codec.js';
+import { hostOf, publishesInspection } from '../bus/service-discovery.js';
 import { watchSandboxRecords, type SandboxRecord } from '../bus/store.js';
 import { subjects } from '../bus/subjects.js';
 import type * as Bus from '../bus/messages.gen.js';
@@ -42,12 +41,12 @@ export class LiveList {
   private timer?: NodeJS.Timeout;
 
   constructor(
-    private readonly nc: NatsConnection,
+    private readonly client: VcClient,
     private readonly hostPollMs = 2000,
   ) {}
 
   async start(): Promise<void> {
-    this.stopWatch = await watchSandboxRecords(this.nc, (c) => {
+    this.stopWatch = await watchSandboxRecords(this.client.nc, (c) => {
       if (c.record) {
         const row = summarize(c.record);
         this.sandboxes.set(c.id, row);
@@ -58,9 +57,11 @@ export class LiveList {
       this.queueFlush();
     });
     const poll = async () => {
-      const found = await discoverHosts(this.nc, 250).catch(() => undefined);
+      const found = await this.client.discover('INFO', 250).catch(() => undefined);
       if (found) {
-        const hosts = found.map((h) => ({ id: h.id, version: h.version, inspect: publishesInspection(h) }));
+        const hosts = found
+          .map((h) => ({ id: hostOf(h), version: String(h.version ?? ''), inspect: publishesInspection(h) }))
+          .sort((a, b) => a.id.localeCompare(b.id));
         if (JSON.stringify(hosts) !== JSON.stringify(this.hosts)) {
           this.hosts = hosts;
           this.broadcast({ kind: 'hosts', hosts });
@@ -103,35 +104,34 @@ export class LiveList {
 }
 
 /** One viewer of one sandbox: status, then history, then live events and snapshots. */
-export async function followSandbox(nc: NatsConnection, sid: string, send: (m: SandboxMessage) => void, signal: AbortSignal): Promise<void> {
+export async function followSandbox(client: VcClient, sid: string, send: (m: SandboxMessage) => void, signal: AbortSignal): Promise<void> {
   // Subscribed first: no snapshot between the replay and the live part is lost.
-  const inspection = nc.subscribe(subjects.inspectSandbox(sid), {
+  const inspection = client.nc.subscribe(subjects.inspectSandbox(sid), {
     callback: (err, m) => {
       if (!err) send({ kind: 'inspection', inspection: decodeTrusted<Bus.Inspection>(m.data) });
     },
   });
   signal.addEventListener('abort', () => inspection.unsubscribe(), { once: true });
   try {
-    const reply = decodeTrusted<Bus.SandboxReply & { error?: Bus.ErrorInfo }>(
-      (await nc.request(subjects.sandboxOp(sid, 'status'), encode({}), { timeout: 5000 })).data,
-    );
-    if (reply.ok && reply.sandbox) {
+    const reply = await client.request('SandboxStatus', { sid }, {}, { timeoutMs: 5000 });
+    if (reply.ok !== false && reply.sandbox) {
       const host = reply.sandbox.host ?? '';
-      send({ kind: 'status', exists: true, host, inspect: publishesInspection(await hostInfo(nc, host)) });
+      const answers = await client.discover('INFO', 1000, (a) => hostOf(a) === host);
+      send({ kind: 'status', exists: true, host, inspect: publishesInspection(answers.find((a) => hostOf(a) === host)) });
     } else {
       send({ kind: 'status', exists: false, message: reply.error?.message ?? 'not found' });
     }
   } catch (err) {
-    send({ kind: 'status', exists: false, message: `no runtime host answers: ${(err as Error).message}` });
+    send({ kind: 'status', exists: false, message: (err as Error).message });
   }
   let last = 0;
-  for await (const e of readEvents(nc, { sandboxId: sid })) {
+  for await (const e of client.events({ sandboxId: sid })) {
     if (signal.aborted) return;
     send({ kind: 'event', event: e.event });
     last = Math.max(last, Number(e.event.seq ?? 0));
   }
   send({ kind: 'replayed' });
-  for await (const e of readEvents(nc, { sandboxId: sid, since: last + 1, follow: true, signal })) {
+  for await (const e of client.events({ sandboxId: sid, since: last + 1, follow: true, signal })) {
     send({ kind: 'event', event: e.event });
   }
 }

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { NatsConnection } from '@nats-io/transport-node';
+import type { VcClient } from '../bus/client.js';
 import type { Logger } from 'pino';
 import { ID_PATTERN } from '../bus/subjects.js';
 import { machineCharts } from '../charts/index.js';
@@ -14,7 +14,8 @@ import { followSandbox, LiveList } from './live.js';
 import type { ChartsReply } from './protocol.js';
 
 export interface UiServerOptions {
-  nc: NatsConnection;
+  /** The bus client (the CLI's own): the page reaches the bus only through it. */
+  client: VcClient;
   /** 0 picks a free port. */
   port?: number;
   /** Where the built page lives; default dist/ui beside the running bundle. */
@@ -46,7 +47,7 @@ export async function startUiServer(opts: UiServerOptions): Promise<UiServer> {
   const dir = opts.assetsDir ?? defaultAssets();
   const files = new Map(Object.entries(ASSETS).map(([path, [file, type]]) => [path, { body: readFileSync(join(dir, file)), type }]));
   const charts = JSON.stringify({ charts: machineCharts() } satisfies ChartsReply);
-  const list = new LiveList(opts.nc, opts.hostPollMs);
+  const list = new LiveList(opts.client, opts.hostPollMs);
   await list.start();
   const streams = new Set<ServerResponse>();
   let port = 0;
@@ -83,7 +84,7 @@ export async function startUiServer(opts: UiServerOptions): Promise<UiServer> {
       const send = sse(res, streams);
       const stop = new AbortController();
       res.on('close', () => stop.abort());
-      followSandbox(opts.nc, m[1]!, send, stop.signal).catch((err) => {
+      followSandbox(opts.client, m[1]!, send, stop.signal).catch((err) => {
         opts.log?.warn({ err, sandboxId: m[1] }, 'sandbox feed ended');
         res.end();
       });

@@ -98,11 +98,12 @@ describe('virtactors CLI', () => {
   it('lists runtime hosts through service discovery, saying which publish inspection', async () => {
     const hosts = await json('hosts');
     expect(hosts).toHaveLength(2);
-    expect(hosts[0]).toMatchObject({ type: 'io.nats.micro.v1.info_response', name: 'virtactors', id: 'cli-host', metadata: { inspect: 'false' } });
-    expect(hosts[1]).toMatchObject({ id: 'cli-inspect', metadata: { inspect: 'true' } });
+    const byHost = (h: string) => hosts.find((x: { metadata: { host: string } }) => x.metadata.host === h);
+    expect(byHost('cli-host')).toMatchObject({ type: 'io.nats.micro.v1.info_response', name: 'virtactors', metadata: { inspect: 'false' } });
+    expect(byHost('cli-inspect')).toMatchObject({ metadata: { inspect: 'true' } });
     const text = await cli('hosts');
-    expect(text.stdout).toMatch(/^cli-host\s+\S+\s+\d+\s+no$/m);
-    expect(text.stdout).toMatch(/^cli-inspect\s+\S+\s+\d+\s+yes$/m);
+    expect(text.stdout).toMatch(/^cli-host\s+\S+\s+\d+\s+no\s+\S+$/m);
+    expect(text.stdout).toMatch(/^cli-inspect\s+\S+\s+\d+\s+yes\s+\S+$/m);
   });
 
   it('inspect says at once that a sandbox does not exist', async () => {

@@ -1,6 +1,7 @@
 // Lifecycle events: containerd order, per-sandbox sequence numbers, live follow equals
 // replay from the start, replay from a sequence number, de-duplication by Nats-Msg-Id.
 import { describe, expect, it } from 'vitest';
+import type { CommandName, CommandParams, CommandRequest } from '../../bus/commands.js';
 import { subjects } from '../../bus/subjects.js';
 import { readEvents, type StoredEvent } from '../../bus/event-reader.js';
 import { EventPublisher } from '../../bus/events.js';
@@ -22,15 +23,15 @@ describe('events', () => {
   it('are followed live in containerd order and replay identically', async () => {
     // Following from the start of the (still empty) sandbox history: nothing can be missed.
     const live = collect(readEvents(rt.client.nc, { sandboxId: 'ev1', follow: true }), 14);
-    const ok = async (subject: string, body: unknown = {}) => expect((await rt.client.request(subject, body)).ok).toBe(true);
-    await ok(subjects.sandboxCreate(), { sandbox: { id: 'ev1', containers: [{ id: 'a', args: ['x'] }] } });
-    await ok(subjects.sandboxOp('ev1', 'start'));
-    await ok(subjects.containerOp('ev1', 'a', 'exec'), { execId: 'e1', args: ['ls'] });
-    await ok(subjects.sandboxOp('ev1', 'pause'));
-    await ok(subjects.sandboxOp('ev1', 'resume'));
-    await ok(subjects.containerOp('ev1', 'a', 'stop'));
-    await ok(subjects.sandboxOp('ev1', 'stop'));
-    await ok(subjects.sandboxOp('ev1', 'delete'));
+    const ok = async <C extends CommandName>(name: C, params: CommandParams<C>, body?: CommandRequest<C>) => expect((await rt.client.request(name, params, body)).ok).toBe(true);
+    await ok('SandboxCreate', {}, { sandbox: { id: 'ev1', containers: [{ id: 'a', args: ['x'] }] } });
+    await ok('SandboxStart', { sid: 'ev1' });
+    await ok('ContainerExec', { sid: 'ev1', cid: 'a' }, { execId: 'e1', args: ['ls'] });
+    await ok('SandboxPause', { sid: 'ev1' });
+    await ok('SandboxResume', { sid: 'ev1' });
+    await ok('ContainerStop', { sid: 'ev1', cid: 'a' });
+    await ok('SandboxStop', { sid: 'ev1' });
+    await ok('SandboxDelete', { sid: 'ev1' });
 
     const followed = await live;
     const shape = followed.map((e) => [e.event.seq, e.event.containerId ?? '-', e.event.execId ?? '-', e.event.type]);

@@ -4,14 +4,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import { pino } from 'pino';
-import { subjects } from '../../bus/subjects.js';
+import type { VcClient } from '../../bus/client.js';
 import { statelyInspector, type StatelyHook } from '../../runtime/stately-inspector.js';
-import { Client, startTestHost, type TestHost } from '../helpers/runtime.js';
+import { connectClient, startTestHost, type TestHost } from '../helpers/runtime.js';
 import { startTestServer, type TestServer } from '../helpers/nats.js';
 
 let server: TestServer;
 let host: TestHost;
-let client: Client;
+let client: VcClient;
 let relay: WebSocketServer;
 let hook: StatelyHook | undefined;
 const received: Array<{ type: string; sessionId?: string; snapshot?: { value?: unknown; context?: Record<string, unknown> } }> = [];
@@ -24,7 +24,7 @@ beforeAll(async () => {
   hook = await statelyInspector(`ws://127.0.0.1:${port}`, pino({ level: 'silent' }));
   server = await startTestServer();
   host = await startTestHost(server.url, { host: 'stately', observe: hook!.observe });
-  client = await Client.connect(server.url);
+  client = await connectClient(server.url);
 });
 
 afterAll(async () => {
@@ -43,11 +43,10 @@ describe('Stately inspector hook', () => {
   });
 
   it("sends the sandbox actors' snapshots to the relay, without their specs", async () => {
-    const reply = await client.request(subjects.sandboxCreate(), {
+    await client.call('SandboxCreate', {}, {
       sandbox: { id: 'st1', containers: [{ id: 'c1', args: ['sleep', '1'], env: ['SECRET=hunter2'] }] },
       start: true,
     });
-    expect(reply.ok).toBe(true);
     await expect
       .poll(() => received.filter((e) => e.type === '@xstate.snapshot').map((e) => e.snapshot?.value))
       .toEqual(expect.arrayContaining(['running', { watching: 'waiting' }]));
@@ -56,6 +55,6 @@ describe('Stately inspector hook', () => {
     const contexts = received.filter((e) => e.snapshot?.context?.spec).map((e) => e.snapshot!.context!.spec);
     expect(contexts.length).toBeGreaterThan(0);
     for (const spec of contexts) expect(Object.keys(spec as object)).toEqual(['id']);
-    await client.request(subjects.sandboxOp('st1', 'delete'), { force: true });
+    await client.call('SandboxDelete', { sid: 'st1' }, { force: true });
   });
 });

@@ -6,7 +6,6 @@
 import { mkdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
-import { subjects } from '../../bus/subjects.js';
 import { startUiServer, type UiServer } from '../../ui/server.js';
 import { useRuntime } from '../helpers/runtime.js';
 import { launchBrowser, type Browser } from '../helpers/browser.js';
@@ -17,7 +16,7 @@ let browser: Browser;
 let page: Page;
 
 beforeAll(async () => {
-  ui = await startUiServer({ nc: rt.client.nc, port: 0, assetsDir: 'dist/ui', hostPollMs: 300 });
+  ui = await startUiServer({ client: rt.client, port: 0, assetsDir: 'dist/ui', hostPollMs: 300 });
   browser = await launchBrowser();
   page = await browser.context.newPage();
   // The page must work offline: any request off this server fails the test.
@@ -42,7 +41,7 @@ const node = (id: string) => page.locator(`[data-node="${id}"]`);
 describe('the live page', () => {
   it('lists the host, and a new sandbox as it is created', async () => {
     await until(() => page.locator('#hosts li[data-host="ui-host"]').textContent()).toMatch(/ui-host .*publishes inspection/);
-    await rt.ok(subjects.sandboxCreate(), { sandbox: { id: 'ui-a' } });
+    await rt.ok('SandboxCreate', {}, { sandbox: { id: 'ui-a' } });
     await until(() => row('ui-a').locator('.state').textContent()).toBe('ready');
     expect(await row('ui-a').locator('.host').textContent()).toBe('ui-host');
   });
@@ -50,7 +49,7 @@ describe('the live page', () => {
   it('shows the sandbox running after start, in the list and in its diagram', async () => {
     await row('ui-a').click();
     await until(() => node('sandbox|sandbox.ready').getAttribute('class')).toMatch(/\bcurrent\b/);
-    await rt.ok(subjects.sandboxOp('ui-a', 'start'));
+    await rt.ok('SandboxStart', { sid: 'ui-a' });
     await until(() => row('ui-a').locator('.state').textContent()).toBe('running');
     await until(() => node('sandbox|sandbox.running').getAttribute('class')).toMatch(/\bcurrent\b/);
     expect(await node('sandbox|sandbox.ready').getAttribute('class')).not.toMatch(/\bcurrent\b/);
@@ -70,7 +69,7 @@ describe('the live page', () => {
   });
 
   it('draws a container once it exists, and moves its state as it runs', async () => {
-    await rt.ok(subjects.containerCreate('ui-a'), { container: { id: 'web', args: ['sleep', '60'] } });
+    await rt.ok('ContainerCreate', { sid: 'ui-a' }, { container: { id: 'web', args: ['sleep', '60'] } });
     await until(() => page.locator('[data-actor="c/web"]').count()).toBe(1);
     // Drawn inside the sandbox's actor box: containers are its children.
     const sandboxBox = await page.locator('[data-actor="sandbox"] > rect').boundingBox();
@@ -78,18 +77,18 @@ describe('the live page', () => {
     expect(webBox!.y).toBeGreaterThan(sandboxBox!.y);
     expect(webBox!.y + webBox!.height).toBeLessThan(sandboxBox!.y + sandboxBox!.height + 1);
     await until(() => node('c/web|container.ready').getAttribute('class')).toMatch(/\bcurrent\b/);
-    await rt.ok(subjects.containerOp('ui-a', 'web', 'start'));
+    await rt.ok('ContainerStart', { sid: 'ui-a', cid: 'web' });
     await until(() => node('c/web|container.running').getAttribute('class')).toMatch(/\bcurrent\b/);
-    await rt.ok(subjects.containerOp('ui-a', 'web', 'exec'), { execId: 'ex1', args: ['sleep', '30'] });
+    await rt.ok('ContainerExec', { sid: 'ui-a', cid: 'web' }, { execId: 'ex1', args: ['sleep', '30'] });
     await until(() => node('x/web/ex1|process.running').getAttribute('class')).toMatch(/\bcurrent\b/);
     await until(() => row('ui-a').locator('.containers').textContent()).toBe('1');
-    await rt.ok(subjects.sandboxOp('ui-a', 'delete'), { force: true });
+    await rt.ok('SandboxDelete', { sid: 'ui-a' }, { force: true });
     await until(() => row('ui-a').count()).toBe(0);
   });
 
   it('marks a sandbox whose guest was killed as failed, with the reason', async () => {
     const sid = 'ui-kata';
-    await rt.ok(subjects.sandboxCreate(), {
+    await rt.ok('SandboxCreate', {}, {
       sandbox: { id: sid, agent: 'kata', backend: 'namespace', monitor: { intervalMs: 200, deadlineMs: 500 }, containers: [{ id: 'web', args: ['sleep', '60'] }] },
       start: true,
     });
@@ -108,7 +107,7 @@ describe('the live page', () => {
     expect(await page.locator('#history tr.evt-fail').textContent()).toMatch(/reason guest-exited/);
     mkdirSync('docs', { recursive: true });
     await page.screenshot({ path: 'docs/ui-failed-sandbox.png' });
-    await rt.ok(subjects.sandboxOp(sid, 'delete'), { force: true });
+    await rt.ok('SandboxDelete', { sid }, { force: true });
     expect((globalThis as { offsite?: string[] }).offsite).toEqual([]);
   });
 });
