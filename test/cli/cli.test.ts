@@ -44,7 +44,7 @@ const json = async (...args: string[]) => {
 
 describe('virtactors CLI', () => {
   it('drives a sandbox with two containers through its lifecycle', async () => {
-    expect(await json('sandbox', 'create', 'cli1', '--agent', 'noop', '--annotation', 'team=a')).toMatchObject({
+    expect(await json('sandbox', 'create', 'cli1', '--host', 'cli-host', '--agent', 'noop', '--annotation', 'team=a')).toMatchObject({
       id: 'cli1', state: 'ready', host: 'cli-host', annotations: { team: 'a' },
     });
     expect(await json('container', 'create', 'cli1', 'web', '--env', 'A=1', '--', 'sleep', '30')).toMatchObject({
