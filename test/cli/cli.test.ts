@@ -154,4 +154,36 @@ describe('virtactors CLI', () => {
     }
     await json('sandbox', 'delete', 'watched', '--force');
   });
+
+  it('ui serves the live page on loopback until interrupted', async () => {
+    const child = spawn(process.execPath, ['dist/bin/virtactors.js', '--server', server.url, 'ui', '--port', '0'], {
+      env: { ...process.env, NATS_URL: '' },
+    });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /virtactors ui: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        child.once('exit', (code) => reject(new Error(`ui exited with ${code}: ${out}`)));
+      });
+      const page = await fetch(url);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toMatch(/<script src="\/app\.js">/);
+      expect((await fetch(`${url}app.js`)).status).toBe(200);
+      expect((await fetch(`${url}elk-worker.js`)).status).toBe(200);
+    } finally {
+      child.kill('SIGINT');
+    }
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(0);
+  });
+
+  it('ui refuses a bad port', async () => {
+    const r = await cli('ui', '--port', 'x');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--port takes a port number/);
+  });
 });

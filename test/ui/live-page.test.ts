@@ -1,9 +1,13 @@
 // The live page in headless Chromium against a real runtime (nats-server + a host that
 // publishes inspection): the list shows a new sandbox and its state, the diagram shows
 // the current state of every actor as it moves and a container once it exists, and a
-// guest killed for real turns the sandbox failed with its reason. The last test keeps a
-// screenshot in docs/ for the README.
-import { mkdirSync } from 'node:fs';
+// guest killed for real turns the sandbox failed with its reason. The last test takes a
+// screenshot; with VC_UPDATE_DOCS=1 it replaces docs/ui-failed-sandbox.png (the README's),
+// otherwise it goes to a temporary file, so a test run leaves the checkout as it was.
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { startUiServer, type UiServer } from '../../ui/server.js';
@@ -35,8 +39,44 @@ afterAll(async () => {
 
 // Waits for the page (a layout takes a moment when actors appear); speed is measured in bench/.
 const until = <T>(fn: () => Promise<T> | T) => expect.poll(fn, { timeout: 20_000, interval: 50 });
+/** A GET with a chosen Host header (fetch would not let us set it). */
+function get(path: string, host: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port: ui.port, path, headers: { host } }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => {
+        body += d.toString();
+        // An event stream never ends: its first message is enough.
+        if (res.headers['content-type']?.startsWith('text/event-stream') && body.includes('\n\ndata: ')) req.destroy();
+      });
+      res.on('close', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 const row = (sid: string) => page.locator(`#sandboxes tr[data-id="${sid}"]`);
 const node = (id: string) => page.locator(`[data-node="${id}"]`);
+
+describe('the ui server', () => {
+  it('answers only requests addressed to loopback, and only its own paths', async () => {
+    const local = `127.0.0.1:${ui.port}`;
+    expect((await get('/', local)).body).toMatch(/<title>virtactors/);
+    expect((await get('/', `evil.example:${ui.port}`)).status).toBe(403);
+    expect((await get('/../package.json', local)).status).toBe(404);
+    expect((await get('/api/sandboxes/..%2Fx/live', local)).status).toBe(404);
+    const charts = JSON.parse((await get('/api/charts', local)).body) as { charts: Array<{ name: string }> };
+    expect(charts.charts.map((c) => c.name)).toEqual(['sandbox', 'container', 'process', 'agent', 'monitor']);
+  });
+
+  it('says at once on a sandbox stream that the sandbox does not exist', async () => {
+    const r = await get('/api/sandboxes/nosuch/live', `localhost:${ui.port}`);
+    expect(r.status).toBe(200);
+    const first = JSON.parse(r.body.split('\n\ndata: ')[1]!.split('\n')[0]!);
+    expect(first).toEqual({ kind: 'status', exists: false, message: 'sandbox nosuch does not exist' });
+  });
+});
 
 describe('the live page', () => {
   it('lists the host, and a new sandbox as it is created', async () => {
@@ -105,8 +145,11 @@ describe('the live page', () => {
     // The container's exit (255: the guest is gone) reached its chart too.
     await until(() => node('c/web|container.stopped').getAttribute('class')).toMatch(/\bcurrent\b/);
     expect(await page.locator('#history tr.evt-fail').textContent()).toMatch(/reason guest-exited/);
+    const shot = process.env.VC_UPDATE_DOCS === '1' ? 'docs/ui-failed-sandbox.png' : join(tmpdir(), `vc-ui-${process.pid}.png`);
     mkdirSync('docs', { recursive: true });
-    await page.screenshot({ path: 'docs/ui-failed-sandbox.png' });
+    await page.screenshot({ path: shot });
+    expect(readFileSync(shot).subarray(1, 4).toString()).toBe('PNG');
+    if (shot !== 'docs/ui-failed-sandbox.png') rmSync(shot);
     await rt.ok('SandboxDelete', { sid }, { force: true });
     expect((globalThis as { offsite?: string[] }).offsite).toEqual([]);
   });
