@@ -80,15 +80,27 @@ export interface RecordChange {
 /**
  * Follows the sandbox records: every current one first, then each change as it is
  * written. For viewers (the live page); returns a function that stops the watch.
+ * `onEnd` hears of a watch that ended by itself (with the error, if one ended it).
  */
-export async function watchSandboxRecords(nc: NatsConnection, onChange: (change: RecordChange) => void): Promise<() => void> {
+export async function watchSandboxRecords(
+  nc: NatsConnection,
+  onChange: (change: RecordChange) => void,
+  onEnd?: (err?: unknown) => void,
+): Promise<() => void> {
   const kv = await new Kvm(nc).open(streams.sandboxBucket);
   const watch = await kv.watch();
+  let stopped = false;
   void (async () => {
     for await (const e of watch) {
       const removed = e.operation !== 'PUT' || e.length === 0;
       onChange(removed ? { id: e.key } : { id: e.key, record: decodeTrusted<SandboxRecord>(e.value) });
     }
-  })();
-  return () => watch.stop();
+  })().then(
+    () => stopped || onEnd?.(),
+    (err) => onEnd?.(err),
+  );
+  return () => {
+    stopped = true;
+    watch.stop();
+  };
 }

@@ -1,6 +1,7 @@
 // The bus side of the page: the sandbox list (followed in the vc_sandboxes KV bucket),
 // the hosts (asked through service discovery every few seconds) and, per viewed
 // sandbox, its events (replayed from VC_EVENTS, then followed) and actor snapshots.
+import type { Logger } from 'pino';
 import type { VcClient } from '../bus/client.js';
 import { decodeTrusted } from '../bus/codec.js';
 import { hostOf, publishesInspection } from '../bus/service-discovery.js';
@@ -43,6 +44,7 @@ export class LiveList {
   constructor(
     private readonly client: VcClient,
     private readonly hostPollMs = 2000,
+    private readonly log?: Logger,
   ) {}
 
   async start(): Promise<void> {
@@ -55,7 +57,7 @@ export class LiveList {
         this.pending.remove.push(c.id);
       }
       this.queueFlush();
-    });
+    }, (err) => this.log?.error({ err }, 'the sandbox list is no longer followed'));
     const poll = async () => {
       const found = await this.client.discover('INFO', 250).catch(() => undefined);
       if (found) {

@@ -47,7 +47,7 @@ export async function startUiServer(opts: UiServerOptions): Promise<UiServer> {
   const dir = opts.assetsDir ?? defaultAssets();
   const files = new Map(Object.entries(ASSETS).map(([path, [file, type]]) => [path, { body: readFileSync(join(dir, file)), type }]));
   const charts = JSON.stringify({ charts: machineCharts() } satisfies ChartsReply);
-  const list = new LiveList(opts.client, opts.hostPollMs);
+  const list = new LiveList(opts.client, opts.hostPollMs, opts.log);
   await list.start();
   const streams = new Set<ServerResponse>();
   let port = 0;
