@@ -84,6 +84,7 @@ describe('the live page', () => {
     await rt.ok('SandboxCreate', {}, { sandbox: { id: 'ui-a' } });
     await until(() => row('ui-a').locator('.state').textContent()).toBe('ready');
     expect(await row('ui-a').locator('.host').textContent()).toBe('ui-host');
+    await until(() => page.locator('#hosts li[data-host="ui-host"]').textContent()).toMatch(/· 1 sandbox ·/);
   });
 
   it('shows the sandbox running after start, in the list and in its diagram', async () => {

@@ -12,6 +12,8 @@ const $ = <T extends Element>(sel: string) => document.querySelector(sel) as T;
 // ---- the list ----------------------------------------------------------------------
 
 const rows = new Map<string, HTMLTableRowElement>();
+/** Each listed sandbox's host, for the hosts' counts. */
+const hostOfRow = new Map<string, string>();
 
 function cell(row: HTMLTableRowElement, cls: string): HTMLTableCellElement {
   return row.querySelector(`.${cls}`) as HTMLTableCellElement;
@@ -43,8 +45,13 @@ function newRow(s: SandboxSummary): HTMLTableRowElement {
   return row;
 }
 
+let hosts: HostSummary[] = [];
+
 function applyList(m: ListMessage): void {
-  if (m.kind === 'hosts') return renderHosts(m.hosts);
+  if (m.kind === 'hosts') {
+    hosts = m.hosts;
+    return renderHosts();
+  }
   const body = $<HTMLTableSectionElement>('#sandboxes tbody');
   const added = document.createDocumentFragment();
   for (const s of m.upsert) {
@@ -55,13 +62,16 @@ function applyList(m: ListMessage): void {
       added.appendChild(row);
     }
     fillRow(row, s);
+    hostOfRow.set(s.id, s.host);
   }
   for (const id of m.remove) {
     rows.get(id)?.remove();
     rows.delete(id);
+    hostOfRow.delete(id);
   }
   if (added.childNodes.length) insertSorted(body, added);
   $('#count').textContent = `${rows.size} sandbox${rows.size === 1 ? '' : 'es'}`;
+  renderHosts();
 }
 
 /** Keeps rows in id order; a batch of new rows is merged in once. */
@@ -76,14 +86,18 @@ function insertSorted(body: HTMLTableSectionElement, added: DocumentFragment): v
   body.append(...all);
 }
 
-function renderHosts(hosts: HostSummary[]): void {
+/** Each host with how many of the listed sandboxes it holds. */
+function renderHosts(): void {
   const ul = $<HTMLUListElement>('#hosts');
+  const held = new Map<string, number>();
+  for (const host of hostOfRow.values()) held.set(host, (held.get(host) ?? 0) + 1);
   ul.replaceChildren(
     ...hosts.map((h) => {
       const li = document.createElement('li');
       li.dataset.host = h.id;
       const inspect = h.inspect === undefined ? '' : h.inspect ? ' · publishes inspection' : ' · no inspection (VC_INSPECT=1 adds it)';
-      li.textContent = `${h.id} (${h.version})${inspect}`;
+      const n = held.get(h.id) ?? 0;
+      li.textContent = `${h.id} (${h.version}) · ${n} sandbox${n === 1 ? '' : 'es'}${inspect}`;
       return li;
     }),
   );
