@@ -393,10 +393,10 @@ async function uiCommand(client: VcClient, g: Global, args: string[]): Promise<v
   const { values } = parse(args, { port: { type: 'string' } });
   // Loaded only here: other commands do not pay for the page's server.
   const { DEFAULT_UI_PORT, startUiServer } = await import('../ui/server.js');
-  const { createLogger } = await import('../runtime/log.js');
+  const { pino } = await import('pino');
   const port = values.port === undefined ? DEFAULT_UI_PORT : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port takes a port number (0: any free port)');
-  const ui = await startUiServer({ client, port, log: createLogger('virtactors-ui', process.env.LOG_LEVEL ?? 'warn') });
+  const ui = await startUiServer({ client, port, log: pino({ name: 'virtactors-ui', level: process.env.LOG_LEVEL ?? 'warn' }) });
   print(g, { url: ui.url }, () => `virtactors ui: ${ui.url}  (bus ${g.server}; Ctrl-C stops)`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);

@@ -48,6 +48,7 @@ const SERVICE_ERROR_NUMBER: Record<ErrorCode, number> = {
   Internal: 500,
   Unavailable: 503,
   DeadlineExceeded: 504,
+  Unimplemented: 501,
 };
 
 interface Endpoint extends EndpointInfo {

@@ -1,20 +1,34 @@
 // One handler per command of the table (bus/commands.gen.ts): the request is already
-// decoded strictly; the handler normalises it, calls the registry or the sandbox, and
-// shapes the reply. The compiler checks that every command has its handler.
+// decoded strictly; the handler normalises it and hands it to the sandbox's command layer
+// (actors/sandbox-commands.ts) with the command's deadline. Commands the table marks as
+// changing state run one at a time per sandbox. The compiler checks that every command
+// has its handler.
 import type { CommandCall, CommandHandlers } from '../bus/command-service.js';
+import { commands as table, type CommandName } from '../bus/commands.js';
 import type { SandboxStore } from '../bus/store.js';
 import type { SandboxRegistry } from '../actors/registry.js';
+import type { SandboxCommands } from '../actors/sandbox-commands.js';
 import { normalizeContainerSpec, normalizeSandboxSpec, type SpecDefaults } from '../actors/sandbox-spec.js';
 
 export function createCommandHandlers(registry: SandboxRegistry, store: SandboxStore, defaults: SpecDefaults): CommandHandlers {
-  const create = async ({ request }: CommandCall<'SandboxCreate' | 'HostSandboxCreate'>) => {
-    const spec = normalizeSandboxSpec(request.sandbox, defaults);
-    const sandbox = await registry.create(spec);
-    let status = await sandbox.create();
-    if (request.start) status = await sandbox.start();
+  /** Runs a command on its sandbox: queued behind the others when it changes state. */
+  const on = <C extends CommandName, T>(call: CommandCall<C> & { params: { sid: string } }, run: (s: SandboxCommands) => Promise<T>): Promise<T> => {
+    const commands = registry.get(call.params.sid).commands;
+    return table[call.name].changesState ? commands.exclusive(() => run(commands)) : run(commands);
+  };
+  const limits = (call: CommandCall<CommandName>) => ({ deadline: call.deadline, signal: call.signal });
+
+  const create = async (call: CommandCall<'SandboxCreate' | 'HostSandboxCreate'>) => {
+    const spec = normalizeSandboxSpec(call.request.sandbox, defaults);
+    const sandbox = await registry.create(spec, call.deadline);
+    const commands = sandbox.commands;
+    const status = await commands.exclusive(async () => {
+      const created = await commands.create();
+      return call.request.start ? commands.start(limits(call)) : created;
+    });
     return { sandbox: status };
   };
-  const sandbox = (sid: string) => registry.get(sid);
+
   return {
     SandboxCreate: create,
     HostSandboxCreate: create,
@@ -22,37 +36,41 @@ export function createCommandHandlers(registry: SandboxRegistry, store: SandboxS
       const records = await store.list();
       return { sandboxes: records.filter((r) => !request.host || r.host === request.host).map((r) => r.status) };
     },
-    SandboxStatus: async ({ params }) => ({ sandbox: sandbox(params.sid).status() }),
-    SandboxStart: async ({ params }) => ({ sandbox: await sandbox(params.sid).start() }),
-    SandboxStop: async ({ params }) => ({ sandbox: await sandbox(params.sid).stop() }),
-    SandboxPause: async ({ params }) => ({ sandbox: await sandbox(params.sid).pause() }),
-    SandboxResume: async ({ params }) => ({ sandbox: await sandbox(params.sid).resume() }),
-    SandboxDelete: async ({ params, request }) => {
-      await sandbox(params.sid).delete(request.force ?? false);
-      return { id: params.sid };
-    },
-    SandboxOnlineCpuMem: async ({ params, request }) => {
-      await sandbox(params.sid).onlineCpuMem(request.cpus ?? 0);
-      return {};
-    },
-    ContainerCreate: async ({ params, request }) => ({ container: await sandbox(params.sid).createContainer(normalizeContainerSpec(request.container)) }),
-    ContainerStatus: async ({ params }) => ({ container: sandbox(params.sid).containerStatus(params.cid) }),
-    ContainerStart: async ({ params }) => ({ container: await sandbox(params.sid).startContainer(params.cid) }),
-    ContainerStop: async ({ params }) => ({ container: await sandbox(params.sid).stopContainer(params.cid) }),
-    ContainerPause: async ({ params }) => ({ container: await sandbox(params.sid).pauseContainer(params.cid) }),
-    ContainerResume: async ({ params }) => ({ container: await sandbox(params.sid).resumeContainer(params.cid) }),
-    ContainerKill: async ({ params, request }) => {
-      await sandbox(params.sid).killContainer(params.cid, request.signal ?? 15, request.all ?? false);
-      return {};
-    },
-    ContainerDelete: async ({ params, request }) => {
-      await sandbox(params.sid).deleteContainer(params.cid, request.force ?? false);
-      return { id: params.cid };
-    },
-    ContainerExec: async ({ params, request }) => sandbox(params.sid).exec(params.cid, request),
-    ContainerPs: async ({ params, request }) => sandbox(params.sid).processList(params.cid, request),
-    ContainerWait: async ({ params, request }) => sandbox(params.sid).wait(params.cid, request),
-    ContainerLogs: async ({ params, request }) => sandbox(params.sid).logs(params.cid, request),
-    ContainerStats: async ({ params }) => ({ stats: await sandbox(params.sid).stats(params.cid) }),
+    SandboxStatus: async ({ params }) => ({ sandbox: registry.get(params.sid).status() }),
+    SandboxStart: (c) => on(c, async (s) => ({ sandbox: await s.start(limits(c)) })),
+    SandboxStop: (c) => on(c, async (s) => ({ sandbox: await s.stop(limits(c)) })),
+    SandboxPause: (c) => on(c, async (s) => ({ sandbox: await s.pause(limits(c)) })),
+    SandboxResume: (c) => on(c, async (s) => ({ sandbox: await s.resume(limits(c)) })),
+    SandboxDelete: (c) =>
+      on(c, async (s) => {
+        await s.delete(c.request.force ?? false, limits(c));
+        return { id: c.params.sid };
+      }),
+    SandboxOnlineCpuMem: (c) =>
+      on(c, async (s) => {
+        await s.onlineCpuMem(c.request.cpus ?? 0, limits(c));
+        return {};
+      }),
+    ContainerCreate: (c) => on(c, async (s) => ({ container: await s.createContainer(normalizeContainerSpec(c.request.container), limits(c)) })),
+    ContainerStatus: (c) => on(c, async (s) => ({ container: s.containerStatus(c.params.cid) })),
+    ContainerStart: (c) => on(c, async (s) => ({ container: await s.startContainer(c.params.cid, limits(c)) })),
+    ContainerStop: (c) => on(c, async (s) => ({ container: await s.stopContainer(c.params.cid, limits(c)) })),
+    ContainerPause: (c) => on(c, async (s) => ({ container: await s.pauseContainer(c.params.cid, limits(c)) })),
+    ContainerResume: (c) => on(c, async (s) => ({ container: await s.resumeContainer(c.params.cid, limits(c)) })),
+    ContainerKill: (c) =>
+      on(c, async (s) => {
+        await s.killContainer(c.params.cid, c.request.signal ?? 15, c.request.all ?? false, limits(c));
+        return {};
+      }),
+    ContainerDelete: (c) =>
+      on(c, async (s) => {
+        await s.deleteContainer(c.params.cid, c.request.force ?? false, limits(c));
+        return { id: c.params.cid };
+      }),
+    ContainerExec: (c) => on(c, (s) => s.exec(c.params.cid, c.request, limits(c))),
+    ContainerPs: (c) => on(c, (s) => s.processList(c.params.cid, c.request, limits(c))),
+    ContainerWait: (c) => on(c, (s) => s.wait(c.params.cid, c.request, limits(c))),
+    ContainerLogs: (c) => on(c, (s) => s.logs(c.params.cid, c.request)),
+    ContainerStats: (c) => on(c, async (s) => ({ stats: await s.stats(c.params.cid, limits(c)) })),
   };
 }

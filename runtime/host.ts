@@ -13,13 +13,10 @@ import { KvSandboxStore } from '../bus/store.js';
 import { startServiceDiscovery } from '../bus/service-discovery.js';
 import { encode } from '../bus/codec.js';
 import { HOST_PATTERN, streams, subjects } from '../bus/subjects.js';
-import type * as Bus from '../bus/messages.gen.js';
 import { SandboxRegistry } from '../actors/registry.js';
 import { createAgent } from '../actors/agents/index.js';
 import { createBackend, defaultGuestBackend } from '../actors/backends/index.js';
 import { DEFAULT_MONITOR } from '../actors/sandbox-spec.js';
-import type { SandboxActor } from '../actors/sandbox-actor.js';
-import type { LifecycleNotice } from '../machines/lifecycle.js';
 import type { MonitorSettings } from '../machines/specs.js';
 import { createLogger } from './log.js';
 import { createCommandHandlers } from './commands.js';
@@ -77,8 +74,7 @@ export class RuntimeHost {
         runDir: (sid) => join(runRoot, sid),
         createAgent,
         createBackend: (type) => createBackend(type, log),
-        publish: (sandbox: SandboxActor, seq: number, notice: LifecycleNotice) =>
-          publisher.publish(toBusEvent(host, sandbox.id, seq, notice), `${sandbox.id}.${sandbox.uid}.${seq}`),
+        publish: (event, dedupId) => publisher.publish(event, dedupId),
         inspect: opts.inspect ? (sandbox, inspection) => nc.publish(subjects.inspectSandbox(sandbox.id), encode(inspection)) : undefined,
         observe: opts.observe,
       },
@@ -123,16 +119,4 @@ export class RuntimeHost {
     await this.registry.detachAll();
     await this.nc.drain().catch(() => {});
   }
-}
-
-function toBusEvent(host: string, sandboxId: string, seq: number, n: LifecycleNotice): Bus.Event {
-  const event: Bus.Event = { type: n.type, sandboxId, seq, time: new Date().toISOString(), host, state: n.state };
-  if (n.containerId) event.containerId = n.containerId;
-  if (n.execId) event.execId = n.execId;
-  if (n.pid !== undefined) event.pid = n.pid;
-  if (n.exitStatus !== undefined) event.exitStatus = n.exitStatus;
-  if (n.exitedAt) event.exitedAt = n.exitedAt;
-  if (n.reason) event.reason = n.reason;
-  if (n.message) event.message = n.message;
-  return event;
 }

@@ -33,7 +33,7 @@ export async function startTestHost(servers: string | string[], opts: Partial<Ho
     runRoot,
     async stop() {
       // A test that failed half-way must not leave guests running on the machine.
-      await Promise.all([...host.registry.values()].map((s) => s.delete(true).catch(() => {})));
+      await Promise.all([...host.registry.values()].map((s) => s.commands.exclusive(() => s.commands.delete(true)).catch(() => {})));
       await host.stop();
       rmSync(runRoot, { recursive: true, force: true });
     },
