@@ -121,7 +121,9 @@ describe('the live page', () => {
     await rt.ok('ContainerStart', { sid: 'ui-a', cid: 'web' });
     await until(() => node('c/web|container.running').getAttribute('class')).toMatch(/\bcurrent\b/);
     await rt.ok('ContainerExec', { sid: 'ui-a', cid: 'web' }, { execId: 'ex1', args: ['sleep', '30'] });
-    await until(() => node('x/web/ex1|process.running').getAttribute('class')).toMatch(/\bcurrent\b/);
+    // A noop exec exits 0 at once: its chart shows it exited, its events say so.
+    await until(() => node('x/web/ex1|process.exited').getAttribute('class')).toMatch(/\bcurrent\b/);
+    await until(() => page.locator('#history tr').allTextContents()).toContainEqual(expect.stringMatching(/web \/ ex1.*exit.*→ exited.*status 0/));
     await until(() => row('ui-a').locator('.containers').textContent()).toBe('1');
     await rt.ok('SandboxDelete', { sid: 'ui-a' }, { force: true });
     await until(() => row('ui-a').count()).toBe(0);
