@@ -132,7 +132,9 @@ describe('the live page', () => {
   it('marks a sandbox whose guest was killed as failed, with the reason', async () => {
     const sid = 'ui-kata';
     await rt.ok('SandboxCreate', {}, {
-      sandbox: { id: sid, agent: 'kata', backend: 'namespace', monitor: { intervalMs: 200, deadlineMs: 500 }, containers: [{ id: 'web', args: ['sleep', '60'] }] },
+      // A long interval: no health check is in flight to race the backend's report of
+      // the exit (a check cut off by the kill would say agent-unreachable instead).
+      sandbox: { id: sid, agent: 'kata', backend: 'namespace', monitor: { intervalMs: 60_000, deadlineMs: 5000 }, containers: [{ id: 'web', args: ['sleep', '60'] }] },
       start: true,
     });
     await row(sid).click();
