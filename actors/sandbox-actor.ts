@@ -557,7 +557,7 @@ export class SandboxActor {
   }
 
   status(): Bus.SandboxStatus {
-    return sandboxStatus(this.snapshot(), { spec: this.spec, host: this.env.host, createdAt: this.createdAt });
+    return sandboxStatus(this.snapshot(), { spec: this.spec, host: this.env.host, createdAt: this.createdAt, backend: this.backend.status?.() });
   }
 
   /** The statechart's persisted snapshot, stored with the sandbox record. */

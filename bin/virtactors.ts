@@ -405,7 +405,14 @@ async function hostsCommand(nc: NatsConnection, g: Global): Promise<void> {
     /* the subscription timed out: no more answers */
   }
   clearTimeout(timer);
-  print(g, found, () => table([['HOST', 'VERSION', 'ENDPOINTS'], ...found.map((f) => [String(f.id), String(f.version), String((f.endpoints as unknown[]).length)])]));
+  // The warm pool of VMs, where the host keeps one: ready/size (booting).
+  const pool = (f: Record<string, unknown>) => {
+    const m = (f.metadata ?? {}) as Record<string, string>;
+    return m['vm.pool.size'] ? `${m['vm.pool.ready']}/${m['vm.pool.size']} ready${m['vm.pool.booting'] !== '0' ? `, ${m['vm.pool.booting']} booting` : ''}` : '-';
+  };
+  print(g, found, () =>
+    table([['HOST', 'VERSION', 'ENDPOINTS', 'VM POOL'], ...found.map((f) => [String(f.id), String(f.version), String((f.endpoints as unknown[]).length), pool(f)])]),
+  );
 }
 
 /** Takes the global flags out wherever they stand (before a `--`). */

@@ -16,6 +16,9 @@ import type * as Bus from '../bus/messages.gen.js';
 import { SandboxRegistry } from '../actors/registry.js';
 import { createAgent } from '../actors/agents/index.js';
 import { createBackend, defaultGuestBackend } from '../actors/backends/index.js';
+import { VmBackend } from '../actors/backends/vm/backend.js';
+import { VmHost } from '../actors/backends/vm/host.js';
+import type { PoolTargets } from '../actors/backends/vm/pool.js';
 import { DEFAULT_MONITOR } from '../actors/sandbox-spec.js';
 import type { SandboxActor } from '../actors/sandbox-actor.js';
 import type { LifecycleNotice } from '../machines/lifecycle.js';
@@ -36,6 +39,24 @@ export interface HostOptions {
   replicas?: number;
   /** Publish every actor snapshot on vc.v1.inspect.sandbox.<sid> for live tooling. */
   inspect?: boolean;
+  /** The vm backend: its cache (kernel, image), warm pool and VM size. */
+  vm?: { cacheDir?: string; pool?: PoolTargets; memoryMiB?: number; cpus?: number };
+}
+
+/** Where the vm backend caches its kernel and image: the state directory. */
+export const vmCacheDir = () => process.env.VC_VM_CACHE ?? join(process.env.VC_STATE_DIR ?? '.state', 'vm');
+
+/** The warm pool and VM size in $SRV metadata (ADR-32 metadata is strings only). */
+function vmMetadata(vm: VmHost): Record<string, string> {
+  const pool = vm.poolStatus();
+  if (!pool) return {};
+  return {
+    'vm.pool.size': String(pool.size),
+    'vm.pool.ready': String(pool.ready),
+    'vm.pool.booting': String(pool.booting),
+    'vm.pool.taken': String(pool.taken),
+    'vm.pool': JSON.stringify(pool),
+  };
 }
 
 export function defaultHostName(): string {
@@ -51,6 +72,7 @@ export class RuntimeHost {
     private readonly commands: CommandService,
     private readonly closers: Array<() => Promise<void> | void>,
     readonly log: Logger,
+    readonly vm: VmHost,
   ) {}
 
   static async start(opts: HostOptions): Promise<RuntimeHost> {
@@ -62,6 +84,9 @@ export class RuntimeHost {
     const store = await KvSandboxStore.open(nc);
     const publisher = new EventPublisher(nc);
     const runRoot = opts.runRoot ?? join(process.env.VC_STATE_DIR ?? '/run/virtactors', 'sandboxes');
+    // VMs live beside the sandboxes' run directories (no sandbox id starts with a dot).
+    const vm = new VmHost({ root: join(runRoot, '.vm'), cacheDir: opts.vm?.cacheDir ?? vmCacheDir(), log, pool: opts.vm?.pool, memoryMiB: opts.vm?.memoryMiB, cpus: opts.vm?.cpus });
+    vm.start();
 
     const registry = new SandboxRegistry(
       {
@@ -69,7 +94,7 @@ export class RuntimeHost {
         log,
         runDir: (sid) => join(runRoot, sid),
         createAgent,
-        createBackend: (type) => createBackend(type, log),
+        createBackend: (type) => (type === 'vm' ? new VmBackend(vm) : createBackend(type, log)),
         publish: (sandbox: SandboxActor, seq: number, notice: LifecycleNotice) =>
           publisher.publish(toBusEvent(host, sandbox.id, seq, notice), `${sandbox.id}.${sandbox.uid}.${seq}`),
         inspect: opts.inspect ? (sandbox, inspection) => nc.publish(subjects.inspectSandbox(sandbox.id), encode(inspection)) : undefined,
@@ -87,7 +112,7 @@ export class RuntimeHost {
         id: host,
         version: VERSION,
         description: 'virtactors sandbox runtime host',
-        metadata: { host },
+        metadata: () => ({ host, ...vmMetadata(vm) }),
         started,
       },
       () => commands.stats(),
@@ -98,7 +123,9 @@ export class RuntimeHost {
 
     return new RuntimeHost(host, nc, registry, commands, [
       () => Promise.all(discovery.map((s) => s.drain().catch(() => {}))).then(() => {}),
-    ], log);
+      // Pool VMs belong to no sandbox: they go with the host.
+      () => vm.close(),
+    ], log, vm);
   }
 
   /** Stops serving and detaches from every sandbox; guests keep running. */

@@ -8,6 +8,7 @@ import { RuntimeHost } from './host.js';
 import { startNatsServer, type NatsServer } from './nats-server.js';
 import '../actors/install-drivers.js';
 import type { MonitorSettings } from '../machines/specs.js';
+import { parsePoolTargets } from '../actors/backends/vm/pool.js';
 
 export const stateDir = () => resolve(process.env.VC_STATE_DIR ?? '.state');
 export const urlFile = (dir = stateDir()) => join(dir, 'nats.url');
@@ -33,6 +34,13 @@ function monitorDefaults(): Partial<MonitorSettings> {
   return out;
 }
 
+function positive(name: string): number | undefined {
+  const v = process.env[name];
+  if (v === undefined) return undefined;
+  if (!/^[1-9]\d*$/.test(v)) throw new Error(`${name} must be a positive number`);
+  return Number(v);
+}
+
 async function main(): Promise<void> {
   const log = createLogger('virtactors');
   const dir = stateDir();
@@ -54,6 +62,7 @@ async function main(): Promise<void> {
     log,
     monitor: monitorDefaults(),
     inspect: process.env.VC_INSPECT === '1',
+    vm: { pool: parsePoolTargets(process.env.VC_VM_POOL), memoryMiB: positive('VC_VM_MEMORY_MIB'), cpus: positive('VC_VM_CPUS') },
   });
   process.stdout.write(`virtactors: host ${host.host} serving on ${servers}\n`);
 

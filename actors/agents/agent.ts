@@ -4,6 +4,7 @@
 // the connection statechart in front of it.
 import type { Logger } from 'pino';
 import type { AgentType, ContainerSpec, SandboxSpec } from '../../machines/specs.js';
+import type { GuestShare } from '../shared-dir.js';
 
 /** Capability bits (reference §2.5). */
 export const Capability = {
@@ -46,6 +47,8 @@ export interface GuestEndpoint {
   /** hyperstart: the two unix sockets. */
   ctlSocket?: string;
   ttySocket?: string;
+  /** The shared directory container rootfs are staged in, when the backend exports one (a VM, over 9p). */
+  share?: GuestShare;
 }
 
 /**
@@ -58,6 +61,8 @@ export interface GuestPlan {
   command: string[];
   /** The guest's whole environment (nothing of the host's is passed on). */
   env: Record<string, string>;
+  /** The 9p mount tag the agent asks a VM to export its shared directory under. */
+  shareTag?: string;
 }
 
 /** What the agent reports back on its own (exits seen in the guest, a lost connection). */
