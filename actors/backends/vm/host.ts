@@ -2,7 +2,7 @@
 // (prepared on first use, cached in the state directory), the qemu set-up (machine and
 // accelerator), the warm pool, and the directory VMs live in.
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { failedPrecondition } from '../../../bus/errors.js';
 import { signal } from '../guest-files.js';
@@ -33,7 +33,11 @@ export class VmHost {
   private env: Promise<VmEnv> | undefined;
   private readonly log: Logger;
 
-  constructor(private readonly options: VmHostOptions) {
+  private readonly options: VmHostOptions;
+
+  constructor(options: VmHostOptions) {
+    // qemu runs in /: every path it is given must be absolute.
+    this.options = { ...options, root: resolve(options.root), cacheDir: resolve(options.cacheDir) };
     this.log = options.log.child({ backend: 'vm' });
     this.pool = new VmPool(options.pool ?? {}, (agent) => this.config(agent, DEFAULT_SHARE_TAGS[agent]), (c) => this.bootVm(c), this.log);
   }

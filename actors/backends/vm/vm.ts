@@ -42,6 +42,14 @@ export const SANDBOX_MARKER = 'sandbox';
 /** The pid of the runtime that started the VM. */
 export const OWNER_FILE = 'owner.pid';
 
+function tailOf(path: string, lines = 5): string {
+  try {
+    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join(' | ');
+  } catch {
+    return '';
+  }
+}
+
 export class Vm {
   readonly id = `vm-${randomBytes(5).toString('hex')}`;
   readonly dir: string;
@@ -94,9 +102,12 @@ export class Vm {
       return vm;
     } catch (err) {
       const tail = vm.consoleTail();
+      const qemuSaid = tailOf(join(vm.dir, 'qemu.log'));
       await vm.destroy();
       const why = err instanceof Error ? err.message : String(err);
-      throw unavailable(`the ${config.agent} VM did not come up: ${why}${tail ? `; its console ended with: ${tail}` : ''}`);
+      throw unavailable(
+        `the ${config.agent} VM did not come up: ${why}${qemuSaid ? `; qemu said: ${qemuSaid}` : ''}${tail ? `; its console ended with: ${tail}` : ''}`,
+      );
     }
   }
 
@@ -127,7 +138,9 @@ export class Vm {
     }
     if (this.child.pid !== undefined) writeFileSync(join(this.dir, QEMU_PID_FILE), `${this.child.pid}\n`);
     this.log.debug({ pid: this.child.pid, agent: this.config.agent }, 'vm: qemu started');
-    await this.channel.ready(Date.now() + this.env.bootTimeoutMs);
+    // qemu may die before the agent answers (a bad option, the guest powering off).
+    const died = this.exited.then((e) => Promise.reject(new Error(`qemu exited with status ${e.status}${e.signal ? ` (${e.signal})` : ''} before the agent answered`)));
+    await Promise.race([this.channel.ready(Date.now() + this.env.bootTimeoutMs), died]);
     this.log.debug({ ms: Date.now() - this.bootedAt }, 'vm: agent answers');
   }
 
@@ -151,11 +164,7 @@ export class Vm {
 
   /** The last lines the guest printed on its console. */
   consoleTail(lines = 5): string {
-    try {
-      return readFileSync(this.consoleLog, 'utf8').trimEnd().split('\n').slice(-lines).join(' | ');
-    } catch {
-      return '';
-    }
+    return tailOf(this.consoleLog, lines);
   }
 
   readConsole(): string {
