@@ -52,7 +52,9 @@ export function sandboxLogic(lookup: (sandboxId: string) => SandboxActor | undef
           }),
           pauseContainer: cop((s, { containerId }) => s.agent.call((a) => a.pauseContainer(containerId))),
           resumeContainer: cop((s, { containerId }) => s.agent.call((a) => a.resumeContainer(containerId))),
-          deleteContainer: cop(async () => {}),
+          deleteContainer: cop(async (s, { containerId }) => {
+            if (!s.agent.isDead()) await s.agent.call(async (a) => a.releaseContainer?.(containerId));
+          }),
         },
       }),
       monitor: monitorMachine.provide({

@@ -119,6 +119,8 @@ export interface Agent {
   signalProcess(containerId: string, execId: string, signal: number, all: boolean): Promise<void>;
   pauseContainer(containerId: string): Promise<void>;
   resumeContainer(containerId: string): Promise<void>;
+  /** The container is deleted: the guest forgets it and what the host staged for it goes. */
+  releaseContainer?(containerId: string): Promise<void>;
   /** Resource usage of the container; agents without it reject with Unavailable. */
   statsContainer?(containerId: string): Promise<ContainerStats>;
 }

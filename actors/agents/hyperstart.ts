@@ -343,6 +343,20 @@ export class HyperstartAgent implements Agent {
     return { pid: rec.pid };
   }
 
+  /** A deleted container: REMOVECONTAINER if the guest still has it, then its rootfs unstaged. */
+  async releaseContainer(containerId: string): Promise<void> {
+    const c = this.containers.get(containerId);
+    if (!c) return;
+    if (c.started) {
+      await this.removeFromGuest(containerId).catch((err: unknown) => {
+        // The guest may have freed it already; the host side is released all the same.
+        if (!(err instanceof VcError)) throw err;
+      });
+    }
+    await this.unstage(containerId);
+    this.containers.delete(containerId);
+  }
+
   async exec(containerId: string, spec: ProcessSpec, execId: string): Promise<ExecResult> {
     this.running(containerId);
     const known = this.procs.get(containerId, execId);

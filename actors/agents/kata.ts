@@ -318,6 +318,20 @@ export class KataAgent implements Agent {
     return exit;
   }
 
+  /** A deleted container: removed from the guest if it still is there, its rootfs unstaged. */
+  async releaseContainer(containerId: string): Promise<void> {
+    const record = this.containers.get(containerId);
+    if (!record) return;
+    if (!record.removed) {
+      await this.op('RemoveContainer', { container_id: containerId, timeout: 0 }).catch((err: unknown) => {
+        if (!isCode(err, ErrorCode.NotFound)) throw err;
+      });
+    }
+    if (this.share) await unstageRootfs(this.share, containerId);
+    this.containers.delete(containerId);
+    this.watched.delete(key(containerId, containerId));
+  }
+
   async killContainer(containerId: string, signal: number, all: boolean): Promise<void> {
     await this.signalProcess(containerId, containerId, signal, all);
   }

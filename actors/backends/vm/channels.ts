@@ -71,6 +71,18 @@ function closeServer(server: Server | undefined, path: string | undefined): void
 
 const unixPath = (address: string) => address.replace(/^unix:(\/\/)?/, '');
 
+/** How long a closed qemu socket waits for qemu's exit before the drivers are cut off. */
+const EXIT_GRACE_MS = 1000;
+
+/**
+ * qemu's exit is the guest's exit: when its socket closes, the drivers' connections are
+ * cut only once the exit has been reported (or after a grace period), so that a killed VM
+ * fails its sandbox as exited, not as unreachable.
+ */
+function afterExit(vmExited: Promise<unknown>, cut: () => void): void {
+  void Promise.race([vmExited, sleep(EXIT_GRACE_MS)]).then(cut);
+}
+
 // ---- kata ------------------------------------------------------------------------------
 
 export class KataBridge implements AgentChannel {
@@ -86,6 +98,7 @@ export class KataBridge implements AgentChannel {
     private readonly ownSocket: string,
     private readonly log: Logger,
     private readonly gone: () => boolean,
+    private readonly vmExited: Promise<unknown>,
   ) {}
 
   async ready(deadline: number): Promise<void> {
@@ -94,7 +107,9 @@ export class KataBridge implements AgentChannel {
     this.session = new Session(socket, { client: true });
     this.session.onClose((err) => {
       if (!this.closed) this.log.debug({ err }, 'vm: kata channel closed');
-      for (const c of this.conns) c.destroy();
+      afterExit(this.vmExited, () => {
+        for (const c of this.conns) c.destroy();
+      });
     });
     await this.attach({ grpcAddress: `unix://${this.ownSocket}` });
     // Health.Check through the bridge, the way the driver will call: the agent answers.
@@ -179,6 +194,7 @@ export class HyperstartRelay implements AgentChannel {
     private readonly qemuTty: string,
     private readonly log: Logger,
     private readonly gone: () => boolean,
+    private readonly vmExited: Promise<unknown>,
   ) {}
 
   async ready(deadline: number): Promise<void> {
@@ -201,13 +217,13 @@ export class HyperstartRelay implements AgentChannel {
       }
       for (const f of frames) this.fromGuest(f);
     });
-    this.ctl.on('close', () => this.client?.destroy());
+    this.ctl.on('close', () => afterExit(this.vmExited, () => this.client?.destroy()));
     // Guest output waits in the guest while no driver reads it.
     this.tty.pause();
     this.tty.on('data', (chunk: Buffer) => {
       if (this.ttyClient && !this.ttyClient.write(chunk)) this.tty?.pause();
     });
-    this.tty.on('close', () => this.ttyClient?.destroy());
+    this.tty.on('close', () => afterExit(this.vmExited, () => this.ttyClient?.destroy()));
 
     const left = () => Math.max(0, deadline - Date.now());
     const timeout = <T>(p: Promise<T>, what: string) =>

@@ -39,7 +39,7 @@ export class VmHost {
     // qemu runs in /: every path it is given must be absolute.
     this.options = { ...options, root: resolve(options.root), cacheDir: resolve(options.cacheDir) };
     this.log = options.log.child({ backend: 'vm' });
-    this.pool = new VmPool(options.pool ?? {}, (agent) => this.config(agent, DEFAULT_SHARE_TAGS[agent]), (c) => this.bootVm(c), this.log);
+    this.pool = new VmPool(options.pool ?? {}, (agent) => this.config(agent, DEFAULT_SHARE_TAGS[agent]), (c, signal) => this.bootVm(c, signal), this.log);
   }
 
   config(agent: VmAgent, shareTag: string): VmConfig {
@@ -60,8 +60,8 @@ export class VmHost {
     return this.env;
   }
 
-  async bootVm(config: VmConfig): Promise<Vm> {
-    return Vm.boot(config, await this.prepare());
+  async bootVm(config: VmConfig, signal?: AbortSignal): Promise<Vm> {
+    return Vm.boot(config, await this.prepare(), signal);
   }
 
   /** Starts the pool (if one is configured) after clearing what a dead runtime left. */

@@ -59,8 +59,15 @@ export async function prepareKernel(cacheDir: string, log: Logger): Promise<Gues
     for (const m of modules) copyFileSync(m.path, join(out, 'modules', m.file));
     const record = { package: pkg, release, modules: modules.map((m) => m.file) };
     writeFileSync(join(out, 'kernel.json'), `${JSON.stringify(record, null, 2)}\n`);
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(out, dir);
+    // Another runtime may have prepared it meanwhile: either copy will do.
+    if (!readRecord(dir)) {
+      rmSync(dir, { recursive: true, force: true });
+      try {
+        renameSync(out, dir);
+      } catch (err) {
+        if (!readRecord(dir)) throw err;
+      }
+    }
     log.info({ release }, 'vm: guest kernel ready');
   } finally {
     rmSync(work, { recursive: true, force: true });

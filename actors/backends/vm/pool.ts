@@ -45,7 +45,7 @@ const MAX_BACKOFF_MS = 60_000;
 
 export class VmPool {
   private readonly idle = new Map<VmAgent, Vm[]>();
-  private booting: { agent: VmAgent; vm?: Promise<Vm> } | undefined;
+  private booting: { agent: VmAgent; abort: AbortController } | undefined;
   private filling: Promise<void> | undefined;
   private closed = false;
   private taken = 0;
@@ -60,7 +60,7 @@ export class VmPool {
   constructor(
     private readonly targets: PoolTargets,
     private readonly config: (agent: VmAgent) => VmConfig,
-    private readonly boot: (config: VmConfig) => Promise<Vm>,
+    private readonly boot: (config: VmConfig, signal: AbortSignal) => Promise<Vm>,
     private readonly log: Logger,
   ) {}
 
@@ -90,8 +90,9 @@ export class VmPool {
       if (this.backoffMs) await new Promise((r) => setTimeout(r, this.backoffMs).unref());
       if (this.closed) return;
       const started = Date.now();
-      const vm = this.boot(this.config(agent));
-      this.booting = { agent, vm };
+      const abort = new AbortController();
+      const vm = this.boot(this.config(agent), abort.signal);
+      this.booting = { agent, abort };
       this.onChange();
       try {
         const booted = await vm;
@@ -106,6 +107,7 @@ export class VmPool {
         this.add(agent, booted);
       } catch (err) {
         this.booting = undefined;
+        if (this.closed) return;
         this.failedBoots++;
         this.lastError = (err as Error).message;
         this.backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(1000, this.backoffMs * 2));
@@ -162,11 +164,10 @@ export class VmPool {
   /** Stops refilling and destroys every idle VM (and one still booting). */
   async close(): Promise<void> {
     this.closed = true;
-    const booting = this.booting?.vm;
+    this.booting?.abort.abort();
     const idle = [...this.idle.values()].flat();
     this.idle.clear();
     await Promise.all(idle.map((vm) => vm.destroy()));
-    await booting?.then((vm) => vm.destroy()).catch(() => {});
     await this.filling;
   }
 }

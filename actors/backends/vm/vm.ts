@@ -78,8 +78,8 @@ export class Vm {
     const gone = () => this.exit !== undefined;
     this.channel =
       config.agent === 'kata'
-        ? new KataBridge(join(this.dir, 'agent.serial'), join(this.dir, 'kata.sock'), this.log, gone)
-        : new HyperstartRelay(join(this.dir, 'ctl.serial'), join(this.dir, 'tty.serial'), this.log, gone);
+        ? new KataBridge(join(this.dir, 'agent.serial'), join(this.dir, 'kata.sock'), this.log, gone, this.exited)
+        : new HyperstartRelay(join(this.dir, 'ctl.serial'), join(this.dir, 'tty.serial'), this.log, gone, this.exited);
   }
 
   get pid(): number | undefined {
@@ -95,8 +95,11 @@ export class Vm {
   }
 
   /** Boots a VM and waits for its agent; on failure nothing of it is left. */
-  static async boot(config: VmConfig, env: VmEnv): Promise<Vm> {
+  static async boot(config: VmConfig, env: VmEnv, signal?: AbortSignal): Promise<Vm> {
     const vm = new Vm(config, env);
+    // An aborted boot (the pool closing) kills qemu at once instead of waiting for the agent.
+    const abort = () => void vm.destroy();
+    signal?.addEventListener('abort', abort, { once: true });
     try {
       await vm.start();
       return vm;
@@ -108,6 +111,8 @@ export class Vm {
       throw unavailable(
         `the ${config.agent} VM did not come up: ${why}${qemuSaid ? `; qemu said: ${qemuSaid}` : ''}${tail ? `; its console ended with: ${tail}` : ''}`,
       );
+    } finally {
+      signal?.removeEventListener('abort', abort);
     }
   }
 
