@@ -14,6 +14,7 @@ import { backendTable, benchBackends, type BackendFigures } from './namespace-ba
 import { benchHyperstart, type HyperstartFigures } from './hyperstart.js';
 import { benchKataGuest, type KataGuestFigures } from './kata-guest.js';
 import { hasAgent } from '../actors/agents/index.js';
+import { benchVm, vmTable, type VmFigures } from './vm.js';
 import type { Latency } from './stats.js';
 
 const quick = process.argv.includes('--quick');
@@ -48,6 +49,10 @@ async function main(): Promise<void> {
     results.hyperstartProtocol = await benchHyperstart(quick ? { samples: 50, boots: 5, outputMiB: 16 } : { samples: 400, boots: 20, outputMiB: 128 });
     process.stderr.write('bench: backends...\n');
     results.backends = await benchBackends(quick ? 5 : 20);
+    if (!process.argv.includes('--no-vm')) {
+      process.stderr.write('bench: vm backend (minutes under TCG)...\n');
+      results.vm = await benchVm(server.url, nc, dir, quick ? { cold: 2, warm: 3, pool: 2 } : { cold: 3, warm: 5, pool: 2 });
+    }
   } finally {
     await nc.close();
     await host.stop();
@@ -88,6 +93,7 @@ function markdown(r: Record<string, unknown>): string {
     ...kataTable(r.kataProtocol as KataGuestFigures | undefined),
     ...hyperstartTable(r.hyperstartProtocol as HyperstartFigures | undefined),
     ...backendTable((r.backends as BackendFigures[] | undefined) ?? []),
+    ...vmTable(r.vm as VmFigures | undefined),
   ].join('\n');
 }
 

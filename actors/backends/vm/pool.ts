@@ -144,6 +144,11 @@ export class VmPool {
     return vm;
   }
 
+  /** Host pids of the idle VMs' qemu processes (for memory figures). */
+  idlePids(): number[] {
+    return [...this.idle.values()].flat().map((vm) => vm.pid).filter((p): p is number => p !== undefined);
+  }
+
   status(): PoolStatus {
     const agents: PoolStatus['agents'] = {};
     let size = 0;
