@@ -4,10 +4,8 @@
 // minute when it refills. One runtime host per case on the bench's nats-server.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
-import { decodeTrusted, encode } from '../bus/codec.js';
-import { subjects } from '../bus/subjects.js';
+import type { VcClient } from '../bus/client.js';
 import { RuntimeHost } from '../runtime/host.js';
 import { findProgram } from '../actors/backends/vm/tools.js';
 import { summarize, type Latency } from './stats.js';
@@ -24,23 +22,16 @@ export interface VmFigures {
 
 const BOOT_TIMEOUT_MS = 300_000;
 
-async function request(nc: NatsConnection, subject: string, body: unknown): Promise<Record<string, unknown>> {
-  const msg = await nc.request(subject, encode(body), { timeout: BOOT_TIMEOUT_MS });
-  const reply = decodeTrusted<{ ok: boolean; error?: { message: string } } & Record<string, unknown>>(msg.data);
-  if (!reply.ok) throw new Error(`${subject}: ${reply.error?.message}`);
-  return reply;
-}
+const opts = { timeoutMs: BOOT_TIMEOUT_MS };
+const monitor = { intervalMs: 1000, deadlineMs: 15_000 };
 
 /** create+start of one kata sandbox on a backend, then its deletion (not timed). */
-async function createStart(nc: NatsConnection, id: string, backend: string): Promise<{ ms: number; vm?: { accel: string; machine: string; warm: boolean } }> {
+async function createStart(client: VcClient, host: string, id: string, backend: string): Promise<{ ms: number; vm?: { accel?: string; machine?: string; warm?: boolean } }> {
   const t = process.hrtime.bigint();
-  const reply = await request(nc, subjects.sandboxCreate(), {
-    sandbox: { id, agent: 'kata', backend, monitor: { intervalMs: 1000, deadlineMs: 15_000 } },
-    start: true,
-  });
+  const reply = await client.call('HostSandboxCreate', { host }, { sandbox: { id, agent: 'kata', backend, monitor }, start: true }, opts);
   const ms = Number(process.hrtime.bigint() - t) / 1e6;
-  await request(nc, subjects.sandboxOp(id, 'delete'), { force: true });
-  return { ms, vm: (reply.sandbox as { vm?: { accel: string; machine: string; warm: boolean } }).vm };
+  await client.call('SandboxDelete', { sid: id }, { force: true }, opts);
+  return { ms, vm: reply.sandbox?.vm };
 }
 
 const kib = (pid: number, field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? NaN);
@@ -53,7 +44,7 @@ async function until(what: string, test: () => boolean): Promise<void> {
   }
 }
 
-export async function benchVm(servers: string, nc: NatsConnection, dir: string, opts: { cold: number; warm: number; pool: number }): Promise<VmFigures | undefined> {
+export async function benchVm(servers: string, client: VcClient, dir: string, counts: { cold: number; warm: number; pool: number }): Promise<VmFigures | undefined> {
   if (!findProgram('qemu-system-x86_64')) {
     process.stderr.write('bench: no qemu-system-x86_64, vm figures skipped (npm run setup installs it)\n');
     return undefined;
@@ -64,12 +55,12 @@ export async function benchVm(servers: string, nc: NatsConnection, dir: string, 
   const warm: number[] = [];
   let accel = '';
   let machine = '';
-  const coldHost = await RuntimeHost.start({ servers, host: 'bench-vm-cold', runRoot: join(dir, 'vm-cold'), log });
+  const coldHost = await RuntimeHost.start({ servers, host: 'bench-vm-cold', runRoot: join(dir, 'vm-cold'), log, commandDeadlineMs: BOOT_TIMEOUT_MS });
   try {
-    for (let i = 0; i < 5; i++) namespace.push((await createStart(nc, `ns-${i}`, 'namespace')).ms);
-    for (let i = 0; i < opts.cold; i++) {
-      process.stderr.write(`bench: cold VM ${i + 1}/${opts.cold}...\n`);
-      const r = await createStart(nc, `cold-${i}`, 'vm');
+    for (let i = 0; i < 5; i++) namespace.push((await createStart(client, 'bench-vm-cold', `ns-${i}`, 'namespace')).ms);
+    for (let i = 0; i < counts.cold; i++) {
+      process.stderr.write(`bench: cold VM ${i + 1}/${counts.cold}...\n`);
+      const r = await createStart(client, 'bench-vm-cold', `cold-${i}`, 'vm');
       if (r.vm?.warm) throw new Error('bench: a cold sample came from a pool');
       accel = r.vm?.accel ?? '';
       machine = r.vm?.machine ?? '';
@@ -79,13 +70,13 @@ export async function benchVm(servers: string, nc: NatsConnection, dir: string, 
     await coldHost.stop();
   }
 
-  const warmHost = await RuntimeHost.start({ servers, host: 'bench-vm-warm', runRoot: join(dir, 'vm-warm'), log, vm: { pool: { kata: opts.pool } } });
+  const warmHost = await RuntimeHost.start({ servers, host: 'bench-vm-warm', runRoot: join(dir, 'vm-warm'), log, vm: { pool: { kata: counts.pool } }, commandDeadlineMs: BOOT_TIMEOUT_MS });
   let idleVm: VmFigures['idleVm'];
   let refill: VmFigures['refill'];
   try {
     const pool = () => warmHost.vm.pool.status();
-    process.stderr.write(`bench: filling a pool of ${opts.pool} VMs...\n`);
-    await until('the pool filling', () => pool().ready === opts.pool);
+    process.stderr.write(`bench: filling a pool of ${counts.pool} VMs...\n`);
+    await until('the pool filling', () => pool().ready === counts.pool);
     // Idle for a moment: what a waiting VM costs the host.
     await new Promise((r) => setTimeout(r, 3000));
     const pids = warmHost.vm.pool.idlePids();
@@ -93,24 +84,24 @@ export async function benchVm(servers: string, nc: NatsConnection, dir: string, 
     const pss = pids.map((p) => kib(p, 'Pss'));
     const mean = (xs: number[]) => Math.round(xs.reduce((a, b) => a + b, 0) / xs.length / 1024);
     idleVm = { vms: pids.length, rssMiB: mean(rss), pssMiB: mean(pss) };
-    for (let i = 0; i < opts.warm; i++) {
-      await until('the pool refilling', () => pool().ready === opts.pool);
-      const r = await createStart(nc, `warm-${i}`, 'vm');
+    for (let i = 0; i < counts.warm; i++) {
+      await until('the pool refilling', () => pool().ready === counts.pool);
+      const r = await createStart(client, 'bench-vm-warm', `warm-${i}`, 'vm');
       if (!r.vm?.warm) throw new Error('bench: a warm sample was booted cold');
       warm.push(r.ms);
     }
     // Refill rate: take every VM at once, time until the pool is full again.
-    await until('the pool refilling', () => pool().ready === opts.pool);
+    await until('the pool refilling', () => pool().ready === counts.pool);
     const taken = await Promise.all(
-      Array.from({ length: opts.pool }, (_, i) =>
-        request(nc, subjects.sandboxCreate(), { sandbox: { id: `take-${i}`, agent: 'kata', backend: 'vm', monitor: { intervalMs: 1000, deadlineMs: 15_000 } }, start: true }),
+      Array.from({ length: counts.pool }, (_, i) =>
+        client.call('HostSandboxCreate', { host: 'bench-vm-warm' }, { sandbox: { id: `take-${i}`, agent: 'kata', backend: 'vm', monitor }, start: true }, opts),
       ),
     );
     const t = Date.now();
-    await until('the pool refilling', () => pool().ready === opts.pool);
+    await until('the pool refilling', () => pool().ready === counts.pool);
     const seconds = (Date.now() - t) / 1000;
-    refill = { vms: opts.pool, seconds: Math.round(seconds * 10) / 10, perMinute: Math.round((opts.pool / seconds) * 60 * 10) / 10 };
-    await Promise.all(taken.map((_, i) => request(nc, subjects.sandboxOp(`take-${i}`, 'delete'), { force: true })));
+    refill = { vms: counts.pool, seconds: Math.round(seconds * 10) / 10, perMinute: Math.round((counts.pool / seconds) * 60 * 10) / 10 };
+    await Promise.all(taken.map((_, i) => client.call('SandboxDelete', { sid: `take-${i}` }, { force: true }, opts)));
   } finally {
     await warmHost.stop();
   }

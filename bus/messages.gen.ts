@@ -2,7 +2,7 @@
 
 /** Error carried by every failed reply: {ok: false, error: {...}}. */
 export interface ErrorInfo {
-  /** Stable code: NotFound, InvalidArgument, FailedPrecondition, AlreadyExists, Unavailable, DeadlineExceeded, Internal. */
+  /** Stable code: NotFound, InvalidArgument, FailedPrecondition, AlreadyExists, Unavailable, DeadlineExceeded, Unimplemented, Internal. */
   code?: string;
   message?: string;
   /** Current state of the sandbox or container, for FailedPrecondition. */

@@ -2,7 +2,7 @@
 // the command service + the event publisher + service discovery.
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { nuid, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import type { Logger } from 'pino';
 import { connectBus, ensureBusState } from '../bus/connection.js';
@@ -12,7 +12,6 @@ import { KvSandboxStore } from '../bus/store.js';
 import { startServiceDiscovery } from '../bus/service-discovery.js';
 import { encode } from '../bus/codec.js';
 import { HOST_PATTERN, streams, subjects } from '../bus/subjects.js';
-import type * as Bus from '../bus/messages.gen.js';
 import { SandboxRegistry } from '../actors/registry.js';
 import { createAgent } from '../actors/agents/index.js';
 import { createBackend, defaultGuestBackend } from '../actors/backends/index.js';
@@ -20,11 +19,9 @@ import { VmBackend } from '../actors/backends/vm/backend.js';
 import { VmHost } from '../actors/backends/vm/host.js';
 import type { PoolTargets } from '../actors/backends/vm/pool.js';
 import { DEFAULT_MONITOR } from '../actors/sandbox-spec.js';
-import type { SandboxActor } from '../actors/sandbox-actor.js';
-import type { LifecycleNotice } from '../machines/lifecycle.js';
 import type { MonitorSettings } from '../machines/specs.js';
 import { createLogger } from './log.js';
-import { createCommandHandler } from './commands.js';
+import { createCommandHandlers } from './commands.js';
 import { VERSION } from './version.js';
 
 export interface HostOptions {
@@ -39,6 +36,8 @@ export interface HostOptions {
   replicas?: number;
   /** Publish every actor snapshot on vc.v1.inspect.sandbox.<sid> for live tooling. */
   inspect?: boolean;
+  /** Deadline of a command whose request names none, in ms (default 60 s). */
+  commandDeadlineMs?: number;
   /** The vm backend: its cache (kernel, image), warm pool and VM size. */
   vm?: { cacheDir?: string; pool?: PoolTargets; memoryMiB?: number; cpus?: number };
 }
@@ -58,6 +57,8 @@ function vmMetadata(vm: VmHost): Record<string, string> {
     'vm.pool': JSON.stringify(pool),
   };
 }
+
+export const DEFAULT_COMMAND_DEADLINE_MS = 60_000;
 
 export function defaultHostName(): string {
   const name = osHostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 63);
@@ -95,21 +96,26 @@ export class RuntimeHost {
         runDir: (sid) => join(runRoot, sid),
         createAgent,
         createBackend: (type) => (type === 'vm' ? new VmBackend(vm) : createBackend(type, log)),
-        publish: (sandbox: SandboxActor, seq: number, notice: LifecycleNotice) =>
-          publisher.publish(toBusEvent(host, sandbox.id, seq, notice), `${sandbox.id}.${sandbox.uid}.${seq}`),
+        publish: (event, dedupId) => publisher.publish(event, dedupId),
         inspect: opts.inspect ? (sandbox, inspection) => nc.publish(subjects.inspectSandbox(sandbox.id), encode(inspection)) : undefined,
       },
       store,
     );
     const defaults = { monitor: { ...DEFAULT_MONITOR, ...opts.monitor }, guestBackend: defaultGuestBackend() };
-    const commands = new CommandService(nc, host, createCommandHandler(registry, store, defaults), store, log);
+    const commands = new CommandService(
+      nc,
+      createCommandHandlers(registry, store, defaults),
+      store,
+      { host, owns: (sid) => registry.has(sid), defaultDeadlineMs: opts.commandDeadlineMs ?? DEFAULT_COMMAND_DEADLINE_MS },
+      log,
+    );
     commands.start();
 
     const started = new Date().toISOString();
     const discovery = startServiceDiscovery(
       nc,
       {
-        id: host,
+        id: nuid.next(),
         version: VERSION,
         description: 'virtactors sandbox runtime host',
         metadata: () => ({ host, ...vmMetadata(vm) }),
@@ -135,16 +141,4 @@ export class RuntimeHost {
     await this.registry.detachAll();
     await this.nc.drain().catch(() => {});
   }
-}
-
-function toBusEvent(host: string, sandboxId: string, seq: number, n: LifecycleNotice): Bus.Event {
-  const event: Bus.Event = { type: n.type, sandboxId, seq, time: new Date().toISOString(), host, state: n.state };
-  if (n.containerId) event.containerId = n.containerId;
-  if (n.execId) event.execId = n.execId;
-  if (n.pid !== undefined) event.pid = n.pid;
-  if (n.exitStatus !== undefined) event.exitStatus = n.exitStatus;
-  if (n.exitedAt) event.exitedAt = n.exitedAt;
-  if (n.reason) event.reason = n.reason;
-  if (n.message) event.message = n.message;
-  return event;
 }

@@ -4,8 +4,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { findProgram } from '../../actors/backends/vm/tools.js';
 import { mountsUnder } from '../../actors/shared-dir.js';
-import { srvSubjects } from '../../bus/subjects.js';
-import { decodeTrusted } from '../../bus/codec.js';
 import type { RuntimeContext } from '../helpers/runtime.js';
 
 /** Why the VM suites cannot run on this machine; undefined when they can. */
@@ -18,18 +16,16 @@ export function vmSkipReason(): string | undefined {
 /** A boot under TCG on a busy 2-core machine takes tens of seconds. */
 export const BOOT_MS = 240_000;
 
-/** A request whose error reply fails the test; long enough for a cold boot. */
-export async function vmOk<T = Record<string, unknown>>(rt: RuntimeContext, subject: string, body: unknown = {}): Promise<T> {
-  const reply = await rt.client.request(subject, body, BOOT_MS);
-  if (!reply.ok) throw new Error(`${subject}: ${reply.error?.code}: ${reply.error?.message}`);
-  return reply as T;
-}
+/** A command whose error reply fails the test; the reply may take a cold boot. */
+export const vmOk: (rt: RuntimeContext, ...args: Parameters<RuntimeContext['ok']>) => ReturnType<RuntimeContext['ok']> = (rt, name, params, request) =>
+  rt.client.call(name, params, request, { timeoutMs: BOOT_MS }) as ReturnType<RuntimeContext['ok']>;
 
 /** The host's $SRV.INFO metadata (where the pool's state is). */
 export async function hostMetadata(rt: RuntimeContext): Promise<Record<string, string>> {
-  const subject = srvSubjects('INFO', rt.host.host.host)[2]!;
-  const msg = await rt.client.nc.request(subject, new Uint8Array(), { timeout: 5_000 });
-  return (decodeTrusted<{ metadata: Record<string, string> }>(msg.data).metadata ?? {}) as Record<string, string>;
+  const found = await rt.client.discover('INFO', 500);
+  const mine = found.map((f) => (f.metadata ?? {}) as Record<string, string>).find((m) => m.host === rt.host.host.host);
+  if (!mine) throw new Error(`host ${rt.host.host.host} did not answer $SRV.INFO`);
+  return mine;
 }
 
 /** Polls the pool until it has `ready` VMs (bounded by BOOT_MS). */

@@ -9,7 +9,6 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, 
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { subjects } from '../../bus/subjects.js';
 import type * as Bus from '../../bus/messages.gen.js';
 import { useRuntime, type RuntimeContext } from '../helpers/runtime.js';
 import { alive } from '../helpers/processes.js';
@@ -32,24 +31,24 @@ export function vmSuite(agent: 'kata' | 'hyperstart'): void {
   const skip = vmSkipReason();
   // Only where qemu cannot run at all; `npm run setup` installs it, so CI runs these.
   describe.skipIf(skip !== undefined)(`${agent} sandbox in a VM${skip ? ` (skipped: ${skip})` : ''}`, () => {
-    const rt: RuntimeContext = useRuntime({ host: `vm-${agent}`, vm: { pool: { [agent]: 1 } } });
+    const rt: RuntimeContext = useRuntime({ host: `vm-${agent}`, vm: { pool: { [agent]: 1 } }, commandDeadlineMs: BOOT_MS });
     const sid = `${agent}-vm`;
     // A TCG guest on a busy 2-core machine can take seconds to answer a health check.
     const monitor = { intervalMs: 1000, deadlineMs: 15_000 };
     let rootfs: string;
     let secretDir: string;
     let firstPid = 0;
-    const ok = <T = Record<string, unknown>>(subject: string, body: unknown = {}) => vmOk<T>(rt, subject, body);
+    const ok: RuntimeContext['ok'] = (name, params, request) => vmOk(rt, name, params, request);
     const run = async (cid: string, args: string[], extra: Partial<Bus.ContainerSpec> = {}) => {
       const s = await status();
       expect(s.state, `the sandbox is ${s.state}: ${s.failureReason} ${s.failureMessage}`).toBe('running');
-      await ok(subjects.containerCreate(sid), { container: { id: cid, args, ...extra } });
-      await ok(subjects.containerOp(sid, cid, 'start'));
-      const { exitStatus } = await ok<Bus.WaitReply>(subjects.containerOp(sid, cid, 'wait'), { timeoutMs: 60_000 });
-      const logs = await ok<Bus.LogsReply>(subjects.containerOp(sid, cid, 'logs'));
+      await ok('ContainerCreate', { sid }, { container: { id: cid, args, ...extra } });
+      await ok('ContainerStart', { sid, cid });
+      const { exitStatus } = await ok('ContainerWait', { sid, cid }, { timeoutMs: 60_000 });
+      const logs = await ok('ContainerLogs', { sid, cid });
       return { exitStatus, stdout: logs.stdout ?? '', stderr: logs.stderr ?? '' };
     };
-    const status = async () => (await ok<Bus.SandboxReply>(subjects.sandboxOp(sid, 'status'))).sandbox!;
+    const status = async () => (await ok('SandboxStatus', { sid })).sandbox!;
     const vmDirs = () => (existsSync(join(rt.host.runRoot, '.vm')) ? readdirSync(join(rt.host.runRoot, '.vm')) : []);
 
     beforeAll(() => {
@@ -66,7 +65,7 @@ export function vmSuite(agent: 'kata' | 'hyperstart'): void {
       const before = await poolReady(rt, 1);
       expect(before['vm.pool.size']).toBe('1');
       expect(JSON.parse(before['vm.pool']!).agents[agent]).toMatchObject({ target: 1, ready: 1 });
-      const reply = await ok<Bus.SandboxReply>(subjects.sandboxCreate(), { sandbox: { id: sid, agent, backend: 'vm', hostname: 'in-a-vm', monitor }, start: true });
+      const reply = await ok('SandboxCreate', {}, { sandbox: { id: sid, agent, backend: 'vm', hostname: 'in-a-vm', monitor }, start: true });
       expect(reply.sandbox).toMatchObject({ state: 'running', backend: 'vm', vm: { warm: true, machine: 'microvm' } });
       expect(['kvm', 'tcg']).toContain(reply.sandbox!.vm!.accel);
       firstPid = reply.sandbox!.vm!.pid ?? 0;
@@ -102,26 +101,26 @@ export function vmSuite(agent: 'kata' | 'hyperstart'): void {
       expect(r.stdout.split('\n').slice(1).filter(Boolean).sort()).toEqual(['bin', 'marker']);
       // Staged by a bind mount into the VM's shared directory, and unstaged on delete.
       expect(mountsUnder(join(rt.host.runRoot, '.vm')).length).toBeGreaterThan(0);
-      await ok(subjects.containerOp(sid, 'rooted', 'delete'), { force: true });
+      await ok('ContainerDelete', { sid, cid: 'rooted' }, { force: true });
       expect(mountsUnder(join(rt.host.runRoot, '.vm'))).toEqual([]);
       expect(existsSync(join(rootfs, 'marker'))).toBe(true);
     });
 
     it('execs in a running container and kills it', { timeout: BOOT_MS }, async () => {
-      await ok(subjects.containerCreate(sid), { container: { id: 'box', args: ['sleep', '300'] } });
-      await ok(subjects.containerOp(sid, 'box', 'start'));
-      const exec = await ok<Bus.ExecReply>(subjects.containerOp(sid, 'box', 'exec'), { execId: 'e1', args: ['sh', '-c', 'echo from-exec; exit 7'] });
+      await ok('ContainerCreate', { sid }, { container: { id: 'box', args: ['sleep', '300'] } });
+      await ok('ContainerStart', { sid, cid: 'box' });
+      const exec = await ok('ContainerExec', { sid, cid: 'box' }, { execId: 'e1', args: ['sh', '-c', 'echo from-exec; exit 7'] });
       expect(exec.execId).toBe('e1');
-      expect(await ok<Bus.WaitReply>(subjects.containerOp(sid, 'box', 'wait'), { execId: 'e1', timeoutMs: 60_000 })).toMatchObject({ exitStatus: 7 });
-      expect((await ok<Bus.LogsReply>(subjects.containerOp(sid, 'box', 'logs'), { execId: 'e1' })).stdout).toBe('from-exec\n');
-      await ok(subjects.containerOp(sid, 'box', 'kill'), { signal: 15 });
-      expect(await ok<Bus.WaitReply>(subjects.containerOp(sid, 'box', 'wait'), { timeoutMs: 60_000 })).toMatchObject({ exitStatus: 143 });
+      expect(await ok('ContainerWait', { sid, cid: 'box' }, { execId: 'e1', timeoutMs: 60_000 })).toMatchObject({ exitStatus: 7 });
+      expect((await ok('ContainerLogs', { sid, cid: 'box' }, { execId: 'e1' })).stdout).toBe('from-exec\n');
+      await ok('ContainerKill', { sid, cid: 'box' }, { signal: 15 });
+      expect(await ok('ContainerWait', { sid, cid: 'box' }, { timeoutMs: 60_000 })).toMatchObject({ exitStatus: 143 });
       const events = (await rt.eventsOf(sid)).filter((e) => e.containerId === 'box').map((e) => `${e.type}${e.execId ? `:${e.execId}` : ''}`);
       expect(events).toEqual(['create', 'start', 'exec-added:e1', 'exec-started:e1', 'exit:e1', 'exit']);
     });
 
     it('stops: the VM is gone, no qemu, socket or VM directory of it is left', { timeout: BOOT_MS }, async () => {
-      const stopped = await ok<Bus.SandboxReply>(subjects.sandboxOp(sid, 'stop'));
+      const stopped = await ok('SandboxStop', { sid });
       expect(stopped.sandbox?.state).toBe('stopped');
       expect(alive(firstPid)).toBe(false);
       const runDir = join(rt.host.runRoot, sid);
@@ -133,12 +132,12 @@ export function vmSuite(agent: 'kata' | 'hyperstart'): void {
 
     it('starts again in a VM; qemu killed makes the sandbox failed with the guest exit as reason', { timeout: 2 * BOOT_MS }, async () => {
       await poolReady(rt, 1);
-      const started = await ok<Bus.SandboxReply>(subjects.sandboxOp(sid, 'start'));
+      const started = await ok('SandboxStart', { sid });
       expect(started.sandbox).toMatchObject({ state: 'running', vm: { warm: true } });
       const pid = started.sandbox!.vm!.pid ?? 0;
       expect(pid).not.toBe(firstPid);
-      await ok(subjects.containerCreate(sid), { container: { id: 'long', args: ['sleep', '300'] } });
-      await ok(subjects.containerOp(sid, 'long', 'start'));
+      await ok('ContainerCreate', { sid }, { container: { id: 'long', args: ['sleep', '300'] } });
+      await ok('ContainerStart', { sid, cid: 'long' });
       process.kill(pid, 'SIGKILL');
       for (let s = await status(); s.state !== 'failed'; s = await status()) await new Promise((r) => setTimeout(r, 50));
       const failed = await status();
@@ -150,7 +149,7 @@ export function vmSuite(agent: 'kata' | 'hyperstart'): void {
     });
 
     it('deletes: nothing of the sandbox is left on the host', { timeout: BOOT_MS }, async () => {
-      await ok(subjects.sandboxOp(sid, 'delete'), { force: true });
+      await ok('SandboxDelete', { sid }, { force: true });
       expect(existsSync(join(rt.host.runRoot, sid))).toBe(false);
       expect(mountsUnder(rt.host.runRoot)).toEqual([]);
       // What is left is the pool's next VM, booting or idle, which no sandbox has.
