@@ -5,27 +5,15 @@
 // booted meanwhile), and that VM's qemu is then killed. Under TCG a boot takes a core for
 // tens of seconds, so the file boots as few VMs as it can and stays honest.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type * as Bus from '../../bus/messages.gen.js';
 import { useRuntime, type RuntimeContext } from '../helpers/runtime.js';
 import { alive } from '../helpers/processes.js';
+import { busyboxRootfs } from '../helpers/rootfs.js';
 import { BOOT_MS, hostMetadata, mountsUnder, poolReady, qemuProcessesUnder, vmOk, vmSkipReason } from './helpers.js';
-
-/** A tiny rootfs: busybox and a marker file, which the VM can only see through 9p. */
-function busyboxRootfs(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'vc-vm-rootfs-'));
-  const busybox = ['/bin/busybox', '/usr/bin/busybox'].find(existsSync);
-  if (!busybox) throw new Error('busybox is missing: run `npm run setup` (it installs busybox-static)');
-  mkdirSync(join(dir, 'bin'));
-  copyFileSync(busybox, join(dir, 'bin/busybox'));
-  execFileSync('chmod', ['755', join(dir, 'bin/busybox')]);
-  for (const applet of ['sh', 'ls', 'cat']) symlinkSync('busybox', join(dir, 'bin', applet));
-  writeFileSync(join(dir, 'marker'), 'inside the staged rootfs\n');
-  return dir;
-}
 
 export function vmSuite(agent: 'kata' | 'hyperstart'): void {
   const skip = vmSkipReason();
@@ -52,7 +40,8 @@ export function vmSuite(agent: 'kata' | 'hyperstart'): void {
     const vmDirs = () => (existsSync(join(rt.host.runRoot, '.vm')) ? readdirSync(join(rt.host.runRoot, '.vm')) : []);
 
     beforeAll(() => {
-      rootfs = busyboxRootfs();
+      // Its marker can only reach the VM through the 9p share.
+      rootfs = busyboxRootfs('inside the staged rootfs\n', ['sh', 'ls', 'cat']);
       secretDir = mkdtempSync(join(tmpdir(), 'vc-vm-secret-'));
       writeFileSync(join(secretDir, 'secret.txt'), 'host only\n');
     });
@@ -72,6 +61,10 @@ export function vmSuite(agent: 'kata' | 'hyperstart'): void {
       expect(alive(firstPid)).toBe(true);
       const after = await hostMetadata(rt);
       expect(after['vm.pool.taken']).toBe('1');
+      // `virtactors hosts` shows the pool too.
+      const hosts = execFileSync(process.execPath, ['dist/bin/virtactors.js', '--server', rt.server.url, 'hosts'], { encoding: 'utf8' });
+      expect(hosts).toMatch(/VM POOL/);
+      expect(hosts.split('\n').find((l) => l.startsWith(rt.host.host.host))).toMatch(/[01]\/1 ready/);
       // The pool refills in the background: that VM is booting (or, on a fast host, ready).
       expect(Number(after['vm.pool.booting']) + Number(after['vm.pool.ready'])).toBe(1);
     });
