@@ -4,7 +4,8 @@
 // its containers, is stopped (its VM destroyed) and started again (on the VM the pool
 // booted meanwhile), and that VM's qemu is then killed. Under TCG a boot takes a core for
 // tens of seconds, so the file boots as few VMs as it can and stays honest.
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,7 +63,8 @@ export function vmSuite(agent: 'kata' | 'hyperstart'): void {
       const after = await hostMetadata(rt);
       expect(after['vm.pool.taken']).toBe('1');
       // `virtactors hosts` shows the pool too.
-      const hosts = execFileSync(process.execPath, ['dist/bin/virtactors.js', '--server', rt.server.url, 'hosts'], { encoding: 'utf8' });
+      // (asynchronously: the host answering discovery runs in this process)
+      const { stdout: hosts } = await promisify(execFile)(process.execPath, ['dist/bin/virtactors.js', '--server', rt.server.url, 'hosts'], { encoding: 'utf8' });
       expect(hosts).toMatch(/VM POOL/);
       expect(hosts.split('\n').find((l) => l.startsWith(rt.host.host.host))).toMatch(/[01]\/1 ready/);
       // The pool refills in the background: that VM is booting (or, on a fast host, ready).

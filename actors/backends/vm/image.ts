@@ -18,7 +18,7 @@ import { requireProgram } from './tools.js';
 
 const run = promisify(execFile);
 /** Bumped when the image layout changes without any input changing. */
-const IMAGE_FORMAT = 2;
+const IMAGE_FORMAT = 3;
 
 /** Dynamically linked programs copied into /usr/bin with their libraries. */
 const PROGRAMS: { name: string; why: string }[] = [

@@ -97,8 +97,10 @@ function probeKvm(binary: string, machine: Machine, image: GuestImage): Promise<
 
 function machineArgs(machine: Machine, accel: Accel): string[] {
   const cpu = accel === 'kvm' ? 'host' : 'max';
-  if (machine === 'microvm') return ['-machine', 'microvm,x-option-roms=off,rtc=off,isa-serial=on', '-accel', accel, '-cpu', cpu];
-  return ['-machine', 'q35', '-accel', accel, '-cpu', cpu];
+  // TCG's translation cache may grow to 1 GiB of host memory by default; a guest agent needs far less.
+  const acc = accel === 'tcg' ? 'tcg,tb-size=64' : accel;
+  if (machine === 'microvm') return ['-machine', 'microvm,x-option-roms=off,rtc=off,isa-serial=on', '-accel', acc, '-cpu', cpu];
+  return ['-machine', 'q35', '-accel', acc, '-cpu', cpu];
 }
 
 export async function qemuSetup(image: GuestImage, cacheDir: string, log: Logger): Promise<QemuSetup> {
@@ -126,7 +128,7 @@ const esc = (value: string) => value.replace(/,/g, ',,');
 /** The qemu command line of one VM. */
 export function qemuArgs(setup: QemuSetup, image: GuestImage, vm: VmLayout): string[] {
   const mmio = setup.machine === 'microvm';
-  const append = ['console=ttyS0', 'quiet', 'panic=-1', `virtactors.agent=${vm.agent}`];
+  const append = ['console=ttyS0', 'quiet', 'panic=-1', `virtactors.agent=${vm.agent}`, `virtactors.share=${vm.shareTag}`];
   if (setup.tscKhz) append.push(`tsc_early_khz=${setup.tscKhz}`);
   const args = [
     ...machineArgs(setup.machine, setup.accel),
