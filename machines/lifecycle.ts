@@ -1,7 +1,7 @@
 // Shared vocabulary of the lifecycle statecharts: the reference's four states and its
 // transition table, OCI status strings, and the shape of emitted lifecycle notices.
 // Pure data; no I/O.
-import type { SandboxEventType } from '../protos/event-types.js';
+import type { ContainerEventType, ExecEventType, SandboxEventType } from '../protos/event-types.js';
 
 /** The four states of the 2018 runtime, shared by sandboxes and containers. */
 export type StableState = 'ready' | 'running' | 'paused' | 'stopped';
@@ -52,14 +52,14 @@ export type SandboxNotice =
 
 /** A container's notices (its init process); `start` has the pid, `exit` the status. */
 export type ContainerNotice =
-  | (NoticeBase & { type: 'create' | 'pause' | 'resume' | 'delete'; containerId: string; execId?: undefined })
+  | (NoticeBase & { type: Exclude<ContainerEventType, 'start' | 'exit'>; containerId: string; execId?: undefined })
   | (NoticeBase & { type: 'start'; containerId: string; execId?: undefined; pid: number })
   | (NoticeBase & { type: 'exit'; containerId: string; execId?: undefined; pid: number; exitStatus: number; exitedAt: string });
 
 /** An exec's notices, on its container. */
 export type ExecNotice =
-  | (NoticeBase & { type: 'exec-added'; containerId: string; execId: string })
-  | (NoticeBase & { type: 'exec-started'; containerId: string; execId: string; pid: number })
+  | (NoticeBase & { type: Extract<ExecEventType, 'exec-added'>; containerId: string; execId: string })
+  | (NoticeBase & { type: Extract<ExecEventType, 'exec-started'>; containerId: string; execId: string; pid: number })
   | (NoticeBase & { type: 'exit'; containerId: string; execId: string; pid: number; exitStatus: number; exitedAt: string });
 
 /** A lifecycle notice: what the event publisher turns into a bus event, keyed on its type. */

@@ -41,6 +41,14 @@ function positive(name: string): number | undefined {
   return Number(v);
 }
 
+/** The deadline of commands that name none (VC_COMMAND_TIMEOUT_MS), in ms. */
+function commandDeadline(): number | undefined {
+  const v = process.env.VC_COMMAND_TIMEOUT_MS;
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < 100) throw new Error('VC_COMMAND_TIMEOUT_MS must be a number of milliseconds, at least 100');
+  return Number(v);
+}
+
 async function main(): Promise<void> {
   const log = createLogger('virtactors');
   const dir = stateDir();
@@ -62,6 +70,7 @@ async function main(): Promise<void> {
     log,
     monitor: monitorDefaults(),
     inspect: process.env.VC_INSPECT === '1',
+    commandDeadlineMs: commandDeadline(),
     vm: { pool: parsePoolTargets(process.env.VC_VM_POOL), memoryMiB: positive('VC_VM_MEMORY_MIB'), cpus: positive('VC_VM_CPUS') },
   });
   process.stdout.write(`virtactors: host ${host.host} serving on ${servers}\n`);
