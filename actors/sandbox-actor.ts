@@ -146,7 +146,7 @@ export class SandboxActor implements SandboxHandle {
   }
 
   status(): Bus.SandboxStatus {
-    return sandboxStatus(this.snapshot(), { spec: this.spec, host: this.env.host, createdAt: this.createdAt });
+    return sandboxStatus(this.snapshot(), { spec: this.spec, host: this.env.host, createdAt: this.createdAt, backend: this.backend.status?.() });
   }
 
   containerStatus(ref: ContainerActorRef): Bus.ContainerStatus {

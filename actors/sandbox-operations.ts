@@ -209,8 +209,11 @@ export class GuestOperations implements SandboxOperations {
     await this.agent.call('resumeContainer', (a, abort) => a.resumeContainer(containerId, abort), limits);
   }
 
-  /** Nothing of a container is left on the host once the guest removed it. */
-  async deleteContainer(): Promise<void> {}
+  /** The guest forgets the container and the host unstages what it staged for it (its rootfs). */
+  async deleteContainer(containerId: string, limits: Limits): Promise<void> {
+    if (this.agent.isDead() || !this.agent.driver.releaseContainer) return;
+    await this.agent.call('releaseContainer', (a, abort) => a.releaseContainer!(containerId, abort), limits);
+  }
 
   async killContainer(containerId: string, signal: number, all: boolean, limits: Limits): Promise<void> {
     await this.agent.call('killContainer', (a, abort) => a.killContainer(containerId, signal, all, abort), limits);

@@ -4,6 +4,7 @@ import type { ContainerActorRef } from '../machines/container.js';
 import { ociState } from '../machines/lifecycle.js';
 import { containerRefs, type SandboxSnapshot } from '../machines/sandbox.js';
 import type { SandboxSpec } from '../machines/specs.js';
+import type { BackendStatus } from './backends/backend.js';
 
 /** The state a snapshot shows; a finished actor is deleted. */
 const stateOf = (snap: { status: string; value: unknown }) => (snap.status === 'done' ? 'deleted' : String(snap.value));
@@ -22,7 +23,10 @@ export function containerStatus(ref: ContainerActorRef): Bus.ContainerStatus {
   return status;
 }
 
-export function sandboxStatus(snap: SandboxSnapshot, about: { spec: SandboxSpec; host: string; createdAt: string }): Bus.SandboxStatus {
+export function sandboxStatus(
+  snap: SandboxSnapshot,
+  about: { spec: SandboxSpec; host: string; createdAt: string; backend?: BackendStatus },
+): Bus.SandboxStatus {
   const { spec } = about;
   const ctx = snap.context;
   const state = stateOf(snap);
@@ -40,6 +44,7 @@ export function sandboxStatus(snap: SandboxSnapshot, about: { spec: SandboxSpec;
     annotations: spec.annotations,
     monitor: spec.monitor,
   };
+  if (about.backend?.vm) status.vm = about.backend.vm;
   if (ctx.failure) {
     status.failureReason = ctx.failure.reason;
     status.failureMessage = ctx.failure.message;

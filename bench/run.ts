@@ -18,6 +18,7 @@ import { hasAgent } from '../actors/agents/index.js';
 import { existsSync } from 'node:fs';
 import { benchUi, uiTable, type UiFigures } from './ui.js';
 import { CHROMIUM } from '../test/helpers/browser.js';
+import { benchVm, vmTable, type VmFigures } from './vm.js';
 import type { Latency } from './stats.js';
 
 const quick = process.argv.includes('--quick');
@@ -92,6 +93,10 @@ async function main(): Promise<void> {
         process.stderr.write(`bench: no ${CHROMIUM}: the live page is not measured (npm run setup installs chromium)\n`);
       }
     }
+    if (runs('vm') && !process.argv.includes('--no-vm')) {
+      process.stderr.write('bench: vm backend (minutes under TCG)...\n');
+      results.vm = await benchVm(server.url, client, dir, quick ? { cold: 2, warm: 3, pool: 2 } : { cold: 3, warm: 5, pool: 2 });
+    }
   } finally {
     await client.close();
     await host?.stop();
@@ -136,6 +141,7 @@ function markdown(r: Record<string, unknown>): string {
     ...hyperstartTable(r.hyperstartProtocol as HyperstartFigures | undefined),
     ...backendTable((r.backends as BackendFigures[] | undefined) ?? []),
     ...uiTable(r.ui as UiFigures | undefined),
+    ...vmTable(r.vm as VmFigures | undefined),
   ].join('\n');
 }
 

@@ -20,7 +20,7 @@ import { chartFormats, exportCharts, machineNames, type ChartFormat, type Machin
 const USAGE = `usage: virtactors [--server URL] [--creds FILE] [--json] [--timeout MS] <command>
 
 sandboxes
-  sandbox create <id> [--agent noop|hyperstart|kata] [--backend none|namespace|process]
+  sandbox create <id> [--agent noop|hyperstart|kata] [--backend none|namespace|process|vm]
                       [--hostname NAME] [--agent-config JSON] [--host HOST] [--start]
                       [--monitor-interval MS] [--monitor-deadline MS] [--policy keep|stop-and-delete]
                       [--annotation KEY=VALUE]...
@@ -407,10 +407,16 @@ async function uiCommand(client: VcClient, g: Global, args: string[]): Promise<v
 async function hostsCommand(client: VcClient, g: Global): Promise<void> {
   const found = await client.discover('INFO', Math.min(g.timeout, 1000));
   const inspects = (f: Record<string, unknown>) => ({ true: 'yes', false: 'no', undefined: '?' })[String(publishesInspection(f)) as 'true' | 'false' | 'undefined'];
+  const meta = (f: Record<string, unknown>) => (f.metadata ?? {}) as Record<string, string>;
+  // The warm pool of VMs, where the host keeps one: ready/size (booting).
+  const pool = (f: Record<string, unknown>) => {
+    const m = meta(f);
+    return m['vm.pool.size'] ? `${m['vm.pool.ready']}/${m['vm.pool.size']} ready${m['vm.pool.booting'] !== '0' ? `, ${m['vm.pool.booting']} booting` : ''}` : '-';
+  };
   print(g, found, () =>
     table([
-      ['HOST', 'VERSION', 'ENDPOINTS', 'INSPECT', 'ID'],
-      ...found.map((f) => [hostOf(f), String(f.version), String((f.endpoints as unknown[]).length), inspects(f), String(f.id)]),
+      ['HOST', 'VERSION', 'ENDPOINTS', 'INSPECT', 'VM POOL', 'ID'],
+      ...found.map((f) => [hostOf(f), String(f.version), String((f.endpoints as unknown[]).length), inspects(f), pool(f), String(f.id)]),
     ]),
   );
 }

@@ -23,7 +23,8 @@ export interface ServiceIdentity {
   id: string;
   version: string;
   description: string;
-  metadata: Record<string, string>;
+  /** Read at every answer, so that it may say how the host is doing right now. */
+  metadata: Record<string, string> | (() => Record<string, string>);
   started: string;
 }
 
@@ -32,8 +33,9 @@ export function startServiceDiscovery(
   identity: ServiceIdentity,
   endpoints: () => EndpointInfo[],
 ): Subscription[] {
-  const base = { name: SERVICE_NAME, id: identity.id, version: identity.version, metadata: identity.metadata };
+  const metadata = () => (typeof identity.metadata === 'function' ? identity.metadata() : identity.metadata);
   const answer = (verb: SrvVerb): object => {
+    const base = { name: SERVICE_NAME, id: identity.id, version: identity.version, metadata: metadata() };
     switch (verb) {
       case 'PING':
         return { type: 'io.nats.micro.v1.ping_response', ...base };

@@ -18,6 +18,9 @@ import { HOST_PATTERN, streams, subjects } from '../bus/subjects.js';
 import { SandboxRegistry } from '../actors/registry.js';
 import { createAgent } from '../actors/agents/index.js';
 import { createBackend, defaultGuestBackend } from '../actors/backends/index.js';
+import { VmBackend } from '../actors/backends/vm/backend.js';
+import { VmHost } from '../actors/backends/vm/host.js';
+import type { PoolTargets } from '../actors/backends/vm/pool.js';
 import { DEFAULT_MONITOR } from '../actors/sandbox-spec.js';
 import type { MonitorSettings } from '../machines/specs.js';
 import { createLogger } from './log.js';
@@ -44,6 +47,24 @@ export interface HostOptions {
   observe?: (event: InspectionEvent) => void;
   /** Deadline of a command whose request names none, in ms (default 60 s). */
   commandDeadlineMs?: number;
+  /** The vm backend: its cache (kernel, image), warm pool and VM size. */
+  vm?: { cacheDir?: string; pool?: PoolTargets; memoryMiB?: number; cpus?: number };
+}
+
+/** Where the vm backend caches its kernel and image: the state directory. */
+export const vmCacheDir = () => process.env.VC_VM_CACHE ?? join(process.env.VC_STATE_DIR ?? '.state', 'vm');
+
+/** The warm pool and VM size in $SRV metadata (ADR-32 metadata is strings only). */
+function vmMetadata(vm: VmHost): Record<string, string> {
+  const pool = vm.poolStatus();
+  if (!pool) return {};
+  return {
+    'vm.pool.size': String(pool.size),
+    'vm.pool.ready': String(pool.ready),
+    'vm.pool.booting': String(pool.booting),
+    'vm.pool.taken': String(pool.taken),
+    'vm.pool': JSON.stringify(pool),
+  };
 }
 
 export const DEFAULT_COMMAND_DEADLINE_MS = 60_000;
@@ -61,6 +82,7 @@ export class RuntimeHost {
     private readonly commands: CommandService,
     private readonly closers: Array<() => Promise<void> | void>,
     readonly log: Logger,
+    readonly vm: VmHost,
   ) {}
 
   static async start(opts: HostOptions): Promise<RuntimeHost> {
@@ -72,6 +94,9 @@ export class RuntimeHost {
     const store = await KvSandboxStore.open(nc);
     const publisher = new EventPublisher(nc);
     const runRoot = opts.runRoot ?? join(process.env.VC_STATE_DIR ?? '/run/virtactors', 'sandboxes');
+    // VMs live beside the sandboxes' run directories (no sandbox id starts with a dot).
+    const vm = new VmHost({ root: join(runRoot, '.vm'), cacheDir: opts.vm?.cacheDir ?? vmCacheDir(), log, pool: opts.vm?.pool, memoryMiB: opts.vm?.memoryMiB, cpus: opts.vm?.cpus });
+    vm.start();
 
     const registry = new SandboxRegistry(
       {
@@ -79,7 +104,7 @@ export class RuntimeHost {
         log,
         runDir: (sid) => join(runRoot, sid),
         createAgent,
-        createBackend: (type) => createBackend(type, log),
+        createBackend: (type) => (type === 'vm' ? new VmBackend(vm) : createBackend(type, log)),
         publish: (event, dedupId) => publisher.publish(event, dedupId),
         inspect: opts.inspect ? (sandbox, inspection) => nc.publish(subjects.inspectSandbox(sandbox.id), encode(inspection)) : undefined,
         observe: opts.observe,
@@ -103,8 +128,9 @@ export class RuntimeHost {
         id: nuid.next(),
         version: VERSION,
         description: 'virtactors sandbox runtime host',
-        // Tools ask here whether this host publishes actor snapshots (VC_INSPECT=1).
-        metadata: { host, inspect: opts.inspect ? 'true' : 'false' },
+        // Tools ask here whether this host publishes actor snapshots (VC_INSPECT=1), and
+        // how its pool of warm VMs stands.
+        metadata: () => ({ host, inspect: opts.inspect ? 'true' : 'false', ...vmMetadata(vm) }),
         started,
       },
       () => commands.stats(),
@@ -116,7 +142,9 @@ export class RuntimeHost {
 
     return new RuntimeHost(host, nc, registry, commands, [
       () => Promise.all([...discovery, ...(creds ? [creds] : [])].map((s) => s.drain().catch(() => {}))).then(() => {}),
-    ], log);
+      // Pool VMs belong to no sandbox: they go with the host.
+      () => vm.close(),
+    ], log, vm);
   }
 
   /** Stops serving and detaches from every sandbox; guests keep running. */

@@ -13,6 +13,7 @@ import { serverAuthConfig, type Authority } from '../bus/credentials.js';
 import { statelyInspector } from './stately-inspector.js';
 import '../actors/install-drivers.js';
 import type { MonitorSettings } from '../machines/specs.js';
+import { parsePoolTargets } from '../actors/backends/vm/pool.js';
 
 /** Host-wide monitor defaults; each sandbox may override them in its spec. */
 function monitorDefaults(): Partial<MonitorSettings> {
@@ -33,6 +34,13 @@ function monitorDefaults(): Partial<MonitorSettings> {
     out.policy = policy;
   }
   return out;
+}
+
+function positive(name: string): number | undefined {
+  const v = process.env[name];
+  if (v === undefined) return undefined;
+  if (!/^[1-9]\d*$/.test(v)) throw new Error(`${name} must be a positive number`);
+  return Number(v);
 }
 
 /** The deadline of commands that name none (VC_COMMAND_TIMEOUT_MS), in ms. */
@@ -82,6 +90,7 @@ async function main(): Promise<void> {
     inspect: process.env.VC_INSPECT === '1',
     observe: stately?.observe,
     commandDeadlineMs: commandDeadline(),
+    vm: { pool: parsePoolTargets(process.env.VC_VM_POOL), memoryMiB: positive('VC_VM_MEMORY_MIB'), cpus: positive('VC_VM_CPUS') },
   });
   process.stdout.write(`virtactors: host ${host.host} serving on ${servers}\n`);
 

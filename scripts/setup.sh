@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what a fresh machine lacks: nats-server, chromium and graphviz (from the OS
-# packages) and the npm dependencies. Safe to run again.
+# Installs what a fresh machine lacks: nats-server, chromium and graphviz, and the vm
+# backend's qemu and crun (from the OS packages), and the npm dependencies. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +21,12 @@ if ! command -v ip >/dev/null 2>&1; then missing+=(iproute2); fi
 # downloads no browser); the DOT export is checked with Graphviz's dot.
 if ! [ -x /usr/bin/chromium ] && [ -z "${CHROMIUM_BIN:-}" ]; then missing+=(chromium); fi
 if ! command -v dot >/dev/null 2>&1; then missing+=(graphviz); fi
+# The vm backend: qemu runs the VMs; crun goes into the guest image; xz unpacks the guest
+# kernel (taken from Debian's linux-image-amd64 on first use, not installed).
+vm_missing=()
+if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then vm_missing+=(qemu-system-x86); fi
+if ! command -v crun >/dev/null 2>&1; then vm_missing+=(crun); fi
+if ! command -v xz >/dev/null 2>&1; then vm_missing+=(xz-utils); fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: nats-server present: $(nats-server --version 2>/dev/null || echo "$NATS_SERVER_BIN")"
@@ -37,6 +43,15 @@ or set NATS_SERVER_BIN to its path; install busybox (static) for the end-to-end 
 Then run \`npm run setup\` again.
 MSG
   exit 1
+fi
+
+if [ ${#vm_missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "setup: installing ${vm_missing[*]} for the vm backend"
+  need_root apt-get update -qq
+  # Without recommends: qemu's would bring a desktop's worth of packages.
+  need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${vm_missing[@]}"
+elif [ ${#vm_missing[@]} -gt 0 ]; then
+  echo "setup: the vm backend needs ${vm_missing[*]}: install them with your package manager" >&2
 fi
 
 # `npm install` (not `npm ci`): it keeps the locked versions, and npm 11's `ci` refuses

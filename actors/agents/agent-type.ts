@@ -35,6 +35,7 @@ export function decodeAgentConfig<T extends AgentType>(type: T, raw: unknown): A
           sockTtyName: c.sockTtyName ?? '',
           readyTimeoutMs: c.readyTimeoutMs || 5_000,
           callTimeoutMs: c.callTimeoutMs || DEFAULT_CALL_TIMEOUT_MS,
+          shareTag: c.shareTag || 'hyperShared',
         } as AgentConfigs[T];
       }
       case 'kata': {

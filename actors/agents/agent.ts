@@ -4,6 +4,7 @@
 // the connection statechart in front of it.
 import type { Logger } from 'pino';
 import type { AgentType, ContainerSpec, ProcessSpec, SandboxSpec } from '../../machines/specs.js';
+import type { GuestShare } from '../shared-dir.js';
 
 /** Capability bits (reference §2.5). */
 export const Capability = {
@@ -40,6 +41,8 @@ export interface GuestEndpoint {
   /** hyperstart: the two unix sockets. */
   ctlSocket?: string;
   ttySocket?: string;
+  /** The shared directory container rootfs are staged in, when the backend exports one (a VM, over 9p). */
+  share?: GuestShare;
 }
 
 /**
@@ -52,6 +55,8 @@ export interface GuestPlan {
   command: string[];
   /** The guest's whole environment (nothing of the host's is passed on). */
   env: Record<string, string>;
+  /** The 9p mount tag the agent asks a VM to export its shared directory under. */
+  shareTag?: string;
 }
 
 /** What the agent reports back on its own (exits seen in the guest, a lost connection). */
@@ -115,6 +120,8 @@ export interface Agent {
   signalProcess(containerId: string, execId: string, signal: number, all: boolean, abort?: AbortSignal): Promise<void>;
   pauseContainer(containerId: string, abort?: AbortSignal): Promise<void>;
   resumeContainer(containerId: string, abort?: AbortSignal): Promise<void>;
+  /** The container is deleted: the guest forgets it and what the host staged for it goes. */
+  releaseContainer?(containerId: string, abort?: AbortSignal): Promise<void>;
   /** Resource usage of the container; agents without it reject with Unavailable. */
   statsContainer?(containerId: string, abort?: AbortSignal): Promise<ContainerStats>;
 }

@@ -24,6 +24,7 @@ export type AgentOperation =
   | 'signalProcess'
   | 'pauseContainer'
   | 'resumeContainer'
+  | 'releaseContainer'
   | 'statsContainer';
 
 /**
@@ -51,6 +52,7 @@ export const AGENT_CALL_TIMEOUTS_MS: Readonly<Record<AgentOperation, number | un
   signalProcess: 10_000,
   pauseContainer: 10_000,
   resumeContainer: 10_000,
+  releaseContainer: 30_000,
   statsContainer: 10_000,
 };
 

@@ -39,6 +39,7 @@ import { registerAgent } from './index.js';
 import { stopWithGrace, waitAtMost } from './calls.js';
 import { CtlChannel, dial, GuestError, TtyChannel } from './hyperstart-ctl.js';
 import { ProcessTable, UNKNOWN_EXIT, type ProcRecord } from './hyperstart-procs.js';
+import { ROOTFS_DIR, stageRootfs, unstageRootfs, type GuestShare } from '../shared-dir.js';
 
 type Config = AgentConfigs['hyperstart'];
 
@@ -79,6 +80,8 @@ export class HyperstartAgent implements Agent {
   /** Output of processes the driver runs for itself (ps on a stock guest), not the user's. */
   private readonly captured = new Map<string, { stdout: Uint8Array[]; stderr: Uint8Array[] }>();
   private readonly stopGraceMs: number;
+  /** Where container rootfs are staged: the backend's 9p export, or our own directory. */
+  private share: GuestShare | undefined;
 
   constructor(options: HyperstartOptions = {}) {
     this.stopGraceMs = options.stopGraceMs ?? 2_000;
@@ -121,8 +124,10 @@ export class HyperstartAgent implements Agent {
     await mkdir(this.shareDir, { recursive: true });
     return {
       endpoint: { ctlSocket: this.ctlPath, ttySocket: this.ttyPath },
-      command: [process.execPath, guestEntry('hyperstart'), '--ctl', this.ctlPath, '--tty', this.ttyPath],
+      // A guest on the host's filesystem finds the shared directory where the host has it.
+      command: [process.execPath, guestEntry('hyperstart'), '--ctl', this.ctlPath, '--tty', this.ttyPath, '--shared-root', this.shareDir],
       env: guestEnv(),
+      shareTag: this.config.shareTag || 'hyperShared',
     };
   }
 
@@ -242,7 +247,10 @@ export class HyperstartAgent implements Agent {
       this.ctlPath = endpoint.ctlSocket || this.ctlPath;
       this.ttyPath = endpoint.ttySocket || this.ttyPath;
     }
-    const pod: H.Pod = { hostname: this.sandbox.hostname, containers: [], interfaces: [], routes: [], dns: [], shareDir: this.shareDir };
+    // shareDir is a 9p tag in the guest: only a backend that exports the directory has one.
+    this.share = endpoint.share ?? { hostDir: this.shareDir, bind: false };
+    const pod: H.Pod = { hostname: this.sandbox.hostname, containers: [], interfaces: [], routes: [], dns: [] };
+    if (endpoint.share?.tag) pod.shareDir = endpoint.share.tag;
     await this.send(Code.STARTPOD, pod, abort);
   }
 
@@ -255,7 +263,10 @@ export class HyperstartAgent implements Agent {
     // Exits reported before the ACK may still wait for their streams' EOF on the tty.
     await Promise.all(this.procs.finishing().map((r) => this.procs.wait(r)));
     // Specs stay for a restart of the sandbox; nothing runs any more.
-    for (const c of this.containers.values()) c.started = false;
+    for (const [cid, c] of this.containers) {
+      c.started = false;
+      await this.unstage(cid);
+    }
     this.procs.clear();
     this.dropConnection();
   }
@@ -290,6 +301,11 @@ export class HyperstartAgent implements Agent {
     for (const rec of this.procs.ofContainer(cid)) this.procs.drop(rec);
     const c = this.containers.get(cid);
     if (c) c.started = false;
+    await this.unstage(cid);
+  }
+
+  private async unstage(cid: string): Promise<void> {
+    if (this.share) await unstageRootfs(this.share, cid);
   }
 
   private container(cid: string): ContainerRecord {
@@ -308,21 +324,39 @@ export class HyperstartAgent implements Agent {
     const c = this.container(containerId);
     await this.clearExited(containerId, abort);
     const { spec } = c;
+    // As virtcontainers: the rootfs is staged at <shared dir>/<cid>/rootfs and the guest
+    // opens <shared root>/<image>/<rootfs>. Without a rootfs the guest uses its own root.
+    if (spec.rootfs) await stageRootfs(this.share ?? { hostDir: this.shareDir, bind: false }, containerId, spec.rootfs);
     const rec = this.procs.add(containerId, containerId, spec.terminal);
     const body: H.Container = {
       id: containerId,
       image: containerId,
-      rootfs: spec.rootfs,
+      rootfs: spec.rootfs ? ROOTFS_DIR : '',
       process: toProcess(containerId, spec, rec),
     };
     try {
       rec.pid = startedPid(await this.send(Code.NEWCONTAINER, body, abort));
     } catch (err) {
       this.procs.drop(rec);
+      await this.unstage(containerId).catch(() => {});
       throw err;
     }
     c.started = true;
     return { pid: rec.pid };
+  }
+
+  /** A deleted container: REMOVECONTAINER if the guest still has it, then its rootfs unstaged. */
+  async releaseContainer(containerId: string, abort?: AbortSignal): Promise<void> {
+    const c = this.containers.get(containerId);
+    if (!c) return;
+    if (c.started) {
+      await this.removeFromGuest(containerId, abort).catch((err: unknown) => {
+        // The guest may have freed it already; the host side is released all the same.
+        if (!(err instanceof VcError)) throw err;
+      });
+    }
+    await this.unstage(containerId);
+    this.containers.delete(containerId);
   }
 
   async exec(containerId: string, spec: ProcessSpec, execId: string, abort?: AbortSignal): Promise<ExecResult> {

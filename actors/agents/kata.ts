@@ -26,6 +26,10 @@ import type { AgentConfigs } from './agent-type.js';
 import { registerAgent } from './index.js';
 import { stopWithGrace, waitAtMost } from './calls.js';
 import { grpcTarget, KataConnection, pidFrom, type AgentRequest, type AgentResponse, type CallResult } from './kata-client.js';
+import { ROOTFS_DIR, stageRootfs, unstageRootfs, type GuestShare } from '../shared-dir.js';
+
+/** Where kata 1.x mounts the sandbox's 9p share in the guest (one directory per container). */
+export const GUEST_SHARED_DIR = '/run/kata-containers/shared/containers/';
 
 type Config = AgentConfigs['kata'];
 
@@ -81,6 +85,8 @@ export class KataAgent implements Agent {
   private readonly watched = new Map<string, Watched>();
   private readonly containers = new Map<string, { spec: ContainerSpec; removed: boolean }>();
   private stopping = false;
+  /** The backend's 9p export (a VM), where container rootfs are staged. */
+  private share: GuestShare | undefined;
 
   constructor(options: KataOptions = {}) {
     this.stopGraceMs = options.stopGraceMs ?? 2_000;
@@ -199,7 +205,12 @@ export class KataAgent implements Agent {
       probe.close();
     }
     const hostname = (this.sandbox.hostname || this.sandbox.id).slice(0, MAX_HOSTNAME_LEN);
-    await this.op('CreateSandbox', { hostname, sandbox_id: this.sandbox.id }, abort);
+    // As kata 1.x: the 9p share is a storage of the sandbox, mounted by the agent.
+    this.share = endpoint.share?.tag ? endpoint.share : undefined;
+    const storages = this.share
+      ? [{ driver: '9p', source: this.share.tag, fstype: '9p', options: ['trans=virtio', 'version=9p2000.L', 'nodev'], mount_point: GUEST_SHARED_DIR }]
+      : [];
+    await this.op('CreateSandbox', { hostname, sandbox_id: this.sandbox.id, storages }, abort);
   }
 
   async stopSandbox(abort?: AbortSignal): Promise<void> {
@@ -212,7 +223,10 @@ export class KataAgent implements Agent {
       this.streamConn = undefined;
       this.streamUsers = 0;
       this.watched.clear();
-      for (const c of this.containers.values()) c.removed = true;
+      for (const [cid, c] of this.containers) {
+        c.removed = true;
+        if (this.share) await unstageRootfs(this.share, cid).catch((err: unknown) => this.logger().warn({ err, containerId: cid }, 'unstaging a rootfs failed'));
+      }
     }
   }
 
@@ -222,14 +236,25 @@ export class KataAgent implements Agent {
 
   // ---- containers --------------------------------------------------------------------
 
-  private ociSpec(spec: ContainerSpec): Spec {
+  private ociSpec(spec: ContainerSpec, root: string): Spec {
     const { process } = ociProcess({ args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user, terminal: spec.terminal });
-    return { Version: '1.0.1', Process: process, Root: { Path: spec.rootfs ?? '', Readonly: false }, Hostname: this.sandbox.hostname ?? '', Annotations: spec.annotations ?? {} };
+    return { Version: '1.0.1', Process: process, Root: { Path: root, Readonly: false }, Hostname: this.sandbox.hostname ?? '', Annotations: spec.annotations ?? {} };
   }
 
   private async sendCreate(spec: ContainerSpec, abort: AbortSignal | undefined): Promise<void> {
     const { stringUser } = ociProcess({ args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user, terminal: spec.terminal });
-    await this.op('CreateContainer', { container_id: spec.id, exec_id: spec.id, OCI: this.ociSpec(spec), ...(stringUser ? { string_user: stringUser } : {}) }, abort);
+    // In a VM the rootfs reaches the guest through the share: staged, then named by its guest path.
+    let root = spec.rootfs ?? '';
+    if (this.share && root) {
+      await stageRootfs(this.share, spec.id, root);
+      root = `${GUEST_SHARED_DIR}${spec.id}/${ROOTFS_DIR}`;
+    }
+    try {
+      await this.op('CreateContainer', { container_id: spec.id, exec_id: spec.id, OCI: this.ociSpec(spec, root), ...(stringUser ? { string_user: stringUser } : {}) }, abort);
+    } catch (err) {
+      if (this.share) await unstageRootfs(this.share, spec.id).catch(() => {});
+      throw err;
+    }
   }
 
   async createContainer(container: ContainerSpec, abort?: AbortSignal): Promise<void> {
@@ -286,7 +311,22 @@ export class KataAgent implements Agent {
       if (!isCode(err, ErrorCode.NotFound)) throw err;
     });
     if (record) record.removed = true;
+    if (this.share) await unstageRootfs(this.share, containerId);
     return exit;
+  }
+
+  /** A deleted container: removed from the guest if it still is there, its rootfs unstaged. */
+  async releaseContainer(containerId: string, abort?: AbortSignal): Promise<void> {
+    const record = this.containers.get(containerId);
+    if (!record) return;
+    if (!record.removed) {
+      await this.op('RemoveContainer', { container_id: containerId, timeout: 0 }, abort).catch((err: unknown) => {
+        if (!isCode(err, ErrorCode.NotFound)) throw err;
+      });
+    }
+    if (this.share) await unstageRootfs(this.share, containerId);
+    this.containers.delete(containerId);
+    this.watched.delete(key(containerId, containerId));
   }
 
   async killContainer(containerId: string, signal: number, all: boolean, abort?: AbortSignal): Promise<void> {

@@ -17,6 +17,11 @@ export interface BootRequest {
   plan: GuestPlan;
 }
 
+/** What status shows of a backend (a VM: how it runs). */
+export interface BackendStatus {
+  vm?: { accel: string; machine: string; warm: boolean; pid: number };
+}
+
 export interface Backend {
   readonly type: BackendType;
   /** Starts the guest; resolves with where its agent listens. */
@@ -27,6 +32,8 @@ export interface Backend {
   onExit(listener: (exit: GuestExit) => void): void;
   /** Host pid of the guest's first process, when there is one. */
   readonly pid: number | undefined;
+  /** Shown in the sandbox's status. */
+  status?(): BackendStatus | undefined;
 }
 
 /** No guest at all: for the noop agent. */

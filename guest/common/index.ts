@@ -7,3 +7,5 @@ export { GuestError, toGuestError, type GuestErrorCode } from './errors.js';
 export { guestLog, silentLog, type GuestLog } from './log.js';
 export { parseUser, type UserRef } from './user.js';
 export { procIsOurs } from './proc.js';
+export { findPort, SerialPort, waitForPort } from './serial.js';
+export { mount9p, NINEP_OPTIONS, sharedPath, unmount } from './mounts.js';

@@ -1,12 +1,18 @@
 // The hyperstart-compatible guest agent:
-//   main.js --ctl <socket> --tty <socket> [--cgroups auto|v1|v2|none] [--reaper auto|on|off] [--upstream-only]
-// It listens on both unix sockets and serves one host at a time until DESTROYPOD or
-// SIGTERM, ending every process it started before it exits. --reaper auto runs container
-// processes in a reaping pid namespace when the guest is PID 1.
-import { detectCgroups, guestLog, type CgroupChoice } from '../common/index.js';
+//   main.js --ctl <socket> --tty <socket> [--shared-root <dir>] [--cgroups auto|v1|v2|none]
+//           [--reaper auto|on|off] [--upstream-only]
+//   main.js --serial [--ctl <port name>] [--tty <port name>] ...     (inside a VM)
+// It listens on both unix sockets, or with --serial uses the two virtio-serial ports
+// (by default sh.hyper.channel.0 and .1, as upstream names them), and serves one host at
+// a time until DESTROYPOD or SIGTERM, ending every process it started before it exits.
+// Container rootfs are <shared root>/<image>/<rootfs>; STARTPOD's shareDir tag is
+// mounted (9p) at the shared root. --reaper auto runs container processes in a reaping
+// pid namespace when the guest is PID 1.
+import { detectCgroups, guestLog, waitForPort, type CgroupChoice } from '../common/index.js';
 import { GuestServer } from './server.js';
 
 const log = guestLog('hyperstart');
+const PORT_WAIT_MS = 30_000;
 
 function option(name: string, fallback?: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -16,36 +22,49 @@ function option(name: string, fallback?: string): string {
 }
 
 function usage(why: string): never {
-  process.stderr.write(`usage: hyperstart --ctl <socket> --tty <socket> [--cgroups auto|v1|v2|none] [--reaper auto|on|off] (${why})\n`);
+  process.stderr.write(
+    `usage: hyperstart (--ctl <socket> --tty <socket> | --serial [--ctl <port> --tty <port>]) [--shared-root <dir>] [--cgroups auto|v1|v2|none] [--reaper auto|on|off] (${why})\n`,
+  );
   process.exit(2);
 }
 
+const serial = process.argv.includes('--serial');
 const cgroups = option('cgroups', 'auto') as CgroupChoice;
 if (!['auto', 'v1', 'v2', 'none'].includes(cgroups)) usage(`--cgroups ${cgroups}`);
 const reaper = option('reaper', 'auto');
 if (!['auto', 'on', 'off'].includes(reaper)) usage(`--reaper ${reaper}`);
+const ctl = option('ctl', serial ? 'sh.hyper.channel.0' : undefined);
+const tty = option('tty', serial ? 'sh.hyper.channel.1' : undefined);
 
-const server = new GuestServer({
-  ctl: option('ctl'),
-  tty: option('tty'),
-  cgroups: detectCgroups(cgroups, log),
-  reaper: reaper === 'on' || (reaper === 'auto' && process.pid === 1),
-  log,
-  // Refuse the virtactors extension codes, as a stock hyperstart does (for tests of the fallbacks).
-  upstreamOnly: process.argv.includes('--upstream-only'),
-});
+async function main(): Promise<void> {
+  const server = new GuestServer({
+    ctl: serial ? await waitForPort(ctl, PORT_WAIT_MS) : ctl,
+    tty: serial ? await waitForPort(tty, PORT_WAIT_MS) : tty,
+    serial,
+    sharedRoot: option('shared-root', '/run/hyperstart/shared'),
+    // Inside a VM the guest is the whole machine: the pod's hostname is the kernel's.
+    setHostname: serial,
+    cgroups: detectCgroups(cgroups, log),
+    reaper: reaper === 'on' || (reaper === 'auto' && process.pid === 1),
+    log,
+    // Refuse the virtactors extension codes, as a stock hyperstart does (for tests of the fallbacks).
+    upstreamOnly: process.argv.includes('--upstream-only'),
+  });
 
-let exiting = false;
-const exit = (status: number) => {
-  if (exiting) return;
-  exiting = true;
-  server.close().finally(() => process.exit(status));
-};
-server.onDestroyed = () => exit(0);
-process.on('SIGTERM', () => exit(0));
-process.on('SIGINT', () => exit(0));
+  let exiting = false;
+  const exit = (status: number) => {
+    if (exiting) return;
+    exiting = true;
+    server.close().finally(() => process.exit(status));
+  };
+  server.onDestroyed = () => exit(0);
+  process.on('SIGTERM', () => exit(0));
+  process.on('SIGINT', () => exit(0));
+  await server.listen();
+  log.info('serving', { ctl, tty, serial });
+}
 
-server.listen().catch((err: Error) => {
-  log.error('cannot listen', { err });
+main().catch((err: Error) => {
+  log.error('cannot serve', { err });
   process.exit(1);
 });

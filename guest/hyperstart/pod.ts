@@ -1,7 +1,8 @@
 // The guest's pod: hyperstart commands translated onto the shared process supervisor
 // (guest/common), plus what hyperstart adds on top of it: output pushed on tty streams,
 // stdin taken from them, and exits pushed as PROCESSASYNCEVENT after the streams' EOF.
-import { GuestError, parseUser, Reaper, Supervisor, type CgroupDriver, type GuestLog, type ProcessSpec } from '../common/index.js';
+import { writeFileSync } from 'node:fs';
+import { GuestError, mount9p, parseUser, Reaper, sharedPath, Supervisor, unmount, type CgroupDriver, type GuestLog, type ProcessSpec } from '../common/index.js';
 import { EVENT_FINISHED } from '../../protos/hyperstart/codes.js';
 import type * as H from '../../protos/hyperstart/types.js';
 
@@ -17,6 +18,13 @@ export interface PodOptions {
   /** Run processes in a reaping pid namespace (the guest is PID 1). */
   reaper: boolean;
   log: GuestLog;
+  /**
+   * Where container rootfs are found: `<sharedRoot>/<image>/<rootfs>`. STARTPOD's
+   * shareDir (a 9p tag) is mounted here; without one the directory is used as it is.
+   */
+  sharedRoot: string;
+  /** The guest is a whole VM: STARTPOD's hostname becomes the kernel's. */
+  setHostname?: boolean;
 }
 
 interface Streams {
@@ -56,9 +64,17 @@ export class Pod {
     return this.sup;
   }
 
-  start(pod: H.Pod): void {
+  private mounted = false;
+
+  async start(pod: H.Pod): Promise<void> {
     if (typeof pod?.hostname !== 'string') throw new GuestError('InvalidArgument', 'invalid pod: hostname missing');
     if (this.sup) throw new GuestError('AlreadyExists', 'the pod is already started');
+    if (pod.shareDir !== undefined && typeof pod.shareDir !== 'string') throw new GuestError('InvalidArgument', 'invalid pod: shareDir must be a 9p tag');
+    if (pod.shareDir && !this.mounted) {
+      await mount9p(pod.shareDir, this.options.sharedRoot);
+      this.mounted = true;
+    }
+    if (this.options.setHostname && pod.hostname) writeFileSync('/proc/sys/kernel/hostname', pod.hostname.slice(0, 64));
     this.hostname = pod.hostname;
     const group = `hyperstart-${pod.hostname.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64)}-${process.pid}`;
     this.sup = new Supervisor({ group, cgroups: this.options.cgroups, reaper: this.reaper, log: this.options.log });
@@ -70,7 +86,9 @@ export class Pod {
     const initId = c.process.id || c.id;
     const seqs = this.claim(c.process);
     try {
-      sup.createContainer({ id: c.id, initId, root: c.rootfs ?? '', process: processSpec(c.process) });
+      // As upstream: the rootfs is <shared root>/<image>/<rootfs>; none given, the guest's own root.
+      const root = c.rootfs ? sharedPath(this.options.sharedRoot, c.image ?? '', c.rootfs) : '';
+      sup.createContainer({ id: c.id, initId, root, process: processSpec(c.process) });
       let pid: number;
       try {
         pid = await sup.startContainer(c.id);
@@ -144,6 +162,8 @@ export class Pod {
     await this.sup?.destroy();
     while (this.reporting.size > 0) await Promise.all(this.reporting);
     await this.reaper?.stop();
+    if (this.mounted) await unmount(this.options.sharedRoot);
+    this.mounted = false;
   }
 
   /** Host→guest stream data; false when the seq is no live process's stdin. */

@@ -1,11 +1,13 @@
-// The guest end of the protocol: listens on the ctl and tty unix sockets, sends READY
-// to each host that connects the ctl socket, credits every read with NEXT, and answers
-// each command with exactly one ACK or ERROR, in order. A newer connection replaces an
-// older one, so that a restarted host can reattach; exits that happen while no host is
-// attached are kept and sent after the next READY.
-import { createServer, type Server, type Socket } from 'node:net';
+// The guest end of the protocol: listens on the ctl and tty unix sockets (or, inside a
+// VM, reads and writes the two virtio-serial ports), sends READY to each host that
+// connects the ctl channel, credits every read with NEXT, and answers each command with
+// exactly one ACK or ERROR, in order. A newer connection replaces an older one, so that a
+// restarted host can reattach; exits that happen while no host is attached are kept and
+// sent after the next READY.
+import { createServer, type Server } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { unlinkSync } from 'node:fs';
-import { GuestError, type CgroupDriver, type GuestLog } from '../common/index.js';
+import { GuestError, SerialPort, type CgroupDriver, type GuestLog } from '../common/index.js';
 import { API_VERSION, Code, codeName, deprecatedCodes, MAX_REPLY_FRAME } from '../../protos/hyperstart/codes.js';
 import {
   CtlDecoder,
@@ -24,11 +26,18 @@ import type * as H from '../../protos/hyperstart/types.js';
 import { Pod } from './pod.js';
 
 export interface GuestOptions {
+  /** The ctl and tty unix sockets to listen on, or with `serial` the two port devices. */
   ctl: string;
   tty: string;
+  /** ctl and tty are virtio-serial port devices, not socket paths. */
+  serial?: boolean;
   cgroups: CgroupDriver | undefined;
   reaper: boolean;
   log: GuestLog;
+  /** Where STARTPOD's share is mounted and container rootfs are looked up. */
+  sharedRoot: string;
+  /** The guest is a whole VM: STARTPOD's hostname becomes the kernel's. */
+  setHostname?: boolean;
   /** Behave like a stock hyperstart: refuse virtactors' extension codes. */
   upstreamOnly?: boolean;
 }
@@ -43,8 +52,9 @@ const refusal = (err: unknown) => (err instanceof GuestError ? `${err.code}: ${e
 
 export class GuestServer {
   readonly pod: Pod;
-  private ctl?: Socket;
-  private tty?: Socket;
+  private ctl?: Duplex;
+  private tty?: Duplex;
+  private readonly ports: SerialPort[] = [];
   private readonly servers: Server[] = [];
   private queue: Promise<void> = Promise.resolve();
   private destroyed = false;
@@ -58,15 +68,20 @@ export class GuestServer {
   constructor(private readonly options: GuestOptions) {
     this.pod = new Pod(
       { stream: (seq, data) => this.stream(seq, data), event: (event) => this.event(event) },
-      { cgroups: options.cgroups, reaper: options.reaper, log: options.log },
+      { cgroups: options.cgroups, reaper: options.reaper, log: options.log, sharedRoot: options.sharedRoot, setHostname: options.setHostname },
     );
   }
 
   async listen(): Promise<void> {
+    if (this.options.serial) {
+      // One port each: READY goes out on the ctl port at once and after every host that left.
+      this.ports.push(new SerialPort(this.options.ctl, (c) => this.acceptCtl(c)), new SerialPort(this.options.tty, (c) => this.acceptTty(c)));
+      return;
+    }
     await Promise.all([this.serve(this.options.ctl, (s) => this.acceptCtl(s)), this.serve(this.options.tty, (s) => this.acceptTty(s))]);
   }
 
-  private serve(path: string, accept: (s: Socket) => void): Promise<void> {
+  private serve(path: string, accept: (s: Duplex) => void): Promise<void> {
     removeSocket(path); // a stale socket from an earlier guest
     const server = createServer(accept);
     this.servers.push(server);
@@ -76,7 +91,7 @@ export class GuestServer {
     });
   }
 
-  private acceptCtl(socket: Socket): void {
+  private acceptCtl(socket: Duplex): void {
     this.ctl?.destroy();
     this.ctl = socket;
     const decoder = new CtlDecoder();
@@ -100,7 +115,7 @@ export class GuestServer {
     for (const frame of this.heldEvents.splice(0)) socket.write(frame);
   }
 
-  private acceptTty(socket: Socket): void {
+  private acceptTty(socket: Duplex): void {
     this.tty?.destroy();
     this.tty = socket;
     const decoder = new TtyDecoder();
@@ -155,7 +170,7 @@ export class GuestServer {
     if (this.heldEvents.length > MAX_HELD_EVENTS) this.heldEvents.shift();
   }
 
-  private async command(socket: Socket, frame: CtlFrame): Promise<void> {
+  private async command(socket: Duplex, frame: CtlFrame): Promise<void> {
     let reply: Uint8Array;
     let ok = false;
     try {
@@ -189,7 +204,7 @@ export class GuestServer {
       case Code.ONLINECPUMEM: // CPUs and memory are the host's: nothing was hot-plugged.
         return EMPTY;
       case Code.STARTPOD:
-        this.pod.start(body<H.Pod>());
+        await this.pod.start(body<H.Pod>());
         return EMPTY;
       case Code.NEWCONTAINER:
         return encodeJson(await this.pod.newContainer(body<H.Container>()));
@@ -239,6 +254,8 @@ export class GuestServer {
     this.ctl?.destroy();
     this.tty?.destroy();
     await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    for (const port of this.ports) port.close();
+    if (this.options.serial) return;
     removeSocket(this.options.ctl);
     removeSocket(this.options.tty);
   }

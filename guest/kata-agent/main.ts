@@ -3,18 +3,25 @@
 //
 //   node dist/guest/kata-agent/main.js --listen unix:///run/sandbox/kata.sock
 //     [--cgroups auto|v1|v2|none] [--reaper auto|on|off]
+//   node dist/guest/kata-agent/main.js --serial [agent.channel.0] ...      (inside a VM)
 //
+// With --serial the agent still serves on a local socket (/run/kata-agent.sock unless
+// --listen says otherwise) and joins each yamux stream of the virtio-serial port to it.
 // --reaper auto runs processes in a reaping pid namespace when the agent is PID 1.
 // SIGTERM (or SIGINT) kills every container process, removes the socket and exits 0.
 import { lstatSync, unlinkSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { guestLog, procIsOurs, type CgroupChoice } from '../common/index.js';
+import { guestLog, procIsOurs, waitForPort, type CgroupChoice } from '../common/index.js';
 import { agentService, healthService } from '../../protos/kata/index.js';
 import { parseListen } from './address.js';
 import { implementation, KataAgent } from './service.js';
+import { serveSerial } from './serial-bridge.js';
 
 const log = guestLog('kata-agent');
+/** The port name kata 1.x gives the agent's channel. */
+const SERIAL_PORT = 'agent.channel.0';
+const PORT_WAIT_MS = 30_000;
 
 function option(name: string, fallback?: string): string | undefined {
   const args = process.argv.slice(2);
@@ -40,7 +47,9 @@ function removeStaleSocket(path: string): void {
 }
 
 async function main(): Promise<void> {
-  const listen = option('listen') ?? fail('missing --listen unix://<path> | <path> | tcp://127.0.0.1:<port>');
+  const serialAt = process.argv.indexOf('--serial');
+  const serial = serialAt < 0 ? undefined : process.argv[serialAt + 1]?.startsWith('--') || !process.argv[serialAt + 1] ? SERIAL_PORT : process.argv[serialAt + 1]!;
+  const listen = option('listen') ?? (serial ? 'unix:///run/kata-agent.sock' : fail('missing --listen unix://<path> | <path> | tcp://127.0.0.1:<port>'));
   const cgroups = (option('cgroups', 'auto') ?? 'auto') as CgroupChoice;
   if (!['auto', 'v1', 'v2', 'none'].includes(cgroups)) fail(`--cgroups ${cgroups}: use auto, v1, v2 or none`);
   const reaperOpt = option('reaper', 'auto');
@@ -54,7 +63,8 @@ async function main(): Promise<void> {
   } catch (err) {
     fail((err as Error).message);
   }
-  const agent = new KataAgent({ log, cgroups, reaper });
+  if (serial && !address.socketPath) fail('--serial joins the port to a unix socket: --listen must name one');
+  const agent = new KataAgent({ log, cgroups, reaper, setHostname: !!serial });
   const server = new Server();
   server.addService(agentService, implementation(agent.agent, log));
   server.addService(healthService, implementation(agent.health, log));
@@ -63,7 +73,8 @@ async function main(): Promise<void> {
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(address.target, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   ).catch((err: Error) => fail(`cannot listen on ${listen}: ${err.message}`));
-  log.info('listening', { address: listen, ...(address.socketPath ? {} : { port }), pid1: process.pid === 1, reaper });
+  if (serial) serveSerial(await waitForPort(serial, PORT_WAIT_MS).catch((err: Error) => fail(err.message)), address.socketPath!, log);
+  log.info('listening', { address: listen, ...(address.socketPath ? {} : { port }), ...(serial ? { serial } : {}), pid1: process.pid === 1, reaper });
   // The guest's work is light: without the optimising compiler its memory stays flat after
   // activity. Set only now: a V8 flag given at start-up would cost Node its code cache.
   setFlagsFromString('--no-opt');

@@ -1,9 +1,10 @@
 // grpc.AgentService and grpc.Health on top of the supervisor, with the semantics of the
 // 2018 agent: one sandbox per agent, containers from the OCI spec in the request,
 // blocking waits and reads, FailedPrecondition for calls before CreateSandbox.
+import { writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { Metadata, status, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { detectCgroups, GuestError, Reaper, Supervisor, toGuestError, type CgroupChoice, type GuestErrorCode, type GuestLog } from '../common/index.js';
+import { detectCgroups, GuestError, mount9p, NINEP_OPTIONS, Reaper, Supervisor, toGuestError, unmount, type CgroupChoice, type GuestErrorCode, type GuestLog } from '../common/index.js';
 import {
   API_VERSION,
   PID_TRAILER,
@@ -13,6 +14,7 @@ import {
   type HealthMethod,
   type HealthMethods,
 } from '../../protos/kata/index.js';
+import type { Storage } from '../../protos/kata/index.js';
 import { processSpec, resourcesOf, statsMessage } from './convert.js';
 
 export const AGENT_VERSION = 'virtactors-kata-agent 0.1.0';
@@ -44,18 +46,45 @@ export interface AgentOptions {
   cgroups: CgroupChoice;
   /** Run processes in a reaping pid namespace (needed when the agent is PID 1). */
   reaper: boolean;
+  /** The agent is a whole VM's: CreateSandbox's hostname becomes the kernel's. */
+  setHostname?: boolean;
 }
 
 interface Sandbox {
   id: string;
   hostname: string;
   supervisor: Supervisor;
+  /** Mount points of the sandbox's storages, unmounted when it is destroyed. */
+  mounts: string[];
+}
+
+/** The 9p share of kata 1.x (driver "9p", source = the host's mount tag). */
+const is9p = (s: Storage) => s.driver === '9p' || s.fstype === '9p';
+
+/** Mounts the sandbox storages this agent knows (9p shares); others are refused. */
+async function mountStorages(storages: Storage[], log: GuestLog): Promise<string[]> {
+  const mounted: string[] = [];
+  try {
+    for (const s of storages) {
+      if (!is9p(s)) throw new GuestError('InvalidArgument', `storage driver ${JSON.stringify(s.driver ?? '')} is not supported by this agent (9p only)`);
+      const dir = s.mount_point ?? '';
+      if (!dir.startsWith('/')) throw new GuestError('InvalidArgument', `storage mount point ${JSON.stringify(dir)} is not an absolute path`);
+      await mount9p(s.source ?? '', dir, s.options?.length ? s.options : NINEP_OPTIONS);
+      mounted.push(dir);
+      log.info('storage mounted', { source: s.source, mountPoint: dir });
+    }
+  } catch (err) {
+    for (const dir of mounted.reverse()) await unmount(dir);
+    throw err;
+  }
+  return mounted;
 }
 
 const groupName = (sandboxId: string) => `kata-${sandboxId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64)}-${process.pid}`;
 
 export class KataAgent {
   private sandbox: Sandbox | undefined;
+  private creating = false;
   private readonly reaper: Reaper | undefined;
   private cgroupDriver: ReturnType<typeof detectCgroups> | null = null;
 
@@ -74,12 +103,19 @@ export class KataAgent {
   }
 
   readonly agent: Handlers<AgentServiceMethods> = {
-    CreateSandbox: (req) => {
-      if (this.sandbox) throw new GuestError('AlreadyExists', `sandbox ${this.sandbox.id} already exists: one sandbox per agent`);
+    CreateSandbox: async (req) => {
+      if (this.sandbox || this.creating) throw new GuestError('AlreadyExists', `sandbox ${this.sandbox?.id ?? ''} already exists: one sandbox per agent`);
       const id = req.sandbox_id || req.hostname || 'sandbox';
-      if (req.storages?.length) this.options.log.warn('storages are not mounted by this agent', { count: req.storages.length });
+      this.creating = true;
+      let mounts: string[];
+      try {
+        mounts = await mountStorages(req.storages ?? [], this.options.log);
+      } finally {
+        this.creating = false;
+      }
+      if (this.options.setHostname && req.hostname) writeFileSync('/proc/sys/kernel/hostname', req.hostname.slice(0, 64));
       const supervisor = new Supervisor({ group: groupName(id), cgroups: this.cgroups(), reaper: this.reaper, log: this.options.log });
-      this.sandbox = { id, hostname: req.hostname ?? '', supervisor };
+      this.sandbox = { id, hostname: req.hostname ?? '', supervisor, mounts };
       this.options.log.info('sandbox created', { sandboxId: id, cgroups: supervisor.cgroupVersion ?? 'none', reaper: !!this.reaper });
       return {};
     },
@@ -89,6 +125,7 @@ export class KataAgent {
       this.sandbox = undefined;
       await sandbox.supervisor.destroy();
       await this.reaper?.stop();
+      for (const dir of sandbox.mounts.reverse()) await unmount(dir);
       this.options.log.info('sandbox destroyed', { sandboxId: sandbox.id });
       return {};
     },

@@ -104,8 +104,8 @@ describe('virtactors CLI', { timeout: 90_000 }, () => {
     expect(byHost('cli-host')).toMatchObject({ type: 'io.nats.micro.v1.info_response', name: 'virtactors', metadata: { inspect: 'false' } });
     expect(byHost('cli-inspect')).toMatchObject({ metadata: { inspect: 'true' } });
     const text = await cli('hosts');
-    expect(text.stdout).toMatch(/^cli-host\s+\S+\s+\d+\s+no\s+\S+$/m);
-    expect(text.stdout).toMatch(/^cli-inspect\s+\S+\s+\d+\s+yes\s+\S+$/m);
+    expect(text.stdout).toMatch(/^cli-host\s+\S+\s+\d+\s+no\s+-\s+\S+$/m);
+    expect(text.stdout).toMatch(/^cli-inspect\s+\S+\s+\d+\s+yes\s+-\s+\S+$/m);
   });
 
   it('inspect says at once that a sandbox does not exist', async () => {

@@ -1,39 +1,25 @@
 // End-to-end scenarios with real guests: one scenario list, run for every agent that
 // talks to a guest, on the namespace backend, through the bus. Processes really run in
 // the sandbox; output, exit status and signals come back as replies and events.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type * as Bus from '../../bus/messages.gen.js';
 import { useRuntime } from '../helpers/runtime.js';
 import { sandboxProcesses } from '../helpers/processes.js';
+import { busyboxRootfs } from '../helpers/rootfs.js';
 import { GUEST_AGENTS } from './agents.js';
 
 const rt = useRuntime({ host: 'e2e' });
 let rootfs: string;
 
 beforeAll(() => {
-  rootfs = buildBusyboxRootfs();
+  rootfs = busyboxRootfs('inside the rootfs\n');
 });
 
 afterAll(() => {
   if (rootfs) rmSync(rootfs, { recursive: true, force: true });
 });
-
-/** A tiny root filesystem: busybox and its applet links, plus a marker file. */
-function buildBusyboxRootfs(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'vc-rootfs-'));
-  const busybox = ['/bin/busybox', '/usr/bin/busybox'].find(existsSync);
-  if (!busybox) throw new Error('busybox is missing: run `npm run setup` (it installs busybox-static)');
-  mkdirSync(join(dir, 'bin'));
-  copyFileSync(busybox, join(dir, 'bin/busybox'));
-  execFileSync('chmod', ['755', join(dir, 'bin/busybox')]);
-  for (const applet of ['sh', 'ls', 'cat', 'echo', 'sleep', 'ps']) symlinkSync('busybox', join(dir, 'bin', applet));
-  writeFileSync(join(dir, 'marker'), 'inside the rootfs\n');
-  return dir;
-}
 
 const ok = rt.ok;
 

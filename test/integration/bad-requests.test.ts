@@ -31,7 +31,7 @@ const cases: Array<[string, () => Attempt, string, RegExp]> = [
   ['an unknown agent type', () => ['SandboxCreate', {}, { sandbox: { id: 'x2', agent: 'Kata' } }], 'InvalidArgument', /unknown agent type "Kata": accepted values are noop, hyperstart, kata/],
   ['an agent config that does not decode', () => ['SandboxCreate', {}, { sandbox: { id: 'x3', agent: 'noop', agentConfig: { grpcSocket: '/x' } } }], 'InvalidArgument', /noop agent config does not decode: unknown field agentConfig\.grpcSocket/],
   ['a kata config of the wrong type', () => ['SandboxCreate', {}, { sandbox: { id: 'x4', agent: 'kata', agentConfig: { longLiveConn: 'yes' } } }], 'InvalidArgument', /kata agent config does not decode: agentConfig\.longLiveConn must be true or false/],
-  ['an unknown backend', () => ['SandboxCreate', {}, { sandbox: { id: 'x5', backend: 'vm' } }], 'InvalidArgument', /unknown backend "vm"/],
+  ['an unknown backend', () => ['SandboxCreate', {}, { sandbox: { id: 'x5', backend: 'xen' } }], 'InvalidArgument', /unknown backend "xen"/],
   ['an existing id', () => ['SandboxCreate', {}, { sandbox: { id: 'keep' } }], 'AlreadyExists', /sandbox keep already exists/],
   ['a bad env entry', () => ['ContainerCreate', { sid: 'keep' }, { container: { id: 'c9', env: ['NOEQUALS'] } }], 'InvalidArgument', /KEY=value/],
   ['a bad ps format', () => ['ContainerPs', { sid: 'keep', cid: 'c1' }, { format: 'yaml' }], 'InvalidArgument', /invalid format option "yaml"/],

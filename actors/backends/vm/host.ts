@@ -1,0 +1,131 @@
+// Everything the vm backend shares on one runtime host: the guest image and kernel
+// (prepared on first use, cached in the state directory), the qemu set-up (machine and
+// accelerator), the warm pool, and the directory VMs live in.
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { failedPrecondition } from '../../../bus/errors.js';
+import { signal } from '../guest-files.js';
+import { mountsUnder } from '../../shared-dir.js';
+import { prepareImage } from './image.js';
+import { prepareKernel } from './kernel.js';
+import { VmPool, type PoolStatus, type PoolTargets } from './pool.js';
+import { qemuSetup } from './qemu.js';
+import { OWNER_FILE, QEMU_PID_FILE, SANDBOX_MARKER, Vm, type VmAgent, type VmConfig, type VmEnv } from './vm.js';
+
+/** The 9p tags kata 1.x and virtcontainers' hyperstart agent used. */
+export const DEFAULT_SHARE_TAGS: Record<VmAgent, string> = { kata: 'kataShared', hyperstart: 'hyperShared' };
+
+export interface VmHostOptions {
+  /** Directory under which each VM gets its own (sockets, shared directory, console). */
+  root: string;
+  /** Where the kernel, the image and the KVM verdict are cached. */
+  cacheDir: string;
+  log: Logger;
+  pool?: PoolTargets;
+  memoryMiB?: number;
+  cpus?: number;
+  bootTimeoutMs?: number;
+}
+
+export class VmHost {
+  readonly pool: VmPool;
+  private env: Promise<VmEnv> | undefined;
+  private readonly log: Logger;
+
+  private readonly options: VmHostOptions;
+
+  constructor(options: VmHostOptions) {
+    // qemu runs in /: every path it is given must be absolute.
+    this.options = { ...options, root: resolve(options.root), cacheDir: resolve(options.cacheDir) };
+    this.log = options.log.child({ backend: 'vm' });
+    this.pool = new VmPool(options.pool ?? {}, (agent) => this.config(agent, DEFAULT_SHARE_TAGS[agent]), (c, signal) => this.bootVm(c, signal), this.log);
+  }
+
+  config(agent: VmAgent, shareTag: string): VmConfig {
+    return { agent, shareTag, memoryMiB: this.options.memoryMiB ?? 512, cpus: this.options.cpus ?? 1 };
+  }
+
+  /** The image, kernel and qemu set-up; prepared once (again after a failure). */
+  prepare(): Promise<VmEnv> {
+    this.env ??= (async () => {
+      const { cacheDir } = this.options;
+      const kernel = await prepareKernel(cacheDir, this.log);
+      const image = await prepareImage(cacheDir, kernel, this.log);
+      const qemu = await qemuSetup(image, cacheDir, this.log);
+      this.log.info({ accel: qemu.accel, machine: qemu.machine, kernel: kernel.release }, 'vm: backend ready');
+      return { image, qemu, root: this.options.root, log: this.log, bootTimeoutMs: this.options.bootTimeoutMs ?? 180_000 };
+    })();
+    this.env.catch(() => (this.env = undefined));
+    return this.env;
+  }
+
+  async bootVm(config: VmConfig, signal?: AbortSignal): Promise<Vm> {
+    return Vm.boot(config, await this.prepare(), signal);
+  }
+
+  /** Starts the pool (if one is configured) after clearing what a dead runtime left. */
+  start(): void {
+    this.removeStale();
+    if (!this.pool.enabled) return;
+    this.prepare().then(
+      () => this.pool.fill(),
+      (err) => this.log.error({ err }, 'vm: the warm pool cannot start'),
+    );
+  }
+
+  poolStatus(): PoolStatus | undefined {
+    return this.pool.enabled ? this.pool.status() : undefined;
+  }
+
+  /**
+   * Pool VMs of an earlier runtime on this root that died without closing its pool: no
+   * sandbox has them (a taken VM is marked with its sandbox), so nobody ever will. Only a
+   * qemu whose command line names that VM's own directory is killed.
+   */
+  private removeStale(): void {
+    let entries: string[];
+    try {
+      entries = readdirSync(this.options.root);
+    } catch {
+      return;
+    }
+    for (const id of entries) {
+      const dir = join(this.options.root, id);
+      if (!/^vm-[0-9a-f]+$/.test(id) || existsSync(join(dir, SANDBOX_MARKER))) continue;
+      // Another runtime, alive, sharing this root: its pool is its own.
+      const owner = Number.parseInt(readOr(join(dir, OWNER_FILE)), 10);
+      if (Number.isInteger(owner) && owner !== process.pid && alive(owner)) continue;
+      const pid = Number.parseInt(readOr(join(dir, QEMU_PID_FILE)), 10);
+      if (Number.isInteger(pid) && readOr(`/proc/${pid}/cmdline`).includes(dir)) signal(pid, 'SIGKILL');
+      if (mountsUnder(dir).length === 0) rmSync(dir, { recursive: true, force: true });
+      this.log.info({ vm: id }, 'vm: removed an idle pool VM an earlier runtime left');
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function readOr(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+export function requireVmAgent(agent: string): VmAgent {
+  if (agent === 'kata' || agent === 'hyperstart') return agent;
+  throw failedPrecondition(`the vm backend runs the kata or hyperstart agent, not ${agent}`);
+}

@@ -1,0 +1,3 @@
+import { vmSuite } from './suite.js';
+
+vmSuite('kata');
