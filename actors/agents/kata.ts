@@ -6,7 +6,7 @@
 // runs, and report to the listener; a process's exit is reported after its output.
 import { deadlineExceeded, ErrorCode, unavailable, VcError } from '../../bus/errors.js';
 import { MAX_HOSTNAME_LEN, type ContainerSpec, type SandboxSpec } from '../../machines/specs.js';
-import type { AgentMethod, LinuxResources, Process, Spec, StringUser } from '../../protos/kata/index.js';
+import { int64Limit, type AgentMethod, type Int64, type LinuxResources, type Process, type Spec, type StringUser } from '../../protos/kata/index.js';
 import { pino, type Logger } from 'pino';
 import { guestEntry, guestEnv } from '../guest-binaries.js';
 import {
@@ -316,12 +316,14 @@ export class KataAgent implements Agent {
   async statsContainer(containerId: string): Promise<ContainerStats> {
     const res = await this.op('StatsContainer', { container_id: containerId });
     const s = res.cgroup_stats;
+    // 64-bit values arrive as exact strings: a limit at the kernel's 2^63 means none (0, as
+    // our guest says it); a counter past 2^53 becomes the nearest number the bus can carry.
     return {
-      cpuUsageNs: s?.cpu_stats?.cpu_usage?.total_usage ?? 0,
-      memoryUsageBytes: s?.memory_stats?.usage?.usage ?? 0,
-      memoryLimitBytes: s?.memory_stats?.usage?.limit ?? 0,
-      pidsCurrent: s?.pids_stats?.current ?? 0,
-      pidsLimit: s?.pids_stats?.limit ?? 0,
+      cpuUsageNs: counter(s?.cpu_stats?.cpu_usage?.total_usage),
+      memoryUsageBytes: counter(s?.memory_stats?.usage?.usage),
+      memoryLimitBytes: int64Limit(s?.memory_stats?.usage?.limit, 'memory limit'),
+      pidsCurrent: counter(s?.pids_stats?.current),
+      pidsLimit: int64Limit(s?.pids_stats?.limit, 'pids limit'),
     };
   }
 
@@ -426,6 +428,16 @@ export class KataAgent implements Agent {
 let sharedLog: Logger | undefined;
 /** For drivers used without a host logger (tests, tools): one logger for all of them. */
 const fallbackLog = () => (sharedLog ??= pino({ name: 'kata-driver', level: process.env.LOG_LEVEL ?? 'info' }));
+
+/** A 64-bit counter as a number: exact up to 2^53, the nearest number beyond. */
+function counter(value: Int64 | undefined): number {
+  if (value === undefined || value === '') return 0;
+  try {
+    return Number(BigInt(value));
+  } catch {
+    return 0;
+  }
+}
 
 function ignoreGone(err: unknown): void {
   if (isCode(err, ErrorCode.NotFound)) return;
