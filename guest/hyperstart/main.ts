@@ -1,8 +1,10 @@
 // The hyperstart-compatible guest agent:
-//   main.js --ctl <socket> --tty <socket> [--cgroups auto|v1|v2|none] [--reaper auto|on|off] [--upstream-only]
+//   main.js --ctl <socket> --tty <socket> [--cgroups auto|v1|v2|none] [--reaper auto|on|off] [--stock]
 // It listens on both unix sockets and serves one host at a time until DESTROYPOD or
 // SIGTERM, ending every process it started before it exits. --reaper auto runs container
-// processes in a reaping pid namespace when the guest is PID 1.
+// processes in a reaping pid namespace when the guest is PID 1. --stock (or its older
+// name --upstream-only) behaves as a stock hyperstart was observed to (see server.ts and
+// pod.ts), for testing hosts against it.
 import { detectCgroups, guestLog, type CgroupChoice } from '../common/index.js';
 import { GuestServer } from './server.js';
 
@@ -16,7 +18,7 @@ function option(name: string, fallback?: string): string {
 }
 
 function usage(why: string): never {
-  process.stderr.write(`usage: hyperstart --ctl <socket> --tty <socket> [--cgroups auto|v1|v2|none] [--reaper auto|on|off] (${why})\n`);
+  process.stderr.write(`usage: hyperstart --ctl <socket> --tty <socket> [--cgroups auto|v1|v2|none] [--reaper auto|on|off] [--stock] (${why})\n`);
   process.exit(2);
 }
 
@@ -31,8 +33,7 @@ const server = new GuestServer({
   cgroups: detectCgroups(cgroups, log),
   reaper: reaper === 'on' || (reaper === 'auto' && process.pid === 1),
   log,
-  // Refuse the virtactors extension codes, as a stock hyperstart does (for tests of the fallbacks).
-  upstreamOnly: process.argv.includes('--upstream-only'),
+  stock: process.argv.includes('--stock') || process.argv.includes('--upstream-only'),
 });
 
 let exiting = false;
