@@ -140,7 +140,7 @@ export class SandboxActor {
       }
       const plan = (await driver.createSandbox()) ?? { endpoint: {}, command: [], env: {} };
       this.endpoint = await this.backend.boot({ sandbox: this.spec, runDir: this.env.runDir(this.id), plan });
-      await this.agent.call((a) => a.startSandbox(this.endpoint));
+      await this.agent.call('startSandbox', (a, abort) => a.startSandbox(this.endpoint, abort));
     } catch (err) {
       await this.teardownGuest().catch(() => {});
       throw toVcError(err);
@@ -166,7 +166,7 @@ export class SandboxActor {
       firstError ??= errorFrom(after.context.lastError, `container ${ref.id}: `);
     }
     if (!this.agent.isDead()) {
-      await this.agent.call((a) => a.stopSandbox()).catch((err) => {
+      await this.agent.call('stopSandbox', (a, abort) => a.stopSandbox(abort)).catch((err) => {
         firstError ??= toVcError(err);
       });
     }
@@ -191,7 +191,7 @@ export class SandboxActor {
       await this.settleContainer(ref, 'DELETE');
     }
     if (!this.agent.isDead() && this.backend.pid !== undefined) {
-      await this.agent.call((a) => a.stopSandbox()).catch((err) => this.log.warn({ err }, 'stopSandbox during delete failed'));
+      await this.agent.call('stopSandbox', (a, abort) => a.stopSandbox(abort)).catch((err) => this.log.warn({ err }, 'stopSandbox during delete failed'));
     }
     await this.teardownGuest();
     await this.agent.release().catch(() => {});
@@ -248,24 +248,16 @@ export class SandboxActor {
    * One monitor check: the agent must answer within the deadline. Rejects with a
    * CheckFailure saying whether the guest did not answer in time or could not be reached.
    */
-  async checkGuest(deadlineMs: number): Promise<void> {
+  async checkGuest(deadlineMs: number, signal?: AbortSignal): Promise<void> {
     if (this.agent.isDead()) throw { reason: 'agent-unreachable', message: 'the agent is marked dead', at: now() } satisfies CheckFailure;
-    let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject({ reason: 'check-timeout', message: `the agent did not answer a health check within ${deadlineMs} ms`, at: now() } satisfies CheckFailure),
-        deadlineMs,
-      );
-    });
     try {
-      await Promise.race([this.agent.call((a) => a.check(deadlineMs)), expired]);
+      await this.agent.call('check', (a, abort) => a.check(abort), { deadline: Date.now() + deadlineMs, signal });
     } catch (err) {
-      if ((err as Partial<CheckFailure>).reason) throw err;
       const e = toVcError(err);
-      const reason = e.code === ErrorCode.DeadlineExceeded ? 'check-timeout' : 'agent-unreachable';
-      throw { reason, message: `health check failed: ${e.message}`, at: now() } satisfies CheckFailure;
-    } finally {
-      clearTimeout(timer);
+      if (e.code === ErrorCode.DeadlineExceeded) {
+        throw { reason: 'check-timeout', message: `the agent did not answer a health check within ${deadlineMs} ms`, at: now() } satisfies CheckFailure;
+      }
+      throw { reason: 'agent-unreachable', message: `health check failed: ${e.message}`, at: now() } satisfies CheckFailure;
     }
   }
 
@@ -395,7 +387,7 @@ export class SandboxActor {
   onlineCpuMem(cpus: number): Promise<void> {
     return this.exclusive(async () => {
       this.requireSandbox('ONLINE_CPU_MEM', 'online cpus and memory of');
-      await this.agent.call((a) => a.onlineCPUMem(cpus));
+      await this.agent.call('onlineCPUMem', (a, abort) => a.onlineCPUMem(cpus, abort));
     });
   }
 
@@ -466,7 +458,7 @@ export class SandboxActor {
       if (!Number.isInteger(signal) || signal < 1 || signal > 64) throw invalidArgument(`signal ${signal} is not a signal number (1 to 64)`);
       const ref = this.container(cid);
       this.requireContainer(ref, 'KILL', 'kill');
-      await this.agent.call((a) => a.killContainer(ref.id, signal, all));
+      await this.agent.call('killContainer', (a, abort) => a.killContainer(ref.id, signal, all, abort));
     });
   }
 
@@ -486,7 +478,7 @@ export class SandboxActor {
     ref.send({ type: 'EXEC_ADDED', execId });
     let result: { execId: string; pid: number };
     try {
-      result = await this.agent.call((a) => a.exec(ref.id, process, execId));
+      result = await this.agent.call('exec', (a, abort) => a.exec(ref.id, process, execId, abort));
     } catch (err) {
       ref.send({ type: 'EXEC_FAILED', execId });
       await this.flush();
@@ -503,7 +495,7 @@ export class SandboxActor {
     const ref = this.container(cid);
     this.requireContainer(ref, 'PS', 'list processes of');
     const args = request.args?.length ? request.args : defaultPsArgs;
-    const out = await this.agent.call((a) => a.processListContainer(ref.id, { format, args }));
+    const out = await this.agent.call('processListContainer', (a, abort) => a.processListContainer(ref.id, { format, args }, abort));
     let output = Buffer.from(out).toString('utf8');
     if (format === 'json' && output === '') output = '[]';
     return { format, output };
@@ -546,9 +538,9 @@ export class SandboxActor {
   async stats(cid: string): Promise<ContainerStats> {
     const ref = this.container(cid);
     this.requireContainer(ref, 'STATS', 'get stats of');
-    return this.agent.call((a) => {
+    return this.agent.call('statsContainer', (a, abort) => {
       if (!a.statsContainer) throw unavailable(`the ${a.type} agent reports no container stats`);
-      return a.statsContainer(ref.id);
+      return a.statsContainer(ref.id, abort);
     });
   }
 

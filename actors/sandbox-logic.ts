@@ -40,24 +40,24 @@ export function sandboxLogic(lookup: (sandboxId: string) => SandboxActor | undef
       deleteSandbox: op((s) => s.releaseSandbox()),
       container: containerMachine.provide({
         actors: {
-          createContainer: cop((s, { spec }) => s.agent.call((a) => a.createContainer(spec))),
+          createContainer: cop((s, { spec }) => s.agent.call('createContainer', (a, abort) => a.createContainer(spec, abort))),
           startContainer: cop(async (s, { containerId }) => {
-            const { pid } = await s.agent.call((a) => a.startContainer(containerId));
+            const { pid } = await s.agent.call('startContainer', (a, abort) => a.startContainer(containerId, abort));
             return { pid, startedAt: now() };
           }),
           stopContainer: cop(async (s, { containerId }) => {
             // A dead guest has nothing left to stop.
             if (s.agent.isDead()) return {};
-            return (await s.agent.call((a) => a.stopContainer(containerId))) ?? {};
+            return (await s.agent.call('stopContainer', (a, abort) => a.stopContainer(containerId, abort))) ?? {};
           }),
-          pauseContainer: cop((s, { containerId }) => s.agent.call((a) => a.pauseContainer(containerId))),
-          resumeContainer: cop((s, { containerId }) => s.agent.call((a) => a.resumeContainer(containerId))),
+          pauseContainer: cop((s, { containerId }) => s.agent.call('pauseContainer', (a, abort) => a.pauseContainer(containerId, abort))),
+          resumeContainer: cop((s, { containerId }) => s.agent.call('resumeContainer', (a, abort) => a.resumeContainer(containerId, abort))),
           deleteContainer: cop(async () => {}),
         },
       }),
       monitor: monitorMachine.provide({
         actors: {
-          checkAgent: fromPromise<void, CheckInput>(({ input }) => owner(input.sandboxId).checkGuest(input.deadlineMs)),
+          checkAgent: fromPromise<void, CheckInput>(({ input, signal }) => owner(input.sandboxId).checkGuest(input.deadlineMs, signal)),
         },
       }),
     },
