@@ -7,7 +7,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createActor, waitFor, type Actor, type InspectionEvent } from 'xstate';
 import type { Logger } from 'pino';
-import { failedPrecondition, notFound, alreadyExists, VcError, toVcError, deadlineExceeded, invalidArgument, unavailable, ErrorCode, isErrorCode } from '../bus/errors.js';
+import { failedPrecondition, notFound, alreadyExists, VcError, toVcError, deadlineExceeded, invalidArgument, unimplemented, ErrorCode, isErrorCode } from '../bus/errors.js';
 import type * as Bus from '../bus/messages.gen.js';
 import { checkId } from '../bus/subjects.js';
 import {
@@ -23,7 +23,7 @@ import type { CheckFailure } from '../machines/monitor.js';
 import type { ErrorSummary, LifecycleNotice, FailureReason } from '../machines/lifecycle.js';
 import type { AgentType, BackendType, ContainerSpec, SandboxSpec } from '../machines/specs.js';
 import { AgentActor } from './agents/agent-actor.js';
-import { defaultPsArgs, type Agent, type ContainerStats, type ExitInfo, type GuestEndpoint, type ProcessSpec } from './agents/agent.js';
+import { defaultPsArgs, unknownExit, type Agent, type ContainerStats, type ExecResult, type ExitInfo, type GuestEndpoint, type ProcessSpec } from './agents/agent.js';
 import type { Backend } from './backends/backend.js';
 import { decodeAgentConfig } from './agents/agent-type.js';
 import { OutputLog } from './output-log.js';
@@ -54,6 +54,9 @@ export interface SandboxEnv {
 
 const now = () => new Date().toISOString();
 const MAX_REMEMBERED_EXEC_EXITS = 256;
+
+/** An exit as a wait reply carries it: the unknown marker only when it applies. */
+const exitOf = (e: ExitInfo): ExitInfo => (e.exitStatusUnknown ? unknownExit(e.exitedAt) : { exitStatus: e.exitStatus, exitedAt: e.exitedAt });
 
 function errorFrom(summary: ErrorSummary | undefined, prefix = ''): VcError | undefined {
   if (!summary) return undefined;
@@ -214,11 +217,11 @@ export class SandboxActor {
   private processExited(containerId: string, execId: string, exit: ExitInfo): void {
     const ref = containerRef(this.snapshot(), containerId);
     if (!execId || execId === containerId) {
-      ref?.send({ type: 'PROCESS_EXITED', status: exit.exitStatus, at: exit.exitedAt });
+      ref?.send({ type: 'PROCESS_EXITED', status: exit.exitStatus, at: exit.exitedAt, unknown: exit.exitStatusUnknown });
       return;
     }
     this.rememberExecExit(execId, { ...exit, containerId });
-    ref?.send({ type: 'EXEC_EXITED', execId, status: exit.exitStatus, at: exit.exitedAt });
+    ref?.send({ type: 'EXEC_EXITED', execId, status: exit.exitStatus, at: exit.exitedAt, unknown: exit.exitStatusUnknown });
   }
 
   private rememberExecExit(execId: string, exit: ExitInfo & { containerId: string }): void {
@@ -462,7 +465,7 @@ export class SandboxActor {
     });
   }
 
-  async exec(cid: string, request: Bus.ContainerExecRequest): Promise<{ execId: string; pid: number }> {
+  async exec(cid: string, request: Bus.ContainerExecRequest): Promise<ExecResult> {
     const ref = this.container(cid);
     this.requireContainer(ref, 'EXEC', 'exec in');
     const execId = request.execId ? checkId('exec', request.execId) : `exec-${randomBytes(4).toString('hex')}`;
@@ -476,7 +479,7 @@ export class SandboxActor {
       terminal: request.terminal ?? false,
     };
     ref.send({ type: 'EXEC_ADDED', execId });
-    let result: { execId: string; pid: number };
+    let result: ExecResult;
     try {
       result = await this.agent.call('exec', (a, abort) => a.exec(ref.id, process, execId, abort));
     } catch (err) {
@@ -484,7 +487,7 @@ export class SandboxActor {
       await this.flush();
       throw err;
     }
-    ref.send({ type: 'EXEC_STARTED', execId: result.execId, pid: result.pid });
+    ref.send({ type: 'EXEC_STARTED', execId: result.execId, pid: result.pid, pidUnknown: result.pidUnknown });
     await this.flush();
     return result;
   }
@@ -510,14 +513,14 @@ export class SandboxActor {
     const execId = request.execId;
     if (execId && execId !== cid) {
       const known = this.execExits?.get(execId);
-      if (known) return { exitStatus: known.exitStatus, exitedAt: known.exitedAt };
+      if (known) return exitOf(known);
       const proc = ref.getSnapshot().children[execId] as Actor<never> | undefined;
       if (!proc) throw notFound(`exec ${execId} does not exist in container ${cid}`);
       await waitFor(proc as never, (s: { status: string }) => s.status === 'done', { timeout }).catch(() => {
         throw expired();
       });
       const exit = this.execExits?.get(execId);
-      return exit ? { exitStatus: exit.exitStatus, exitedAt: exit.exitedAt } : { exitStatus: 255, exitedAt: now() };
+      return exit ? exitOf(exit) : unknownExit();
     }
     const done = await waitFor(ref, (s) => s.context.exitStatus !== undefined && !s.hasTag('busy') && s.value !== 'running', { timeout }).catch(
       (err) => {
@@ -526,7 +529,8 @@ export class SandboxActor {
         throw expired();
       },
     );
-    return { exitStatus: done.context.exitStatus ?? 255, exitedAt: done.context.exitedAt ?? '' };
+    const { exitStatus, exitUnknown, exitedAt } = done.context;
+    return exitStatus === undefined || exitUnknown ? unknownExit(exitedAt ?? '') : { exitStatus, exitedAt: exitedAt ?? '' };
   }
 
   /** What the init process (or an exec) wrote, stdout and stderr kept apart. */
@@ -539,7 +543,7 @@ export class SandboxActor {
     const ref = this.container(cid);
     this.requireContainer(ref, 'STATS', 'get stats of');
     return this.agent.call('statsContainer', (a, abort) => {
-      if (!a.statsContainer) throw unavailable(`the ${a.type} agent reports no container stats`);
+      if (!a.statsContainer) throw unimplemented(`the ${a.type} agent reports no container stats: its guest has no command for them`);
       return a.statsContainer(ref.id, abort);
     });
   }

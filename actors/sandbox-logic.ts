@@ -3,7 +3,7 @@
 import { fromPromise } from 'xstate';
 import { ErrorCode, toVcError, VcError } from '../bus/errors.js';
 import { sandboxMachine, type SandboxOpInput } from '../machines/sandbox.js';
-import { containerMachine, type ContainerOpInput } from '../machines/container.js';
+import { containerMachine, type ContainerOpInput, type ContainerStartOutput } from '../machines/container.js';
 import { monitorMachine, type CheckInput } from '../machines/monitor.js';
 import type { SandboxActor } from './sandbox-actor.js';
 
@@ -41,9 +41,9 @@ export function sandboxLogic(lookup: (sandboxId: string) => SandboxActor | undef
       container: containerMachine.provide({
         actors: {
           createContainer: cop((s, { spec }) => s.agent.call('createContainer', (a, abort) => a.createContainer(spec, abort))),
-          startContainer: cop(async (s, { containerId }) => {
-            const { pid } = await s.agent.call('startContainer', (a, abort) => a.startContainer(containerId, abort));
-            return { pid, startedAt: now() };
+          startContainer: cop(async (s, { containerId }): Promise<ContainerStartOutput> => {
+            const { pid, pidUnknown } = await s.agent.call('startContainer', (a, abort) => a.startContainer(containerId, abort));
+            return { pid, pidUnknown: !!pidUnknown, startedAt: now() };
           }),
           stopContainer: cop(async (s, { containerId }) => {
             // A dead guest has nothing left to stop.

@@ -27,6 +27,7 @@ const SERVICE_ERROR_NUMBER: Record<ErrorCode, number> = {
   AlreadyExists: 409,
   FailedPrecondition: 409,
   Internal: 500,
+  Unimplemented: 501,
   Unavailable: 503,
   DeadlineExceeded: 504,
 };

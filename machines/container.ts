@@ -7,7 +7,7 @@
 // Lifecycle notices go to the parent sandbox, which numbers and emits them.
 import { assign, fromPromise, not, sendParent, setup, spawnChild, type ActorRefFrom } from 'xstate';
 import type { ContainerSpec } from './specs.js';
-import { summarizeError, UNKNOWN_EXIT_STATUS, type ErrorSummary, type LifecycleNotice } from './lifecycle.js';
+import { exitFields, lostExit, summarizeError, type ErrorSummary, type ExitNews, type LifecycleNotice } from './lifecycle.js';
 import { processMachine } from './process.js';
 
 export interface ContainerInput {
@@ -20,8 +20,12 @@ export interface ContainerContext {
   id: string;
   spec: ContainerSpec;
   pid: number;
+  /** The init process runs, but the agent could not learn its pid. */
+  pidUnknown?: boolean;
   startedAt?: string;
   exitStatus?: number;
+  /** The init process exited with a status nobody can tell (exitStatus is 255). */
+  exitUnknown?: boolean;
   exitedAt?: string;
   lastError?: ErrorSummary;
 }
@@ -35,12 +39,14 @@ export interface ContainerOpInput {
 
 export interface ContainerStartOutput {
   pid: number;
+  pidUnknown?: boolean;
   startedAt: string;
 }
 
 /** What stopping found out about the init process, when it had been started. */
 export interface ContainerStopOutput {
   exitStatus?: number;
+  exitStatusUnknown?: boolean;
   exitedAt?: string;
 }
 
@@ -55,12 +61,12 @@ export type ContainerEvent =
   | { type: 'PS' }
   | { type: 'WAIT' }
   | { type: 'STATS' }
-  | { type: 'PROCESS_EXITED'; status: number; at: string }
+  | ({ type: 'PROCESS_EXITED' } & ExitNews)
   | { type: 'GUEST_LOST'; at: string }
   | { type: 'EXEC_ADDED'; execId: string }
-  | { type: 'EXEC_STARTED'; execId: string; pid: number }
+  | { type: 'EXEC_STARTED'; execId: string; pid: number; pidUnknown?: boolean }
   | { type: 'EXEC_FAILED'; execId: string }
-  | { type: 'EXEC_EXITED'; execId: string; status: number; at: string }
+  | ({ type: 'EXEC_EXITED'; execId: string } & ExitNews)
   | { type: 'PROCESS_NOTICE'; notice: LifecycleNotice };
 
 export type ContainerCommand = Extract<
@@ -95,11 +101,11 @@ export const containerMachine = setup({
     // Invocation errors arrive as xstate.error.actor.* events carrying `error`.
     recordError: assign({ lastError: ({ event }) => summarizeError((event as { error?: unknown }).error) }),
     clearError: assign({ lastError: undefined }),
-    recordStart: assign((_, out: ContainerStartOutput) => ({ pid: out.pid, startedAt: out.startedAt })),
+    recordStart: assign((_, out: ContainerStartOutput) => ({ pid: out.pid, pidUnknown: !!out.pidUnknown, startedAt: out.startedAt })),
     /** A new run: the exit of the previous one no longer applies. */
-    clearExit: assign({ exitStatus: undefined, exitedAt: undefined }),
-    clearPid: assign({ pid: 0 }),
-    recordExit: assign((_, exit: { status: number; at: string }) => ({ exitStatus: exit.status, exitedAt: exit.at, pid: 0 })),
+    clearExit: assign({ exitStatus: undefined, exitUnknown: undefined, exitedAt: undefined }),
+    clearPid: assign({ pid: 0, pidUnknown: false }),
+    recordExit: assign((_, exit: ExitNews) => ({ exitStatus: exit.status, exitUnknown: !!exit.unknown, exitedAt: exit.at, pid: 0, pidUnknown: false })),
     notify: sendParent(({ context }, notice: Omit<LifecycleNotice, 'containerId'>) => ({
       type: 'CONTAINER_NOTICE' as const,
       notice: { ...notice, containerId: context.id },
@@ -111,8 +117,7 @@ export const containerMachine = setup({
         containerId: context.id,
         state: 'stopped',
         pid: 0,
-        exitStatus: context.exitStatus ?? UNKNOWN_EXIT_STATUS,
-        exitedAt: context.exitedAt ?? '',
+        ...exitFields(context.exitStatus, context.exitUnknown, context.exitedAt),
       },
     })),
     spawnProcess: spawnChild('process', {
@@ -123,7 +128,7 @@ export const containerMachine = setup({
     forwardExecNews: ({ event, self }) => {
       const e = event as Extract<ContainerEvent, { type: 'EXEC_STARTED' | 'EXEC_FAILED' }>;
       const child = self.getSnapshot().children[e.execId] as { send: (e: unknown) => void } | undefined;
-      child?.send(e.type === 'EXEC_STARTED' ? { type: 'STARTED', pid: e.pid } : { type: 'START_FAILED' });
+      child?.send(e.type === 'EXEC_STARTED' ? { type: 'STARTED', pid: e.pid, pidUnknown: e.pidUnknown } : { type: 'START_FAILED' });
     },
     relayProcessNotice: sendParent(({ context, event }) => ({
       type: 'CONTAINER_NOTICE' as const,
@@ -131,12 +136,12 @@ export const containerMachine = setup({
     })),
     forwardExecExit: ({ event, self }) => {
       const e = event as Extract<ContainerEvent, { type: 'EXEC_EXITED' }>;
-      self.getSnapshot().children[e.execId]?.send({ type: 'EXITED', status: e.status, at: e.at });
+      self.getSnapshot().children[e.execId]?.send({ type: 'EXITED', status: e.status, at: e.at, unknown: e.unknown });
     },
     loseExecs: ({ event, self }) => {
       const at = (event as { at?: string }).at ?? '';
       for (const child of Object.values(self.getSnapshot().children)) {
-        (child as { send: (e: unknown) => void } | undefined)?.send({ type: 'EXITED', status: UNKNOWN_EXIT_STATUS, at });
+        (child as { send: (e: unknown) => void } | undefined)?.send({ type: 'EXITED', ...lostExit(at) });
       }
     },
     /** Marks an operation that runs without a change of state as accepted here. */
@@ -183,7 +188,7 @@ export const containerMachine = setup({
         EXEC: { actions: 'acceptOperation' },
         EXEC_ADDED: { actions: 'spawnProcess' },
         WAIT: { actions: 'acceptOperation' },
-        GUEST_LOST: { target: 'stopped', actions: ['loseExecs', { type: 'recordExit', params: ({ event }) => ({ status: UNKNOWN_EXIT_STATUS, at: event.at }) }, 'notifyExit'] },
+        GUEST_LOST: { target: 'stopped', actions: ['loseExecs', { type: 'recordExit', params: ({ event }) => lostExit(event.at) }, 'notifyExit'] },
       },
     },
     starting: {
@@ -200,7 +205,7 @@ export const containerMachine = setup({
             target: 'stopped',
             actions: [
               { type: 'recordStart', params: ({ event }) => event.output },
-              { type: 'notify', params: ({ event }) => ({ type: 'start', state: 'running', pid: event.output.pid }) },
+              { type: 'notify', params: ({ event }) => ({ type: 'start', state: 'running', pid: event.output.pid, ...(event.output.pidUnknown ? { pidUnknown: true } : {}) }) },
               'notifyExit',
               'clearPid',
             ],
@@ -209,7 +214,7 @@ export const containerMachine = setup({
             target: 'running',
             actions: [
               { type: 'recordStart', params: ({ event }) => event.output },
-              { type: 'notify', params: ({ event }) => ({ type: 'start', state: 'running', pid: event.output.pid }) },
+              { type: 'notify', params: ({ event }) => ({ type: 'start', state: 'running', pid: event.output.pid, ...(event.output.pidUnknown ? { pidUnknown: true } : {}) }) },
             ],
           },
         ],
@@ -233,7 +238,7 @@ export const containerMachine = setup({
         PROCESS_EXITED: { target: 'stopped', actions: [{ type: 'recordExit', params: ({ event }) => event }, 'notifyExit'] },
         GUEST_LOST: {
           target: 'stopped',
-          actions: ['loseExecs', { type: 'recordExit', params: ({ event }) => ({ status: UNKNOWN_EXIT_STATUS, at: event.at }) }, 'notifyExit'],
+          actions: ['loseExecs', { type: 'recordExit', params: ({ event }) => lostExit(event.at) }, 'notifyExit'],
         },
       },
     },
@@ -259,7 +264,7 @@ export const containerMachine = setup({
         PROCESS_EXITED: { target: 'stopped', actions: [{ type: 'recordExit', params: ({ event }) => event }, 'notifyExit'] },
         GUEST_LOST: {
           target: 'stopped',
-          actions: ['loseExecs', { type: 'recordExit', params: ({ event }) => ({ status: UNKNOWN_EXIT_STATUS, at: event.at }) }, 'notifyExit'],
+          actions: ['loseExecs', { type: 'recordExit', params: ({ event }) => lostExit(event.at) }, 'notifyExit'],
         },
       },
     },
@@ -287,7 +292,13 @@ export const containerMachine = setup({
             guard: { type: 'stopReportedExit', params: ({ event }) => event.output },
             target: 'stopped',
             actions: [
-              { type: 'recordExit', params: ({ event }) => ({ status: event.output.exitStatus ?? UNKNOWN_EXIT_STATUS, at: event.output.exitedAt ?? '' }) },
+              {
+                type: 'recordExit',
+                params: ({ event }) =>
+                  event.output.exitStatus === undefined || event.output.exitStatusUnknown
+                    ? lostExit(event.output.exitedAt ?? '')
+                    : { status: event.output.exitStatus, at: event.output.exitedAt ?? '' },
+              },
               'notifyExit',
             ],
           },
@@ -301,7 +312,7 @@ export const containerMachine = setup({
         PROCESS_EXITED: { guard: not('hasExited'), actions: [{ type: 'recordExit', params: ({ event }) => event }, 'notifyExit'] },
         GUEST_LOST: {
           guard: not('hasExited'),
-          actions: ['loseExecs', { type: 'recordExit', params: ({ event }) => ({ status: UNKNOWN_EXIT_STATUS, at: event.at }) }, 'notifyExit'],
+          actions: ['loseExecs', { type: 'recordExit', params: ({ event }) => lostExit(event.at) }, 'notifyExit'],
         },
       },
     },

@@ -46,14 +46,34 @@ export interface LifecycleNotice {
   execId?: string;
   state: string;
   pid?: number;
+  /** The agent could not learn the pid (pid is 0). */
+  pidUnknown?: boolean;
   exitStatus?: number;
+  /** The status is unknown (exitStatus is UNKNOWN_EXIT_STATUS). */
+  exitStatusUnknown?: boolean;
   exitedAt?: string;
   reason?: string;
   message?: string;
 }
 
-/** Reported exit status when the guest died and the real one is unknown (containerd). */
+/** Reported exit status when the real one is unknown (containerd's, for a lost process). */
 export const UNKNOWN_EXIT_STATUS = 255;
+
+/** An exit as the statecharts carry it; `unknown` when nobody can tell the status. */
+export interface ExitNews {
+  status: number;
+  at: string;
+  unknown?: boolean;
+}
+
+/** The exit of a process lost with its guest. */
+export const lostExit = (at: string): ExitNews => ({ status: UNKNOWN_EXIT_STATUS, at, unknown: true });
+
+/** The exit fields of a notice: the status, and the unknown marker when it applies. */
+export function exitFields(exitStatus: number | undefined, unknown: boolean | undefined, exitedAt: string | undefined): Pick<LifecycleNotice, 'exitStatus' | 'exitStatusUnknown' | 'exitedAt'> {
+  const lost = unknown || exitStatus === undefined;
+  return { exitStatus: lost ? UNKNOWN_EXIT_STATUS : exitStatus, ...(lost ? { exitStatusUnknown: true } : {}), exitedAt: exitedAt ?? '' };
+}
 
 /** Turns whatever an invoked actor threw into a serialisable summary. */
 export function summarizeError(err: unknown): ErrorSummary {

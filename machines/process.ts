@@ -3,7 +3,7 @@
 // order for an exec: exec-added, exec-started, then exit. An exit that arrives before
 // the start is confirmed is kept and reported right after it.
 import { assign, sendParent, setup } from 'xstate';
-import { UNKNOWN_EXIT_STATUS } from './lifecycle.js';
+import { exitFields, type ExitNews } from './lifecycle.js';
 
 export interface ProcessInput {
   execId: string;
@@ -11,14 +11,16 @@ export interface ProcessInput {
 
 export interface ProcessContext extends ProcessInput {
   pid: number;
+  pidUnknown?: boolean;
   exitStatus?: number;
+  exitUnknown?: boolean;
   exitedAt?: string;
 }
 
 export type ProcessEvent =
-  | { type: 'STARTED'; pid: number }
+  | { type: 'STARTED'; pid: number; pidUnknown?: boolean }
   | { type: 'START_FAILED' }
-  | { type: 'EXITED'; status: number; at: string };
+  | ({ type: 'EXITED' } & ExitNews);
 
 export const processMachine = setup({
   types: {
@@ -31,14 +33,17 @@ export const processMachine = setup({
       type: 'PROCESS_NOTICE' as const,
       notice: { type: 'exec-added', execId: context.execId, state: 'starting' },
     })),
-    recordPid: assign({ pid: ({ event }) => (event as Extract<ProcessEvent, { type: 'STARTED' }>).pid }),
+    recordPid: assign(({ event }) => {
+      const e = event as Extract<ProcessEvent, { type: 'STARTED' }>;
+      return { pid: e.pid, pidUnknown: !!e.pidUnknown };
+    }),
     announceStarted: sendParent(({ context }) => ({
       type: 'PROCESS_NOTICE' as const,
-      notice: { type: 'exec-started', execId: context.execId, state: 'running', pid: context.pid },
+      notice: { type: 'exec-started', execId: context.execId, state: 'running', pid: context.pid, ...(context.pidUnknown ? { pidUnknown: true } : {}) },
     })),
     recordExit: assign(({ event }) => {
       const e = event as Extract<ProcessEvent, { type: 'EXITED' }>;
-      return { exitStatus: e.status, exitedAt: e.at };
+      return { exitStatus: e.status, exitUnknown: !!e.unknown, exitedAt: e.at };
     }),
     announceExit: sendParent(({ context }) => ({
       type: 'PROCESS_NOTICE' as const,
@@ -47,8 +52,7 @@ export const processMachine = setup({
         execId: context.execId,
         state: 'exited',
         pid: context.pid,
-        exitStatus: context.exitStatus ?? UNKNOWN_EXIT_STATUS,
-        exitedAt: context.exitedAt ?? '',
+        ...exitFields(context.exitStatus, context.exitUnknown, context.exitedAt),
       },
     })),
   },
@@ -79,7 +83,7 @@ export const processMachine = setup({
       on: { EXITED: { target: 'exited', actions: ['recordExit', 'announceExit'] } },
     },
     exited: {
-      description: 'Exited with a status (255 when the guest died). Final.',
+      description: 'Exited with a status (255, marked unknown, when nobody can tell it). Final.',
       type: 'final',
     },
     failed: {

@@ -115,7 +115,9 @@ function toBusEvent(host: string, sandboxId: string, seq: number, n: LifecycleNo
   if (n.containerId) event.containerId = n.containerId;
   if (n.execId) event.execId = n.execId;
   if (n.pid !== undefined) event.pid = n.pid;
+  if (n.pidUnknown) event.pidUnknown = true;
   if (n.exitStatus !== undefined) event.exitStatus = n.exitStatus;
+  if (n.exitStatusUnknown) event.exitStatusUnknown = true;
   if (n.exitedAt) event.exitedAt = n.exitedAt;
   if (n.reason) event.reason = n.reason;
   if (n.message) event.message = n.message;
