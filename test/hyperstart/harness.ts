@@ -2,9 +2,9 @@
 // listener, and (for the real-guest suites) the built guest as a plain child process.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createConnection, type Socket } from 'node:net';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { ExitInfo } from '../../actors/agents/agent.js';
 import { HyperstartAgent, type HyperstartOptions } from '../../actors/agents/hyperstart.js';
 import type { ContainerSpec, SandboxSpec } from '../../machines/specs.js';
@@ -198,3 +198,33 @@ export class Raw<F> {
   }
 }
 
+
+/**
+ * The pid of the one process below `root` that runs `command` ("sleep 100": the program's
+ * basename and its arguments), for a stock guest, whose replies carry no pid. Polls a while.
+ */
+export async function pidOf(root: number, command: string): Promise<number> {
+  for (let i = 0; i < 500; i++) {
+    const table: { pid: number; ppid: number; cmd: string }[] = [];
+    for (const e of readdirSync('/proc')) {
+      if (!/^\d+$/.test(e)) continue;
+      try {
+        const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+        const argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0').filter((a, j, all) => a !== '' || j < all.length - 1);
+        table.push({ pid: Number(e), ppid, cmd: [basename(argv[0] ?? ''), ...argv.slice(1)].join(' ') });
+      } catch {
+        // gone
+      }
+    }
+    const below = new Set([root]);
+    for (let grew = true; grew; ) {
+      grew = false;
+      for (const p of table) if (below.has(p.ppid) && !below.has(p.pid)) (below.add(p.pid), (grew = true));
+    }
+    const hits = table.filter((p) => below.has(p.pid) && p.pid !== root && p.cmd === command);
+    if (hits.length === 1) return hits[0]!.pid;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`no single process runs ${JSON.stringify(command)} below ${root}`);
+}
