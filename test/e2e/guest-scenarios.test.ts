@@ -153,7 +153,7 @@ for (const agent of GUEST_AGENTS) {
         expect(stats.pidsCurrent).toBeGreaterThanOrEqual(2);
         expect(stats.memoryUsageBytes).toBeGreaterThan(0);
       } else {
-        expect(reply.error).toMatchObject({ code: 'Unavailable', message: expect.stringMatching(/hyperstart agent reports no container stats/) });
+        expect(reply.error).toMatchObject({ code: 'Unimplemented', message: expect.stringMatching(/hyperstart agent reports no container stats/) });
       }
       await destroy(sid);
     });
