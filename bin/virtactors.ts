@@ -20,7 +20,7 @@ import { monitorMachine } from '../machines/monitor.js';
 const USAGE = `usage: virtactors [--server URL] [--json] [--timeout MS] <command>
 
 sandboxes
-  sandbox create <id> [--agent noop|hyperstart|kata] [--backend none|namespace|process]
+  sandbox create <id> [--agent noop|hyperstart|kata] [--backend none|namespace|process|external]
                       [--hostname NAME] [--agent-config JSON] [--host HOST] [--start]
                       [--monitor-interval MS] [--monitor-deadline MS] [--policy keep|stop-and-delete]
                       [--annotation KEY=VALUE]...

@@ -36,6 +36,8 @@ export interface HostOptions {
   replicas?: number;
   /** Publish every actor snapshot on vc.v1.inspect.sandbox.<sid> for live tooling. */
   inspect?: boolean;
+  /** Directories where the external backend may attach to agent endpoints; none turns it off. */
+  attachDirs?: readonly string[];
 }
 
 export function defaultHostName(): string {
@@ -69,7 +71,7 @@ export class RuntimeHost {
         log,
         runDir: (sid) => join(runRoot, sid),
         createAgent,
-        createBackend: (type) => createBackend(type, log),
+        createBackend: (type) => createBackend(type, log, { attachDirs: opts.attachDirs ?? [] }),
         publish: (sandbox: SandboxActor, seq: number, notice: LifecycleNotice) =>
           publisher.publish(toBusEvent(host, sandbox.id, seq, notice), `${sandbox.id}.${sandbox.uid}.${seq}`),
         inspect: opts.inspect ? (sandbox, inspection) => nc.publish(subjects.inspectSandbox(sandbox.id), encode(inspection)) : undefined,

@@ -33,6 +33,13 @@ function monitorDefaults(): Partial<MonitorSettings> {
   return out;
 }
 
+/** VC_ATTACH_DIRS: absolute directories, colon-separated, where external agent endpoints may lie. */
+function attachDirs(): string[] {
+  const dirs = (process.env.VC_ATTACH_DIRS ?? '').split(':').filter(Boolean);
+  for (const d of dirs) if (!d.startsWith('/')) throw new Error(`VC_ATTACH_DIRS: ${d} is not an absolute path`);
+  return dirs;
+}
+
 async function main(): Promise<void> {
   const log = createLogger('virtactors');
   const dir = stateDir();
@@ -54,6 +61,7 @@ async function main(): Promise<void> {
     log,
     monitor: monitorDefaults(),
     inspect: process.env.VC_INSPECT === '1',
+    attachDirs: attachDirs(),
   });
   process.stdout.write(`virtactors: host ${host.host} serving on ${servers}\n`);
 
