@@ -3,7 +3,7 @@
 // event, idle guest memory, monitor detection latency and the CPU cost of monitoring.
 import { readFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { decodeTrusted, encode } from '../bus/codec.js';
+import type { VcClient } from '../bus/client.js';
 import { subjects } from '../bus/subjects.js';
 import type * as Bus from '../bus/messages.gen.js';
 import type { RuntimeHost } from '../runtime/host.js';
@@ -29,13 +29,6 @@ export interface GuestBenchOptions {
   monitorSeconds: number;
 }
 
-async function call<T = Record<string, unknown>>(nc: NatsConnection, subject: string, body: object = {}): Promise<T> {
-  const msg = await nc.request(subject, encode(body), { timeout: 60_000 });
-  const reply = decodeTrusted<{ ok: boolean; error?: { message: string } } & T>(msg.data);
-  if (!reply.ok) throw new Error(`${subject}: ${reply.error?.message}`);
-  return reply;
-}
-
 const ms = (from: bigint) => Number(process.hrtime.bigint() - from) / 1e6;
 
 /** Resolves when the first message arrives on a subject (core NATS, already subscribed). */
@@ -56,7 +49,7 @@ function cpuTicks(pid: number): number {
   }
 }
 
-export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 'kata' | 'hyperstart', o: GuestBenchOptions): Promise<GuestFigures> {
+export async function benchGuests(client: VcClient, host: RuntimeHost, agent: 'kata' | 'hyperstart', o: GuestBenchOptions): Promise<GuestFigures> {
   const tag = agent.slice(0, 4);
   const spec = (id: string, extra: Partial<Bus.SandboxSpec> = {}): Bus.SandboxSpec => ({ id, agent, backend: 'namespace', ...extra });
 
@@ -64,48 +57,48 @@ export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 
   const createStart: number[] = [];
   for (let i = 0; i < o.sandboxes; i++) {
     const t = process.hrtime.bigint();
-    await call(nc, subjects.sandboxCreate(), { sandbox: spec(`${tag}-cs-${i}`), start: true });
+    await client.call('SandboxCreate', {}, { sandbox: spec(`${tag}-cs-${i}`), start: true });
     createStart.push(ms(t));
-    await call(nc, subjects.sandboxOp(`${tag}-cs-${i}`, 'delete'), { force: true });
+    await client.call('SandboxDelete', { sid: `${tag}-cs-${i}` }, { force: true });
   }
 
   // Container start → its exit event, for `true`.
   const sid = `${tag}-ct`;
-  await call(nc, subjects.sandboxCreate(), { sandbox: spec(sid), start: true });
+  await client.call('SandboxCreate', {}, { sandbox: spec(sid), start: true });
   const toExit: number[] = [];
   for (let i = -3; i < o.containers; i++) {
     const cid = `t${i + 3}`;
-    await call(nc, subjects.containerCreate(sid), { container: { id: cid, args: ['true'] } });
-    const exited = firstMessage(nc, subjects.containerEvent(sid, cid, 'exit'));
+    await client.call('ContainerCreate', { sid: sid }, { container: { id: cid, args: ['true'] } });
+    const exited = firstMessage(client.nc, subjects.containerEvent(sid, cid, 'exit'));
     const t = process.hrtime.bigint();
-    await call(nc, subjects.containerOp(sid, cid, 'start'));
+    await client.call('ContainerStart', { sid: sid, cid: cid });
     await exited;
     if (i >= 0) toExit.push(ms(t));
-    await call(nc, subjects.containerOp(sid, cid, 'delete'));
+    await client.call('ContainerDelete', { sid: sid, cid: cid });
   }
   const idleGuestRssMiB = rssMiB(host.registry.get(sid).backend.pid!);
-  await call(nc, subjects.sandboxOp(sid, 'delete'), { force: true });
+  await client.call('SandboxDelete', { sid: sid }, { force: true });
 
   // Detection: guest killed (seen by the backend at once).
   const killed: number[] = [];
   for (let i = 0; i < o.faults; i++) {
     const id = `${tag}-kill-${i}`;
-    await call(nc, subjects.sandboxCreate(), { sandbox: spec(id), start: true });
-    const failed = firstMessage(nc, subjects.sandboxEvent(id, 'fail'));
+    await client.call('SandboxCreate', {}, { sandbox: spec(id), start: true });
+    const failed = firstMessage(client.nc, subjects.sandboxEvent(id, 'fail'));
     const t = process.hrtime.bigint();
     process.kill(host.registry.get(id).backend.pid!, 'SIGKILL');
     await failed;
     killed.push(ms(t));
-    await call(nc, subjects.sandboxOp(id, 'delete'));
+    await client.call('SandboxDelete', { sid: id });
   }
 
   // Detection: guest hung (SIGSTOP), default interval and deadline, all at once.
   const hungIds = Array.from({ length: o.faults }, (_, i) => `${tag}-hung-${i}`);
-  for (const id of hungIds) await call(nc, subjects.sandboxCreate(), { sandbox: spec(id), start: true });
+  for (const id of hungIds) await client.call('SandboxCreate', {}, { sandbox: spec(id), start: true });
   const settings = host.registry.get(hungIds[0]!).spec.monitor;
   const hung = await Promise.all(
     hungIds.map(async (id) => {
-      const failed = firstMessage(nc, subjects.sandboxEvent(id, 'fail'));
+      const failed = firstMessage(client.nc, subjects.sandboxEvent(id, 'fail'));
       const pid = host.registry.get(id).backend.pid!;
       const t = process.hrtime.bigint();
       process.kill(pid, 'SIGSTOP');
@@ -115,7 +108,7 @@ export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 
       return took;
     }),
   );
-  for (const id of hungIds) await call(nc, subjects.sandboxOp(id, 'delete'));
+  for (const id of hungIds) await client.call('SandboxDelete', { sid: id });
 
   const figures: GuestFigures = {
     agent,
@@ -130,7 +123,7 @@ export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 
   if (o.monitored > 0) {
     const ids = Array.from({ length: o.monitored }, (_, i) => `${tag}-mon-${i}`);
     for (let i = 0; i < ids.length; i += 8) {
-      await Promise.all(ids.slice(i, i + 8).map((id) => call(nc, subjects.sandboxCreate(), { sandbox: spec(id), start: true })));
+      await Promise.all(ids.slice(i, i + 8).map((id) => client.call('SandboxCreate', {}, { sandbox: spec(id), start: true })));
     }
     const pids = ids.map((id) => host.registry.get(id).backend.pid!);
     const ticksPerSecond = 100;
@@ -147,7 +140,7 @@ export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 
       return { seconds, percent: ((hostSeconds + guestSeconds) / seconds) * 100, hostPercent: (hostSeconds / seconds) * 100, guestPercent: (guestSeconds / seconds) * 100 };
     };
     const each = async (op: 'pause' | 'resume') => {
-      for (let i = 0; i < ids.length; i += 8) await Promise.all(ids.slice(i, i + 8).map((id) => call(nc, subjects.sandboxOp(id, op))));
+      for (let i = 0; i < ids.length; i += 8) await Promise.all(ids.slice(i, i + 8).map((id) => client.call(op === 'pause' ? 'SandboxPause' : 'SandboxResume', { sid: id })));
       await new Promise((r) => setTimeout(r, 2000));
     };
     // Paused sandboxes are not monitored: the same guests, idle, give the baseline. The
@@ -179,7 +172,7 @@ export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 
       withGuestsIdlePercent: round(idle.percent, 2),
     };
     for (let i = 0; i < ids.length; i += 8) {
-      await Promise.all(ids.slice(i, i + 8).map((id) => call(nc, subjects.sandboxOp(id, 'delete'), { force: true })));
+      await Promise.all(ids.slice(i, i + 8).map((id) => client.call('SandboxDelete', { sid: id }, { force: true })));
     }
   }
   return figures;

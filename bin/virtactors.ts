@@ -1,15 +1,18 @@
 #!/usr/bin/env node
 // The virtactors CLI: parses flags, sends one bus request per command, prints a table
 // (or JSON with --json). It holds no logic of its own beyond that.
-import { readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { createInbox, type NatsConnection } from '@nats-io/transport-node';
-import { connectBus } from '../bus/connection.js';
-import { decodeTrusted, encode } from '../bus/codec.js';
-import { readEvents } from '../bus/event-reader.js';
-import { subjects, srvSubjects, type ContainerOp, type SandboxOp } from '../bus/subjects.js';
+import { AuthorizationError } from '@nats-io/transport-node';
+import { CommandError, VcClient } from '../bus/client.js';
+import { discoverBus } from '../bus/connection.js';
+import { authFiles, ensureAuthority, writeClusterAuth, writePrivateFile } from '../bus/auth-files.js';
+import { isRole, ROLES } from '../bus/roles.js';
+import { decodeTrusted } from '../bus/codec.js';
+import { ErrorCode } from '../bus/errors.js';
+import { subjects } from '../bus/subjects.js';
 import type * as Bus from '../bus/messages.gen.js';
 import { sandboxMachine } from '../machines/sandbox.js';
 import { containerMachine } from '../machines/container.js';
@@ -17,7 +20,7 @@ import { processMachine } from '../machines/process.js';
 import { agentMachine } from '../machines/agent.js';
 import { monitorMachine } from '../machines/monitor.js';
 
-const USAGE = `usage: virtactors [--server URL] [--json] [--timeout MS] <command>
+const USAGE = `usage: virtactors [--server URL] [--creds FILE] [--json] [--timeout MS] <command>
 
 sandboxes
   sandbox create <id> [--agent noop|hyperstart|kata] [--backend none|namespace|process|external]
@@ -44,9 +47,14 @@ hosts
 statecharts
   statecharts                                       (the machine definitions as JSON, for visualisers)
   inspect <sid>                                     (live snapshots of a sandbox's actors; host needs VC_INSPECT=1)
+credentials
+  creds create --role viewer|operator|host NAME [--out FILE]   (operators only; writes NAME.creds, 0600)
+  creds init DIR [--routes HOST:PORT,...]           (a new authority for a deployment: keys, server include,
+                                                     host and operator credentials; with --routes the cluster include)
 
 The server is --server, else $NATS_URL, else the URL \`npm start\` wrote to .state/nats.url,
-else nats://127.0.0.1:4222.`;
+else nats://127.0.0.1:4222. The credentials are --creds, else $NATS_CREDS, else the
+operator credentials \`npm start\` created in .state/auth/creds/operator.creds.`;
 
 class UsageError extends Error {}
 
@@ -54,16 +62,6 @@ interface Global {
   server: string;
   json: boolean;
   timeout: number;
-}
-
-function serverUrl(flag: string | undefined): string {
-  if (flag) return flag;
-  if (process.env.NATS_URL) return process.env.NATS_URL;
-  try {
-    return readFileSync(join(resolve(process.env.VC_STATE_DIR ?? '.state'), 'nats.url'), 'utf8').trim();
-  } catch {
-    return 'nats://127.0.0.1:4222';
-  }
 }
 
 /** Splits argv at the first `--`: flags before, the command line after. */
@@ -99,32 +97,6 @@ function keyValues(list: string[] | undefined, what: string): Record<string, str
     out[item.slice(0, eq)] = item.slice(eq + 1);
   }
   return out;
-}
-
-class ReplyError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-async function request<T>(nc: NatsConnection, g: Global, subject: string, body: object = {}): Promise<T> {
-  let msg;
-  try {
-    msg = await nc.request(subject, encode(body), { timeout: g.timeout });
-  } catch (err) {
-    const e = err as Error;
-    if (/no responders/i.test(e.message) || e.name === 'NoRespondersError') {
-      throw new ReplyError('Unavailable', `no runtime host answers on ${g.server} (is \`npm start\` running?)`);
-    }
-    if (/timeout/i.test(e.message)) throw new ReplyError('DeadlineExceeded', `no reply within ${g.timeout} ms`);
-    throw err;
-  }
-  const reply = decodeTrusted<{ ok: boolean; error?: Bus.ErrorInfo } & T>(msg.data);
-  if (!reply.ok) throw new ReplyError(reply.error?.code ?? 'Internal', reply.error?.message ?? 'unknown error');
-  return reply;
 }
 
 // ---- output ---------------------------------------------------------------------
@@ -176,7 +148,10 @@ const print = (g: Global, value: unknown, text: () => string) => {
   process.stdout.write(`${g.json ? JSON.stringify(value, null, 2) : text()}\n`);
 };
 
-async function sandboxCommand(nc: NatsConnection, g: Global, args: string[]): Promise<void> {
+const sandboxVerbs = { start: 'SandboxStart', stop: 'SandboxStop', pause: 'SandboxPause', resume: 'SandboxResume', status: 'SandboxStatus' } as const;
+const containerVerbs = { start: 'ContainerStart', stop: 'ContainerStop', pause: 'ContainerPause', resume: 'ContainerResume', status: 'ContainerStatus' } as const;
+
+async function sandboxCommand(client: VcClient, g: Global, args: string[]): Promise<void> {
   const [verb, ...rest] = args;
   const [flags] = splitDashDash(rest);
   switch (verb) {
@@ -208,21 +183,21 @@ async function sandboxCommand(nc: NatsConnection, g: Global, args: string[]): Pr
       if (agentConfig) sandbox.agentConfig = agentConfig;
       if (Object.keys(monitor).length) sandbox.monitor = monitor;
       if (values.annotation) sandbox.annotations = keyValues(values.annotation, '--annotation');
-      const subject = values.host ? subjects.hostSandboxCreate(values.host) : subjects.sandboxCreate();
-      const reply = await request<Bus.SandboxReply>(nc, g, subject, { sandbox, start: !!values.start });
+      const body = { sandbox, start: !!values.start };
+      const reply = values.host ? await client.call('HostSandboxCreate', { host: values.host }, body) : await client.call('SandboxCreate', {}, body);
       print(g, reply.sandbox, () => describeSandbox(reply.sandbox!));
       return;
     }
     case 'list': {
       const { values } = parse(flags, { host: { type: 'string' } });
-      const reply = await request<Bus.SandboxListReply>(nc, g, subjects.sandboxList(), values.host ? { host: values.host } : {});
+      const reply = await client.call('SandboxList', {}, values.host ? { host: values.host } : {});
       print(g, reply.sandboxes, () => sandboxRows(reply.sandboxes ?? []));
       return;
     }
     case 'delete': {
       const { values, positionals } = parse(flags, { force: { type: 'boolean' } });
       const id = need(positionals[0], 'sandbox delete needs an id');
-      await request(nc, g, subjects.sandboxOp(id, 'delete'), values.force ? { force: true } : {});
+      await client.call('SandboxDelete', { sid: id }, values.force ? { force: true } : {});
       print(g, { id, deleted: true }, () => `sandbox ${id} deleted`);
       return;
     }
@@ -233,7 +208,7 @@ async function sandboxCommand(nc: NatsConnection, g: Global, args: string[]): Pr
     case 'status': {
       const { positionals } = parse(flags, {});
       const id = need(positionals[0], `sandbox ${verb} needs an id`);
-      const reply = await request<Bus.SandboxReply>(nc, g, subjects.sandboxOp(id, verb as SandboxOp));
+      const reply = await client.call(sandboxVerbs[verb], { sid: id });
       print(g, reply.sandbox, () => describeSandbox(reply.sandbox!));
       return;
     }
@@ -247,7 +222,7 @@ function need(value: string | undefined, message: string): string {
   return value;
 }
 
-async function containerCommand(nc: NatsConnection, g: Global, args: string[]): Promise<void> {
+async function containerCommand(client: VcClient, g: Global, args: string[]): Promise<void> {
   const [verb, ...rest] = args;
   const [flags, command] = splitDashDash(rest);
   const processFlags = {
@@ -264,7 +239,7 @@ async function containerCommand(nc: NatsConnection, g: Global, args: string[]): 
       if (values.user) container.user = values.user;
       if (values.tty) container.terminal = true;
       if (values.rootfs) container.rootfs = resolve(values.rootfs);
-      const reply = await request<Bus.ContainerReply>(nc, g, subjects.containerCreate(sid), { container });
+      const reply = await client.call('ContainerCreate', { sid }, { container });
       print(g, reply.container, () => containerRows([reply.container!]));
       return;
     }
@@ -272,14 +247,14 @@ async function containerCommand(nc: NatsConnection, g: Global, args: string[]): 
       const { values, positionals } = parse(flags, { all: { type: 'boolean' } });
       const [sid, cid] = ids(positionals);
       const signal = signalNumber(positionals[2]);
-      await request(nc, g, subjects.containerOp(sid, cid, 'kill'), { signal, all: !!values.all });
+      await client.call('ContainerKill', { sid, cid }, { signal, all: !!values.all });
       print(g, { signal }, () => `signal ${signal} sent to container ${cid}${values.all ? ' (all processes)' : ''}`);
       return;
     }
     case 'delete': {
       const { values, positionals } = parse(flags, { force: { type: 'boolean' } });
       const [sid, cid] = ids(positionals);
-      await request(nc, g, subjects.containerOp(sid, cid, 'delete'), values.force ? { force: true } : {});
+      await client.call('ContainerDelete', { sid, cid }, values.force ? { force: true } : {});
       print(g, { id: cid, deleted: true }, () => `container ${cid} deleted`);
       return;
     }
@@ -293,7 +268,7 @@ async function containerCommand(nc: NatsConnection, g: Global, args: string[]): 
       if (values.cwd) body.cwd = values.cwd;
       if (values.user) body.user = values.user;
       if (values.tty) body.terminal = true;
-      const reply = await request<Bus.ExecReply>(nc, g, subjects.containerOp(sid, cid, 'exec'), body);
+      const reply = await client.call('ContainerExec', { sid, cid }, body);
       print(g, { execId: reply.execId, pid: reply.pid }, () => `exec ${reply.execId} started, pid ${reply.pid}`);
       return;
     }
@@ -302,7 +277,7 @@ async function containerCommand(nc: NatsConnection, g: Global, args: string[]): 
       const [sid, cid] = ids(positionals);
       const body: Bus.ContainerPsRequest = { format: values.format ?? 'table' };
       if (command.length) body.args = command;
-      const reply = await request<Bus.PsReply>(nc, g, subjects.containerOp(sid, cid, 'ps'), body);
+      const reply = await client.call('ContainerPs', { sid, cid }, body);
       process.stdout.write(reply.output?.endsWith('\n') ? reply.output : `${reply.output ?? ''}\n`);
       return;
     }
@@ -312,7 +287,7 @@ async function containerCommand(nc: NatsConnection, g: Global, args: string[]): 
       const body: Bus.ContainerWaitRequest = {};
       if (values['exec-id']) body.execId = values['exec-id'];
       if (values['timeout-ms']) body.timeoutMs = Number(values['timeout-ms']);
-      const reply = await request<Bus.WaitReply>(nc, { ...g, timeout: Math.max(g.timeout, (body.timeoutMs ?? 0) + 5_000) }, subjects.containerOp(sid, cid, 'wait'), body);
+      const reply = await client.call('ContainerWait', { sid, cid }, body, { timeoutMs: Math.max(g.timeout, (body.timeoutMs ?? 0) + 5_000) });
       print(g, { exitStatus: reply.exitStatus, exitedAt: reply.exitedAt }, () => `exit status ${reply.exitStatus} at ${reply.exitedAt}`);
       process.exitCode = reply.exitStatus ?? 0;
       return;
@@ -323,7 +298,7 @@ async function containerCommand(nc: NatsConnection, g: Global, args: string[]): 
       const body: Bus.ContainerLogsRequest = {};
       if (values['exec-id']) body.execId = values['exec-id'];
       if (values.tail) body.tailBytes = Number(values.tail);
-      const reply = await request<Bus.LogsReply>(nc, g, subjects.containerOp(sid, cid, 'logs'), body);
+      const reply = await client.call('ContainerLogs', { sid, cid }, body);
       if (g.json) print(g, { stdout: reply.stdout, stderr: reply.stderr, truncated: reply.truncated }, () => '');
       else {
         process.stdout.write(reply.stdout ?? '');
@@ -334,7 +309,7 @@ async function containerCommand(nc: NatsConnection, g: Global, args: string[]): 
     case 'stats': {
       const { positionals } = parse(flags, {});
       const [sid, cid] = ids(positionals);
-      const reply = await request<Bus.StatsReply>(nc, g, subjects.containerOp(sid, cid, 'stats'));
+      const reply = await client.call('ContainerStats', { sid, cid });
       const st = reply.stats ?? {};
       print(g, st, () =>
         table([
@@ -351,7 +326,7 @@ async function containerCommand(nc: NatsConnection, g: Global, args: string[]): 
     case 'status': {
       const { positionals } = parse(flags, {});
       const [sid, cid] = ids(positionals);
-      const reply = await request<Bus.ContainerReply>(nc, g, subjects.containerOp(sid, cid, verb as ContainerOp));
+      const reply = await client.call(containerVerbs[verb], { sid, cid });
       print(g, reply.container, () => containerRows([reply.container!]));
       return;
     }
@@ -360,14 +335,13 @@ async function containerCommand(nc: NatsConnection, g: Global, args: string[]): 
   }
 }
 
-async function eventsCommand(nc: NatsConnection, g: Global, args: string[]): Promise<void> {
+async function eventsCommand(client: VcClient, g: Global, args: string[]): Promise<void> {
   const { values } = parse(args, { sandbox: { type: 'string' }, follow: { type: 'boolean' }, since: { type: 'string' } });
   const since = values.since === undefined ? undefined : Number(values.since);
   if (since !== undefined && !(Number.isInteger(since) && since >= 0)) throw new UsageError('--since takes a whole number');
   const stop = new AbortController();
   process.once('SIGINT', () => stop.abort());
-  const events = readEvents(nc, { sandboxId: values.sandbox, since, follow: !!values.follow });
-  stop.signal.addEventListener('abort', () => void events.return(undefined));
+  const events = client.events({ sandboxId: values.sandbox, since, follow: !!values.follow, signal: stop.signal });
   for await (const e of events) {
     process.stdout.write(`${g.json ? JSON.stringify({ streamSeq: e.streamSeq, ...e.event }) : eventLine(e.event)}\n`);
   }
@@ -382,10 +356,10 @@ function statechartsCommand(): void {
   process.stdout.write(`${JSON.stringify(charts, null, 2)}\n`);
 }
 
-async function inspectCommand(nc: NatsConnection, g: Global, args: string[]): Promise<void> {
+async function inspectCommand(client: VcClient, g: Global, args: string[]): Promise<void> {
   const { positionals } = parse(args, {});
   const sid = need(positionals[0], 'inspect needs a sandbox id');
-  const sub = nc.subscribe(subjects.inspectSandbox(sid));
+  const sub = client.nc.subscribe(subjects.inspectSandbox(sid));
   process.once('SIGINT', () => sub.unsubscribe());
   for await (const m of sub) {
     const i = decodeTrusted<Bus.Inspection>(m.data);
@@ -393,19 +367,36 @@ async function inspectCommand(nc: NatsConnection, g: Global, args: string[]): Pr
   }
 }
 
-async function hostsCommand(nc: NatsConnection, g: Global): Promise<void> {
-  const inbox = nc.subscribe(createInbox(), { timeout: 1000 });
-  const [subject] = srvSubjects('INFO', '');
-  nc.publish(subject!, new Uint8Array(), { reply: inbox.getSubject() });
-  const found: Array<Record<string, unknown>> = [];
-  const timer = setTimeout(() => inbox.unsubscribe(), Math.min(g.timeout, 1000));
-  try {
-    for await (const m of inbox) found.push(decodeTrusted(m.data));
-  } catch {
-    /* the subscription timed out: no more answers */
+async function hostsCommand(client: VcClient, g: Global): Promise<void> {
+  const found = await client.discover('INFO', Math.min(g.timeout, 1000));
+  const host = (f: Record<string, unknown>) => String((f.metadata as { host?: string } | undefined)?.host ?? f.id);
+  print(g, found, () => table([['HOST', 'VERSION', 'ENDPOINTS', 'ID'], ...found.map((f) => [host(f), String(f.version), String((f.endpoints as unknown[]).length), String(f.id)])]));
+}
+
+async function credsCreate(client: VcClient, g: Global, args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { role: { type: 'string' }, out: { type: 'string' } });
+  const name = need(positionals[0], 'creds create needs a name');
+  if (!isRole(values.role)) throw new UsageError(`creds create needs --role ${ROLES.join('|')}`);
+  const out = resolve(values.out ?? `${name}.creds`);
+  if (existsSync(out)) throw new UsageError(`${out} exists; not overwriting it`);
+  writePrivateFile(out, await client.createCreds(values.role, name), true);
+  print(g, { name, role: values.role, file: out }, () => `${values.role} credentials for ${name} written to ${out} (mode 0600)`);
+}
+
+/** `creds init`: a new authority on this machine; no server is involved. */
+async function credsInit(g: Global, args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { routes: { type: 'string' } });
+  const dir = resolve(need(positionals[0], 'creds init needs a directory'));
+  const { created } = await ensureAuthority(dir);
+  const files = authFiles(dir);
+  const written = [files.serverConfig, files.creds('host'), files.creds('operator')];
+  if (values.routes) {
+    writeClusterAuth(dir, values.routes.split(',').filter(Boolean));
+    written.push(files.clusterConfig);
   }
-  clearTimeout(timer);
-  print(g, found, () => table([['HOST', 'VERSION', 'ENDPOINTS'], ...found.map((f) => [String(f.id), String(f.version), String((f.endpoints as unknown[]).length)])]));
+  print(g, { dir, created, files: written }, () =>
+    `${created ? 'created' : 'kept the existing'} authority in ${dir}\n${written.map((f) => `  ${f}`).join('\n')}`,
+  );
 }
 
 /** Takes the global flags out wherever they stand (before a `--`). */
@@ -416,8 +407,8 @@ function extractGlobals(argv: string[]): { globals: string[]; rest: string[] } {
   for (let i = 0; i < flags.length; i++) {
     const a = flags[i]!;
     if (a === '--json' || a === '--help' || a === '-h') globals.push(a === '-h' ? '--help' : a);
-    else if (a === '--server' || a === '--timeout') globals.push(a, flags[++i] ?? '');
-    else if (a.startsWith('--server=') || a.startsWith('--timeout=')) globals.push(a);
+    else if (a === '--server' || a === '--timeout' || a === '--creds') globals.push(a, flags[++i] ?? '');
+    else if (a.startsWith('--server=') || a.startsWith('--timeout=') || a.startsWith('--creds=')) globals.push(a);
     else rest.push(a);
   }
   return { globals, rest: argv.includes('--') ? [...rest, '--', ...after] : rest };
@@ -427,7 +418,7 @@ export async function main(argv: string[]): Promise<number> {
   const { globals, rest: commandArgs } = extractGlobals(argv);
   try {
     const { values } = parse(globals, {
-      server: { type: 'string' }, json: { type: 'boolean' }, timeout: { type: 'string' }, help: { type: 'boolean' },
+      server: { type: 'string' }, creds: { type: 'string' }, json: { type: 'boolean' }, timeout: { type: 'string' }, help: { type: 'boolean' },
     });
     if (values.help || commandArgs[0] === 'help') {
       process.stdout.write(`${USAGE}\n`);
@@ -437,25 +428,35 @@ export async function main(argv: string[]): Promise<number> {
       statechartsCommand();
       return 0;
     }
-    if (!['sandbox', 'container', 'events', 'hosts', 'inspect'].includes(commandArgs[0] ?? '')) {
+    if (!['sandbox', 'container', 'events', 'hosts', 'inspect', 'creds'].includes(commandArgs[0] ?? '')) {
       throw new UsageError(commandArgs[0] ? `unknown command ${commandArgs[0]}` : 'missing command');
     }
     const [command, ...rest] = commandArgs;
-    const g: Global = { server: serverUrl(values.server), json: !!values.json, timeout: Number(values.timeout ?? 60_000) };
-    let nc: NatsConnection;
+    const target = discoverBus({ server: values.server, creds: values.creds });
+    const g: Global = { server: target.servers.join(','), json: !!values.json, timeout: Number(values.timeout ?? 60_000) };
+    if (command === 'creds' && rest[0] === 'init') {
+      await credsInit(g, rest.slice(1));
+      return 0;
+    }
+    if (command === 'creds' && rest[0] !== 'create') throw new UsageError(`unknown creds command ${rest[0] ?? ''}`);
+    let client: VcClient;
     try {
-      nc = await connectBus({ servers: g.server.split(','), name: 'virtactors-cli' });
+      client = await VcClient.connect({ ...target, name: 'virtactors-cli', timeoutMs: g.timeout });
     } catch (err) {
-      throw new ReplyError('Unavailable', `cannot connect to ${g.server}: ${(err as Error).message}`);
+      const why = err instanceof AuthorizationError
+        ? `${err.message}: ${target.creds ? `the server does not accept ${target.creds}` : 'the server requires credentials (--creds FILE or NATS_CREDS)'}`
+        : (err as Error).message;
+      throw new CommandError('Unavailable', `cannot connect to ${g.server}: ${why}`);
     }
     try {
-      if (command === 'sandbox') await sandboxCommand(nc, g, rest);
-      else if (command === 'container') await containerCommand(nc, g, rest);
-      else if (command === 'events') await eventsCommand(nc, g, rest);
-      else if (command === 'inspect') await inspectCommand(nc, g, rest);
-      else await hostsCommand(nc, g);
+      if (command === 'creds') await credsCreate(client, g, rest.slice(1));
+      else if (command === 'sandbox') await sandboxCommand(client, g, rest);
+      else if (command === 'container') await containerCommand(client, g, rest);
+      else if (command === 'events') await eventsCommand(client, g, rest);
+      else if (command === 'inspect') await inspectCommand(client, g, rest);
+      else await hostsCommand(client, g);
     } finally {
-      await nc.close();
+      await client.nc.close();
     }
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
@@ -463,7 +464,12 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`virtactors: ${err.message}\n\n${USAGE}\n`);
       return 2;
     }
-    if (err instanceof ReplyError) {
+    if (err instanceof CommandError && err.code === ErrorCode.PermissionDenied) {
+      // The message says it all: "permission denied: role viewer may not ...".
+      process.stderr.write(`virtactors: ${err.message}\n`);
+      return 1;
+    }
+    if (err instanceof CommandError) {
       process.stderr.write(`virtactors: ${err.code}: ${err.message}\n`);
       return 1;
     }

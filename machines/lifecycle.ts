@@ -1,6 +1,7 @@
 // Shared vocabulary of the lifecycle statecharts: the reference's four states and its
 // transition table, OCI status strings, and the shape of emitted lifecycle notices.
 // Pure data; no I/O.
+import type { ContainerEventType, ExecEventType, SandboxEventType } from '../protos/event-types.js';
 
 /** The four states of the 2018 runtime, shared by sandboxes and containers. */
 export type StableState = 'ready' | 'running' | 'paused' | 'stopped';
@@ -39,22 +40,46 @@ export interface ErrorSummary {
   message: string;
 }
 
-/** A lifecycle notice: what the event publisher turns into a bus event. */
-export interface LifecycleNotice {
-  type: string;
-  containerId?: string;
-  execId?: string;
+/** What every notice carries: the state its actor is in after it. */
+interface NoticeBase {
   state: string;
-  pid?: number;
-  /** The agent could not learn the pid (pid is 0). */
-  pidUnknown?: boolean;
-  exitStatus?: number;
-  /** The status is unknown (exitStatus is UNKNOWN_EXIT_STATUS). */
-  exitStatusUnknown?: boolean;
-  exitedAt?: string;
-  reason?: string;
-  message?: string;
 }
+
+/** A started process's pid may be unknown (a stock agent says none): then it is 0. */
+interface PidFields {
+  pidUnknown?: boolean;
+}
+
+/** An exit's status; unknown (the guest died, a stock agent's 0) makes it UNKNOWN_EXIT_STATUS. */
+export interface ExitFields {
+  exitStatus: number;
+  exitStatusUnknown?: boolean;
+  exitedAt: string;
+}
+
+/** A sandbox's own notices; `fail` says why. */
+export type SandboxNotice =
+  | (NoticeBase & { type: Exclude<SandboxEventType, 'fail'>; containerId?: undefined; execId?: undefined })
+  | (NoticeBase & { type: 'fail'; containerId?: undefined; execId?: undefined; reason: string; message: string; exitStatus?: number });
+
+/** A container's notices (its init process); `start` has the pid, `exit` the status. */
+export type ContainerNotice =
+  | (NoticeBase & { type: Exclude<ContainerEventType, 'start' | 'exit'>; containerId: string; execId?: undefined })
+  | (NoticeBase & { type: 'start'; containerId: string; execId?: undefined; pid: number } & PidFields)
+  | (NoticeBase & { type: 'exit'; containerId: string; execId?: undefined; pid: number } & ExitFields);
+
+/** An exec's notices, on its container. */
+export type ExecNotice =
+  | (NoticeBase & { type: Extract<ExecEventType, 'exec-added'>; containerId: string; execId: string })
+  | (NoticeBase & { type: Extract<ExecEventType, 'exec-started'>; containerId: string; execId: string; pid: number } & PidFields)
+  | (NoticeBase & { type: 'exit'; containerId: string; execId: string; pid: number } & ExitFields);
+
+/** A lifecycle notice: what the event publisher turns into a bus event, keyed on its type. */
+export type LifecycleNotice = SandboxNotice | ContainerNotice | ExecNotice;
+
+/** A notice as a child sends it up, before its parent adds the ids it knows. */
+export type ContainerNoticeDraft = ContainerNotice extends infer N ? (N extends ContainerNotice ? Omit<N, 'containerId'> : never) : never;
+export type ExecNoticeDraft = ExecNotice extends infer N ? (N extends ExecNotice ? Omit<N, 'containerId'> : never) : never;
 
 /** Reported exit status when the real one is unknown (containerd's, for a lost process). */
 export const UNKNOWN_EXIT_STATUS = 255;
@@ -70,7 +95,7 @@ export interface ExitNews {
 export const lostExit = (at: string): ExitNews => ({ status: UNKNOWN_EXIT_STATUS, at, unknown: true });
 
 /** The exit fields of a notice: the status, and the unknown marker when it applies. */
-export function exitFields(exitStatus: number | undefined, unknown: boolean | undefined, exitedAt: string | undefined): Pick<LifecycleNotice, 'exitStatus' | 'exitStatusUnknown' | 'exitedAt'> {
+export function exitFields(exitStatus: number | undefined, unknown: boolean | undefined, exitedAt: string | undefined): ExitFields {
   const lost = unknown || exitStatus === undefined;
   return { exitStatus: lost ? UNKNOWN_EXIT_STATUS : exitStatus, ...(lost ? { exitStatusUnknown: true } : {}), exitedAt: exitedAt ?? '' };
 }

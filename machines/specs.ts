@@ -19,6 +19,15 @@ export interface ContainerSpec {
   annotations: Record<string, string>;
 }
 
+/** A process to run (an exec), as the statecharts carry it. */
+export interface ProcessSpec {
+  args: string[];
+  env: string[];
+  cwd: string;
+  user: string;
+  terminal: boolean;
+}
+
 export interface MonitorSettings {
   intervalMs: number;
   deadlineMs: number;

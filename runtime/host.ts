@@ -2,7 +2,7 @@
 // the command service + the event publisher + service discovery.
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { nuid, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import type { Logger } from 'pino';
 import { connectBus, ensureBusState } from '../bus/connection.js';
@@ -10,22 +10,25 @@ import { CommandService } from '../bus/command-service.js';
 import { EventPublisher } from '../bus/events.js';
 import { KvSandboxStore } from '../bus/store.js';
 import { startServiceDiscovery } from '../bus/service-discovery.js';
+import { startCredsService } from '../bus/creds-service.js';
+import type { Authority } from '../bus/credentials.js';
 import { encode } from '../bus/codec.js';
 import { HOST_PATTERN, streams, subjects } from '../bus/subjects.js';
-import type * as Bus from '../bus/messages.gen.js';
 import { SandboxRegistry } from '../actors/registry.js';
 import { createAgent } from '../actors/agents/index.js';
 import { createBackend, defaultGuestBackend } from '../actors/backends/index.js';
 import { DEFAULT_MONITOR } from '../actors/sandbox-spec.js';
-import type { SandboxActor } from '../actors/sandbox-actor.js';
-import type { LifecycleNotice } from '../machines/lifecycle.js';
 import type { MonitorSettings } from '../machines/specs.js';
 import { createLogger } from './log.js';
-import { createCommandHandler } from './commands.js';
+import { createCommandHandlers } from './commands.js';
 import { VERSION } from './version.js';
 
 export interface HostOptions {
   servers: string | string[];
+  /** The host's `.creds` file (role host); none for a server without authentication. */
+  creds?: string;
+  /** The signing keys: with them this host also serves `creds create`. */
+  authority?: Authority;
   /** Host name on the bus; default: the machine's hostname, made subject-safe. */
   host?: string;
   /** Root of per-sandbox run directories (sockets, guest state). */
@@ -36,9 +39,13 @@ export interface HostOptions {
   replicas?: number;
   /** Publish every actor snapshot on vc.v1.inspect.sandbox.<sid> for live tooling. */
   inspect?: boolean;
+  /** Deadline of a command whose request names none, in ms (default 60 s). */
+  commandDeadlineMs?: number;
   /** Directories where the external backend may attach to agent endpoints; none turns it off. */
   attachDirs?: readonly string[];
 }
+
+export const DEFAULT_COMMAND_DEADLINE_MS = 60_000;
 
 export function defaultHostName(): string {
   const name = osHostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 63);
@@ -59,7 +66,7 @@ export class RuntimeHost {
     const host = opts.host ?? defaultHostName();
     if (!HOST_PATTERN.test(host)) throw new Error(`host name ${JSON.stringify(host)} is not a valid subject token`);
     const log = (opts.log ?? createLogger('virtactors')).child({ host });
-    const nc = await connectBus({ servers: opts.servers, name: `virtactors-host-${host}`, persistent: true });
+    const nc = await connectBus({ servers: opts.servers, creds: opts.creds, name: `virtactors-host-${host}`, persistent: true });
     await ensureBusState(nc, { replicas: opts.replicas });
     const store = await KvSandboxStore.open(nc);
     const publisher = new EventPublisher(nc);
@@ -72,21 +79,26 @@ export class RuntimeHost {
         runDir: (sid) => join(runRoot, sid),
         createAgent,
         createBackend: (type) => createBackend(type, log, { attachDirs: opts.attachDirs ?? [] }),
-        publish: (sandbox: SandboxActor, seq: number, notice: LifecycleNotice) =>
-          publisher.publish(toBusEvent(host, sandbox.id, seq, notice), `${sandbox.id}.${sandbox.uid}.${seq}`),
+        publish: (event, dedupId) => publisher.publish(event, dedupId),
         inspect: opts.inspect ? (sandbox, inspection) => nc.publish(subjects.inspectSandbox(sandbox.id), encode(inspection)) : undefined,
       },
       store,
     );
     const defaults = { monitor: { ...DEFAULT_MONITOR, ...opts.monitor }, guestBackend: defaultGuestBackend() };
-    const commands = new CommandService(nc, host, createCommandHandler(registry, store, defaults), store, log);
+    const commands = new CommandService(
+      nc,
+      createCommandHandlers(registry, store, defaults),
+      store,
+      { host, owns: (sid) => registry.has(sid), defaultDeadlineMs: opts.commandDeadlineMs ?? DEFAULT_COMMAND_DEADLINE_MS },
+      log,
+    );
     commands.start();
 
     const started = new Date().toISOString();
     const discovery = startServiceDiscovery(
       nc,
       {
-        id: host,
+        id: nuid.next(),
         version: VERSION,
         description: 'virtactors sandbox runtime host',
         metadata: { host },
@@ -94,12 +106,13 @@ export class RuntimeHost {
       },
       () => commands.stats(),
     );
+    const creds = opts.authority ? startCredsService(nc, opts.authority, log) : undefined;
     const hosts = await new Kvm(nc).open(streams.hostBucket);
     await hosts.put(host, encode({ host, version: VERSION, started }));
     log.info({ servers: opts.servers }, 'runtime host ready');
 
     return new RuntimeHost(host, nc, registry, commands, [
-      () => Promise.all(discovery.map((s) => s.drain().catch(() => {}))).then(() => {}),
+      () => Promise.all([...discovery, ...(creds ? [creds] : [])].map((s) => s.drain().catch(() => {}))).then(() => {}),
     ], log);
   }
 
@@ -110,18 +123,4 @@ export class RuntimeHost {
     await this.registry.detachAll();
     await this.nc.drain().catch(() => {});
   }
-}
-
-function toBusEvent(host: string, sandboxId: string, seq: number, n: LifecycleNotice): Bus.Event {
-  const event: Bus.Event = { type: n.type, sandboxId, seq, time: new Date().toISOString(), host, state: n.state };
-  if (n.containerId) event.containerId = n.containerId;
-  if (n.execId) event.execId = n.execId;
-  if (n.pid !== undefined) event.pid = n.pid;
-  if (n.pidUnknown) event.pidUnknown = true;
-  if (n.exitStatus !== undefined) event.exitStatus = n.exitStatus;
-  if (n.exitStatusUnknown) event.exitStatusUnknown = true;
-  if (n.exitedAt) event.exitedAt = n.exitedAt;
-  if (n.reason) event.reason = n.reason;
-  if (n.message) event.message = n.message;
-  return event;
 }

@@ -4,7 +4,7 @@
 // by the caller's signal, the caller's deadline and the operation's default time limit.
 import { createActor, fromPromise, waitFor, type Actor } from 'xstate';
 import { agentMachine } from '../../machines/agent.js';
-import { toVcError, unavailable } from '../../bus/errors.js';
+import { deadlineExceeded, toVcError, unavailable } from '../../bus/errors.js';
 import type { Agent } from './agent.js';
 import { AGENT_CALL_TIMEOUTS_MS, withinDeadline, type AgentOperation } from './calls.js';
 
@@ -85,8 +85,12 @@ export class AgentActor {
   /** Runs one guest operation within its limits. */
   async call<T>(operation: AgentOperation, fn: (agent: Agent, abort: AbortSignal) => Promise<T>, limits: CallLimits = {}): Promise<T> {
     const what = `${operation} in sandbox ${this.sandboxId}`;
+    const timeoutMs = callTimeoutMs(operation, limits.deadline);
+    // Which limit ends the call: the command's deadline, or the operation's own.
+    const byDeadline = limits.deadline !== undefined && timeoutMs !== AGENT_CALL_TIMEOUTS_MS[operation];
+    const expired = byDeadline ? () => deadlineExceeded(`${what} did not finish before the command's deadline`) : undefined;
     try {
-      return await withinDeadline({ what, timeoutMs: callTimeoutMs(operation, limits.deadline), signal: limits.signal }, async (abort) => {
+      return await withinDeadline({ what, timeoutMs, signal: limits.signal, expired }, async (abort) => {
         await this.ready();
         return fn(this.driver, abort);
       });

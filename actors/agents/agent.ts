@@ -3,7 +3,7 @@
 // the rest follow its later additions (§2.3). A driver does the I/O; AgentActor puts
 // the connection statechart in front of it.
 import type { Logger } from 'pino';
-import type { AgentType, ContainerSpec, SandboxSpec } from '../../machines/specs.js';
+import type { AgentType, ContainerSpec, ProcessSpec, SandboxSpec } from '../../machines/specs.js';
 import { UNKNOWN_EXIT_STATUS } from '../../machines/lifecycle.js';
 
 export { UNKNOWN_EXIT_STATUS };
@@ -16,13 +16,7 @@ export const Capability = {
   fsSharingSupported: 8,
 } as const;
 
-export interface ProcessSpec {
-  args: string[];
-  env: string[];
-  cwd: string;
-  user: string;
-  terminal: boolean;
-}
+export type { ProcessSpec };
 
 /** A started process. A stock agent may not say its pid: then pid is 0 and pidUnknown set. */
 export interface StartResult {

@@ -9,8 +9,6 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, VcError } from '../../bus/errors.js';
-import { subjects } from '../../bus/subjects.js';
-import { readEvents } from '../../bus/event-reader.js';
 import type * as Bus from '../../bus/messages.gen.js';
 import { ExternalBackend } from '../../actors/backends/external.js';
 import type { BootRequest } from '../../actors/backends/backend.js';
@@ -126,7 +124,7 @@ async function until(cond: () => boolean): Promise<void> {
 }
 
 async function nextEvent(sid: string, match: (e: Bus.Event) => boolean, timeoutMs = 15_000): Promise<Bus.Event> {
-  const events = readEvents(rt.client.nc, { sandboxId: sid, follow: true });
+  const events = rt.client.events({ sandboxId: sid, follow: true });
   const timer = setTimeout(() => void events.return(undefined), timeoutMs);
   try {
     for await (const e of events) if (match(e.event)) return e.event;
@@ -141,12 +139,12 @@ describe('external backend through the bus', () => {
   const hyperMain = join(process.cwd(), 'dist/guest/hyperstart/main.js');
 
   it('refuses an endpoint outside the allowed directories; nothing is left of the sandbox', async () => {
-    const reply = await rt.client.request(subjects.sandboxCreate(), {
+    const reply = await rt.client.request('SandboxCreate', {}, {
       sandbox: { id: 'ext-out', agent: 'kata', backend: 'external', agentConfig: { grpcSocket: `unix://${join(outside, 'kata.sock')}` } },
       start: true,
     });
     expect(reply.error).toMatchObject({ code: 'InvalidArgument', message: expect.stringMatching(/not under a directory this host allows/) });
-    const list = await rt.ok<Bus.SandboxListReply>(subjects.sandboxList(), {});
+    const list = await rt.ok('SandboxList', {}, {});
     expect(list.sandboxes?.map((s) => s.id)).not.toContain('ext-out');
   });
 
@@ -157,7 +155,7 @@ describe('external backend through the bus', () => {
     const guest = startOwnGuest([kataMain, '--listen', `unix://${socket}`]);
     try {
       await until(() => existsSync(socket));
-      const created = await rt.ok<Bus.SandboxReply>(subjects.sandboxCreate(), {
+      const created = await rt.ok('SandboxCreate', {}, {
         sandbox: {
           id: 'ext-kata', agent: 'kata', backend: 'external', agentConfig: { grpcSocket: `unix://${socket}` },
           containers: [{ id: 'c1', args: ['sh', '-c', 'echo attached; exit 4'] }],
@@ -165,9 +163,9 @@ describe('external backend through the bus', () => {
         start: true,
       });
       expect(created.sandbox).toMatchObject({ state: 'running', backend: 'external' });
-      expect(await rt.ok<Bus.WaitReply>(subjects.containerOp('ext-kata', 'c1', 'wait'), { timeoutMs: 20_000 })).toMatchObject({ exitStatus: 4 });
-      expect((await rt.ok<Bus.LogsReply>(subjects.containerOp('ext-kata', 'c1', 'logs'))).stdout).toBe('attached\n');
-      await rt.ok(subjects.sandboxOp('ext-kata', 'delete'), { force: true });
+      expect(await rt.ok('ContainerWait', { sid: 'ext-kata', cid: 'c1' }, { timeoutMs: 20_000 })).toMatchObject({ exitStatus: 4 });
+      expect((await rt.ok('ContainerLogs', { sid: 'ext-kata', cid: 'c1' })).stdout).toBe('attached\n');
+      await rt.ok('SandboxDelete', { sid: 'ext-kata' }, { force: true });
       // The guest is its owner's: still running, its socket still there.
       expect(guest.child.exitCode).toBeNull();
       expect(existsSync(socket)).toBe(true);
@@ -183,7 +181,7 @@ describe('external backend through the bus', () => {
     const guest = startOwnGuest([kataMain, '--listen', `unix://${socket}`]);
     try {
       await until(() => existsSync(socket));
-      await rt.ok(subjects.sandboxCreate(), {
+      await rt.ok('SandboxCreate', {}, {
         sandbox: {
           id: 'ext-dies', agent: 'kata', backend: 'external', agentConfig: { grpcSocket: `unix://${socket}` },
           monitor: { intervalMs: 100, deadlineMs: 300 },
@@ -197,7 +195,7 @@ describe('external backend through the bus', () => {
       expect(await failed).toMatchObject({ state: 'failed', reason: 'agent-unreachable' });
       const exit = await nextEvent('ext-dies', (e) => e.type === 'exit' && e.containerId === 'web');
       expect(exit).toMatchObject({ exitStatus: 255, exitStatusUnknown: true });
-      await rt.ok(subjects.sandboxOp('ext-dies', 'delete'), { force: true });
+      await rt.ok('SandboxDelete', { sid: 'ext-dies' }, { force: true });
       expect(existsSync(socket)).toBe(true);
     } finally {
       await guest.kill();
@@ -212,26 +210,26 @@ describe('external backend through the bus', () => {
     const guest = startOwnGuest([hyperMain, '--ctl', ctl, '--tty', tty, '--stock']);
     try {
       await until(() => existsSync(ctl) && existsSync(tty));
-      await rt.ok(subjects.sandboxCreate(), {
+      await rt.ok('SandboxCreate', {}, {
         sandbox: {
           id: 'ext-hyper', agent: 'hyperstart', backend: 'external', agentConfig: { sockCtlName: ctl, sockTtyName: tty },
           containers: [{ id: 'box', args: ['sleep', '60'] }],
         },
         start: true,
       });
-      const status = await rt.ok<Bus.ContainerReply>(subjects.containerOp('ext-hyper', 'box', 'status'));
+      const status = await rt.ok('ContainerStatus', { sid: 'ext-hyper', cid: 'box' });
       expect(status.container).toMatchObject({ state: 'running', pid: 0, pidUnknown: true });
-      const exec = await rt.ok<Bus.ExecReply>(subjects.containerOp('ext-hyper', 'box', 'exec'), { execId: 'e1', args: ['sh', '-c', 'exit 6'] });
+      const exec = await rt.ok('ContainerExec', { sid: 'ext-hyper', cid: 'box' }, { execId: 'e1', args: ['sh', '-c', 'exit 6'] });
       expect(exec).toMatchObject({ execId: 'e1', pid: 0, pidUnknown: true });
-      expect(await rt.ok<Bus.WaitReply>(subjects.containerOp('ext-hyper', 'box', 'wait'), { execId: 'e1', timeoutMs: 20_000 })).toMatchObject({ exitStatus: 6 });
-      const stats = await rt.client.request(subjects.containerOp('ext-hyper', 'box', 'stats'));
+      expect(await rt.ok('ContainerWait', { sid: 'ext-hyper', cid: 'box' }, { execId: 'e1', timeoutMs: 20_000 })).toMatchObject({ exitStatus: 6 });
+      const stats = await rt.client.request('ContainerStats', { sid: 'ext-hyper', cid: 'box' });
       expect(stats.error).toMatchObject({ code: 'Unimplemented' });
-      await rt.ok(subjects.containerOp('ext-hyper', 'box', 'kill'), { signal: 15 });
-      const wait = await rt.ok<Bus.WaitReply>(subjects.containerOp('ext-hyper', 'box', 'wait'), { timeoutMs: 20_000 });
+      await rt.ok('ContainerKill', { sid: 'ext-hyper', cid: 'box' }, { signal: 15 });
+      const wait = await rt.ok('ContainerWait', { sid: 'ext-hyper', cid: 'box' }, { timeoutMs: 20_000 });
       expect(wait).toMatchObject({ exitStatus: 255, exitStatusUnknown: true });
-      const after = await rt.ok<Bus.ContainerReply>(subjects.containerOp('ext-hyper', 'box', 'status'));
+      const after = await rt.ok('ContainerStatus', { sid: 'ext-hyper', cid: 'box' });
       expect(after.container).toMatchObject({ state: 'stopped', exitStatus: 255, hasExitStatus: true, exitStatusUnknown: true });
-      await rt.ok(subjects.sandboxOp('ext-hyper', 'delete'), { force: true });
+      await rt.ok('SandboxDelete', { sid: 'ext-hyper' }, { force: true });
       const events = await rt.eventsOf('ext-hyper');
       const start = events.find((e) => e.type === 'start' && e.containerId === 'box');
       expect(start).toMatchObject({ pid: 0, pidUnknown: true });

@@ -1,0 +1,163 @@
+// The one client of the runtime's commands, for the CLI, the tests, the benchmarks and
+// anyone else: typed by the command table, it builds the subject, encodes the request,
+// and turns the reply envelope (or a NATS failure) into a value or a CommandError.
+import { createInbox, errors as natsErrors, type NatsConnection } from '@nats-io/transport-node';
+import { decodeTrusted, encode } from './codec.js';
+import { subjectOf, type CommandName, type CommandParams, type CommandReply, type CommandRequest } from './commands.js';
+import { connectBus, identityOf, permissionError, type ConnectOptions } from './connection.js';
+import { mintCreds, type CredsIdentity } from './credentials.js';
+import { ErrorCode } from './errors.js';
+import type { CredsCreateReply, CredsCreateRequest, ErrorInfo } from './messages.gen.js';
+import { readEvents, type ReadOptions, type StoredEvent } from './event-reader.js';
+import type { Role } from './roles.js';
+import { srvSubjects, subjects, type SrvVerb } from './subjects.js';
+
+/** A command that failed: the runtime's error code (or Unavailable / DeadlineExceeded from NATS itself). */
+export class CommandError extends Error {
+  override readonly name = 'CommandError';
+  constructor(
+    readonly code: string,
+    message: string,
+    /** The state that refused it, for FailedPrecondition. */
+    readonly state?: string,
+  ) {
+    super(message);
+  }
+
+  toInfo(): ErrorInfo {
+    return this.state === undefined ? { code: this.code, message: this.message } : { code: this.code, message: this.message, state: this.state };
+  }
+}
+
+/** A reply as it came, for callers that look at failures rather than catch them. */
+export type Outcome<C extends CommandName> = CommandReply<C> & { ok?: boolean; error?: ErrorInfo };
+
+export interface CallOptions {
+  /** How long to wait for the reply, in ms (default: the client's). */
+  timeoutMs?: number;
+}
+
+export interface ClientOptions extends ConnectOptions {
+  /** Default reply timeout, in ms. */
+  timeoutMs?: number;
+}
+
+/** After this long without a reply, the client asks whether any host is there at all. */
+const HOST_PROBE_AFTER_MS = 1000;
+const HOST_PROBE_WAIT_MS = 500;
+
+export class VcClient {
+  constructor(
+    readonly nc: NatsConnection,
+    readonly timeoutMs = 60_000,
+    /** Whom the credentials speak for, to say what a refusal refused to whom. */
+    readonly identity?: CredsIdentity,
+  ) {}
+
+  static async connect(opts: ClientOptions): Promise<VcClient> {
+    return new VcClient(await connectBus({ name: 'virtactors-client', ...opts }), opts.timeoutMs, identityOf(opts.creds));
+  }
+
+  /** Runs a command; resolves with its reply, or rejects with a CommandError. */
+  async call<C extends CommandName>(name: C, params: CommandParams<C>, request?: CommandRequest<C>, opts?: CallOptions): Promise<CommandReply<C>> {
+    const reply = await this.request(name, params, request, opts);
+    if (reply.ok === false) {
+      const e = (reply as { error: ErrorInfo }).error;
+      throw new CommandError(e.code ?? ErrorCode.Internal, e.message ?? 'unknown error', e.state);
+    }
+    return reply as CommandReply<C>;
+  }
+
+  /**
+   * Runs a command and returns the reply as it came, failures included. `request` may be
+   * raw bytes (to send what no typed caller would: malformed bodies). NATS failures still
+   * reject, as CommandErrors.
+   */
+  async request<C extends CommandName>(name: C, params: CommandParams<C>, request?: CommandRequest<C> | Uint8Array, opts?: CallOptions): Promise<Outcome<C>> {
+    const data = request instanceof Uint8Array ? request : encode(request ?? {});
+    return (await this.requestSubject(subjectOf(name, params), data, opts)) as Outcome<C>;
+  }
+
+  /**
+   * A request to any subject, its reply envelope decoded: for tools and tests that probe
+   * subjects outside the command table (commands go through call or request).
+   */
+  async requestSubject(subject: string, data: Uint8Array, opts?: CallOptions): Promise<{ ok?: boolean; error?: ErrorInfo; [field: string]: unknown }> {
+    const timeout = opts?.timeoutMs ?? this.timeoutMs;
+    // Across the accounts of a server with authentication a request nobody serves gets
+    // no "no responders": it would wait out its timeout. Ask the hosts after a while.
+    let probe: ReturnType<typeof setTimeout> | undefined;
+    const noHost = new Promise<never>((_, reject) => {
+      probe = setTimeout(() => {
+        void this.anyHostAnswers(HOST_PROBE_WAIT_MS).then((yes) => yes || reject(noHostError(subject)));
+      }, Math.min(HOST_PROBE_AFTER_MS, timeout));
+    });
+    noHost.catch(() => {});
+    const pending = this.nc.request(subject, data, { timeout });
+    pending.catch(() => {});
+    try {
+      return decodeTrusted((await Promise.race([pending, noHost])).data);
+    } catch (err) {
+      throw fromNatsError(err, subject, timeout, this.identity);
+    } finally {
+      clearTimeout(probe);
+    }
+  }
+
+  /** Signs a user of a role (operators only) and returns its `.creds` file; the seed is made here. */
+  async createCreds(role: Role, name: string): Promise<string> {
+    return mintCreds(async (publicKey) => {
+      const body: CredsCreateRequest = { role, name, publicKey };
+      const reply = (await this.requestSubject(subjects.credsCreate(), encode(body))) as CredsCreateReply & { error?: ErrorInfo };
+      if (!reply.ok) throw new CommandError(reply.error?.code ?? ErrorCode.Internal, reply.error?.message ?? 'unknown error');
+      return reply.jwt ?? '';
+    });
+  }
+
+  /** Whether any runtime host answers service discovery within `ms`. */
+  private async anyHostAnswers(ms: number): Promise<boolean> {
+    const sub = this.nc.subscribe(createInbox(), { max: 1 });
+    this.nc.publish(srvSubjects('PING', '')[0]!, new Uint8Array(), { reply: sub.getSubject() });
+    const timer = setTimeout(() => sub.unsubscribe(), ms);
+    let answered = false;
+    for await (const _ of sub) answered = true;
+    clearTimeout(timer);
+    return answered;
+  }
+
+  /** Stored events, in order; see readEvents. */
+  events(opts: ReadOptions = {}): AsyncGenerator<StoredEvent> {
+    return readEvents(this.nc, opts);
+  }
+
+  /** Every runtime host's answer to a $SRV verb, gathered for `waitMs`. */
+  async discover(verb: SrvVerb, waitMs = 1000): Promise<Array<Record<string, unknown>>> {
+    const inbox = createInbox();
+    const sub = this.nc.subscribe(inbox);
+    const [subject] = srvSubjects(verb, '');
+    this.nc.publish(subject!, new Uint8Array(), { reply: inbox });
+    const timer = setTimeout(() => sub.unsubscribe(), waitMs);
+    const found: Array<Record<string, unknown>> = [];
+    for await (const m of sub) found.push(decodeTrusted(m.data));
+    clearTimeout(timer);
+    return found;
+  }
+
+  async close(): Promise<void> {
+    await this.nc.drain().catch(() => {});
+  }
+}
+
+const noHostError = (subject: string) => new CommandError(ErrorCode.Unavailable, `no runtime host answers ${subject} (is \`npm start\` running?)`);
+
+/** A failure of the request itself, in the runtime's vocabulary. */
+export function fromNatsError(err: unknown, subject: string, timeoutMs: number, who?: CredsIdentity): CommandError {
+  if (err instanceof CommandError) return err;
+  const denied = permissionError(err, who);
+  if (denied) return new CommandError(denied.code, denied.message);
+  if (err instanceof natsErrors.RequestError && err.isNoResponders()) return noHostError(subject);
+  if (err instanceof natsErrors.TimeoutError || (err instanceof natsErrors.RequestError && err.cause instanceof natsErrors.TimeoutError)) {
+    return new CommandError(ErrorCode.DeadlineExceeded, `no reply to ${subject} within ${timeoutMs} ms`);
+  }
+  return new CommandError(ErrorCode.Unavailable, `${subject}: ${err instanceof Error ? err.message : String(err)}`);
+}
