@@ -98,14 +98,21 @@ describe('hyperstart guest wire behaviour', () => {
 });
 
 describe('hyperstart driver stdin', () => {
-  it('writes to a process and closes its input', async () => {
-    ctl.socket.destroy(); // make room for the driver's own connection
-    await setup.agent.startSandbox({});
-    await setup.agent.createContainer({ id: 'c1', args: ['cat'], env: [], cwd: '', user: '', terminal: false, rootfs: '', annotations: {} });
-    await setup.agent.startContainer('c1');
-    await setup.agent.writeProcessStdin('c1', 'c1', Buffer.from('through stdin'));
-    await setup.agent.closeProcessStdin('c1', 'c1');
-    expect((await setup.exited('c1', 'c1')).exitStatus).toBe(0);
-    expect(setup.text('c1', 'c1')).toBe('through stdin');
-  });
+  // Against our guest's own mode and its stock mode (a stock hyperstart takes stdin alike).
+  for (const flags of [[], ['--stock']]) {
+    it(`writes to a process and closes its input (${flags.length ? 'stock' : 'own'} guest)`, async () => {
+      ctl.socket.destroy(); // make room for the driver's own connection
+      if (flags.length) {
+        await guest.kill();
+        guest = await startGuest(setup.agent, flags);
+      }
+      await setup.agent.startSandbox({});
+      await setup.agent.createContainer({ id: 'c1', args: ['cat'], env: [], cwd: '', user: '', terminal: false, rootfs: '', annotations: {} });
+      await setup.agent.startContainer('c1');
+      await setup.agent.writeProcessStdin('c1', 'c1', Buffer.from('through stdin'));
+      await setup.agent.closeProcessStdin('c1', 'c1');
+      expect((await setup.exited('c1', 'c1')).exitStatus).toBe(0);
+      expect(setup.text('c1', 'c1')).toBe('through stdin');
+    });
+  }
 });
