@@ -18,6 +18,9 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { eventually } from './helpers.js';
 import { CONTAINER_NAMESPACES, ociSpec, STANDARD_MOUNTS } from '../../actors/agents/kata-spec.js';
+import { newProcessRoot } from '../../actors/agents/kata-pids.js';
+import { fromGrpcError } from '../../actors/agents/grpc-status.js';
+import { Metadata, status } from '@grpc/grpc-js';
 
 const MODES = [
   { mode: 'own', flags: [] as string[] },
@@ -94,6 +97,18 @@ it('sends a complete OCI spec: Linux with Resources and namespaces, the standard
   expect(spec.Mounts).toEqual(STANDARD_MOUNTS);
   expect(spec.Root).toEqual({ Path: '/', Readonly: false });
   expect(ociSpec(container('c', ['true'], { rootfs: '/srv/r' }), 'h').spec.Root?.Path).toBe('/srv/r');
+});
+
+it('finds the one new process tree root in a ps table with parent links', () => {
+  const table = '  PID  PPID\n   10     1\n   11    10\n   20     1\n   21    20\n   22    21\n';
+  expect(newProcessRoot(table, new Set([10, 11]))).toBe(20);
+  expect(newProcessRoot(table, new Set())).toBeUndefined(); // two roots: 10 and 20
+  expect(newProcessRoot('  PID\n   20\n', new Set())).toBeUndefined(); // no PPID column
+});
+
+it('maps a method the agent does not serve (UNIMPLEMENTED) to Unimplemented', () => {
+  const err = fromGrpcError(Object.assign(new Error('x'), { code: status.UNIMPLEMENTED, details: 'unknown method AddInterface', metadata: new Metadata() }), 'AddInterface');
+  expect([err.code, err.message]).toEqual([ErrorCode.Unimplemented, 'AddInterface: unknown method AddInterface']);
 });
 
 for (const { mode, flags } of MODES) for (const longLiveConn of [false, true]) {
