@@ -173,8 +173,9 @@ export class SandboxActor implements SandboxHandle {
 
   private processExited(containerId: string, execId: string, exit: ExitInfo): void {
     const ref = containerRef(this.snapshot(), containerId);
-    if (!execId || execId === containerId) ref?.send({ type: 'PROCESS_EXITED', status: exit.exitStatus, at: exit.exitedAt });
-    else ref?.send({ type: 'EXEC_EXITED', execId, status: exit.exitStatus, at: exit.exitedAt });
+    const news = { status: exit.exitStatus, at: exit.exitedAt, unknown: exit.exitStatusUnknown };
+    if (!execId || execId === containerId) ref?.send({ type: 'PROCESS_EXITED', ...news });
+    else ref?.send({ type: 'EXEC_EXITED', execId, ...news });
   }
 
   private guestExited(status: number, signal: string | undefined, at: string): void {

@@ -15,7 +15,7 @@ import type { ContainerActorRef, ContainerEvent } from '../machines/container.js
 import { sandboxStatesFor } from '../machines/preconditions.js';
 import type { ContainerSpec, ProcessSpec } from '../machines/specs.js';
 import { withinDeadline } from './agents/calls.js';
-import { defaultPsArgs, type ContainerStats, type ExitInfo } from './agents/agent.js';
+import { defaultPsArgs, unknownExit, type ContainerStats, type ExecResult, type ExitInfo } from './agents/agent.js';
 import { errorFrom } from './sandbox-operations.js';
 import { checkEnv } from './sandbox-spec.js';
 import type { OutputLog } from './output-log.js';
@@ -44,6 +44,10 @@ export interface SandboxHandle {
 }
 
 const notBusy = (s: { hasTag(tag: string): boolean }) => !s.hasTag('busy');
+/** An exit as a wait reply carries it: unknown (255, marked) when nobody can tell the status. */
+const exitInfo = (status: number | undefined, unknown: boolean | undefined, at: string | undefined): ExitInfo =>
+  status === undefined || unknown ? unknownExit(at ?? '') : { exitStatus: status, exitedAt: at ?? '' };
+
 const stoppedError = () => unavailable('the host stopped serving before the command finished; its outcome is in the status once the host is back');
 
 /** Waits until an actor leaves its -ing state; a host that stops the actor meanwhile ends the wait. */
@@ -255,7 +259,7 @@ export class SandboxCommands {
     await this.operation(ref, event);
   }
 
-  async exec(cid: string, request: Bus.ContainerExecRequest, limits: CommandLimits = {}): Promise<{ execId: string; pid: number }> {
+  async exec(cid: string, request: Bus.ContainerExecRequest, limits: CommandLimits = {}): Promise<ExecResult> {
     const ref = this.container(cid);
     const process = execProcess(request);
     const execId = request.execId ? checkId('exec', request.execId) : `exec-${randomBytes(4).toString('hex')}`;
@@ -271,12 +275,12 @@ export class SandboxCommands {
     })) as {
       value: unknown;
       status: string;
-      context: { pid: number; lastError?: { code: string; message: string } };
+      context: { pid: number; pidUnknown?: boolean; lastError?: { code: string; message: string } };
     };
     if (after.status === 'stopped') throw stoppedError();
     await this.sandbox.flush();
     if (after.value === 'failed') throw errorFrom(after.context.lastError) ?? new VcError(ErrorCode.Internal, `exec ${execId} did not start`);
-    return { execId, pid: after.context.pid };
+    return { execId, pid: after.context.pid, ...(after.context.pidUnknown ? { pidUnknown: true } : {}) };
   }
 
   async processList(cid: string, request: Bus.ContainerPsRequest, limits: CommandLimits = {}): Promise<{ format: string; output: string }> {
@@ -310,7 +314,7 @@ export class SandboxCommands {
     if (execId && execId !== cid) {
       const exitOf = () => ref.getSnapshot().context.execExits[execId];
       const known = exitOf();
-      if (known) return { exitStatus: known.status, exitedAt: known.at };
+      if (known) return exitInfo(known.status, known.unknown, known.at);
       if (!ref.getSnapshot().context.execIds.includes(execId)) throw notFound(`exec ${execId} does not exist in container ${cid}`);
       await bounded(`exec ${execId}`, (signal) =>
         waitFor(ref, (s) => execId in s.context.execExits || !s.context.execIds.includes(execId), { signal, timeout: Infinity }),
@@ -319,7 +323,7 @@ export class SandboxCommands {
       });
       const exit = exitOf();
       if (!exit) throw notFound(`exec ${execId} in container ${cid} never started`);
-      return { exitStatus: exit.status, exitedAt: exit.at };
+      return exitInfo(exit.status, exit.unknown, exit.at);
     }
     const done = await bounded(`container ${cid}`, (signal) =>
       waitFor(ref, (s) => s.context.exitStatus !== undefined && !s.hasTag('busy') && s.value !== 'running', { signal, timeout: Infinity }),
@@ -327,7 +331,7 @@ export class SandboxCommands {
       if (ref.getSnapshot().status === 'done') throw notFound(`container ${cid} was deleted before it exited`);
       throw err;
     });
-    return { exitStatus: done.context.exitStatus ?? 255, exitedAt: done.context.exitedAt ?? '' };
+    return exitInfo(done.context.exitStatus, done.context.exitUnknown, done.context.exitedAt);
   }
 
   /** What the init process (or an exec) wrote, stdout and stderr kept apart. */

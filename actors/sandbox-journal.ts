@@ -20,7 +20,9 @@ export function toBusEvent(host: string, sandboxId: string, seq: number, n: Life
   if (n.containerId) event.containerId = n.containerId;
   if (n.execId) event.execId = n.execId;
   if ('pid' in n) event.pid = n.pid;
+  if ('pidUnknown' in n && n.pidUnknown) event.pidUnknown = true;
   if ('exitStatus' in n && n.exitStatus !== undefined) event.exitStatus = n.exitStatus;
+  if ('exitStatusUnknown' in n && n.exitStatusUnknown) event.exitStatusUnknown = true;
   if ('exitedAt' in n && n.exitedAt) event.exitedAt = n.exitedAt;
   if ('reason' in n && n.reason) event.reason = n.reason;
   if ('message' in n && n.message) event.message = n.message;

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { waitFor } from 'xstate';
 import { ErrorCode, isErrorCode, toVcError, unimplemented, VcError } from '../bus/errors.js';
 import type { ContainerActorRef, ContainerEvent, ContainerStartOutput, ContainerStopOutput } from '../machines/container.js';
+import type { ProcessStartOutput } from '../machines/process.js';
 import type { ErrorSummary } from '../machines/lifecycle.js';
 import type { CheckFailure } from '../machines/monitor.js';
 import type { ContainerSpec, ProcessSpec, SandboxSpec } from '../machines/specs.js';
@@ -39,7 +40,7 @@ export interface SandboxOperations {
   resumeContainer(containerId: string, limits: Limits): Promise<void>;
   deleteContainer(containerId: string, limits: Limits): Promise<void>;
   killContainer(containerId: string, signal: number, all: boolean, limits: Limits): Promise<void>;
-  startProcess(containerId: string, execId: string, process: ProcessSpec, limits: Limits): Promise<{ pid: number }>;
+  startProcess(containerId: string, execId: string, process: ProcessSpec, limits: Limits): Promise<ProcessStartOutput>;
   listProcesses(containerId: string, format: 'json' | 'table', args: string[], limits: Limits): Promise<string>;
   containerStats(containerId: string, limits: Limits): Promise<ContainerStats>;
 }
@@ -191,8 +192,8 @@ export class GuestOperations implements SandboxOperations {
   }
 
   async startContainer(containerId: string, limits: Limits): Promise<ContainerStartOutput> {
-    const { pid } = await this.agent.call('startContainer', (a, abort) => a.startContainer(containerId, abort), limits);
-    return { pid, startedAt: now() };
+    const { pid, pidUnknown } = await this.agent.call('startContainer', (a, abort) => a.startContainer(containerId, abort), limits);
+    return { pid, pidUnknown: !!pidUnknown, startedAt: now() };
   }
 
   async stopContainer(containerId: string, limits: Limits): Promise<ContainerStopOutput> {
@@ -219,9 +220,9 @@ export class GuestOperations implements SandboxOperations {
     await this.agent.call('killContainer', (a, abort) => a.killContainer(containerId, signal, all, abort), limits);
   }
 
-  async startProcess(containerId: string, execId: string, process: ProcessSpec, limits: Limits): Promise<{ pid: number }> {
-    const { pid } = await this.agent.call('exec', (a, abort) => a.exec(containerId, process, execId, abort), limits);
-    return { pid };
+  async startProcess(containerId: string, execId: string, process: ProcessSpec, limits: Limits): Promise<ProcessStartOutput> {
+    const { pid, pidUnknown } = await this.agent.call('exec', (a, abort) => a.exec(containerId, process, execId, abort), limits);
+    return pidUnknown ? { pid, pidUnknown } : { pid };
   }
 
   async listProcesses(containerId: string, format: 'json' | 'table', args: string[], limits: Limits): Promise<string> {
@@ -234,7 +235,7 @@ export class GuestOperations implements SandboxOperations {
     return this.agent.call(
       'statsContainer',
       (a, abort) => {
-        if (!a.statsContainer) throw unimplemented(`the ${a.type} agent reports no container stats`);
+        if (!a.statsContainer) throw unimplemented(`the ${a.type} agent reports no container stats: its guest has no command for them`);
         return a.statsContainer(containerId, abort);
       },
       limits,

@@ -6,7 +6,7 @@ import type * as Bus from '../bus/messages.gen.js';
 import { MAX_HOSTNAME_LEN, type BackendType, type ContainerSpec, type MonitorSettings, type SandboxSpec } from '../machines/specs.js';
 import { decodeAgentConfig, parseAgentType } from './agents/agent-type.js';
 
-export const backendTypes: readonly BackendType[] = ['none', 'namespace', 'process', 'vm'];
+export const backendTypes: readonly BackendType[] = ['none', 'namespace', 'process', 'vm', 'external'];
 const HOSTNAME = /^[A-Za-z0-9][A-Za-z0-9-]*$/;
 
 export interface SpecDefaults {
@@ -24,7 +24,7 @@ function parseBackend(value: string | undefined, agent: string, defaults: SpecDe
   }
   const backend = value as BackendType;
   if (agent === 'noop' && backend !== 'none') throw invalidArgument(`the noop agent runs no guest: use backend "none", not "${backend}"`);
-  if (agent !== 'noop' && backend === 'none') throw invalidArgument(`the ${agent} agent needs a guest: use backend "namespace", "process" or "vm"`);
+  if (agent !== 'noop' && backend === 'none') throw invalidArgument(`the ${agent} agent needs a guest: use backend "namespace", "process", "vm" or "external"`);
   return backend;
 }
 

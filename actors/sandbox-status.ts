@@ -1,7 +1,7 @@
 // Status replies built from the snapshots of a sandbox actor and its containers.
 import type * as Bus from '../bus/messages.gen.js';
 import type { ContainerActorRef } from '../machines/container.js';
-import { ociState } from '../machines/lifecycle.js';
+import { ociState, UNKNOWN_EXIT_STATUS } from '../machines/lifecycle.js';
 import { containerRefs, type SandboxSnapshot } from '../machines/sandbox.js';
 import type { SandboxSpec } from '../machines/specs.js';
 import type { BackendStatus } from './backends/backend.js';
@@ -14,10 +14,12 @@ export function containerStatus(ref: ContainerActorRef): Bus.ContainerStatus {
   const ctx = snap.context;
   const state = stateOf(snap);
   const status: Bus.ContainerStatus = { id: ctx.id, state, ociState: ociState(state), pid: ctx.pid, spec: ctx.spec };
+  if (ctx.pidUnknown) status.pidUnknown = true;
   if (ctx.startedAt) status.startedAt = ctx.startedAt;
   if (ctx.exitStatus !== undefined) {
-    status.exitStatus = ctx.exitStatus;
+    status.exitStatus = ctx.exitUnknown ? UNKNOWN_EXIT_STATUS : ctx.exitStatus;
     status.hasExitStatus = true;
+    if (ctx.exitUnknown) status.exitStatusUnknown = true;
     status.exitedAt = ctx.exitedAt ?? '';
   }
   return status;

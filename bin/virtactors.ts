@@ -20,7 +20,7 @@ import { chartFormats, exportCharts, machineNames, type ChartFormat, type Machin
 const USAGE = `usage: virtactors [--server URL] [--creds FILE] [--json] [--timeout MS] <command>
 
 sandboxes
-  sandbox create <id> [--agent noop|hyperstart|kata] [--backend none|namespace|process|vm]
+  sandbox create <id> [--agent noop|hyperstart|kata] [--backend none|namespace|process|vm|external]
                       [--hostname NAME] [--agent-config JSON] [--host HOST] [--start]
                       [--monitor-interval MS] [--monitor-deadline MS] [--policy keep|stop-and-delete]
                       [--annotation KEY=VALUE]...

@@ -2,7 +2,7 @@
 
 /** Error carried by every failed reply: {ok: false, error: {...}}. */
 export interface ErrorInfo {
-  /** Stable code: NotFound, InvalidArgument, FailedPrecondition, AlreadyExists, Unavailable, DeadlineExceeded, Unimplemented, Internal; PermissionDenied is what a client reports when the server refused a subject to its role (no host sends it). */
+  /** Stable code: NotFound, InvalidArgument, FailedPrecondition, AlreadyExists, Unavailable (try again later), DeadlineExceeded, Unimplemented (the agent or guest cannot do this at all; retrying does not help), Internal; PermissionDenied is what a client reports when the server refused a subject to its role (no host sends it). */
   code?: string;
   message?: string;
   /** Current state of the sandbox or container, for FailedPrecondition. */
@@ -48,7 +48,7 @@ export interface SandboxSpec {
   agent?: string;
   /** Per agent type; decoded strictly into NoopAgentConfig, HyperstartAgentConfig or KataAgentConfig. */
   agentConfig?: Record<string, unknown>;
-  /** "none", "namespace", "process" or "vm". Default: "none" for noop, else "namespace" as root. */
+  /** "none", "namespace", "process", "vm" or "external". Default: "none" for noop, else "namespace" as root. "vm" boots a qemu VM with the agent inside. "external" starts no guest: the runtime dials an agent endpoint that something else created (kata: agent_config.grpc_socket; hyperstart: sock_ctl_name and sock_tty_name), which must lie under a directory the host allows (VC_ATTACH_DIRS); the runtime never removes it. */
   backend?: string;
   hostname?: string;
   monitor?: MonitorSpec;
@@ -89,14 +89,19 @@ export interface ContainerStatus {
   state?: string;
   /** OCI status string: created, running, paused, stopped. */
   ociState?: string;
+  /** Host-visible pid of the init process while it runs; 0 otherwise, or when unknown. */
   pid?: number;
   createdAt?: string;
   startedAt?: string;
   exitedAt?: string;
-  /** Present once the init process exited. */
+  /** Present once the init process exited (255 when the status is unknown). */
   exitStatus?: number;
   hasExitStatus?: boolean;
   spec?: ContainerSpec;
+  /** The init process exited but its status is unknown (the guest died, or a stock agent reported a death by a signal as 0); exit_status then says 255. */
+  exitStatusUnknown?: boolean;
+  /** The init process runs but the agent could not learn its pid (pid says 0). */
+  pidUnknown?: boolean;
 }
 
 export interface SandboxStatus {
@@ -209,6 +214,8 @@ export interface ExecReply {
   ok?: boolean;
   execId?: string;
   pid?: number;
+  /** The agent could not learn the exec's pid (pid says 0). */
+  pidUnknown?: boolean;
 }
 
 /** vc.v1.sandbox.<sid>.container.<cid>.ps */
@@ -235,8 +242,11 @@ export interface ContainerWaitRequest {
 
 export interface WaitReply {
   ok?: boolean;
+  /** 255 when unknown. */
   exitStatus?: number;
   exitedAt?: string;
+  /** The process exited but its status is unknown (see ContainerStatus). */
+  exitStatusUnknown?: boolean;
 }
 
 /** vc.v1.sandbox.<sid>.container.<cid>.logs */
@@ -255,7 +265,7 @@ export interface LogsReply {
   truncated?: boolean;
 }
 
-/** vc.v1.sandbox.<sid>.container.<cid>.stats */
+/** vc.v1.sandbox.<sid>.container.<cid>.stats. Counters are exact up to 2^53 (a JSON number), the nearest number beyond; a limit of 0 means none. */
 export interface ContainerStats {
   cpuUsageNs?: number;
   memoryUsageBytes?: number;
@@ -291,12 +301,17 @@ export interface Event {
   host?: string;
   /** State after the event. */
   state?: string;
+  /** For exit: 128 + n for signal n; 255 when unknown. For fail: the guest's exit status. */
   exitStatus?: number;
   exitedAt?: string;
   pid?: number;
   /** For fail events: guest-exited, agent-unreachable, check-timeout. */
   reason?: string;
   message?: string;
+  /** For exit: the status is unknown (the guest died, or a stock agent reported a death by a signal as 0); exit_status then says 255. */
+  exitStatusUnknown?: boolean;
+  /** For start and exec-started: the agent could not learn the pid (pid says 0). */
+  pidUnknown?: boolean;
 }
 
 /** Published (core NATS, not stored) on vc.v1.inspect.sandbox.<sid> by hosts started with inspection on (VC_INSPECT=1): one message per snapshot of any actor of the sandbox, for tools that draw the live statecharts. */
@@ -371,4 +386,4 @@ export type MessageName =
   | 'CredsCreateRequest'
   | 'CredsCreateReply';
 
-export const busDescriptor = {"nested":{"virtactors":{"nested":{"bus":{"nested":{"v1":{"nested":{"ErrorInfo":{"fields":{"code":{"type":"string","id":1},"message":{"type":"string","id":2},"state":{"type":"string","id":3}}},"ErrorReply":{"fields":{"ok":{"type":"bool","id":1},"error":{"type":"ErrorInfo","id":2}}},"Empty":{"fields":{}},"MonitorSpec":{"fields":{"intervalMs":{"type":"uint32","id":1},"deadlineMs":{"type":"uint32","id":2},"policy":{"type":"string","id":3}}},"ContainerSpec":{"fields":{"id":{"type":"string","id":1},"args":{"rule":"repeated","type":"string","id":2},"env":{"rule":"repeated","type":"string","id":3},"cwd":{"type":"string","id":4},"user":{"type":"string","id":5},"terminal":{"type":"bool","id":6},"rootfs":{"type":"string","id":7},"annotations":{"keyType":"string","type":"string","id":8}}},"SandboxSpec":{"fields":{"id":{"type":"string","id":1},"agent":{"type":"string","id":2},"agentConfig":{"type":"google.protobuf.Struct","id":3},"backend":{"type":"string","id":4},"hostname":{"type":"string","id":5},"monitor":{"type":"MonitorSpec","id":6},"annotations":{"keyType":"string","type":"string","id":7},"containers":{"rule":"repeated","type":"ContainerSpec","id":8}}},"NoopAgentConfig":{"fields":{}},"HyperstartAgentConfig":{"fields":{"sockCtlName":{"type":"string","id":1},"sockTtyName":{"type":"string","id":2},"readyTimeoutMs":{"type":"uint32","id":3},"callTimeoutMs":{"type":"uint32","id":4},"shareTag":{"type":"string","id":5}}},"KataAgentConfig":{"fields":{"grpcSocket":{"type":"string","id":1},"longLiveConn":{"type":"bool","id":2},"dialTimeoutMs":{"type":"uint32","id":3},"callTimeoutMs":{"type":"uint32","id":4}}},"ContainerStatus":{"fields":{"id":{"type":"string","id":1},"state":{"type":"string","id":2},"ociState":{"type":"string","id":3},"pid":{"type":"int32","id":4},"createdAt":{"type":"string","id":5},"startedAt":{"type":"string","id":6},"exitedAt":{"type":"string","id":7},"exitStatus":{"type":"int32","id":8},"hasExitStatus":{"type":"bool","id":9},"spec":{"type":"ContainerSpec","id":10}}},"SandboxStatus":{"fields":{"id":{"type":"string","id":1},"state":{"type":"string","id":2},"ociState":{"type":"string","id":3},"agent":{"type":"string","id":4},"backend":{"type":"string","id":5},"hostname":{"type":"string","id":6},"host":{"type":"string","id":7},"createdAt":{"type":"string","id":8},"containers":{"rule":"repeated","type":"ContainerStatus","id":9},"failureReason":{"type":"string","id":10},"failureMessage":{"type":"string","id":11},"failedAt":{"type":"string","id":12},"lastEventSeq":{"type":"uint64","id":13},"annotations":{"keyType":"string","type":"string","id":14},"monitor":{"type":"MonitorSpec","id":15},"vm":{"type":"VmStatus","id":16}}},"VmStatus":{"fields":{"accel":{"type":"string","id":1},"machine":{"type":"string","id":2},"warm":{"type":"bool","id":3},"pid":{"type":"uint32","id":4}}},"SandboxCreateRequest":{"fields":{"sandbox":{"type":"SandboxSpec","id":1},"start":{"type":"bool","id":2}}},"SandboxReply":{"fields":{"ok":{"type":"bool","id":1},"sandbox":{"type":"SandboxStatus","id":2}}},"SandboxDeleteRequest":{"fields":{"force":{"type":"bool","id":1}}},"DeletedReply":{"fields":{"ok":{"type":"bool","id":1},"id":{"type":"string","id":2}}},"SandboxListRequest":{"fields":{"host":{"type":"string","id":1}}},"SandboxListReply":{"fields":{"ok":{"type":"bool","id":1},"sandboxes":{"rule":"repeated","type":"SandboxStatus","id":2}}},"ContainerCreateRequest":{"fields":{"container":{"type":"ContainerSpec","id":1}}},"ContainerReply":{"fields":{"ok":{"type":"bool","id":1},"container":{"type":"ContainerStatus","id":2}}},"ContainerKillRequest":{"fields":{"signal":{"type":"uint32","id":1},"all":{"type":"bool","id":2}}},"ContainerDeleteRequest":{"fields":{"force":{"type":"bool","id":1}}},"ContainerExecRequest":{"fields":{"execId":{"type":"string","id":1},"args":{"rule":"repeated","type":"string","id":2},"env":{"rule":"repeated","type":"string","id":3},"cwd":{"type":"string","id":4},"user":{"type":"string","id":5},"terminal":{"type":"bool","id":6}}},"ExecReply":{"fields":{"ok":{"type":"bool","id":1},"execId":{"type":"string","id":2},"pid":{"type":"int32","id":3}}},"ContainerPsRequest":{"fields":{"format":{"type":"string","id":1},"args":{"rule":"repeated","type":"string","id":2}}},"PsReply":{"fields":{"ok":{"type":"bool","id":1},"format":{"type":"string","id":2},"output":{"type":"string","id":3}}},"ContainerWaitRequest":{"fields":{"execId":{"type":"string","id":1},"timeoutMs":{"type":"uint32","id":2}}},"WaitReply":{"fields":{"ok":{"type":"bool","id":1},"exitStatus":{"type":"int32","id":2},"exitedAt":{"type":"string","id":3}}},"ContainerLogsRequest":{"fields":{"execId":{"type":"string","id":1},"tailBytes":{"type":"uint32","id":2}}},"LogsReply":{"fields":{"ok":{"type":"bool","id":1},"stdout":{"type":"string","id":2},"stderr":{"type":"string","id":3},"truncated":{"type":"bool","id":4}}},"ContainerStats":{"fields":{"cpuUsageNs":{"type":"uint64","id":1},"memoryUsageBytes":{"type":"uint64","id":2},"memoryLimitBytes":{"type":"uint64","id":3},"pidsCurrent":{"type":"uint64","id":4},"pidsLimit":{"type":"uint64","id":5}}},"StatsReply":{"fields":{"ok":{"type":"bool","id":1},"stats":{"type":"ContainerStats","id":2}}},"OnlineCpuMemRequest":{"fields":{"cpus":{"type":"uint32","id":1}}},"OkReply":{"fields":{"ok":{"type":"bool","id":1}}},"Event":{"fields":{"type":{"type":"string","id":1},"sandboxId":{"type":"string","id":2},"containerId":{"type":"string","id":3},"execId":{"type":"string","id":4},"seq":{"type":"uint64","id":5},"time":{"type":"string","id":6},"host":{"type":"string","id":7},"state":{"type":"string","id":8},"exitStatus":{"type":"int32","id":9},"exitedAt":{"type":"string","id":10},"pid":{"type":"int32","id":11},"reason":{"type":"string","id":12},"message":{"type":"string","id":13}}},"Inspection":{"fields":{"sandboxId":{"type":"string","id":1},"actorId":{"type":"string","id":2},"event":{"type":"string","id":3},"state":{"type":"string","id":4},"status":{"type":"string","id":5},"time":{"type":"string","id":6},"path":{"type":"string","id":7}}},"CredsCreateRequest":{"fields":{"role":{"type":"string","id":1},"name":{"type":"string","id":2},"publicKey":{"type":"string","id":3}}},"CredsCreateReply":{"fields":{"ok":{"type":"bool","id":1},"jwt":{"type":"string","id":2}}}}}}}}},"google":{"nested":{"protobuf":{"nested":{"Struct":{"fields":{"fields":{"keyType":"string","type":"Value","id":1}}},"Value":{"oneofs":{"kind":{"oneof":["nullValue","numberValue","stringValue","boolValue","structValue","listValue"]}},"fields":{"nullValue":{"type":"NullValue","id":1},"numberValue":{"type":"double","id":2},"stringValue":{"type":"string","id":3},"boolValue":{"type":"bool","id":4},"structValue":{"type":"Struct","id":5},"listValue":{"type":"ListValue","id":6}}},"NullValue":{"values":{"NULL_VALUE":0}},"ListValue":{"fields":{"values":{"rule":"repeated","type":"Value","id":1}}}}}}}}} as const;
+export const busDescriptor = {"nested":{"virtactors":{"nested":{"bus":{"nested":{"v1":{"nested":{"ErrorInfo":{"fields":{"code":{"type":"string","id":1},"message":{"type":"string","id":2},"state":{"type":"string","id":3}}},"ErrorReply":{"fields":{"ok":{"type":"bool","id":1},"error":{"type":"ErrorInfo","id":2}}},"Empty":{"fields":{}},"MonitorSpec":{"fields":{"intervalMs":{"type":"uint32","id":1},"deadlineMs":{"type":"uint32","id":2},"policy":{"type":"string","id":3}}},"ContainerSpec":{"fields":{"id":{"type":"string","id":1},"args":{"rule":"repeated","type":"string","id":2},"env":{"rule":"repeated","type":"string","id":3},"cwd":{"type":"string","id":4},"user":{"type":"string","id":5},"terminal":{"type":"bool","id":6},"rootfs":{"type":"string","id":7},"annotations":{"keyType":"string","type":"string","id":8}}},"SandboxSpec":{"fields":{"id":{"type":"string","id":1},"agent":{"type":"string","id":2},"agentConfig":{"type":"google.protobuf.Struct","id":3},"backend":{"type":"string","id":4},"hostname":{"type":"string","id":5},"monitor":{"type":"MonitorSpec","id":6},"annotations":{"keyType":"string","type":"string","id":7},"containers":{"rule":"repeated","type":"ContainerSpec","id":8}}},"NoopAgentConfig":{"fields":{}},"HyperstartAgentConfig":{"fields":{"sockCtlName":{"type":"string","id":1},"sockTtyName":{"type":"string","id":2},"readyTimeoutMs":{"type":"uint32","id":3},"callTimeoutMs":{"type":"uint32","id":4},"shareTag":{"type":"string","id":5}}},"KataAgentConfig":{"fields":{"grpcSocket":{"type":"string","id":1},"longLiveConn":{"type":"bool","id":2},"dialTimeoutMs":{"type":"uint32","id":3},"callTimeoutMs":{"type":"uint32","id":4}}},"ContainerStatus":{"fields":{"id":{"type":"string","id":1},"state":{"type":"string","id":2},"ociState":{"type":"string","id":3},"pid":{"type":"int32","id":4},"createdAt":{"type":"string","id":5},"startedAt":{"type":"string","id":6},"exitedAt":{"type":"string","id":7},"exitStatus":{"type":"int32","id":8},"hasExitStatus":{"type":"bool","id":9},"spec":{"type":"ContainerSpec","id":10},"exitStatusUnknown":{"type":"bool","id":11},"pidUnknown":{"type":"bool","id":12}}},"SandboxStatus":{"fields":{"id":{"type":"string","id":1},"state":{"type":"string","id":2},"ociState":{"type":"string","id":3},"agent":{"type":"string","id":4},"backend":{"type":"string","id":5},"hostname":{"type":"string","id":6},"host":{"type":"string","id":7},"createdAt":{"type":"string","id":8},"containers":{"rule":"repeated","type":"ContainerStatus","id":9},"failureReason":{"type":"string","id":10},"failureMessage":{"type":"string","id":11},"failedAt":{"type":"string","id":12},"lastEventSeq":{"type":"uint64","id":13},"annotations":{"keyType":"string","type":"string","id":14},"monitor":{"type":"MonitorSpec","id":15},"vm":{"type":"VmStatus","id":16}}},"VmStatus":{"fields":{"accel":{"type":"string","id":1},"machine":{"type":"string","id":2},"warm":{"type":"bool","id":3},"pid":{"type":"uint32","id":4}}},"SandboxCreateRequest":{"fields":{"sandbox":{"type":"SandboxSpec","id":1},"start":{"type":"bool","id":2}}},"SandboxReply":{"fields":{"ok":{"type":"bool","id":1},"sandbox":{"type":"SandboxStatus","id":2}}},"SandboxDeleteRequest":{"fields":{"force":{"type":"bool","id":1}}},"DeletedReply":{"fields":{"ok":{"type":"bool","id":1},"id":{"type":"string","id":2}}},"SandboxListRequest":{"fields":{"host":{"type":"string","id":1}}},"SandboxListReply":{"fields":{"ok":{"type":"bool","id":1},"sandboxes":{"rule":"repeated","type":"SandboxStatus","id":2}}},"ContainerCreateRequest":{"fields":{"container":{"type":"ContainerSpec","id":1}}},"ContainerReply":{"fields":{"ok":{"type":"bool","id":1},"container":{"type":"ContainerStatus","id":2}}},"ContainerKillRequest":{"fields":{"signal":{"type":"uint32","id":1},"all":{"type":"bool","id":2}}},"ContainerDeleteRequest":{"fields":{"force":{"type":"bool","id":1}}},"ContainerExecRequest":{"fields":{"execId":{"type":"string","id":1},"args":{"rule":"repeated","type":"string","id":2},"env":{"rule":"repeated","type":"string","id":3},"cwd":{"type":"string","id":4},"user":{"type":"string","id":5},"terminal":{"type":"bool","id":6}}},"ExecReply":{"fields":{"ok":{"type":"bool","id":1},"execId":{"type":"string","id":2},"pid":{"type":"int32","id":3},"pidUnknown":{"type":"bool","id":4}}},"ContainerPsRequest":{"fields":{"format":{"type":"string","id":1},"args":{"rule":"repeated","type":"string","id":2}}},"PsReply":{"fields":{"ok":{"type":"bool","id":1},"format":{"type":"string","id":2},"output":{"type":"string","id":3}}},"ContainerWaitRequest":{"fields":{"execId":{"type":"string","id":1},"timeoutMs":{"type":"uint32","id":2}}},"WaitReply":{"fields":{"ok":{"type":"bool","id":1},"exitStatus":{"type":"int32","id":2},"exitedAt":{"type":"string","id":3},"exitStatusUnknown":{"type":"bool","id":4}}},"ContainerLogsRequest":{"fields":{"execId":{"type":"string","id":1},"tailBytes":{"type":"uint32","id":2}}},"LogsReply":{"fields":{"ok":{"type":"bool","id":1},"stdout":{"type":"string","id":2},"stderr":{"type":"string","id":3},"truncated":{"type":"bool","id":4}}},"ContainerStats":{"fields":{"cpuUsageNs":{"type":"uint64","id":1},"memoryUsageBytes":{"type":"uint64","id":2},"memoryLimitBytes":{"type":"uint64","id":3},"pidsCurrent":{"type":"uint64","id":4},"pidsLimit":{"type":"uint64","id":5}}},"StatsReply":{"fields":{"ok":{"type":"bool","id":1},"stats":{"type":"ContainerStats","id":2}}},"OnlineCpuMemRequest":{"fields":{"cpus":{"type":"uint32","id":1}}},"OkReply":{"fields":{"ok":{"type":"bool","id":1}}},"Event":{"fields":{"type":{"type":"string","id":1},"sandboxId":{"type":"string","id":2},"containerId":{"type":"string","id":3},"execId":{"type":"string","id":4},"seq":{"type":"uint64","id":5},"time":{"type":"string","id":6},"host":{"type":"string","id":7},"state":{"type":"string","id":8},"exitStatus":{"type":"int32","id":9},"exitedAt":{"type":"string","id":10},"pid":{"type":"int32","id":11},"reason":{"type":"string","id":12},"message":{"type":"string","id":13},"exitStatusUnknown":{"type":"bool","id":14},"pidUnknown":{"type":"bool","id":15}}},"Inspection":{"fields":{"sandboxId":{"type":"string","id":1},"actorId":{"type":"string","id":2},"event":{"type":"string","id":3},"state":{"type":"string","id":4},"status":{"type":"string","id":5},"time":{"type":"string","id":6},"path":{"type":"string","id":7}}},"CredsCreateRequest":{"fields":{"role":{"type":"string","id":1},"name":{"type":"string","id":2},"publicKey":{"type":"string","id":3}}},"CredsCreateReply":{"fields":{"ok":{"type":"bool","id":1},"jwt":{"type":"string","id":2}}}}}}}}},"google":{"nested":{"protobuf":{"nested":{"Struct":{"fields":{"fields":{"keyType":"string","type":"Value","id":1}}},"Value":{"oneofs":{"kind":{"oneof":["nullValue","numberValue","stringValue","boolValue","structValue","listValue"]}},"fields":{"nullValue":{"type":"NullValue","id":1},"numberValue":{"type":"double","id":2},"stringValue":{"type":"string","id":3},"boolValue":{"type":"bool","id":4},"structValue":{"type":"Struct","id":5},"listValue":{"type":"ListValue","id":6}}},"NullValue":{"values":{"NULL_VALUE":0}},"ListValue":{"fields":{"values":{"rule":"repeated","type":"Value","id":1}}}}}}}}} as const;

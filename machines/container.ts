@@ -11,7 +11,7 @@
 // user chooses, so they never collide with exec ids.
 import { assign, fromPromise, not, sendParent, setup, spawnChild, stopChild, type ActorRefFrom } from 'xstate';
 import type { ContainerSpec, ProcessSpec } from './specs.js';
-import { summarizeError, UNKNOWN_EXIT_STATUS, type ContainerNoticeDraft, type ErrorSummary, type ExecNoticeDraft } from './lifecycle.js';
+import { exitFields, lostExit as lost, summarizeError, type ContainerNoticeDraft, type ErrorSummary, type ExecNoticeDraft, type ExitNews } from './lifecycle.js';
 import { processMachine } from './process.js';
 
 export interface ContainerInput {
@@ -27,6 +27,8 @@ export const MAX_REMEMBERED_EXEC_EXITS = 256;
 export interface ExecExit {
   status: number;
   at: string;
+  /** Nobody can tell the status (status says 255). */
+  unknown?: boolean;
 }
 
 export interface ContainerContext {
@@ -34,8 +36,12 @@ export interface ContainerContext {
   id: string;
   spec: ContainerSpec;
   pid: number;
+  /** The init process runs, but the agent could not learn its pid. */
+  pidUnknown?: boolean;
   startedAt?: string;
   exitStatus?: number;
+  /** The init process exited with a status nobody can tell (exitStatus is 255). */
+  exitUnknown?: boolean;
   exitedAt?: string;
   lastError?: ErrorSummary;
   /** Deadline of the command the container works on (ms since the epoch). */
@@ -66,12 +72,14 @@ export interface PsInput extends ContainerOpInput {
 
 export interface ContainerStartOutput {
   pid: number;
+  pidUnknown?: boolean;
   startedAt: string;
 }
 
 /** What stopping found out about the init process, when it had been started. */
 export interface ContainerStopOutput {
   exitStatus?: number;
+  exitStatusUnknown?: boolean;
   exitedAt?: string;
 }
 
@@ -89,9 +97,9 @@ export type ContainerEvent =
   | ({ type: 'STATS'; opId: string } & Deadline)
   | { type: 'WAIT' }
   | { type: 'LOGS' }
-  | { type: 'PROCESS_EXITED'; status: number; at: string }
+  | ({ type: 'PROCESS_EXITED' } & ExitNews)
   | { type: 'GUEST_LOST'; at: string }
-  | { type: 'EXEC_EXITED'; execId: string; status: number; at: string }
+  | ({ type: 'EXEC_EXITED'; execId: string } & ExitNews)
   | { type: 'PROCESS_NOTICE'; notice: ExecNoticeDraft };
 
 export type ContainerCommand = Extract<
@@ -117,7 +125,7 @@ const opInput = ({ context }: { context: ContainerContext }): ContainerOpInput =
   deadline: context.deadline,
 });
 
-const lostExit = ({ event }: { event: ContainerEvent }) => ({ status: UNKNOWN_EXIT_STATUS, at: (event as { at: string }).at });
+const lostExit = ({ event }: { event: ContainerEvent }) => lost((event as { at: string }).at);
 
 export const containerMachine = setup({
   types: {
@@ -143,11 +151,11 @@ export const containerMachine = setup({
     clearError: assign({ lastError: undefined }),
     /** The deadline of the command that moves the container, for its operation. */
     takeDeadline: assign({ deadline: ({ event }) => (event as Deadline).deadline }),
-    recordStart: assign((_, out: ContainerStartOutput) => ({ pid: out.pid, startedAt: out.startedAt })),
+    recordStart: assign((_, out: ContainerStartOutput) => ({ pid: out.pid, pidUnknown: !!out.pidUnknown, startedAt: out.startedAt })),
     /** A new run: the exit of the previous one no longer applies. */
-    clearExit: assign({ exitStatus: undefined, exitedAt: undefined }),
-    clearPid: assign({ pid: 0 }),
-    recordExit: assign((_, exit: { status: number; at: string }) => ({ exitStatus: exit.status, exitedAt: exit.at, pid: 0 })),
+    clearExit: assign({ exitStatus: undefined, exitUnknown: undefined, exitedAt: undefined }),
+    clearPid: assign({ pid: 0, pidUnknown: false }),
+    recordExit: assign((_, exit: ExitNews) => ({ exitStatus: exit.status, exitUnknown: !!exit.unknown, exitedAt: exit.at, pid: 0, pidUnknown: false })),
     notify: sendParent(({ context }, notice: ContainerNoticeDraft) => ({
       type: 'CONTAINER_NOTICE' as const,
       notice: { ...notice, containerId: context.id },
@@ -159,8 +167,7 @@ export const containerMachine = setup({
         containerId: context.id,
         state: 'stopped',
         pid: 0,
-        exitStatus: context.exitStatus ?? UNKNOWN_EXIT_STATUS,
-        exitedAt: context.exitedAt ?? '',
+        ...exitFields(context.exitStatus, context.exitUnknown, context.exitedAt),
       },
     })),
     /** An exec: its process actor, which starts it in the guest. */
@@ -199,7 +206,7 @@ export const containerMachine = setup({
     recordExecExit: assign(({ context, event }) => {
       const notice = (event as Extract<ContainerEvent, { type: 'PROCESS_NOTICE' }>).notice;
       if (notice.type !== 'exit') return {};
-      const execExits = { ...context.execExits, [notice.execId]: { status: notice.exitStatus, at: notice.exitedAt } };
+      const execExits = { ...context.execExits, [notice.execId]: { status: notice.exitStatus, at: notice.exitedAt, ...(notice.exitStatusUnknown ? { unknown: true } : {}) } };
       const ids = Object.keys(execExits);
       for (const old of ids.slice(0, Math.max(0, ids.length - MAX_REMEMBERED_EXEC_EXITS))) delete execExits[old];
       return { execExits, execIds: context.execIds.filter((id) => id !== notice.execId) };
@@ -209,12 +216,12 @@ export const containerMachine = setup({
     }),
     forwardExecExit: ({ event, self }) => {
       const e = event as Extract<ContainerEvent, { type: 'EXEC_EXITED' }>;
-      self.getSnapshot().children[e.execId]?.send({ type: 'EXITED', status: e.status, at: e.at });
+      self.getSnapshot().children[e.execId]?.send({ type: 'EXITED', status: e.status, at: e.at, unknown: e.unknown });
     },
     loseExecs: ({ event, self }) => {
       const at = (event as { at?: string }).at ?? '';
       for (const [id, child] of Object.entries(self.getSnapshot().children)) {
-        if (!id.startsWith(CONTAINER_OP_PREFIX)) (child as { send: (e: unknown) => void } | undefined)?.send({ type: 'EXITED', status: UNKNOWN_EXIT_STATUS, at });
+        if (!id.startsWith(CONTAINER_OP_PREFIX)) (child as { send: (e: unknown) => void } | undefined)?.send({ type: 'EXITED', ...lost(at) });
       }
     },
     /** Marks a read (wait, logs) as allowed here: it changes nothing. */
@@ -293,7 +300,7 @@ export const containerMachine = setup({
             target: 'stopped',
             actions: [
               { type: 'recordStart', params: ({ event }) => event.output },
-              { type: 'notify', params: ({ event }) => ({ type: 'start', state: 'running', pid: event.output.pid }) },
+              { type: 'notify', params: ({ event }) => ({ type: 'start', state: 'running', pid: event.output.pid, ...(event.output.pidUnknown ? { pidUnknown: true } : {}) }) },
               'notifyExit',
               'clearPid',
             ],
@@ -302,7 +309,7 @@ export const containerMachine = setup({
             target: 'running',
             actions: [
               { type: 'recordStart', params: ({ event }) => event.output },
-              { type: 'notify', params: ({ event }) => ({ type: 'start', state: 'running', pid: event.output.pid }) },
+              { type: 'notify', params: ({ event }) => ({ type: 'start', state: 'running', pid: event.output.pid, ...(event.output.pidUnknown ? { pidUnknown: true } : {}) }) },
             ],
           },
         ],
@@ -373,7 +380,13 @@ export const containerMachine = setup({
             guard: { type: 'stopReportedExit', params: ({ event }) => event.output },
             target: 'stopped',
             actions: [
-              { type: 'recordExit', params: ({ event }) => ({ status: event.output.exitStatus ?? UNKNOWN_EXIT_STATUS, at: event.output.exitedAt ?? '' }) },
+              {
+                type: 'recordExit',
+                params: ({ event }) =>
+                  event.output.exitStatus === undefined || event.output.exitStatusUnknown
+                    ? lost(event.output.exitedAt ?? '')
+                    : { status: event.output.exitStatus, at: event.output.exitedAt ?? '' },
+              },
               'notifyExit',
             ],
           },

@@ -45,6 +45,18 @@ interface NoticeBase {
   state: string;
 }
 
+/** A started process's pid may be unknown (a stock agent says none): then it is 0. */
+interface PidFields {
+  pidUnknown?: boolean;
+}
+
+/** An exit's status; unknown (the guest died, a stock agent's 0) makes it UNKNOWN_EXIT_STATUS. */
+export interface ExitFields {
+  exitStatus: number;
+  exitStatusUnknown?: boolean;
+  exitedAt: string;
+}
+
 /** A sandbox's own notices; `fail` says why. */
 export type SandboxNotice =
   | (NoticeBase & { type: Exclude<SandboxEventType, 'fail'>; containerId?: undefined; execId?: undefined })
@@ -53,14 +65,14 @@ export type SandboxNotice =
 /** A container's notices (its init process); `start` has the pid, `exit` the status. */
 export type ContainerNotice =
   | (NoticeBase & { type: Exclude<ContainerEventType, 'start' | 'exit'>; containerId: string; execId?: undefined })
-  | (NoticeBase & { type: 'start'; containerId: string; execId?: undefined; pid: number })
-  | (NoticeBase & { type: 'exit'; containerId: string; execId?: undefined; pid: number; exitStatus: number; exitedAt: string });
+  | (NoticeBase & { type: 'start'; containerId: string; execId?: undefined; pid: number } & PidFields)
+  | (NoticeBase & { type: 'exit'; containerId: string; execId?: undefined; pid: number } & ExitFields);
 
 /** An exec's notices, on its container. */
 export type ExecNotice =
   | (NoticeBase & { type: Extract<ExecEventType, 'exec-added'>; containerId: string; execId: string })
-  | (NoticeBase & { type: Extract<ExecEventType, 'exec-started'>; containerId: string; execId: string; pid: number })
-  | (NoticeBase & { type: 'exit'; containerId: string; execId: string; pid: number; exitStatus: number; exitedAt: string });
+  | (NoticeBase & { type: Extract<ExecEventType, 'exec-started'>; containerId: string; execId: string; pid: number } & PidFields)
+  | (NoticeBase & { type: 'exit'; containerId: string; execId: string; pid: number } & ExitFields);
 
 /** A lifecycle notice: what the event publisher turns into a bus event, keyed on its type. */
 export type LifecycleNotice = SandboxNotice | ContainerNotice | ExecNotice;
@@ -69,8 +81,24 @@ export type LifecycleNotice = SandboxNotice | ContainerNotice | ExecNotice;
 export type ContainerNoticeDraft = ContainerNotice extends infer N ? (N extends ContainerNotice ? Omit<N, 'containerId'> : never) : never;
 export type ExecNoticeDraft = ExecNotice extends infer N ? (N extends ExecNotice ? Omit<N, 'containerId'> : never) : never;
 
-/** Reported exit status when the guest died and the real one is unknown (containerd). */
+/** Reported exit status when the real one is unknown (containerd's, for a lost process). */
 export const UNKNOWN_EXIT_STATUS = 255;
+
+/** An exit as the statecharts carry it; `unknown` when nobody can tell the status. */
+export interface ExitNews {
+  status: number;
+  at: string;
+  unknown?: boolean;
+}
+
+/** The exit of a process lost with its guest. */
+export const lostExit = (at: string): ExitNews => ({ status: UNKNOWN_EXIT_STATUS, at, unknown: true });
+
+/** The exit fields of a notice: the status, and the unknown marker when it applies. */
+export function exitFields(exitStatus: number | undefined, unknown: boolean | undefined, exitedAt: string | undefined): ExitFields {
+  const lost = unknown || exitStatus === undefined;
+  return { exitStatus: lost ? UNKNOWN_EXIT_STATUS : exitStatus, ...(lost ? { exitStatusUnknown: true } : {}), exitedAt: exitedAt ?? '' };
+}
 
 /** Turns whatever an invoked actor threw into a serialisable summary. */
 export function summarizeError(err: unknown): ErrorSummary {

@@ -4,7 +4,7 @@
 // A process the guest refused to start publishes nothing (the exec command fails). An
 // exit that arrives before the start is confirmed is kept and reported right after it.
 import { assign, fromPromise, sendParent, setup } from 'xstate';
-import { summarizeError, UNKNOWN_EXIT_STATUS, type ErrorSummary } from './lifecycle.js';
+import { exitFields, summarizeError, type ErrorSummary, type ExitNews } from './lifecycle.js';
 import type { ProcessSpec } from './specs.js';
 
 export interface ProcessInput {
@@ -18,7 +18,9 @@ export interface ProcessInput {
 
 export interface ProcessContext extends ProcessInput {
   pid: number;
+  pidUnknown?: boolean;
   exitStatus?: number;
+  exitUnknown?: boolean;
   exitedAt?: string;
   lastError?: ErrorSummary;
 }
@@ -26,9 +28,11 @@ export interface ProcessContext extends ProcessInput {
 /** What starting the process in the guest returns. */
 export interface ProcessStartOutput {
   pid: number;
+  /** The agent could not learn the pid (a stock agent says none): pid is 0. */
+  pidUnknown?: boolean;
 }
 
-export type ProcessEvent = { type: 'EXITED'; status: number; at: string };
+export type ProcessEvent = { type: 'EXITED' } & ExitNews;
 
 export const processMachine = setup({
   types: {
@@ -42,7 +46,7 @@ export const processMachine = setup({
     }),
   },
   actions: {
-    recordPid: assign((_, out: ProcessStartOutput) => ({ pid: out.pid })),
+    recordPid: assign((_, out: ProcessStartOutput) => ({ pid: out.pid, pidUnknown: !!out.pidUnknown })),
     recordError: assign({ lastError: ({ event }) => summarizeError((event as { error?: unknown }).error) }),
     announceAdded: sendParent(({ context }) => ({
       type: 'PROCESS_NOTICE' as const,
@@ -50,9 +54,9 @@ export const processMachine = setup({
     })),
     announceStarted: sendParent(({ context }) => ({
       type: 'PROCESS_NOTICE' as const,
-      notice: { type: 'exec-started' as const, execId: context.execId, state: 'running', pid: context.pid },
+      notice: { type: 'exec-started' as const, execId: context.execId, state: 'running', pid: context.pid, ...(context.pidUnknown ? { pidUnknown: true } : {}) },
     })),
-    recordExit: assign(({ event }) => ({ exitStatus: event.status, exitedAt: event.at })),
+    recordExit: assign(({ event }) => ({ exitStatus: event.status, exitUnknown: !!event.unknown, exitedAt: event.at })),
     announceExit: sendParent(({ context }) => ({
       type: 'PROCESS_NOTICE' as const,
       notice: {
@@ -60,8 +64,7 @@ export const processMachine = setup({
         execId: context.execId,
         state: 'exited',
         pid: context.pid,
-        exitStatus: context.exitStatus ?? UNKNOWN_EXIT_STATUS,
-        exitedAt: context.exitedAt ?? '',
+        ...exitFields(context.exitStatus, context.exitUnknown, context.exitedAt),
       },
     })),
   },
@@ -106,7 +109,7 @@ export const processMachine = setup({
       on: { EXITED: { target: 'exited', actions: ['recordExit', 'announceExit'] } },
     },
     exited: {
-      description: 'Exited with a status (255 when the guest died). Final.',
+      description: 'Exited with a status (255, marked unknown, when nobody can tell it). Final.',
       type: 'final',
     },
     failed: {

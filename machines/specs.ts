@@ -5,7 +5,7 @@
 export const MAX_HOSTNAME_LEN = 64;
 
 export type AgentType = 'noop' | 'hyperstart' | 'kata';
-export type BackendType = 'none' | 'namespace' | 'process' | 'vm';
+export type BackendType = 'none' | 'namespace' | 'process' | 'vm' | 'external';
 export type MonitorPolicy = 'keep' | 'stop-and-delete';
 
 export interface ContainerSpec {

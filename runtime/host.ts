@@ -49,6 +49,8 @@ export interface HostOptions {
   commandDeadlineMs?: number;
   /** The vm backend: its cache (kernel, image), warm pool and VM size. */
   vm?: { cacheDir?: string; pool?: PoolTargets; memoryMiB?: number; cpus?: number };
+  /** Directories where the external backend may attach to agent endpoints; none turns it off. */
+  attachDirs?: readonly string[];
 }
 
 /** Where the vm backend caches its kernel and image: the state directory. */
@@ -104,7 +106,7 @@ export class RuntimeHost {
         log,
         runDir: (sid) => join(runRoot, sid),
         createAgent,
-        createBackend: (type) => (type === 'vm' ? new VmBackend(vm) : createBackend(type, log)),
+        createBackend: (type) => (type === 'vm' ? new VmBackend(vm) : createBackend(type, log, { attachDirs: opts.attachDirs ?? [] })),
         publish: (event, dedupId) => publisher.publish(event, dedupId),
         inspect: opts.inspect ? (sandbox, inspection) => nc.publish(subjects.inspectSandbox(sandbox.id), encode(inspection)) : undefined,
         observe: opts.observe,

@@ -43,6 +43,13 @@ function positive(name: string): number | undefined {
   return Number(v);
 }
 
+/** VC_ATTACH_DIRS: absolute directories, colon-separated, where external agent endpoints may lie. */
+function attachDirs(): string[] {
+  const dirs = (process.env.VC_ATTACH_DIRS ?? '').split(':').filter(Boolean);
+  for (const d of dirs) if (!d.startsWith('/')) throw new Error(`VC_ATTACH_DIRS: ${d} is not an absolute path`);
+  return dirs;
+}
+
 /** The deadline of commands that name none (VC_COMMAND_TIMEOUT_MS), in ms. */
 function commandDeadline(): number | undefined {
   const v = process.env.VC_COMMAND_TIMEOUT_MS;
@@ -91,6 +98,7 @@ async function main(): Promise<void> {
     observe: stately?.observe,
     commandDeadlineMs: commandDeadline(),
     vm: { pool: parsePoolTargets(process.env.VC_VM_POOL), memoryMiB: positive('VC_VM_MEMORY_MIB'), cpus: positive('VC_VM_CPUS') },
+    attachDirs: attachDirs(),
   });
   process.stdout.write(`virtactors: host ${host.host} serving on ${servers}\n`);
 

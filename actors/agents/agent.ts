@@ -5,6 +5,9 @@
 import type { Logger } from 'pino';
 import type { AgentType, ContainerSpec, ProcessSpec, SandboxSpec } from '../../machines/specs.js';
 import type { GuestShare } from '../shared-dir.js';
+import { UNKNOWN_EXIT_STATUS } from '../../machines/lifecycle.js';
+
+export { UNKNOWN_EXIT_STATUS };
 
 /** Capability bits (reference §2.5). */
 export const Capability = {
@@ -16,15 +19,29 @@ export const Capability = {
 
 export type { ProcessSpec };
 
-export interface ExecResult {
-  execId: string;
+/** A started process. A stock agent may not say its pid: then pid is 0 and pidUnknown set. */
+export interface StartResult {
   pid: number;
+  pidUnknown?: boolean;
+}
+
+export interface ExecResult extends StartResult {
+  execId: string;
 }
 
 export interface ExitInfo {
+  /** 128 + n for a death by signal n; 255 when unknown. */
   exitStatus: number;
   exitedAt: string;
+  /**
+   * The process ended but its status is unknown (the guest died, or a stock agent
+   * reported a death by a signal as 0): exitStatus says 255, never an invented value.
+   */
+  exitStatusUnknown?: boolean;
 }
+
+/** The exit of a process whose status nobody can tell. */
+export const unknownExit = (exitedAt = new Date().toISOString()): ExitInfo => ({ exitStatus: UNKNOWN_EXIT_STATUS, exitedAt, exitStatusUnknown: true });
 
 export type ProcessListFormat = 'json' | 'table';
 
@@ -105,7 +122,7 @@ export interface Agent {
   /** 9. Prepares a container in the guest. */
   createContainer(container: ContainerSpec, abort?: AbortSignal): Promise<void>;
   /** 10. Starts the container's init process. */
-  startContainer(containerId: string, abort?: AbortSignal): Promise<{ pid: number }>;
+  startContainer(containerId: string, abort?: AbortSignal): Promise<StartResult>;
   /** 11. Ends the container's processes and removes it from the guest; the init exit when known. */
   stopContainer(containerId: string, abort?: AbortSignal): Promise<ExitInfo | undefined>;
   /** 12. Delivers a signal to the init process, or to every process when `all`. */
@@ -122,7 +139,7 @@ export interface Agent {
   resumeContainer(containerId: string, abort?: AbortSignal): Promise<void>;
   /** The container is deleted: the guest forgets it and what the host staged for it goes. */
   releaseContainer?(containerId: string, abort?: AbortSignal): Promise<void>;
-  /** Resource usage of the container; agents without it reject with Unavailable. */
+  /** Resource usage of the container; agents without it are refused with Unimplemented. */
   statsContainer?(containerId: string, abort?: AbortSignal): Promise<ContainerStats>;
 }
 

@@ -9,6 +9,8 @@ const codes: Partial<Record<status, ErrorCode>> = {
   [status.INVALID_ARGUMENT]: ErrorCode.InvalidArgument,
   [status.DEADLINE_EXCEEDED]: ErrorCode.DeadlineExceeded,
   [status.UNAVAILABLE]: ErrorCode.Unavailable,
+  // A method the agent does not serve (the stock agent 1.12 has no AddInterface).
+  [status.UNIMPLEMENTED]: ErrorCode.Unimplemented,
 };
 
 export function isServiceError(err: unknown): err is ServiceError {

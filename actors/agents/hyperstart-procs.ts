@@ -2,12 +2,10 @@
 // numbers, output routing, and exits. Like runv, an exit is complete only once the
 // status is known AND the process's output streams reached EOF, so that every byte of
 // output is delivered before the exit is reported.
-import type { ExitInfo } from './agent.js';
+import { unknownExit, type ExitInfo } from './agent.js';
 
 /** How long an exit waits for its streams' EOF before it is reported anyway. */
 const EOF_GRACE_MS = 2_000;
-/** Status of a process whose exit will never be known (the connection is gone). */
-export const UNKNOWN_EXIT = 255;
 
 export interface ProcRecord {
   containerId: string;
@@ -18,7 +16,11 @@ export interface ProcRecord {
   /** 0 when stderr shares stdio (a terminal). */
   stderr: number;
   pid: number;
+  /** The runtime sent it a signal (or one that ends it): on a stock guest a 0 may then be a death by signal. */
+  signalled?: boolean;
   status?: number;
+  /** The guest's status cannot be told apart from a death by a signal. */
+  statusUnknown?: boolean;
   /** When the guest reported the exit. */
   finishedAt?: string;
   exit?: ExitInfo;
@@ -45,7 +47,12 @@ export class ProcessTable {
 
   constructor(private readonly reports: ProcReports) {}
 
-  add(containerId: string, execId: string, terminal: boolean): ProcRecord {
+  /**
+   * A process about to start. `stderrEof`: the guest ends the stderr stream with an EOF
+   * (ours does; a stock hyperstart sends EOF on the stdio stream only, so its exits must
+   * not wait for one on stderr).
+   */
+  add(containerId: string, execId: string, terminal: boolean, stderrEof = true): ProcRecord {
     const stdio = this.nextSeq++;
     const stderr = terminal ? 0 : this.nextSeq++;
     const rec: ProcRecord = {
@@ -54,7 +61,7 @@ export class ProcessTable {
       stdio,
       stderr,
       pid: 0,
-      open: new Set(stderr ? [stdio, stderr] : [stdio]),
+      open: new Set(stderr && stderrEof ? [stdio, stderr] : [stdio]),
       waiters: [],
     };
     this.byId.set(key(containerId, execId), rec);
@@ -103,11 +110,12 @@ export class ProcessTable {
     return true;
   }
 
-  /** PROCESSASYNCEVENT "finished". */
-  finished(containerId: string, execId: string, status: number): void {
+  /** PROCESSASYNCEVENT "finished"; `unknown` when the status may not be the real one. */
+  finished(containerId: string, execId: string, status: number, unknown = false): void {
     const rec = this.get(containerId, execId);
     if (!rec || rec.status !== undefined) return;
     rec.status = status;
+    rec.statusUnknown = unknown;
     rec.finishedAt = new Date().toISOString();
     if (!this.settle(rec)) {
       rec.grace = setTimeout(() => this.complete(rec, status), EOF_GRACE_MS);
@@ -125,7 +133,7 @@ export class ProcessTable {
    * stay open, so that a host that reconnects to a live guest still learns the real exits.
    */
   abandonWaits(): void {
-    const exit = { exitStatus: UNKNOWN_EXIT, exitedAt: new Date().toISOString() };
+    const exit = unknownExit();
     for (const rec of this.byId.values()) for (const w of rec.waiters.splice(0)) w(exit);
   }
 
@@ -143,7 +151,8 @@ export class ProcessTable {
   private complete(rec: ProcRecord, status: number): void {
     if (rec.exit) return;
     clearTimeout(rec.grace);
-    rec.exit = { exitStatus: status, exitedAt: rec.finishedAt ?? new Date().toISOString() };
+    const at = rec.finishedAt ?? new Date().toISOString();
+    rec.exit = rec.statusUnknown ? unknownExit(at) : { exitStatus: status, exitedAt: at };
     this.reports.exited(rec.containerId, rec.execId, rec.exit);
     for (const w of rec.waiters.splice(0)) w(rec.exit);
   }

@@ -32,13 +32,16 @@ import {
   type GuestPlan,
   type ProcessListOptions,
   type ProcessSpec,
+  type StartResult,
+  unknownExit,
 } from './agent.js';
 import type { AgentConfigs } from './agent-type.js';
 import { guestEntry, guestEnv } from '../guest-binaries.js';
 import { registerAgent } from './index.js';
 import { stopWithGrace, waitAtMost } from './calls.js';
 import { CtlChannel, dial, GuestError, TtyChannel } from './hyperstart-ctl.js';
-import { ProcessTable, UNKNOWN_EXIT, type ProcRecord } from './hyperstart-procs.js';
+import { ProcessTable, type ProcRecord } from './hyperstart-procs.js';
+import { psExecArgs, psExecResult } from './hyperstart-ps.js';
 import { ROOTFS_DIR, stageRootfs, unstageRootfs, type GuestShare } from '../shared-dir.js';
 
 type Config = AgentConfigs['hyperstart'];
@@ -61,6 +64,11 @@ interface ContainerRecord {
 interface Connection {
   ctl: CtlChannel;
   tty: TtyChannel;
+  /**
+   * The guest serves virtactors' extension codes (ours); false for a stock hyperstart,
+   * which answers the EXTENSIONS probe with ERROR. Asked once per connection.
+   */
+  extensions: boolean;
 }
 
 export class HyperstartAgent implements Agent {
@@ -75,8 +83,6 @@ export class HyperstartAgent implements Agent {
   private connecting?: Promise<Connection>;
   private readonly containers = new Map<string, ContainerRecord>();
   private readonly procs: ProcessTable;
-  /** Whether the connected guest has the virtactors extension codes (undefined: not asked yet). */
-  private extensions: boolean | undefined;
   /** Output of processes the driver runs for itself (ps on a stock guest), not the user's. */
   private readonly captured = new Map<string, { stdout: Uint8Array[]; stderr: Uint8Array[] }>();
   private readonly stopGraceMs: number;
@@ -152,6 +158,7 @@ export class HyperstartAgent implements Agent {
       throw unavailable(`cannot connect to ${what}: ${err.message}`);
     });
     let tty: TtyChannel | undefined;
+    let extensions = false;
     const ctl = new CtlChannel(ctlSocket, {
       event: (frame) => this.onEvent(frame),
       lost: (reason) => this.lost(ctl, reason),
@@ -172,12 +179,20 @@ export class HyperstartAgent implements Agent {
       if (version !== API_VERSION) {
         throw failedPrecondition(`${what} speaks hyperstart API version ${version}; this runtime speaks version ${API_VERSION} only`);
       }
+      extensions = await ctl.call(Code.EXTENSIONS, undefined, this.config.callTimeoutMs).then(
+        () => true,
+        (err: unknown) => {
+          // Any refusal: a stock hyperstart refuses every code it does not know, with no text.
+          if (err instanceof GuestError) return false;
+          throw err;
+        },
+      );
     } catch (err) {
       ctl.close();
       tty?.close();
       throw err instanceof FrameError ? unavailable(`${what} answered VERSION badly: ${err.message}`) : toVcError(err);
     }
-    this.conn = { ctl, tty };
+    this.conn = { ctl, tty, extensions };
     return this.conn;
   }
 
@@ -190,7 +205,6 @@ export class HyperstartAgent implements Agent {
   private dropConnection(): void {
     const conn = this.conn;
     this.conn = undefined;
-    this.extensions = undefined;
     conn?.ctl.close();
     conn?.tty.close();
     this.procs.abandonWaits();
@@ -209,7 +223,20 @@ export class HyperstartAgent implements Agent {
       return;
     }
     if (event.event !== 'finished' || typeof event.container !== 'string' || typeof event.status !== 'number') return;
-    this.procs.finished(event.container, event.process || event.container, event.status);
+    const execId = event.process || event.container;
+    this.procs.finished(event.container, execId, event.status, this.mayBeSignalDeath(event.container, execId, event.status));
+  }
+
+  /**
+   * A stock hyperstart reports a death by a signal as 0 (reference §10), so a 0 from it
+   * is unknown when the process may have died of a signal: one the runtime sent it, or,
+   * for an exec, one the runtime sent its init (the execs die with their container). A
+   * signal from inside the container (kill -9 $$) cannot be told from exit 0.
+   */
+  private mayBeSignalDeath(containerId: string, execId: string, status: number): boolean {
+    if (status !== 0 || this.conn?.extensions !== false) return false;
+    const rec = this.procs.get(containerId, execId);
+    return !!rec?.signalled || (execId !== containerId && !!this.procs.get(containerId, containerId)?.signalled);
   }
 
   private onStream(seq: number, payload: Uint8Array): void {
@@ -259,6 +286,8 @@ export class HyperstartAgent implements Agent {
     const conn = await this.connection();
     conn.ctl.expectClose();
     conn.tty.expectClose();
+    // The guest kills whatever still runs.
+    for (const cid of this.containers.keys()) for (const rec of this.procs.live(cid)) this.markSignalled(rec, SIGKILL);
     await this.send(Code.DESTROYPOD, undefined, abort);
     // Exits reported before the ACK may still wait for their streams' EOF on the tty.
     await Promise.all(this.procs.finishing().map((r) => this.procs.wait(r)));
@@ -297,7 +326,11 @@ export class HyperstartAgent implements Agent {
 
   private async removeFromGuest(cid: string, abort: AbortSignal | undefined): Promise<void> {
     const remove: H.RemoveCommand = { container: cid };
-    await this.send(Code.REMOVECONTAINER, remove, abort);
+    await this.send(Code.REMOVECONTAINER, remove, abort).catch((err: unknown) => {
+      // A stock hyperstart frees a container as soon as its init exits: once that exit is
+      // known, a refused REMOVECONTAINER means there is nothing left to remove.
+      if (!(err instanceof GuestRefusal && this.procs.get(cid, cid)?.status !== undefined)) throw err;
+    });
     for (const rec of this.procs.ofContainer(cid)) this.procs.drop(rec);
     const c = this.containers.get(cid);
     if (c) c.started = false;
@@ -320,14 +353,15 @@ export class HyperstartAgent implements Agent {
     return c;
   }
 
-  async startContainer(containerId: string, abort?: AbortSignal): Promise<{ pid: number }> {
+  async startContainer(containerId: string, abort?: AbortSignal): Promise<StartResult> {
     const c = this.container(containerId);
     await this.clearExited(containerId, abort);
     const { spec } = c;
     // As virtcontainers: the rootfs is staged at <shared dir>/<cid>/rootfs and the guest
     // opens <shared root>/<image>/<rootfs>. Without a rootfs the guest uses its own root.
     if (spec.rootfs) await stageRootfs(this.share ?? { hostDir: this.shareDir, bind: false }, containerId, spec.rootfs);
-    const rec = this.procs.add(containerId, containerId, spec.terminal);
+    const { extensions } = await this.connection();
+    const rec = this.procs.add(containerId, containerId, spec.terminal, extensions);
     const body: H.Container = {
       id: containerId,
       image: containerId,
@@ -342,7 +376,7 @@ export class HyperstartAgent implements Agent {
       throw err;
     }
     c.started = true;
-    return { pid: rec.pid };
+    return started(rec.pid);
   }
 
   /** A deleted container: REMOVECONTAINER if the guest still has it, then its rootfs unstaged. */
@@ -364,7 +398,8 @@ export class HyperstartAgent implements Agent {
     const known = this.procs.get(containerId, execId);
     if (known && !known.exit) throw alreadyExists(`process ${execId} already runs in container ${containerId}`);
     if (known) this.procs.drop(known);
-    const rec = this.procs.add(containerId, execId, spec.terminal);
+    const { extensions } = await this.connection();
+    const rec = this.procs.add(containerId, execId, spec.terminal, extensions);
     const body: H.ExecCommand = { container: containerId, process: toProcess(execId, spec, rec) };
     try {
       rec.pid = startedPid(await this.send(Code.EXECCMD, body, abort));
@@ -372,7 +407,7 @@ export class HyperstartAgent implements Agent {
       this.procs.drop(rec);
       throw err;
     }
-    return { execId, pid: rec.pid };
+    return { execId, ...started(rec.pid) };
   }
 
   /**
@@ -383,11 +418,14 @@ export class HyperstartAgent implements Agent {
    */
   async killContainer(containerId: string, signal: number, all: boolean, abort?: AbortSignal): Promise<void> {
     this.running(containerId);
+    const { extensions } = await this.connection();
+    this.markSignalled(this.procs.get(containerId, containerId), signal);
     if (!all) {
       await this.send(Code.KILLCONTAINER, { container: containerId, signal } satisfies H.KillCommand, abort);
       return;
     }
-    if (await this.hasExtensions(containerId, abort)) {
+    if (extensions) {
+      for (const rec of this.procs.live(containerId)) this.markSignalled(rec, signal);
       await this.send(Code.KILLCONTAINER, { container: containerId, signal, allProcesses: true } satisfies H.KillCommand, abort);
       return;
     }
@@ -399,25 +437,14 @@ export class HyperstartAgent implements Agent {
     await this.send(Code.KILLCONTAINER, { container: containerId, signal } satisfies H.KillCommand, abort);
   }
 
-  /**
-   * Whether the guest is ours (with the virtactors extension codes) or a stock
-   * hyperstart; asked once per connection, with a harmless ps of the container.
-   */
-  private async hasExtensions(containerId: string, abort: AbortSignal | undefined): Promise<boolean> {
-    if (this.extensions === undefined) {
-      try {
-        await this.send(Code.PSCONTAINER, { container: containerId, format: 'json', psargs: [] } satisfies H.PsCommand, abort);
-        this.extensions = true;
-      } catch (err) {
-        if (!isUnknownCommand(err)) throw err;
-        this.extensions = false;
-      }
-    }
-    return this.extensions;
+  /** Remembers a signal that may end the process (before it is sent: the exit may come first). */
+  private markSignalled(rec: ProcRecord | undefined, signal: number): void {
+    if (rec && !HARMLESS_SIGNALS.has(signal)) rec.signalled = true;
   }
 
   private async signal(containerId: string, execId: string, signal: number, abort: AbortSignal | undefined): Promise<void> {
     const cmd: H.SignalCommand = { container: containerId, process: execId, signal };
+    this.markSignalled(this.procs.get(containerId, execId), signal);
     await this.send(Code.SIGNALPROCESS, cmd, abort);
   }
 
@@ -459,7 +486,7 @@ export class HyperstartAgent implements Agent {
   async waitProcess(containerId: string, execId: string, abort?: AbortSignal): Promise<ExitInfo> {
     const rec = this.procs.get(containerId, execId || containerId);
     if (!rec) throw notFound(`process ${execId || containerId} does not exist in container ${containerId}`);
-    if (!rec.exit && !this.conn) return { exitStatus: UNKNOWN_EXIT, exitedAt: new Date().toISOString() };
+    if (!rec.exit && !this.conn) return unknownExit();
     return (await waitAtMost(this.procs.wait(rec), Infinity, abort, `waiting for ${execId || containerId}`))!;
   }
 
@@ -494,58 +521,46 @@ export class HyperstartAgent implements Agent {
 
   private async extension(code: number, containerId: string, verb: string, abort: AbortSignal | undefined): Promise<void> {
     this.running(containerId);
+    if (!(await this.connection()).extensions) {
+      throw failedPrecondition(`this hyperstart guest cannot ${verb} containers: upstream hyperstart has no such command`);
+    }
     const body: H.RemoveCommand = { container: containerId };
-    await this.send(code, body, abort).catch((err) => {
-      throw unsupported(err, verb);
-    });
+    await this.send(code, body, abort);
   }
 
   // ---- ps -----------------------------------------------------------------------------------
 
   /**
    * PSCONTAINER (our extension code): the guest lists the container's processes itself,
-   * with the same supervisor the kata agent uses, so both agents answer alike. Running
-   * ps as an exec in the container would see another pid namespace than the pids the
-   * guest reports (its processes run in a reaping namespace) and needs ps in the rootfs.
+   * with the same supervisor the kata agent uses, so both agents answer alike. A stock
+   * hyperstart has no ps command: there the listing runs as an exec in the container.
    */
   async processListContainer(containerId: string, options: ProcessListOptions, abort?: AbortSignal): Promise<Uint8Array> {
     this.running(containerId);
+    if (!(await this.connection()).extensions) return this.psByExec(containerId, options, abort);
     const cmd: H.PsCommand = { container: containerId, format: options.format, psargs: options.args.length ? options.args : defaultPsArgs };
-    try {
-      return await this.send(Code.PSCONTAINER, cmd, abort);
-    } catch (err) {
-      // A stock hyperstart has no ps command: run ps as an exec in the container instead.
-      if (!isUnknownCommand(err)) throw err;
-      this.extensions = false;
-      return this.psByExec(containerId, options, abort);
-    }
+    return this.send(Code.PSCONTAINER, cmd, abort);
   }
 
   /**
-   * ps as an exec in the container, as the 2018 runtime did through its shim. In a
-   * hyperstart VM each container has a pid namespace of its own, so ps sees exactly the
-   * container's processes; the ps process itself is left out of the answer.
+   * The listing as an exec in the container, as the 2018 runtime ran ps through its shim
+   * (hyperstart-ps.ts says how it finds the container's processes in the pod's shared
+   * pid namespace). It needs sh and cat in the container, and ps for a table.
    */
   private async psByExec(containerId: string, options: ProcessListOptions, abort: AbortSignal | undefined): Promise<Uint8Array> {
-    const psargs = options.format === 'json' ? ['-o', 'pid=,args='] : options.args.length ? options.args : defaultPsArgs;
     const execId = `vc-ps-${randomBytes(4).toString('hex')}`;
     const key = `${containerId}\0${execId}`;
     const out = { stdout: [] as Uint8Array[], stderr: [] as Uint8Array[] };
     this.captured.set(key, out);
-    const rec = this.procs.add(containerId, execId, false);
+    const rec = this.procs.add(containerId, execId, false, false);
     try {
-      const spec = { args: ['ps', ...psargs], env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], cwd: '', user: '', terminal: false };
+      const spec = { args: psExecArgs(options, defaultPsArgs), env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], cwd: '/', user: '', terminal: false };
       await this.send(Code.EXECCMD, { container: containerId, process: toProcess(execId, spec, rec) } satisfies H.ExecCommand, abort);
       const exit = (await waitAtMost(this.procs.wait(rec), Infinity, abort, `ps in container ${containerId}`))!;
-      const text = Buffer.concat(out.stdout).toString('utf8');
       if (exit.exitStatus !== 0) {
         throw failedPrecondition(`ps in container ${containerId} exited with ${exit.exitStatus}: ${Buffer.concat(out.stderr).toString('utf8').trim()}`);
       }
-      const self = `ps ${psargs.join(' ')}`;
-      const lines = text.split('\n').filter((l) => l.trim() !== '' && !l.trimEnd().endsWith(self));
-      if (options.format === 'table') return Buffer.from(`${lines.join('\n')}\n`);
-      const pids = lines.map((l) => Number.parseInt(l.trim(), 10)).filter((n) => Number.isInteger(n));
-      return Buffer.from(JSON.stringify(pids));
+      return psExecResult(Buffer.concat(out.stdout).toString('utf8'), options.format);
     } finally {
       this.captured.delete(key);
       this.procs.drop(rec);
@@ -553,15 +568,11 @@ export class HyperstartAgent implements Agent {
   }
 }
 
-/** A stock hyperstart refuses our extension codes: say so instead of a bare refusal. */
-const isUnknownCommand = (err: unknown): err is VcError => err instanceof VcError && /unknown command|unsupported/i.test(err.message);
+/** Signals whose default action never ends a process (SIGCHLD, SIGCONT, SIGURG, SIGWINCH). */
+const HARMLESS_SIGNALS: ReadonlySet<number> = new Set([0, 17, 18, 23, 28]);
 
-function unsupported(err: unknown, verb: string): unknown {
-  if (isUnknownCommand(err)) {
-    return failedPrecondition(`this hyperstart guest cannot ${verb} containers (upstream hyperstart has no such command): ${err.message}`);
-  }
-  return err;
-}
+/** A started process's pid; a stock hyperstart's ACK carries none. */
+const started = (pid: number): StartResult => (pid > 0 ? { pid } : { pid: 0, pidUnknown: true });
 
 function toProcess(id: string, spec: Pick<ProcessSpec, 'args' | 'env' | 'cwd' | 'user' | 'terminal'>, rec: ProcRecord): H.Process {
   const envs = spec.env.map((kv) => {
@@ -585,29 +596,35 @@ function startedPid(reply: Uint8Array): number {
   }
 }
 
-const codes: Record<string, (message: string) => VcError> = {
-  NotFound: notFound,
-  AlreadyExists: alreadyExists,
-  FailedPrecondition: failedPrecondition,
-  InvalidArgument: invalidArgument,
-  DeadlineExceeded: deadlineExceeded,
-  Unavailable: unavailable,
-  Internal: (message) => new VcError(ErrorCode.Internal, message),
+/** The codes our guest leads its ERROR text with. */
+const codes: Readonly<Record<string, true>> = {
+  NotFound: true,
+  AlreadyExists: true,
+  FailedPrecondition: true,
+  InvalidArgument: true,
+  DeadlineExceeded: true,
+  Unavailable: true,
+  Internal: true,
 };
+
+/** The guest answered ERROR (whatever it said, or did not say). */
+class GuestRefusal extends VcError {}
 
 /**
  * The guest's ERROR as a VcError. Our guest leads its text with a code ("NotFound: ...");
- * upstream texts ("no such container", "invalid signal") are classified by what they say.
+ * other texts ("no such container", "invalid signal") are classified by what they say; a
+ * stock hyperstart says nothing at all, which is a refusal of unknown cause.
  */
 function fromGuest(err: GuestError): VcError {
   const m = /^([A-Za-z]+): ([\s\S]*)$/.exec(err.detail);
-  const make = m ? codes[m[1]!] : undefined;
-  if (make) return make(`hyperstart guest refused ${err.command}: ${m![2]}`);
+  const code = m && m[1]! in codes ? (m[1] as ErrorCode) : undefined;
+  if (code) return new GuestRefusal(code, `hyperstart guest refused ${err.command}: ${m![2]}`);
   const text = err.detail;
-  if (/no such (container|process)|not found/i.test(text)) return notFound(err.message);
-  if (/already exists/i.test(text)) return alreadyExists(err.message);
-  if (/invalid/i.test(text)) return invalidArgument(err.message);
-  return failedPrecondition(err.message);
+  if (!text) return new GuestRefusal(ErrorCode.FailedPrecondition, `hyperstart guest refused ${err.command} (a stock hyperstart gives no reason)`);
+  if (/no such (container|process)|not found/i.test(text)) return new GuestRefusal(ErrorCode.NotFound, err.message);
+  if (/already exists/i.test(text)) return new GuestRefusal(ErrorCode.AlreadyExists, err.message);
+  if (/invalid/i.test(text)) return new GuestRefusal(ErrorCode.InvalidArgument, err.message);
+  return new GuestRefusal(ErrorCode.FailedPrecondition, err.message);
 }
 
 function ignoreGone(err: unknown): void {

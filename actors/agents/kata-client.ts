@@ -49,11 +49,12 @@ export function grpcTarget(address: string): string {
   return `unix://${resolvePath(path)}`;
 }
 
-/** The pid our guest agent puts in the trailers of StartContainer and ExecProcess (0 when absent). */
-export function pidFrom(trailers: Metadata): number {
+/** The pid our guest agent puts in the trailers of StartContainer and ExecProcess; undefined when absent (a stock agent). */
+export function pidFrom(trailers: Metadata): number | undefined {
   const value = trailers.get(PID_TRAILER)[0];
-  const pid = Number(typeof value === 'string' ? value : value?.toString());
-  return Number.isInteger(pid) && pid > 0 ? pid : 0;
+  if (value === undefined) return undefined;
+  const pid = Number(typeof value === 'string' ? value : value.toString());
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
 }
 
 export class KataConnection {

@@ -4,9 +4,9 @@
 // protocol pushes nothing): after StartContainer and ExecProcess, a background WaitProcess
 // and ReadStdout/ReadStderr loops run on one stream connection shared while any process
 // runs, and report to the listener; a process's exit is reported after its output.
-import { ErrorCode, unavailable, VcError } from '../../bus/errors.js';
+import { ErrorCode, failedPrecondition, unavailable, VcError } from '../../bus/errors.js';
 import { MAX_HOSTNAME_LEN, type ContainerSpec, type SandboxSpec } from '../../machines/specs.js';
-import type { AgentMethod, LinuxResources, Process, Spec, StringUser } from '../../protos/kata/index.js';
+import { int64Limit, type AgentMethod, type Int64, type LinuxResources } from '../../protos/kata/index.js';
 import { pino, type Logger } from 'pino';
 import { guestEntry, guestEnv } from '../guest-binaries.js';
 import {
@@ -21,7 +21,10 @@ import {
   type GuestPlan,
   type ProcessListOptions,
   type ProcessSpec,
+  type StartResult,
 } from './agent.js';
+import { ociProcess, ociSpec } from './kata-spec.js';
+import { newProcessRoot } from './kata-pids.js';
 import type { AgentConfigs } from './agent-type.js';
 import { registerAgent } from './index.js';
 import { stopWithGrace, waitAtMost } from './calls.js';
@@ -58,15 +61,6 @@ const now = () => new Date().toISOString();
 
 const isCode = (err: unknown, code: ErrorCode) => err instanceof VcError && err.code === code;
 
-/** The OCI process of a process spec ("uid[:gid]" or names; names travel as StringUser). */
-export function ociProcess(p: ProcessSpec): { process: Process; stringUser?: StringUser } {
-  const process: Process = { Args: p.args, Env: p.env, Cwd: p.cwd || '/', Terminal: p.terminal };
-  if (!p.user) return { process };
-  const [uid = '', gid = ''] = p.user.split(':', 2);
-  if (/^\d+$/.test(uid) && (gid === '' || /^\d+$/.test(gid))) process.User = { UID: Number(uid), GID: gid === '' ? 0 : Number(gid) };
-  return { process, stringUser: { uid, gid } };
-}
-
 export class KataAgent implements Agent {
   readonly type = 'kata' as const;
   private config!: Config;
@@ -87,6 +81,8 @@ export class KataAgent implements Agent {
   private stopping = false;
   /** The backend's 9p export (a VM), where container rootfs are staged. */
   private share: GuestShare | undefined;
+  /** Whether the guest puts pids in its replies (ours does, the stock agent does not); undefined until a start says. */
+  private pidTrailers: boolean | undefined;
 
   constructor(options: KataOptions = {}) {
     this.stopGraceMs = options.stopGraceMs ?? 2_000;
@@ -236,21 +232,16 @@ export class KataAgent implements Agent {
 
   // ---- containers --------------------------------------------------------------------
 
-  private ociSpec(spec: ContainerSpec, root: string): Spec {
-    const { process } = ociProcess({ args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user, terminal: spec.terminal });
-    return { Version: '1.0.1', Process: process, Root: { Path: root, Readonly: false }, Hostname: this.sandbox.hostname ?? '', Annotations: spec.annotations ?? {} };
-  }
-
   private async sendCreate(spec: ContainerSpec, abort: AbortSignal | undefined): Promise<void> {
-    const { stringUser } = ociProcess({ args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user, terminal: spec.terminal });
     // In a VM the rootfs reaches the guest through the share: staged, then named by its guest path.
     let root = spec.rootfs ?? '';
     if (this.share && root) {
       await stageRootfs(this.share, spec.id, root);
       root = `${GUEST_SHARED_DIR}${spec.id}/${ROOTFS_DIR}`;
     }
+    const oci = ociSpec({ ...spec, rootfs: root }, this.sandbox.hostname ?? '');
     try {
-      await this.op('CreateContainer', { container_id: spec.id, exec_id: spec.id, OCI: this.ociSpec(spec, root), ...(stringUser ? { string_user: stringUser } : {}) }, abort);
+      await this.op('CreateContainer', { container_id: spec.id, exec_id: spec.id, OCI: oci.spec, ...(oci.stringUser ? { string_user: oci.stringUser } : {}) }, abort);
     } catch (err) {
       if (this.share) await unstageRootfs(this.share, spec.id).catch(() => {});
       throw err;
@@ -262,20 +253,26 @@ export class KataAgent implements Agent {
     this.containers.set(container.id, { spec: container, removed: false });
   }
 
-  async startContainer(containerId: string, abort?: AbortSignal): Promise<{ pid: number }> {
+  async startContainer(containerId: string, abort?: AbortSignal): Promise<StartResult> {
     const record = this.containers.get(containerId);
     // A stopped container was removed from the guest: it is created there again.
     if (record?.removed) {
       await this.sendCreate(record.spec, abort);
       record.removed = false;
     }
+    // A stock agent's created container may already hold its init (waiting to be started).
+    const before = this.pidTrailers === true ? undefined : await this.listPids(containerId, abort).catch(() => undefined);
     const { trailers } = await this.call('StartContainer', { container_id: containerId }, abort);
     this.watch(containerId, containerId);
-    return { pid: pidFrom(trailers) };
+    const pid = pidFrom(trailers);
+    this.pidTrailers = pid !== undefined;
+    if (pid !== undefined) return { pid };
+    return this.learnPid(containerId, before, true, abort);
   }
 
   async exec(containerId: string, process: ProcessSpec, execId: string, abort?: AbortSignal): Promise<ExecResult> {
     const oci = ociProcess(process);
+    const before = this.pidTrailers === true ? undefined : await this.listPids(containerId, abort).catch(() => undefined);
     const { trailers } = await this.call(
       'ExecProcess',
       {
@@ -287,7 +284,45 @@ export class KataAgent implements Agent {
       abort,
     );
     this.watch(containerId, execId);
-    return { execId, pid: pidFrom(trailers) };
+    const pid = pidFrom(trailers);
+    if (pid !== undefined) {
+      this.pidTrailers = true;
+      return { execId, pid };
+    }
+    this.pidTrailers = false;
+    return { execId, ...(await this.learnPid(containerId, before, false, abort)) };
+  }
+
+  private async listPids(containerId: string, abort: AbortSignal | undefined): Promise<number[]> {
+    const res = await this.op('ListProcesses', { container_id: containerId, format: 'json', args: [] }, abort);
+    const pids: unknown = JSON.parse(Buffer.from(res.process_list ?? new Uint8Array()).toString('utf8') || '[]');
+    if (!Array.isArray(pids) || !pids.every((p) => Number.isInteger(p))) throw new Error('ListProcesses json is not an array of pids');
+    return pids as number[];
+  }
+
+  /**
+   * The pid of the process just started, for a guest that does not say it (reference
+   * §10): the one pid ListProcesses (json) shows now and did not before. When it shows
+   * several (the process forked already), ps's parent links pick the one whose parent is
+   * outside the container. Anything else, or a process already gone, is unknown.
+   */
+  private async learnPid(containerId: string, before: number[] | undefined, init: boolean, abort: AbortSignal | undefined): Promise<StartResult> {
+    try {
+      const now = await this.listPids(containerId, abort);
+      const known = new Set(before ?? []);
+      // A stock created container's waiting init is the one that started.
+      if (init && before?.length === 1 && now.includes(before[0]!)) return { pid: before[0]! };
+      const added = before === undefined ? [] : now.filter((p) => !known.has(p));
+      if (added.length === 1) return { pid: added[0]! };
+      if (added.length > 1) {
+        const table = await this.op('ListProcesses', { container_id: containerId, format: 'table', args: ['-o', 'pid,ppid'] }, abort);
+        const root = newProcessRoot(Buffer.from(table.process_list ?? new Uint8Array()).toString('utf8'), known);
+        if (root !== undefined) return { pid: root };
+      }
+    } catch (err) {
+      this.logger().debug({ err, containerId, sandboxId: this.sandbox.id }, 'could not learn the pid of a started process');
+    }
+    return { pid: 0, pidUnknown: true };
   }
 
   async stopContainer(containerId: string, abort?: AbortSignal): Promise<ExitInfo | undefined> {
@@ -343,22 +378,24 @@ export class KataAgent implements Agent {
   }
 
   async pauseContainer(containerId: string, abort?: AbortSignal): Promise<void> {
-    await this.op('PauseContainer', { container_id: containerId }, abort);
+    await this.op('PauseContainer', { container_id: containerId }, abort).catch(asStateRefusal);
   }
 
   async resumeContainer(containerId: string, abort?: AbortSignal): Promise<void> {
-    await this.op('ResumeContainer', { container_id: containerId }, abort);
+    await this.op('ResumeContainer', { container_id: containerId }, abort).catch(asStateRefusal);
   }
 
   async statsContainer(containerId: string, abort?: AbortSignal): Promise<ContainerStats> {
     const res = await this.op('StatsContainer', { container_id: containerId }, abort);
     const s = res.cgroup_stats;
+    // 64-bit values arrive as exact strings: a limit at the kernel's 2^63 means none (0, as
+    // our guest says it); a counter past 2^53 becomes the nearest number the bus can carry.
     return {
-      cpuUsageNs: s?.cpu_stats?.cpu_usage?.total_usage ?? 0,
-      memoryUsageBytes: s?.memory_stats?.usage?.usage ?? 0,
-      memoryLimitBytes: s?.memory_stats?.usage?.limit ?? 0,
-      pidsCurrent: s?.pids_stats?.current ?? 0,
-      pidsLimit: s?.pids_stats?.limit ?? 0,
+      cpuUsageNs: counter(s?.cpu_stats?.cpu_usage?.total_usage),
+      memoryUsageBytes: counter(s?.memory_stats?.usage?.usage),
+      memoryLimitBytes: int64Limit(s?.memory_stats?.usage?.limit, 'memory limit'),
+      pidsCurrent: counter(s?.pids_stats?.current),
+      pidsLimit: int64Limit(s?.pids_stats?.limit, 'pids limit'),
     };
   }
 
@@ -442,6 +479,8 @@ export class KataAgent implements Agent {
         this.listener?.output?.(containerId, execId, stream, data);
       }
     } catch (err) {
+      // The stock agent ends a stream with an error whose message is EOF (io.EOF).
+      if (isStreamEnd(err, method)) return;
       if (!this.stopping && !isCode(err, ErrorCode.NotFound)) this.logger().debug({ err, containerId, execId, stream }, 'output pump ended');
     }
   }
@@ -463,6 +502,31 @@ export class KataAgent implements Agent {
 let sharedLog: Logger | undefined;
 /** For drivers used without a host logger (tests, tools): one logger for all of them. */
 const fallbackLog = () => (sharedLog ??= pino({ name: 'kata-driver', level: process.env.LOG_LEVEL ?? 'info' }));
+
+/** A 64-bit counter as a number: exact up to 2^53, the nearest number beyond. */
+function counter(value: Int64 | undefined): number {
+  if (value === undefined || value === '') return 0;
+  try {
+    return Number(BigInt(value));
+  } catch {
+    return 0;
+  }
+}
+
+/** A read that failed with the stock agent's io.EOF: the end of the stream, not a failure. */
+const isStreamEnd = (err: unknown, method: string) => err instanceof VcError && err.message === `${method}: EOF`;
+
+/**
+ * The stock agent passes libcontainer's refusal of a pause or resume in the wrong state on
+ * as code Unknown ("container not running or created: paused", "container not paused"):
+ * it is a FailedPrecondition, as our guest says it.
+ */
+function asStateRefusal(err: unknown): never {
+  if (err instanceof VcError && err.code === ErrorCode.Internal && /: container not (running or created|paused)\b/.test(err.message)) {
+    throw failedPrecondition(err.message);
+  }
+  throw err;
+}
 
 function ignoreGone(err: unknown): void {
   if (isCode(err, ErrorCode.NotFound)) return;

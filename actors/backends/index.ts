@@ -3,8 +3,14 @@ import type { Logger } from 'pino';
 import type { BackendType } from '../../machines/specs.js';
 import { NoneBackend, type Backend } from './backend.js';
 
+/** Host settings a backend may need. */
+export interface BackendSettings {
+  /** Directories external agent endpoints may lie under (VC_ATTACH_DIRS). */
+  attachDirs: readonly string[];
+}
+
 /** Builds a backend; it logs through the host's logger. */
-type BackendConstructor = (log: Logger) => Backend;
+type BackendConstructor = (log: Logger, settings: BackendSettings) => Backend;
 
 const backends: Partial<Record<BackendType, BackendConstructor>> = {
   none: () => new NoneBackend(),
@@ -14,10 +20,10 @@ export function registerBackend(type: BackendType, make: BackendConstructor): vo
   backends[type] = make;
 }
 
-export function createBackend(type: BackendType, log: Logger): Backend {
+export function createBackend(type: BackendType, log: Logger, settings: BackendSettings = { attachDirs: [] }): Backend {
   const make = backends[type];
   if (!make) throw new Error(`backend ${type} is not available on this host`);
-  return make(log);
+  return make(log, settings);
 }
 
 /** The backend for guests when a spec names none: namespaces as root, else a plain process. */

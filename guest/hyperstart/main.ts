@@ -1,13 +1,15 @@
 // The hyperstart-compatible guest agent:
 //   main.js --ctl <socket> --tty <socket> [--shared-root <dir>] [--cgroups auto|v1|v2|none]
-//           [--reaper auto|on|off] [--upstream-only]
+//           [--reaper auto|on|off] [--stock]
 //   main.js --serial [--ctl <port name>] [--tty <port name>] ...     (inside a VM)
 // It listens on both unix sockets, or with --serial uses the two virtio-serial ports
 // (by default sh.hyper.channel.0 and .1, as upstream names them), and serves one host at
 // a time until DESTROYPOD or SIGTERM, ending every process it started before it exits.
 // Container rootfs are <shared root>/<image>/<rootfs>; STARTPOD's shareDir tag is
 // mounted (9p) at the shared root. --reaper auto runs container processes in a reaping
-// pid namespace when the guest is PID 1.
+// pid namespace when the guest is PID 1. --stock (or its older name --upstream-only)
+// behaves as a stock hyperstart was observed to (see server.ts and pod.ts), for testing
+// hosts against it.
 import { detectCgroups, guestLog, waitForPort, type CgroupChoice } from '../common/index.js';
 import { GuestServer } from './server.js';
 
@@ -23,7 +25,7 @@ function option(name: string, fallback?: string): string {
 
 function usage(why: string): never {
   process.stderr.write(
-    `usage: hyperstart (--ctl <socket> --tty <socket> | --serial [--ctl <port> --tty <port>]) [--shared-root <dir>] [--cgroups auto|v1|v2|none] [--reaper auto|on|off] (${why})\n`,
+    `usage: hyperstart (--ctl <socket> --tty <socket> | --serial [--ctl <port> --tty <port>]) [--shared-root <dir>] [--cgroups auto|v1|v2|none] [--reaper auto|on|off] [--stock] (${why})\n`,
   );
   process.exit(2);
 }
@@ -47,8 +49,8 @@ async function main(): Promise<void> {
     cgroups: detectCgroups(cgroups, log),
     reaper: reaper === 'on' || (reaper === 'auto' && process.pid === 1),
     log,
-    // Refuse the virtactors extension codes, as a stock hyperstart does (for tests of the fallbacks).
-    upstreamOnly: process.argv.includes('--upstream-only'),
+    // Behave as a stock hyperstart was observed to (for tests of hosts against it).
+    stock: process.argv.includes('--stock') || process.argv.includes('--upstream-only'),
   });
 
   let exiting = false;

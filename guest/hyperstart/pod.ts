@@ -25,6 +25,13 @@ export interface PodOptions {
   sharedRoot: string;
   /** The guest is a whole VM: STARTPOD's hostname becomes the kernel's. */
   setHostname?: boolean;
+  /**
+   * Behave like a stock hyperstart as observed: a container is freed as soon as its init
+   * exits (a later REMOVECONTAINER is refused), EOF goes on the stdio stream only (never
+   * on stderr), a death by a signal is reported with status 0, and KILLCONTAINER signals
+   * the init process only (allProcesses is not a field upstream knows).
+   */
+  stock?: boolean;
 }
 
 interface Streams {
@@ -51,6 +58,8 @@ export class Pod {
   private readonly initIds = new Map<string, string>();
   /** Exit reports still on their way (DESTROYPOD waits for them). */
   private readonly reporting = new Set<Promise<void>>();
+  /** Exit reports of each container's execs still on their way (a stock free waits for them). */
+  private readonly execReports = new Map<string, Set<Promise<void>>>();
 
   constructor(
     private readonly out: PodOutput,
@@ -123,7 +132,8 @@ export class Pod {
   async kill(cmd: H.KillCommand): Promise<void> {
     const sup = this.supervisor;
     sup.state(cmd?.container); // NotFound for an unknown container
-    await sup.signal(cmd.container, cmd.allProcesses ? '' : (this.initIds.get(cmd.container) ?? cmd.container), cmd.signal);
+    const all = cmd.allProcesses && !this.options.stock;
+    await sup.signal(cmd.container, all ? '' : (this.initIds.get(cmd.container) ?? cmd.container), cmd.signal);
   }
 
   /** SIGNALPROCESS: one process of the container. */
@@ -216,20 +226,47 @@ export class Pod {
     // A terminal (stderr seq 0) shares the stdio stream.
     const pumped = Promise.all([pump('stdout', seqs.stdio), pump('stderr', seqs.stderr || seqs.stdio)]).then(async () => {
       if (seqs.stdio) await this.out.stream(seqs.stdio, new Uint8Array());
-      if (seqs.stderr) await this.out.stream(seqs.stderr, new Uint8Array());
+      if (seqs.stderr && !this.options.stock) await this.out.stream(seqs.stderr, new Uint8Array());
       this.release(seqs);
     });
     let ended = false;
     void pumped.then(() => (ended = true));
+    const isInit = this.initIds.get(container) === process;
     const report = (async () => {
       const status = await sup.wait(container, process).catch(() => 255);
       // Output still moving (or held back by a slow host) is owed before the exit.
       while (!ended && (sending > 0 || Date.now() - lastData < OUTPUT_IDLE_MS)) await Promise.race([pumped, sleep(OUTPUT_IDLE_MS / 4)]);
-      this.out.event({ container, process, event: EVENT_FINISHED, status });
+      if (this.options.stock && isInit) await this.free(container);
+      this.out.event({ container, process, event: EVENT_FINISHED, status: this.options.stock ? stockStatus(status) : status });
     })();
     this.reporting.add(report);
     void report.finally(() => this.reporting.delete(report));
+    if (!isInit) {
+      let reports = this.execReports.get(container);
+      if (!reports) this.execReports.set(container, (reports = new Set()));
+      reports.add(report);
+      void report.finally(() => reports.delete(report));
+    }
   }
+
+  /**
+   * Stock hyperstart frees a container when its init exits: once the execs (which die with
+   * init) are reported, the container is gone before the host hears of the exit.
+   */
+  private async free(container: string): Promise<void> {
+    while ((this.execReports.get(container)?.size ?? 0) > 0) await Promise.all(this.execReports.get(container)!);
+    this.execReports.delete(container);
+    this.initIds.delete(container);
+    await this.sup?.removeContainer(container, REMOVE_TIMEOUT_S).catch((err: Error) => this.options.log.debug('container not freed', { containerId: container, err }));
+  }
+}
+
+/**
+ * The status a stock hyperstart reports: a death by signal n (128 + n here) becomes 0.
+ * A process that really exits with 129 to 192 reads the same; nothing here tells them apart.
+ */
+function stockStatus(status: number): number {
+  return status > 128 && status <= 128 + 64 ? 0 : status;
 }
 
 /** A hyperstart Process as the supervisor's spec: env exactly as listed, ids or names. */

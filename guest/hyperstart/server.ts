@@ -38,12 +38,18 @@ export interface GuestOptions {
   sharedRoot: string;
   /** The guest is a whole VM: STARTPOD's hostname becomes the kernel's. */
   setHostname?: boolean;
-  /** Behave like a stock hyperstart: refuse virtactors' extension codes. */
-  upstreamOnly?: boolean;
+  /**
+   * Behave like a stock hyperstart (API 4244) as observed: refuse virtactors' extension
+   * codes, send every ERROR with an empty payload and every ACK of NEWCONTAINER/EXECCMD
+   * without a pid, plus the pod behaviours of PodOptions.stock.
+   */
+  stock?: boolean;
 }
 
 const EMPTY = new Uint8Array();
-const EXTENSION_CODES = new Set<number>([Code.PAUSECONTAINER, Code.RESUMECONTAINER, Code.PSCONTAINER]);
+/** What our guest serves beyond upstream hyperstart (the EXTENSIONS reply). */
+const SERVED_EXTENSIONS = [Code.PAUSECONTAINER, Code.RESUMECONTAINER, Code.PSCONTAINER];
+const EXTENSION_CODES = new Set<number>([Code.EXTENSIONS, ...SERVED_EXTENSIONS]);
 /** Exit events kept for a host that is away; the oldest go first past this. */
 const MAX_HELD_EVENTS = 4096;
 
@@ -68,7 +74,7 @@ export class GuestServer {
   constructor(private readonly options: GuestOptions) {
     this.pod = new Pod(
       { stream: (seq, data) => this.stream(seq, data), event: (event) => this.event(event) },
-      { cgroups: options.cgroups, reaper: options.reaper, log: options.log, sharedRoot: options.sharedRoot, setHostname: options.setHostname },
+      { cgroups: options.cgroups, reaper: options.reaper, log: options.log, sharedRoot: options.sharedRoot, setHostname: options.setHostname, stock: !!options.stock },
     );
   }
 
@@ -178,7 +184,9 @@ export class GuestServer {
       ok = true;
     } catch (err) {
       const text = err instanceof FrameError ? `${codeName(frame.code)} reply too large: ${err.message}` : refusal(err);
-      reply = encodeCtl(Code.ERROR, encodeText(text.slice(0, 4000)));
+      if (this.options.stock) this.options.log.debug('refused', { command: codeName(frame.code), reason: text });
+      // A stock hyperstart never says why: its ERROR frames are empty.
+      reply = this.options.stock ? encodeCtl(Code.ERROR) : encodeCtl(Code.ERROR, encodeText(text.slice(0, 4000)));
     }
     if (socket.destroyed) return;
     socket.write(reply);
@@ -195,7 +203,9 @@ export class GuestServer {
         throw new GuestError('InvalidArgument', `invalid ${codeName(code)} payload: ${(err as Error).message}`);
       }
     };
-    if (this.options.upstreamOnly && EXTENSION_CODES.has(code)) throw new Error(`unknown command ${codeName(code)}`);
+    if (this.options.stock && EXTENSION_CODES.has(code)) throw new Error(`unknown command ${codeName(code)}`);
+    // A stock hyperstart's ACK of a started process carries nothing (no pid).
+    const started = (reply: H.StartedReply) => (this.options.stock ? EMPTY : encodeJson(reply));
     switch (code) {
       case Code.VERSION:
         return encodeUint32(API_VERSION);
@@ -206,10 +216,12 @@ export class GuestServer {
       case Code.STARTPOD:
         await this.pod.start(body<H.Pod>());
         return EMPTY;
+      case Code.EXTENSIONS:
+        return encodeJson(SERVED_EXTENSIONS);
       case Code.NEWCONTAINER:
-        return encodeJson(await this.pod.newContainer(body<H.Container>()));
+        return started(await this.pod.newContainer(body<H.Container>()));
       case Code.EXECCMD:
-        return encodeJson(await this.pod.exec(body<H.ExecCommand>()));
+        return started(await this.pod.exec(body<H.ExecCommand>()));
       case Code.KILLCONTAINER:
         await this.pod.kill(body<H.KillCommand>());
         return EMPTY;

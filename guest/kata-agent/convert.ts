@@ -1,8 +1,8 @@
 // Between the kata protocol's messages and the supervisor's types: OCI process and
 // resources in, cgroup counters out.
 import type { CgroupStats, ProcessSpec, Resources, UserRef } from '../common/index.js';
-import { parseUser } from '../common/index.js';
-import type { CgroupStats as ProtoCgroupStats, LinuxResources, Process, StringUser } from '../../protos/kata/index.js';
+import { GuestError, parseUser } from '../common/index.js';
+import { int64Number, type CgroupStats as ProtoCgroupStats, type Int64, type LinuxResources, type Process, type StringUser } from '../../protos/kata/index.js';
 
 /** The user of a process: a non-empty StringUser wins over the OCI user. */
 export function userOf(process: Process | undefined, stringUser: StringUser | undefined): UserRef {
@@ -28,28 +28,42 @@ export function processSpec(process: Process, stringUser: StringUser | undefined
   return spec;
 }
 
-/** OCI resources; zero values mean "not set", as in the 2018 agent. */
+/** OCI resources; zero values mean "not set", as in the 2018 agent. 64-bit values arrive as strings. */
 export function resourcesOf(r: LinuxResources | undefined): Resources | undefined {
   if (!r) return undefined;
+  const num = (v: Int64 | undefined, what: string) => {
+    try {
+      return int64Number(v, what);
+    } catch (err) {
+      throw new GuestError('InvalidArgument', (err as Error).message);
+    }
+  };
   const out: Resources = {};
   const m = r.Memory;
-  if (m && (m.Limit || m.Reservation || m.Swap || m.Swappiness)) {
-    out.memory = {};
-    if (m.Limit) out.memory.limit = m.Limit;
-    if (m.Reservation) out.memory.reservation = m.Reservation;
-    if (m.Swap) out.memory.swap = m.Swap;
-    if (m.Swappiness) out.memory.swappiness = m.Swappiness;
+  if (m) {
+    const memory = { limit: num(m.Limit, 'Memory.Limit'), reservation: num(m.Reservation, 'Memory.Reservation'), swap: num(m.Swap, 'Memory.Swap'), swappiness: num(m.Swappiness, 'Memory.Swappiness') };
+    if (memory.limit || memory.reservation || memory.swap || memory.swappiness) {
+      out.memory = {};
+      if (memory.limit) out.memory.limit = memory.limit;
+      if (memory.reservation) out.memory.reservation = memory.reservation;
+      if (memory.swap) out.memory.swap = memory.swap;
+      if (memory.swappiness) out.memory.swappiness = memory.swappiness;
+    }
   }
   const c = r.CPU;
-  if (c && (c.Shares || c.Quota || c.Period || c.Cpus || c.Mems)) {
-    out.cpu = {};
-    if (c.Shares) out.cpu.shares = c.Shares;
-    if (c.Quota) out.cpu.quota = c.Quota;
-    if (c.Period) out.cpu.period = c.Period;
-    if (c.Cpus) out.cpu.cpus = c.Cpus;
-    if (c.Mems) out.cpu.mems = c.Mems;
+  if (c) {
+    const cpu = { shares: num(c.Shares, 'CPU.Shares'), quota: num(c.Quota, 'CPU.Quota'), period: num(c.Period, 'CPU.Period') };
+    if (cpu.shares || cpu.quota || cpu.period || c.Cpus || c.Mems) {
+      out.cpu = {};
+      if (cpu.shares) out.cpu.shares = cpu.shares;
+      if (cpu.quota) out.cpu.quota = cpu.quota;
+      if (cpu.period) out.cpu.period = cpu.period;
+      if (c.Cpus) out.cpu.cpus = c.Cpus;
+      if (c.Mems) out.cpu.mems = c.Mems;
+    }
   }
-  if (r.Pids?.Limit) out.pids = { limit: r.Pids.Limit };
+  const pids = num(r.Pids?.Limit, 'Pids.Limit');
+  if (pids) out.pids = { limit: pids };
   if (r.BlockIO?.Weight) out.blockIO = { weight: r.BlockIO.Weight };
   return Object.keys(out).length > 0 ? out : undefined;
 }

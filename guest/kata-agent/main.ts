@@ -2,12 +2,14 @@
 // socket and runs the sandbox's processes.
 //
 //   node dist/guest/kata-agent/main.js --listen unix:///run/sandbox/kata.sock
-//     [--cgroups auto|v1|v2|none] [--reaper auto|on|off]
+//     [--cgroups auto|v1|v2|none] [--reaper auto|on|off] [--stock]
 //   node dist/guest/kata-agent/main.js --serial [agent.channel.0] ...      (inside a VM)
 //
 // With --serial the agent still serves on a local socket (/run/kata-agent.sock unless
 // --listen says otherwise) and joins each yamux stream of the virtio-serial port to it.
 // --reaper auto runs processes in a reaping pid namespace when the agent is PID 1.
+// --stock behaves as the stock kata agent 1.x was observed to (see service.ts), for
+// testing hosts against it; a spec it would dereference nil in makes it die (exit 2).
 // SIGTERM (or SIGINT) kills every container process, removes the socket and exits 0.
 import { lstatSync, unlinkSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
@@ -64,7 +66,16 @@ async function main(): Promise<void> {
     fail((err as Error).message);
   }
   if (serial && !address.socketPath) fail('--serial joins the port to a unix socket: --listen must name one');
-  const agent = new KataAgent({ log, cgroups, reaper, setHostname: !!serial });
+  const stock = process.argv.includes('--stock');
+  let agent: KataAgent;
+  // The stock agent's nil dereference: a Go panic, exit status 2, nothing cleaned up
+  // but the processes we started (a test host must not inherit them).
+  const die = async (message: string): Promise<never> => {
+    process.stderr.write(`${message}\n`);
+    await Promise.race([agent.shutdown().catch(() => {}), new Promise((r) => setTimeout(r, 2_000))]);
+    process.exit(2);
+  };
+  agent = new KataAgent({ log, cgroups, reaper, stock, die, setHostname: !!serial });
   const server = new Server();
   server.addService(agentService, implementation(agent.agent, log));
   server.addService(healthService, implementation(agent.health, log));
@@ -74,7 +85,7 @@ async function main(): Promise<void> {
     server.bindAsync(address.target, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   ).catch((err: Error) => fail(`cannot listen on ${listen}: ${err.message}`));
   if (serial) serveSerial(await waitForPort(serial, PORT_WAIT_MS).catch((err: Error) => fail(err.message)), address.socketPath!, log);
-  log.info('listening', { address: listen, ...(address.socketPath ? {} : { port }), ...(serial ? { serial } : {}), pid1: process.pid === 1, reaper });
+  log.info('listening', { address: listen, ...(address.socketPath ? {} : { port }), ...(serial ? { serial } : {}), pid1: process.pid === 1, reaper, stock });
   // The guest's work is light: without the optimising compiler its memory stays flat after
   // activity. Set only now: a V8 flag given at start-up would cost Node its code cache.
   setFlagsFromString('--no-opt');

@@ -1,7 +1,7 @@
 // grpc.AgentService and grpc.Health on top of the supervisor, with the semantics of the
 // 2018 agent: one sandbox per agent, containers from the OCI spec in the request,
 // blocking waits and reads, FailedPrecondition for calls before CreateSandbox.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { Metadata, status, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { detectCgroups, GuestError, mount9p, NINEP_OPTIONS, Reaper, Supervisor, toGuestError, unmount, type CgroupChoice, type GuestErrorCode, type GuestLog } from '../common/index.js';
@@ -39,7 +39,17 @@ type Handlers<T extends { [M in keyof T]: { request: unknown; response: unknown 
   [M in keyof T]: (request: T[M]['request'], ctx: CallContext) => Promise<T[M]['response']> | T[M]['response'];
 };
 
-class Unimplemented extends Error {}
+/** A reply with a gRPC status of its own (not one of the supervisor's codes). */
+class RpcError extends Error {
+  constructor(
+    readonly code: status,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const unimplemented = () => new RpcError(status.UNIMPLEMENTED, 'guest networking is set up by the sandbox backend, not by this agent');
 
 export interface AgentOptions {
   log: GuestLog;
@@ -48,6 +58,37 @@ export interface AgentOptions {
   reaper: boolean;
   /** The agent is a whole VM's: CreateSandbox's hostname becomes the kernel's. */
   setHostname?: boolean;
+  /**
+   * Behave like the stock kata agent 1.x as observed (reference §10): no pid trailer,
+   * streams that end with an `EOF` error, SIGTERM to an init without a handler sent as
+   * SIGKILL, libcontainer's Unknown errors for pause/resume in the wrong state, an
+   * existing rootfs required, a spec without Linux.Resources fatal, and execs refused in
+   * a container whose mounts lack /sys/fs/cgroup.
+   */
+  stock?: boolean;
+  /** How the agent dies (stock mode, on a spec it dereferences nil in); never returns. */
+  die?(message: string): Promise<never>;
+}
+
+/** What stock mode remembers of a container. */
+interface StockContainer {
+  initId: string;
+  initPid?: number;
+  /** Its spec mounts /sys/fs/cgroup (libcontainer's init needs it at the first exec). */
+  cgroupMount: boolean;
+}
+
+const SIGTERM = 15;
+const SIGKILL = 9;
+
+/** Whether a process catches a signal (its SigCgt mask in /proc). */
+function catches(pid: number, signal: number): boolean {
+  try {
+    const mask = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return mask !== undefined && ((BigInt(`0x${mask}`) >> BigInt(signal - 1)) & 1n) === 1n;
+  } catch {
+    return false;
+  }
 }
 
 interface Sandbox {
@@ -85,6 +126,7 @@ const groupName = (sandboxId: string) => `kata-${sandboxId.replace(/[^A-Za-z0-9_
 export class KataAgent {
   private sandbox: Sandbox | undefined;
   private creating = false;
+  private readonly stockContainers = new Map<string, StockContainer>();
   private readonly reaper: Reaper | undefined;
   private cgroupDriver: ReturnType<typeof detectCgroups> | null = null;
 
@@ -123,17 +165,19 @@ export class KataAgent {
       const sandbox = this.sandbox;
       if (!sandbox) return {};
       this.sandbox = undefined;
+      this.stockContainers.clear();
       await sandbox.supervisor.destroy();
       await this.reaper?.stop();
       for (const dir of sandbox.mounts.reverse()) await unmount(dir);
       this.options.log.info('sandbox destroyed', { sandboxId: sandbox.id });
       return {};
     },
-    CreateContainer: (req) => {
+    CreateContainer: async (req) => {
       const sup = this.supervisor();
       const id = req.container_id ?? '';
       const spec = req.OCI;
       if (!spec?.Process) throw new GuestError('InvalidArgument', `container ${id}: missing OCI specification (process)`);
+      if (this.options.stock) await this.stockCreateChecks(id, spec);
       if (req.storages?.length || req.devices?.length) this.options.log.warn('storages and devices are not handled by this agent', { containerId: id });
       sup.createContainer({
         id,
@@ -142,21 +186,41 @@ export class KataAgent {
         process: processSpec(spec.Process, req.string_user),
         resources: resourcesOf(spec.Linux?.Resources),
       });
+      if (this.options.stock) {
+        const cgroupMount = (spec.Mounts ?? []).some((m) => m.destination === '/sys/fs/cgroup');
+        this.stockContainers.set(id, { initId: req.exec_id || id, cgroupMount });
+      }
       return {};
     },
     StartContainer: async (req, ctx) => {
-      const pid = await this.supervisor().startContainer(req.container_id ?? '');
-      ctx.trailer.set(PID_TRAILER, String(pid));
+      const id = req.container_id ?? '';
+      const pid = await this.supervisor().startContainer(id);
+      const stock = this.stockContainers.get(id);
+      if (stock) stock.initPid = pid;
+      // Our extension: the stock agent's replies carry no pid.
+      if (!this.options.stock) ctx.trailer.set(PID_TRAILER, String(pid));
       return {};
     },
     ExecProcess: async (req, ctx) => {
       if (!req.process) throw new GuestError('InvalidArgument', 'exec without a process');
-      const pid = await this.supervisor().exec(req.container_id ?? '', req.exec_id ?? '', processSpec(req.process, req.string_user));
-      ctx.trailer.set(PID_TRAILER, String(pid));
+      const id = req.container_id ?? '';
+      const sup = this.supervisor();
+      if (this.options.stock && this.stockContainers.get(id)?.cgroupMount === false && sup.state(id) !== 'stopped') {
+        // libcontainer's init in the container statfs()es its cgroup mount at every exec.
+        throw new RpcError(status.UNKNOWN, `container_linux.go: starting container process caused: container init panicked: cannot statfs cgroup root`);
+      }
+      const pid = await sup.exec(id, req.exec_id ?? '', processSpec(req.process, req.string_user));
+      if (!this.options.stock) ctx.trailer.set(PID_TRAILER, String(pid));
       return {};
     },
     SignalProcess: async (req) => {
-      await this.supervisor().signal(req.container_id ?? '', req.exec_id ?? '', req.signal ?? 0);
+      const id = req.container_id ?? '';
+      let signal = req.signal ?? 0;
+      const stock = this.stockContainers.get(id);
+      // The stock agent turns a SIGTERM for an init that does not catch it into SIGKILL
+      // (as its pid namespace's init it would ignore SIGTERM): the exit then says 137.
+      if (stock && signal === SIGTERM && req.exec_id === stock.initId && stock.initPid !== undefined && !catches(stock.initPid, SIGTERM)) signal = SIGKILL;
+      await this.supervisor().signal(id, req.exec_id ?? '', signal);
       return {};
     },
     WaitProcess: async (req, ctx) => ({ status: await this.supervisor().wait(req.container_id ?? '', req.exec_id ?? '', ctx.signal) }),
@@ -164,8 +228,8 @@ export class KataAgent {
       process_list: await this.supervisor().listProcesses(req.container_id ?? '', req.format ?? '', req.args ?? []),
     }),
     WriteStdin: async (req) => ({ len: await this.supervisor().write(req.container_id ?? '', req.exec_id ?? '', req.data ?? new Uint8Array()) }),
-    ReadStdout: async (req, ctx) => ({ data: await this.supervisor().read(req.container_id ?? '', req.exec_id ?? '', 'stdout', req.len ?? 0, ctx.signal) }),
-    ReadStderr: async (req, ctx) => ({ data: await this.supervisor().read(req.container_id ?? '', req.exec_id ?? '', 'stderr', req.len ?? 0, ctx.signal) }),
+    ReadStdout: async (req, ctx) => ({ data: this.streamData(await this.supervisor().read(req.container_id ?? '', req.exec_id ?? '', 'stdout', req.len ?? 0, ctx.signal)) }),
+    ReadStderr: async (req, ctx) => ({ data: this.streamData(await this.supervisor().read(req.container_id ?? '', req.exec_id ?? '', 'stderr', req.len ?? 0, ctx.signal)) }),
     CloseStdin: (req) => {
       this.supervisor().closeStdin(req.container_id ?? '', req.exec_id ?? '');
       return {};
@@ -176,6 +240,7 @@ export class KataAgent {
     },
     RemoveContainer: async (req) => {
       await this.supervisor().removeContainer(req.container_id ?? '', req.timeout ?? 0);
+      this.stockContainers.delete(req.container_id ?? '');
       return {};
     },
     UpdateContainer: (req) => {
@@ -186,11 +251,19 @@ export class KataAgent {
     },
     StatsContainer: (req) => ({ cgroup_stats: statsMessage(this.supervisor().stats(req.container_id ?? '')) }),
     PauseContainer: async (req) => {
-      await this.supervisor().pause(req.container_id ?? '');
+      const id = req.container_id ?? '';
+      if (this.options.stock) {
+        const state = this.supervisor().state(id);
+        // libcontainer's refusal, which the stock agent passes on as code Unknown.
+        if (state !== 'running' && state !== 'created') throw new RpcError(status.UNKNOWN, `container not running or created: ${state}`);
+      }
+      await this.supervisor().pause(id);
       return {};
     },
     ResumeContainer: async (req) => {
-      await this.supervisor().resume(req.container_id ?? '');
+      const id = req.container_id ?? '';
+      if (this.options.stock && this.supervisor().state(id) !== 'paused') throw new RpcError(status.UNKNOWN, 'container not paused');
+      await this.supervisor().resume(id);
       return {};
     },
     OnlineCPUMem: (req) => {
@@ -202,19 +275,43 @@ export class KataAgent {
       if (req.data?.length) await writeFile('/dev/urandom', req.data);
       return {};
     },
+    // The stock agent 1.12 serves neither AddInterface nor RemoveInterface either.
     AddInterface: () => {
-      throw new Unimplemented('guest networking is set up by the sandbox backend, not by this agent');
+      throw unimplemented();
     },
     UpdateInterface: () => {
-      throw new Unimplemented('guest networking is set up by the sandbox backend, not by this agent');
+      throw unimplemented();
     },
     RemoveInterface: () => {
-      throw new Unimplemented('guest networking is set up by the sandbox backend, not by this agent');
+      throw unimplemented();
     },
     UpdateRoutes: () => {
-      throw new Unimplemented('guest networking is set up by the sandbox backend, not by this agent');
+      throw unimplemented();
     },
   };
+
+  /** Read data; in stock mode the end of a stream is an error whose message is EOF. */
+  private streamData(data: Uint8Array): Uint8Array {
+    if (this.options.stock && data.byteLength === 0) throw new RpcError(status.UNKNOWN, 'EOF');
+    return data;
+  }
+
+  /** What the stock agent refuses (or dies of) before it creates a container. */
+  private async stockCreateChecks(id: string, spec: NonNullable<AgentServiceMethods['CreateContainer']['request']['OCI']>): Promise<void> {
+    if (!spec.Linux?.Resources) {
+      // It dereferences spec.Linux.Resources without a check: a nil pointer panic ends the agent.
+      await this.options.die?.(`panic: runtime error: invalid memory address or nil pointer dereference (CreateContainer ${id}: the OCI spec has no Linux.Resources)`);
+      throw new RpcError(status.INTERNAL, 'the agent died');
+    }
+    const root = spec.Root?.Path ?? '';
+    let isDir = false;
+    try {
+      isDir = root !== '' && statSync(root).isDirectory();
+    } catch {
+      // absent
+    }
+    if (!isDir) throw new RpcError(status.UNKNOWN, `rootfs (${JSON.stringify(root)}) does not exist`);
+  }
 
   readonly health: Handlers<HealthMethods> = {
     Check: () => ({ status: ServingStatus.SERVING }),
@@ -246,7 +343,7 @@ export function implementation<T extends { [M in keyof T]: { request: unknown; r
           (response) => callback(null, response, trailer),
           (err: unknown) => {
             if (abort.signal.aborted) return;
-            if (err instanceof Unimplemented) return callback({ code: status.UNIMPLEMENTED, details: err.message });
+            if (err instanceof RpcError) return callback({ code: err.code, details: err.message });
             const e = toGuestError(err);
             if (e.code === 'Internal') log.warn('rpc failed', { method: name, err: e.message });
             callback({ code: grpcCode[e.code], details: e.message });

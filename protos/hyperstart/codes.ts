@@ -37,6 +37,12 @@ export const Code = {
   // future upstream code; a stock hyperstart answers them with ERROR, which the driver
   // reports as unsupported. Upstream hyperstart cannot pause a container, and its ps lived
   // only in the cc-agent dialect (PSCONTAINER = 23, taken by PROCESSASYNCEVENT here).
+  /**
+   * No payload; the ACK carries a JSON array of the extension codes the guest serves. A
+   * stock hyperstart answers ERROR (with an empty payload, as it answers everything it
+   * refuses), so a host learns which guest it has without reading any error text.
+   */
+  EXTENSIONS: 0x7661_0000,
   /** {container} (RemoveCommand); ACK once every process of the container is stopped. */
   PAUSECONTAINER: 0x7661_0001,
   /** {container}; ACK once the container's processes run again. */

@@ -4,7 +4,7 @@
 // Message classes are built on first use of each method.
 import type { MethodDefinition } from '@grpc/grpc-js';
 import protobuf from 'protobufjs/light.js';
-import { agentServiceMethods, healthMethods, kataDescriptor, type AgentServiceMethods, type HealthMethods } from './protos.gen.js';
+import { agentServiceMethods, healthMethods, kataDescriptor, type AgentServiceMethods, type HealthMethods, type Int64 } from './protos.gen.js';
 
 export * from './protos.gen.js';
 
@@ -29,8 +29,8 @@ function messageType(fullName: string): protobuf.Type {
   return root.lookupType(fullName);
 }
 
-/** Decoded messages: every field present (defaults filled in), 64-bit values as numbers. */
-const decodeOptions: protobuf.IConversionOptions = { longs: Number, enums: Number, defaults: true, arrays: true, objects: true };
+/** Decoded messages: every field present (defaults filled in), 64-bit values as exact decimal strings. */
+const decodeOptions: protobuf.IConversionOptions = { longs: String, enums: Number, defaults: true, arrays: true, objects: true };
 
 function codec<T>(fullName: string): { serialize(value: T): Buffer; deserialize(bytes: Buffer): T } {
   let type: protobuf.Type | undefined;
@@ -72,3 +72,30 @@ export const healthService: TypedService<HealthMethods> = service<HealthMethods>
 
 export type AgentMethod = keyof AgentServiceMethods;
 export type HealthMethod = keyof HealthMethods;
+
+/** 2^62: cgroup v1 reports "no limit" as a page-rounded 2^63, v2 as "max" (the agent sends 2^63-1). */
+const UNLIMITED_FROM = 1n << 62n;
+
+function asBigInt(value: Int64 | undefined, what: string): bigint {
+  if (value === undefined || value === '') return 0n;
+  try {
+    return BigInt(value);
+  } catch {
+    throw new RangeError(`${what}: ${JSON.stringify(value)} is not an integer`);
+  }
+}
+
+/** A 64-bit value as a JS number, exactly; one past 2^53 is refused rather than rounded. */
+export function int64Number(value: Int64 | undefined, what = 'value'): number {
+  const n = asBigInt(value, what);
+  if (n > BigInt(Number.MAX_SAFE_INTEGER) || n < BigInt(Number.MIN_SAFE_INTEGER)) {
+    throw new RangeError(`${what}: ${n} does not fit a JavaScript number exactly`);
+  }
+  return Number(n);
+}
+
+/** A limit from cgroup stats: 0 for "no limit" (the kernel's 2^63 or near it), else exact. */
+export function int64Limit(value: Int64 | undefined, what = 'limit'): number {
+  const n = asBigInt(value, what);
+  return n >= UNLIMITED_FROM ? 0 : int64Number(n.toString(), what);
+}

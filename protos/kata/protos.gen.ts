@@ -3,6 +3,9 @@
 /** google.protobuf.Empty */
 export type Empty = Record<string, never>;
 
+/** A 64-bit integer: decoded as a decimal string (exact), encoded from a string or a number. */
+export type Int64 = string | number;
+
 export interface CreateContainerRequest {
   container_id?: string;
   /** Id of the init process; the runtime sends the container id. */
@@ -135,17 +138,17 @@ export interface ReseedRandomDevRequest {
 
 export interface CpuUsage {
   /** Nanoseconds. */
-  total_usage?: number;
-  percpu_usage?: number[];
-  usage_in_kernelmode?: number;
-  usage_in_usermode?: number;
+  total_usage?: Int64;
+  percpu_usage?: Int64[];
+  usage_in_kernelmode?: Int64;
+  usage_in_usermode?: Int64;
 }
 
 export interface ThrottlingData {
-  periods?: number;
-  throttled_periods?: number;
+  periods?: Int64;
+  throttled_periods?: Int64;
   /** Nanoseconds. */
-  throttled_time?: number;
+  throttled_time?: Int64;
 }
 
 export interface CpuStats {
@@ -154,32 +157,32 @@ export interface CpuStats {
 }
 
 export interface PidsStats {
-  current?: number;
+  current?: Int64;
   /** 0 when unlimited. */
-  limit?: number;
+  limit?: Int64;
 }
 
 export interface MemoryData {
-  usage?: number;
-  max_usage?: number;
-  failcnt?: number;
-  limit?: number;
+  usage?: Int64;
+  max_usage?: Int64;
+  failcnt?: Int64;
+  limit?: Int64;
 }
 
 export interface MemoryStats {
-  cache?: number;
+  cache?: Int64;
   usage?: MemoryData;
   swap_usage?: MemoryData;
   kernel_usage?: MemoryData;
   use_hierarchy?: boolean;
-  stats?: Record<string, number>;
+  stats?: Record<string, Int64>;
 }
 
 export interface BlkioStatsEntry {
-  major?: number;
-  minor?: number;
+  major?: Int64;
+  minor?: Int64;
   op?: string;
-  value?: number;
+  value?: Int64;
 }
 
 export interface BlkioStats {
@@ -194,9 +197,9 @@ export interface BlkioStats {
 }
 
 export interface HugetlbStats {
-  usage?: number;
-  max_usage?: number;
-  failcnt?: number;
+  usage?: Int64;
+  max_usage?: Int64;
+  failcnt?: Int64;
 }
 
 export interface CgroupStats {
@@ -253,7 +256,7 @@ export interface Interface {
   device?: string;
   name?: string;
   IPAddresses?: IPAddress[];
-  mtu?: number;
+  mtu?: Int64;
   hwAddr?: string;
 }
 
@@ -312,7 +315,8 @@ export interface Process {
   Rlimits?: POSIXRlimit[];
   NoNewPrivileges?: boolean;
   ApparmorProfile?: string;
-  OOMScoreAdj?: number;
+  /** int64 as in the stock agent's oci.proto (OCI allows -1000 to 1000). */
+  OOMScoreAdj?: Int64;
   SelinuxLabel?: string;
 }
 
@@ -339,8 +343,8 @@ export interface LinuxCapabilities {
 
 export interface POSIXRlimit {
   Type?: string;
-  Hard?: number;
-  Soft?: number;
+  Hard?: Int64;
+  Soft?: Int64;
 }
 
 export interface Mount {
@@ -367,7 +371,7 @@ export interface Hook {
   Args?: string[];
   Env?: string[];
   /** Seconds; 0 waits for ever. */
-  Timeout?: number;
+  Timeout?: Int64;
 }
 
 export interface Linux {
@@ -409,8 +413,8 @@ export interface LinuxNamespace {
 export interface LinuxDevice {
   Path?: string;
   Type?: string;
-  Major?: number;
-  Minor?: number;
+  Major?: Int64;
+  Minor?: Int64;
   FileMode?: number;
   UID?: number;
   GID?: number;
@@ -428,39 +432,39 @@ export interface LinuxResources {
 
 /** Byte counts; 0 leaves a limit unchanged. */
 export interface LinuxMemory {
-  Limit?: number;
-  Reservation?: number;
+  Limit?: Int64;
+  Reservation?: Int64;
   /** Memory plus swap. */
-  Swap?: number;
-  Kernel?: number;
-  KernelTCP?: number;
-  Swappiness?: number;
+  Swap?: Int64;
+  Kernel?: Int64;
+  KernelTCP?: Int64;
+  Swappiness?: Int64;
   DisableOOMKiller?: boolean;
 }
 
 /** 0 (or "") leaves a setting unchanged. */
 export interface LinuxCPU {
-  Shares?: number;
+  Shares?: Int64;
   /** Microseconds per Period; -1 removes the cap. */
-  Quota?: number;
-  Period?: number;
-  RealtimeRuntime?: number;
-  RealtimePeriod?: number;
+  Quota?: Int64;
+  Period?: Int64;
+  RealtimeRuntime?: Int64;
+  RealtimePeriod?: Int64;
   Cpus?: string;
   Mems?: string;
 }
 
 export interface LinuxWeightDevice {
-  Major?: number;
-  Minor?: number;
+  Major?: Int64;
+  Minor?: Int64;
   Weight?: number;
   LeafWeight?: number;
 }
 
 export interface LinuxThrottleDevice {
-  Major?: number;
-  Minor?: number;
-  Rate?: number;
+  Major?: Int64;
+  Minor?: Int64;
+  Rate?: Int64;
 }
 
 export interface LinuxBlockIO {
@@ -475,14 +479,14 @@ export interface LinuxBlockIO {
 
 export interface LinuxPids {
   /** 0 leaves the limit unchanged; -1 removes it. */
-  Limit?: number;
+  Limit?: Int64;
 }
 
 export interface LinuxDeviceCgroup {
   Allow?: boolean;
   Type?: string;
-  Major?: number;
-  Minor?: number;
+  Major?: Int64;
+  Minor?: Int64;
   Access?: string;
 }
 
@@ -493,7 +497,7 @@ export interface LinuxNetwork {
 
 export interface LinuxHugepageLimit {
   Pagesize?: string;
-  Limit?: number;
+  Limit?: Int64;
 }
 
 export interface LinuxInterfacePriority {
@@ -508,9 +512,9 @@ export interface LinuxSeccomp {
 }
 
 export interface LinuxSeccompArg {
-  Index?: number;
-  Value?: number;
-  ValueTwo?: number;
+  Index?: Int64;
+  Value?: Int64;
+  ValueTwo?: Int64;
   Op?: string;
 }
 
@@ -610,4 +614,4 @@ export interface HealthMethods {
 }
 
 /** The reflection descriptor of every type above (protobufjs JSON form). */
-export const kataDescriptor: { nested: Record<string, unknown> } = {"nested":{"grpc":{"nested":{"AgentService":{"methods":{"CreateContainer":{"requestType":"CreateContainerRequest","responseType":"google.protobuf.Empty"},"StartContainer":{"requestType":"StartContainerRequest","responseType":"google.protobuf.Empty"},"RemoveContainer":{"requestType":"RemoveContainerRequest","responseType":"google.protobuf.Empty"},"ExecProcess":{"requestType":"ExecProcessRequest","responseType":"google.protobuf.Empty"},"SignalProcess":{"requestType":"SignalProcessRequest","responseType":"google.protobuf.Empty"},"WaitProcess":{"requestType":"WaitProcessRequest","responseType":"WaitProcessResponse"},"ListProcesses":{"requestType":"ListProcessesRequest","responseType":"ListProcessesResponse"},"WriteStdin":{"requestType":"WriteStreamRequest","responseType":"WriteStreamResponse"},"ReadStdout":{"requestType":"ReadStreamRequest","responseType":"ReadStreamResponse"},"ReadStderr":{"requestType":"ReadStreamRequest","responseType":"ReadStreamResponse"},"CloseStdin":{"requestType":"CloseStdinRequest","responseType":"google.protobuf.Empty"},"TtyWinResize":{"requestType":"TtyWinResizeRequest","responseType":"google.protobuf.Empty"},"AddInterface":{"requestType":"AddInterfaceRequest","responseType":"Interface"},"UpdateInterface":{"requestType":"UpdateInterfaceRequest","responseType":"Interface"},"RemoveInterface":{"requestType":"RemoveInterfaceRequest","responseType":"Interface"},"UpdateRoutes":{"requestType":"UpdateRoutesRequest","responseType":"Routes"},"CreateSandbox":{"requestType":"CreateSandboxRequest","responseType":"google.protobuf.Empty"},"DestroySandbox":{"requestType":"DestroySandboxRequest","responseType":"google.protobuf.Empty"},"OnlineCPUMem":{"requestType":"OnlineCPUMemRequest","responseType":"google.protobuf.Empty"},"UpdateContainer":{"requestType":"UpdateContainerRequest","responseType":"google.protobuf.Empty"},"StatsContainer":{"requestType":"StatsContainerRequest","responseType":"StatsContainerResponse"},"PauseContainer":{"requestType":"PauseContainerRequest","responseType":"google.protobuf.Empty"},"ResumeContainer":{"requestType":"ResumeContainerRequest","responseType":"google.protobuf.Empty"},"ReseedRandomDev":{"requestType":"ReseedRandomDevRequest","responseType":"google.protobuf.Empty"}}},"CreateContainerRequest":{"fields":{"container_id":{"type":"string","id":1},"exec_id":{"type":"string","id":2},"string_user":{"type":"StringUser","id":3},"devices":{"rule":"repeated","type":"Device","id":4},"storages":{"rule":"repeated","type":"Storage","id":5},"OCI":{"type":"Spec","id":6},"sandbox_pidns":{"type":"bool","id":7}}},"StartContainerRequest":{"fields":{"container_id":{"type":"string","id":1}}},"RemoveContainerRequest":{"fields":{"container_id":{"type":"string","id":1},"timeout":{"type":"uint32","id":2}}},"ExecProcessRequest":{"fields":{"container_id":{"type":"string","id":1},"exec_id":{"type":"string","id":2},"string_user":{"type":"StringUser","id":3},"process":{"type":"Process","id":4}}},"SignalProcessRequest":{"fields":{"container_id":{"type":"string","id":1},"exec_id":{"type":"string","id":2},"signal":{"type":"uint32","id":3}}},"WaitProcessRequest":{"fields":{"container_id":{"type":"string","id":1},"exec_id":{"type":"string","id":2}}},"WaitProcessResponse":{"fields":{"status":{"type":"int32","id":1}}},"ListProcessesRequest":{"fields":{"container_id":{"type":"string","id":1},"format":{"type":"string","id":2},"args":{"rule":"repeated","type":"string","id":3}}},"ListProcessesResponse":{"fields":{"process_list":{"type":"bytes","id":1}}},"WriteStreamRequest":{"fields":{"container_id":{"type":"string","id":1},"exec_id":{"type":"string","id":2},"data":{"type":"bytes","id":3}}},"WriteStreamResponse":{"fields":{"len":{"type":"uint32","id":1}}},"ReadStreamRequest":{"fields":{"container_id":{"type":"string","id":1},"exec_id":{"type":"string","id":2},"len":{"type":"uint32","id":3}}},"ReadStreamResponse":{"fields":{"data":{"type":"bytes","id":1}}},"CloseStdinRequest":{"fields":{"container_id":{"type":"string","id":1},"exec_id":{"type":"string","id":2}}},"TtyWinResizeRequest":{"fields":{"container_id":{"type":"string","id":1},"exec_id":{"type":"string","id":2},"row":{"type":"uint32","id":3},"column":{"type":"uint32","id":4}}},"CreateSandboxRequest":{"fields":{"hostname":{"type":"string","id":1},"dns":{"rule":"repeated","type":"string","id":2},"storages":{"rule":"repeated","type":"Storage","id":3},"sandbox_pidns":{"type":"bool","id":4},"sandbox_id":{"type":"string","id":5}}},"DestroySandboxRequest":{"fields":{}},"OnlineCPUMemRequest":{"fields":{"wait":{"type":"bool","id":1},"nb_cpus":{"type":"uint32","id":2}}},"UpdateContainerRequest":{"fields":{"container_id":{"type":"string","id":1},"resources":{"type":"LinuxResources","id":2}}},"StatsContainerRequest":{"fields":{"container_id":{"type":"string","id":1}}},"PauseContainerRequest":{"fields":{"container_id":{"type":"string","id":1}}},"ResumeContainerRequest":{"fields":{"container_id":{"type":"string","id":1}}},"ReseedRandomDevRequest":{"fields":{"data":{"type":"bytes","id":2}}},"CpuUsage":{"fields":{"total_usage":{"type":"uint64","id":1},"percpu_usage":{"rule":"repeated","type":"uint64","id":2},"usage_in_kernelmode":{"type":"uint64","id":3},"usage_in_usermode":{"type":"uint64","id":4}}},"ThrottlingData":{"fields":{"periods":{"type":"uint64","id":1},"throttled_periods":{"type":"uint64","id":2},"throttled_time":{"type":"uint64","id":3}}},"CpuStats":{"fields":{"cpu_usage":{"type":"CpuUsage","id":1},"throttling_data":{"type":"ThrottlingData","id":2}}},"PidsStats":{"fields":{"current":{"type":"uint64","id":1},"limit":{"type":"uint64","id":2}}},"MemoryData":{"fields":{"usage":{"type":"uint64","id":1},"max_usage":{"type":"uint64","id":2},"failcnt":{"type":"uint64","id":3},"limit":{"type":"uint64","id":4}}},"MemoryStats":{"fields":{"cache":{"type":"uint64","id":1},"usage":{"type":"MemoryData","id":2},"swap_usage":{"type":"MemoryData","id":3},"kernel_usage":{"type":"MemoryData","id":4},"use_hierarchy":{"type":"bool","id":5},"stats":{"keyType":"string","type":"uint64","id":6}}},"BlkioStatsEntry":{"fields":{"major":{"type":"uint64","id":1},"minor":{"type":"uint64","id":2},"op":{"type":"string","id":3},"value":{"type":"uint64","id":4}}},"BlkioStats":{"fields":{"io_service_bytes_recursive":{"rule":"repeated","type":"BlkioStatsEntry","id":1},"io_serviced_recursive":{"rule":"repeated","type":"BlkioStatsEntry","id":2},"io_queued_recursive":{"rule":"repeated","type":"BlkioStatsEntry","id":3},"io_service_time_recursive":{"rule":"repeated","type":"BlkioStatsEntry","id":4},"io_wait_time_recursive":{"rule":"repeated","type":"BlkioStatsEntry","id":5},"io_merged_recursive":{"rule":"repeated","type":"BlkioStatsEntry","id":6},"io_time_recursive":{"rule":"repeated","type":"BlkioStatsEntry","id":7},"sectors_recursive":{"rule":"repeated","type":"BlkioStatsEntry","id":8}}},"HugetlbStats":{"fields":{"usage":{"type":"uint64","id":1},"max_usage":{"type":"uint64","id":2},"failcnt":{"type":"uint64","id":3}}},"CgroupStats":{"fields":{"cpu_stats":{"type":"CpuStats","id":1},"memory_stats":{"type":"MemoryStats","id":2},"pids_stats":{"type":"PidsStats","id":3},"blkio_stats":{"type":"BlkioStats","id":4},"hugetlb_stats":{"keyType":"string","type":"HugetlbStats","id":5}}},"StatsContainerResponse":{"fields":{"cgroup_stats":{"type":"CgroupStats","id":1}}},"Storage":{"fields":{"driver":{"type":"string","id":1},"driver_options":{"rule":"repeated","type":"string","id":2},"source":{"type":"string","id":3},"fstype":{"type":"string","id":4},"options":{"rule":"repeated","type":"string","id":5},"mount_point":{"type":"string","id":6}}},"Device":{"fields":{"id":{"type":"string","id":1},"type":{"type":"string","id":2},"vm_path":{"type":"string","id":3},"container_path":{"type":"string","id":4},"options":{"rule":"repeated","type":"string","id":5}}},"StringUser":{"fields":{"uid":{"type":"string","id":1},"gid":{"type":"string","id":2},"additionalGids":{"rule":"repeated","type":"string","id":3}}},"IPFamily":{"values":{"v4":0,"v6":1}},"IPAddress":{"fields":{"family":{"type":"IPFamily","id":1},"address":{"type":"string","id":2},"mask":{"type":"string","id":3}}},"Interface":{"fields":{"device":{"type":"string","id":1},"name":{"type":"string","id":2},"IPAddresses":{"rule":"repeated","type":"IPAddress","id":3},"mtu":{"type":"uint64","id":4},"hwAddr":{"type":"string","id":5}}},"Route":{"fields":{"dest":{"type":"string","id":1},"gateway":{"type":"string","id":2},"device":{"type":"string","id":3},"source":{"type":"string","id":4},"scope":{"type":"uint32","id":5}}},"Routes":{"fields":{"Routes":{"rule":"repeated","type":"Route","id":1}}},"AddInterfaceRequest":{"fields":{"interface":{"type":"Interface","id":1}}},"UpdateInterfaceRequest":{"fields":{"interface":{"type":"Interface","id":1}}},"RemoveInterfaceRequest":{"fields":{"interface":{"type":"Interface","id":1}}},"UpdateRoutesRequest":{"fields":{"routes":{"type":"Routes","id":1}}},"Spec":{"fields":{"Version":{"type":"string","id":1},"Process":{"type":"Process","id":2},"Root":{"type":"Root","id":3},"Hostname":{"type":"string","id":4},"Mounts":{"rule":"repeated","type":"Mount","id":5},"Hooks":{"type":"Hooks","id":6},"Annotations":{"keyType":"string","type":"string","id":7},"Linux":{"type":"Linux","id":8},"Solaris":{"type":"Solaris","id":9},"Windows":{"type":"Windows","id":10}}},"Process":{"fields":{"Terminal":{"type":"bool","id":1},"ConsoleSize":{"type":"Box","id":2},"User":{"type":"User","id":3},"Args":{"rule":"repeated","type":"string","id":4},"Env":{"rule":"repeated","type":"string","id":5},"Cwd":{"type":"string","id":6},"Capabilities":{"type":"LinuxCapabilities","id":7},"Rlimits":{"rule":"repeated","type":"POSIXRlimit","id":8},"NoNewPrivileges":{"type":"bool","id":9},"ApparmorProfile":{"type":"string","id":10},"OOMScoreAdj":{"type":"uint32","id":11},"SelinuxLabel":{"type":"string","id":12}}},"Box":{"fields":{"Height":{"type":"uint32","id":1},"Width":{"type":"uint32","id":2}}},"User":{"fields":{"UID":{"type":"uint32","id":1},"GID":{"type":"uint32","id":2},"AdditionalGids":{"rule":"repeated","type":"uint32","id":3},"Username":{"type":"string","id":4}}},"LinuxCapabilities":{"fields":{"Bounding":{"rule":"repeated","type":"string","id":1},"Effective":{"rule":"repeated","type":"string","id":2},"Inheritable":{"rule":"repeated","type":"string","id":3},"Permitted":{"rule":"repeated","type":"string","id":4},"Ambient":{"rule":"repeated","type":"string","id":5}}},"POSIXRlimit":{"fields":{"Type":{"type":"string","id":1},"Hard":{"type":"uint64","id":2},"Soft":{"type":"uint64","id":3}}},"Mount":{"fields":{"destination":{"type":"string","id":1},"source":{"type":"string","id":2},"type":{"type":"string","id":3},"options":{"rule":"repeated","type":"string","id":4}}},"Root":{"fields":{"Path":{"type":"string","id":1},"Readonly":{"type":"bool","id":2}}},"Hooks":{"fields":{"Prestart":{"rule":"repeated","type":"Hook","id":1},"Poststart":{"rule":"repeated","type":"Hook","id":2},"Poststop":{"rule":"repeated","type":"Hook","id":3}}},"Hook":{"fields":{"Path":{"type":"string","id":1},"Args":{"rule":"repeated","type":"string","id":2},"Env":{"rule":"repeated","type":"string","id":3},"Timeout":{"type":"int64","id":4}}},"Linux":{"fields":{"UIDMappings":{"rule":"repeated","type":"LinuxIDMapping","id":1},"GIDMappings":{"rule":"repeated","type":"LinuxIDMapping","id":2},"Sysctl":{"keyType":"string","type":"string","id":3},"Resources":{"type":"LinuxResources","id":4},"CgroupsPath":{"type":"string","id":5},"Namespaces":{"rule":"repeated","type":"LinuxNamespace","id":6},"Devices":{"rule":"repeated","type":"LinuxDevice","id":7},"Seccomp":{"type":"LinuxSeccomp","id":8},"RootfsPropagation":{"type":"string","id":9},"MaskedPaths":{"rule":"repeated","type":"string","id":10},"ReadonlyPaths":{"rule":"repeated","type":"string","id":11},"MountLabel":{"type":"string","id":12},"IntelRdt":{"type":"LinuxIntelRdt","id":13}}},"Solaris":{"fields":{"dummy":{"type":"string","id":1}}},"Windows":{"fields":{"dummy":{"type":"string","id":1}}},"LinuxIDMapping":{"fields":{"HostID":{"type":"uint32","id":1},"ContainerID":{"type":"uint32","id":2},"Size":{"type":"uint32","id":3}}},"LinuxNamespace":{"fields":{"Type":{"type":"string","id":1},"Path":{"type":"string","id":2}}},"LinuxDevice":{"fields":{"Path":{"type":"string","id":1},"Type":{"type":"string","id":2},"Major":{"type":"int64","id":3},"Minor":{"type":"int64","id":4},"FileMode":{"type":"uint32","id":5},"UID":{"type":"uint32","id":6},"GID":{"type":"uint32","id":7}}},"LinuxResources":{"fields":{"Devices":{"rule":"repeated","type":"LinuxDeviceCgroup","id":1},"Memory":{"type":"LinuxMemory","id":2},"CPU":{"type":"LinuxCPU","id":3},"Pids":{"type":"LinuxPids","id":4},"BlockIO":{"type":"LinuxBlockIO","id":5},"HugepageLimits":{"rule":"repeated","type":"LinuxHugepageLimit","id":6},"Network":{"type":"LinuxNetwork","id":7}}},"LinuxMemory":{"fields":{"Limit":{"type":"int64","id":1},"Reservation":{"type":"int64","id":2},"Swap":{"type":"int64","id":3},"Kernel":{"type":"int64","id":4},"KernelTCP":{"type":"int64","id":5},"Swappiness":{"type":"uint64","id":6},"DisableOOMKiller":{"type":"bool","id":7}}},"LinuxCPU":{"fields":{"Shares":{"type":"uint64","id":1},"Quota":{"type":"int64","id":2},"Period":{"type":"uint64","id":3},"RealtimeRuntime":{"type":"int64","id":4},"RealtimePeriod":{"type":"uint64","id":5},"Cpus":{"type":"string","id":6},"Mems":{"type":"string","id":7}}},"LinuxWeightDevice":{"fields":{"Major":{"type":"int64","id":1},"Minor":{"type":"int64","id":2},"Weight":{"type":"uint32","id":3},"LeafWeight":{"type":"uint32","id":4}}},"LinuxThrottleDevice":{"fields":{"Major":{"type":"int64","id":1},"Minor":{"type":"int64","id":2},"Rate":{"type":"uint64","id":3}}},"LinuxBlockIO":{"fields":{"Weight":{"type":"uint32","id":1},"LeafWeight":{"type":"uint32","id":2},"WeightDevice":{"rule":"repeated","type":"LinuxWeightDevice","id":3},"ThrottleReadBpsDevice":{"rule":"repeated","type":"LinuxThrottleDevice","id":4},"ThrottleWriteBpsDevice":{"rule":"repeated","type":"LinuxThrottleDevice","id":5},"ThrottleReadIOPSDevice":{"rule":"repeated","type":"LinuxThrottleDevice","id":6},"ThrottleWriteIOPSDevice":{"rule":"repeated","type":"LinuxThrottleDevice","id":7}}},"LinuxPids":{"fields":{"Limit":{"type":"int64","id":1}}},"LinuxDeviceCgroup":{"fields":{"Allow":{"type":"bool","id":1},"Type":{"type":"string","id":2},"Major":{"type":"int64","id":3},"Minor":{"type":"int64","id":4},"Access":{"type":"string","id":5}}},"LinuxNetwork":{"fields":{"ClassID":{"type":"uint32","id":1},"Priorities":{"rule":"repeated","type":"LinuxInterfacePriority","id":2}}},"LinuxHugepageLimit":{"fields":{"Pagesize":{"type":"string","id":1},"Limit":{"type":"uint64","id":2}}},"LinuxInterfacePriority":{"fields":{"Name":{"type":"string","id":1},"Priority":{"type":"uint32","id":2}}},"LinuxSeccomp":{"fields":{"DefaultAction":{"type":"string","id":1},"Architectures":{"rule":"repeated","type":"string","id":2},"Syscalls":{"rule":"repeated","type":"LinuxSyscall","id":3}}},"LinuxSeccompArg":{"fields":{"Index":{"type":"uint64","id":1},"Value":{"type":"uint64","id":2},"ValueTwo":{"type":"uint64","id":3},"Op":{"type":"string","id":4}}},"LinuxSyscall":{"fields":{"Names":{"rule":"repeated","type":"string","id":1},"Action":{"type":"string","id":2},"Args":{"rule":"repeated","type":"LinuxSeccompArg","id":3}}},"LinuxIntelRdt":{"fields":{"L3CacheSchema":{"type":"string","id":1}}},"CheckRequest":{"fields":{"service":{"type":"string","id":1}}},"HealthCheckResponse":{"fields":{"status":{"type":"ServingStatus","id":1}},"nested":{"ServingStatus":{"values":{"UNKNOWN":0,"SERVING":1,"NOT_SERVING":2}}}},"VersionCheckResponse":{"fields":{"grpc_version":{"type":"string","id":1},"agent_version":{"type":"string","id":2}}},"Health":{"methods":{"Check":{"requestType":"CheckRequest","responseType":"HealthCheckResponse"},"Version":{"requestType":"CheckRequest","responseType":"VersionCheckResponse"}}}}},"google":{"nested":{"protobuf":{"nested":{"Empty":{"fields":{}}}}}}}};
+export const kataDescriptor: { nested: Record<string, unknown> } = {"nested":{"grpc":{"nested":{"AgentService":{"methods":{"CreateContainer":{"requestType":"CreateContainerRequest","responseType":"google.protobuf.Empty"},"StartContainer":{"requestType":"StartContainerRequest","responseType":"google.protobuf.Empty"},"RemoveContainer":{"requestType":"RemoveContainerRequest","responseType":"google.protobuf.Empty"},"ExecProcess":{"requestType":"ExecProcessRequest","responseType":"google.protobuf.Empty"},"SignalProcess":{"requestType":"SignalProcessRequest","responseType":"google.protobuf.Empty"},"WaitProcess":{"requestType":"WaitProcessRequest","responseType":"WaitProcessResponse"},"ListProcesses":{"requestType":"ListProcessesRequest","responseType":"ListProcessesResponse"},"WriteStdin":{"requestType":"WriteStreamRequest","responseType":"WriteStreamResponse"},"ReadStdout":{"requestType":"ReadStreamRequest","responseType":"ReadStreamResponse"},"ReadStderr":{"requestType":"ReadStreamRequest","responseType":"ReadStreamResponse"},"CloseStdin":{"requestType":"CloseStdinRequest","responseType":"google.protobuf.Empty"},"TtyWinResize":{"requestType":"TtyWinResizeRequest","responseType":"google.protobuf.Empty"},"AddInterface":{"requestType":"AddInterfaceRequest","responseType":"Interface"},"UpdateInterface":{"requestType":"UpdateInterfaceRequest","responseType":"Interface"},"RemoveInterface":{"requestType":"RemoveInterfaceRequest","responseType":"Interface"},"UpdateRoutes":{"requestType":"UpdateRoutesRequest","responseType":"Routes"},"CreateSandbox":{"requestType":"CreateSandboxRequest","responseType":"google.protobuf.Empty"},"DestroySandbox":{"requestType":"DestroySandboxRequest","responseType":"google.protobuf.Empty"},"OnlineCPUMem":{"requestType":"OnlineCPUMemRequest","responseType":"google.protobuf.Empty"},"UpdateContainer":{"requestType":"UpdateContainerRequest","responseType":"google.protobuf.Empty"},"StatsContainer":{"requestType":"StatsContainerRequest","responseType":"StatsContainerResponse"},"PauseContainer":{"requestType":"PauseContainerRequest","responseType":"google.protobuf.Empty"},"ResumeContainer":{"requestType":"ResumeContainerRequest","responseType":"google.protobuf.Empty"},"ReseedRandomDev":{"requestType":"ReseedRandomDevRequest","responseType":"google.protobuf.Empty"}}},"CreateContainerRequest":{"fields":{"container_id":{"type":"string","id":1},"exec_id":{"type":"string","id":2},"string_user":{"type":"StringUser","id":3},"devices":{"rule":"repeated","type":"Device","id":4},"storages":{"rule":"repeated","type":"Storage","id":5},"OCI":{"type":"Spec","id":6},"sandbox_pidns":{"type":"bool","id":7}}},"StartContainerRequest":{"fields":{"container_id":{"type":"string","id":1}}},"RemoveContainerRequest":{"fields":{"container_id":{"type":"string","id":1},"timeout":{"type":"uint32","id":2}}},"ExecProcessRequest":{"fields":{"container_id":{"type":"string","id":1},"exec_id":{"type":"string","id":2},"string_user":{"type":"StringUser","id":3},"process":{"type":"Process","id":4}}},"SignalProcessRequest":{"fields":{"container_id":{"type":"string","id":1},"exec_id":{"type":"string","id":2},"signal":{"type":"uint32","id":3}}},"WaitProcessRequest":{"fields":{"container_id":{"type":"string","id":1},"exec_id":{"type":"string","id":2}}},"WaitProcessResponse":{"fields":{"status":{"type":"int32","id":1}}},"ListProcessesRequest":{"fields":{"container_id":{"type":"string","id":1},"format":{"type":"string","id":2},"args":{"rule":"repeated","type":"string","id":3}}},"ListProcessesResponse":{"fields":{"process_list":{"type":"bytes","id":1}}},"WriteStreamRequest":{"fields":{"container_id":{"type":"string","id":1},"exec_id":{"type":"string","id":2},"data":{"type":"bytes","id":3}}},"WriteStreamResponse":{"fields":{"len":{"type":"uint32","id":1}}},"ReadStreamRequest":{"fields":{"container_id":{"type":"string","id":1},"exec_id":{"type":"string","id":2},"len":{"type":"uint32","id":3}}},"ReadStreamResponse":{"fields":{"data":{"type":"bytes","id":1}}},"CloseStdinRequest":{"fields":{"container_id":{"type":"string","id":1},"exec_id":{"type":"string","id":2}}},"TtyWinResizeRequest":{"fields":{"container_id":{"type":"string","id":1},"exec_id":{"type":"string","id":2},"row":{"type":"uint32","id":3},"column":{"type":"uint32","id":4}}},"CreateSandboxRequest":{"fields":{"hostname":{"type":"string","id":1},"dns":{"rule":"repeated","type":"string","id":2},"storages":{"rule":"repeated","type":"Storage","id":3},"sandbox_pidns":{"type":"bool","id":4},"sandbox_id":{"type":"string","id":5}}},"DestroySandboxRequest":{"fields":{}},"OnlineCPUMemRequest":{"fields":{"wait":{"type":"bool","id":1},"nb_cpus":{"type":"uint32","id":2}}},"UpdateContainerRequest":{"fields":{"container_id":{"type":"string","id":1},"resources":{"type":"LinuxResources","id":2}}},"StatsContainerRequest":{"fields":{"container_id":{"type":"string","id":1}}},"PauseContainerRequest":{"fields":{"container_id":{"type":"string","id":1}}},"ResumeContainerRequest":{"fields":{"container_id":{"type":"string","id":1}}},"ReseedRandomDevRequest":{"fields":{"data":{"type":"bytes","id":2}}},"CpuUsage":{"fields":{"total_usage":{"type":"uint64","id":1},"percpu_usage":{"rule":"repeated","type":"uint64","id":2},"usage_in_kernelmode":{"type":"uint64","id":3},"usage_in_usermode":{"type":"uint64","id":4}}},"ThrottlingData":{"fields":{"periods":{"type":"uint64","id":1},"throttled_periods":{"type":"uint64","id":2},"throttled_time":{"type":"uint64","id":3}}},"CpuStats":{"fields":{"cpu_usage":{"type":"CpuUsage","id":1},"throttling_data":{"type":"ThrottlingData","id":2}}},"PidsStats":{"fields":{"current":{"type":"uint64","id":1},"limit":{"type":"uint64","id":2}}},"MemoryData":{"fields":{"usage":{"type":"uint64","id":1},"max_usage":{"type":"uint64","id":2},"failcnt":{"type":"uint64","id":3},"limit":{"type":"uint64","id":4}}},"MemoryStats":{"fields":{"cache":{"type":"uint64","id":1},"usage":{"type":"MemoryData","id":2},"swap_usage":{"type":"MemoryData","id":3},"kernel_usage":{"type":"MemoryData","id":4},"use_hierarchy":{"type":"bool","id":5},"stats":{"keyType":"string","type":"uint64","id":6}}},"BlkioStatsEntry":{"fields":{"major":{"type":"uint64","id":1},"minor":{"type":"uint64","id":2},"op":{"type":"string","id":3},"value":{"type":"uint64","id":4}}},"BlkioStats":{"fields":{"io_service_bytes_recursive":{"rule":"repeated","type":"BlkioStatsEntry","id":1},"io_serviced_recursive":{"rule":"repeated","type":"BlkioStatsEntry","id":2},"io_queued_recursive":{"rule":"repeated","type":"BlkioStatsEntry","id":3},"io_service_time_recursive":{"rule":"repeated","type":"BlkioStatsEntry","id":4},"io_wait_time_recursive":{"rule":"repeated","type":"BlkioStatsEntry","id":5},"io_merged_recursive":{"rule":"repeated","type":"BlkioStatsEntry","id":6},"io_time_recursive":{"rule":"repeated","type":"BlkioStatsEntry","id":7},"sectors_recursive":{"rule":"repeated","type":"BlkioStatsEntry","id":8}}},"HugetlbStats":{"fields":{"usage":{"type":"uint64","id":1},"max_usage":{"type":"uint64","id":2},"failcnt":{"type":"uint64","id":3}}},"CgroupStats":{"fields":{"cpu_stats":{"type":"CpuStats","id":1},"memory_stats":{"type":"MemoryStats","id":2},"pids_stats":{"type":"PidsStats","id":3},"blkio_stats":{"type":"BlkioStats","id":4},"hugetlb_stats":{"keyType":"string","type":"HugetlbStats","id":5}}},"StatsContainerResponse":{"fields":{"cgroup_stats":{"type":"CgroupStats","id":1}}},"Storage":{"fields":{"driver":{"type":"string","id":1},"driver_options":{"rule":"repeated","type":"string","id":2},"source":{"type":"string","id":3},"fstype":{"type":"string","id":4},"options":{"rule":"repeated","type":"string","id":5},"mount_point":{"type":"string","id":6}}},"Device":{"fields":{"id":{"type":"string","id":1},"type":{"type":"string","id":2},"vm_path":{"type":"string","id":3},"container_path":{"type":"string","id":4},"options":{"rule":"repeated","type":"string","id":5}}},"StringUser":{"fields":{"uid":{"type":"string","id":1},"gid":{"type":"string","id":2},"additionalGids":{"rule":"repeated","type":"string","id":3}}},"IPFamily":{"values":{"v4":0,"v6":1}},"IPAddress":{"fields":{"family":{"type":"IPFamily","id":1},"address":{"type":"string","id":2},"mask":{"type":"string","id":3}}},"Interface":{"fields":{"device":{"type":"string","id":1},"name":{"type":"string","id":2},"IPAddresses":{"rule":"repeated","type":"IPAddress","id":3},"mtu":{"type":"uint64","id":4},"hwAddr":{"type":"string","id":5}}},"Route":{"fields":{"dest":{"type":"string","id":1},"gateway":{"type":"string","id":2},"device":{"type":"string","id":3},"source":{"type":"string","id":4},"scope":{"type":"uint32","id":5}}},"Routes":{"fields":{"Routes":{"rule":"repeated","type":"Route","id":1}}},"AddInterfaceRequest":{"fields":{"interface":{"type":"Interface","id":1}}},"UpdateInterfaceRequest":{"fields":{"interface":{"type":"Interface","id":1}}},"RemoveInterfaceRequest":{"fields":{"interface":{"type":"Interface","id":1}}},"UpdateRoutesRequest":{"fields":{"routes":{"type":"Routes","id":1}}},"Spec":{"fields":{"Version":{"type":"string","id":1},"Process":{"type":"Process","id":2},"Root":{"type":"Root","id":3},"Hostname":{"type":"string","id":4},"Mounts":{"rule":"repeated","type":"Mount","id":5},"Hooks":{"type":"Hooks","id":6},"Annotations":{"keyType":"string","type":"string","id":7},"Linux":{"type":"Linux","id":8},"Solaris":{"type":"Solaris","id":9},"Windows":{"type":"Windows","id":10}}},"Process":{"fields":{"Terminal":{"type":"bool","id":1},"ConsoleSize":{"type":"Box","id":2},"User":{"type":"User","id":3},"Args":{"rule":"repeated","type":"string","id":4},"Env":{"rule":"repeated","type":"string","id":5},"Cwd":{"type":"string","id":6},"Capabilities":{"type":"LinuxCapabilities","id":7},"Rlimits":{"rule":"repeated","type":"POSIXRlimit","id":8},"NoNewPrivileges":{"type":"bool","id":9},"ApparmorProfile":{"type":"string","id":10},"OOMScoreAdj":{"type":"int64","id":11},"SelinuxLabel":{"type":"string","id":12}}},"Box":{"fields":{"Height":{"type":"uint32","id":1},"Width":{"type":"uint32","id":2}}},"User":{"fields":{"UID":{"type":"uint32","id":1},"GID":{"type":"uint32","id":2},"AdditionalGids":{"rule":"repeated","type":"uint32","id":3},"Username":{"type":"string","id":4}}},"LinuxCapabilities":{"fields":{"Bounding":{"rule":"repeated","type":"string","id":1},"Effective":{"rule":"repeated","type":"string","id":2},"Inheritable":{"rule":"repeated","type":"string","id":3},"Permitted":{"rule":"repeated","type":"string","id":4},"Ambient":{"rule":"repeated","type":"string","id":5}}},"POSIXRlimit":{"fields":{"Type":{"type":"string","id":1},"Hard":{"type":"uint64","id":2},"Soft":{"type":"uint64","id":3}}},"Mount":{"fields":{"destination":{"type":"string","id":1},"source":{"type":"string","id":2},"type":{"type":"string","id":3},"options":{"rule":"repeated","type":"string","id":4}}},"Root":{"fields":{"Path":{"type":"string","id":1},"Readonly":{"type":"bool","id":2}}},"Hooks":{"fields":{"Prestart":{"rule":"repeated","type":"Hook","id":1},"Poststart":{"rule":"repeated","type":"Hook","id":2},"Poststop":{"rule":"repeated","type":"Hook","id":3}}},"Hook":{"fields":{"Path":{"type":"string","id":1},"Args":{"rule":"repeated","type":"string","id":2},"Env":{"rule":"repeated","type":"string","id":3},"Timeout":{"type":"int64","id":4}}},"Linux":{"fields":{"UIDMappings":{"rule":"repeated","type":"LinuxIDMapping","id":1},"GIDMappings":{"rule":"repeated","type":"LinuxIDMapping","id":2},"Sysctl":{"keyType":"string","type":"string","id":3},"Resources":{"type":"LinuxResources","id":4},"CgroupsPath":{"type":"string","id":5},"Namespaces":{"rule":"repeated","type":"LinuxNamespace","id":6},"Devices":{"rule":"repeated","type":"LinuxDevice","id":7},"Seccomp":{"type":"LinuxSeccomp","id":8},"RootfsPropagation":{"type":"string","id":9},"MaskedPaths":{"rule":"repeated","type":"string","id":10},"ReadonlyPaths":{"rule":"repeated","type":"string","id":11},"MountLabel":{"type":"string","id":12},"IntelRdt":{"type":"LinuxIntelRdt","id":13}}},"Solaris":{"fields":{"dummy":{"type":"string","id":1}}},"Windows":{"fields":{"dummy":{"type":"string","id":1}}},"LinuxIDMapping":{"fields":{"HostID":{"type":"uint32","id":1},"ContainerID":{"type":"uint32","id":2},"Size":{"type":"uint32","id":3}}},"LinuxNamespace":{"fields":{"Type":{"type":"string","id":1},"Path":{"type":"string","id":2}}},"LinuxDevice":{"fields":{"Path":{"type":"string","id":1},"Type":{"type":"string","id":2},"Major":{"type":"int64","id":3},"Minor":{"type":"int64","id":4},"FileMode":{"type":"uint32","id":5},"UID":{"type":"uint32","id":6},"GID":{"type":"uint32","id":7}}},"LinuxResources":{"fields":{"Devices":{"rule":"repeated","type":"LinuxDeviceCgroup","id":1},"Memory":{"type":"LinuxMemory","id":2},"CPU":{"type":"LinuxCPU","id":3},"Pids":{"type":"LinuxPids","id":4},"BlockIO":{"type":"LinuxBlockIO","id":5},"HugepageLimits":{"rule":"repeated","type":"LinuxHugepageLimit","id":6},"Network":{"type":"LinuxNetwork","id":7}}},"LinuxMemory":{"fields":{"Limit":{"type":"int64","id":1},"Reservation":{"type":"int64","id":2},"Swap":{"type":"int64","id":3},"Kernel":{"type":"int64","id":4},"KernelTCP":{"type":"int64","id":5},"Swappiness":{"type":"uint64","id":6},"DisableOOMKiller":{"type":"bool","id":7}}},"LinuxCPU":{"fields":{"Shares":{"type":"uint64","id":1},"Quota":{"type":"int64","id":2},"Period":{"type":"uint64","id":3},"RealtimeRuntime":{"type":"int64","id":4},"RealtimePeriod":{"type":"uint64","id":5},"Cpus":{"type":"string","id":6},"Mems":{"type":"string","id":7}}},"LinuxWeightDevice":{"fields":{"Major":{"type":"int64","id":1},"Minor":{"type":"int64","id":2},"Weight":{"type":"uint32","id":3},"LeafWeight":{"type":"uint32","id":4}}},"LinuxThrottleDevice":{"fields":{"Major":{"type":"int64","id":1},"Minor":{"type":"int64","id":2},"Rate":{"type":"uint64","id":3}}},"LinuxBlockIO":{"fields":{"Weight":{"type":"uint32","id":1},"LeafWeight":{"type":"uint32","id":2},"WeightDevice":{"rule":"repeated","type":"LinuxWeightDevice","id":3},"ThrottleReadBpsDevice":{"rule":"repeated","type":"LinuxThrottleDevice","id":4},"ThrottleWriteBpsDevice":{"rule":"repeated","type":"LinuxThrottleDevice","id":5},"ThrottleReadIOPSDevice":{"rule":"repeated","type":"LinuxThrottleDevice","id":6},"ThrottleWriteIOPSDevice":{"rule":"repeated","type":"LinuxThrottleDevice","id":7}}},"LinuxPids":{"fields":{"Limit":{"type":"int64","id":1}}},"LinuxDeviceCgroup":{"fields":{"Allow":{"type":"bool","id":1},"Type":{"type":"string","id":2},"Major":{"type":"int64","id":3},"Minor":{"type":"int64","id":4},"Access":{"type":"string","id":5}}},"LinuxNetwork":{"fields":{"ClassID":{"type":"uint32","id":1},"Priorities":{"rule":"repeated","type":"LinuxInterfacePriority","id":2}}},"LinuxHugepageLimit":{"fields":{"Pagesize":{"type":"string","id":1},"Limit":{"type":"uint64","id":2}}},"LinuxInterfacePriority":{"fields":{"Name":{"type":"string","id":1},"Priority":{"type":"uint32","id":2}}},"LinuxSeccomp":{"fields":{"DefaultAction":{"type":"string","id":1},"Architectures":{"rule":"repeated","type":"string","id":2},"Syscalls":{"rule":"repeated","type":"LinuxSyscall","id":3}}},"LinuxSeccompArg":{"fields":{"Index":{"type":"uint64","id":1},"Value":{"type":"uint64","id":2},"ValueTwo":{"type":"uint64","id":3},"Op":{"type":"string","id":4}}},"LinuxSyscall":{"fields":{"Names":{"rule":"repeated","type":"string","id":1},"Action":{"type":"string","id":2},"Args":{"rule":"repeated","type":"LinuxSeccompArg","id":3}}},"LinuxIntelRdt":{"fields":{"L3CacheSchema":{"type":"string","id":1}}},"CheckRequest":{"fields":{"service":{"type":"string","id":1}}},"HealthCheckResponse":{"fields":{"status":{"type":"ServingStatus","id":1}},"nested":{"ServingStatus":{"values":{"UNKNOWN":0,"SERVING":1,"NOT_SERVING":2}}}},"VersionCheckResponse":{"fields":{"grpc_version":{"type":"string","id":1},"agent_version":{"type":"string","id":2}}},"Health":{"methods":{"Check":{"requestType":"CheckRequest","responseType":"HealthCheckResponse"},"Version":{"requestType":"CheckRequest","responseType":"VersionCheckResponse"}}}}},"google":{"nested":{"protobuf":{"nested":{"Empty":{"fields":{}}}}}}}};

@@ -72,7 +72,7 @@ for (const agent of GUEST_AGENTS) {
       expect(status.sandbox).toMatchObject({ state: 'failed', failureReason: 'guest-exited' });
       expect(status.sandbox?.failureMessage).toMatch(/SIGKILL/);
       expect(Date.parse(status.sandbox!.failedAt!)).toBeGreaterThan(0);
-      expect(status.sandbox?.containers?.map((c) => [c.id, c.state])).toEqual([['web', 'stopped'], ['idle', 'stopped']]);
+      expect(status.sandbox?.containers?.map((c) => [c.id, c.state, !!c.exitStatusUnknown])).toEqual([['web', 'stopped', true], ['idle', 'stopped', false]]);
 
       // A guest call on a failed sandbox fails fast, naming the state.
       const refused = await rt.client.request('ContainerExec', { sid: sid, cid: 'web' }, { args: ['true'] });
@@ -81,10 +81,11 @@ for (const agent of GUEST_AGENTS) {
       await ok('SandboxDelete', { sid: sid });
       const events = await eventsOf(sid);
       expect(events.filter((e) => e.type === 'fail')).toHaveLength(1);
-      const exits = events.filter((e) => e.type === 'exit').map((e) => [e.containerId, e.execId ?? '', e.exitStatus]);
-      // The container stopped by hand exited before; the rest report 255.
-      expect(exits).toContainEqual(['web', '', 255]);
-      expect(exits).toContainEqual(['web', 'ex', 255]);
+      const exits = events.filter((e) => e.type === 'exit').map((e) => [e.containerId, e.execId ?? '', e.exitStatus, !!e.exitStatusUnknown]);
+      // The container stopped by hand exited before; the rest report 255, marked unknown.
+      expect(exits).toContainEqual(['web', '', 255, true]);
+      expect(exits).toContainEqual(['web', 'ex', 255, true]);
+      expect(exits.filter(([c, x, , unknown]) => c === 'idle' && x === '' && !unknown)).toHaveLength(1);
       expect(exits.filter(([c, x]) => c === 'idle' && x === '')).toHaveLength(1);
       expect(await sandboxProcesses(sid)).toEqual([]);
     });

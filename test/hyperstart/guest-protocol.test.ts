@@ -1,44 +1,8 @@
 // The real guest spoken to with raw frames: what any hyperstart host may rely on.
-import { createConnection, type Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Code } from '../../protos/hyperstart/codes.js';
 import { CtlDecoder, decodeJson, decodeText, decodeUint32, encodeCtl, encodeJson, encodeTty, TtyDecoder, type CtlFrame, type TtyFrame } from '../../protos/hyperstart/frame.js';
-import { setupDriver, startGuest, type DriverSetup, type GuestProcess } from './harness.js';
-
-/** A raw connection that collects every frame it receives. */
-class Raw<F> {
-  readonly frames: F[] = [];
-  closed = false;
-  private constructor(
-    readonly socket: Socket,
-    push: (chunk: Buffer) => F[],
-  ) {
-    socket.on('data', (c: Buffer) => this.frames.push(...push(c)));
-    socket.on('close', () => (this.closed = true));
-    socket.on('error', () => {});
-  }
-
-  static async open<F>(path: string, decoder: { push(c: Uint8Array): F[] }): Promise<Raw<F>> {
-    for (;;) {
-      const s = await new Promise<Socket | undefined>((resolve) => {
-        const sock = createConnection(path);
-        sock.once('connect', () => resolve(sock));
-        sock.once('error', () => resolve(undefined));
-      });
-      if (s) return new Raw(s, (c) => decoder.push(c));
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
-
-  async next(match: (f: F) => boolean): Promise<F> {
-    for (;;) {
-      const i = this.frames.findIndex(match);
-      if (i >= 0) return this.frames.splice(i, 1)[0]!;
-      if (this.closed) throw new Error('connection closed');
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  }
-}
+import { Raw, setupDriver, startGuest, type DriverSetup, type GuestProcess } from './harness.js';
 
 const reply = (f: CtlFrame) => f.code === Code.ACK || f.code === Code.ERROR;
 
@@ -134,14 +98,21 @@ describe('hyperstart guest wire behaviour', () => {
 });
 
 describe('hyperstart driver stdin', () => {
-  it('writes to a process and closes its input', async () => {
-    ctl.socket.destroy(); // make room for the driver's own connection
-    await setup.agent.startSandbox({});
-    await setup.agent.createContainer({ id: 'c1', args: ['cat'], env: [], cwd: '', user: '', terminal: false, rootfs: '', annotations: {} });
-    await setup.agent.startContainer('c1');
-    await setup.agent.writeProcessStdin('c1', 'c1', Buffer.from('through stdin'));
-    await setup.agent.closeProcessStdin('c1', 'c1');
-    expect((await setup.exited('c1', 'c1')).exitStatus).toBe(0);
-    expect(setup.text('c1', 'c1')).toBe('through stdin');
-  });
+  // Against our guest's own mode and its stock mode (a stock hyperstart takes stdin alike).
+  for (const flags of [[], ['--stock']]) {
+    it(`writes to a process and closes its input (${flags.length ? 'stock' : 'own'} guest)`, async () => {
+      ctl.socket.destroy(); // make room for the driver's own connection
+      if (flags.length) {
+        await guest.kill();
+        guest = await startGuest(setup.agent, flags);
+      }
+      await setup.agent.startSandbox({});
+      await setup.agent.createContainer({ id: 'c1', args: ['cat'], env: [], cwd: '', user: '', terminal: false, rootfs: '', annotations: {} });
+      await setup.agent.startContainer('c1');
+      await setup.agent.writeProcessStdin('c1', 'c1', Buffer.from('through stdin'));
+      await setup.agent.closeProcessStdin('c1', 'c1');
+      expect((await setup.exited('c1', 'c1')).exitStatus).toBe(0);
+      expect(setup.text('c1', 'c1')).toBe('through stdin');
+    });
+  }
 });

@@ -4,7 +4,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Code } from '../../protos/hyperstart/codes.js';
-import { CtlDecoder, encodeCtl, encodeUint32, type CtlFrame } from '../../protos/hyperstart/frame.js';
+import { CtlDecoder, encodeCtl, encodeJson, encodeUint32, type CtlFrame } from '../../protos/hyperstart/frame.js';
 import { VcError } from '../../bus/errors.js';
 import { setupDriver, type DriverSetup } from './harness.js';
 
@@ -57,12 +57,16 @@ async function fakeGuest(dir: string, script: Script, opts: { autoNext?: boolean
   return guest;
 }
 
-/** A well-behaved handshake: READY on connect, VERSION answered with `version`. */
+/**
+ * A well-behaved handshake: READY on connect, VERSION answered with `version`, and the
+ * EXTENSIONS probe refused with an empty ERROR, as a stock hyperstart refuses it.
+ */
 const handshake =
-  (version = 4244, then?: Script): Script =>
+  (version = 4244, then?: Script, extensions?: number[]): Script =>
   (s, g, f) => {
     if (!f) s.write(encodeCtl(Code.READY));
     else if (f.code === Code.VERSION) s.write(encodeCtl(Code.ACK, encodeUint32(version)));
+    else if (f.code === Code.EXTENSIONS) s.write(extensions ? encodeCtl(Code.ACK, encodeJson(extensions)) : encodeCtl(Code.ERROR));
     else then?.(s, g, f);
   };
 
@@ -122,7 +126,28 @@ describe('hyperstart handshake', () => {
     );
     await setup.agent.connect();
     await setup.agent.check(AbortSignal.timeout(1_000));
-    expect(guest.frames.map((f) => f.code)).toEqual([Code.VERSION, Code.PING]);
+    expect(guest.frames.map((f) => f.code)).toEqual([Code.VERSION, Code.EXTENSIONS, Code.PING]);
+  });
+
+  it('asks once per connection which extensions the guest serves: ERROR means a stock hyperstart, whatever it says', async () => {
+    const started = (s: Socket, f: CtlFrame) => {
+      if (f.code === Code.STARTPOD || f.code === Code.NEWCONTAINER || f.code === Code.PAUSECONTAINER) s.write(encodeCtl(Code.ACK));
+    };
+    for (const extensions of [undefined, [Code.PAUSECONTAINER, Code.RESUMECONTAINER, Code.PSCONTAINER]]) {
+      setup = await setupDriver();
+      guest = await fakeGuest(setup.dir, handshake(4244, (s, _g, f) => f && started(s, f), extensions));
+      await setup.agent.startSandbox({});
+      await setup.agent.createContainer({ id: 'c', args: ['true'], env: [], cwd: '', user: '', terminal: false, rootfs: '', annotations: {} });
+      expect(await setup.agent.startContainer('c')).toEqual({ pid: 0, pidUnknown: true });
+      const paused = await setup.agent.pauseContainer('c').then(() => 'paused', (e: VcError) => e.message);
+      expect(paused).toBe(extensions ? 'paused' : 'this hyperstart guest cannot pause containers: upstream hyperstart has no such command');
+      const codes = guest.frames.map((f) => f.code);
+      expect(codes.filter((c) => c === Code.EXTENSIONS)).toHaveLength(1);
+      expect(codes.includes(Code.PAUSECONTAINER)).toBe(!!extensions);
+      await setup.cleanup();
+      await guest.close();
+    }
+    setup = guest = undefined;
   });
 });
 

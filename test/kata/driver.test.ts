@@ -1,8 +1,10 @@
 // The kata driver against the real guest agent, which the test starts from the driver's
 // own GuestPlan (as a backend would): exits and output come back through the listener,
-// stop escalates from SIGTERM to SIGKILL, and guest errors keep their codes.
+// stop escalates from SIGTERM to SIGKILL, and guest errors keep their codes. Every case
+// runs against our guest's own mode and against its stock mode (--stock), which behaves
+// as the stock kata agent 1.x does (reference §10).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +14,18 @@ import { decodeAgentConfig } from '../../actors/agents/agent-type.js';
 import { KataAgent } from '../../actors/agents/kata.js';
 import type { AgentListener, ExitInfo } from '../../actors/agents/agent.js';
 import type { ContainerSpec, SandboxSpec } from '../../machines/specs.js';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { eventually } from './helpers.js';
+import { CONTAINER_NAMESPACES, ociSpec, STANDARD_MOUNTS } from '../../actors/agents/kata-spec.js';
+import { newProcessRoot } from '../../actors/agents/kata-pids.js';
+import { fromGrpcError } from '../../actors/agents/grpc-status.js';
+import { Metadata, status } from '@grpc/grpc-js';
+
+const MODES = [
+  { mode: 'own', flags: [] as string[] },
+  { mode: 'stock', flags: ['--stock'] },
+] as const;
 
 const sandboxSpec = (id: string): SandboxSpec => ({
   id,
@@ -75,18 +88,51 @@ it('is registered as the kata agent type', async () => {
   expect(createAgent('kata')).toBeInstanceOf(KataAgent);
 });
 
-for (const longLiveConn of [false, true]) {
-  describe(`kata driver (${longLiveConn ? 'long-lived connection' : 'a connection per call'})`, () => {
+it('sends a complete OCI spec: Linux with Resources and namespaces, the standard mounts, an existing root', () => {
+  const { spec } = ociSpec(container('c', ['true']), 'h');
+  expect(spec.Linux?.Resources).toEqual({});
+  expect(spec.Linux?.Namespaces?.map((n) => n.Type)).toEqual(['mount', 'ipc', 'uts', 'pid']);
+  expect(CONTAINER_NAMESPACES).not.toContain('network');
+  expect(spec.Mounts?.map((m) => m.destination)).toEqual(expect.arrayContaining(['/proc', '/dev', '/sys', '/sys/fs/cgroup']));
+  expect(spec.Mounts).toEqual(STANDARD_MOUNTS);
+  expect(spec.Root).toEqual({ Path: '/', Readonly: false });
+  expect(ociSpec(container('c', ['true'], { rootfs: '/srv/r' }), 'h').spec.Root?.Path).toBe('/srv/r');
+});
+
+it('finds the one new process tree root in a ps table with parent links', () => {
+  const table = '  PID  PPID\n   10     1\n   11    10\n   20     1\n   21    20\n   22    21\n';
+  expect(newProcessRoot(table, new Set([10, 11]))).toBe(20);
+  expect(newProcessRoot(table, new Set())).toBeUndefined(); // two roots: 10 and 20
+  expect(newProcessRoot('  PID\n   20\n', new Set())).toBeUndefined(); // no PPID column
+});
+
+it('maps a method the agent does not serve (UNIMPLEMENTED) to Unimplemented', () => {
+  const err = fromGrpcError(Object.assign(new Error('x'), { code: status.UNIMPLEMENTED, details: 'unknown method AddInterface', metadata: new Metadata() }), 'AddInterface');
+  expect([err.code, err.message]).toEqual([ErrorCode.Unimplemented, 'AddInterface: unknown method AddInterface']);
+});
+
+for (const { mode, flags } of MODES) for (const longLiveConn of [false, true]) {
+  describe(`kata driver, ${mode} guest (${longLiveConn ? 'long-lived connection' : 'a connection per call'})`, () => {
+    const stock = mode === 'stock';
+    /** SIGTERM to an init without a handler: the stock agent sends SIGKILL instead. */
+    const termStatus = stock ? 137 : 143;
     let runDir: string;
     let guest: ChildProcess;
     let guestExit: Promise<number | null>;
     const rec = new Recorder();
     const driver = new KataAgent({ stopGraceMs: 200 });
+    const logLines: string[] = [];
 
     beforeAll(async () => {
       runDir = mkdtempSync(join(tmpdir(), 'kata-drv-'));
       const config = decodeAgentConfig('kata', { longLiveConn, callTimeoutMs: 5000 });
-      await driver.init({ sandbox: sandboxSpec(`drv-${longLiveConn}`), config, runDir, listener: rec });
+      const sink = new Writable({
+        write(chunk: Buffer, _enc, done) {
+          logLines.push(chunk.toString());
+          done();
+        },
+      });
+      await driver.init({ sandbox: sandboxSpec(`drv-${longLiveConn}`), config, runDir, listener: rec, log: pino({ level: 'debug' }, sink) });
     });
 
     afterAll(async () => {
@@ -106,7 +152,7 @@ for (const longLiveConn of [false, true]) {
       expect(plan.command.slice(2)).toEqual(['--listen', address]);
       expect(plan.env.NODE_EXTRA_CA_CERTS).toBeUndefined();
       // Started and not waited for: startSandbox retries the dial until the guest listens.
-      guest = spawn(plan.command[0]!, plan.command.slice(1), { env: plan.env, stdio: 'ignore' });
+      guest = spawn(plan.command[0]!, [...plan.command.slice(1), ...flags], { env: plan.env, stdio: 'ignore' });
       guestExit = new Promise((resolve) => guest.once('exit', (code) => resolve(code)));
       await driver.startSandbox(plan.endpoint);
       await driver.connect();
@@ -116,24 +162,36 @@ for (const longLiveConn of [false, true]) {
 
     it('reports output, then the exit, of a container', async () => {
       await driver.createContainer(container('c1', ['sh', '-c', 'echo hi; echo err >&2; exit 5']));
-      const { pid } = await driver.startContainer('c1');
-      expect(pid).toBeGreaterThan(0);
+      await driver.startContainer('c1');
       expect((await rec.exit('c1')).exitStatus).toBe(5);
       expect(rec.outAtExit.get('c1/c1')).toBe('hi\n|err\n');
+      // The stock agent's EOF error ends the streams like empty data: not a failed pump.
+      expect(logLines.filter((l) => l.includes('output pump ended'))).toEqual([]);
       expect((await driver.waitProcess('c1', 'c1')).exitStatus).toBe(5);
       expect(await driver.stopContainer('c1')).toMatchObject({ exitStatus: 5 });
     });
 
     it('execs, lists processes, reports stats, pauses and resumes', async () => {
       await driver.createContainer(container('c2', ['sleep', '60']));
-      const { pid } = await driver.startContainer('c2');
+      const started = await driver.startContainer('c2');
+      const { pid } = started;
+      // Our guest says the pid; for the stock agent the driver reads it from ListProcesses.
+      expect(started.pidUnknown).toBeUndefined();
+      expect(pid).toBeGreaterThan(0);
+      const side = await driver.exec('c2', { args: ['sh', '-c', 'sleep 1 & sleep 1.2; :'], env: [], cwd: '/', user: '', terminal: false }, 'side');
+      expect(side.pidUnknown).toBeUndefined();
+      expect(side.pid).toBeGreaterThan(0);
+      // The exec's shell, not one of the sleeps it forked (its wrapper may take a moment to exec it).
+      const cmdline = () => readFileSync(`/proc/${side.pid}/cmdline`, 'utf8');
+      expect(await eventually(() => cmdline() === '/usr/bin/sh\0-c\0sleep 1 & sleep 1.2; :\0')).toBe(true);
+      expect((await rec.exit('c2', 'side')).exitStatus).toBe(0);
       const exec = await driver.exec('c2', { args: ['sh', '-c', 'echo from-exec; exit 7'], env: [], cwd: '/', user: '', terminal: false }, 'e1');
       expect(exec.execId).toBe('e1');
-      expect(exec.pid).toBeGreaterThan(0);
       expect((await rec.exit('c2', 'e1')).exitStatus).toBe(7);
       expect(rec.outAtExit.get('c2/e1')).toBe('from-exec\n|');
-      const json = JSON.parse(Buffer.from(await driver.processListContainer('c2', { format: 'json', args: [] })).toString()) as number[];
-      expect(json).toEqual([pid]);
+      const json = async () => JSON.parse(Buffer.from(await driver.processListContainer('c2', { format: 'json', args: [] })).toString()) as number[];
+      for (let i = 0; i < 200 && (await json()).length > 1; i++) await new Promise((r) => setTimeout(r, 10)); // the side's orphaned sleep
+      expect(await json()).toEqual([pid]);
       const table = Buffer.from(await driver.processListContainer('c2', { format: 'table', args: ['-ef'] })).toString().trim().split('\n');
       expect(table).toHaveLength(2);
       expect(table[1]).toContain('sleep 60');
@@ -147,8 +205,8 @@ for (const longLiveConn of [false, true]) {
       expect((await failure(driver.pauseContainer('c2'))).code).toBe(ErrorCode.FailedPrecondition);
       await driver.resumeContainer('c2');
       await driver.killContainer('c2', 15, false);
-      expect((await rec.exit('c2')).exitStatus).toBe(143);
-      expect(await driver.stopContainer('c2')).toMatchObject({ exitStatus: 143 });
+      expect((await rec.exit('c2')).exitStatus).toBe(termStatus);
+      expect(await driver.stopContainer('c2')).toMatchObject({ exitStatus: termStatus });
     });
 
     it('stops with SIGTERM, escalates to SIGKILL, and starts a stopped container again', async () => {

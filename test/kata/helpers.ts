@@ -17,6 +17,8 @@ export interface Guest {
   address: string;
   conn: KataConnection;
   stderr(): string;
+  /** Resolves with the agent's exit code once it exited (a signal gives null). */
+  exited(): Promise<number | null>;
   stop(): Promise<void>;
 }
 
@@ -65,9 +67,9 @@ export async function startGuest(options: GuestOptions = {}): Promise<Guest> {
     pid = childOf(child.pid!)!;
   }
   const conn = new KataConnection(address, options.dialTimeoutMs ?? 5000);
-  const exited = new Promise<void>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve();
-    else child.once('exit', () => resolve());
+  const exited = new Promise<number | null>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve(child.exitCode);
+    else child.once('exit', (code) => resolve(code));
   });
   return {
     pid,
@@ -75,6 +77,7 @@ export async function startGuest(options: GuestOptions = {}): Promise<Guest> {
     address,
     conn,
     stderr: () => log,
+    exited: () => exited,
     async stop() {
       conn.close();
       try {

@@ -212,15 +212,15 @@ describe('kata guest agent: cgroups', () => {
     await conn.call('CreateContainer', req, T);
     await conn.call('StartContainer', { container_id: 'limited' }, T);
     let stats = (await conn.call('StatsContainer', { container_id: 'limited' }, T)).response.cgroup_stats!;
-    expect(stats.memory_stats?.usage?.limit).toBe(256 * 1024 * 1024);
-    expect(stats.pids_stats).toEqual({ current: 1, limit: 40 });
-    expect(stats.cpu_stats?.cpu_usage?.total_usage).toBeGreaterThan(0);
-    expect(stats.memory_stats?.usage?.usage).toBeGreaterThan(0);
+    expect(stats.memory_stats?.usage?.limit).toBe(String(256 * 1024 * 1024)); // 64-bit values decode as exact strings
+    expect(stats.pids_stats).toEqual({ current: '1', limit: '40' });
+    expect(Number(stats.cpu_stats?.cpu_usage?.total_usage)).toBeGreaterThan(0);
+    expect(Number(stats.memory_stats?.usage?.usage)).toBeGreaterThan(0);
 
     await conn.call('UpdateContainer', { container_id: 'limited', resources: { Memory: { Limit: 64 * 1024 * 1024 }, Pids: { Limit: 12 } } }, T);
     stats = (await conn.call('StatsContainer', { container_id: 'limited' }, T)).response.cgroup_stats!;
-    expect(stats.memory_stats?.usage?.limit).toBe(64 * 1024 * 1024);
-    expect(stats.pids_stats?.limit).toBe(12);
+    expect(stats.memory_stats?.usage?.limit).toBe(String(64 * 1024 * 1024));
+    expect(stats.pids_stats?.limit).toBe('12');
     await conn.call('RemoveContainer', { container_id: 'limited', timeout: 0 }, T);
   });
 
@@ -297,7 +297,7 @@ for (const [name, flags] of [
         expect(JSON.parse(Buffer.from(json.response.process_list!).toString())).toHaveLength(1);
         let cpu = 0;
         for (let i = 0; i < 100 && cpu === 0; i++) {
-          cpu = (await conn.call('StatsContainer', { container_id: 'busy' }, T)).response.cgroup_stats?.cpu_stats?.cpu_usage?.total_usage ?? 0;
+          cpu = Number((await conn.call('StatsContainer', { container_id: 'busy' }, T)).response.cgroup_stats?.cpu_stats?.cpu_usage?.total_usage ?? 0);
           if (cpu === 0) await sleep(10);
         }
         expect(cpu).toBeGreaterThan(0);

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { generate, generatedPath } from '../../scripts/gen-kata-protos.js';
-import { agentService, healthService, type CreateContainerRequest, type StatsContainerResponse } from '../../protos/kata/index.js';
+import { agentService, healthService, int64Limit, int64Number, type CreateContainerRequest, type StatsContainerResponse } from '../../protos/kata/index.js';
 
 describe('kata protocol', () => {
   it('generated types are up to date with the .proto files', () => {
@@ -28,15 +28,36 @@ describe('kata protocol', () => {
     expect([...spec]).toEqual([0x0a, 1, 0x63, 0x32, 6, 0x1a, 4, 0x0a, 2, 0x2f, 0x72]);
   });
 
-  it('decodes with defaults filled in and 64-bit counters as numbers', () => {
+  it('decodes with defaults filled in and 64-bit values as exact decimal strings', () => {
     const res: StatsContainerResponse = {
-      cgroup_stats: { cpu_stats: { cpu_usage: { total_usage: 2 ** 40, percpu_usage: [1, 2] } }, memory_stats: { stats: { cache: 7 } } },
+      cgroup_stats: {
+        cpu_stats: { cpu_usage: { total_usage: 2 ** 40, percpu_usage: [1, '2'] } },
+        // cgroup v1's "no limit": 2^63 rounded down to a page, past what a JS number holds exactly.
+        memory_stats: { stats: { cache: 7 }, usage: { limit: '9223372036854771712' } },
+      },
     };
     const back = agentService.StatsContainer.responseDeserialize(agentService.StatsContainer.responseSerialize(res));
-    expect(back.cgroup_stats?.cpu_stats?.cpu_usage?.total_usage).toBe(2 ** 40);
-    expect(back.cgroup_stats?.cpu_stats?.cpu_usage?.percpu_usage).toEqual([1, 2]);
-    expect(back.cgroup_stats?.memory_stats?.stats).toEqual({ cache: 7 });
-    expect(back.cgroup_stats?.pids_stats?.current ?? 0).toBe(0);
+    expect(back.cgroup_stats?.cpu_stats?.cpu_usage?.total_usage).toBe(String(2 ** 40));
+    expect(back.cgroup_stats?.cpu_stats?.cpu_usage?.percpu_usage).toEqual(['1', '2']);
+    expect(back.cgroup_stats?.memory_stats?.stats).toEqual({ cache: '7' });
+    expect(back.cgroup_stats?.memory_stats?.usage?.limit).toBe('9223372036854771712');
+    expect(back.cgroup_stats?.pids_stats?.current ?? '0').toBe('0');
+    expect(int64Limit(back.cgroup_stats?.memory_stats?.usage?.limit)).toBe(0);
+    expect(int64Limit('268435456')).toBe(268435456);
+    expect(() => int64Number('9007199254740993')).toThrow(/does not fit a JavaScript number exactly/);
+    expect(int64Number('-1')).toBe(-1);
+  });
+
+  it('carries Process.OOMScoreAdj as int64 (negative values too), as the stock agent does', () => {
+    const req: CreateContainerRequest = { container_id: 'c', OCI: { Process: { OOMScoreAdj: -1000 } } };
+    const back = agentService.CreateContainer.requestDeserialize(agentService.CreateContainer.requestSerialize(req));
+    expect(back.OCI?.Process?.OOMScoreAdj).toBe('-1000');
+    // Field 11, varint: -1000 as a 64-bit two's complement takes ten bytes.
+    const bytes = [...agentService.CreateContainer.requestSerialize({ OCI: { Process: { OOMScoreAdj: -1 } } })];
+    expect(bytes.slice(-11)).toEqual([0x58, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+  });
+
+  it('still decodes an empty list as empty bytes', () => {
     const list = agentService.ListProcesses.responseDeserialize(agentService.ListProcesses.responseSerialize({}));
     expect(list.process_list).toBeInstanceOf(Uint8Array);
     expect(list.process_list?.length).toBe(0);

@@ -5,7 +5,7 @@
 // Built once per set of inputs and cached; a missing piece is named with its package.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
@@ -121,10 +121,15 @@ export async function prepareImage(cacheDir: string, kernel: GuestKernel, log: L
     { path: 'etc/hosts', kind: 'data', data: '127.0.0.1 localhost\n::1 localhost\n' },
     { path: 'init', kind: 'data', data: script, mode: 0o755 },
   );
-  writeCpio(initramfs, entries);
-  // Older images of this cache are the runtime's own files: only the current one is kept.
+  // Written aside and renamed: another runtime preparing the same image at the same time
+  // (or a VM booting from it) never sees half a file.
+  const partial = `${initramfs}.${process.pid}.partial`;
+  writeCpio(partial, entries);
+  renameSync(partial, initramfs);
+  // Older images of this cache are the runtime's own files: only the current one is kept
+  // (a qemu still booting from one keeps its open file).
   for (const old of readdirSync(dir)) {
-    if (old.startsWith('initramfs-') && old !== `initramfs-${key}.cpio`) rmSync(join(dir, old), { force: true });
+    if (/^initramfs-[0-9a-f]+\.cpio$/.test(old) && old !== `initramfs-${key}.cpio`) rmSync(join(dir, old), { force: true });
   }
   log.info({ initramfs, ms: Math.round(performance.now() - started), bytes: statSync(initramfs).size }, 'vm: guest image ready');
   return { initramfs, kernel };

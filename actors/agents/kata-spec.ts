@@ -1,0 +1,59 @@
+// The OCI spec the kata driver sends with CreateContainer. The stock kata agent 1.x needs
+// a complete one (reference §10): with no Linux section it dereferences a nil
+// Linux.Resources and dies; without a /sys/fs/cgroup mount its container init panics at
+// the first exec; it needs an existing rootfs path. So every spec carries Linux with
+// Resources and the namespaces a kata container gets (mount, ipc, uts, and a pid
+// namespace of its own; the network is the sandbox's), the standard mounts, and a root.
+import type { ContainerSpec } from '../../machines/specs.js';
+import type { Mount, Process, Spec, StringUser } from '../../protos/kata/index.js';
+import type { ProcessSpec } from './agent.js';
+
+export const OCI_VERSION = '1.0.1';
+
+/** The guest's own root, for a container that names no rootfs. */
+export const GUEST_ROOT = '/';
+
+const NOSUID_NOEXEC_NODEV = ['nosuid', 'noexec', 'nodev'];
+
+/** The mounts of runtime-spec's default Linux config, /sys/fs/cgroup included. */
+export const STANDARD_MOUNTS: readonly Mount[] = [
+  { destination: '/proc', type: 'proc', source: 'proc', options: NOSUID_NOEXEC_NODEV },
+  { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+  { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
+  { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: [...NOSUID_NOEXEC_NODEV, 'mode=1777', 'size=65536k'] },
+  { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: NOSUID_NOEXEC_NODEV },
+  { destination: '/sys', type: 'sysfs', source: 'sysfs', options: [...NOSUID_NOEXEC_NODEV, 'ro'] },
+  { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: [...NOSUID_NOEXEC_NODEV, 'relatime', 'ro'] },
+];
+
+/** A kata container's namespaces: its own mount, ipc, uts and pid namespaces. */
+export const CONTAINER_NAMESPACES = ['mount', 'ipc', 'uts', 'pid'] as const;
+
+/** The OCI process of a process spec ("uid[:gid]" or names; names travel as StringUser). */
+export function ociProcess(p: ProcessSpec): { process: Process; stringUser?: StringUser } {
+  const process: Process = { Args: p.args, Env: p.env, Cwd: p.cwd || '/', Terminal: p.terminal };
+  if (!p.user) return { process };
+  const [uid = '', gid = ''] = p.user.split(':', 2);
+  if (/^\d+$/.test(uid) && (gid === '' || /^\d+$/.test(gid))) process.User = { UID: Number(uid), GID: gid === '' ? 0 : Number(gid) };
+  return { process, stringUser: { uid, gid } };
+}
+
+/** The complete spec of a container. */
+export function ociSpec(spec: ContainerSpec, hostname: string): { spec: Spec; stringUser?: StringUser } {
+  const { process, stringUser } = ociProcess({ args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user, terminal: spec.terminal });
+  return {
+    spec: {
+      Version: OCI_VERSION,
+      Process: process,
+      Root: { Path: spec.rootfs || GUEST_ROOT, Readonly: false },
+      Hostname: hostname,
+      Mounts: STANDARD_MOUNTS.map((m) => ({ ...m, options: [...(m.options ?? [])] })),
+      Annotations: spec.annotations ?? {},
+      Linux: {
+        Resources: {},
+        Namespaces: CONTAINER_NAMESPACES.map((Type) => ({ Type, Path: '' })),
+      },
+    },
+    ...(stringUser ? { stringUser } : {}),
+  };
+}
