@@ -63,7 +63,7 @@ function errorFrom(summary: ErrorSummary | undefined, prefix = ''): VcError | un
 
 export class SandboxActor {
   readonly id: string;
-  /** Distinguishes this incarnation of the id in event de-duplication ids. */
+  /** Distinguishes this incarnation of the id: in event de-duplication ids and host cgroup names. */
   readonly uid = randomBytes(6).toString('hex');
   readonly agent: AgentActor;
   readonly backend: Backend;
@@ -139,7 +139,8 @@ export class SandboxActor {
         });
       }
       const plan = (await driver.createSandbox()) ?? { endpoint: {}, command: [], env: {} };
-      this.endpoint = await this.backend.boot({ sandbox: this.spec, runDir: this.env.runDir(this.id), plan });
+      const incarnation = { host: this.env.host, uid: this.uid };
+      this.endpoint = await this.backend.boot({ sandbox: this.spec, incarnation, runDir: this.env.runDir(this.id), plan });
       await this.agent.call((a) => a.startSandbox(this.endpoint));
     } catch (err) {
       await this.teardownGuest().catch(() => {});

@@ -10,8 +10,17 @@ export interface GuestExit {
   at: string;
 }
 
+/** Which run this is: names what a backend creates on the host (its cgroup). */
+export interface Incarnation {
+  /** The runtime host that boots the guest. */
+  host: string;
+  /** The sandbox actor's per-incarnation uid (hex). */
+  uid: string;
+}
+
 export interface BootRequest {
   sandbox: SandboxSpec;
+  incarnation: Incarnation;
   runDir: string;
   /** What the agent prepared: the guest command and where it will listen. */
   plan: GuestPlan;

@@ -1,5 +1,5 @@
 // The namespace backend: the guest command runs as PID 1 of new pid, mount, uts, ipc and
-// net namespaces, inside a cgroup of its own.
+// net namespaces, inside a cgroup of its own (named after the host and the incarnation).
 //
 // The chain is  unshare (new namespaces, exec) → timeout (fork, wait) → sh prelude (PID 1,
 // exec) → guest.  `unshare --fork` would be shorter, but util-linux 2.38 reports a child
@@ -144,7 +144,7 @@ export class NamespaceBackend extends DetachedGuestBackend {
   }
 
   protected async launch(run: GuestRun, env: Record<string, string>, logFd: number): Promise<number> {
-    const { sandbox, plan, runDir } = run.request;
+    const { sandbox, plan, runDir, incarnation } = run.request;
     const grpc = plan.endpoint.grpcAddress;
     if (grpc && !grpc.startsWith('unix:')) {
       throw invalidArgument(`grpc address ${grpc}: a namespace guest has its own network, so the host reaches it through a unix socket only`);
@@ -155,7 +155,7 @@ export class NamespaceBackend extends DetachedGuestBackend {
     const limits = limitsFromAnnotations(sandbox.annotations);
     const driver = await this.cgroups();
     if (!driver && hasLimits(limits)) throw failedPrecondition('this host has no writable cgroups: sandbox limits cannot be applied');
-    const cgroup = driver ? await driver.create(sandbox.id, limits) : undefined;
+    const cgroup = driver ? await driver.create({ host: incarnation.host, sandboxId: sandbox.id, incarnation: incarnation.uid }, limits) : undefined;
     if (cgroup) run.teardown.push(() => cgroup.destroy());
 
     const t = this.tools;

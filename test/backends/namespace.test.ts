@@ -10,13 +10,16 @@ import { hostCgroupDriver, LimitAnnotation } from '../../actors/backends/cgroups
 import { VcError } from '../../bus/errors.js';
 import {
   alive,
+  cgroupOwner,
   hostMounts,
+  incarnation,
   isRoot,
   nextExit,
   plan,
   quietLog,
   readIfExists,
   sandboxCgroupDirs,
+  sandboxCgroupPattern,
   sandboxId,
   sandboxProcesses,
   spec,
@@ -82,8 +85,9 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     const mountsBefore = await hostMounts();
     const b = backend();
     const { exits } = nextExit(b);
+    const inc = incarnation();
 
-    await b.boot({ sandbox: spec(id), runDir, plan: plan(['/bin/sh', reporter, report]) });
+    await b.boot({ incarnation: inc, sandbox: spec(id), runDir, plan: plan(['/bin/sh', reporter, report]) });
     const pid = b.pid!;
     expect(pid).toBeGreaterThan(0);
     expect((await readFile(join(runDir, 'guest.pid'), 'utf8')).trim()).toBe(String(pid));
@@ -111,9 +115,14 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     expect(members.length).toBeGreaterThanOrEqual(3);
     for (const p of members) {
       expect(await readlink(`/proc/${p}/ns/pid`)).toBe(pidns);
-      if (await hostCgroupDriver(quietLog)) expect(await readFile(`/proc/${p}/cgroup`, 'utf8')).toContain(`/virtactors/${id}`);
+      if (await hostCgroupDriver(quietLog)) expect(await readFile(`/proc/${p}/cgroup`, 'utf8')).toMatch(sandboxCgroupPattern(id));
     }
-    if (await hostCgroupDriver(quietLog)) expect(seen.ctr).toBeDefined();
+    const driver = await hostCgroupDriver(quietLog);
+    if (driver) {
+      expect(seen.ctr).toBeDefined();
+      // The leftover check below finds the sandbox's cgroups while they exist.
+      expect((await sandboxCgroupDirs(id)).sort()).toEqual([...driver.open(cgroupOwner(id, inc)).dirs].sort());
+    }
 
     await b.shutdown();
     expect(await readIfExists(`${report}.term`)).toBe('term\n');
@@ -131,7 +140,7 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     const id = sandboxId('ns-exit');
     const b = backend();
     const { exits, first } = nextExit(b);
-    await b.boot({ sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', 'exit 7']) });
+    await b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', 'exit 7']) });
     const exit = await first;
     expect(exit.status).toBe(7);
     expect(exit.signal).toBeUndefined();
@@ -144,7 +153,7 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     const id = sandboxId('ns-kill');
     const b = backend();
     const { exits, first } = nextExit(b);
-    await b.boot({ sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', 'sleep 1000 & exec sleep 1000']) });
+    await b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', 'sleep 1000 & exec sleep 1000']) });
     process.kill(b.pid!, 'SIGKILL');
     expect(await first).toMatchObject({ status: 137, signal: 'SIGKILL' });
     // PID 1 took the rest of its namespace with it.
@@ -158,7 +167,7 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     const id = sandboxId('ns-waiter');
     const b = backend();
     const { first } = nextExit(b);
-    await b.boot({ sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', 'sleep 1000 & exec sleep 1000']) });
+    await b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', 'sleep 1000 & exec sleep 1000']) });
     const pid = b.pid!;
     const waiter = Number((await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ')[1]);
     process.kill(waiter, 'SIGKILL');
@@ -174,7 +183,7 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     const b = backend(100);
     const { exits } = nextExit(b);
     const stubborn = 'trap "echo ignored" TERM; while :; do sleep 1000 & wait $!; done';
-    await b.boot({ sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', stubborn]) });
+    await b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', stubborn]) });
     const pid = b.pid!;
     await Promise.all([b.shutdown(), b.shutdown()]);
     await b.shutdown();
@@ -187,13 +196,13 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     const id = sandboxId('ns-again');
     const b = backend();
     const runDir = join(tmp.dir, id);
-    await b.boot({ sandbox: spec(id), runDir, plan: plan(['/bin/sleep', '1000']) });
+    await b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir, plan: plan(['/bin/sleep', '1000']) });
     const first = b.pid!;
     await b.shutdown();
-    await b.boot({ sandbox: spec(id), runDir, plan: plan(['/bin/sleep', '1000']) });
+    await b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir, plan: plan(['/bin/sleep', '1000']) });
     expect(b.pid).not.toBe(first);
     expect(alive(b.pid!)).toBe(true);
-    await expect(b.boot({ sandbox: spec(id), runDir, plan: plan(['/bin/sleep', '1000']) })).rejects.toThrow(/already running/);
+    await expect(b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir, plan: plan(['/bin/sleep', '1000']) })).rejects.toThrow(/already running/);
     await b.shutdown();
     expect(await sandboxProcesses(id)).toEqual([]);
   });
@@ -205,7 +214,7 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     const b = backend(100);
     const listen = `require('net').createServer((c) => c.end('hi')).listen(${JSON.stringify(socket)})`;
     const endpoint = { grpcAddress: `unix://${socket}` };
-    expect(await b.boot({ sandbox: spec(id), runDir, plan: { ...plan([process.execPath, '-e', listen]), endpoint } })).toEqual(endpoint);
+    expect(await b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir, plan: { ...plan([process.execPath, '-e', listen]), endpoint } })).toEqual(endpoint);
     const answer = await waitFor(
       () =>
         new Promise<string | undefined>((resolve) => {
@@ -228,10 +237,11 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     const id = sandboxId('ns-limits');
     const annotations = { [LimitAnnotation.memory]: '64Mi', [LimitAnnotation.pids]: '50', [LimitAnnotation.cpus]: '0.5' };
     const b = backend();
-    await b.boot({ sandbox: spec(id, { annotations }), runDir: join(tmp.dir, id), plan: plan(['/bin/sleep', '1000']) });
+    const inc = incarnation();
+    await b.boot({ incarnation: inc, sandbox: spec(id, { annotations }), runDir: join(tmp.dir, id), plan: plan(['/bin/sleep', '1000']) });
     try {
       const files: Record<string, string> = {};
-      for (const dir of driver!.open(id).dirs) {
+      for (const dir of driver!.open(cgroupOwner(id, inc)).dirs) {
         for (const f of ['memory.limit_in_bytes', 'memory.max', 'pids.max', 'cpu.cfs_quota_us', 'cpu.max']) {
           const v = await readIfExists(join(dir, f));
           if (v !== undefined) files[f] = v.trim();
@@ -258,7 +268,7 @@ describe.skipIf(!isRoot)('namespace backend', () => {
       { sandbox: spec(id), plan: { ...plan(['/bin/sleep', '1']), endpoint: { grpcAddress: '127.0.0.1:1234' } } },
     ];
     for (const c of cases) {
-      const err = await b.boot({ ...c, runDir }).catch((e: unknown) => e);
+      const err = await b.boot({ ...c, incarnation: incarnation(), runDir }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(VcError);
       expect((err as VcError).code).toBe('InvalidArgument');
       expect(b.pid).toBeUndefined();
@@ -287,7 +297,7 @@ describe.skipIf(!isRoot)('namespace backend', () => {
       }),
     });
     const { exits } = nextExit(b);
-    await expect(b.boot({ sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sleep', '1000']) })).rejects.toThrow(/did not start: .*echo/s);
+    await expect(b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sleep', '1000']) })).rejects.toThrow(/did not start: .*echo/s);
     expect(exits).toEqual([]);
     expect(await sandboxProcesses(id)).toEqual([]);
   });
