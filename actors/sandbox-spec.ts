@@ -1,6 +1,8 @@
 // Turns a sandbox or container spec from the bus into the normalised spec the
 // statecharts carry: ids checked, agent type parsed, config decoded, defaults filled in.
-import { invalidArgument } from '../bus/errors.js';
+import { realpathSync, statSync } from 'node:fs';
+import { isAbsolute, relative, sep } from 'node:path';
+import { invalidArgument, failedPrecondition } from '../bus/errors.js';
 import { checkId } from '../bus/subjects.js';
 import type * as Bus from '../bus/messages.gen.js';
 import { MAX_HOSTNAME_LEN, type BackendType, type ContainerSpec, type MonitorSettings, type SandboxSpec } from '../machines/specs.js';
@@ -13,6 +15,60 @@ export interface SpecDefaults {
   monitor: MonitorSettings;
   /** Backend for agents that need a guest, when the spec names none. */
   guestBackend: BackendType;
+  /** What containers may ask for; by default no relaxation and no host directory of the runtime. */
+  containers?: ContainerPolicy;
+}
+
+/** The roles a caller may have on the bus (the security layer sets them, see DESIGN 4c). */
+export type CallerRole = 'operator' | 'viewer' | 'host';
+
+export interface ContainerPolicy {
+  /**
+   * Host setting (VC_ALLOW_PRIVILEGED=1): privileged containers for every caller. Without it
+   * only a caller with the operator role may ask for one; while the bus does not tell roles,
+   * that is nobody.
+   */
+  allowPrivileged?: boolean;
+  /** The runtime's own directories (run and state): no rootfs may be one of them, inside or around them. */
+  protectedDirs?: string[];
+}
+
+/** Whether a caller may relax a container's confinement. */
+export function mayRelax(policy: ContainerPolicy | undefined, role: CallerRole | undefined): boolean {
+  return role === 'operator' || policy?.allowPrivileged === true;
+}
+
+const within = (dir: string, path: string) => {
+  const rel = relative(dir, path);
+  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+};
+
+/**
+ * A container's root filesystem: an absolute path of an existing directory, resolved to its
+ * canonical form (symlinks followed once, here, so that the path the guest gets cannot move),
+ * never "/" and never one of the runtime's own directories or a directory around them.
+ */
+export function canonicalRootfs(path: string, at: string, protectedDirs: readonly string[] = []): string {
+  if (path === '') return '';
+  if (!isAbsolute(path) || path.includes('\0')) throw invalidArgument(`${at}.rootfs ${JSON.stringify(path)} is not an absolute path`);
+  let real: string;
+  try {
+    real = realpathSync(path);
+    if (!statSync(real).isDirectory()) throw new Error('not a directory');
+  } catch {
+    throw invalidArgument(`${at}.rootfs ${JSON.stringify(path)} is not an existing directory`);
+  }
+  if (real === sep) throw invalidArgument(`${at}.rootfs ${JSON.stringify(path)} is the host's root: give a root filesystem of the container's own`);
+  for (const dir of protectedDirs) {
+    let own: string;
+    try {
+      own = realpathSync(dir);
+    } catch {
+      own = dir;
+    }
+    if (within(real, own) || within(own, real)) throw invalidArgument(`${at}.rootfs ${JSON.stringify(path)} overlaps the runtime's own directory ${own}`);
+  }
+  return real;
 }
 
 export const DEFAULT_MONITOR: MonitorSettings = { intervalMs: 1000, deadlineMs: 2000, policy: 'keep' };
@@ -47,21 +103,30 @@ function checkEnv(env: string[], at: string): string[] {
   return env;
 }
 
-export function normalizeContainerSpec(c: Bus.ContainerSpec | undefined, at = 'container'): ContainerSpec {
+/**
+ * `role` is the caller's role where the bus tells it (the hook for the security layer);
+ * undefined until then.
+ */
+export function normalizeContainerSpec(c: Bus.ContainerSpec | undefined, at = 'container', policy?: ContainerPolicy, role?: CallerRole): ContainerSpec {
   if (!c) throw invalidArgument(`${at} is required`);
-  return {
+  if (c.privileged && !mayRelax(policy, role)) {
+    throw failedPrecondition(`${at}.privileged: privileged containers need the operator role (or the host setting VC_ALLOW_PRIVILEGED=1)`);
+  }
+  const spec: ContainerSpec = {
     id: checkId('container', c.id),
     args: c.args ?? [],
     env: checkEnv(c.env ?? [], `${at}.env`),
     cwd: c.cwd ?? '',
     user: c.user ?? '',
     terminal: c.terminal ?? false,
-    rootfs: c.rootfs ?? '',
+    rootfs: canonicalRootfs(c.rootfs ?? '', at, policy?.protectedDirs),
     annotations: c.annotations ?? {},
   };
+  if (c.privileged) spec.privileged = true;
+  return spec;
 }
 
-export function normalizeSandboxSpec(s: Bus.SandboxSpec | undefined, defaults: SpecDefaults): SandboxSpec {
+export function normalizeSandboxSpec(s: Bus.SandboxSpec | undefined, defaults: SpecDefaults, role?: CallerRole): SandboxSpec {
   if (!s) throw invalidArgument('sandbox is required');
   const id = checkId('sandbox', s.id);
   const agent = s.agent ? parseAgentType(s.agent) : 'noop';
@@ -69,7 +134,7 @@ export function normalizeSandboxSpec(s: Bus.SandboxSpec | undefined, defaults: S
   if (hostname.length > MAX_HOSTNAME_LEN || !HOSTNAME.test(hostname)) {
     throw invalidArgument(`hostname ${JSON.stringify(hostname)} is invalid: up to ${MAX_HOSTNAME_LEN} letters, digits and -`);
   }
-  const containers = (s.containers ?? []).map((c, i) => normalizeContainerSpec(c, `sandbox.containers[${i}]`));
+  const containers = (s.containers ?? []).map((c, i) => normalizeContainerSpec(c, `sandbox.containers[${i}]`, defaults.containers, role));
   const seen = new Set<string>();
   for (const c of containers) {
     if (seen.has(c.id)) throw invalidArgument(`container id ${c.id} appears twice in sandbox.containers`);

@@ -15,8 +15,11 @@ export interface ContainerSpec {
   cwd: string;
   user: string;
   terminal: boolean;
+  /** Canonical host path of the root filesystem; "" for the guest's minimal default one. */
   rootfs: string;
   annotations: Record<string, string>;
+  /** Relaxed confinement (all capabilities, no seccomp, unmasked /proc and /sys); only when allowed. */
+  privileged?: boolean;
 }
 
 export interface MonitorSettings {

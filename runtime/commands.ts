@@ -15,7 +15,8 @@ export function createCommandHandler(registry: SandboxRegistry, store: SandboxSt
       switch (command.kind) {
         case 'sandbox.create': {
           const req = decode<Bus.SandboxCreateRequest>('SandboxCreateRequest', data);
-          const spec = normalizeSandboxSpec(req.sandbox, defaults);
+          // The caller's role goes here once the bus tells it (the security layer); until then none.
+          const spec = normalizeSandboxSpec(req.sandbox, defaults, undefined);
           const sandbox = await registry.create(spec);
           let status = await sandbox.create();
           if (req.start) status = await sandbox.start();
@@ -60,7 +61,7 @@ export function createCommandHandler(registry: SandboxRegistry, store: SandboxSt
         case 'container.create': {
           const sandbox = registry.get(command.sid);
           const req = decode<Bus.ContainerCreateRequest>('ContainerCreateRequest', data);
-          return { container: await sandbox.createContainer(normalizeContainerSpec(req.container)) };
+          return { container: await sandbox.createContainer(normalizeContainerSpec(req.container, 'container', defaults.containers, undefined)) };
         }
         case 'container': {
           const sandbox = registry.get(command.sid);

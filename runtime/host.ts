@@ -16,7 +16,7 @@ import type * as Bus from '../bus/messages.gen.js';
 import { SandboxRegistry } from '../actors/registry.js';
 import { createAgent } from '../actors/agents/index.js';
 import { createBackend, defaultGuestBackend } from '../actors/backends/index.js';
-import { DEFAULT_MONITOR } from '../actors/sandbox-spec.js';
+import { DEFAULT_MONITOR, type SpecDefaults } from '../actors/sandbox-spec.js';
 import type { SandboxActor } from '../actors/sandbox-actor.js';
 import type { LifecycleNotice } from '../machines/lifecycle.js';
 import type { MonitorSettings } from '../machines/specs.js';
@@ -36,6 +36,10 @@ export interface HostOptions {
   replicas?: number;
   /** Publish every actor snapshot on vc.v1.inspect.sandbox.<sid> for live tooling. */
   inspect?: boolean;
+  /** Allow privileged containers for every caller (VC_ALLOW_PRIVILEGED=1); off by default. */
+  allowPrivileged?: boolean;
+  /** Directories of the runtime (state, data) that no container rootfs may expose; the run root is always one. */
+  protectedDirs?: string[];
 }
 
 export function defaultHostName(): string {
@@ -76,7 +80,11 @@ export class RuntimeHost {
       },
       store,
     );
-    const defaults = { monitor: { ...DEFAULT_MONITOR, ...opts.monitor }, guestBackend: defaultGuestBackend() };
+    const defaults: SpecDefaults = {
+      monitor: { ...DEFAULT_MONITOR, ...opts.monitor },
+      guestBackend: defaultGuestBackend(),
+      containers: { allowPrivileged: opts.allowPrivileged ?? false, protectedDirs: [runRoot, ...(opts.protectedDirs ?? [])] },
+    };
     const commands = new CommandService(nc, host, createCommandHandler(registry, store, defaults), store, log);
     commands.start();
 

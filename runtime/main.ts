@@ -54,6 +54,8 @@ async function main(): Promise<void> {
     log,
     monitor: monitorDefaults(),
     inspect: process.env.VC_INSPECT === '1',
+    allowPrivileged: process.env.VC_ALLOW_PRIVILEGED === '1',
+    protectedDirs: [dir],
   });
   process.stdout.write(`virtactors: host ${host.host} serving on ${servers}\n`);
 

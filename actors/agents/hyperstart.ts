@@ -33,7 +33,7 @@ import {
   type ProcessListOptions,
   type ProcessSpec,
 } from './agent.js';
-import type { AgentConfigs } from './agent-type.js';
+import { socketName, type AgentConfigs } from './agent-type.js';
 import { guestEntry, guestEnv } from '../guest-binaries.js';
 import { registerAgent } from './index.js';
 import { CtlChannel, dial, GuestError, TtyChannel } from './hyperstart-ctl.js';
@@ -98,8 +98,10 @@ export class HyperstartAgent implements Agent {
     this.sandbox = init.sandbox;
     this.runDir = init.runDir;
     this.listener = init.listener;
-    this.ctlPath = this.config.sockCtlName || join(init.runDir, 'hyper.sock');
-    this.ttyPath = this.config.sockTtyName || join(init.runDir, 'tty.sock');
+    // Names inside the run directory (agent-type.ts refuses paths): nothing else is bound, dialled or removed.
+    this.ctlPath = join(init.runDir, socketName('sockCtlName', this.config.sockCtlName) || 'hyper.sock');
+    this.ttyPath = join(init.runDir, socketName('sockTtyName', this.config.sockTtyName) || 'tty.sock');
+    if (this.ctlPath === this.ttyPath) throw invalidArgument(`sockCtlName and sockTtyName both name ${this.ctlPath}`);
   }
 
   /** Both agents in 2018 set only the block-device bit (reference §2.5). */
@@ -114,7 +116,7 @@ export class HyperstartAgent implements Agent {
   async createSandbox(): Promise<GuestPlan> {
     for (const path of [this.ctlPath, this.ttyPath]) {
       if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
-        throw invalidArgument(`hyperstart socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter run directory or sockCtlName/sockTtyName`);
+        throw invalidArgument(`hyperstart socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter run directory (VC_RUN_DIR) or socket names`);
       }
     }
     await mkdir(this.shareDir, { recursive: true });

@@ -7,6 +7,7 @@
 import { deadlineExceeded, ErrorCode, unavailable, VcError } from '../../bus/errors.js';
 import { MAX_HOSTNAME_LEN, type ContainerSpec, type SandboxSpec } from '../../machines/specs.js';
 import type { AgentMethod, LinuxResources, Process, Spec, StringUser } from '../../protos/kata/index.js';
+import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { guestEntry, guestEnv } from '../guest-binaries.js';
 import {
@@ -22,7 +23,7 @@ import {
   type ProcessListOptions,
   type ProcessSpec,
 } from './agent.js';
-import type { AgentConfigs } from './agent-type.js';
+import { socketName, type AgentConfigs } from './agent-type.js';
 import { registerAgent } from './index.js';
 import { grpcTarget, KataConnection, pidFrom, type AgentRequest, type AgentResponse, type CallResult } from './kata-client.js';
 
@@ -112,7 +113,8 @@ export class KataAgent implements Agent {
     this.sandbox = init.sandbox;
     this.listener = init.listener;
     this.log = init.log?.child({ agent: 'kata' });
-    this.address = this.config.grpcSocket || `unix://${init.runDir}/kata.sock`;
+    // A name inside the run directory (agent-type.ts refuses paths): nothing else is dialled or removed.
+    this.address = `unix://${join(init.runDir, socketName('grpcSocket', this.config.grpcSocket) || 'kata.sock')}`;
     grpcTarget(this.address); // validates
   }
 

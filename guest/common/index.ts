@@ -7,3 +7,4 @@ export { GuestError, toGuestError, type GuestErrorCode } from './errors.js';
 export { guestLog, silentLog, type GuestLog } from './log.js';
 export { parseUser, type UserRef } from './user.js';
 export { procIsOurs } from './proc.js';
+export { claimSocketPath, ownSocket, type OwnSocket } from './socket-file.js';

@@ -4,8 +4,7 @@
 // older one, so that a restarted host can reattach; exits that happen while no host is
 // attached are kept and sent after the next READY.
 import { createServer, type Server, type Socket } from 'node:net';
-import { unlinkSync } from 'node:fs';
-import { GuestError, type CgroupDriver, type GuestLog } from '../common/index.js';
+import { claimSocketPath, GuestError, ownSocket, type CgroupDriver, type GuestLog, type OwnSocket } from '../common/index.js';
 import { API_VERSION, Code, codeName, deprecatedCodes, MAX_REPLY_FRAME } from '../../protos/hyperstart/codes.js';
 import {
   CtlDecoder,
@@ -46,6 +45,7 @@ export class GuestServer {
   private ctl?: Socket;
   private tty?: Socket;
   private readonly servers: Server[] = [];
+  private readonly sockets: OwnSocket[] = [];
   private queue: Promise<void> = Promise.resolve();
   private destroyed = false;
   private readonly heldEvents: Uint8Array[] = [];
@@ -66,14 +66,15 @@ export class GuestServer {
     await Promise.all([this.serve(this.options.ctl, (s) => this.acceptCtl(s)), this.serve(this.options.tty, (s) => this.acceptTty(s))]);
   }
 
-  private serve(path: string, accept: (s: Socket) => void): Promise<void> {
-    removeSocket(path); // a stale socket from an earlier guest
+  private async serve(path: string, accept: (s: Socket) => void): Promise<void> {
+    await claimSocketPath(path); // free, or a dead socket of an earlier guest; nothing else
     const server = createServer(accept);
     this.servers.push(server);
-    return new Promise((resolve, reject) => {
+    await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(path, () => resolve());
     });
+    this.sockets.push(ownSocket(path));
   }
 
   private acceptCtl(socket: Socket): void {
@@ -239,15 +240,6 @@ export class GuestServer {
     this.ctl?.destroy();
     this.tty?.destroy();
     await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-    removeSocket(this.options.ctl);
-    removeSocket(this.options.tty);
-  }
-}
-
-function removeSocket(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    /* none */
+    for (const socket of this.sockets.splice(0)) socket.remove();
   }
 }

@@ -6,10 +6,9 @@
 //
 // --reaper auto runs processes in a reaping pid namespace when the agent is PID 1.
 // SIGTERM (or SIGINT) kills every container process, removes the socket and exits 0.
-import { lstatSync, unlinkSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { guestLog, procIsOurs, type CgroupChoice } from '../common/index.js';
+import { claimSocketPath, guestLog, ownSocket, procIsOurs, type CgroupChoice, type OwnSocket } from '../common/index.js';
 import { agentService, healthService } from '../../protos/kata/index.js';
 import { parseListen } from './address.js';
 import { implementation, KataAgent } from './service.js';
@@ -31,14 +30,6 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-function removeStaleSocket(path: string): void {
-  try {
-    if (lstatSync(path).isSocket()) unlinkSync(path);
-  } catch {
-    // absent
-  }
-}
-
 async function main(): Promise<void> {
   const listen = option('listen') ?? fail('missing --listen unix://<path> | <path> | tcp://127.0.0.1:<port>');
   const cgroups = (option('cgroups', 'auto') ?? 'auto') as CgroupChoice;
@@ -58,11 +49,13 @@ async function main(): Promise<void> {
   const server = new Server();
   server.addService(agentService, implementation(agent.agent, log));
   server.addService(healthService, implementation(agent.health, log));
-  if (address.socketPath) removeStaleSocket(address.socketPath);
+  // Free, or a dead socket of an earlier guest; anything else at the path stays and we stop.
+  if (address.socketPath) await claimSocketPath(address.socketPath).catch((err: Error) => fail(`cannot listen on ${listen}: ${err.message}`));
 
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(address.target, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   ).catch((err: Error) => fail(`cannot listen on ${listen}: ${err.message}`));
+  const socket: OwnSocket | undefined = address.socketPath ? ownSocket(address.socketPath) : undefined;
   log.info('listening', { address: listen, ...(address.socketPath ? {} : { port }), pid1: process.pid === 1, reaper });
   // The guest's work is light: without the optimising compiler its memory stays flat after
   // activity. Set only now: a V8 flag given at start-up would cost Node its code cache.
@@ -75,7 +68,7 @@ async function main(): Promise<void> {
     log.info('stopping', { signal });
     await agent.shutdown().catch((err: Error) => log.error('shutdown failed', { err }));
     server.forceShutdown();
-    if (address.socketPath) removeStaleSocket(address.socketPath);
+    socket?.remove();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
