@@ -122,7 +122,7 @@ export class HyperstartAgent implements Agent {
     await mkdir(this.shareDir, { recursive: true });
     return {
       endpoint: { ctlSocket: this.ctlPath, ttySocket: this.ttyPath },
-      command: [process.execPath, guestEntry('hyperstart'), '--ctl', this.ctlPath, '--tty', this.ttyPath],
+      command: [process.execPath, guestEntry('hyperstart'), '--ctl', this.ctlPath, '--tty', this.ttyPath, '--state-parent', this.runDir],
       env: guestEnv(),
     };
   }
@@ -314,6 +314,7 @@ export class HyperstartAgent implements Agent {
       image: containerId,
       rootfs: spec.rootfs,
       process: toProcess(containerId, spec, rec),
+      ...(spec.privileged ? { privileged: true } : {}),
     };
     try {
       rec.pid = startedPid(await this.send(Code.NEWCONTAINER, body));

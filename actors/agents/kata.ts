@@ -8,6 +8,7 @@ import { deadlineExceeded, ErrorCode, unavailable, VcError } from '../../bus/err
 import { MAX_HOSTNAME_LEN, type ContainerSpec, type SandboxSpec } from '../../machines/specs.js';
 import type { AgentMethod, LinuxResources, Process, Spec, StringUser } from '../../protos/kata/index.js';
 import { join } from 'node:path';
+import { PRIVILEGED_ANNOTATION } from '../../protos/annotations.js';
 import { pino, type Logger } from 'pino';
 import { guestEntry, guestEnv } from '../guest-binaries.js';
 import {
@@ -85,6 +86,7 @@ export class KataAgent implements Agent {
   private sandbox!: SandboxSpec;
   private listener: AgentListener | undefined;
   private address = '';
+  private runDir = '';
   private log: Logger | undefined;
   private readonly stopGraceMs: number;
   /** The long-lived connection for operations (longLiveConn). */
@@ -114,6 +116,7 @@ export class KataAgent implements Agent {
     this.listener = init.listener;
     this.log = init.log?.child({ agent: 'kata' });
     // A name inside the run directory (agent-type.ts refuses paths): nothing else is dialled or removed.
+    this.runDir = init.runDir;
     this.address = `unix://${join(init.runDir, socketName('grpcSocket', this.config.grpcSocket) || 'kata.sock')}`;
     grpcTarget(this.address); // validates
   }
@@ -191,7 +194,7 @@ export class KataAgent implements Agent {
   async createSandbox(): Promise<GuestPlan> {
     return {
       endpoint: { grpcAddress: this.address },
-      command: [process.execPath, guestEntry('kata-agent'), '--listen', this.address],
+      command: [process.execPath, guestEntry('kata-agent'), '--listen', this.address, '--state-parent', this.runDir],
       env: guestEnv(),
     };
   }
@@ -235,7 +238,11 @@ export class KataAgent implements Agent {
 
   private ociSpec(spec: ContainerSpec): Spec {
     const { process } = ociProcess({ args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user, terminal: spec.terminal });
-    return { Version: '1.0.1', Process: process, Root: { Path: spec.rootfs ?? '', Readonly: false }, Hostname: this.sandbox.hostname ?? '', Annotations: spec.annotations ?? {} };
+    // Only the runtime says whether a container is privileged: a client's value under the key is dropped.
+    const annotations = { ...(spec.annotations ?? {}) };
+    delete annotations[PRIVILEGED_ANNOTATION];
+    if (spec.privileged) annotations[PRIVILEGED_ANNOTATION] = 'true';
+    return { Version: '1.0.1', Process: process, Root: { Path: spec.rootfs ?? '', Readonly: false }, Hostname: this.sandbox.hostname ?? '', Annotations: annotations };
   }
 
   private async sendCreate(spec: ContainerSpec): Promise<void> {

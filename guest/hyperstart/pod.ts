@@ -1,7 +1,7 @@
 // The guest's pod: hyperstart commands translated onto the shared process supervisor
 // (guest/common), plus what hyperstart adds on top of it: output pushed on tty streams,
 // stdin taken from them, and exits pushed as PROCESSASYNCEVENT after the streams' EOF.
-import { GuestError, parseUser, Reaper, Supervisor, type CgroupDriver, type GuestLog, type ProcessSpec } from '../common/index.js';
+import { GuestError, parseUser, Reaper, Supervisor, type CgroupDriver, type GuestLog, type OciRuntime, type ProcessSpec } from '../common/index.js';
 import { EVENT_FINISHED } from '../../protos/hyperstart/codes.js';
 import type * as H from '../../protos/hyperstart/types.js';
 
@@ -17,6 +17,8 @@ export interface PodOptions {
   /** Run processes in a reaping pid namespace (the guest is PID 1). */
   reaper: boolean;
   log: GuestLog;
+  oci?: OciRuntime;
+  stateDir: string;
 }
 
 interface Streams {
@@ -61,7 +63,13 @@ export class Pod {
     if (this.sup) throw new GuestError('AlreadyExists', 'the pod is already started');
     this.hostname = pod.hostname;
     const group = `hyperstart-${pod.hostname.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64)}-${process.pid}`;
-    this.sup = new Supervisor({ group, cgroups: this.options.cgroups, reaper: this.reaper, log: this.options.log });
+    this.sup = new Supervisor({
+      group,
+      cgroups: this.options.cgroups,
+      reaper: this.reaper,
+      log: this.options.log,
+      ...(this.options.oci ? { oci: this.options.oci, stateDir: this.options.stateDir } : {}),
+    });
   }
 
   async newContainer(c: H.Container): Promise<H.StartedReply> {
@@ -70,7 +78,7 @@ export class Pod {
     const initId = c.process.id || c.id;
     const seqs = this.claim(c.process);
     try {
-      sup.createContainer({ id: c.id, initId, root: c.rootfs ?? '', process: processSpec(c.process) });
+      await sup.createContainer({ id: c.id, initId, root: c.rootfs ?? '', process: processSpec(c.process), hostname: this.hostname, privileged: c.privileged === true });
       let pid: number;
       try {
         pid = await sup.startContainer(c.id);

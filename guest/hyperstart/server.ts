@@ -4,7 +4,7 @@
 // older one, so that a restarted host can reattach; exits that happen while no host is
 // attached are kept and sent after the next READY.
 import { createServer, type Server, type Socket } from 'node:net';
-import { claimSocketPath, GuestError, ownSocket, type CgroupDriver, type GuestLog, type OwnSocket } from '../common/index.js';
+import { claimSocketPath, GuestError, ownSocket, type CgroupDriver, type GuestLog, type OciRuntime, type OwnSocket } from '../common/index.js';
 import { API_VERSION, Code, codeName, deprecatedCodes, MAX_REPLY_FRAME } from '../../protos/hyperstart/codes.js';
 import {
   CtlDecoder,
@@ -30,6 +30,9 @@ export interface GuestOptions {
   log: GuestLog;
   /** Behave like a stock hyperstart: refuse virtactors' extension codes. */
   upstreamOnly?: boolean;
+  /** The OCI runtime containers run through; undefined: not contained (a guest that is not root). */
+  oci?: OciRuntime;
+  stateDir: string;
 }
 
 const EMPTY = new Uint8Array();
@@ -58,7 +61,7 @@ export class GuestServer {
   constructor(private readonly options: GuestOptions) {
     this.pod = new Pod(
       { stream: (seq, data) => this.stream(seq, data), event: (event) => this.event(event) },
-      { cgroups: options.cgroups, reaper: options.reaper, log: options.log },
+      { cgroups: options.cgroups, reaper: options.reaper, log: options.log, stateDir: options.stateDir, ...(options.oci ? { oci: options.oci } : {}) },
     );
   }
 

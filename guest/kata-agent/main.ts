@@ -2,13 +2,29 @@
 // socket and runs the sandbox's processes.
 //
 //   node dist/guest/kata-agent/main.js --listen unix:///run/sandbox/kata.sock
-//     [--cgroups auto|v1|v2|none] [--reaper auto|on|off]
+//     [--cgroups auto|v1|v2|none] [--reaper auto|on|off] [--oci auto|crun|runc|none]
+//     [--state-parent <dir>]
 //
+// Containers run through the OCI runtime (--oci, default $VIRTACTORS_OCI_RUNTIME or auto:
+// crun, else runc), from bundles in a state directory the agent makes inside --state-parent
+// (default the system's temporary directory) and removes when it stops.
 // --reaper auto runs processes in a reaping pid namespace when the agent is PID 1.
 // SIGTERM (or SIGINT) kills every container process, removes the socket and exits 0.
 import { setFlagsFromString } from 'node:v8';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { claimSocketPath, guestLog, ownSocket, procIsOurs, type CgroupChoice, type OwnSocket } from '../common/index.js';
+import { join } from 'node:path';
+import {
+  claimSocketPath,
+  detectOciRuntime,
+  guestLog,
+  guestStateDir,
+  OCI_RUNTIME_ENV,
+  ownSocket,
+  procIsOurs,
+  type CgroupChoice,
+  type OciChoice,
+  type OwnSocket,
+} from '../common/index.js';
 import { agentService, healthService } from '../../protos/kata/index.js';
 import { parseListen } from './address.js';
 import { implementation, KataAgent } from './service.js';
@@ -45,7 +61,20 @@ async function main(): Promise<void> {
   } catch (err) {
     fail((err as Error).message);
   }
-  const agent = new KataAgent({ log, cgroups, reaper });
+  const ociChoice = (option('oci', process.env[OCI_RUNTIME_ENV] || 'auto') ?? 'auto') as OciChoice;
+  if (!['auto', 'crun', 'runc', 'none'].includes(ociChoice)) fail(`--oci ${ociChoice}: use auto, crun, runc or none`);
+  let state;
+  let oci;
+  try {
+    state = guestStateDir(option('state-parent'));
+    oci = detectOciRuntime({ choice: ociChoice, stateRoot: join(state.path, 'runtime'), log });
+  } catch (err) {
+    state?.remove();
+    fail((err as Error).message);
+  }
+  const stateDir = state;
+  process.on('exit', () => stateDir.remove());
+  const agent = new KataAgent({ log, cgroups, reaper, stateDir: stateDir.path, ...(oci ? { oci } : {}) });
   const server = new Server();
   server.addService(agentService, implementation(agent.agent, log));
   server.addService(healthService, implementation(agent.health, log));
@@ -56,7 +85,7 @@ async function main(): Promise<void> {
     server.bindAsync(address.target, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   ).catch((err: Error) => fail(`cannot listen on ${listen}: ${err.message}`));
   const socket: OwnSocket | undefined = address.socketPath ? ownSocket(address.socketPath) : undefined;
-  log.info('listening', { address: listen, ...(address.socketPath ? {} : { port }), pid1: process.pid === 1, reaper });
+  log.info('listening', { address: listen, ...(address.socketPath ? {} : { port }), pid1: process.pid === 1, reaper, oci: oci?.name ?? 'none' });
   // The guest's work is light: without the optimising compiler its memory stays flat after
   // activity. Set only now: a V8 flag given at start-up would cost Node its code cache.
   setFlagsFromString('--no-opt');

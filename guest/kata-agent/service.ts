@@ -3,7 +3,7 @@
 // blocking waits and reads, FailedPrecondition for calls before CreateSandbox.
 import { writeFile } from 'node:fs/promises';
 import { Metadata, status, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { detectCgroups, GuestError, Reaper, Supervisor, toGuestError, type CgroupChoice, type GuestErrorCode, type GuestLog } from '../common/index.js';
+import { detectCgroups, GuestError, Reaper, Supervisor, toGuestError, type CgroupChoice, type GuestErrorCode, type GuestLog, type OciRuntime } from '../common/index.js';
 import {
   API_VERSION,
   PID_TRAILER,
@@ -13,7 +13,7 @@ import {
   type HealthMethod,
   type HealthMethods,
 } from '../../protos/kata/index.js';
-import { processSpec, resourcesOf, statsMessage } from './convert.js';
+import { confinementOf, processSpec, resourcesOf, statsMessage } from './convert.js';
 
 export const AGENT_VERSION = 'virtactors-kata-agent 0.1.0';
 
@@ -44,6 +44,10 @@ export interface AgentOptions {
   cgroups: CgroupChoice;
   /** Run processes in a reaping pid namespace (needed when the agent is PID 1). */
   reaper: boolean;
+  /** The OCI runtime containers run through (undefined: not contained, a guest that is not root). */
+  oci?: OciRuntime;
+  /** The guest's state directory (bundles, the default root filesystem). */
+  stateDir: string;
 }
 
 interface Sandbox {
@@ -78,9 +82,15 @@ export class KataAgent {
       if (this.sandbox) throw new GuestError('AlreadyExists', `sandbox ${this.sandbox.id} already exists: one sandbox per agent`);
       const id = req.sandbox_id || req.hostname || 'sandbox';
       if (req.storages?.length) this.options.log.warn('storages are not mounted by this agent', { count: req.storages.length });
-      const supervisor = new Supervisor({ group: groupName(id), cgroups: this.cgroups(), reaper: this.reaper, log: this.options.log });
+      const supervisor = new Supervisor({
+        group: groupName(id),
+        cgroups: this.cgroups(),
+        reaper: this.reaper,
+        log: this.options.log,
+        ...(this.options.oci ? { oci: this.options.oci, stateDir: this.options.stateDir } : {}),
+      });
       this.sandbox = { id, hostname: req.hostname ?? '', supervisor };
-      this.options.log.info('sandbox created', { sandboxId: id, cgroups: supervisor.cgroupVersion ?? 'none', reaper: !!this.reaper });
+      this.options.log.info('sandbox created', { sandboxId: id, cgroups: supervisor.cgroupVersion ?? 'none', reaper: !!this.reaper, oci: supervisor.ociRuntime ?? 'none' });
       return {};
     },
     DestroySandbox: async () => {
@@ -92,18 +102,20 @@ export class KataAgent {
       this.options.log.info('sandbox destroyed', { sandboxId: sandbox.id });
       return {};
     },
-    CreateContainer: (req) => {
+    CreateContainer: async (req) => {
       const sup = this.supervisor();
       const id = req.container_id ?? '';
       const spec = req.OCI;
       if (!spec?.Process) throw new GuestError('InvalidArgument', `container ${id}: missing OCI specification (process)`);
       if (req.storages?.length || req.devices?.length) this.options.log.warn('storages and devices are not handled by this agent', { containerId: id });
-      sup.createContainer({
+      await sup.createContainer({
         id,
         initId: req.exec_id || id,
         root: spec.Root?.Path ?? '',
         process: processSpec(spec.Process, req.string_user),
         resources: resourcesOf(spec.Linux?.Resources),
+        hostname: spec.Hostname || this.sandbox!.hostname,
+        privileged: confinementOf(spec),
       });
       return {};
     },

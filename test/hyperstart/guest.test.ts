@@ -56,16 +56,21 @@ describe('hyperstart guest: containers', () => {
   });
 
   it('passes exactly the given env, the cwd and the user', async () => {
-    await start('c1', ['/bin/sh', '-c', 'echo "$FOO|$HOME|$HOSTNAME"; pwd; id -u'], { env: ['FOO=bar=baz'], cwd: '/tmp', user: '65534' });
+    await start('c1', ['/bin/sh', '-c', 'echo "$FOO|$HOME"; pwd; id -u'], { env: ['FOO=bar=baz'], cwd: '/tmp', user: '65534' });
     expect((await setup.exited('c1', 'c1')).exitStatus).toBe(0);
-    expect(setup.text('c1', 'c1')).toBe('bar=baz||\n/tmp\n65534\n');
+    expect(setup.text('c1', 'c1')).toBe('bar=baz|\n/tmp\n65534\n');
+    // Exactly: nothing added on the way (env itself adds nothing, unlike a shell).
+    await start('c2', ['env'], { env: ['FOO=bar=baz', 'A=1'] });
+    expect((await setup.exited('c2', 'c2')).exitStatus).toBe(0);
+    expect(setup.text('c2', 'c2')).toBe('FOO=bar=baz\nA=1\n');
   });
 
   it('runs a container chrooted into its rootfs, in its cwd, as its user', async () => {
     const rootfs = minimalRootfs(join(setup.dir, 'rootfs'));
     await start('c1', ['/bin/sh', '-c', 'pwd; echo /*; (: > /work/probe) 2>/dev/null && echo root || echo not-root'], { rootfs, cwd: '/work', user: '65534:65534' });
     expect((await setup.exited('c1', 'c1')).exitStatus).toBe(0);
-    expect(setup.text('c1', 'c1')).toBe('/work\n/bin /lib /lib64 /work\nnot-root\n');
+    // Its own files, and the mount points the OCI runtime makes for /dev, /proc and /sys.
+    expect(setup.text('c1', 'c1')).toBe('/work\n/bin /dev /lib /lib64 /proc /sys /work\nnot-root\n');
   });
 
   it('delivers every byte of large output before the exit', async () => {

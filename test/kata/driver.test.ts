@@ -103,7 +103,7 @@ for (const longLiveConn of [false, true]) {
       expect(plan.endpoint).toEqual({ grpcAddress: address });
       expect(plan.command[0]).toBe(process.execPath);
       expect(plan.command[1]).toMatch(/dist\/guest\/kata-agent\/main\.js$/);
-      expect(plan.command.slice(2)).toEqual(['--listen', address]);
+      expect(plan.command.slice(2)).toEqual(['--listen', address, '--state-parent', runDir]);
       expect(plan.env.NODE_EXTRA_CA_CERTS).toBeUndefined();
       // Started and not waited for: startSandbox retries the dial until the guest listens.
       guest = spawn(plan.command[0]!, plan.command.slice(1), { env: plan.env, stdio: 'ignore' });
@@ -138,7 +138,8 @@ for (const longLiveConn of [false, true]) {
       expect(table).toHaveLength(2);
       expect(table[1]).toContain('sleep 60');
       const stats = await driver.statsContainer('c2');
-      expect(stats.pidsCurrent).toBe(1);
+      // The container's init (tini, as PID 1 of its pid namespace) and sleep.
+      expect(stats.pidsCurrent).toBe(2);
       expect(stats.cpuUsageNs).toBeGreaterThan(0);
       expect(stats.memoryUsageBytes).toBeGreaterThan(0);
       await driver.updateContainer('c2', { Pids: { Limit: 20 } });
