@@ -1,5 +1,6 @@
 // The confinement every container gets unless it is explicitly privileged: the defaults
 // Docker and containerd give a container, written down here from the kernel's facts.
+import { readFileSync } from 'node:fs';
 
 /**
  * Docker's default capability set: enough to run ordinary programs as root (own files,
@@ -23,7 +24,7 @@ export const DEFAULT_CAPABILITIES = [
   'CAP_AUDIT_WRITE',
 ] as const;
 
-/** Every capability this kernel generation knows (0..40), for a privileged container. */
+/** Every capability this kernel generation knows, by bit number (0..40). */
 export const ALL_CAPABILITIES = [
   'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID', 'CAP_SETUID',
   'CAP_SETPCAP', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BIND_SERVICE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN', 'CAP_NET_RAW', 'CAP_IPC_LOCK',
@@ -32,6 +33,14 @@ export const ALL_CAPABILITIES = [
   'CAP_AUDIT_WRITE', 'CAP_AUDIT_CONTROL', 'CAP_SETFCAP', 'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG', 'CAP_WAKE_ALARM',
   'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ', 'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE',
 ] as const;
+
+/** What a privileged container gets: every capability the guest itself may still hold (its bounding set). */
+export function guestCapabilities(status = readFileSync('/proc/self/status', 'utf8')): string[] {
+  const hex = /^CapBnd:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  if (!hex) return [...ALL_CAPABILITIES];
+  const bounding = BigInt(`0x${hex}`);
+  return ALL_CAPABILITIES.filter((_, bit) => ((bounding >> BigInt(bit)) & 1n) === 1n);
+}
 
 /** /proc and /sys entries that leak host facts or reach hardware: hidden (an empty file or directory over them). */
 export const MASKED_PATHS = [

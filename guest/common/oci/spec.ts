@@ -2,7 +2,7 @@
 // processes are confined to. Built from the guest's own defaults every time; the parts a
 // request may choose are its process, root, hostname and nothing else, unless the container
 // is explicitly privileged.
-import { ALL_CAPABILITIES, DEFAULT_CAPABILITIES, defaultSeccomp, MASKED_PATHS, READONLY_PATHS, type SeccompProfile } from './defaults.js';
+import { DEFAULT_CAPABILITIES, defaultSeccomp, guestCapabilities, MASKED_PATHS, READONLY_PATHS, type SeccompProfile } from './defaults.js';
 
 export interface IdMapping {
   containerID: number;
@@ -52,7 +52,7 @@ export interface ConfinementOptions {
 
 /** Capabilities as the OCI runtime wants them: the same set in every list a root process keeps. */
 export function capabilitySet(privileged: boolean): OciProcess['capabilities'] {
-  const caps = [...(privileged ? ALL_CAPABILITIES : DEFAULT_CAPABILITIES)];
+  const caps = privileged ? guestCapabilities() : [...DEFAULT_CAPABILITIES];
   return { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] };
 }
 

@@ -1,0 +1,43 @@
+// A privileged container, where the host allows them (VC_ALLOW_PRIVILEGED=1): the
+// confinement the escape probes check is really what a privileged container is spared.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { subjects } from '../../bus/subjects.js';
+import type * as Bus from '../../bus/messages.gen.js';
+import { useRuntime } from '../helpers/runtime.js';
+import { GUEST_AGENTS } from './agents.js';
+
+const rt = useRuntime({ host: 'privileged', allowPrivileged: true });
+
+for (const agent of GUEST_AGENTS) {
+  describe(`${agent}: a privileged container on a host that allows them`, () => {
+    const sid = `priv-${agent.slice(0, 4)}`;
+    beforeAll(async () => {
+      await rt.ok(subjects.sandboxCreate(), { sandbox: { id: sid, agent, backend: 'namespace' }, start: true });
+    });
+    afterAll(async () => {
+      await rt.client.request(subjects.sandboxOp(sid, 'delete'), { force: true });
+    });
+
+    const run = async (id: string, privileged: boolean) => {
+      await rt.ok(subjects.containerCreate(sid), { container: { id, args: ['cat', '/proc/self/status'], privileged } });
+      await rt.ok(subjects.containerOp(sid, id, 'start'));
+      await rt.ok(subjects.containerOp(sid, id, 'wait'), { timeoutMs: 20_000 });
+      const text = (await rt.ok<Bus.LogsReply>(subjects.containerOp(sid, id, 'logs'))).stdout ?? '';
+      return Object.fromEntries(text.split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]));
+    };
+
+    it('keeps every capability the guest has, without seccomp filter or no_new_privs', async () => {
+      const status = await run('p', true);
+      const guestBounding = BigInt(`0x${/^CapBnd:\s+(\S+)$/m.exec(await import('node:fs').then((fs) => fs.readFileSync('/proc/self/status', 'utf8')))![1]}`);
+      expect(BigInt(`0x${status.CapEff}`)).toBe(guestBounding);
+      expect(status.Seccomp).toBe('0');
+      expect(status.NoNewPrivs).toBe('0');
+    });
+
+    it('still confines a container that does not ask', async () => {
+      const status = await run('q', false);
+      expect(status.CapEff).toBe('00000000a80425fb');
+      expect(status.Seccomp).toBe('2');
+    });
+  });
+}
