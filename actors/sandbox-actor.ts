@@ -3,7 +3,8 @@
 // run one at a time (the reference's exclusive flock); reads (status, ps, wait) do not
 // queue behind them. Lifecycle notices become bus events through the host's publisher.
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { createActor, waitFor, type Actor, type InspectionEvent } from 'xstate';
 import type { Logger } from 'pino';
@@ -53,6 +54,13 @@ export interface SandboxEnv {
 }
 
 const now = () => new Date().toISOString();
+const readStatus = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return '';
+  }
+};
 const MAX_REMEMBERED_EXEC_EXITS = 256;
 
 function errorFrom(summary: ErrorSummary | undefined, prefix = ''): VcError | undefined {
@@ -75,6 +83,7 @@ export class SandboxActor {
   private execExits: Map<string, ExitInfo & { containerId: string }> | undefined;
   private endpoint: GuestEndpoint = {};
   private output: OutputLog | undefined;
+  private guestExitSeen = false;
 
   constructor(
     readonly spec: SandboxSpec,
@@ -140,6 +149,7 @@ export class SandboxActor {
       }
       const plan = (await driver.createSandbox()) ?? { endpoint: {}, command: [], env: {} };
       const incarnation = { host: this.env.host, uid: this.uid };
+      this.guestExitSeen = false;
       this.endpoint = await this.backend.boot({ sandbox: this.spec, incarnation, runDir: this.env.runDir(this.id), plan });
       await this.agent.call((a) => a.startSandbox(this.endpoint));
     } catch (err) {
@@ -232,8 +242,21 @@ export class SandboxActor {
   }
 
   private guestExited(status: number, signal: string | undefined, at: string): void {
+    this.guestExitSeen = true;
     const how = signal ? `killed by ${signal}` : `exited with status ${status}`;
     this.fail('guest-exited', `the guest agent ${how}`, at, status);
+  }
+
+  /**
+   * A connection lost because the guest died is its exit, not an unreachable agent: while
+   * the guest's first process is gone but its exit not yet reported (a pid namespace takes a
+   * moment to end), wait for that report, within `ms`.
+   */
+  private async guestExitReported(ms: number): Promise<void> {
+    const pid = this.backend.pid;
+    if (pid === undefined || this.guestExitSeen) return;
+    const gone = () => !/^State:\s+[^Z]/m.test(readStatus(pid));
+    for (let waited = 0; gone() && !this.guestExitSeen && waited < ms; waited += 10) await sleep(10);
   }
 
   /** The guest died or stopped answering: mark the agent dead and the sandbox failed. */
@@ -250,6 +273,7 @@ export class SandboxActor {
    * CheckFailure saying whether the guest did not answer in time or could not be reached.
    */
   async checkGuest(deadlineMs: number): Promise<void> {
+    if (this.agent.isDead()) await this.guestExitReported(deadlineMs);
     if (this.agent.isDead()) throw { reason: 'agent-unreachable', message: 'the agent is marked dead', at: now() } satisfies CheckFailure;
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {
@@ -558,7 +582,7 @@ export class SandboxActor {
   }
 
   status(): Bus.SandboxStatus {
-    return sandboxStatus(this.snapshot(), { spec: this.spec, host: this.env.host, createdAt: this.createdAt });
+    return sandboxStatus(this.snapshot(), { spec: this.spec, host: this.env.host, createdAt: this.createdAt, userNamespace: this.backend.userNamespace });
   }
 
   /** The statechart's persisted snapshot, stored with the sandbox record. */

@@ -22,7 +22,7 @@ export function containerStatus(ref: ContainerActorRef): Bus.ContainerStatus {
   return status;
 }
 
-export function sandboxStatus(snap: SandboxSnapshot, about: { spec: SandboxSpec; host: string; createdAt: string }): Bus.SandboxStatus {
+export function sandboxStatus(snap: SandboxSnapshot, about: { spec: SandboxSpec; host: string; createdAt: string; userNamespace?: boolean }): Bus.SandboxStatus {
   const { spec } = about;
   const ctx = snap.context;
   const state = stateOf(snap);
@@ -39,6 +39,7 @@ export function sandboxStatus(snap: SandboxSnapshot, about: { spec: SandboxSpec;
     lastEventSeq: ctx.eventSeq,
     annotations: spec.annotations,
     monitor: spec.monitor,
+    userNamespace: about.userNamespace ?? false,
   };
   if (ctx.failure) {
     status.failureReason = ctx.failure.reason;

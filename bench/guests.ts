@@ -12,7 +12,10 @@ import { round, rssMiB, summarize, type Latency } from './stats.js';
 export interface GuestFigures {
   agent: string;
   sandboxCreateStart: Latency;
+  /** Through the OCI runtime (crun), as every container runs. */
   containerStartToExitEvent: Latency;
+  /** The same, in the same run, in a sandbox whose guest runs processes without an OCI runtime (VC_OCI_RUNTIME=none). */
+  containerStartToExitEventWithoutOci: Latency;
   idleGuestRssMiB: number;
   detectGuestKilled: Latency;
   detectGuestHung: Latency & { intervalMs: number; deadlineMs: number };
@@ -69,20 +72,41 @@ export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 
     await call(nc, subjects.sandboxOp(`${tag}-cs-${i}`, 'delete'), { force: true });
   }
 
-  // Container start → its exit event, for `true`.
+  // Container start → its exit event, for `true`: through crun, and beside it (alternating,
+  // in the same run) in a guest that runs processes without an OCI runtime.
   const sid = `${tag}-ct`;
+  const plain = `${tag}-ct-plain`;
   await call(nc, subjects.sandboxCreate(), { sandbox: spec(sid), start: true });
+  const before = process.env.VC_OCI_RUNTIME;
+  process.env.VC_OCI_RUNTIME = 'none';
+  try {
+    await call(nc, subjects.sandboxCreate(), { sandbox: spec(plain), start: true });
+  } finally {
+    if (before === undefined) delete process.env.VC_OCI_RUNTIME;
+    else process.env.VC_OCI_RUNTIME = before;
+  }
   const toExit: number[] = [];
+  const toExitPlain: number[] = [];
+  const startToExit = async (box: string, cid: string): Promise<number> => {
+    await call(nc, subjects.containerCreate(box), { container: { id: cid, args: ['true'] } });
+    const exited = firstMessage(nc, subjects.containerEvent(box, cid, 'exit'));
+    const t = process.hrtime.bigint();
+    await call(nc, subjects.containerOp(box, cid, 'start'));
+    await exited;
+    const took = ms(t);
+    await call(nc, subjects.containerOp(box, cid, 'delete'));
+    return took;
+  };
   for (let i = -3; i < o.containers; i++) {
     const cid = `t${i + 3}`;
-    await call(nc, subjects.containerCreate(sid), { container: { id: cid, args: ['true'] } });
-    const exited = firstMessage(nc, subjects.containerEvent(sid, cid, 'exit'));
-    const t = process.hrtime.bigint();
-    await call(nc, subjects.containerOp(sid, cid, 'start'));
-    await exited;
-    if (i >= 0) toExit.push(ms(t));
-    await call(nc, subjects.containerOp(sid, cid, 'delete'));
+    const oci = await startToExit(sid, cid);
+    const bare = await startToExit(plain, cid);
+    if (i >= 0) {
+      toExit.push(oci);
+      toExitPlain.push(bare);
+    }
   }
+  await call(nc, subjects.sandboxOp(plain, 'delete'), { force: true });
   const idleGuestRssMiB = rssMiB(host.registry.get(sid).backend.pid!);
   await call(nc, subjects.sandboxOp(sid, 'delete'), { force: true });
 
@@ -121,6 +145,7 @@ export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 
     agent,
     sandboxCreateStart: summarize(createStart),
     containerStartToExitEvent: summarize(toExit),
+    containerStartToExitEventWithoutOci: summarize(toExitPlain),
     idleGuestRssMiB,
     detectGuestKilled: summarize(killed),
     detectGuestHung: { ...summarize(hung), intervalMs: settings.intervalMs, deadlineMs: settings.deadlineMs },

@@ -156,6 +156,7 @@ function containerRows(list: Bus.ContainerStatus[]): string {
 function describeSandbox(s: Bus.SandboxStatus): string {
   let out = sandboxRows([s]);
   if (s.state === 'failed') out += `\nfailed: ${s.failureReason} since ${s.failedAt}: ${s.failureMessage}`;
+  if (s.backend === 'namespace') out += `\nuser namespace: ${s.userNamespace ? 'on' : 'off'}`;
   if (s.containers?.length) out += `\n\n${containerRows(s.containers)}`;
   return out;
 }

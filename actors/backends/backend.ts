@@ -36,12 +36,15 @@ export interface Backend {
   onExit(listener: (exit: GuestExit) => void): void;
   /** Host pid of the guest's first process, when there is one. */
   readonly pid: number | undefined;
+  /** Whether the running guest (and its containers) is in a user namespace mapping root to unprivileged host ids. */
+  readonly userNamespace: boolean;
 }
 
 /** No guest at all: for the noop agent. */
 export class NoneBackend implements Backend {
   readonly type = 'none' as const;
   readonly pid = undefined;
+  readonly userNamespace = false;
   async boot(request: BootRequest): Promise<GuestEndpoint> {
     return request.plan.endpoint;
   }

@@ -3,10 +3,12 @@
 import { registerBackend } from './index.js';
 import { NamespaceBackend, namespaceTools } from './namespace.js';
 import { ProcessBackend } from './process.js';
+import { usernsSetting } from './userns.js';
 
 registerBackend('process', (log) => new ProcessBackend({ log }));
 
 const tools = namespaceTools();
 if (process.getuid?.() === 0 && tools) {
-  registerBackend('namespace', (log) => new NamespaceBackend({ log, tools }));
+  const userns = usernsSetting();
+  registerBackend('namespace', (log) => new NamespaceBackend({ log, tools, userns }));
 }

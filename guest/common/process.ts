@@ -130,10 +130,10 @@ function onTerminal(argv: string[], spec: ProcessSpec, shell: string | undefined
   return [requireTool('script', 'for a terminal'), '-q', '-e', '-f', '-c', `${size}${restore}; exec ${argv.map(quote).join(' ')}`, '/dev/null'];
 }
 
-// Joins the cgroups, hides a cgroup2 mount when one is named (in the mount namespace of
-// its own the wrapper runs in), then execs the OCI runtime.
+// Joins the cgroups, covers a cgroup2 mount with an empty tmpfs when one is named (in the
+// mount namespace of its own the wrapper runs in), then execs the OCI runtime.
 const OCI_PRELUDE = `while [ "$1" != -- ]; do echo 0 > "$1" || exit 125; shift; done; shift
-if [ -n "$1" ]; then "$2" -l "$1" || exit 125; fi; shift 2
+if [ -n "$1" ]; then "$2" -t tmpfs -o ro,nosuid,nodev,noexec,size=4k virtactors-hidden "$1" || exit 125; fi; shift 2
 exec "$@"`;
 
 export interface RuntimeLaunchContext {
@@ -155,8 +155,8 @@ export function planRuntimeLaunch(runtimeArgv: string[], ctx: RuntimeLaunchConte
   let forks = 1;
   const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
   if (ctx.cgroupProcs.length > 0 || ctx.hiddenMount) {
-    const umount = ctx.hiddenMount ? requireTool('umount', 'to hide a cgroup2 mount') : '';
-    argv = [...ctx.privateMount, requireTool('sh', 'to join cgroups'), '-c', OCI_PRELUDE, 'va-oci', ...ctx.cgroupProcs, '--', ctx.hiddenMount ?? '', umount, ...argv];
+    const mount = ctx.hiddenMount ? requireTool('mount', 'to hide a cgroup2 mount') : '';
+    argv = [...ctx.privateMount, requireTool('sh', 'to join cgroups'), '-c', OCI_PRELUDE, 'va-oci', ...ctx.cgroupProcs, '--', ctx.hiddenMount ?? '', mount, ...argv];
   }
   // Outermost, so that the one child of script is the chain that becomes the runtime (the
   // prelude's umount is a child of that, told apart from the process by its program).

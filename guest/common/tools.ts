@@ -6,7 +6,7 @@ import { accessSync, constants } from 'node:fs';
 
 const DIRS = ['/usr/sbin', '/usr/bin', '/sbin', '/bin', '/usr/local/sbin', '/usr/local/bin'];
 
-export type ToolName = 'sh' | 'nsenter' | 'unshare' | 'script' | 'stty' | 'ps' | 'umount';
+export type ToolName = 'sh' | 'nsenter' | 'unshare' | 'script' | 'stty' | 'ps' | 'mount';
 
 const found = new Map<ToolName, string | null>();
 

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NamespaceBackend, type NamespaceBackendOptions } from '../../actors/backends/namespace.js';
 import { hostCgroupDriver, LimitAnnotation } from '../../actors/backends/cgroups/index.js';
+import { DEFAULT_USERNS_BASE, USERNS_SIZE } from '../../actors/backends/userns.js';
 import { VcError } from '../../bus/errors.js';
 import {
   alive,
@@ -134,6 +135,24 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     expect((await stat(join(runDir, 'guest.log'))).isFile()).toBe(true);
     expect(b.pid).toBeUndefined();
     expect(exits).toEqual([]);
+  });
+
+  it('runs the guest in a user namespace whose root is an unprivileged host range, and without one when the host turns it off', async () => {
+    const setting = { enabled: true, base: DEFAULT_USERNS_BASE, size: USERNS_SIZE };
+    const on = backend(2000, { userns: setting });
+    const off = backend(2000, { userns: { ...setting, enabled: false } });
+    const [idOn, idOff] = [sandboxId('ns-userns'), sandboxId('ns-nouserns')];
+    await on.boot({ incarnation: incarnation(), sandbox: spec(idOn), runDir: join(tmp.dir, idOn), plan: plan(['/bin/sleep', '1000']) });
+    await off.boot({ incarnation: incarnation(), sandbox: spec(idOff), runDir: join(tmp.dir, idOff), plan: plan(['/bin/sleep', '1000']) });
+    expect(on.userNamespace).toBe(true);
+    expect((await readFile(`/proc/${on.pid}/uid_map`, 'utf8')).trim().split(/\s+/)).toEqual(['0', String(DEFAULT_USERNS_BASE), String(USERNS_SIZE)]);
+    expect((await readFile(`/proc/${on.pid}/gid_map`, 'utf8')).trim().split(/\s+/)).toEqual(['0', String(DEFAULT_USERNS_BASE), String(USERNS_SIZE)]);
+    // Root inside, nobody outside: the host sees the guest as the first id of the range.
+    expect(await readFile(`/proc/${on.pid}/status`, 'utf8')).toMatch(new RegExp(`^Uid:\\s+${DEFAULT_USERNS_BASE}\\s`, 'm'));
+    expect((await stat(join(tmp.dir, idOn))).uid).toBe(DEFAULT_USERNS_BASE);
+    expect(off.userNamespace).toBe(false);
+    expect(await readlink(`/proc/${off.pid}/ns/user`)).toBe(await readlink('/proc/self/ns/user'));
+    expect(await readFile(`/proc/${off.pid}/status`, 'utf8')).toMatch(/^Uid:\s+0\s/m);
   });
 
   it('reports the exit status of a guest that exits on its own, once', async () => {
@@ -292,6 +311,7 @@ describe.skipIf(!isRoot)('namespace backend', () => {
           pids: async () => [],
           freeze: async () => {},
           thaw: async () => {},
+          delegate: () => {},
           destroy: async () => {},
         }),
       }),

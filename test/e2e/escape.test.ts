@@ -11,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { subjects } from '../../bus/subjects.js';
 import type * as Bus from '../../bus/messages.gen.js';
 import { useRuntime } from '../helpers/runtime.js';
+import { sandboxProcesses } from '../helpers/processes.js';
+import { DEFAULT_USERNS_BASE } from '../../actors/backends/userns.js';
 import { GUEST_AGENTS } from './agents.js';
 
 const rt = useRuntime({ host: 'escape' });
@@ -107,6 +109,8 @@ const nr = (name: string) => SYSCALLS[process.arch]![name]!;
  */
 function buildProbeRootfs(): string {
   const dir = mkdtempSync(join(tmpdir(), 'vc-probe-rootfs-'));
+  // Readable by the guest, which runs as an unprivileged host user in its user namespace.
+  chmodSync(dir, 0o755);
   const copy = (from: string, to = from) => {
     mkdirSync(dirname(join(dir, to)), { recursive: true });
     copyFileSync(realpathSync(from), join(dir, to));
@@ -118,6 +122,8 @@ function buildProbeRootfs(): string {
   copy('/usr/bin/perl', '/bin/perl');
   const libs = execFileSync('ldd', ['/usr/bin/perl'], { encoding: 'utf8' }).matchAll(/(\/\S+) \(0x/g);
   for (const [, lib] of libs) copy(lib!);
+  // Mount points of its own: in a user namespace the OCI runtime may not make them in a host directory.
+  for (const d of ['dev', 'proc', 'sys']) mkdirSync(join(dir, d));
   mkdirSync(join(dir, 'tmp'), { mode: 0o1777 });
   chmodSync(join(dir, 'tmp'), 0o1777);
   return dir;
@@ -293,6 +299,16 @@ for (const agent of GUEST_AGENTS) {
     it('has no_new_privs set', async () => {
       expect((await initStatus()).NoNewPrivs).toBe('1');
       expect((await statusOf('nnp')).NoNewPrivs).toBe('1');
+    });
+
+    it('runs in a user namespace: root in the container is an unprivileged host user, and status says so', async () => {
+      const status = await rt.ok<Bus.SandboxReply>(subjects.sandboxOp(sid, 'status'));
+      expect(status.sandbox?.userNamespace).toBe(true);
+      const sleepers = (await sandboxProcesses(sid)).filter((pid) => /^(\/bin\/)?sleep\u000060\u0000$/.test(readFileSync(`/proc/${pid}/cmdline`, 'latin1')));
+      expect(sleepers).toHaveLength(1);
+      const host = readFileSync(`/proc/${sleepers[0]}/status`, 'utf8');
+      expect(host).toMatch(new RegExp(`^Uid:\\s+${DEFAULT_USERNS_BASE}\\s+${DEFAULT_USERNS_BASE}\\s`, 'm'));
+      expect(readFileSync(`/proc/${sleepers[0]}/uid_map`, 'utf8').trim().split(/\s+/)).toEqual(['0', String(DEFAULT_USERNS_BASE), '65536']);
     });
 
     it('cannot be made privileged by a client', async () => {

@@ -2,7 +2,7 @@
 // talks to a guest, on the namespace backend, through the bus. Processes really run in
 // the sandbox; output, exit status and signals come back as replies and events.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,9 +26,12 @@ afterAll(() => {
 /** A tiny root filesystem: busybox and its applet links, plus a marker file. */
 function buildBusyboxRootfs(): string {
   const dir = mkdtempSync(join(tmpdir(), 'vc-rootfs-'));
+  // Readable by the guest, which runs as an unprivileged host user in its user namespace.
+  chmodSync(dir, 0o755);
   const busybox = ['/bin/busybox', '/usr/bin/busybox'].find(existsSync);
   if (!busybox) throw new Error('busybox is missing: run `npm run setup` (it installs busybox-static)');
-  mkdirSync(join(dir, 'bin'));
+  // Mount points of its own: in a user namespace the OCI runtime may not make them in a host directory.
+  for (const d of ['bin', 'dev', 'proc', 'sys']) mkdirSync(join(dir, d));
   copyFileSync(busybox, join(dir, 'bin/busybox'));
   execFileSync('chmod', ['755', join(dir, 'bin/busybox')]);
   for (const applet of ['sh', 'ls', 'cat', 'echo', 'sleep', 'ps']) symlinkSync('busybox', join(dir, 'bin', applet));

@@ -22,6 +22,11 @@ export interface SandboxCgroup {
   pids(): Promise<number[]>;
   freeze(): Promise<void>;
   thaw(): Promise<void>;
+  /**
+   * Hands the cgroup to a guest running as `uid`/`gid` (its user namespace's root): it may
+   * make child cgroups and move its processes, never change the limits set here.
+   */
+  delegate(uid: number, gid: number): void;
   /** Kills whatever is left in the subtree and removes it, child cgroups first. */
   destroy(): Promise<void>;
 }

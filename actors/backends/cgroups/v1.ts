@@ -1,6 +1,6 @@
 // cgroup v1: the sandbox gets <own cgroup>/virtactors/<host>.<id>.<incarnation> in every writable hierarchy
 // that carries a controller (memory, cpu, cpuacct, pids, freezer, ...).
-import { mkdirSync } from 'node:fs';
+import { chownSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { failedPrecondition } from '../../../bus/errors.js';
@@ -68,6 +68,10 @@ class V1Cgroup implements SandboxCgroup {
   async thaw(): Promise<void> {
     const f = this.freezer();
     if (f) writeText(join(f.dir, 'freezer.state'), 'THAWED');
+  }
+
+  delegate(uid: number, gid: number): void {
+    for (const dir of this.dirs) for (const path of [dir, join(dir, 'cgroup.procs'), join(dir, 'tasks')]) chownSync(path, uid, gid);
   }
 
   async destroy(): Promise<void> {

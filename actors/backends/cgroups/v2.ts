@@ -1,6 +1,6 @@
 // cgroup v2: the sandbox gets <own cgroup>/virtactors/<host>.<id>.<incarnation> in the unified tree, with the
 // controllers the runtime's cgroup can hand down enabled on the way.
-import { existsSync, mkdirSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -57,6 +57,11 @@ class V2Cgroup implements SandboxCgroup {
 
   async thaw(): Promise<void> {
     writeText(join(this.dir, 'cgroup.freeze'), '0');
+  }
+
+  delegate(uid: number, gid: number): void {
+    // The files cgroup v2 delegation names (cgroup-v2.rst): the directory, procs, threads, subtree_control.
+    for (const name of ['', 'cgroup.procs', 'cgroup.threads', 'cgroup.subtree_control']) chownSync(join(this.dir, name), uid, gid);
   }
 
   async destroy(): Promise<void> {

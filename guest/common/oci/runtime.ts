@@ -53,19 +53,24 @@ export function isStatic(path: string): boolean {
   }
 }
 
-/** The cgroup2 mount of a hybrid layout (v1 controllers mounted too), as this process sees it. */
+/**
+ * The cgroup2 mount of a hybrid layout (v1 controllers mounted too), as this process sees
+ * it: only where it is the topmost mount of its directory (one covered by the sandbox is not).
+ */
 export function hybridUnifiedMount(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): string | undefined {
   let v1 = false;
-  let unified: string | undefined;
+  const top = new Map<string, string>();
   for (const line of mountinfo.split('\n')) {
     const [left, right] = line.split(' - ');
     if (!left || !right) continue;
-    const fstype = right.split(' ')[0];
+    const fstype = right.split(' ')[0]!;
     const dir = left.split(' ')[4];
     if (fstype === 'cgroup') v1 = true;
-    if (fstype === 'cgroup2' && dir) unified = dir.replace(/\\040/g, ' ');
+    // Later lines are mounted later: on the same directory they cover the earlier ones.
+    if (dir) top.set(dir.replace(/\\040/g, ' '), fstype);
   }
-  return v1 ? unified : undefined;
+  if (!v1) return undefined;
+  return [...top.entries()].find(([, fstype]) => fstype === 'cgroup2')?.[0];
 }
 
 /** Static programs the guest puts into every container: a shell for the start gate, and tini as its init. */
@@ -115,7 +120,7 @@ export class OciRuntime {
     return [this.binary, ...this.global(), 'delete', '--force', id];
   }
 
-  /** The wrapper that hides the hybrid cgroup2 mount from the runtime: unshare plus a umount in the launch shell. */
+  /** The wrapper that hides the hybrid cgroup2 mount from the runtime: unshare, then the launch shell covers it. */
   privateMountArgv(): string[] {
     if (!this.hiddenMount) return [];
     return [requireTool('unshare', 'to give the OCI runtime a mount namespace of its own'), '--mount', '--propagation=private', '--'];
@@ -153,6 +158,6 @@ export function detectOciRuntime(options: OciOptions): OciRuntime | undefined {
   if (typeof helpers === 'string') throw new Error(`containers need ${helpers}`);
   if (!findTool('sh')) throw new Error('sh is not installed in the guest');
   const hidden = found.name === 'crun' ? hybridUnifiedMount() : undefined;
-  if (hidden) requireTool('umount', 'to hide the hybrid cgroup2 mount from crun');
+  if (hidden) requireTool('mount', 'to hide the hybrid cgroup2 mount from crun');
   return new OciRuntime(found.name, found.binary, options.stateRoot, helpers, hidden);
 }
