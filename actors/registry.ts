@@ -16,7 +16,7 @@ export class SandboxRegistry {
   ) {
     this.env = {
       ...env,
-      logic: sandboxLogic((id) => this.sandboxes.get(id)),
+      logic: sandboxLogic((id) => this.sandboxes.get(id)?.operations),
       persist: (sandbox) => this.persist(sandbox),
       forget: (sandbox) => {
         if (this.sandboxes.get(sandbox.id) === sandbox) this.sandboxes.delete(sandbox.id);
@@ -43,7 +43,7 @@ export class SandboxRegistry {
   }
 
   /** Claims the id cluster-wide, then starts the sandbox actor (which boots the guest). */
-  async create(spec: SandboxSpec): Promise<SandboxActor> {
+  async create(spec: SandboxSpec, deadline?: number): Promise<SandboxActor> {
     if (this.sandboxes.has(spec.id)) throw alreadyExists(`sandbox ${spec.id} already exists`);
     const createdAt = new Date().toISOString();
     await this.store.claim({
@@ -53,7 +53,7 @@ export class SandboxRegistry {
       updatedAt: createdAt,
     });
     // A concurrent create of the same id on this host lost the claim above.
-    const sandbox = new SandboxActor(spec, this.env, createdAt);
+    const sandbox = new SandboxActor(spec, this.env, createdAt, deadline);
     this.sandboxes.set(spec.id, sandbox);
     return sandbox.activate();
   }

@@ -1,63 +1,67 @@
-// The sandbox statechart with every operation provided: what each invoked actor of the
-// sandbox, container and monitor statecharts does, in terms of the sandbox actor.
+// The sandbox statechart with every operation provided: what each invoked or spawned
+// actor of the sandbox, container, process and monitor statecharts does, in terms of the
+// sandbox's operations (sandbox-operations.ts). Each gets its actor's AbortSignal (it
+// aborts when the state is left, the actor stopped or the host stops) and the command's
+// deadline from its input.
 import { fromPromise } from 'xstate';
 import { ErrorCode, toVcError, VcError } from '../bus/errors.js';
-import { sandboxMachine, type SandboxOpInput } from '../machines/sandbox.js';
-import { containerMachine, type ContainerOpInput } from '../machines/container.js';
+import { sandboxMachine, type OnlineCpuMemInput, type SandboxOpInput } from '../machines/sandbox.js';
+import { containerMachine, type ContainerOpInput, type KillInput, type PsInput } from '../machines/container.js';
+import { processMachine, type ProcessInput, type ProcessStartOutput } from '../machines/process.js';
 import { monitorMachine, type CheckInput } from '../machines/monitor.js';
-import type { SandboxActor } from './sandbox-actor.js';
-
-const now = () => new Date().toISOString();
+import type { Limits, SandboxOperations } from './sandbox-operations.js';
 
 /**
  * The sandbox statechart with its operations provided, built once per host: every
- * operation finds its sandbox actor by id, so no sandbox pays for a machine of its own.
+ * operation finds its sandbox's operations by id, so no sandbox pays for a machine of
+ * its own.
  */
-export function sandboxLogic(lookup: (sandboxId: string) => SandboxActor | undefined) {
-  const owner = (sandboxId: string): SandboxActor => {
-    const sandbox = lookup(sandboxId);
-    if (!sandbox) throw new VcError(ErrorCode.Internal, `sandbox ${sandboxId} is not loaded`);
-    return sandbox;
+export function sandboxLogic(lookup: (sandboxId: string) => SandboxOperations | undefined) {
+  const ops = (sandboxId: string): SandboxOperations => {
+    const found = lookup(sandboxId);
+    if (!found) throw new VcError(ErrorCode.Internal, `sandbox ${sandboxId} is not loaded`);
+    return found;
   };
-  const op = (fn: (sandbox: SandboxActor) => Promise<void>) =>
-    fromPromise<void, SandboxOpInput>(({ input }) => fn(owner(input.sandboxId)));
-  const cop = <T>(fn: (sandbox: SandboxActor, input: ContainerOpInput) => Promise<T>) =>
-    fromPromise<T, ContainerOpInput>(async ({ input }) => {
+  /** An operation whose errors reach the chart as VcErrors (code and message kept). */
+  const op = <I extends { sandboxId: string; deadline?: number }, O>(run: (o: SandboxOperations, input: I, limits: Limits) => Promise<O>) =>
+    fromPromise<O, I>(async ({ input, signal }) => {
       try {
-        return await fn(owner(input.sandboxId), input);
+        return await run(ops(input.sandboxId), input, { signal, deadline: input.deadline });
       } catch (err) {
         throw toVcError(err);
       }
     });
   return sandboxMachine.provide({
     actors: {
-      createSandbox: op((s) => s.bootSandbox(true)),
-      bootGuest: op((s) => s.bootSandbox(false)),
-      startSandbox: op((s) => s.forEachContainer('START', (state) => state === 'ready' || state === 'stopped')),
-      pauseSandbox: op((s) => s.forEachContainer('PAUSE', (state) => state === 'running')),
-      resumeSandbox: op((s) => s.forEachContainer('RESUME', (state) => state === 'paused')),
-      stopSandbox: op((s) => s.stopGuest()),
-      deleteSandbox: op((s) => s.releaseSandbox()),
+      createSandbox: op<SandboxOpInput, void>((o, _, l) => o.createSandbox(l)),
+      bootGuest: op<SandboxOpInput, void>((o, _, l) => o.bootGuest(l)),
+      startSandbox: op<SandboxOpInput, void>((o, _, l) => o.startContainers(l)),
+      pauseSandbox: op<SandboxOpInput, void>((o, _, l) => o.pauseContainers(l)),
+      resumeSandbox: op<SandboxOpInput, void>((o, _, l) => o.resumeContainers(l)),
+      stopSandbox: op<SandboxOpInput, void>((o, _, l) => o.stopSandbox(l)),
+      deleteSandbox: op<SandboxOpInput, void>((o, _, l) => o.deleteSandbox(l)),
+      onlineCpuMem: op<OnlineCpuMemInput, void>((o, i, l) => o.onlineCpuMem(i.cpus, l)),
       container: containerMachine.provide({
         actors: {
-          createContainer: cop((s, { spec }) => s.agent.call((a) => a.createContainer(spec))),
-          startContainer: cop(async (s, { containerId }) => {
-            const { pid } = await s.agent.call((a) => a.startContainer(containerId));
-            return { pid, startedAt: now() };
+          createContainer: op<ContainerOpInput, void>((o, i, l) => o.createContainer(i.spec, l)),
+          startContainer: op((o, i: ContainerOpInput, l) => o.startContainer(i.containerId, l)),
+          stopContainer: op((o, i: ContainerOpInput, l) => o.stopContainer(i.containerId, l)),
+          pauseContainer: op<ContainerOpInput, void>((o, i, l) => o.pauseContainer(i.containerId, l)),
+          resumeContainer: op<ContainerOpInput, void>((o, i, l) => o.resumeContainer(i.containerId, l)),
+          deleteContainer: op<ContainerOpInput, void>((o, i, l) => o.deleteContainer(i.containerId, l)),
+          killContainer: op<KillInput, void>((o, i, l) => o.killContainer(i.containerId, i.signal, i.all, l)),
+          listProcesses: op<PsInput, string>((o, i, l) => o.listProcesses(i.containerId, i.format, i.args, l)),
+          containerStats: op<ContainerOpInput, unknown>((o, i, l) => o.containerStats(i.containerId, l)),
+          process: processMachine.provide({
+            actors: {
+              startProcess: op<ProcessInput, ProcessStartOutput>((o, i, l) => o.startProcess(i.containerId, i.execId, i.process, l)),
+            },
           }),
-          stopContainer: cop(async (s, { containerId }) => {
-            // A dead guest has nothing left to stop.
-            if (s.agent.isDead()) return {};
-            return (await s.agent.call((a) => a.stopContainer(containerId))) ?? {};
-          }),
-          pauseContainer: cop((s, { containerId }) => s.agent.call((a) => a.pauseContainer(containerId))),
-          resumeContainer: cop((s, { containerId }) => s.agent.call((a) => a.resumeContainer(containerId))),
-          deleteContainer: cop(async () => {}),
         },
       }),
       monitor: monitorMachine.provide({
         actors: {
-          checkAgent: fromPromise<void, CheckInput>(({ input }) => owner(input.sandboxId).checkGuest(input.deadlineMs)),
+          checkAgent: fromPromise<void, CheckInput>(({ input, signal }) => ops(input.sandboxId).checkGuest(input.deadlineMs, signal)),
         },
       }),
     },

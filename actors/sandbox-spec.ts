@@ -96,7 +96,8 @@ function parseMonitor(m: Bus.MonitorSpec | undefined, defaults: MonitorSettings)
   return { intervalMs, deadlineMs, policy };
 }
 
-function checkEnv(env: string[], at: string): string[] {
+/** Environment entries must be KEY=value (no NUL). */
+export function checkEnv(env: string[], at: string): string[] {
   env.forEach((e, i) => {
     if (!/^[^=\0]+=/.test(e)) throw invalidArgument(`${at}[${i}] must look like KEY=value, got ${JSON.stringify(e)}`);
   });

@@ -3,7 +3,7 @@
 // event, idle guest memory, monitor detection latency and the CPU cost of monitoring.
 import { readFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { decodeTrusted, encode } from '../bus/codec.js';
+import type { VcClient } from '../bus/client.js';
 import { subjects } from '../bus/subjects.js';
 import type * as Bus from '../bus/messages.gen.js';
 import type { RuntimeHost } from '../runtime/host.js';
@@ -32,13 +32,6 @@ export interface GuestBenchOptions {
   monitorSeconds: number;
 }
 
-async function call<T = Record<string, unknown>>(nc: NatsConnection, subject: string, body: object = {}): Promise<T> {
-  const msg = await nc.request(subject, encode(body), { timeout: 60_000 });
-  const reply = decodeTrusted<{ ok: boolean; error?: { message: string } } & T>(msg.data);
-  if (!reply.ok) throw new Error(`${subject}: ${reply.error?.message}`);
-  return reply;
-}
-
 const ms = (from: bigint) => Number(process.hrtime.bigint() - from) / 1e6;
 
 /** Resolves when the first message arrives on a subject (core NATS, already subscribed). */
@@ -59,7 +52,7 @@ function cpuTicks(pid: number): number {
   }
 }
 
-export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 'kata' | 'hyperstart', o: GuestBenchOptions): Promise<GuestFigures> {
+export async function benchGuests(client: VcClient, host: RuntimeHost, agent: 'kata' | 'hyperstart', o: GuestBenchOptions): Promise<GuestFigures> {
   const tag = agent.slice(0, 4);
   const spec = (id: string, extra: Partial<Bus.SandboxSpec> = {}): Bus.SandboxSpec => ({ id, agent, backend: 'namespace', ...extra });
 
@@ -67,20 +60,20 @@ export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 
   const createStart: number[] = [];
   for (let i = 0; i < o.sandboxes; i++) {
     const t = process.hrtime.bigint();
-    await call(nc, subjects.sandboxCreate(), { sandbox: spec(`${tag}-cs-${i}`), start: true });
+    await client.call('SandboxCreate', {}, { sandbox: spec(`${tag}-cs-${i}`), start: true });
     createStart.push(ms(t));
-    await call(nc, subjects.sandboxOp(`${tag}-cs-${i}`, 'delete'), { force: true });
+    await client.call('SandboxDelete', { sid: `${tag}-cs-${i}` }, { force: true });
   }
 
   // Container start → its exit event, for `true`: through crun, and beside it (alternating,
   // in the same run) in a guest that runs processes without an OCI runtime.
   const sid = `${tag}-ct`;
   const plain = `${tag}-ct-plain`;
-  await call(nc, subjects.sandboxCreate(), { sandbox: spec(sid), start: true });
+  await client.call('SandboxCreate', {}, { sandbox: spec(sid), start: true });
   const before = process.env.VC_OCI_RUNTIME;
   process.env.VC_OCI_RUNTIME = 'none';
   try {
-    await call(nc, subjects.sandboxCreate(), { sandbox: spec(plain), start: true });
+    await client.call('SandboxCreate', {}, { sandbox: spec(plain), start: true });
   } finally {
     if (before === undefined) delete process.env.VC_OCI_RUNTIME;
     else process.env.VC_OCI_RUNTIME = before;
@@ -88,13 +81,13 @@ export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 
   const toExit: number[] = [];
   const toExitPlain: number[] = [];
   const startToExit = async (box: string, cid: string): Promise<number> => {
-    await call(nc, subjects.containerCreate(box), { container: { id: cid, args: ['true'] } });
-    const exited = firstMessage(nc, subjects.containerEvent(box, cid, 'exit'));
+    await client.call('ContainerCreate', { sid: box }, { container: { id: cid, args: ['true'] } });
+    const exited = firstMessage(client.nc, subjects.containerEvent(box, cid, 'exit'));
     const t = process.hrtime.bigint();
-    await call(nc, subjects.containerOp(box, cid, 'start'));
+    await client.call('ContainerStart', { sid: box, cid });
     await exited;
     const took = ms(t);
-    await call(nc, subjects.containerOp(box, cid, 'delete'));
+    await client.call('ContainerDelete', { sid: box, cid });
     return took;
   };
   for (let i = -3; i < o.containers; i++) {
@@ -106,30 +99,30 @@ export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 
       toExitPlain.push(bare);
     }
   }
-  await call(nc, subjects.sandboxOp(plain, 'delete'), { force: true });
+  await client.call('SandboxDelete', { sid: plain }, { force: true });
   const idleGuestRssMiB = rssMiB(host.registry.get(sid).backend.pid!);
-  await call(nc, subjects.sandboxOp(sid, 'delete'), { force: true });
+  await client.call('SandboxDelete', { sid: sid }, { force: true });
 
   // Detection: guest killed (seen by the backend at once).
   const killed: number[] = [];
   for (let i = 0; i < o.faults; i++) {
     const id = `${tag}-kill-${i}`;
-    await call(nc, subjects.sandboxCreate(), { sandbox: spec(id), start: true });
-    const failed = firstMessage(nc, subjects.sandboxEvent(id, 'fail'));
+    await client.call('SandboxCreate', {}, { sandbox: spec(id), start: true });
+    const failed = firstMessage(client.nc, subjects.sandboxEvent(id, 'fail'));
     const t = process.hrtime.bigint();
     process.kill(host.registry.get(id).backend.pid!, 'SIGKILL');
     await failed;
     killed.push(ms(t));
-    await call(nc, subjects.sandboxOp(id, 'delete'));
+    await client.call('SandboxDelete', { sid: id });
   }
 
   // Detection: guest hung (SIGSTOP), default interval and deadline, all at once.
   const hungIds = Array.from({ length: o.faults }, (_, i) => `${tag}-hung-${i}`);
-  for (const id of hungIds) await call(nc, subjects.sandboxCreate(), { sandbox: spec(id), start: true });
+  for (const id of hungIds) await client.call('SandboxCreate', {}, { sandbox: spec(id), start: true });
   const settings = host.registry.get(hungIds[0]!).spec.monitor;
   const hung = await Promise.all(
     hungIds.map(async (id) => {
-      const failed = firstMessage(nc, subjects.sandboxEvent(id, 'fail'));
+      const failed = firstMessage(client.nc, subjects.sandboxEvent(id, 'fail'));
       const pid = host.registry.get(id).backend.pid!;
       const t = process.hrtime.bigint();
       process.kill(pid, 'SIGSTOP');
@@ -139,7 +132,7 @@ export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 
       return took;
     }),
   );
-  for (const id of hungIds) await call(nc, subjects.sandboxOp(id, 'delete'));
+  for (const id of hungIds) await client.call('SandboxDelete', { sid: id });
 
   const figures: GuestFigures = {
     agent,
@@ -155,7 +148,7 @@ export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 
   if (o.monitored > 0) {
     const ids = Array.from({ length: o.monitored }, (_, i) => `${tag}-mon-${i}`);
     for (let i = 0; i < ids.length; i += 8) {
-      await Promise.all(ids.slice(i, i + 8).map((id) => call(nc, subjects.sandboxCreate(), { sandbox: spec(id), start: true })));
+      await Promise.all(ids.slice(i, i + 8).map((id) => client.call('SandboxCreate', {}, { sandbox: spec(id), start: true })));
     }
     const pids = ids.map((id) => host.registry.get(id).backend.pid!);
     const ticksPerSecond = 100;
@@ -172,7 +165,7 @@ export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 
       return { seconds, percent: ((hostSeconds + guestSeconds) / seconds) * 100, hostPercent: (hostSeconds / seconds) * 100, guestPercent: (guestSeconds / seconds) * 100 };
     };
     const each = async (op: 'pause' | 'resume') => {
-      for (let i = 0; i < ids.length; i += 8) await Promise.all(ids.slice(i, i + 8).map((id) => call(nc, subjects.sandboxOp(id, op))));
+      for (let i = 0; i < ids.length; i += 8) await Promise.all(ids.slice(i, i + 8).map((id) => client.call(op === 'pause' ? 'SandboxPause' : 'SandboxResume', { sid: id })));
       await new Promise((r) => setTimeout(r, 2000));
     };
     // Paused sandboxes are not monitored: the same guests, idle, give the baseline. The
@@ -204,7 +197,7 @@ export async function benchGuests(nc: NatsConnection, host: RuntimeHost, agent: 
       withGuestsIdlePercent: round(idle.percent, 2),
     };
     for (let i = 0; i < ids.length; i += 8) {
-      await Promise.all(ids.slice(i, i + 8).map((id) => call(nc, subjects.sandboxOp(id, 'delete'), { force: true })));
+      await Promise.all(ids.slice(i, i + 8).map((id) => client.call('SandboxDelete', { sid: id }, { force: true })));
     }
   }
   return figures;

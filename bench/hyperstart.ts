@@ -85,7 +85,7 @@ export async function benchHyperstart(opts: { samples: number; boots: number; ou
 
   const g = await boot();
   try {
-    const ping = await measure(opts.samples, () => g.agent.check(5_000));
+    const ping = await measure(opts.samples, () => g.agent.check(AbortSignal.timeout(5_000)));
 
     await g.agent.createContainer(spec('idle', ['sleep', '100000']));
     await g.agent.startContainer('idle');

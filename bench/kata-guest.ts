@@ -104,7 +104,7 @@ export async function benchKataGuest(o: KataGuestBenchOptions): Promise<KataGues
   try {
     await sleep(500); // idle: start-up garbage collected
     const idleGuestRssMiB = rssMiB(g.child.pid!);
-    const check = await measure(o.samples, () => g.agent.check(5000));
+    const check = await measure(o.samples, () => g.agent.check(AbortSignal.timeout(5000)));
     const containerRunTrue = await measure(o.samples, async (i) => {
       const id = `t${i < 0 ? `w${-i}` : i}`;
       const exit = exitOf(g, id, id);

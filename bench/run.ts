@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { startNatsServer } from '../runtime/nats-server.js';
 import { RuntimeHost } from '../runtime/host.js';
-import { connectBus } from '../bus/connection.js';
+import { VcClient } from '../bus/client.js';
 import '../actors/install-drivers.js';
 import { benchNoop } from './noop.js';
 import { benchGuests, type GuestFigures } from './guests.js';
@@ -22,7 +22,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'vc-bench-'));
   const server = await startNatsServer({ storeDir: join(dir, 'nats') });
   const host = await RuntimeHost.start({ servers: server.url, host: 'bench', runRoot: join(dir, 'run'), log: pino({ level: 'silent' }) });
-  const nc = await connectBus({ servers: server.url, name: 'bench-client' });
+  const client = await VcClient.connect({ servers: server.url, name: 'bench-client' });
   const results: Record<string, unknown> = {
     date: new Date().toISOString(),
     node: process.version,
@@ -30,13 +30,13 @@ async function main(): Promise<void> {
     machine: { cpus: (await import('node:os')).cpus().length },
   };
   try {
-    results.noop = await benchNoop(nc, host, quick ? { samples: 200, lifecycles: 500, idle: 1000 } : { samples: 2000, lifecycles: 5000, idle: 10_000 });
+    results.noop = await benchNoop(client, host, quick ? { samples: 200, lifecycles: 500, idle: 1000 } : { samples: 2000, lifecycles: 5000, idle: 10_000 });
     const guests: GuestFigures[] = [];
     for (const agent of ['kata', 'hyperstart'] as const) {
       if (!hasAgent(agent)) continue;
       process.stderr.write(`bench: ${agent} guests...\n`);
       guests.push(
-        await benchGuests(nc, host, agent, quick
+        await benchGuests(client, host, agent, quick
           ? { sandboxes: 5, containers: 10, faults: 3, monitored: agent === 'kata' ? 10 : 0, monitorSeconds: 3 }
           : { sandboxes: 30, containers: 100, faults: 20, monitored: agent === 'kata' ? 100 : 0, monitorSeconds: 10 }),
       );
@@ -49,7 +49,7 @@ async function main(): Promise<void> {
     process.stderr.write('bench: backends...\n');
     results.backends = await benchBackends(quick ? 5 : 20);
   } finally {
-    await nc.close();
+    await client.close();
     await host.stop();
     await server.stop();
     rmSync(dir, { recursive: true, force: true });

@@ -5,11 +5,9 @@ import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { createInbox, type NatsConnection } from '@nats-io/transport-node';
-import { connectBus } from '../bus/connection.js';
-import { decodeTrusted, encode } from '../bus/codec.js';
-import { readEvents } from '../bus/event-reader.js';
-import { subjects, srvSubjects, type ContainerOp, type SandboxOp } from '../bus/subjects.js';
+import { CommandError, VcClient } from '../bus/client.js';
+import { decodeTrusted } from '../bus/codec.js';
+import { subjects } from '../bus/subjects.js';
 import type * as Bus from '../bus/messages.gen.js';
 import { sandboxMachine } from '../machines/sandbox.js';
 import { containerMachine } from '../machines/container.js';
@@ -101,32 +99,6 @@ function keyValues(list: string[] | undefined, what: string): Record<string, str
   return out;
 }
 
-class ReplyError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-async function request<T>(nc: NatsConnection, g: Global, subject: string, body: object = {}): Promise<T> {
-  let msg;
-  try {
-    msg = await nc.request(subject, encode(body), { timeout: g.timeout });
-  } catch (err) {
-    const e = err as Error;
-    if (/no responders/i.test(e.message) || e.name === 'NoRespondersError') {
-      throw new ReplyError('Unavailable', `no runtime host answers on ${g.server} (is \`npm start\` running?)`);
-    }
-    if (/timeout/i.test(e.message)) throw new ReplyError('DeadlineExceeded', `no reply within ${g.timeout} ms`);
-    throw err;
-  }
-  const reply = decodeTrusted<{ ok: boolean; error?: Bus.ErrorInfo } & T>(msg.data);
-  if (!reply.ok) throw new ReplyError(reply.error?.code ?? 'Internal', reply.error?.message ?? 'unknown error');
-  return reply;
-}
-
 // ---- output ---------------------------------------------------------------------
 
 function table(rows: string[][]): string {
@@ -177,7 +149,10 @@ const print = (g: Global, value: unknown, text: () => string) => {
   process.stdout.write(`${g.json ? JSON.stringify(value, null, 2) : text()}\n`);
 };
 
-async function sandboxCommand(nc: NatsConnection, g: Global, args: string[]): Promise<void> {
+const sandboxVerbs = { start: 'SandboxStart', stop: 'SandboxStop', pause: 'SandboxPause', resume: 'SandboxResume', status: 'SandboxStatus' } as const;
+const containerVerbs = { start: 'ContainerStart', stop: 'ContainerStop', pause: 'ContainerPause', resume: 'ContainerResume', status: 'ContainerStatus' } as const;
+
+async function sandboxCommand(client: VcClient, g: Global, args: string[]): Promise<void> {
   const [verb, ...rest] = args;
   const [flags] = splitDashDash(rest);
   switch (verb) {
@@ -209,21 +184,21 @@ async function sandboxCommand(nc: NatsConnection, g: Global, args: string[]): Pr
       if (agentConfig) sandbox.agentConfig = agentConfig;
       if (Object.keys(monitor).length) sandbox.monitor = monitor;
       if (values.annotation) sandbox.annotations = keyValues(values.annotation, '--annotation');
-      const subject = values.host ? subjects.hostSandboxCreate(values.host) : subjects.sandboxCreate();
-      const reply = await request<Bus.SandboxReply>(nc, g, subject, { sandbox, start: !!values.start });
+      const body = { sandbox, start: !!values.start };
+      const reply = values.host ? await client.call('HostSandboxCreate', { host: values.host }, body) : await client.call('SandboxCreate', {}, body);
       print(g, reply.sandbox, () => describeSandbox(reply.sandbox!));
       return;
     }
     case 'list': {
       const { values } = parse(flags, { host: { type: 'string' } });
-      const reply = await request<Bus.SandboxListReply>(nc, g, subjects.sandboxList(), values.host ? { host: values.host } : {});
+      const reply = await client.call('SandboxList', {}, values.host ? { host: values.host } : {});
       print(g, reply.sandboxes, () => sandboxRows(reply.sandboxes ?? []));
       return;
     }
     case 'delete': {
       const { values, positionals } = parse(flags, { force: { type: 'boolean' } });
       const id = need(positionals[0], 'sandbox delete needs an id');
-      await request(nc, g, subjects.sandboxOp(id, 'delete'), values.force ? { force: true } : {});
+      await client.call('SandboxDelete', { sid: id }, values.force ? { force: true } : {});
       print(g, { id, deleted: true }, () => `sandbox ${id} deleted`);
       return;
     }
@@ -234,7 +209,7 @@ async function sandboxCommand(nc: NatsConnection, g: Global, args: string[]): Pr
     case 'status': {
       const { positionals } = parse(flags, {});
       const id = need(positionals[0], `sandbox ${verb} needs an id`);
-      const reply = await request<Bus.SandboxReply>(nc, g, subjects.sandboxOp(id, verb as SandboxOp));
+      const reply = await client.call(sandboxVerbs[verb], { sid: id });
       print(g, reply.sandbox, () => describeSandbox(reply.sandbox!));
       return;
     }
@@ -248,7 +223,7 @@ function need(value: string | undefined, message: string): string {
   return value;
 }
 
-async function containerCommand(nc: NatsConnection, g: Global, args: string[]): Promise<void> {
+async function containerCommand(client: VcClient, g: Global, args: string[]): Promise<void> {
   const [verb, ...rest] = args;
   const [flags, command] = splitDashDash(rest);
   const processFlags = {
@@ -265,7 +240,7 @@ async function containerCommand(nc: NatsConnection, g: Global, args: string[]): 
       if (values.user) container.user = values.user;
       if (values.tty) container.terminal = true;
       if (values.rootfs) container.rootfs = resolve(values.rootfs);
-      const reply = await request<Bus.ContainerReply>(nc, g, subjects.containerCreate(sid), { container });
+      const reply = await client.call('ContainerCreate', { sid }, { container });
       print(g, reply.container, () => containerRows([reply.container!]));
       return;
     }
@@ -273,14 +248,14 @@ async function containerCommand(nc: NatsConnection, g: Global, args: string[]): 
       const { values, positionals } = parse(flags, { all: { type: 'boolean' } });
       const [sid, cid] = ids(positionals);
       const signal = signalNumber(positionals[2]);
-      await request(nc, g, subjects.containerOp(sid, cid, 'kill'), { signal, all: !!values.all });
+      await client.call('ContainerKill', { sid, cid }, { signal, all: !!values.all });
       print(g, { signal }, () => `signal ${signal} sent to container ${cid}${values.all ? ' (all processes)' : ''}`);
       return;
     }
     case 'delete': {
       const { values, positionals } = parse(flags, { force: { type: 'boolean' } });
       const [sid, cid] = ids(positionals);
-      await request(nc, g, subjects.containerOp(sid, cid, 'delete'), values.force ? { force: true } : {});
+      await client.call('ContainerDelete', { sid, cid }, values.force ? { force: true } : {});
       print(g, { id: cid, deleted: true }, () => `container ${cid} deleted`);
       return;
     }
@@ -294,7 +269,7 @@ async function containerCommand(nc: NatsConnection, g: Global, args: string[]): 
       if (values.cwd) body.cwd = values.cwd;
       if (values.user) body.user = values.user;
       if (values.tty) body.terminal = true;
-      const reply = await request<Bus.ExecReply>(nc, g, subjects.containerOp(sid, cid, 'exec'), body);
+      const reply = await client.call('ContainerExec', { sid, cid }, body);
       print(g, { execId: reply.execId, pid: reply.pid }, () => `exec ${reply.execId} started, pid ${reply.pid}`);
       return;
     }
@@ -303,7 +278,7 @@ async function containerCommand(nc: NatsConnection, g: Global, args: string[]): 
       const [sid, cid] = ids(positionals);
       const body: Bus.ContainerPsRequest = { format: values.format ?? 'table' };
       if (command.length) body.args = command;
-      const reply = await request<Bus.PsReply>(nc, g, subjects.containerOp(sid, cid, 'ps'), body);
+      const reply = await client.call('ContainerPs', { sid, cid }, body);
       process.stdout.write(reply.output?.endsWith('\n') ? reply.output : `${reply.output ?? ''}\n`);
       return;
     }
@@ -313,7 +288,7 @@ async function containerCommand(nc: NatsConnection, g: Global, args: string[]): 
       const body: Bus.ContainerWaitRequest = {};
       if (values['exec-id']) body.execId = values['exec-id'];
       if (values['timeout-ms']) body.timeoutMs = Number(values['timeout-ms']);
-      const reply = await request<Bus.WaitReply>(nc, { ...g, timeout: Math.max(g.timeout, (body.timeoutMs ?? 0) + 5_000) }, subjects.containerOp(sid, cid, 'wait'), body);
+      const reply = await client.call('ContainerWait', { sid, cid }, body, { timeoutMs: Math.max(g.timeout, (body.timeoutMs ?? 0) + 5_000) });
       print(g, { exitStatus: reply.exitStatus, exitedAt: reply.exitedAt }, () => `exit status ${reply.exitStatus} at ${reply.exitedAt}`);
       process.exitCode = reply.exitStatus ?? 0;
       return;
@@ -324,7 +299,7 @@ async function containerCommand(nc: NatsConnection, g: Global, args: string[]): 
       const body: Bus.ContainerLogsRequest = {};
       if (values['exec-id']) body.execId = values['exec-id'];
       if (values.tail) body.tailBytes = Number(values.tail);
-      const reply = await request<Bus.LogsReply>(nc, g, subjects.containerOp(sid, cid, 'logs'), body);
+      const reply = await client.call('ContainerLogs', { sid, cid }, body);
       if (g.json) print(g, { stdout: reply.stdout, stderr: reply.stderr, truncated: reply.truncated }, () => '');
       else {
         process.stdout.write(reply.stdout ?? '');
@@ -335,7 +310,7 @@ async function containerCommand(nc: NatsConnection, g: Global, args: string[]): 
     case 'stats': {
       const { positionals } = parse(flags, {});
       const [sid, cid] = ids(positionals);
-      const reply = await request<Bus.StatsReply>(nc, g, subjects.containerOp(sid, cid, 'stats'));
+      const reply = await client.call('ContainerStats', { sid, cid });
       const st = reply.stats ?? {};
       print(g, st, () =>
         table([
@@ -352,7 +327,7 @@ async function containerCommand(nc: NatsConnection, g: Global, args: string[]): 
     case 'status': {
       const { positionals } = parse(flags, {});
       const [sid, cid] = ids(positionals);
-      const reply = await request<Bus.ContainerReply>(nc, g, subjects.containerOp(sid, cid, verb as ContainerOp));
+      const reply = await client.call(containerVerbs[verb], { sid, cid });
       print(g, reply.container, () => containerRows([reply.container!]));
       return;
     }
@@ -361,13 +336,13 @@ async function containerCommand(nc: NatsConnection, g: Global, args: string[]): 
   }
 }
 
-async function eventsCommand(nc: NatsConnection, g: Global, args: string[]): Promise<void> {
+async function eventsCommand(client: VcClient, g: Global, args: string[]): Promise<void> {
   const { values } = parse(args, { sandbox: { type: 'string' }, follow: { type: 'boolean' }, since: { type: 'string' } });
   const since = values.since === undefined ? undefined : Number(values.since);
   if (since !== undefined && !(Number.isInteger(since) && since >= 0)) throw new UsageError('--since takes a whole number');
   const stop = new AbortController();
   process.once('SIGINT', () => stop.abort());
-  const events = readEvents(nc, { sandboxId: values.sandbox, since, follow: !!values.follow });
+  const events = client.events({ sandboxId: values.sandbox, since, follow: !!values.follow });
   stop.signal.addEventListener('abort', () => void events.return(undefined));
   for await (const e of events) {
     process.stdout.write(`${g.json ? JSON.stringify({ streamSeq: e.streamSeq, ...e.event }) : eventLine(e.event)}\n`);
@@ -383,10 +358,10 @@ function statechartsCommand(): void {
   process.stdout.write(`${JSON.stringify(charts, null, 2)}\n`);
 }
 
-async function inspectCommand(nc: NatsConnection, g: Global, args: string[]): Promise<void> {
+async function inspectCommand(client: VcClient, g: Global, args: string[]): Promise<void> {
   const { positionals } = parse(args, {});
   const sid = need(positionals[0], 'inspect needs a sandbox id');
-  const sub = nc.subscribe(subjects.inspectSandbox(sid));
+  const sub = client.nc.subscribe(subjects.inspectSandbox(sid));
   process.once('SIGINT', () => sub.unsubscribe());
   for await (const m of sub) {
     const i = decodeTrusted<Bus.Inspection>(m.data);
@@ -394,19 +369,10 @@ async function inspectCommand(nc: NatsConnection, g: Global, args: string[]): Pr
   }
 }
 
-async function hostsCommand(nc: NatsConnection, g: Global): Promise<void> {
-  const inbox = nc.subscribe(createInbox(), { timeout: 1000 });
-  const [subject] = srvSubjects('INFO', '');
-  nc.publish(subject!, new Uint8Array(), { reply: inbox.getSubject() });
-  const found: Array<Record<string, unknown>> = [];
-  const timer = setTimeout(() => inbox.unsubscribe(), Math.min(g.timeout, 1000));
-  try {
-    for await (const m of inbox) found.push(decodeTrusted(m.data));
-  } catch {
-    /* the subscription timed out: no more answers */
-  }
-  clearTimeout(timer);
-  print(g, found, () => table([['HOST', 'VERSION', 'ENDPOINTS'], ...found.map((f) => [String(f.id), String(f.version), String((f.endpoints as unknown[]).length)])]));
+async function hostsCommand(client: VcClient, g: Global): Promise<void> {
+  const found = await client.discover('INFO', Math.min(g.timeout, 1000));
+  const host = (f: Record<string, unknown>) => String((f.metadata as { host?: string } | undefined)?.host ?? f.id);
+  print(g, found, () => table([['HOST', 'VERSION', 'ENDPOINTS', 'ID'], ...found.map((f) => [host(f), String(f.version), String((f.endpoints as unknown[]).length), String(f.id)])]));
 }
 
 /** Takes the global flags out wherever they stand (before a `--`). */
@@ -443,20 +409,20 @@ export async function main(argv: string[]): Promise<number> {
     }
     const [command, ...rest] = commandArgs;
     const g: Global = { server: serverUrl(values.server), json: !!values.json, timeout: Number(values.timeout ?? 60_000) };
-    let nc: NatsConnection;
+    let client: VcClient;
     try {
-      nc = await connectBus({ servers: g.server.split(','), name: 'virtactors-cli' });
+      client = await VcClient.connect({ servers: g.server.split(','), name: 'virtactors-cli', timeoutMs: g.timeout });
     } catch (err) {
-      throw new ReplyError('Unavailable', `cannot connect to ${g.server}: ${(err as Error).message}`);
+      throw new CommandError('Unavailable', `cannot connect to ${g.server}: ${(err as Error).message}`);
     }
     try {
-      if (command === 'sandbox') await sandboxCommand(nc, g, rest);
-      else if (command === 'container') await containerCommand(nc, g, rest);
-      else if (command === 'events') await eventsCommand(nc, g, rest);
-      else if (command === 'inspect') await inspectCommand(nc, g, rest);
-      else await hostsCommand(nc, g);
+      if (command === 'sandbox') await sandboxCommand(client, g, rest);
+      else if (command === 'container') await containerCommand(client, g, rest);
+      else if (command === 'events') await eventsCommand(client, g, rest);
+      else if (command === 'inspect') await inspectCommand(client, g, rest);
+      else await hostsCommand(client, g);
     } finally {
-      await nc.close();
+      await client.nc.close();
     }
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
@@ -464,7 +430,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`virtactors: ${err.message}\n\n${USAGE}\n`);
       return 2;
     }
-    if (err instanceof ReplyError) {
+    if (err instanceof CommandError) {
       process.stderr.write(`virtactors: ${err.code}: ${err.message}\n`);
       return 1;
     }

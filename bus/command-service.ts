@@ -1,23 +1,42 @@
-// The command service: request/reply endpoints for every command, the envelope
-// ({ok: true, ...} or {ok: false, error}), and routing to the host that owns a sandbox.
+// The command service: every command of the table (bus/commands.gen.ts) served over
+// request/reply, the envelope ({ok: true, ...} or {ok: false, error}), and routing to the
+// host that owns a sandbox.
 //
-// Routing uses one wildcard subscription per host (queue group) plus the sandbox
-// directory in KV, instead of one subscription per sandbox: each subscription costs
-// memory on every server of a cluster. A host that receives a command for a sandbox it
-// does not hold forwards it, reply subject untouched, to the owner's host subject.
+// Two subscriptions per host cover every command: the public subjects (queue group, so
+// one host takes each request) and the host's own subjects (commands addressed to it,
+// and commands other hosts forward to it). A host that receives a command for a sandbox
+// it does not hold forwards it, reply subject untouched, to the owner named in the KV
+// directory: each subscription costs memory on every server of a cluster, so there is
+// none per sandbox or per command. Each command still has its own ADR-32 endpoint.
 import { headers, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { encode, MAX_PAYLOAD_BYTES } from './codec.js';
+import { decode, encode, MAX_PAYLOAD_BYTES } from './codec.js';
+import { commandTable, endpointName, routeOf, type CommandDef, type CommandName, type CommandParams, type CommandRequest, type ReplyBody } from './commands.js';
 import { ErrorCode, invalidArgument, notFound, toVcError, unavailable, type VcError } from './errors.js';
 import type { SandboxStore } from './store.js';
-import { parseCommandSubject, QUEUE_GROUP, subjects, type ParsedCommand } from './subjects.js';
-import type { EndpointStats } from './service-discovery.js';
+import { commandFilter, commandSubject, commandTail, QUEUE_GROUP, subjects, SubjectMatcher } from './subjects.js';
+import type { EndpointInfo } from './service-discovery.js';
 
-export interface CommandHandler {
+/** One command as its handler sees it: decoded, with its deadline. */
+export interface CommandCall<C extends CommandName> {
+  name: C;
+  params: CommandParams<C>;
+  request: CommandRequest<C>;
+  /** When the reply is due (ms since the epoch): the request's timeoutMs, or the host's default. */
+  deadline: number;
+  /** Aborts when the host stops serving. */
+  signal: AbortSignal;
+}
+
+/** A handler for every command of the table: the compiler checks none is missing. */
+export type CommandHandlers = { [C in CommandName]: (call: CommandCall<C>) => Promise<ReplyBody<C>> };
+
+export interface CommandServiceOptions {
+  host: string;
   /** Whether this host holds the sandbox's actor. */
   owns(sandboxId: string): boolean;
-  /** Runs a command; resolves with the reply fields (ok is added here). */
-  handle(command: ParsedCommand, data: Uint8Array): Promise<Record<string, unknown>>;
+  /** Deadline of a command whose request names none, in ms. */
+  defaultDeadlineMs: number;
 }
 
 /** ADR-32 error codes (HTTP-like numbers) for the Nats-Service-Error-Code header. */
@@ -29,99 +48,122 @@ const SERVICE_ERROR_NUMBER: Record<ErrorCode, number> = {
   Internal: 500,
   Unavailable: 503,
   DeadlineExceeded: 504,
+  Unimplemented: 501,
 };
 
-type Route = 'local' | 'directory';
-
-interface Endpoint extends EndpointStats {
-  route: Route;
+interface Endpoint extends EndpointInfo {
+  def: CommandDef;
+  /** The command's subject template, for matching. */
+  subject: string;
 }
 
 export class CommandService {
   private readonly subs: Subscription[] = [];
   private readonly endpoints: Endpoint[];
+  private readonly matcher: SubjectMatcher<Endpoint>;
+  private readonly stopping = new AbortController();
 
   constructor(
     private readonly nc: NatsConnection,
-    private readonly host: string,
-    private readonly handler: CommandHandler,
+    private readonly handlers: CommandHandlers,
     private readonly store: SandboxStore,
+    private readonly options: CommandServiceOptions,
     private readonly log: Logger,
   ) {
-    const ep = (name: string, subject: string, route: Route, queueGroup?: string): Endpoint => ({
-      name, subject, route, queueGroup, numRequests: 0, numErrors: 0, lastError: '', processingTimeNs: 0,
+    this.endpoints = commandTable.map((def) => {
+      const scoped = routeOf(def) === 'host';
+      return {
+        def,
+        subject: def.subject,
+        name: endpointName(def),
+        // What a client subscribes to reach it: this host's own subject, or the public filter.
+        listenSubject: scoped ? commandSubject(def.subject, { host: options.host }) : commandFilter(def.subject),
+        queueGroup: scoped ? undefined : QUEUE_GROUP,
+        metadata: { request: def.request, reply: def.reply, changes_state: String(def.changesState) },
+        numRequests: 0,
+        numErrors: 0,
+        lastError: '',
+        processingTimeNs: 0,
+      };
     });
-    this.endpoints = [
-      ep('sandbox-create', subjects.sandboxCreate(), 'local', QUEUE_GROUP),
-      ep('host-sandbox-create', subjects.hostSandboxCreate(host), 'local'),
-      ep('sandbox-list', subjects.sandboxList(), 'local', QUEUE_GROUP),
-      ep('sandbox-commands', subjects.allSandboxCommands(), 'directory', QUEUE_GROUP),
-      ep('forwarded-commands', subjects.hostForwardAll(host), 'local'),
-    ];
+    this.matcher = new SubjectMatcher(this.endpoints);
   }
 
   start(): void {
-    for (const endpoint of this.endpoints) {
-      this.subs.push(
-        this.nc.subscribe(endpoint.subject, {
-          queue: endpoint.queueGroup,
-          callback: (err, msg) => {
-            if (err) {
-              this.log.error({ err, subject: endpoint.subject }, 'subscription error');
-              return;
-            }
-            void this.serve(endpoint, msg);
-          },
-        }),
-      );
-    }
+    const serve = (err: Error | null, msg: Msg) => {
+      if (err) {
+        this.log.error({ err }, 'subscription error');
+        return;
+      }
+      void this.serve(msg);
+    };
+    this.subs.push(this.nc.subscribe(subjects.publicCommands(), { queue: QUEUE_GROUP, callback: serve }));
+    this.subs.push(this.nc.subscribe(subjects.hostCommands(this.options.host), { callback: serve }));
   }
 
-  stats(): EndpointStats[] {
-    return this.endpoints.map(({ route: _route, ...stats }) => stats);
+  /** One ADR-32 endpoint per command. */
+  stats(): EndpointInfo[] {
+    return this.endpoints.map(({ def: _def, subject: _subject, ...info }) => info);
   }
 
+  /** Stops taking commands and aborts those in flight. */
   async stop(): Promise<void> {
     await Promise.all(this.subs.map((s) => s.drain().catch(() => {})));
     this.subs.length = 0;
+    this.stopping.abort(unavailable(`host ${this.options.host} is stopping`));
   }
 
-  private async serve(endpoint: Endpoint, msg: Msg): Promise<void> {
+  private async serve(msg: Msg): Promise<void> {
     const started = process.hrtime.bigint();
-    endpoint.numRequests++;
+    let endpoint: Endpoint | undefined;
     try {
       if (msg.data.length > MAX_PAYLOAD_BYTES) {
         throw invalidArgument(`payload of ${msg.data.length} bytes exceeds the limit of ${MAX_PAYLOAD_BYTES} bytes`);
       }
-      const command = parseCommandSubject(msg.subject);
-      if (endpoint.route === 'directory' && 'sid' in command && !this.handler.owns(command.sid)) {
-        if (await this.forward(command.sid, msg)) return;
+      const { subject, forwarded } = commandTail(msg.subject);
+      const match = this.matcher.match(subject);
+      if (!match) throw invalidArgument(`unknown command subject: ${msg.subject}`);
+      endpoint = match.entry;
+      endpoint.numRequests++;
+      const { def } = endpoint;
+      const route = routeOf(def);
+      if (route === 'host' && match.params.host !== this.options.host) throw invalidArgument(`command for host ${match.params.host} reached host ${this.options.host}`);
+      if (route === 'sandbox' && !forwarded && !this.options.owns(match.params.sid!)) {
+        await this.forward(match.params.sid!, msg);
+        return;
       }
-      const reply = await this.handler.handle(command, msg.data);
-      this.respond(msg, { ok: true, ...reply });
+      const request = decode<CommandRequest<CommandName>>(def.request, msg.data);
+      const timeoutMs = (request as { timeoutMs?: number }).timeoutMs;
+      const call: CommandCall<CommandName> = {
+        name: def.name,
+        params: match.params as CommandParams<CommandName>,
+        request,
+        deadline: Date.now() + (timeoutMs || this.options.defaultDeadlineMs),
+        signal: this.stopping.signal,
+      };
+      const handler = this.handlers[def.name] as (call: CommandCall<CommandName>) => Promise<object>;
+      this.respond(msg, { ok: true, ...(await handler(call)) });
     } catch (err) {
       const e = toVcError(err);
-      endpoint.numErrors++;
-      endpoint.lastError = `${e.code}: ${e.message}`;
+      if (endpoint) {
+        endpoint.numErrors++;
+        endpoint.lastError = `${e.code}: ${e.message}`;
+      }
       if (e.code === ErrorCode.Internal) this.log.error({ err, subject: msg.subject }, 'command failed');
       this.respondError(msg, e);
     } finally {
-      endpoint.processingTimeNs += Number(process.hrtime.bigint() - started);
+      if (endpoint) endpoint.processingTimeNs += Number(process.hrtime.bigint() - started);
     }
   }
 
-  /** Sends a command on to the owner of the sandbox; false when this host should answer. */
-  private async forward(sandboxId: string, msg: Msg): Promise<boolean> {
+  /** Sends a command on to the host that owns the sandbox. */
+  private async forward(sandboxId: string, msg: Msg): Promise<void> {
     const record = await this.store.get(sandboxId);
     if (!record) throw notFound(`sandbox ${sandboxId} does not exist`);
-    if (record.host === this.host) {
-      throw unavailable(`sandbox ${sandboxId} belongs to host ${this.host} but is not loaded on it`);
+    if (record.host === this.options.host) {
+      throw unavailable(`sandbox ${sandboxId} belongs to host ${this.options.host} but is not loaded on it`);
     }
-    this.nc.publish(subjects.hostForward(record.host, msg.subject), msg.data, {
-      reply: msg.reply,
-      headers: msg.headers,
-    });
-    return true;
+    this.nc.publish(subjects.hostForward(record.host, msg.subject), msg.data, { reply: msg.reply, headers: msg.headers });
   }
 
   private respond(msg: Msg, body: object): void {

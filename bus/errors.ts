@@ -8,6 +8,8 @@ export const ErrorCode = {
   AlreadyExists: 'AlreadyExists',
   Unavailable: 'Unavailable',
   DeadlineExceeded: 'DeadlineExceeded',
+  /** The agent (or guest) cannot do this at all: retrying will not help. */
+  Unimplemented: 'Unimplemented',
   Internal: 'Internal',
 } as const;
 
@@ -46,5 +48,6 @@ export const invalidArgument = (message: string) => new VcError(ErrorCode.Invali
 export const alreadyExists = (message: string) => new VcError(ErrorCode.AlreadyExists, message);
 export const unavailable = (message: string) => new VcError(ErrorCode.Unavailable, message);
 export const deadlineExceeded = (message: string) => new VcError(ErrorCode.DeadlineExceeded, message);
+export const unimplemented = (message: string) => new VcError(ErrorCode.Unimplemented, message);
 export const failedPrecondition = (message: string, state?: string) =>
   new VcError(ErrorCode.FailedPrecondition, message, state);

@@ -2,7 +2,7 @@
 
 /** Error carried by every failed reply: {ok: false, error: {...}}. */
 export interface ErrorInfo {
-  /** Stable code: NotFound, InvalidArgument, FailedPrecondition, AlreadyExists, Unavailable, DeadlineExceeded, Internal. */
+  /** Stable code: NotFound, InvalidArgument, FailedPrecondition, AlreadyExists, Unavailable, DeadlineExceeded, Unimplemented, Internal. */
   code?: string;
   message?: string;
   /** Current state of the sandbox or container, for FailedPrecondition. */
@@ -268,7 +268,7 @@ export interface OkReply {
 
 /** Published on vc.v1.evt.sandbox.<sid>.<type> and vc.v1.evt.sandbox.<sid>.container.<cid>.<type>, kept in the VC_EVENTS stream. */
 export interface Event {
-  /** Sandbox: create, start, pause, resume, stop, fail, delete. Container: create, start, pause, resume, exit, delete, exec-added, exec-started, oom. */
+  /** Sandbox: create, start, pause, resume, stop, fail, delete. Container: create, start, pause, resume, exit, delete. Exec (with exec_id): exec-added, exec-started, exit. */
   type?: string;
   sandboxId?: string;
   containerId?: string;

@@ -5,10 +5,13 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { encode } from './codec.js';
 import { SERVICE_NAME, srvSubjects, srvVerbs, type SrvVerb } from './subjects.js';
 
-export interface EndpointStats {
+/** One ADR-32 endpoint: a command, where to reach it, and its counters. */
+export interface EndpointInfo {
   name: string;
-  subject: string;
+  /** The subject a request is sent to (its template's parameters as wildcards). */
+  listenSubject: string;
   queueGroup?: string;
+  metadata: Record<string, string>;
   numRequests: number;
   numErrors: number;
   lastError: string;
@@ -16,6 +19,7 @@ export interface EndpointStats {
 }
 
 export interface ServiceIdentity {
+  /** Unique per runtime process (a nuid); the host name is in the metadata. */
   id: string;
   version: string;
   description: string;
@@ -26,7 +30,7 @@ export interface ServiceIdentity {
 export function startServiceDiscovery(
   nc: NatsConnection,
   identity: ServiceIdentity,
-  endpoints: () => EndpointStats[],
+  endpoints: () => EndpointInfo[],
 ): Subscription[] {
   const base = { name: SERVICE_NAME, id: identity.id, version: identity.version, metadata: identity.metadata };
   const answer = (verb: SrvVerb): object => {
@@ -38,7 +42,7 @@ export function startServiceDiscovery(
           type: 'io.nats.micro.v1.info_response',
           ...base,
           description: identity.description,
-          endpoints: endpoints().map((e) => ({ name: e.name, subject: e.subject, queue_group: e.queueGroup ?? '', metadata: null })),
+          endpoints: endpoints().map((e) => ({ name: e.name, subject: e.listenSubject, queue_group: e.queueGroup ?? '', metadata: e.metadata })),
         };
       case 'STATS':
         return {
@@ -47,7 +51,7 @@ export function startServiceDiscovery(
           started: identity.started,
           endpoints: endpoints().map((e) => ({
             name: e.name,
-            subject: e.subject,
+            subject: e.listenSubject,
             queue_group: e.queueGroup ?? '',
             num_requests: e.numRequests,
             num_errors: e.numErrors,

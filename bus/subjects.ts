@@ -17,26 +17,14 @@ export function checkId(kind: string, id: unknown): string {
   return id;
 }
 
-export const sandboxOps = ['start', 'stop', 'pause', 'resume', 'delete', 'status', 'online-cpu-mem'] as const;
-export type SandboxOp = (typeof sandboxOps)[number];
-export const containerOps = [
-  'start', 'stop', 'kill', 'delete', 'status', 'exec', 'ps', 'wait', 'pause', 'resume', 'logs', 'stats',
-] as const;
-export type ContainerOp = (typeof containerOps)[number];
-
 export const subjects = {
-  // commands
-  sandboxCreate: () => `${ROOT}.sandbox.create`,
-  hostSandboxCreate: (host: string) => `${ROOT}.host.${host}.sandbox.create`,
-  sandboxList: () => `${ROOT}.sandbox.list`,
-  sandboxOp: (sid: string, op: SandboxOp) => `${ROOT}.sandbox.${sid}.${op}`,
-  containerCreate: (sid: string) => `${ROOT}.sandbox.${sid}.container.create`,
-  containerOp: (sid: string, cid: string, op: ContainerOp) => `${ROOT}.sandbox.${sid}.container.${cid}.${op}`,
-  /** Every per-sandbox command, for the router's one wildcard per host. */
-  allSandboxCommands: () => `${ROOT}.sandbox.*.>`,
+  // commands (see commandSubject for one command's subject)
+  /** Every command for any host or for a sandbox: each host's one queue subscription. */
+  publicCommands: () => `${ROOT}.sandbox.>`,
+  /** Commands addressed to one host, forwarded ones included: its one direct subscription. */
+  hostCommands: (host: string) => `${ROOT}.host.${host}.>`,
   /** A command forwarded to the host that owns the sandbox: the same tail, host-scoped. */
-  hostForward: (host: string, commandSubject: string) => `${ROOT}.host.${host}.fwd.${commandSubject.slice(ROOT.length + 1)}`,
-  hostForwardAll: (host: string) => `${ROOT}.host.${host}.fwd.>`,
+  hostForward: (host: string, commandSubject: string) => `${ROOT}.host.${host}.${FORWARD}.${commandSubject.slice(ROOT.length + 1)}`,
 
   // events
   eventsAll: () => `${ROOT}.evt.>`,
@@ -71,38 +59,61 @@ export const srvSubjects = (verb: SrvVerb, id: string) => [
   `$SRV.${verb}.${SERVICE_NAME}.${id}`,
 ];
 
-export type ParsedCommand =
-  | { kind: 'sandbox.create' }
-  | { kind: 'sandbox.list' }
-  | { kind: 'sandbox'; sid: string; op: SandboxOp }
-  | { kind: 'container.create'; sid: string }
-  | { kind: 'container'; sid: string; cid: string; op: ContainerOp };
+const FORWARD = 'fwd';
+
+/** A command's subject parameters, by name ({host}, {sid}, {cid}). */
+export type SubjectParams = Readonly<Record<string, string>>;
+
+const PARAM_KIND: Record<string, string> = { host: 'host', sid: 'sandbox', cid: 'container' };
+
+/** The subject of one command: its template from the command table, filled in. */
+export function commandSubject(template: string, params: SubjectParams): string {
+  return template.replace(/\{(\w+)\}/g, (_, name: string) => checkId(PARAM_KIND[name] ?? name, params[name]));
+}
+
+/** A command template as a subscription filter: every parameter is a wildcard token. */
+export function commandFilter(template: string): string {
+  return template.replace(/\{\w+\}/g, '*');
+}
+
+/** The command part of a received subject: a forwarded command without its host prefix. */
+export function commandTail(subject: string): { subject: string; forwarded: boolean } {
+  const t = subject.split('.', 5);
+  if (t[2] === 'host' && t[4] === FORWARD) {
+    const prefix = `${ROOT}.host.${t[3]}.${FORWARD}.`;
+    return { subject: `${ROOT}.${subject.slice(prefix.length)}`, forwarded: true };
+  }
+  return { subject, forwarded: false };
+}
 
 /**
- * Parses a command subject (host-scoped or not). Throws InvalidArgument for a subject
- * under the command root that names no known command.
+ * Matches received subjects against command templates: token count and literal tokens;
+ * the parameter tokens come back by name (checked ids), or InvalidArgument.
  */
-export function parseCommandSubject(subject: string): ParsedCommand {
-  let tokens = subject.split('.');
-  if (tokens[0] !== 'vc' || tokens[1] !== 'v1') throw invalidArgument(`not a command subject: ${subject}`);
-  tokens = tokens.slice(2);
-  if (tokens[0] === 'host') tokens = tokens[2] === 'fwd' ? tokens.slice(3) : tokens.slice(2);
-  const unknown = () => invalidArgument(`unknown command subject: ${subject}`);
-  if (tokens[0] !== 'sandbox') throw unknown();
-  if (tokens.length === 2 && tokens[1] === 'create') return { kind: 'sandbox.create' };
-  if (tokens.length === 2 && tokens[1] === 'list') return { kind: 'sandbox.list' };
-  const sid = tokens[1] ?? '';
-  if (tokens.length === 3) {
-    const op = tokens[2] as SandboxOp;
-    if (!sandboxOps.includes(op)) throw unknown();
-    return { kind: 'sandbox', sid: checkId('sandbox', sid), op };
+export class SubjectMatcher<T extends { subject: string }> {
+  private readonly byLength = new Map<number, Array<{ entry: T; tokens: string[] }>>();
+
+  constructor(entries: readonly T[]) {
+    for (const entry of entries) {
+      const tokens = entry.subject.split('.');
+      const list = this.byLength.get(tokens.length) ?? [];
+      list.push({ entry, tokens });
+      this.byLength.set(tokens.length, list);
+    }
   }
-  if (tokens[2] !== 'container') throw unknown();
-  if (tokens.length === 4 && tokens[3] === 'create') return { kind: 'container.create', sid: checkId('sandbox', sid) };
-  if (tokens.length === 5) {
-    const op = tokens[4] as ContainerOp;
-    if (!containerOps.includes(op)) throw unknown();
-    return { kind: 'container', sid: checkId('sandbox', sid), cid: checkId('container', tokens[3]), op };
+
+  match(subject: string): { entry: T; params: Record<string, string> } | undefined {
+    const tokens = subject.split('.');
+    for (const { entry, tokens: template } of this.byLength.get(tokens.length) ?? []) {
+      if (!template.every((want, i) => want.charCodeAt(0) === 123 /* { */ || want === tokens[i])) continue;
+      const params: Record<string, string> = {};
+      template.forEach((want, i) => {
+        if (want.charCodeAt(0) !== 123) return;
+        const name = want.slice(1, -1);
+        params[name] = checkId(PARAM_KIND[name] ?? name, tokens[i]);
+      });
+      return { entry, params };
+    }
+    return undefined;
   }
-  throw unknown();
 }

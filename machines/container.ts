@@ -1,18 +1,32 @@
 // The container statechart: one per container, spawned as a child of its sandbox.
 //
 // Stable states follow the reference's table (ready, running, paused, stopped); the
-// -ing states run one named agent operation each. Operations that do not change state
-// (kill, exec, ps, wait, stats) are accepted only in the states listed here, so
-// `snapshot.can()` answers every precondition and the exported chart shows them.
-// Lifecycle notices go to the parent sandbox, which numbers and emits them.
-import { assign, fromPromise, not, sendParent, setup, spawnChild, type ActorRefFrom } from 'xstate';
-import type { ContainerSpec } from './specs.js';
-import { summarizeError, UNKNOWN_EXIT_STATUS, type ErrorSummary, type LifecycleNotice } from './lifecycle.js';
+// -ing states run one named agent operation each. Commands that do not change state
+// (kill, exec, ps, stats) are accepted only in the states listed here, so
+// `snapshot.can()` answers every precondition and the exported chart shows them; each
+// runs as a child actor of the container (an exec is a process actor, the others are
+// operations named op.<name>.<n>), so it stops with the container. Wait and logs only
+// read what the chart records. Lifecycle notices go to the parent sandbox, which numbers
+// and emits them. Internal child ids start with "op." — a "." is not allowed in ids a
+// user chooses, so they never collide with exec ids.
+import { assign, fromPromise, not, sendParent, setup, spawnChild, stopChild, type ActorRefFrom } from 'xstate';
+import type { ContainerSpec, ProcessSpec } from './specs.js';
+import { summarizeError, UNKNOWN_EXIT_STATUS, type ContainerNoticeDraft, type ErrorSummary, type ExecNoticeDraft } from './lifecycle.js';
 import { processMachine } from './process.js';
 
 export interface ContainerInput {
   sandboxId: string;
   spec: ContainerSpec;
+  /** Deadline of the command that creates it (ms since the epoch). */
+  deadline?: number;
+}
+
+/** How many exits of finished execs a container keeps for `wait`. */
+export const MAX_REMEMBERED_EXEC_EXITS = 256;
+
+export interface ExecExit {
+  status: number;
+  at: string;
 }
 
 export interface ContainerContext {
@@ -24,6 +38,12 @@ export interface ContainerContext {
   exitStatus?: number;
   exitedAt?: string;
   lastError?: ErrorSummary;
+  /** Deadline of the command the container works on (ms since the epoch). */
+  deadline?: number;
+  /** Execs added and not yet ended. */
+  execIds: string[];
+  /** Exits of ended execs, oldest first, at most MAX_REMEMBERED_EXEC_EXITS. */
+  execExits: Record<string, ExecExit>;
 }
 
 /** What every container agent operation receives. */
@@ -31,6 +51,17 @@ export interface ContainerOpInput {
   sandboxId: string;
   containerId: string;
   spec: ContainerSpec;
+  deadline?: number;
+}
+
+export interface KillInput extends ContainerOpInput {
+  signal: number;
+  all: boolean;
+}
+
+export interface PsInput extends ContainerOpInput {
+  format: 'json' | 'table';
+  args: string[];
 }
 
 export interface ContainerStartOutput {
@@ -44,37 +75,49 @@ export interface ContainerStopOutput {
   exitedAt?: string;
 }
 
+type Deadline = { deadline?: number };
+
 export type ContainerEvent =
-  | { type: 'START' }
-  | { type: 'STOP' }
-  | { type: 'PAUSE' }
-  | { type: 'RESUME' }
-  | { type: 'DELETE' }
-  | { type: 'KILL' }
-  | { type: 'EXEC' }
-  | { type: 'PS' }
+  | ({ type: 'START' } & Deadline)
+  | ({ type: 'STOP' } & Deadline)
+  | ({ type: 'PAUSE' } & Deadline)
+  | ({ type: 'RESUME' } & Deadline)
+  | ({ type: 'DELETE' } & Deadline)
+  | ({ type: 'KILL'; opId: string; signal: number; all: boolean } & Deadline)
+  | ({ type: 'EXEC'; execId: string; process: ProcessSpec } & Deadline)
+  | ({ type: 'PS'; opId: string; format: 'json' | 'table'; args: string[] } & Deadline)
+  | ({ type: 'STATS'; opId: string } & Deadline)
   | { type: 'WAIT' }
-  | { type: 'STATS' }
+  | { type: 'LOGS' }
   | { type: 'PROCESS_EXITED'; status: number; at: string }
   | { type: 'GUEST_LOST'; at: string }
-  | { type: 'EXEC_ADDED'; execId: string }
-  | { type: 'EXEC_STARTED'; execId: string; pid: number }
-  | { type: 'EXEC_FAILED'; execId: string }
   | { type: 'EXEC_EXITED'; execId: string; status: number; at: string }
-  | { type: 'PROCESS_NOTICE'; notice: LifecycleNotice };
+  | { type: 'PROCESS_NOTICE'; notice: ExecNoticeDraft };
 
 export type ContainerCommand = Extract<
   ContainerEvent['type'],
-  'START' | 'STOP' | 'PAUSE' | 'RESUME' | 'DELETE' | 'KILL' | 'EXEC' | 'PS' | 'WAIT' | 'STATS'
+  'START' | 'STOP' | 'PAUSE' | 'RESUME' | 'DELETE' | 'KILL' | 'EXEC' | 'PS' | 'WAIT' | 'STATS' | 'LOGS'
 >;
 export const containerCommands: readonly ContainerCommand[] = [
-  'START', 'STOP', 'PAUSE', 'RESUME', 'DELETE', 'KILL', 'EXEC', 'PS', 'WAIT', 'STATS',
+  'START', 'STOP', 'PAUSE', 'RESUME', 'DELETE', 'KILL', 'EXEC', 'PS', 'WAIT', 'STATS', 'LOGS',
 ];
+
+/** Prefix of every child id the container gives itself (invocations and operations). */
+export const CONTAINER_OP_PREFIX = 'op.';
 
 const notImplemented = (name: string) =>
   fromPromise<never, ContainerOpInput>(async () => {
     throw new Error(`container actor ${name} is not provided`);
   });
+
+const opInput = ({ context }: { context: ContainerContext }): ContainerOpInput => ({
+  sandboxId: context.sandboxId,
+  containerId: context.id,
+  spec: context.spec,
+  deadline: context.deadline,
+});
+
+const lostExit = ({ event }: { event: ContainerEvent }) => ({ status: UNKNOWN_EXIT_STATUS, at: (event as { at: string }).at });
 
 export const containerMachine = setup({
   types: {
@@ -89,25 +132,30 @@ export const containerMachine = setup({
     pauseContainer: notImplemented('pauseContainer') as ReturnType<typeof fromPromise<void, ContainerOpInput>>,
     resumeContainer: notImplemented('resumeContainer') as ReturnType<typeof fromPromise<void, ContainerOpInput>>,
     deleteContainer: notImplemented('deleteContainer') as ReturnType<typeof fromPromise<void, ContainerOpInput>>,
+    killContainer: notImplemented('killContainer') as ReturnType<typeof fromPromise<void, KillInput>>,
+    listProcesses: notImplemented('listProcesses') as ReturnType<typeof fromPromise<string, PsInput>>,
+    containerStats: notImplemented('containerStats') as ReturnType<typeof fromPromise<unknown, ContainerOpInput>>,
     process: processMachine,
   },
   actions: {
     // Invocation errors arrive as xstate.error.actor.* events carrying `error`.
     recordError: assign({ lastError: ({ event }) => summarizeError((event as { error?: unknown }).error) }),
     clearError: assign({ lastError: undefined }),
+    /** The deadline of the command that moves the container, for its operation. */
+    takeDeadline: assign({ deadline: ({ event }) => (event as Deadline).deadline }),
     recordStart: assign((_, out: ContainerStartOutput) => ({ pid: out.pid, startedAt: out.startedAt })),
     /** A new run: the exit of the previous one no longer applies. */
     clearExit: assign({ exitStatus: undefined, exitedAt: undefined }),
     clearPid: assign({ pid: 0 }),
     recordExit: assign((_, exit: { status: number; at: string }) => ({ exitStatus: exit.status, exitedAt: exit.at, pid: 0 })),
-    notify: sendParent(({ context }, notice: Omit<LifecycleNotice, 'containerId'>) => ({
+    notify: sendParent(({ context }, notice: ContainerNoticeDraft) => ({
       type: 'CONTAINER_NOTICE' as const,
       notice: { ...notice, containerId: context.id },
     })),
     notifyExit: sendParent(({ context }) => ({
       type: 'CONTAINER_NOTICE' as const,
       notice: {
-        type: 'exit',
+        type: 'exit' as const,
         containerId: context.id,
         state: 'stopped',
         pid: 0,
@@ -115,56 +163,100 @@ export const containerMachine = setup({
         exitedAt: context.exitedAt ?? '',
       },
     })),
+    /** An exec: its process actor, which starts it in the guest. */
     spawnProcess: spawnChild('process', {
-      id: ({ event }) => (event as Extract<ContainerEvent, { type: 'EXEC_ADDED' }>).execId,
-      input: ({ event }) => ({ execId: (event as Extract<ContainerEvent, { type: 'EXEC_ADDED' }>).execId }),
+      id: ({ event }) => (event as Extract<ContainerEvent, { type: 'EXEC' }>).execId,
+      input: ({ context, event }) => {
+        const e = event as Extract<ContainerEvent, { type: 'EXEC' }>;
+        return { sandboxId: context.sandboxId, containerId: context.id, execId: e.execId, process: e.process, deadline: e.deadline };
+      },
     }),
-    /** Hands the agent's news about an exec to its process actor. */
-    forwardExecNews: ({ event, self }) => {
-      const e = event as Extract<ContainerEvent, { type: 'EXEC_STARTED' | 'EXEC_FAILED' }>;
-      const child = self.getSnapshot().children[e.execId] as { send: (e: unknown) => void } | undefined;
-      child?.send(e.type === 'EXEC_STARTED' ? { type: 'STARTED', pid: e.pid } : { type: 'START_FAILED' });
-    },
+    trackExec: assign({ execIds: ({ context, event }) => [...context.execIds, (event as Extract<ContainerEvent, { type: 'EXEC' }>).execId] }),
+    killProcesses: spawnChild('killContainer', {
+      id: ({ event }) => (event as Extract<ContainerEvent, { type: 'KILL' }>).opId,
+      input: ({ context, event }) => {
+        const e = event as Extract<ContainerEvent, { type: 'KILL' }>;
+        return { ...opInput({ context }), signal: e.signal, all: e.all, deadline: e.deadline };
+      },
+    }),
+    listProcesses: spawnChild('listProcesses', {
+      id: ({ event }) => (event as Extract<ContainerEvent, { type: 'PS' }>).opId,
+      input: ({ context, event }) => {
+        const e = event as Extract<ContainerEvent, { type: 'PS' }>;
+        return { ...opInput({ context }), format: e.format, args: e.args, deadline: e.deadline };
+      },
+    }),
+    readStats: spawnChild('containerStats', {
+      id: ({ event }) => (event as Extract<ContainerEvent, { type: 'STATS' }>).opId,
+      input: ({ context, event }) => ({ ...opInput({ context }), deadline: (event as Deadline).deadline }),
+    }),
+    /** A finished child (operation or process) is let go; an ended exec leaves its exit. */
+    releaseChild: stopChild(({ event }) => (event as unknown as { actorId: string }).actorId),
     relayProcessNotice: sendParent(({ context, event }) => ({
       type: 'CONTAINER_NOTICE' as const,
       notice: { ...(event as Extract<ContainerEvent, { type: 'PROCESS_NOTICE' }>).notice, containerId: context.id },
     })),
+    recordExecExit: assign(({ context, event }) => {
+      const notice = (event as Extract<ContainerEvent, { type: 'PROCESS_NOTICE' }>).notice;
+      if (notice.type !== 'exit') return {};
+      const execExits = { ...context.execExits, [notice.execId]: { status: notice.exitStatus, at: notice.exitedAt } };
+      const ids = Object.keys(execExits);
+      for (const old of ids.slice(0, Math.max(0, ids.length - MAX_REMEMBERED_EXEC_EXITS))) delete execExits[old];
+      return { execExits, execIds: context.execIds.filter((id) => id !== notice.execId) };
+    }),
+    forgetFailedExec: assign({
+      execIds: ({ context, event }) => context.execIds.filter((id) => id !== (event as { actorId?: string }).actorId),
+    }),
     forwardExecExit: ({ event, self }) => {
       const e = event as Extract<ContainerEvent, { type: 'EXEC_EXITED' }>;
       self.getSnapshot().children[e.execId]?.send({ type: 'EXITED', status: e.status, at: e.at });
     },
     loseExecs: ({ event, self }) => {
       const at = (event as { at?: string }).at ?? '';
-      for (const child of Object.values(self.getSnapshot().children)) {
-        (child as { send: (e: unknown) => void } | undefined)?.send({ type: 'EXITED', status: UNKNOWN_EXIT_STATUS, at });
+      for (const [id, child] of Object.entries(self.getSnapshot().children)) {
+        if (!id.startsWith(CONTAINER_OP_PREFIX)) (child as { send: (e: unknown) => void } | undefined)?.send({ type: 'EXITED', status: UNKNOWN_EXIT_STATUS, at });
       }
     },
-    /** Marks an operation that runs without a change of state as accepted here. */
-    acceptOperation: () => {},
+    /** Marks a read (wait, logs) as allowed here: it changes nothing. */
+    acceptRead: () => {},
   },
   guards: {
     hasExited: ({ context }) => context.exitStatus !== undefined,
     stopReportedExit: (_, output: ContainerStopOutput) => output.exitStatus !== undefined,
+    /** An exec id in use (or recently ended) in this container cannot be added again. */
+    execIdFree: ({ context, event }) => {
+      const id = (event as Extract<ContainerEvent, { type: 'EXEC' }>).execId;
+      return id !== context.id && !context.execIds.includes(id) && !(id in context.execExits);
+    },
   },
 }).createMachine({
   id: 'container',
   description: 'A container in a sandbox: its init process and the execs beside it.',
-  context: ({ input }) => ({ sandboxId: input.sandboxId, id: input.spec.id, spec: input.spec, pid: 0 }),
+  context: ({ input }) => ({
+    sandboxId: input.sandboxId,
+    id: input.spec.id,
+    spec: input.spec,
+    pid: 0,
+    deadline: input.deadline,
+    execIds: [],
+    execExits: {},
+  }),
   initial: 'creating',
   on: {
-    PROCESS_NOTICE: { actions: 'relayProcessNotice' },
-    EXEC_STARTED: { actions: 'forwardExecNews' },
-    EXEC_FAILED: { actions: 'forwardExecNews' },
+    PROCESS_NOTICE: { actions: ['relayProcessNotice', 'recordExecExit'] },
     EXEC_EXITED: { actions: 'forwardExecExit' },
+    LOGS: { actions: 'acceptRead' },
+    'xstate.done.actor.*': { actions: ['forgetFailedExec', 'releaseChild'] },
+    'xstate.error.actor.*': { actions: 'releaseChild' },
   },
   states: {
     creating: {
       description: 'The agent prepares the container in the guest (createContainer).',
       tags: ['busy'],
       invoke: {
-        id: 'createContainer',
+        id: 'op.createContainer',
         src: 'createContainer',
-        input: ({ context }) => ({ sandboxId: context.sandboxId, containerId: context.id, spec: context.spec }),
+        input: opInput,
         onDone: {
           target: 'ready',
           actions: [{ type: 'notify', params: { type: 'create', state: 'ready' } }],
@@ -175,24 +267,23 @@ export const containerMachine = setup({
     ready: {
       description: 'Created in the guest; its process has not started.',
       on: {
-        START: { target: 'starting', actions: ['clearError', 'clearExit'] },
-        STOP: { target: 'stopping', actions: 'clearError' },
-        DELETE: { target: 'deleting', actions: 'clearError' },
-        PAUSE: { target: 'pausing', actions: 'clearError' },
-        KILL: { actions: 'acceptOperation' },
-        EXEC: { actions: 'acceptOperation' },
-        EXEC_ADDED: { actions: 'spawnProcess' },
-        WAIT: { actions: 'acceptOperation' },
-        GUEST_LOST: { target: 'stopped', actions: ['loseExecs', { type: 'recordExit', params: ({ event }) => ({ status: UNKNOWN_EXIT_STATUS, at: event.at }) }, 'notifyExit'] },
+        START: { target: 'starting', actions: ['clearError', 'clearExit', 'takeDeadline'] },
+        STOP: { target: 'stopping', actions: ['clearError', 'takeDeadline'] },
+        DELETE: { target: 'deleting', actions: ['clearError', 'takeDeadline'] },
+        PAUSE: { target: 'pausing', actions: ['clearError', 'takeDeadline'] },
+        KILL: { actions: 'killProcesses' },
+        EXEC: { guard: 'execIdFree', actions: ['trackExec', 'spawnProcess'] },
+        WAIT: { actions: 'acceptRead' },
+        GUEST_LOST: { target: 'stopped', actions: ['loseExecs', { type: 'recordExit', params: lostExit }, 'notifyExit'] },
       },
     },
     starting: {
       description: 'The agent starts the init process (startContainer).',
       tags: ['busy'],
       invoke: {
-        id: 'startContainer',
+        id: 'op.startContainer',
         src: 'startContainer',
-        input: ({ context }) => ({ sandboxId: context.sandboxId, containerId: context.id, spec: context.spec }),
+        input: opInput,
         onDone: [
           {
             // A short-lived process may exit before the start returns.
@@ -222,28 +313,24 @@ export const containerMachine = setup({
     running: {
       description: 'The init process runs.',
       on: {
-        STOP: { target: 'stopping', actions: 'clearError' },
-        PAUSE: { target: 'pausing', actions: 'clearError' },
-        KILL: { actions: 'acceptOperation' },
-        EXEC: { actions: 'acceptOperation' },
-        PS: { actions: 'acceptOperation' },
-        WAIT: { actions: 'acceptOperation' },
-        STATS: { actions: 'acceptOperation' },
-        EXEC_ADDED: { actions: 'spawnProcess' },
+        STOP: { target: 'stopping', actions: ['clearError', 'takeDeadline'] },
+        PAUSE: { target: 'pausing', actions: ['clearError', 'takeDeadline'] },
+        KILL: { actions: 'killProcesses' },
+        EXEC: { guard: 'execIdFree', actions: ['trackExec', 'spawnProcess'] },
+        PS: { actions: 'listProcesses' },
+        WAIT: { actions: 'acceptRead' },
+        STATS: { actions: 'readStats' },
         PROCESS_EXITED: { target: 'stopped', actions: [{ type: 'recordExit', params: ({ event }) => event }, 'notifyExit'] },
-        GUEST_LOST: {
-          target: 'stopped',
-          actions: ['loseExecs', { type: 'recordExit', params: ({ event }) => ({ status: UNKNOWN_EXIT_STATUS, at: event.at }) }, 'notifyExit'],
-        },
+        GUEST_LOST: { target: 'stopped', actions: ['loseExecs', { type: 'recordExit', params: lostExit }, 'notifyExit'] },
       },
     },
     pausing: {
       description: 'The agent freezes every process of the container (pauseContainer).',
       tags: ['busy'],
       invoke: {
-        id: 'pauseContainer',
+        id: 'op.pauseContainer',
         src: 'pauseContainer',
-        input: ({ context }) => ({ sandboxId: context.sandboxId, containerId: context.id, spec: context.spec }),
+        input: opInput,
         onDone: { target: 'paused', actions: [{ type: 'notify', params: { type: 'pause', state: 'paused' } }] },
         onError: { target: 'running', actions: 'recordError' },
       },
@@ -251,25 +338,22 @@ export const containerMachine = setup({
     paused: {
       description: 'Every process of the container is frozen.',
       on: {
-        RESUME: { target: 'resuming', actions: 'clearError' },
-        STOP: { target: 'stopping', actions: 'clearError' },
-        KILL: { actions: 'acceptOperation' },
-        STATS: { actions: 'acceptOperation' },
-        WAIT: { actions: 'acceptOperation' },
+        RESUME: { target: 'resuming', actions: ['clearError', 'takeDeadline'] },
+        STOP: { target: 'stopping', actions: ['clearError', 'takeDeadline'] },
+        KILL: { actions: 'killProcesses' },
+        STATS: { actions: 'readStats' },
+        WAIT: { actions: 'acceptRead' },
         PROCESS_EXITED: { target: 'stopped', actions: [{ type: 'recordExit', params: ({ event }) => event }, 'notifyExit'] },
-        GUEST_LOST: {
-          target: 'stopped',
-          actions: ['loseExecs', { type: 'recordExit', params: ({ event }) => ({ status: UNKNOWN_EXIT_STATUS, at: event.at }) }, 'notifyExit'],
-        },
+        GUEST_LOST: { target: 'stopped', actions: ['loseExecs', { type: 'recordExit', params: lostExit }, 'notifyExit'] },
       },
     },
     resuming: {
       description: 'The agent thaws the container (resumeContainer).',
       tags: ['busy'],
       invoke: {
-        id: 'resumeContainer',
+        id: 'op.resumeContainer',
         src: 'resumeContainer',
-        input: ({ context }) => ({ sandboxId: context.sandboxId, containerId: context.id, spec: context.spec }),
+        input: opInput,
         onDone: { target: 'running', actions: [{ type: 'notify', params: { type: 'resume', state: 'running' } }] },
         onError: { target: 'paused', actions: 'recordError' },
       },
@@ -278,9 +362,9 @@ export const containerMachine = setup({
       description: 'The agent ends the init process and removes the container from the guest (stopContainer).',
       tags: ['busy'],
       invoke: {
-        id: 'stopContainer',
+        id: 'op.stopContainer',
         src: 'stopContainer',
-        input: ({ context }) => ({ sandboxId: context.sandboxId, containerId: context.id, spec: context.spec }),
+        input: opInput,
         onDone: [
           { guard: 'hasExited', target: 'stopped' },
           {
@@ -299,28 +383,25 @@ export const containerMachine = setup({
       on: {
         // The exit the stop caused may arrive before the stop returns.
         PROCESS_EXITED: { guard: not('hasExited'), actions: [{ type: 'recordExit', params: ({ event }) => event }, 'notifyExit'] },
-        GUEST_LOST: {
-          guard: not('hasExited'),
-          actions: ['loseExecs', { type: 'recordExit', params: ({ event }) => ({ status: UNKNOWN_EXIT_STATUS, at: event.at }) }, 'notifyExit'],
-        },
+        GUEST_LOST: { guard: not('hasExited'), actions: ['loseExecs', { type: 'recordExit', params: lostExit }, 'notifyExit'] },
       },
     },
     stopped: {
       description: 'The init process has exited; the container can start again or be deleted.',
       on: {
-        START: { target: 'starting', actions: ['clearError', 'clearExit'] },
+        START: { target: 'starting', actions: ['clearError', 'clearExit', 'takeDeadline'] },
         STOP: { actions: 'clearError' },
-        DELETE: { target: 'deleting', actions: 'clearError' },
-        WAIT: { actions: 'acceptOperation' },
+        DELETE: { target: 'deleting', actions: ['clearError', 'takeDeadline'] },
+        WAIT: { actions: 'acceptRead' },
       },
     },
     deleting: {
       description: 'Host-side resources of the container are released (deleteContainer).',
       tags: ['busy'],
       invoke: {
-        id: 'deleteContainer',
+        id: 'op.deleteContainer',
         src: 'deleteContainer',
-        input: ({ context }) => ({ sandboxId: context.sandboxId, containerId: context.id, spec: context.spec }),
+        input: opInput,
         onDone: { target: 'deleted', actions: [{ type: 'notify', params: { type: 'delete', state: 'deleted' } }] },
         onError: { target: 'stopped', actions: 'recordError' },
       },

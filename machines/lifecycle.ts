@@ -1,6 +1,7 @@
 // Shared vocabulary of the lifecycle statecharts: the reference's four states and its
 // transition table, OCI status strings, and the shape of emitted lifecycle notices.
 // Pure data; no I/O.
+import type { ContainerEventType, ExecEventType, SandboxEventType } from '../protos/event-types.js';
 
 /** The four states of the 2018 runtime, shared by sandboxes and containers. */
 export type StableState = 'ready' | 'running' | 'paused' | 'stopped';
@@ -39,18 +40,34 @@ export interface ErrorSummary {
   message: string;
 }
 
-/** A lifecycle notice: what the event publisher turns into a bus event. */
-export interface LifecycleNotice {
-  type: string;
-  containerId?: string;
-  execId?: string;
+/** What every notice carries: the state its actor is in after it. */
+interface NoticeBase {
   state: string;
-  pid?: number;
-  exitStatus?: number;
-  exitedAt?: string;
-  reason?: string;
-  message?: string;
 }
+
+/** A sandbox's own notices; `fail` says why. */
+export type SandboxNotice =
+  | (NoticeBase & { type: Exclude<SandboxEventType, 'fail'>; containerId?: undefined; execId?: undefined })
+  | (NoticeBase & { type: 'fail'; containerId?: undefined; execId?: undefined; reason: string; message: string; exitStatus?: number });
+
+/** A container's notices (its init process); `start` has the pid, `exit` the status. */
+export type ContainerNotice =
+  | (NoticeBase & { type: Exclude<ContainerEventType, 'start' | 'exit'>; containerId: string; execId?: undefined })
+  | (NoticeBase & { type: 'start'; containerId: string; execId?: undefined; pid: number })
+  | (NoticeBase & { type: 'exit'; containerId: string; execId?: undefined; pid: number; exitStatus: number; exitedAt: string });
+
+/** An exec's notices, on its container. */
+export type ExecNotice =
+  | (NoticeBase & { type: Extract<ExecEventType, 'exec-added'>; containerId: string; execId: string })
+  | (NoticeBase & { type: Extract<ExecEventType, 'exec-started'>; containerId: string; execId: string; pid: number })
+  | (NoticeBase & { type: 'exit'; containerId: string; execId: string; pid: number; exitStatus: number; exitedAt: string });
+
+/** A lifecycle notice: what the event publisher turns into a bus event, keyed on its type. */
+export type LifecycleNotice = SandboxNotice | ContainerNotice | ExecNotice;
+
+/** A notice as a child sends it up, before its parent adds the ids it knows. */
+export type ContainerNoticeDraft = ContainerNotice extends infer N ? (N extends ContainerNotice ? Omit<N, 'containerId'> : never) : never;
+export type ExecNoticeDraft = ExecNotice extends infer N ? (N extends ExecNotice ? Omit<N, 'containerId'> : never) : never;
 
 /** Reported exit status when the guest died and the real one is unknown (containerd). */
 export const UNKNOWN_EXIT_STATUS = 255;

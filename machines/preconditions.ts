@@ -13,6 +13,8 @@ const SANDBOX_STATES_FOR: Readonly<Record<ContainerCommand, readonly string[]>> 
   PS: ['running'],
   WAIT: ['ready', 'running', 'paused', 'stopped', 'failed'],
   STATS: ['running'],
+  // Output kept on the host: readable whatever the sandbox's state.
+  LOGS: ['creating', 'ready', 'booting', 'starting', 'running', 'pausing', 'paused', 'resuming', 'stopping', 'stopped', 'failed', 'deleting'],
 };
 
 export const sandboxStatesFor = (command: ContainerCommand): readonly string[] => SANDBOX_STATES_FOR[command];

@@ -1,24 +1,34 @@
 // The process statechart: one per exec'd process, spawned as a child of its container
-// when the exec is added, before the agent starts it. Its notices follow containerd's
-// order for an exec: exec-added, exec-started, then exit. An exit that arrives before
-// the start is confirmed is kept and reported right after it.
-import { assign, sendParent, setup } from 'xstate';
-import { UNKNOWN_EXIT_STATUS } from './lifecycle.js';
+// when the exec is added; it starts the process through the agent (startProcess). Its
+// notices follow containerd's order for an exec: exec-added, exec-started, then exit.
+// A process the guest refused to start publishes nothing (the exec command fails). An
+// exit that arrives before the start is confirmed is kept and reported right after it.
+import { assign, fromPromise, sendParent, setup } from 'xstate';
+import { summarizeError, UNKNOWN_EXIT_STATUS, type ErrorSummary } from './lifecycle.js';
+import type { ProcessSpec } from './specs.js';
 
 export interface ProcessInput {
+  sandboxId: string;
+  containerId: string;
   execId: string;
+  process: ProcessSpec;
+  /** Deadline of the exec command (ms since the epoch). */
+  deadline?: number;
 }
 
 export interface ProcessContext extends ProcessInput {
   pid: number;
   exitStatus?: number;
   exitedAt?: string;
+  lastError?: ErrorSummary;
 }
 
-export type ProcessEvent =
-  | { type: 'STARTED'; pid: number }
-  | { type: 'START_FAILED' }
-  | { type: 'EXITED'; status: number; at: string };
+/** What starting the process in the guest returns. */
+export interface ProcessStartOutput {
+  pid: number;
+}
+
+export type ProcessEvent = { type: 'EXITED'; status: number; at: string };
 
 export const processMachine = setup({
   types: {
@@ -26,24 +36,27 @@ export const processMachine = setup({
     context: {} as ProcessContext,
     events: {} as ProcessEvent,
   },
+  actors: {
+    startProcess: fromPromise<ProcessStartOutput, ProcessInput>(async () => {
+      throw new Error('process startProcess is not provided');
+    }),
+  },
   actions: {
+    recordPid: assign((_, out: ProcessStartOutput) => ({ pid: out.pid })),
+    recordError: assign({ lastError: ({ event }) => summarizeError((event as { error?: unknown }).error) }),
     announceAdded: sendParent(({ context }) => ({
       type: 'PROCESS_NOTICE' as const,
-      notice: { type: 'exec-added', execId: context.execId, state: 'starting' },
+      notice: { type: 'exec-added' as const, execId: context.execId, state: 'starting' },
     })),
-    recordPid: assign({ pid: ({ event }) => (event as Extract<ProcessEvent, { type: 'STARTED' }>).pid }),
     announceStarted: sendParent(({ context }) => ({
       type: 'PROCESS_NOTICE' as const,
-      notice: { type: 'exec-started', execId: context.execId, state: 'running', pid: context.pid },
+      notice: { type: 'exec-started' as const, execId: context.execId, state: 'running', pid: context.pid },
     })),
-    recordExit: assign(({ event }) => {
-      const e = event as Extract<ProcessEvent, { type: 'EXITED' }>;
-      return { exitStatus: e.status, exitedAt: e.at };
-    }),
+    recordExit: assign(({ event }) => ({ exitStatus: event.status, exitedAt: event.at })),
     announceExit: sendParent(({ context }) => ({
       type: 'PROCESS_NOTICE' as const,
       notice: {
-        type: 'exit',
+        type: 'exit' as const,
         execId: context.execId,
         state: 'exited',
         pid: context.pid,
@@ -62,16 +75,30 @@ export const processMachine = setup({
   initial: 'starting',
   states: {
     starting: {
-      description: 'Added; the agent is starting it.',
-      entry: 'announceAdded',
-      on: {
-        STARTED: [
-          { guard: 'hasExited', target: 'exited', actions: ['recordPid', 'announceStarted', 'announceExit'] },
-          { target: 'running', actions: ['recordPid', 'announceStarted'] },
+      description: 'Added; the agent is starting it (startProcess).',
+      invoke: {
+        id: 'op.startProcess',
+        src: 'startProcess',
+        input: ({ context }) => ({
+          sandboxId: context.sandboxId,
+          containerId: context.containerId,
+          execId: context.execId,
+          process: context.process,
+          deadline: context.deadline,
+        }),
+        onDone: [
+          {
+            guard: 'hasExited',
+            target: 'exited',
+            actions: [{ type: 'recordPid', params: ({ event }) => event.output }, 'announceAdded', 'announceStarted', 'announceExit'],
+          },
+          { target: 'running', actions: [{ type: 'recordPid', params: ({ event }) => event.output }, 'announceAdded', 'announceStarted'] },
         ],
+        onError: { target: 'failed', actions: 'recordError' },
+      },
+      on: {
         // A short-lived process may exit before its start is confirmed.
         EXITED: { actions: 'recordExit' },
-        START_FAILED: 'failed',
       },
     },
     running: {
@@ -83,7 +110,7 @@ export const processMachine = setup({
       type: 'final',
     },
     failed: {
-      description: 'The agent could not start it; nothing ran. Final.',
+      description: 'The agent could not start it; nothing ran and nothing was announced. Final.',
       type: 'final',
     },
   },

@@ -7,10 +7,10 @@
 // that list it, so `snapshot.can(command)` is the precondition check; a refused command
 // changes nothing. Every lifecycle notice, the containers' included, is numbered here
 // (a per-sandbox sequence) and emitted as a `lifecycle` event for the publisher.
-import { assign, emit, enqueueActions, fromPromise, setup, type ActorRefFrom, type SnapshotFrom } from 'xstate';
+import { assign, emit, enqueueActions, fromPromise, setup, spawnChild, stopChild, type ActorRefFrom, type SnapshotFrom } from 'xstate';
 import { containerMachine, type ContainerActorRef } from './container.js';
 import { monitorMachine } from './monitor.js';
-import { summarizeError, type ErrorSummary, type FailureReason, type LifecycleNotice } from './lifecycle.js';
+import { summarizeError, type ContainerNotice, type ErrorSummary, type ExecNotice, type FailureReason, type SandboxNotice } from './lifecycle.js';
 import type { ContainerSpec, SandboxSpec } from './specs.js';
 
 export interface SandboxInput {
@@ -18,6 +18,8 @@ export interface SandboxInput {
   createdAt: string;
   /** Sequence number of the last event already published (0 for a new sandbox). */
   eventSeq?: number;
+  /** Deadline of the create command (ms since the epoch). */
+  deadline?: number;
 }
 
 export interface SandboxFailure {
@@ -36,24 +38,33 @@ export interface SandboxContext {
   containerIds: string[];
   failure?: SandboxFailure;
   lastError?: ErrorSummary;
+  /** Deadline of the command the sandbox works on (ms since the epoch). */
+  deadline?: number;
 }
 
 /** What every sandbox-level operation receives. */
 export interface SandboxOpInput {
   sandboxId: string;
   spec: SandboxSpec;
+  deadline?: number;
 }
 
+export interface OnlineCpuMemInput extends SandboxOpInput {
+  cpus: number;
+}
+
+type Deadline = { deadline?: number };
+
 export type SandboxEvent =
-  | { type: 'START' }
-  | { type: 'STOP' }
-  | { type: 'PAUSE' }
-  | { type: 'RESUME' }
-  | { type: 'DELETE' }
-  | { type: 'ONLINE_CPU_MEM' }
-  | { type: 'CREATE_CONTAINER'; spec: ContainerSpec }
+  | ({ type: 'START' } & Deadline)
+  | ({ type: 'STOP' } & Deadline)
+  | ({ type: 'PAUSE' } & Deadline)
+  | ({ type: 'RESUME' } & Deadline)
+  | ({ type: 'DELETE' } & Deadline)
+  | ({ type: 'ONLINE_CPU_MEM'; opId: string; cpus: number } & Deadline)
+  | ({ type: 'CREATE_CONTAINER'; spec: ContainerSpec } & Deadline)
   | { type: 'GUEST_FAILED'; reason: FailureReason; message: string; at: string; exitStatus?: number }
-  | { type: 'CONTAINER_NOTICE'; notice: LifecycleNotice };
+  | { type: 'CONTAINER_NOTICE'; notice: ContainerNotice | ExecNotice };
 
 export type SandboxCommand = Extract<
   SandboxEvent['type'],
@@ -66,7 +77,7 @@ export const sandboxCommands: readonly SandboxCommand[] = [
 export interface LifecycleEmitted {
   type: 'lifecycle';
   seq: number;
-  notice: LifecycleNotice;
+  notice: SandboxNotice | ContainerNotice | ExecNotice;
 }
 
 /** Invocations are named op.<name>; '.' is not allowed in container ids, so they never collide. */
@@ -77,7 +88,7 @@ const operation = (name: string) =>
     throw new Error(`sandbox operation ${name} is not provided`);
   });
 
-const opInput = ({ context }: { context: SandboxContext }): SandboxOpInput => ({ sandboxId: context.id, spec: context.spec });
+const opInput = ({ context }: { context: SandboxContext }): SandboxOpInput => ({ sandboxId: context.id, spec: context.spec, deadline: context.deadline });
 
 export const sandboxMachine = setup({
   types: {
@@ -94,26 +105,31 @@ export const sandboxMachine = setup({
     resumeSandbox: operation('resumeSandbox'),
     stopSandbox: operation('stopSandbox'),
     deleteSandbox: operation('deleteSandbox'),
+    onlineCpuMem: fromPromise<void, OnlineCpuMemInput>(async () => {
+      throw new Error('sandbox operation onlineCpuMem is not provided');
+    }),
     container: containerMachine,
     monitor: monitorMachine,
   },
   actions: {
     recordError: assign({ lastError: ({ event }) => summarizeError((event as { error?: unknown }).error) }),
     clearError: assign({ lastError: undefined }),
+    /** The deadline of the command that moves the sandbox, for its operation. */
+    takeDeadline: assign({ deadline: ({ event }) => (event as Deadline).deadline }),
     /** Numbers a notice and emits it; the only place the event sequence moves. */
-    announce: enqueueActions(({ context, enqueue }, notice: LifecycleNotice) => {
+    announce: enqueueActions(({ context, enqueue }, notice: SandboxNotice) => {
       const seq = context.eventSeq + 1;
       enqueue.assign({ eventSeq: seq });
       enqueue.emit({ type: 'lifecycle', seq, notice });
     }),
     spawnContainer: enqueueActions(({ context, event, enqueue }) => {
-      const spec = (event as Extract<SandboxEvent, { type: 'CREATE_CONTAINER' }>).spec;
-      enqueue.spawnChild('container', { id: spec.id, input: { sandboxId: context.id, spec } });
+      const { spec, deadline } = event as Extract<SandboxEvent, { type: 'CREATE_CONTAINER' }>;
+      enqueue.spawnChild('container', { id: spec.id, input: { sandboxId: context.id, spec, deadline } });
       enqueue.assign({ containerIds: [...context.containerIds, spec.id] });
     }),
     spawnSpecContainers: enqueueActions(({ context, enqueue }) => {
       for (const spec of context.spec.containers) {
-        enqueue.spawnChild('container', { id: spec.id, input: { sandboxId: context.id, spec } });
+        enqueue.spawnChild('container', { id: spec.id, input: { sandboxId: context.id, spec, deadline: context.deadline } });
       }
       enqueue.assign({ containerIds: context.spec.containers.map((c) => c.id) });
     }),
@@ -149,6 +165,15 @@ export const sandboxMachine = setup({
       notice: (event as Extract<SandboxEvent, { type: 'CONTAINER_NOTICE' }>).notice,
     })),
     bumpSeq: assign({ eventSeq: ({ context }) => context.eventSeq + 1 }),
+    onlineCpuMem: spawnChild('onlineCpuMem', {
+      id: ({ event }) => (event as Extract<SandboxEvent, { type: 'ONLINE_CPU_MEM' }>).opId,
+      input: ({ context, event }) => {
+        const e = event as Extract<SandboxEvent, { type: 'ONLINE_CPU_MEM' }>;
+        return { sandboxId: context.id, spec: context.spec, cpus: e.cpus, deadline: e.deadline };
+      },
+    }),
+    /** A finished operation child is let go; a finished container is forgotten. */
+    releaseChild: stopChild(({ event }) => (event as unknown as { actorId: string }).actorId),
   },
   guards: {
     containerIdFree: ({ context, event }) =>
@@ -163,12 +188,14 @@ export const sandboxMachine = setup({
     createdAt: input.createdAt,
     eventSeq: input.eventSeq ?? 0,
     containerIds: [],
+    deadline: input.deadline,
   }),
   initial: 'creating',
   on: {
     // Container notices are numbered in the same sequence as the sandbox's own.
     CONTAINER_NOTICE: { actions: ['relayContainerNotice', 'bumpSeq'] },
-    'xstate.done.actor.*': { actions: 'forgetContainer' },
+    'xstate.done.actor.*': { actions: ['forgetContainer', 'releaseChild'] },
+    'xstate.error.actor.*': { actions: 'releaseChild' },
   },
   states: {
     creating: {
@@ -188,11 +215,11 @@ export const sandboxMachine = setup({
     ready: {
       description: 'Created: the guest runs, no container has been started by the sandbox yet.',
       on: {
-        START: { target: 'starting', actions: 'clearError' },
-        STOP: { target: 'stopping', actions: 'clearError' },
-        DELETE: { target: 'deleting', actions: 'clearError' },
+        START: { target: 'starting', actions: ['clearError', 'takeDeadline'] },
+        STOP: { target: 'stopping', actions: ['clearError', 'takeDeadline'] },
+        DELETE: { target: 'deleting', actions: ['clearError', 'takeDeadline'] },
         CREATE_CONTAINER: { guard: 'containerIdFree', actions: ['clearError', 'spawnContainer'] },
-        ONLINE_CPU_MEM: { actions: 'clearError' },
+        ONLINE_CPU_MEM: { actions: 'onlineCpuMem' },
         GUEST_FAILED: { target: 'failed', actions: 'recordFailure' },
       },
     },
@@ -234,10 +261,10 @@ export const sandboxMachine = setup({
         }),
       },
       on: {
-        STOP: { target: 'stopping', actions: 'clearError' },
-        PAUSE: { target: 'pausing', actions: 'clearError' },
+        STOP: { target: 'stopping', actions: ['clearError', 'takeDeadline'] },
+        PAUSE: { target: 'pausing', actions: ['clearError', 'takeDeadline'] },
         CREATE_CONTAINER: { guard: 'containerIdFree', actions: ['clearError', 'spawnContainer'] },
-        ONLINE_CPU_MEM: { actions: 'clearError' },
+        ONLINE_CPU_MEM: { actions: 'onlineCpuMem' },
         GUEST_FAILED: { target: 'failed', actions: 'recordFailure' },
       },
     },
@@ -255,9 +282,9 @@ export const sandboxMachine = setup({
     paused: {
       description: 'Every container is frozen; the monitor is off.',
       on: {
-        RESUME: { target: 'resuming', actions: 'clearError' },
-        STOP: { target: 'stopping', actions: 'clearError' },
-        DELETE: { target: 'deleting', actions: 'clearError' },
+        RESUME: { target: 'resuming', actions: ['clearError', 'takeDeadline'] },
+        STOP: { target: 'stopping', actions: ['clearError', 'takeDeadline'] },
+        DELETE: { target: 'deleting', actions: ['clearError', 'takeDeadline'] },
         GUEST_FAILED: { target: 'failed', actions: 'recordFailure' },
       },
     },
@@ -289,8 +316,8 @@ export const sandboxMachine = setup({
     stopped: {
       description: 'The guest is down; the sandbox can start again or be deleted.',
       on: {
-        START: { target: 'booting', actions: 'clearError' },
-        DELETE: { target: 'deleting', actions: 'clearError' },
+        START: { target: 'booting', actions: ['clearError', 'takeDeadline'] },
+        DELETE: { target: 'deleting', actions: ['clearError', 'takeDeadline'] },
       },
     },
     failed: {
@@ -309,7 +336,7 @@ export const sandboxMachine = setup({
         },
       ],
       on: {
-        DELETE: { target: 'deleting', actions: 'clearError' },
+        DELETE: { target: 'deleting', actions: ['clearError', 'takeDeadline'] },
       },
     },
     deleting: {

@@ -22,6 +22,15 @@ export interface ContainerSpec {
   privileged?: boolean;
 }
 
+/** A process to run (an exec), as the statecharts carry it. */
+export interface ProcessSpec {
+  args: string[];
+  env: string[];
+  cwd: string;
+  user: string;
+  terminal: boolean;
+}
+
 export interface MonitorSettings {
   intervalMs: number;
   deadlineMs: number;

@@ -1,120 +1,77 @@
-// Maps each bus command to the registry and sandbox actors: decode the request strictly,
-// call the actor, shape the reply.
-import { decode } from '../bus/codec.js';
-import type * as Bus from '../bus/messages.gen.js';
-import type { CommandHandler } from '../bus/command-service.js';
+// One handler per command of the table (bus/commands.gen.ts): the request is already
+// decoded strictly; the handler normalises it and hands it to the sandbox's command layer
+// (actors/sandbox-commands.ts) with the command's deadline. Commands the table marks as
+// changing state run one at a time per sandbox. The compiler checks that every command
+// has its handler.
+import type { CommandCall, CommandHandlers } from '../bus/command-service.js';
+import { commands as table, type CommandName } from '../bus/commands.js';
 import type { SandboxStore } from '../bus/store.js';
-import type { ParsedCommand } from '../bus/subjects.js';
 import type { SandboxRegistry } from '../actors/registry.js';
+import type { SandboxCommands } from '../actors/sandbox-commands.js';
 import { normalizeContainerSpec, normalizeSandboxSpec, type SpecDefaults } from '../actors/sandbox-spec.js';
 
-export function createCommandHandler(registry: SandboxRegistry, store: SandboxStore, defaults: SpecDefaults): CommandHandler {
+export function createCommandHandlers(registry: SandboxRegistry, store: SandboxStore, defaults: SpecDefaults): CommandHandlers {
+  /** Runs a command on its sandbox: queued behind the others when it changes state. */
+  const on = <C extends CommandName, T>(call: CommandCall<C> & { params: { sid: string } }, run: (s: SandboxCommands) => Promise<T>): Promise<T> => {
+    const commands = registry.get(call.params.sid).commands;
+    return table[call.name].changesState ? commands.exclusive(() => run(commands)) : run(commands);
+  };
+  const limits = (call: CommandCall<CommandName>) => ({ deadline: call.deadline, signal: call.signal });
+
+  const create = async (call: CommandCall<'SandboxCreate' | 'HostSandboxCreate'>) => {
+    // The caller's role goes here once the bus tells it (the security layer); until then none.
+    const spec = normalizeSandboxSpec(call.request.sandbox, defaults, undefined);
+    const sandbox = await registry.create(spec, call.deadline);
+    const commands = sandbox.commands;
+    const status = await commands.exclusive(async () => {
+      const created = await commands.create();
+      return call.request.start ? commands.start(limits(call)) : created;
+    });
+    return { sandbox: status };
+  };
+
   return {
-    owns: (sid) => registry.has(sid),
-    async handle(command: ParsedCommand, data: Uint8Array): Promise<Record<string, unknown>> {
-      switch (command.kind) {
-        case 'sandbox.create': {
-          const req = decode<Bus.SandboxCreateRequest>('SandboxCreateRequest', data);
-          // The caller's role goes here once the bus tells it (the security layer); until then none.
-          const spec = normalizeSandboxSpec(req.sandbox, defaults, undefined);
-          const sandbox = await registry.create(spec);
-          let status = await sandbox.create();
-          if (req.start) status = await sandbox.start();
-          return { sandbox: status };
-        }
-        case 'sandbox.list': {
-          const req = decode<Bus.SandboxListRequest>('SandboxListRequest', data);
-          const records = await store.list();
-          return { sandboxes: records.filter((r) => !req.host || r.host === req.host).map((r) => r.status) };
-        }
-        case 'sandbox': {
-          const sandbox = registry.get(command.sid);
-          switch (command.op) {
-            case 'status':
-              decode<Bus.Empty>('Empty', data);
-              return { sandbox: sandbox.status() };
-            case 'start':
-              decode<Bus.Empty>('Empty', data);
-              return { sandbox: await sandbox.start() };
-            case 'stop':
-              decode<Bus.Empty>('Empty', data);
-              return { sandbox: await sandbox.stop() };
-            case 'pause':
-              decode<Bus.Empty>('Empty', data);
-              return { sandbox: await sandbox.pause() };
-            case 'resume':
-              decode<Bus.Empty>('Empty', data);
-              return { sandbox: await sandbox.resume() };
-            case 'delete': {
-              const req = decode<Bus.SandboxDeleteRequest>('SandboxDeleteRequest', data);
-              await sandbox.delete(req.force ?? false);
-              return { id: command.sid };
-            }
-            case 'online-cpu-mem': {
-              const req = decode<Bus.OnlineCpuMemRequest>('OnlineCpuMemRequest', data);
-              await sandbox.onlineCpuMem(req.cpus ?? 0);
-              return {};
-            }
-          }
-          break;
-        }
-        case 'container.create': {
-          const sandbox = registry.get(command.sid);
-          const req = decode<Bus.ContainerCreateRequest>('ContainerCreateRequest', data);
-          return { container: await sandbox.createContainer(normalizeContainerSpec(req.container, 'container', defaults.containers, undefined)) };
-        }
-        case 'container': {
-          const sandbox = registry.get(command.sid);
-          const cid = command.cid;
-          switch (command.op) {
-            case 'status':
-              decode<Bus.Empty>('Empty', data);
-              return { container: sandbox.containerStatus(cid) };
-            case 'start':
-              decode<Bus.Empty>('Empty', data);
-              return { container: await sandbox.startContainer(cid) };
-            case 'stop':
-              decode<Bus.Empty>('Empty', data);
-              return { container: await sandbox.stopContainer(cid) };
-            case 'pause':
-              decode<Bus.Empty>('Empty', data);
-              return { container: await sandbox.pauseContainer(cid) };
-            case 'resume':
-              decode<Bus.Empty>('Empty', data);
-              return { container: await sandbox.resumeContainer(cid) };
-            case 'delete': {
-              const req = decode<Bus.ContainerDeleteRequest>('ContainerDeleteRequest', data);
-              await sandbox.deleteContainer(cid, req.force ?? false);
-              return { id: cid };
-            }
-            case 'kill': {
-              const req = decode<Bus.ContainerKillRequest>('ContainerKillRequest', data);
-              await sandbox.killContainer(cid, req.signal ?? 15, req.all ?? false);
-              return {};
-            }
-            case 'exec': {
-              const req = decode<Bus.ContainerExecRequest>('ContainerExecRequest', data);
-              return { ...(await sandbox.exec(cid, req)) };
-            }
-            case 'ps': {
-              const req = decode<Bus.ContainerPsRequest>('ContainerPsRequest', data);
-              return { ...(await sandbox.processList(cid, req)) };
-            }
-            case 'logs': {
-              const req = decode<Bus.ContainerLogsRequest>('ContainerLogsRequest', data);
-              return { ...(await sandbox.logs(cid, req)) };
-            }
-            case 'stats':
-              decode<Bus.Empty>('Empty', data);
-              return { stats: await sandbox.stats(cid) };
-            case 'wait': {
-              const req = decode<Bus.ContainerWaitRequest>('ContainerWaitRequest', data);
-              return { ...(await sandbox.wait(cid, req)) };
-            }
-          }
-        }
-      }
-      throw new Error(`unhandled command ${JSON.stringify(command)}`);
+    SandboxCreate: create,
+    HostSandboxCreate: create,
+    SandboxList: async ({ request }) => {
+      const records = await store.list();
+      return { sandboxes: records.filter((r) => !request.host || r.host === request.host).map((r) => r.status) };
     },
+    SandboxStatus: async ({ params }) => ({ sandbox: registry.get(params.sid).status() }),
+    SandboxStart: (c) => on(c, async (s) => ({ sandbox: await s.start(limits(c)) })),
+    SandboxStop: (c) => on(c, async (s) => ({ sandbox: await s.stop(limits(c)) })),
+    SandboxPause: (c) => on(c, async (s) => ({ sandbox: await s.pause(limits(c)) })),
+    SandboxResume: (c) => on(c, async (s) => ({ sandbox: await s.resume(limits(c)) })),
+    SandboxDelete: (c) =>
+      on(c, async (s) => {
+        await s.delete(c.request.force ?? false, limits(c));
+        return { id: c.params.sid };
+      }),
+    SandboxOnlineCpuMem: (c) =>
+      on(c, async (s) => {
+        await s.onlineCpuMem(c.request.cpus ?? 0, limits(c));
+        return {};
+      }),
+    ContainerCreate: (c) => on(c, async (s) => ({ container: await s.createContainer(normalizeContainerSpec(c.request.container, 'container', defaults.containers, undefined), limits(c)) })),
+    ContainerStatus: (c) => on(c, async (s) => ({ container: s.containerStatus(c.params.cid) })),
+    ContainerStart: (c) => on(c, async (s) => ({ container: await s.startContainer(c.params.cid, limits(c)) })),
+    ContainerStop: (c) => on(c, async (s) => ({ container: await s.stopContainer(c.params.cid, limits(c)) })),
+    ContainerPause: (c) => on(c, async (s) => ({ container: await s.pauseContainer(c.params.cid, limits(c)) })),
+    ContainerResume: (c) => on(c, async (s) => ({ container: await s.resumeContainer(c.params.cid, limits(c)) })),
+    ContainerKill: (c) =>
+      on(c, async (s) => {
+        await s.killContainer(c.params.cid, c.request.signal ?? 15, c.request.all ?? false, limits(c));
+        return {};
+      }),
+    ContainerDelete: (c) =>
+      on(c, async (s) => {
+        await s.deleteContainer(c.params.cid, c.request.force ?? false, limits(c));
+        return { id: c.params.cid };
+      }),
+    ContainerExec: (c) => on(c, (s) => s.exec(c.params.cid, c.request, limits(c))),
+    ContainerPs: (c) => on(c, (s) => s.processList(c.params.cid, c.request, limits(c))),
+    ContainerWait: (c) => on(c, (s) => s.wait(c.params.cid, c.request, limits(c))),
+    ContainerLogs: (c) => on(c, (s) => s.logs(c.params.cid, c.request)),
+    ContainerStats: (c) => on(c, async (s) => ({ stats: await s.stats(c.params.cid, limits(c)) })),
   };
 }

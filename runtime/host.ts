@@ -2,7 +2,7 @@
 // the command service + the event publisher + service discovery.
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { nuid, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import type { Logger } from 'pino';
 import { connectBus, ensureBusState } from '../bus/connection.js';
@@ -12,16 +12,13 @@ import { KvSandboxStore } from '../bus/store.js';
 import { startServiceDiscovery } from '../bus/service-discovery.js';
 import { encode } from '../bus/codec.js';
 import { HOST_PATTERN, streams, subjects } from '../bus/subjects.js';
-import type * as Bus from '../bus/messages.gen.js';
 import { SandboxRegistry } from '../actors/registry.js';
 import { createAgent } from '../actors/agents/index.js';
 import { createBackend, defaultGuestBackend } from '../actors/backends/index.js';
 import { DEFAULT_MONITOR, type SpecDefaults } from '../actors/sandbox-spec.js';
-import type { SandboxActor } from '../actors/sandbox-actor.js';
-import type { LifecycleNotice } from '../machines/lifecycle.js';
 import type { MonitorSettings } from '../machines/specs.js';
 import { createLogger } from './log.js';
-import { createCommandHandler } from './commands.js';
+import { createCommandHandlers } from './commands.js';
 import { VERSION } from './version.js';
 
 export interface HostOptions {
@@ -36,11 +33,15 @@ export interface HostOptions {
   replicas?: number;
   /** Publish every actor snapshot on vc.v1.inspect.sandbox.<sid> for live tooling. */
   inspect?: boolean;
+  /** Deadline of a command whose request names none, in ms (default 60 s). */
+  commandDeadlineMs?: number;
   /** Allow privileged containers for every caller (VC_ALLOW_PRIVILEGED=1); off by default. */
   allowPrivileged?: boolean;
   /** Directories of the runtime (state, data) that no container rootfs may expose; the run root is always one. */
   protectedDirs?: string[];
 }
+
+export const DEFAULT_COMMAND_DEADLINE_MS = 60_000;
 
 export function defaultHostName(): string {
   const name = osHostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 63);
@@ -74,8 +75,7 @@ export class RuntimeHost {
         runDir: (sid) => join(runRoot, sid),
         createAgent,
         createBackend: (type) => createBackend(type, log),
-        publish: (sandbox: SandboxActor, seq: number, notice: LifecycleNotice) =>
-          publisher.publish(toBusEvent(host, sandbox.id, seq, notice), `${sandbox.id}.${sandbox.uid}.${seq}`),
+        publish: (event, dedupId) => publisher.publish(event, dedupId),
         inspect: opts.inspect ? (sandbox, inspection) => nc.publish(subjects.inspectSandbox(sandbox.id), encode(inspection)) : undefined,
       },
       store,
@@ -85,14 +85,20 @@ export class RuntimeHost {
       guestBackend: defaultGuestBackend(),
       containers: { allowPrivileged: opts.allowPrivileged ?? false, protectedDirs: [runRoot, ...(opts.protectedDirs ?? [])] },
     };
-    const commands = new CommandService(nc, host, createCommandHandler(registry, store, defaults), store, log);
+    const commands = new CommandService(
+      nc,
+      createCommandHandlers(registry, store, defaults),
+      store,
+      { host, owns: (sid) => registry.has(sid), defaultDeadlineMs: opts.commandDeadlineMs ?? DEFAULT_COMMAND_DEADLINE_MS },
+      log,
+    );
     commands.start();
 
     const started = new Date().toISOString();
     const discovery = startServiceDiscovery(
       nc,
       {
-        id: host,
+        id: nuid.next(),
         version: VERSION,
         description: 'virtactors sandbox runtime host',
         metadata: { host },
@@ -116,16 +122,4 @@ export class RuntimeHost {
     await this.registry.detachAll();
     await this.nc.drain().catch(() => {});
   }
-}
-
-function toBusEvent(host: string, sandboxId: string, seq: number, n: LifecycleNotice): Bus.Event {
-  const event: Bus.Event = { type: n.type, sandboxId, seq, time: new Date().toISOString(), host, state: n.state };
-  if (n.containerId) event.containerId = n.containerId;
-  if (n.execId) event.execId = n.execId;
-  if (n.pid !== undefined) event.pid = n.pid;
-  if (n.exitStatus !== undefined) event.exitStatus = n.exitStatus;
-  if (n.exitedAt) event.exitedAt = n.exitedAt;
-  if (n.reason) event.reason = n.reason;
-  if (n.message) event.message = n.message;
-  return event;
 }

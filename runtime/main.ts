@@ -33,6 +33,14 @@ function monitorDefaults(): Partial<MonitorSettings> {
   return out;
 }
 
+/** The deadline of commands that name none (VC_COMMAND_TIMEOUT_MS), in ms. */
+function commandDeadline(): number | undefined {
+  const v = process.env.VC_COMMAND_TIMEOUT_MS;
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < 100) throw new Error('VC_COMMAND_TIMEOUT_MS must be a number of milliseconds, at least 100');
+  return Number(v);
+}
+
 async function main(): Promise<void> {
   const log = createLogger('virtactors');
   const dir = stateDir();
@@ -54,6 +62,7 @@ async function main(): Promise<void> {
     log,
     monitor: monitorDefaults(),
     inspect: process.env.VC_INSPECT === '1',
+    commandDeadlineMs: commandDeadline(),
     allowPrivileged: process.env.VC_ALLOW_PRIVILEGED === '1',
     protectedDirs: [dir],
   });

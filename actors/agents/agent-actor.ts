@@ -1,10 +1,28 @@
 // The agent actor: the connection statechart (machines/agent.ts) in front of an agent
-// driver. Every guest call goes through `call`: it connects when needed and fails fast
-// with Unavailable once the agent is dead.
+// driver. Every guest call goes through `call`: it connects when needed, fails fast with
+// Unavailable once the agent is dead, and runs the operation under an AbortSignal bounded
+// by the caller's signal, the caller's deadline and the operation's default time limit.
 import { createActor, fromPromise, waitFor, type Actor } from 'xstate';
 import { agentMachine } from '../../machines/agent.js';
-import { toVcError, unavailable } from '../../bus/errors.js';
+import { deadlineExceeded, toVcError, unavailable } from '../../bus/errors.js';
 import type { Agent } from './agent.js';
+import { AGENT_CALL_TIMEOUTS_MS, withinDeadline, type AgentOperation } from './calls.js';
+
+/** How a caller bounds a guest call. */
+export interface CallLimits {
+  /** Aborts when the caller goes away (the invoking actor stopped, the host is stopping). */
+  signal?: AbortSignal;
+  /** Absolute time (ms since the epoch) by which the command must be answered. */
+  deadline?: number;
+}
+
+/** The time a call may take: the operation's default, or less when the deadline is nearer. */
+export function callTimeoutMs(operation: AgentOperation, deadline: number | undefined, now = Date.now()): number | undefined {
+  const byDefault = AGENT_CALL_TIMEOUTS_MS[operation];
+  if (deadline === undefined) return byDefault;
+  const left = Math.max(0, deadline - now);
+  return byDefault === undefined ? left : Math.min(byDefault, left);
+}
 
 /** A driver that holds a connection says how to open it. */
 export interface Connectable {
@@ -64,11 +82,18 @@ export class AgentActor {
     }
   }
 
-  /** Runs one guest operation. */
-  async call<T>(fn: (agent: Agent) => Promise<T>): Promise<T> {
-    await this.ready();
+  /** Runs one guest operation within its limits. */
+  async call<T>(operation: AgentOperation, fn: (agent: Agent, abort: AbortSignal) => Promise<T>, limits: CallLimits = {}): Promise<T> {
+    const what = `${operation} in sandbox ${this.sandboxId}`;
+    const timeoutMs = callTimeoutMs(operation, limits.deadline);
+    // Which limit ends the call: the command's deadline, or the operation's own.
+    const byDeadline = limits.deadline !== undefined && timeoutMs !== AGENT_CALL_TIMEOUTS_MS[operation];
+    const expired = byDeadline ? () => deadlineExceeded(`${what} did not finish before the command's deadline`) : undefined;
     try {
-      return await fn(this.driver);
+      return await withinDeadline({ what, timeoutMs, signal: limits.signal, expired }, async (abort) => {
+        await this.ready();
+        return fn(this.driver, abort);
+      });
     } catch (err) {
       if (this.isDead()) throw this.deadError();
       throw toVcError(err);

@@ -3,7 +3,7 @@
 // the rest follow its later additions (§2.3). A driver does the I/O; AgentActor puts
 // the connection statechart in front of it.
 import type { Logger } from 'pino';
-import type { AgentType, ContainerSpec, SandboxSpec } from '../../machines/specs.js';
+import type { AgentType, ContainerSpec, ProcessSpec, SandboxSpec } from '../../machines/specs.js';
 
 /** Capability bits (reference §2.5). */
 export const Capability = {
@@ -13,13 +13,7 @@ export const Capability = {
   fsSharingSupported: 8,
 } as const;
 
-export interface ProcessSpec {
-  args: string[];
-  env: string[];
-  cwd: string;
-  user: string;
-  terminal: boolean;
-}
+export type { ProcessSpec };
 
 export interface ExecResult {
   execId: string;
@@ -78,44 +72,51 @@ export interface AgentInit {
   log?: Logger;
 }
 
+/**
+ * Every operation that may talk to the guest takes an AbortSignal (`abort`) as its last argument:
+ * it aborts when the caller's deadline passes or the caller goes away, and the driver
+ * then gives up the call (and frees what it holds for it). Hosts always pass one
+ * (AgentActor.call); tools and tests may leave it out. Default time limits per
+ * operation are in calls.ts.
+ */
 export interface Agent {
   readonly type: AgentType;
   /** 1. Validates the config and prepares host-side state. Idempotent. */
-  init(init: AgentInit): Promise<void>;
+  init(init: AgentInit, abort?: AbortSignal): Promise<void>;
   /** 2. Capability bitmask. */
   capabilities(): number;
-  /** 3. Liveness probe: resolves when the guest agent answers. */
-  check(deadlineMs: number): Promise<void>;
+  /** 3. Liveness probe: resolves when the guest agent answers (the caller bounds it). */
+  check(abort?: AbortSignal): Promise<void>;
   /** 4. Closes any connection to the guest. Safe when not connected. */
-  disconnect(): Promise<void>;
+  disconnect(abort?: AbortSignal): Promise<void>;
   /** 5. Host-side preparation before the guest boots; no guest communication. */
-  createSandbox(): Promise<GuestPlan | void>;
+  createSandbox(abort?: AbortSignal): Promise<GuestPlan | void>;
   /** 6. Runs an extra process in a running container. */
-  exec(containerId: string, process: ProcessSpec, execId: string): Promise<ExecResult>;
+  exec(containerId: string, process: ProcessSpec, execId: string, abort?: AbortSignal): Promise<ExecResult>;
   /** 7. Right after the guest booted: sets the sandbox up in the guest. */
-  startSandbox(endpoint: GuestEndpoint): Promise<void>;
+  startSandbox(endpoint: GuestEndpoint, abort?: AbortSignal): Promise<void>;
   /** 8. Tears the sandbox down in the guest. */
-  stopSandbox(): Promise<void>;
+  stopSandbox(abort?: AbortSignal): Promise<void>;
   /** 9. Prepares a container in the guest. */
-  createContainer(container: ContainerSpec): Promise<void>;
+  createContainer(container: ContainerSpec, abort?: AbortSignal): Promise<void>;
   /** 10. Starts the container's init process. */
-  startContainer(containerId: string): Promise<{ pid: number }>;
+  startContainer(containerId: string, abort?: AbortSignal): Promise<{ pid: number }>;
   /** 11. Ends the container's processes and removes it from the guest; the init exit when known. */
-  stopContainer(containerId: string): Promise<ExitInfo | undefined>;
+  stopContainer(containerId: string, abort?: AbortSignal): Promise<ExitInfo | undefined>;
   /** 12. Delivers a signal to the init process, or to every process when `all`. */
-  killContainer(containerId: string, signal: number, all: boolean): Promise<void>;
+  killContainer(containerId: string, signal: number, all: boolean, abort?: AbortSignal): Promise<void>;
   /** 13. Runs ps in the guest, filtered to the container. */
-  processListContainer(containerId: string, options: ProcessListOptions): Promise<Uint8Array>;
+  processListContainer(containerId: string, options: ProcessListOptions, abort?: AbortSignal): Promise<Uint8Array>;
   /** 14. Onlines hot-plugged vCPUs and memory. */
-  onlineCPUMem(cpus: number): Promise<void>;
+  onlineCPUMem(cpus: number, abort?: AbortSignal): Promise<void>;
 
   // Later additions (reference §2.3).
-  waitProcess(containerId: string, execId: string): Promise<ExitInfo>;
-  signalProcess(containerId: string, execId: string, signal: number, all: boolean): Promise<void>;
-  pauseContainer(containerId: string): Promise<void>;
-  resumeContainer(containerId: string): Promise<void>;
+  waitProcess(containerId: string, execId: string, abort?: AbortSignal): Promise<ExitInfo>;
+  signalProcess(containerId: string, execId: string, signal: number, all: boolean, abort?: AbortSignal): Promise<void>;
+  pauseContainer(containerId: string, abort?: AbortSignal): Promise<void>;
+  resumeContainer(containerId: string, abort?: AbortSignal): Promise<void>;
   /** Resource usage of the container; agents without it reject with Unavailable. */
-  statsContainer?(containerId: string): Promise<ContainerStats>;
+  statsContainer?(containerId: string, abort?: AbortSignal): Promise<ContainerStats>;
 }
 
 /** Resource usage, as far as the guest can tell (0 when unknown). */

@@ -4,7 +4,8 @@
 import { createConnection, type Socket } from 'node:net';
 import { Code, codeName, MAX_REPLY_FRAME, NEXT_WINDOW } from '../../protos/hyperstart/codes.js';
 import { CtlDecoder, decodeText, decodeUint32, encodeCtl, encodeTty, ttyChunks, TtyDecoder, type CtlFrame } from '../../protos/hyperstart/frame.js';
-import { deadlineExceeded, unavailable } from '../../bus/errors.js';
+import { deadlineExceeded, unavailable, type VcError } from '../../bus/errors.js';
+import { abortReason, withinDeadline } from './calls.js';
 
 /** The guest answered a command with ERROR. */
 export class GuestError extends Error {
@@ -86,31 +87,33 @@ export class CtlChannel {
   }
 
   /** Resolves on the guest's READY; fails when the connection ends or the deadline passes. */
-  async ready(timeoutMs: number, what: string, expired: () => Error): Promise<void> {
+  async ready(timeoutMs: number, what: string, expired: () => VcError): Promise<void> {
     const closedError = () => unavailable(`${what}: ${this.closedReason} before sending READY`);
     if (this.closedReason) throw closedError();
-    let timer: NodeJS.Timeout | undefined;
     let off: (() => void) | undefined;
     try {
-      await Promise.race([
-        this.readySeen,
-        new Promise<never>((_, reject) => {
-          off = this.onWake(() => this.closedReason && reject(closedError()));
-        }),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(expired()), Math.max(0, timeoutMs));
-        }),
-      ]);
+      await withinDeadline(
+        { what: `${what}: waiting for READY`, timeoutMs, expired },
+        () =>
+          new Promise<void>((resolve, reject) => {
+            void this.readySeen.then(resolve);
+            off = this.onWake(() => this.closedReason && reject(closedError()));
+          }),
+      );
     } finally {
-      clearTimeout(timer);
       off?.();
     }
   }
 
-  /** Sends one command and resolves with the ACK payload; ERROR rejects with GuestError. */
-  call(code: number, payload: Uint8Array | undefined, timeoutMs: number): Promise<Uint8Array> {
+  /**
+   * Sends one command and resolves with the ACK payload; ERROR rejects with GuestError.
+   * The call ends without an answer when `timeoutMs` passes or `abort` aborts: a command
+   * still queued is never written; a reply that arrives later is consumed and dropped.
+   */
+  call(code: number, payload: Uint8Array | undefined, timeoutMs: number, abort?: AbortSignal): Promise<Uint8Array> {
     const command = codeName(code);
     if (this.closedReason) return Promise.reject(unavailable(`cannot send ${command}: ${this.closedReason}`));
+    if (abort?.aborted) return Promise.reject(abortReason(abort, command));
     const frame = encodeCtl(code, payload);
     return new Promise<Uint8Array>((resolve, reject) => {
       let markDone!: () => void;
@@ -122,6 +125,7 @@ export class CtlChannel {
           if (tx.settled) return;
           tx.settled = true;
           clearTimeout(timer);
+          abort?.removeEventListener('abort', onAbort);
           markDone();
           this.wake();
           if ('ok' in result) resolve(result.ok);
@@ -132,6 +136,8 @@ export class CtlChannel {
         () => tx.settle({ err: deadlineExceeded(`hyperstart guest did not answer ${command} within ${timeoutMs} ms`) }),
         Math.max(0, timeoutMs),
       );
+      const onAbort = () => tx.settle({ err: abortReason(abort!, command) });
+      abort?.addEventListener('abort', onAbort, { once: true });
       this.tail = this.tail
         .then(() => this.transact(tx, frame))
         .catch((err: unknown) => tx.settle({ err: err instanceof Error ? err : new Error(String(err)) }));

@@ -36,6 +36,7 @@ import {
 import { socketName, type AgentConfigs } from './agent-type.js';
 import { guestEntry, guestEnv } from '../guest-binaries.js';
 import { registerAgent } from './index.js';
+import { stopWithGrace, waitAtMost } from './calls.js';
 import { CtlChannel, dial, GuestError, TtyChannel } from './hyperstart-ctl.js';
 import { ProcessTable, UNKNOWN_EXIT, type ProcRecord } from './hyperstart-procs.js';
 
@@ -214,10 +215,10 @@ export class HyperstartAgent implements Agent {
   }
 
   /** One ctl command with the call deadline; ERROR becomes a VcError. */
-  private async send(code: number, body: unknown, timeoutMs = this.config.callTimeoutMs): Promise<Uint8Array> {
+  private async send(code: number, body: unknown, abort: AbortSignal | undefined, timeoutMs = this.config.callTimeoutMs): Promise<Uint8Array> {
     const { ctl } = await this.connection();
     try {
-      return await ctl.call(code, body === undefined ? undefined : encodeJson(body), timeoutMs);
+      return await ctl.call(code, body === undefined ? undefined : encodeJson(body), timeoutMs, abort);
     } catch (err) {
       if (err instanceof GuestError) throw fromGuest(err);
       if (err instanceof FrameError) throw invalidArgument(`hyperstart command does not fit a frame: ${err.message}`);
@@ -227,15 +228,16 @@ export class HyperstartAgent implements Agent {
 
   // ---- sandbox --------------------------------------------------------------------------
 
-  async check(deadlineMs: number): Promise<void> {
+  /** PING; the caller bounds it (its abort carries the monitor's deadline). */
+  async check(abort?: AbortSignal): Promise<void> {
     const conn = this.conn;
     if (!conn) throw unavailable('hyperstart guest is not connected');
-    await conn.ctl.call(Code.PING, undefined, deadlineMs).catch((err) => {
+    await conn.ctl.call(Code.PING, undefined, this.config.callTimeoutMs, abort).catch((err) => {
       throw toVcError(err);
     });
   }
 
-  async startSandbox(endpoint: GuestEndpoint): Promise<void> {
+  async startSandbox(endpoint: GuestEndpoint, abort?: AbortSignal): Promise<void> {
     const moved = (endpoint.ctlSocket && endpoint.ctlSocket !== this.ctlPath) || (endpoint.ttySocket && endpoint.ttySocket !== this.ttyPath);
     if (moved) {
       this.dropConnection();
@@ -243,15 +245,15 @@ export class HyperstartAgent implements Agent {
       this.ttyPath = endpoint.ttySocket || this.ttyPath;
     }
     const pod: H.Pod = { hostname: this.sandbox.hostname, containers: [], interfaces: [], routes: [], dns: [], shareDir: this.shareDir };
-    await this.send(Code.STARTPOD, pod);
+    await this.send(Code.STARTPOD, pod, abort);
   }
 
   /** DESTROYPOD: the guest ends every container, answers, and exits. */
-  async stopSandbox(): Promise<void> {
+  async stopSandbox(abort?: AbortSignal): Promise<void> {
     const conn = await this.connection();
     conn.ctl.expectClose();
     conn.tty.expectClose();
-    await this.send(Code.DESTROYPOD, undefined);
+    await this.send(Code.DESTROYPOD, undefined, abort);
     // Exits reported before the ACK may still wait for their streams' EOF on the tty.
     await Promise.all(this.procs.finishing().map((r) => this.procs.wait(r)));
     // Specs stay for a restart of the sandbox; nothing runs any more.
@@ -261,15 +263,15 @@ export class HyperstartAgent implements Agent {
   }
 
   /** The guest shares the host's CPUs and memory; it acknowledges and has nothing to online. */
-  async onlineCPUMem(_cpus: number): Promise<void> {
-    await this.send(Code.ONLINECPUMEM, undefined);
+  async onlineCPUMem(_cpus: number, abort?: AbortSignal): Promise<void> {
+    await this.send(Code.ONLINECPUMEM, undefined, abort);
   }
 
   // ---- containers -----------------------------------------------------------------------
 
   /** Records the spec: as in the reference, the guest creates the container when it starts. */
-  async createContainer(spec: ContainerSpec): Promise<void> {
-    await this.clearExited(spec.id);
+  async createContainer(spec: ContainerSpec, abort?: AbortSignal): Promise<void> {
+    await this.clearExited(spec.id, abort);
     this.containers.set(spec.id, { spec, started: false });
   }
 
@@ -277,16 +279,16 @@ export class HyperstartAgent implements Agent {
    * A container whose init exited on its own stays in the guest until REMOVECONTAINER;
    * starting or creating it again removes that leftover first. A running one is refused.
    */
-  private async clearExited(cid: string): Promise<void> {
+  private async clearExited(cid: string, abort: AbortSignal | undefined): Promise<void> {
     const c = this.containers.get(cid);
     if (!c?.started) return;
     if (!this.procs.get(cid, cid)?.exit) throw alreadyExists(`container ${cid} is already running in the hyperstart guest`);
-    await this.removeFromGuest(cid);
+    await this.removeFromGuest(cid, abort);
   }
 
-  private async removeFromGuest(cid: string): Promise<void> {
+  private async removeFromGuest(cid: string, abort: AbortSignal | undefined): Promise<void> {
     const remove: H.RemoveCommand = { container: cid };
-    await this.send(Code.REMOVECONTAINER, remove);
+    await this.send(Code.REMOVECONTAINER, remove, abort);
     for (const rec of this.procs.ofContainer(cid)) this.procs.drop(rec);
     const c = this.containers.get(cid);
     if (c) c.started = false;
@@ -304,9 +306,9 @@ export class HyperstartAgent implements Agent {
     return c;
   }
 
-  async startContainer(containerId: string): Promise<{ pid: number }> {
+  async startContainer(containerId: string, abort?: AbortSignal): Promise<{ pid: number }> {
     const c = this.container(containerId);
-    await this.clearExited(containerId);
+    await this.clearExited(containerId, abort);
     const { spec } = c;
     const rec = this.procs.add(containerId, containerId, spec.terminal);
     const body: H.Container = {
@@ -317,7 +319,7 @@ export class HyperstartAgent implements Agent {
       ...(spec.privileged ? { privileged: true } : {}),
     };
     try {
-      rec.pid = startedPid(await this.send(Code.NEWCONTAINER, body));
+      rec.pid = startedPid(await this.send(Code.NEWCONTAINER, body, abort));
     } catch (err) {
       this.procs.drop(rec);
       throw err;
@@ -326,7 +328,7 @@ export class HyperstartAgent implements Agent {
     return { pid: rec.pid };
   }
 
-  async exec(containerId: string, spec: ProcessSpec, execId: string): Promise<ExecResult> {
+  async exec(containerId: string, spec: ProcessSpec, execId: string, abort?: AbortSignal): Promise<ExecResult> {
     this.running(containerId);
     const known = this.procs.get(containerId, execId);
     if (known && !known.exit) throw alreadyExists(`process ${execId} already runs in container ${containerId}`);
@@ -334,7 +336,7 @@ export class HyperstartAgent implements Agent {
     const rec = this.procs.add(containerId, execId, spec.terminal);
     const body: H.ExecCommand = { container: containerId, process: toProcess(execId, spec, rec) };
     try {
-      rec.pid = startedPid(await this.send(Code.EXECCMD, body));
+      rec.pid = startedPid(await this.send(Code.EXECCMD, body, abort));
     } catch (err) {
       this.procs.drop(rec);
       throw err;
@@ -348,32 +350,32 @@ export class HyperstartAgent implements Agent {
    * or the processes and their descendants), which per-process SIGNALPROCESS would not
    * reach (orphans, a process's children) or would reach twice.
    */
-  async killContainer(containerId: string, signal: number, all: boolean): Promise<void> {
+  async killContainer(containerId: string, signal: number, all: boolean, abort?: AbortSignal): Promise<void> {
     this.running(containerId);
     if (!all) {
-      await this.send(Code.KILLCONTAINER, { container: containerId, signal } satisfies H.KillCommand);
+      await this.send(Code.KILLCONTAINER, { container: containerId, signal } satisfies H.KillCommand, abort);
       return;
     }
-    if (await this.hasExtensions(containerId)) {
-      await this.send(Code.KILLCONTAINER, { container: containerId, signal, allProcesses: true } satisfies H.KillCommand);
+    if (await this.hasExtensions(containerId, abort)) {
+      await this.send(Code.KILLCONTAINER, { container: containerId, signal, allProcesses: true } satisfies H.KillCommand, abort);
       return;
     }
     // A stock hyperstart signals the init process only: SIGNALPROCESS every other
     // process the runtime started in the container, then init (whose exit ends the rest).
     for (const rec of this.procs.live(containerId)) {
-      if (rec.execId !== containerId) await this.signal(containerId, rec.execId, signal).catch(ignoreGone);
+      if (rec.execId !== containerId) await this.signal(containerId, rec.execId, signal, abort).catch(ignoreGone);
     }
-    await this.send(Code.KILLCONTAINER, { container: containerId, signal } satisfies H.KillCommand);
+    await this.send(Code.KILLCONTAINER, { container: containerId, signal } satisfies H.KillCommand, abort);
   }
 
   /**
    * Whether the guest is ours (with the virtactors extension codes) or a stock
    * hyperstart; asked once per connection, with a harmless ps of the container.
    */
-  private async hasExtensions(containerId: string): Promise<boolean> {
+  private async hasExtensions(containerId: string, abort: AbortSignal | undefined): Promise<boolean> {
     if (this.extensions === undefined) {
       try {
-        await this.send(Code.PSCONTAINER, { container: containerId, format: 'json', psargs: [] } satisfies H.PsCommand);
+        await this.send(Code.PSCONTAINER, { container: containerId, format: 'json', psargs: [] } satisfies H.PsCommand, abort);
         this.extensions = true;
       } catch (err) {
         if (!isUnknownCommand(err)) throw err;
@@ -383,56 +385,58 @@ export class HyperstartAgent implements Agent {
     return this.extensions;
   }
 
-  private async signal(containerId: string, execId: string, signal: number): Promise<void> {
+  private async signal(containerId: string, execId: string, signal: number, abort: AbortSignal | undefined): Promise<void> {
     const cmd: H.SignalCommand = { container: containerId, process: execId, signal };
-    await this.send(Code.SIGNALPROCESS, cmd);
+    await this.send(Code.SIGNALPROCESS, cmd, abort);
   }
 
-  async signalProcess(containerId: string, execId: string, signal: number, all: boolean): Promise<void> {
-    if (!execId || execId === containerId) return this.killContainer(containerId, signal, all);
+  async signalProcess(containerId: string, execId: string, signal: number, all: boolean, abort?: AbortSignal): Promise<void> {
+    if (!execId || execId === containerId) return this.killContainer(containerId, signal, all, abort);
     this.running(containerId);
     if (!this.procs.get(containerId, execId)) throw notFound(`process ${execId} does not exist in container ${containerId}`);
-    await this.signal(containerId, execId, signal);
+    await this.signal(containerId, execId, signal, abort);
   }
 
   /** SIGTERM to init, SIGKILL to everything after the grace period, then REMOVECONTAINER. */
-  async stopContainer(containerId: string): Promise<ExitInfo | undefined> {
+  async stopContainer(containerId: string, abort?: AbortSignal): Promise<ExitInfo | undefined> {
     // The spec is kept: a stopped container can be started again.
     const c = this.container(containerId);
     if (!c.started) return undefined;
     const init = this.procs.get(containerId, containerId);
     let exit = init?.exit;
     if (init && !exit) {
-      await this.killContainer(containerId, SIGTERM, false).catch(ignoreGone);
-      exit = await within(this.procs.wait(init), this.stopGraceMs);
-      if (!exit) {
-        await this.killContainer(containerId, SIGKILL, true).catch(ignoreGone);
-        exit = await within(this.procs.wait(init), this.config.callTimeoutMs);
-        if (!exit) throw deadlineExceeded(`container ${containerId} did not exit within ${this.config.callTimeoutMs} ms of SIGKILL`);
-      }
+      exit = await stopWithGrace({
+        what: `container ${containerId}`,
+        terminate: () => this.killContainer(containerId, SIGTERM, false, abort).catch(ignoreGone),
+        kill: () => this.killContainer(containerId, SIGKILL, true, abort).catch(ignoreGone),
+        exited: this.procs.wait(init),
+        graceMs: this.stopGraceMs,
+        killWaitMs: this.config.callTimeoutMs,
+        signal: abort,
+      });
     }
     // Execs still running are killed now, so that their exits are reported before removal.
     const left = this.procs.live(containerId);
     if (left.length > 0) {
-      await this.killContainer(containerId, SIGKILL, true);
-      await within(Promise.all(left.map((r) => this.procs.wait(r))), this.config.callTimeoutMs);
+      await this.killContainer(containerId, SIGKILL, true, abort);
+      await waitAtMost(Promise.all(left.map((r) => this.procs.wait(r))), this.config.callTimeoutMs, abort);
     }
-    await this.removeFromGuest(containerId);
+    await this.removeFromGuest(containerId, abort);
     return exit;
   }
 
-  async waitProcess(containerId: string, execId: string): Promise<ExitInfo> {
+  async waitProcess(containerId: string, execId: string, abort?: AbortSignal): Promise<ExitInfo> {
     const rec = this.procs.get(containerId, execId || containerId);
     if (!rec) throw notFound(`process ${execId || containerId} does not exist in container ${containerId}`);
     if (!rec.exit && !this.conn) return { exitStatus: UNKNOWN_EXIT, exitedAt: new Date().toISOString() };
-    return this.procs.wait(rec);
+    return (await waitAtMost(this.procs.wait(rec), Infinity, abort, `waiting for ${execId || containerId}`))!;
   }
 
   /** WINSIZE for a process started with a terminal. */
-  async winsizeProcess(containerId: string, execId: string, rows: number, columns: number): Promise<void> {
+  async winsizeProcess(containerId: string, execId: string, rows: number, columns: number, abort?: AbortSignal): Promise<void> {
     this.running(containerId);
     const msg: H.WindowSizeMessage = { container: containerId, process: execId || containerId, row: rows, column: columns };
-    await this.send(Code.WINSIZE, msg);
+    await this.send(Code.WINSIZE, msg, abort);
   }
 
   /** Stdin of a process (the stdio stream), and its close. */
@@ -449,18 +453,18 @@ export class HyperstartAgent implements Agent {
   }
 
   /** Our guest's extension codes; a stock hyperstart refuses them (no pause in upstream). */
-  async pauseContainer(containerId: string): Promise<void> {
-    await this.extension(Code.PAUSECONTAINER, containerId, 'pause');
+  async pauseContainer(containerId: string, abort?: AbortSignal): Promise<void> {
+    await this.extension(Code.PAUSECONTAINER, containerId, 'pause', abort);
   }
 
-  async resumeContainer(containerId: string): Promise<void> {
-    await this.extension(Code.RESUMECONTAINER, containerId, 'resume');
+  async resumeContainer(containerId: string, abort?: AbortSignal): Promise<void> {
+    await this.extension(Code.RESUMECONTAINER, containerId, 'resume', abort);
   }
 
-  private async extension(code: number, containerId: string, verb: string): Promise<void> {
+  private async extension(code: number, containerId: string, verb: string, abort: AbortSignal | undefined): Promise<void> {
     this.running(containerId);
     const body: H.RemoveCommand = { container: containerId };
-    await this.send(code, body).catch((err) => {
+    await this.send(code, body, abort).catch((err) => {
       throw unsupported(err, verb);
     });
   }
@@ -473,16 +477,16 @@ export class HyperstartAgent implements Agent {
    * ps as an exec in the container would see another pid namespace than the pids the
    * guest reports (its processes run in a reaping namespace) and needs ps in the rootfs.
    */
-  async processListContainer(containerId: string, options: ProcessListOptions): Promise<Uint8Array> {
+  async processListContainer(containerId: string, options: ProcessListOptions, abort?: AbortSignal): Promise<Uint8Array> {
     this.running(containerId);
     const cmd: H.PsCommand = { container: containerId, format: options.format, psargs: options.args.length ? options.args : defaultPsArgs };
     try {
-      return await this.send(Code.PSCONTAINER, cmd);
+      return await this.send(Code.PSCONTAINER, cmd, abort);
     } catch (err) {
       // A stock hyperstart has no ps command: run ps as an exec in the container instead.
       if (!isUnknownCommand(err)) throw err;
       this.extensions = false;
-      return this.psByExec(containerId, options);
+      return this.psByExec(containerId, options, abort);
     }
   }
 
@@ -491,7 +495,7 @@ export class HyperstartAgent implements Agent {
    * hyperstart VM each container has a pid namespace of its own, so ps sees exactly the
    * container's processes; the ps process itself is left out of the answer.
    */
-  private async psByExec(containerId: string, options: ProcessListOptions): Promise<Uint8Array> {
+  private async psByExec(containerId: string, options: ProcessListOptions, abort: AbortSignal | undefined): Promise<Uint8Array> {
     const psargs = options.format === 'json' ? ['-o', 'pid=,args='] : options.args.length ? options.args : defaultPsArgs;
     const execId = `vc-ps-${randomBytes(4).toString('hex')}`;
     const key = `${containerId}\0${execId}`;
@@ -500,8 +504,8 @@ export class HyperstartAgent implements Agent {
     const rec = this.procs.add(containerId, execId, false);
     try {
       const spec = { args: ['ps', ...psargs], env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], cwd: '', user: '', terminal: false };
-      await this.send(Code.EXECCMD, { container: containerId, process: toProcess(execId, spec, rec) } satisfies H.ExecCommand);
-      const exit = await this.procs.wait(rec);
+      await this.send(Code.EXECCMD, { container: containerId, process: toProcess(execId, spec, rec) } satisfies H.ExecCommand, abort);
+      const exit = (await waitAtMost(this.procs.wait(rec), Infinity, abort, `ps in container ${containerId}`))!;
       const text = Buffer.concat(out.stdout).toString('utf8');
       if (exit.exitStatus !== 0) {
         throw failedPrecondition(`ps in container ${containerId} exited with ${exit.exitStatus}: ${Buffer.concat(out.stderr).toString('utf8').trim()}`);
@@ -578,16 +582,6 @@ function fromGuest(err: GuestError): VcError {
 function ignoreGone(err: unknown): void {
   if (err instanceof VcError && err.code === 'NotFound') return;
   throw err;
-}
-
-/** The value of `p`, or undefined once `ms` have passed. */
-async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([p, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 registerAgent('hyperstart', () => new HyperstartAgent());

@@ -6,6 +6,7 @@ import { resolve as resolvePath } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, credentials, Metadata, type CallOptions, type ChannelOptions, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { invalidArgument, unavailable } from '../../bus/errors.js';
+import { abortReason } from './calls.js';
 import {
   agentService,
   healthService,
@@ -67,9 +68,10 @@ export class KataConnection {
   }
 
   /** Resolves once connected; retries until the dial timeout, then fails with Unavailable. */
-  async ready(timeoutMs = this.dialTimeoutMs, retry = true): Promise<void> {
+  async ready(timeoutMs = this.dialTimeoutMs, retry = true, abort?: AbortSignal): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    if (!(await this.socketAccepts(retry ? deadline : 0))) {
+    if (!(await this.socketAccepts(retry ? deadline : 0, abort))) {
+      if (abort?.aborted) throw abortReason(abort, `dialing the kata agent at ${this.address}`);
       throw unavailable(
         retry
           ? `cannot reach the kata agent at ${this.address} within ${timeoutMs} ms: its socket accepts no connection`
@@ -79,6 +81,7 @@ export class KataConnection {
     return new Promise((resolve, reject) => {
       this.client.waitForReady(deadline, (err) => {
         if (!err) return resolve();
+        if (abort?.aborted) return reject(abortReason(abort, `dialing the kata agent at ${this.address}`));
         reject(unavailable(`cannot reach the kata agent at ${this.address} within ${timeoutMs} ms: ${err.message}`));
       });
     });
@@ -90,7 +93,7 @@ export class KataConnection {
    * a deadline it probes once (a health check must not wait for a socket that is gone).
    * False when the socket never accepted; true for non-unix addresses (gRPC dials those).
    */
-  private async socketAccepts(deadline: number): Promise<boolean> {
+  private async socketAccepts(deadline: number, abort?: AbortSignal): Promise<boolean> {
     const target = grpcTarget(this.address);
     if (!target.startsWith('unix://')) return true;
     const path = target.slice('unix://'.length);
@@ -104,21 +107,24 @@ export class KataConnection {
         sock.once('error', () => resolve(false));
       });
       if (ok) return true;
-      if (Date.now() >= deadline) return false;
+      if (Date.now() >= deadline || abort?.aborted) return false;
       await sleep(DIAL_PROBE_MS);
     } while (Date.now() < deadline);
     return false;
   }
 
-  /** One AgentService call; `deadlineMs` undefined means no deadline (blocking calls). */
-  call<M extends AgentMethod>(method: M, request: AgentRequest<M>, deadlineMs?: number): Promise<CallResult<AgentResponse<M>>> {
+  /**
+   * One AgentService call; `deadlineMs` undefined means no deadline of its own (blocking
+   * calls). An abort cancels the call on the wire, so the guest stops working on it.
+   */
+  call<M extends AgentMethod>(method: M, request: AgentRequest<M>, deadlineMs?: number, abort?: AbortSignal): Promise<CallResult<AgentResponse<M>>> {
     const def = agentService[method];
-    return this.unary(def.path, def.requestSerialize, def.responseDeserialize, request, deadlineMs, `${method}`);
+    return this.unary(def.path, def.requestSerialize, def.responseDeserialize, request, deadlineMs, `${method}`, abort);
   }
 
-  health<M extends HealthMethod>(method: M, request: HealthMethods[M]['request'], deadlineMs: number): Promise<HealthMethods[M]['response']> {
+  health<M extends HealthMethod>(method: M, request: HealthMethods[M]['request'], deadlineMs?: number, abort?: AbortSignal): Promise<HealthMethods[M]['response']> {
     const def = healthService[method];
-    return this.unary(def.path, def.requestSerialize, def.responseDeserialize, request, deadlineMs, `Health.${method}`).then((r) => r.response);
+    return this.unary(def.path, def.requestSerialize, def.responseDeserialize, request, deadlineMs, `Health.${method}`, abort).then((r) => r.response);
   }
 
   private unary<Req, Res>(
@@ -128,16 +134,22 @@ export class KataConnection {
     request: Req,
     deadlineMs: number | undefined,
     what: string,
+    abort: AbortSignal | undefined,
   ): Promise<CallResult<Res>> {
     if (this.closed) return Promise.reject(unavailable(`${what}: the connection to ${this.address} is closed`));
+    if (abort?.aborted) return Promise.reject(abortReason(abort, what));
     const options: CallOptions = deadlineMs === undefined ? {} : { deadline: Date.now() + deadlineMs };
     return new Promise((resolve, reject) => {
       let outcome: { err: ServiceError | null; value: Res | undefined } | undefined;
       const call = this.client.makeUnaryRequest(path, serialize, deserialize, request, new Metadata(), options, (err, value) => {
         outcome = { err, value };
       });
+      const onAbort = () => call.cancel();
+      abort?.addEventListener('abort', onAbort, { once: true });
       // The status (with the trailers) follows the callback in the same turn.
       call.on('status', (s: StatusObject) => {
+        abort?.removeEventListener('abort', onAbort);
+        if (abort?.aborted) return reject(abortReason(abort, what));
         if (!outcome || outcome.err) return reject(fromGrpcError(outcome?.err ?? s, what));
         resolve({ response: outcome.value as Res, trailers: s.metadata });
       });

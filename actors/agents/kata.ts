@@ -4,7 +4,7 @@
 // protocol pushes nothing): after StartContainer and ExecProcess, a background WaitProcess
 // and ReadStdout/ReadStderr loops run on one stream connection shared while any process
 // runs, and report to the listener; a process's exit is reported after its output.
-import { deadlineExceeded, ErrorCode, unavailable, VcError } from '../../bus/errors.js';
+import { ErrorCode, unavailable, VcError } from '../../bus/errors.js';
 import { MAX_HOSTNAME_LEN, type ContainerSpec, type SandboxSpec } from '../../machines/specs.js';
 import type { AgentMethod, LinuxResources, Process, Spec, StringUser } from '../../protos/kata/index.js';
 import { join } from 'node:path';
@@ -26,6 +26,7 @@ import {
 } from './agent.js';
 import { socketName, type AgentConfigs } from './agent-type.js';
 import { registerAgent } from './index.js';
+import { stopWithGrace, waitAtMost } from './calls.js';
 import { grpcTarget, KataConnection, pidFrom, type AgentRequest, type AgentResponse, type CallResult } from './kata-client.js';
 
 type Config = AgentConfigs['kata'];
@@ -52,22 +53,6 @@ interface Watched {
 
 const key = (cid: string, execId: string) => `${cid}\u0000${execId}`;
 const now = () => new Date().toISOString();
-
-function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => resolve(undefined), ms);
-    promise.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
-}
 
 const isCode = (err: unknown, code: ErrorCode) => err instanceof VcError && err.code === code;
 
@@ -146,42 +131,48 @@ export class KataAgent implements Agent {
   }
 
   /** One operation: on the long-lived connection, or on a connection of its own. */
-  private async call<M extends AgentMethod>(method: M, request: AgentRequest<M>, deadlineMs: number | undefined = this.config.callTimeoutMs): Promise<CallResult<AgentResponse<M>>> {
+  private async call<M extends AgentMethod>(
+    method: M,
+    request: AgentRequest<M>,
+    abort: AbortSignal | undefined,
+    deadlineMs: number | undefined = this.config.callTimeoutMs,
+  ): Promise<CallResult<AgentResponse<M>>> {
     if (this.config.longLiveConn) {
       if (!this.opConn) await this.connect();
-      return this.opConn!.call(method, request, deadlineMs);
+      return this.opConn!.call(method, request, deadlineMs, abort);
     }
     const conn = new KataConnection(this.address, this.config.dialTimeoutMs);
     try {
-      await conn.ready();
-      return await conn.call(method, request, deadlineMs);
+      await conn.ready(undefined, true, abort);
+      return await conn.call(method, request, deadlineMs, abort);
     } finally {
       conn.close();
     }
   }
 
-  private async op<M extends AgentMethod>(method: M, request: AgentRequest<M>, deadlineMs?: number): Promise<AgentResponse<M>> {
-    return (await this.call(method, request, deadlineMs)).response;
+  private async op<M extends AgentMethod>(method: M, request: AgentRequest<M>, abort: AbortSignal | undefined, deadlineMs?: number): Promise<AgentResponse<M>> {
+    return (await this.call(method, request, abort, deadlineMs)).response;
   }
 
   /**
    * Health.Check within the deadline. The monitor checks every second, so the check keeps
    * one connection of its own between checks (a fresh dial and HTTP/2 handshake per check
    * cost several times the check itself); a failed check drops it, and the next one dials
-   * once: a socket that refuses connections then is unreachable, not slow.
+   * once: a socket that refuses connections then is unreachable, not slow. The caller
+   * bounds the check (its abort carries the monitor's deadline).
    */
-  async check(deadlineMs: number): Promise<void> {
+  async check(abort?: AbortSignal): Promise<void> {
     if (this.config.longLiveConn && this.opConn) {
-      await this.opConn.health('Check', { service: '' }, deadlineMs);
+      await this.opConn.health('Check', { service: '' }, undefined, abort);
       return;
     }
     let conn = this.checkConn;
     try {
       if (!conn) {
-        conn = this.checkConn = new KataConnection(this.address, deadlineMs);
-        await conn.ready(deadlineMs, false);
+        conn = this.checkConn = new KataConnection(this.address, this.config.dialTimeoutMs);
+        await conn.ready(undefined, false, abort);
       }
-      await conn.health('Check', { service: '' }, deadlineMs);
+      await conn.health('Check', { service: '' }, undefined, abort);
     } catch (err) {
       conn?.close();
       if (this.checkConn === conn) this.checkConn = undefined;
@@ -199,7 +190,7 @@ export class KataAgent implements Agent {
     };
   }
 
-  async startSandbox(endpoint: GuestEndpoint): Promise<void> {
+  async startSandbox(endpoint: GuestEndpoint, abort?: AbortSignal): Promise<void> {
     if (endpoint.grpcAddress && endpoint.grpcAddress !== this.address) {
       this.address = endpoint.grpcAddress;
       grpcTarget(this.address);
@@ -208,18 +199,18 @@ export class KataAgent implements Agent {
     // The guest may still be starting: wait for it to listen, within the dial timeout.
     const probe = new KataConnection(this.address, this.config.dialTimeoutMs);
     try {
-      await probe.ready();
+      await probe.ready(undefined, true, abort);
     } finally {
       probe.close();
     }
     const hostname = (this.sandbox.hostname || this.sandbox.id).slice(0, MAX_HOSTNAME_LEN);
-    await this.op('CreateSandbox', { hostname, sandbox_id: this.sandbox.id });
+    await this.op('CreateSandbox', { hostname, sandbox_id: this.sandbox.id }, abort);
   }
 
-  async stopSandbox(): Promise<void> {
+  async stopSandbox(abort?: AbortSignal): Promise<void> {
     this.stopping = true;
     try {
-      await this.op('DestroySandbox', {});
+      await this.op('DestroySandbox', {}, abort);
     } finally {
       // Whatever the guest left running is gone with it; nobody waits for it any more.
       this.streamConn?.close();
@@ -230,8 +221,8 @@ export class KataAgent implements Agent {
     }
   }
 
-  async onlineCPUMem(cpus: number): Promise<void> {
-    await this.op('OnlineCPUMem', { wait: false, nb_cpus: cpus });
+  async onlineCPUMem(cpus: number, abort?: AbortSignal): Promise<void> {
+    await this.op('OnlineCPUMem', { wait: false, nb_cpus: cpus }, abort);
   }
 
   // ---- containers --------------------------------------------------------------------
@@ -245,85 +236,91 @@ export class KataAgent implements Agent {
     return { Version: '1.0.1', Process: process, Root: { Path: spec.rootfs ?? '', Readonly: false }, Hostname: this.sandbox.hostname ?? '', Annotations: annotations };
   }
 
-  private async sendCreate(spec: ContainerSpec): Promise<void> {
+  private async sendCreate(spec: ContainerSpec, abort: AbortSignal | undefined): Promise<void> {
     const { stringUser } = ociProcess({ args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user, terminal: spec.terminal });
-    await this.op('CreateContainer', { container_id: spec.id, exec_id: spec.id, OCI: this.ociSpec(spec), ...(stringUser ? { string_user: stringUser } : {}) });
+    await this.op('CreateContainer', { container_id: spec.id, exec_id: spec.id, OCI: this.ociSpec(spec), ...(stringUser ? { string_user: stringUser } : {}) }, abort);
   }
 
-  async createContainer(container: ContainerSpec): Promise<void> {
-    await this.sendCreate(container);
+  async createContainer(container: ContainerSpec, abort?: AbortSignal): Promise<void> {
+    await this.sendCreate(container, abort);
     this.containers.set(container.id, { spec: container, removed: false });
   }
 
-  async startContainer(containerId: string): Promise<{ pid: number }> {
+  async startContainer(containerId: string, abort?: AbortSignal): Promise<{ pid: number }> {
     const record = this.containers.get(containerId);
     // A stopped container was removed from the guest: it is created there again.
     if (record?.removed) {
-      await this.sendCreate(record.spec);
+      await this.sendCreate(record.spec, abort);
       record.removed = false;
     }
-    const { trailers } = await this.call('StartContainer', { container_id: containerId });
+    const { trailers } = await this.call('StartContainer', { container_id: containerId }, abort);
     this.watch(containerId, containerId);
     return { pid: pidFrom(trailers) };
   }
 
-  async exec(containerId: string, process: ProcessSpec, execId: string): Promise<ExecResult> {
+  async exec(containerId: string, process: ProcessSpec, execId: string, abort?: AbortSignal): Promise<ExecResult> {
     const oci = ociProcess(process);
-    const { trailers } = await this.call('ExecProcess', {
-      container_id: containerId,
-      exec_id: execId,
-      process: oci.process,
-      ...(oci.stringUser ? { string_user: oci.stringUser } : {}),
-    });
+    const { trailers } = await this.call(
+      'ExecProcess',
+      {
+        container_id: containerId,
+        exec_id: execId,
+        process: oci.process,
+        ...(oci.stringUser ? { string_user: oci.stringUser } : {}),
+      },
+      abort,
+    );
     this.watch(containerId, execId);
     return { execId, pid: pidFrom(trailers) };
   }
 
-  async stopContainer(containerId: string): Promise<ExitInfo | undefined> {
+  async stopContainer(containerId: string, abort?: AbortSignal): Promise<ExitInfo | undefined> {
     const record = this.containers.get(containerId);
     if (record?.removed) return this.watched.get(key(containerId, containerId))?.exitInfo;
     const init = this.watched.get(key(containerId, containerId));
     let exit = init?.exitInfo;
     if (init && !exit) {
-      await this.signalProcess(containerId, '', SIGTERM, true).catch(ignoreGone);
-      exit = await within(init.exit, this.stopGraceMs);
-      if (!exit) {
-        await this.signalProcess(containerId, '', SIGKILL, true).catch(ignoreGone);
-        exit = await within(init.exit, this.config.callTimeoutMs);
-        if (!exit) throw deadlineExceeded(`container ${containerId} did not exit within ${this.config.callTimeoutMs} ms of SIGKILL`);
-      }
+      exit = await stopWithGrace({
+        what: `container ${containerId}`,
+        terminate: () => this.signalProcess(containerId, '', SIGTERM, true, abort).catch(ignoreGone),
+        kill: () => this.signalProcess(containerId, '', SIGKILL, true, abort).catch(ignoreGone),
+        exited: init.exit,
+        graceMs: this.stopGraceMs,
+        killWaitMs: this.config.callTimeoutMs,
+        signal: abort,
+      });
     }
     // RemoveContainer kills what is left (execs included) and waits for it.
-    await this.op('RemoveContainer', { container_id: containerId, timeout: 0 }).catch((err: unknown) => {
+    await this.op('RemoveContainer', { container_id: containerId, timeout: 0 }, abort).catch((err: unknown) => {
       if (!isCode(err, ErrorCode.NotFound)) throw err;
     });
     if (record) record.removed = true;
     return exit;
   }
 
-  async killContainer(containerId: string, signal: number, all: boolean): Promise<void> {
-    await this.signalProcess(containerId, containerId, signal, all);
+  async killContainer(containerId: string, signal: number, all: boolean, abort?: AbortSignal): Promise<void> {
+    await this.signalProcess(containerId, containerId, signal, all, abort);
   }
 
-  async signalProcess(containerId: string, execId: string, signal: number, all: boolean): Promise<void> {
-    await this.op('SignalProcess', { container_id: containerId, exec_id: all ? '' : execId, signal });
+  async signalProcess(containerId: string, execId: string, signal: number, all: boolean, abort?: AbortSignal): Promise<void> {
+    await this.op('SignalProcess', { container_id: containerId, exec_id: all ? '' : execId, signal }, abort);
   }
 
-  async processListContainer(containerId: string, options: ProcessListOptions): Promise<Uint8Array> {
-    const res = await this.op('ListProcesses', { container_id: containerId, format: options.format, args: options.args });
+  async processListContainer(containerId: string, options: ProcessListOptions, abort?: AbortSignal): Promise<Uint8Array> {
+    const res = await this.op('ListProcesses', { container_id: containerId, format: options.format, args: options.args }, abort);
     return res.process_list ?? new Uint8Array();
   }
 
-  async pauseContainer(containerId: string): Promise<void> {
-    await this.op('PauseContainer', { container_id: containerId });
+  async pauseContainer(containerId: string, abort?: AbortSignal): Promise<void> {
+    await this.op('PauseContainer', { container_id: containerId }, abort);
   }
 
-  async resumeContainer(containerId: string): Promise<void> {
-    await this.op('ResumeContainer', { container_id: containerId });
+  async resumeContainer(containerId: string, abort?: AbortSignal): Promise<void> {
+    await this.op('ResumeContainer', { container_id: containerId }, abort);
   }
 
-  async statsContainer(containerId: string): Promise<ContainerStats> {
-    const res = await this.op('StatsContainer', { container_id: containerId });
+  async statsContainer(containerId: string, abort?: AbortSignal): Promise<ContainerStats> {
+    const res = await this.op('StatsContainer', { container_id: containerId }, abort);
     const s = res.cgroup_stats;
     return {
       cpuUsageNs: s?.cpu_stats?.cpu_usage?.total_usage ?? 0,
@@ -334,34 +331,34 @@ export class KataAgent implements Agent {
     };
   }
 
-  async updateContainer(containerId: string, resources: LinuxResources): Promise<void> {
-    await this.op('UpdateContainer', { container_id: containerId, resources });
+  async updateContainer(containerId: string, resources: LinuxResources, abort?: AbortSignal): Promise<void> {
+    await this.op('UpdateContainer', { container_id: containerId, resources }, abort);
   }
 
   // ---- processes ---------------------------------------------------------------------
 
   /** The exit of a process: the background waiter's when there is one, else WaitProcess. */
-  async waitProcess(containerId: string, execId: string): Promise<ExitInfo> {
+  async waitProcess(containerId: string, execId: string, abort?: AbortSignal): Promise<ExitInfo> {
     const w = this.watched.get(key(containerId, execId));
     if (w) {
-      const exit = await w.exit;
+      const exit = await waitAtMost(w.exit, Infinity, abort, `waiting for ${execId}`);
       if (exit) return exit;
       throw unavailable(`the exit of ${execId} in container ${containerId} is unknown: the guest stopped answering`);
     }
-    const res = await this.op('WaitProcess', { container_id: containerId, exec_id: execId }, undefined);
+    const res = await this.op('WaitProcess', { container_id: containerId, exec_id: execId }, abort, undefined);
     return { exitStatus: res.status ?? 255, exitedAt: now() };
   }
 
-  async writeProcessStdin(containerId: string, execId: string, data: Uint8Array): Promise<number> {
-    return (await this.op('WriteStdin', { container_id: containerId, exec_id: execId, data })).len ?? 0;
+  async writeProcessStdin(containerId: string, execId: string, data: Uint8Array, abort?: AbortSignal): Promise<number> {
+    return (await this.op('WriteStdin', { container_id: containerId, exec_id: execId, data }, abort)).len ?? 0;
   }
 
-  async closeProcessStdin(containerId: string, execId: string): Promise<void> {
-    await this.op('CloseStdin', { container_id: containerId, exec_id: execId });
+  async closeProcessStdin(containerId: string, execId: string, abort?: AbortSignal): Promise<void> {
+    await this.op('CloseStdin', { container_id: containerId, exec_id: execId }, abort);
   }
 
-  async winsizeProcess(containerId: string, execId: string, height: number, width: number): Promise<void> {
-    await this.op('TtyWinResize', { container_id: containerId, exec_id: execId, row: height, column: width });
+  async winsizeProcess(containerId: string, execId: string, height: number, width: number, abort?: AbortSignal): Promise<void> {
+    await this.op('TtyWinResize', { container_id: containerId, exec_id: execId, row: height, column: width }, abort);
   }
 
   /** Starts the background wait and output pumps of a process just started. */
@@ -375,7 +372,7 @@ export class KataAgent implements Agent {
         const { response } = await conn.call('WaitProcess', { container_id: containerId, exec_id: execId });
         const exit: ExitInfo = { exitStatus: response.status ?? 255, exitedAt: now() };
         // Output first, so that whoever sees the exit also sees everything it printed.
-        await within(output, OUTPUT_GRACE_MS);
+        await waitAtMost(output, OUTPUT_GRACE_MS);
         entry.exitInfo = exit;
         this.listener?.processExited(containerId, execId, exit);
         if (execId !== containerId) this.forgetOldExecs();
@@ -384,7 +381,7 @@ export class KataAgent implements Agent {
         if (!this.stopping) this.logger().warn({ err, containerId, execId, sandboxId: this.sandbox.id }, 'lost the wait for a guest process');
         return undefined;
       } finally {
-        await within(output, OUTPUT_GRACE_MS).catch(() => {});
+        await waitAtMost(output, OUTPUT_GRACE_MS).catch(() => {});
         this.closeStream(conn);
       }
     })();

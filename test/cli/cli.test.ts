@@ -94,6 +94,6 @@ describe('virtactors CLI', () => {
   it('lists runtime hosts through service discovery', async () => {
     const hosts = await json('hosts');
     expect(hosts).toHaveLength(1);
-    expect(hosts[0]).toMatchObject({ type: 'io.nats.micro.v1.info_response', name: 'virtactors', id: 'cli-host' });
+    expect(hosts[0]).toMatchObject({ type: 'io.nats.micro.v1.info_response', name: 'virtactors', metadata: { host: 'cli-host' } });
   });
 });

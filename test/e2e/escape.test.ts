@@ -8,8 +8,6 @@ import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { subjects } from '../../bus/subjects.js';
-import type * as Bus from '../../bus/messages.gen.js';
 import { useRuntime } from '../helpers/runtime.js';
 import { sandboxProcesses } from '../helpers/processes.js';
 import { DEFAULT_USERNS_BASE } from '../../actors/backends/userns.js';
@@ -46,7 +44,7 @@ for (const agent of GUEST_AGENTS) {
           const value = form === 'absolute' ? file.path : relative(process.cwd(), file.path);
           expect(value.startsWith(form === 'absolute' ? '/' : '..')).toBe(true);
           const id = `esc-${agent.slice(0, 4)}-${++n}`;
-          const reply = await rt.client.request(subjects.sandboxCreate(), {
+          const reply = await rt.client.request('SandboxCreate', {}, {
             sandbox: { id, agent, backend: 'namespace', agentConfig: { [field]: value } },
             start: true,
           });
@@ -55,7 +53,7 @@ for (const agent of GUEST_AGENTS) {
           expect(reply.error?.message).toMatch(new RegExp(`${field} .* is not a socket name`));
           expect(file.intact()).toBe(true);
           // Nothing was created either.
-          expect((await rt.client.request(subjects.sandboxOp(id, 'status'))).error?.code).toBe('NotFound');
+          expect((await rt.client.request('SandboxStatus', { sid: id })).error?.code).toBe('NotFound');
         });
       }
     }
@@ -65,10 +63,10 @@ for (const agent of GUEST_AGENTS) {
     let sid: string;
     beforeAll(async () => {
       sid = `esc-root-${agent.slice(0, 4)}`;
-      await rt.ok(subjects.sandboxCreate(), { sandbox: { id: sid, agent, backend: 'namespace' }, start: true });
+      await rt.ok('SandboxCreate', {}, { sandbox: { id: sid, agent, backend: 'namespace' }, start: true });
     });
     afterAll(async () => {
-      await rt.client.request(subjects.sandboxOp(sid, 'delete'), { force: true });
+      await rt.client.request('SandboxDelete', { sid: sid }, { force: true });
     });
 
     for (const [name, rootfs, message] of [
@@ -79,16 +77,16 @@ for (const agent of GUEST_AGENTS) {
       ['a symlink to /', '/proc/self/root', /is the host's root/],
     ] as const) {
       it(`rootfs ${name}`, async () => {
-        const reply = await rt.client.request(subjects.containerCreate(sid), { container: { id: 'c', args: ['true'], rootfs } });
+        const reply = await rt.client.request('ContainerCreate', { sid: sid }, { container: { id: 'c', args: ['true'], rootfs } });
         expect(reply.ok).toBe(false);
         expect(reply.error?.code).toBe('InvalidArgument');
         expect(reply.error?.message).toMatch(message);
-        expect((await rt.client.request(subjects.containerOp(sid, 'c', 'status'))).error?.code).toBe('NotFound');
+        expect((await rt.client.request('ContainerStatus', { sid: sid, cid: 'c' })).error?.code).toBe('NotFound');
       });
     }
 
     it("rootfs around the runtime's run directory (other sandboxes' sockets)", async () => {
-      const reply = await rt.client.request(subjects.containerCreate(sid), { container: { id: 'c', args: ['true'], rootfs: join(rt.host.runRoot, '..') } });
+      const reply = await rt.client.request('ContainerCreate', { sid: sid }, { container: { id: 'c', args: ['true'], rootfs: join(rt.host.runRoot, '..') } });
       expect(reply.error).toMatchObject({ code: 'InvalidArgument', message: expect.stringMatching(/overlaps the runtime's own directory/) });
     });
   });
@@ -144,21 +142,21 @@ for (const agent of GUEST_AGENTS) {
 
     beforeAll(async () => {
       probeRoot = buildProbeRootfs();
-      for (const id of [sid, other]) await rt.ok(subjects.sandboxCreate(), { sandbox: { id, agent, backend: 'namespace' }, start: true });
+      for (const id of [sid, other]) await rt.ok('SandboxCreate', {}, { sandbox: { id, agent, backend: 'namespace' }, start: true });
     });
     afterAll(async () => {
-      for (const id of [sid, other]) await rt.client.request(subjects.sandboxOp(id, 'delete'), { force: true });
+      for (const id of [sid, other]) await rt.client.request('SandboxDelete', { sid: id }, { force: true });
       if (probeRoot) rmSync(probeRoot, { recursive: true, force: true });
     });
 
     /** Runs a shell script in a new container of the probe sandbox (default rootfs, or the perl one). */
     async function probe(script: string, rootfs = ''): Promise<Probe> {
       const cid = `p${++n}`;
-      await rt.ok(subjects.containerCreate(sid), { container: { id: cid, args: ['/bin/sh', '-c', script], ...(rootfs ? { rootfs } : {}) } });
-      await rt.ok(subjects.containerOp(sid, cid, 'start'));
-      const { exitStatus } = await rt.ok<Bus.WaitReply>(subjects.containerOp(sid, cid, 'wait'), { timeoutMs: 20_000 });
-      const logs = await rt.ok<Bus.LogsReply>(subjects.containerOp(sid, cid, 'logs'));
-      await rt.ok(subjects.containerOp(sid, cid, 'delete'), { force: true });
+      await rt.ok('ContainerCreate', { sid: sid }, { container: { id: cid, args: ['/bin/sh', '-c', script], ...(rootfs ? { rootfs } : {}) } });
+      await rt.ok('ContainerStart', { sid: sid, cid: cid });
+      const { exitStatus } = await rt.ok('ContainerWait', { sid: sid, cid: cid }, { timeoutMs: 20_000 });
+      const logs = await rt.ok('ContainerLogs', { sid: sid, cid: cid });
+      await rt.ok('ContainerDelete', { sid: sid, cid: cid }, { force: true });
       return { exitStatus: exitStatus ?? -1, stdout: logs.stdout ?? '', stderr: logs.stderr ?? '' };
     }
 
@@ -262,27 +260,27 @@ for (const agent of GUEST_AGENTS) {
   describe(`${agent}: the confinement a container runs with`, () => {
     const sid = `esc-conf-${agent.slice(0, 4)}`;
     beforeAll(async () => {
-      await rt.ok(subjects.sandboxCreate(), { sandbox: { id: sid, agent, backend: 'namespace' }, start: true });
-      await rt.ok(subjects.containerCreate(sid), { container: { id: 'c', args: ['sleep', '60'] } });
-      await rt.ok(subjects.containerOp(sid, 'c', 'start'));
+      await rt.ok('SandboxCreate', {}, { sandbox: { id: sid, agent, backend: 'namespace' }, start: true });
+      await rt.ok('ContainerCreate', { sid: sid }, { container: { id: 'c', args: ['sleep', '60'] } });
+      await rt.ok('ContainerStart', { sid: sid, cid: 'c' });
     });
     afterAll(async () => {
-      await rt.client.request(subjects.sandboxOp(sid, 'delete'), { force: true });
+      await rt.client.request('SandboxDelete', { sid: sid }, { force: true });
     });
 
     const statusOf = async (execId: string): Promise<Record<string, string>> => {
-      await rt.ok(subjects.containerOp(sid, 'c', 'exec'), { execId, args: ['cat', '/proc/self/status'] });
-      await rt.ok(subjects.containerOp(sid, 'c', 'wait'), { execId, timeoutMs: 20_000 });
-      const text = (await rt.ok<Bus.LogsReply>(subjects.containerOp(sid, 'c', 'logs'), { execId })).stdout ?? '';
+      await rt.ok('ContainerExec', { sid: sid, cid: 'c' }, { execId, args: ['cat', '/proc/self/status'] });
+      await rt.ok('ContainerWait', { sid: sid, cid: 'c' }, { execId, timeoutMs: 20_000 });
+      const text = (await rt.ok('ContainerLogs', { sid: sid, cid: 'c' }, { execId })).stdout ?? '';
       return Object.fromEntries(text.split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]));
     };
     let reads = 0;
     const initStatus = async (): Promise<Record<string, string>> => {
       // The container's init program (PID 1 is tini; the program is its child).
       const execId = `init-${++reads}`;
-      await rt.ok(subjects.containerOp(sid, 'c', 'exec'), { execId, args: ['sh', '-c', 'cat /proc/$(cat /proc/1/task/1/children | cut -d" " -f1)/status'] });
-      await rt.ok(subjects.containerOp(sid, 'c', 'wait'), { execId, timeoutMs: 20_000 });
-      const text = (await rt.ok<Bus.LogsReply>(subjects.containerOp(sid, 'c', 'logs'), { execId })).stdout ?? '';
+      await rt.ok('ContainerExec', { sid: sid, cid: 'c' }, { execId, args: ['sh', '-c', 'cat /proc/$(cat /proc/1/task/1/children | cut -d" " -f1)/status'] });
+      await rt.ok('ContainerWait', { sid: sid, cid: 'c' }, { execId, timeoutMs: 20_000 });
+      const text = (await rt.ok('ContainerLogs', { sid: sid, cid: 'c' }, { execId })).stdout ?? '';
       return Object.fromEntries(text.split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]));
     };
 
@@ -302,7 +300,7 @@ for (const agent of GUEST_AGENTS) {
     });
 
     it('runs in a user namespace: root in the container is an unprivileged host user, and status says so', async () => {
-      const status = await rt.ok<Bus.SandboxReply>(subjects.sandboxOp(sid, 'status'));
+      const status = await rt.ok('SandboxStatus', { sid: sid });
       expect(status.sandbox?.userNamespace).toBe(true);
       const sleepers = (await sandboxProcesses(sid)).filter((pid) => /^(\/bin\/)?sleep\u000060\u0000$/.test(readFileSync(`/proc/${pid}/cmdline`, 'latin1')));
       expect(sleepers).toHaveLength(1);
@@ -312,13 +310,13 @@ for (const agent of GUEST_AGENTS) {
     });
 
     it('cannot be made privileged by a client', async () => {
-      const reply = await rt.client.request(subjects.containerCreate(sid), { container: { id: 'priv', args: ['true'], privileged: true } });
+      const reply = await rt.client.request('ContainerCreate', { sid: sid }, { container: { id: 'priv', args: ['true'], privileged: true } });
       expect(reply.error).toMatchObject({ code: 'FailedPrecondition', message: expect.stringMatching(/operator role/) });
       // Nor through the annotation the runtime uses to tell the guest.
-      await rt.ok(subjects.containerCreate(sid), { container: { id: 'sneaky', args: ['cat', '/proc/self/status'], annotations: { 'io.virtactors.privileged': 'true' } } });
-      await rt.ok(subjects.containerOp(sid, 'sneaky', 'start'));
-      await rt.ok(subjects.containerOp(sid, 'sneaky', 'wait'), { timeoutMs: 20_000 });
-      const text = (await rt.ok<Bus.LogsReply>(subjects.containerOp(sid, 'sneaky', 'logs'))).stdout ?? '';
+      await rt.ok('ContainerCreate', { sid: sid }, { container: { id: 'sneaky', args: ['cat', '/proc/self/status'], annotations: { 'io.virtactors.privileged': 'true' } } });
+      await rt.ok('ContainerStart', { sid: sid, cid: 'sneaky' });
+      await rt.ok('ContainerWait', { sid: sid, cid: 'sneaky' }, { timeoutMs: 20_000 });
+      const text = (await rt.ok('ContainerLogs', { sid: sid, cid: 'sneaky' })).stdout ?? '';
       expect(text).toMatch(new RegExp(`^CapEff:\\s+${DOCKER_CAP_EFF}$`, 'm'));
       expect(text).toMatch(/^Seccomp:\s+2$/m);
     });

@@ -14,7 +14,7 @@ import { GUEST_AGENTS } from './agents.js';
 
 const rt = useRuntime({ host: 'faults' });
 
-const ok = <T = Record<string, unknown>>(subject: string, body: unknown = {}) => rt.ok<T>(subject, body);
+const ok = rt.ok;
 
 /** Resolves with the sandbox's first event of a type, following the stream live. */
 async function nextEvent(sid: string, type: string, timeoutMs = 15_000): Promise<Bus.Event> {
@@ -49,7 +49,7 @@ for (const agent of GUEST_AGENTS) {
     let n = 0;
     const sandbox = async (policy = 'keep', monitor = { intervalMs: 100, deadlineMs: 300 }) => {
       const id = `m${agent.slice(0, 4)}-${++n}`;
-      await ok(subjects.sandboxCreate(), {
+      await ok('SandboxCreate', {}, {
         sandbox: {
           id, agent, backend: 'namespace', monitor: { ...monitor, policy },
           containers: [{ id: 'web', args: ['sleep', '60'] }, { id: 'idle', args: ['sleep', '60'] }],
@@ -61,24 +61,24 @@ for (const agent of GUEST_AGENTS) {
 
     it('SIGKILL of the guest agent: failed with guest-exited, exit 255 for running work', async () => {
       const sid = await sandbox();
-      await ok(subjects.containerOp(sid, 'web', 'exec'), { execId: 'ex', args: ['sleep', '60'] });
-      await ok(subjects.containerOp(sid, 'idle', 'stop'));
+      await ok('ContainerExec', { sid: sid, cid: 'web' }, { execId: 'ex', args: ['sleep', '60'] });
+      await ok('ContainerStop', { sid: sid, cid: 'idle' });
       const failed = nextEvent(sid, 'fail');
       process.kill(guestPid(sid), 'SIGKILL');
       const fail = await failed;
       expect(fail).toMatchObject({ state: 'failed', reason: 'guest-exited', exitStatus: 137 });
 
-      const status = await ok<Bus.SandboxReply>(subjects.sandboxOp(sid, 'status'));
+      const status = await ok('SandboxStatus', { sid: sid });
       expect(status.sandbox).toMatchObject({ state: 'failed', failureReason: 'guest-exited' });
       expect(status.sandbox?.failureMessage).toMatch(/SIGKILL/);
       expect(Date.parse(status.sandbox!.failedAt!)).toBeGreaterThan(0);
       expect(status.sandbox?.containers?.map((c) => [c.id, c.state])).toEqual([['web', 'stopped'], ['idle', 'stopped']]);
 
       // A guest call on a failed sandbox fails fast, naming the state.
-      const refused = await rt.client.request(subjects.containerOp(sid, 'web', 'exec'), { args: ['true'] });
+      const refused = await rt.client.request('ContainerExec', { sid: sid, cid: 'web' }, { args: ['true'] });
       expect(refused.error).toMatchObject({ code: 'FailedPrecondition', state: 'failed' });
 
-      await ok(subjects.sandboxOp(sid, 'delete'));
+      await ok('SandboxDelete', { sid: sid });
       const events = await eventsOf(sid);
       expect(events.filter((e) => e.type === 'fail')).toHaveLength(1);
       const exits = events.filter((e) => e.type === 'exit').map((e) => [e.containerId, e.execId ?? '', e.exitStatus]);
@@ -96,12 +96,12 @@ for (const agent of GUEST_AGENTS) {
       process.kill(pid, 'SIGSTOP');
       try {
         expect(await failed).toMatchObject({ reason: 'check-timeout', state: 'failed' });
-        const status = await ok<Bus.SandboxReply>(subjects.sandboxOp(sid, 'status'));
+        const status = await ok('SandboxStatus', { sid: sid });
         expect(status.sandbox?.failureMessage).toMatch(/300 ms/);
       } finally {
         signalQuietly(pid, 'SIGCONT');
       }
-      await ok(subjects.sandboxOp(sid, 'delete'));
+      await ok('SandboxDelete', { sid: sid });
       expect(await sandboxProcesses(sid)).toEqual([]);
     });
 
@@ -115,7 +115,7 @@ for (const agent of GUEST_AGENTS) {
       // A connection held open is closed as well.
       await rt.host.host.registry.get(sid).agent.driver.disconnect();
       expect(await failed).toMatchObject({ reason: 'agent-unreachable', state: 'failed' });
-      await ok(subjects.sandboxOp(sid, 'delete'));
+      await ok('SandboxDelete', { sid: sid });
       expect(await sandboxProcesses(sid)).toEqual([]);
     });
 
@@ -126,17 +126,17 @@ for (const agent of GUEST_AGENTS) {
       await deleted;
       const types = (await eventsOf(sid)).filter((e) => !e.containerId).map((e) => e.type);
       expect(types).toEqual(['create', 'start', 'fail', 'delete']);
-      expect((await rt.client.request(subjects.sandboxOp(sid, 'status'))).error?.code).toBe('NotFound');
+      expect((await rt.client.request('SandboxStatus', { sid: sid })).error?.code).toBe('NotFound');
       expect(await sandboxProcesses(sid)).toEqual([]);
       expect(existsSync(join(rt.host.runRoot, sid))).toBe(false);
     });
 
     it('no failure while paused, monitoring back after resume', async () => {
       const sid = await sandbox('keep', { intervalMs: 50, deadlineMs: 200 });
-      await ok(subjects.sandboxOp(sid, 'pause'));
+      await ok('SandboxPause', { sid: sid });
       await new Promise((r) => setTimeout(r, 400));
-      expect((await ok<Bus.SandboxReply>(subjects.sandboxOp(sid, 'status'))).sandbox?.state).toBe('paused');
-      await ok(subjects.sandboxOp(sid, 'resume'));
+      expect((await ok('SandboxStatus', { sid: sid })).sandbox?.state).toBe('paused');
+      await ok('SandboxResume', { sid: sid });
       const pid = guestPid(sid);
       const failed = nextEvent(sid, 'fail');
       process.kill(pid, 'SIGSTOP');
@@ -147,7 +147,7 @@ for (const agent of GUEST_AGENTS) {
       }
       const types = (await eventsOf(sid)).filter((e) => !e.containerId).map((e) => e.type);
       expect(types).toEqual(['create', 'start', 'pause', 'resume', 'fail']);
-      await ok(subjects.sandboxOp(sid, 'delete'));
+      await ok('SandboxDelete', { sid: sid });
     });
 
     it('a subscriber that never reads does not delay detection for others', async () => {
@@ -162,7 +162,7 @@ for (const agent of GUEST_AGENTS) {
         const failed = nextEvent(sid, 'fail');
         process.kill(guestPid(sid), 'SIGKILL');
         expect(await failed).toMatchObject({ reason: 'guest-exited' });
-        await ok(subjects.sandboxOp(sid, 'delete'));
+        await ok('SandboxDelete', { sid: sid });
       } finally {
         stuck.destroy();
       }

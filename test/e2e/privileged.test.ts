@@ -2,8 +2,6 @@
 // confinement the escape probes check is really what a privileged container is spared.
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { subjects } from '../../bus/subjects.js';
-import type * as Bus from '../../bus/messages.gen.js';
 import { useRuntime } from '../helpers/runtime.js';
 import { GUEST_AGENTS } from './agents.js';
 
@@ -13,17 +11,17 @@ for (const agent of GUEST_AGENTS) {
   describe(`${agent}: a privileged container on a host that allows them`, () => {
     const sid = `priv-${agent.slice(0, 4)}`;
     beforeAll(async () => {
-      await rt.ok(subjects.sandboxCreate(), { sandbox: { id: sid, agent, backend: 'namespace' }, start: true });
+      await rt.ok('SandboxCreate', {}, { sandbox: { id: sid, agent, backend: 'namespace' }, start: true });
     });
     afterAll(async () => {
-      await rt.client.request(subjects.sandboxOp(sid, 'delete'), { force: true });
+      await rt.client.request('SandboxDelete', { sid: sid }, { force: true });
     });
 
     const run = async (id: string, privileged: boolean) => {
-      await rt.ok(subjects.containerCreate(sid), { container: { id, args: ['cat', '/proc/self/status'], privileged } });
-      await rt.ok(subjects.containerOp(sid, id, 'start'));
-      await rt.ok(subjects.containerOp(sid, id, 'wait'), { timeoutMs: 20_000 });
-      const text = (await rt.ok<Bus.LogsReply>(subjects.containerOp(sid, id, 'logs'))).stdout ?? '';
+      await rt.ok('ContainerCreate', { sid: sid }, { container: { id, args: ['cat', '/proc/self/status'], privileged } });
+      await rt.ok('ContainerStart', { sid: sid, cid: id });
+      await rt.ok('ContainerWait', { sid: sid, cid: id }, { timeoutMs: 20_000 });
+      const text = (await rt.ok('ContainerLogs', { sid: sid, cid: id })).stdout ?? '';
       return Object.fromEntries(text.split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]));
     };
 

@@ -1,14 +1,12 @@
-// A runtime host plus a client connection on a test server, and a request helper that
-// returns decoded replies.
+// A runtime host plus a client on a test server. The client is the project's one bus
+// client (bus/client.ts): tests call commands by name from the command table.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
-import { connectBus } from '../../bus/connection.js';
-import { decodeTrusted, encode } from '../../bus/codec.js';
+import { VcClient } from '../../bus/client.js';
+import type { CommandName, CommandParams, CommandReply, CommandRequest } from '../../bus/commands.js';
 import { RuntimeHost, type HostOptions } from '../../runtime/host.js';
-import { readEvents } from '../../bus/event-reader.js';
 import type * as Bus from '../../bus/messages.gen.js';
 import { afterAll, beforeAll } from 'vitest';
 import { startTestServer, type TestServer } from './nats.js';
@@ -16,29 +14,9 @@ import '../../actors/install-drivers.js';
 
 export const silentLog = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 
-export interface Reply {
-  ok: boolean;
-  error?: { code: string; message: string; state?: string };
-  [key: string]: unknown;
-}
-
-export class Client {
-  constructor(readonly nc: NatsConnection) {}
-
-  static async connect(servers: string | string[]): Promise<Client> {
-    return new Client(await connectBus({ servers, name: 'vc-test-client' }));
-  }
-
-  /** Sends a request; `body` may be raw bytes (for malformed payloads) or a value. */
-  async request(subject: string, body: unknown = {}, timeout = 20_000): Promise<Reply> {
-    const data = body instanceof Uint8Array ? body : encode(body);
-    const msg = await this.nc.request(subject, data, { timeout });
-    return decodeTrusted<Reply>(msg.data);
-  }
-
-  async close(): Promise<void> {
-    await this.nc.drain().catch(() => {});
-  }
+/** The test client: the bus client with a test's name and a 30 s reply timeout. */
+export function connectClient(servers: string | string[]): Promise<VcClient> {
+  return VcClient.connect({ servers, name: 'vc-test-client', timeoutMs: 30_000 });
 }
 
 export interface TestHost {
@@ -55,7 +33,7 @@ export async function startTestHost(servers: string | string[], opts: Partial<Ho
     runRoot,
     async stop() {
       // A test that failed half-way must not leave guests running on the machine.
-      await Promise.all([...host.registry.values()].map((s) => s.delete(true).catch(() => {})));
+      await Promise.all([...host.registry.values()].map((s) => s.commands.exclusive(() => s.commands.delete(true)).catch(() => {})));
       await host.stop();
       rmSync(runRoot, { recursive: true, force: true });
     },
@@ -65,9 +43,9 @@ export async function startTestHost(servers: string | string[], opts: Partial<Ho
 export interface RuntimeContext {
   server: TestServer;
   host: TestHost;
-  client: Client;
-  /** Sends a request and returns the reply, failing the test on an error reply. */
-  ok<T = Record<string, unknown>>(subject: string, body?: unknown): Promise<T>;
+  client: VcClient;
+  /** Runs a command and returns its reply; an error reply fails the test. */
+  ok<C extends CommandName>(name: C, params: CommandParams<C>, request?: CommandRequest<C>): Promise<CommandReply<C>>;
   /** Every stored event of a sandbox, in order. */
   eventsOf(sandboxId: string): Promise<Bus.Event[]>;
 }
@@ -78,21 +56,17 @@ export interface RuntimeContext {
  */
 export function useRuntime(opts: Partial<HostOptions> = {}): RuntimeContext {
   const ctx = {
-    async ok<T>(subject: string, body: unknown = {}): Promise<T> {
-      const reply = await ctx.client.request(subject, body, 30_000);
-      if (!reply.ok) throw new Error(`${subject}: ${reply.error?.code}: ${reply.error?.message}`);
-      return reply as T;
-    },
+    ok: (name, params, request) => ctx.client.call(name, params, request),
     async eventsOf(sandboxId: string): Promise<Bus.Event[]> {
       const out: Bus.Event[] = [];
-      for await (const e of readEvents(ctx.client.nc, { sandboxId })) out.push(e.event);
+      for await (const e of ctx.client.events({ sandboxId })) out.push(e.event);
       return out;
     },
   } as RuntimeContext;
   beforeAll(async () => {
     ctx.server = await startTestServer();
     ctx.host = await startTestHost(ctx.server.url, opts);
-    ctx.client = await Client.connect(ctx.server.url);
+    ctx.client = await connectClient(ctx.server.url);
   });
   afterAll(async () => {
     await ctx.client?.close();

@@ -250,13 +250,13 @@ describe('hyperstart guest: exec and ps', () => {
 
 describe('hyperstart guest: liveness and shutdown', () => {
   it('check = PING; a SIGSTOPped guest misses the deadline, and answers again after SIGCONT', async () => {
-    await setup.agent.check(2_000);
+    await setup.agent.check(AbortSignal.timeout(2_000));
     guest.child.kill('SIGSTOP');
-    const err = await setup.agent.check(200).catch((e: unknown) => e);
+    const err = await setup.agent.check(AbortSignal.timeout(200)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(VcError);
     expect((err as VcError).code).toBe('DeadlineExceeded');
     guest.child.kill('SIGCONT');
-    await setup.agent.check(5_000);
+    await setup.agent.check(AbortSignal.timeout(5_000));
   });
 
   it('DESTROYPOD ends every container, is answered, and the guest exits 0', async () => {
@@ -274,7 +274,7 @@ describe('hyperstart guest: liveness and shutdown', () => {
     expect(await guest.exit).toEqual({ code: 0, signal: null });
     expect(alive(pid)).toBe(false);
     await until(() => setup.rec.lost.length > 0);
-    const err = await setup.agent.check(1_000).catch((e: unknown) => e);
+    const err = await setup.agent.check(AbortSignal.timeout(1_000)).catch((e: unknown) => e);
     expect((err as VcError).code).toBe('Unavailable');
   });
 

@@ -121,7 +121,7 @@ describe('hyperstart handshake', () => {
       }),
     );
     await setup.agent.connect();
-    await setup.agent.check(1_000);
+    await setup.agent.check(AbortSignal.timeout(1_000));
     expect(guest.frames.map((f) => f.code)).toEqual([Code.VERSION, Code.PING]);
   });
 });
@@ -142,9 +142,9 @@ describe('hyperstart transactions', () => {
       }),
     );
     await setup.agent.connect();
-    const first = await rejection(setup.agent.check(50));
+    const first = await rejection(setup.agent.check(AbortSignal.timeout(50)));
     expect(first.code).toBe('DeadlineExceeded');
-    await setup.agent.check(5_000);
+    await setup.agent.check(AbortSignal.timeout(5_000));
     expect(pings).toBe(2);
   });
 
@@ -196,7 +196,7 @@ describe('hyperstart transactions', () => {
       }),
     );
     await setup.agent.connect();
-    const err = await rejection(setup.agent.check(5_000));
+    const err = await rejection(setup.agent.check(AbortSignal.timeout(5_000)));
     expect(err.code).toBe('Unavailable');
     await until(() => setup!.rec.lost.length > 0);
     expect(setup.rec.lost[0]).toMatch(/connection lost/);
@@ -211,7 +211,7 @@ describe('hyperstart transactions', () => {
       }),
     );
     await setup.agent.connect();
-    const err = await rejection(setup.agent.check(5_000));
+    const err = await rejection(setup.agent.check(AbortSignal.timeout(5_000)));
     expect(err.message).toMatch(/bad ctl frame: .*shorter than its 8-byte header/);
     await until(() => setup!.rec.lost.length > 0);
   });

@@ -1,6 +1,7 @@
 // Lifecycle events: containerd order, per-sandbox sequence numbers, live follow equals
 // replay from the start, replay from a sequence number, de-duplication by Nats-Msg-Id.
 import { describe, expect, it } from 'vitest';
+import type { CommandName, CommandParams, CommandRequest } from '../../bus/commands.js';
 import { subjects } from '../../bus/subjects.js';
 import { readEvents, type StoredEvent } from '../../bus/event-reader.js';
 import { EventPublisher } from '../../bus/events.js';
@@ -21,16 +22,18 @@ async function collect(it: AsyncGenerator<StoredEvent>, count: number): Promise<
 describe('events', () => {
   it('are followed live in containerd order and replay identically', async () => {
     // Following from the start of the (still empty) sandbox history: nothing can be missed.
-    const live = collect(readEvents(rt.client.nc, { sandboxId: 'ev1', follow: true }), 14);
-    const ok = async (subject: string, body: unknown = {}) => expect((await rt.client.request(subject, body)).ok).toBe(true);
-    await ok(subjects.sandboxCreate(), { sandbox: { id: 'ev1', containers: [{ id: 'a', args: ['x'] }] } });
-    await ok(subjects.sandboxOp('ev1', 'start'));
-    await ok(subjects.containerOp('ev1', 'a', 'exec'), { execId: 'e1', args: ['ls'] });
-    await ok(subjects.sandboxOp('ev1', 'pause'));
-    await ok(subjects.sandboxOp('ev1', 'resume'));
-    await ok(subjects.containerOp('ev1', 'a', 'stop'));
-    await ok(subjects.sandboxOp('ev1', 'stop'));
-    await ok(subjects.sandboxOp('ev1', 'delete'));
+    const live = collect(readEvents(rt.client.nc, { sandboxId: 'ev1', follow: true }), 15);
+    const ok = async <C extends CommandName>(name: C, params: CommandParams<C>, body?: CommandRequest<C>) => expect((await rt.client.request(name, params, body)).ok).toBe(true);
+    await ok('SandboxCreate', {}, { sandbox: { id: 'ev1', containers: [{ id: 'a', args: ['x'] }] } });
+    await ok('SandboxStart', { sid: 'ev1' });
+    await ok('ContainerExec', { sid: 'ev1', cid: 'a' }, { execId: 'e1', args: ['ls'] });
+    // A noop exec exits at once: its exit is stored before the next command.
+    await ok('ContainerWait', { sid: 'ev1', cid: 'a' }, { execId: 'e1' });
+    await ok('SandboxPause', { sid: 'ev1' });
+    await ok('SandboxResume', { sid: 'ev1' });
+    await ok('ContainerStop', { sid: 'ev1', cid: 'a' });
+    await ok('SandboxStop', { sid: 'ev1' });
+    await ok('SandboxDelete', { sid: 'ev1' });
 
     const followed = await live;
     const shape = followed.map((e) => [e.event.seq, e.event.containerId ?? '-', e.event.execId ?? '-', e.event.type]);
@@ -41,16 +44,17 @@ describe('events', () => {
       [4, '-', '-', 'start'],
       [5, 'a', 'e1', 'exec-added'],
       [6, 'a', 'e1', 'exec-started'],
-      [7, 'a', '-', 'pause'],
-      [8, '-', '-', 'pause'],
-      [9, 'a', '-', 'resume'],
-      [10, '-', '-', 'resume'],
-      [11, 'a', '-', 'exit'],
-      [12, '-', '-', 'stop'],
-      [13, 'a', '-', 'delete'],
-      [14, '-', '-', 'delete'],
+      [7, 'a', 'e1', 'exit'],
+      [8, 'a', '-', 'pause'],
+      [9, '-', '-', 'pause'],
+      [10, 'a', '-', 'resume'],
+      [11, '-', '-', 'resume'],
+      [12, 'a', '-', 'exit'],
+      [13, '-', '-', 'stop'],
+      [14, 'a', '-', 'delete'],
+      [15, '-', '-', 'delete'],
     ]);
-    const exit = followed[10]!.event;
+    const exit = followed[11]!.event;
     expect(exit.exitStatus).toBe(0);
     expect(Date.parse(exit.exitedAt!)).toBeGreaterThan(0);
     expect(followed.every((e) => e.event.host === 'test-host' && Date.parse(e.event.time!) > 0)).toBe(true);
@@ -67,7 +71,7 @@ describe('events', () => {
 
     const since = [];
     for await (const e of readEvents(rt.client.nc, { sandboxId: 'ev1', since: 12 })) since.push(e.event.seq);
-    expect(since).toEqual([12, 13, 14]);
+    expect(since).toEqual([12, 13, 14, 15]);
   });
 
   it('stores a re-published event once (Nats-Msg-Id de-duplication)', async () => {

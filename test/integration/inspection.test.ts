@@ -14,7 +14,7 @@ describe('inspection', () => {
     const seen: Bus.Inspection[] = [];
     const sub = rt.client.nc.subscribe(subjects.inspectSandbox('insp'), { callback: (_e, m) => void seen.push(decodeTrusted(m.data)) });
     await rt.client.nc.flush();
-    await rt.ok(subjects.sandboxCreate(), { sandbox: { id: 'insp', containers: [{ id: 'c', args: ['x'] }] }, start: true });
+    await rt.ok('SandboxCreate', {}, { sandbox: { id: 'insp', containers: [{ id: 'c', args: ['x'] }] }, start: true });
     await rt.client.nc.flush();
     await new Promise((r) => setTimeout(r, 100));
     sub.unsubscribe();
@@ -25,7 +25,7 @@ describe('inspection', () => {
     const containerStates = seen.filter((i) => i.actorId === 'c').map((i) => JSON.parse(i.state!));
     expect(containerStates).toEqual(expect.arrayContaining(['creating', 'ready', 'starting', 'running']));
     expect(seen.some((i) => i.actorId === 'op.monitor' && JSON.parse(i.state!)?.watching === 'waiting')).toBe(true);
-    await rt.ok(subjects.sandboxOp('insp', 'delete'), { force: true });
+    await rt.ok('SandboxDelete', { sid: 'insp' }, { force: true });
   });
 
   it('exports every statechart definition with named parts', () => {

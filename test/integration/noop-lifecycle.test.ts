@@ -1,28 +1,27 @@
 import { describe, expect, it } from 'vitest';
-import { subjects } from '../../bus/subjects.js';
 import { useRuntime } from '../helpers/runtime.js';
 
 const rt = useRuntime();
 
 describe('noop sandbox lifecycle over the bus', () => {
   it('creates, starts, stops and deletes a sandbox with two containers', async () => {
-    const created = await rt.client.request(subjects.sandboxCreate(), { sandbox: { id: 's1', agent: 'noop' } });
+    const created = await rt.client.request('SandboxCreate', {}, { sandbox: { id: 's1', agent: 'noop' } });
     expect(created).toMatchObject({ ok: true, sandbox: { id: 's1', state: 'ready', ociState: 'created' } });
 
     for (const id of ['c1', 'c2']) {
-      const c = await rt.client.request(subjects.containerCreate('s1'), { container: { id, args: ['sleep', '1'] } });
+      const c = await rt.client.request('ContainerCreate', { sid: 's1' }, { container: { id, args: ['sleep', '1'] } });
       expect(c).toMatchObject({ ok: true, container: { id, state: 'ready' } });
     }
-    const started = await rt.client.request(subjects.sandboxOp('s1', 'start'));
+    const started = await rt.client.request('SandboxStart', { sid: 's1' });
     expect(started.ok).toBe(true);
     expect((started.sandbox as any).state).toBe('running');
     expect((started.sandbox as any).containers.map((c: any) => c.state)).toEqual(['running', 'running']);
 
-    const stopped = await rt.client.request(subjects.sandboxOp('s1', 'stop'));
+    const stopped = await rt.client.request('SandboxStop', { sid: 's1' });
     expect((stopped.sandbox as any).state).toBe('stopped');
-    const deleted = await rt.client.request(subjects.sandboxOp('s1', 'delete'));
+    const deleted = await rt.client.request('SandboxDelete', { sid: 's1' });
     expect(deleted).toEqual({ ok: true, id: 's1' });
-    const gone = await rt.client.request(subjects.sandboxOp('s1', 'status'));
+    const gone = await rt.client.request('SandboxStatus', { sid: 's1' });
     expect(gone).toMatchObject({ ok: false, error: { code: 'NotFound' } });
 
     const events = await rt.eventsOf('s1');

@@ -110,7 +110,7 @@ for (const longLiveConn of [false, true]) {
       guestExit = new Promise((resolve) => guest.once('exit', (code) => resolve(code)));
       await driver.startSandbox(plan.endpoint);
       await driver.connect();
-      await driver.check(1000);
+      await driver.check(AbortSignal.timeout(1000));
       expect(driver.capabilities()).toBe(1);
     });
 
@@ -234,14 +234,14 @@ describe('kata driver against a guest that is not there or does not answer', () 
     const plan = await driver.createSandbox();
     guest = spawn(plan.command[0]!, plan.command.slice(1), { env: plan.env, stdio: 'ignore' });
     await driver.startSandbox(plan.endpoint);
-    await driver.check(1000);
+    await driver.check(AbortSignal.timeout(1000));
     guest.kill('SIGSTOP');
     try {
-      expect((await failure(driver.check(300))).code).toBe(ErrorCode.DeadlineExceeded);
+      expect((await failure(driver.check(AbortSignal.timeout(300)))).code).toBe(ErrorCode.DeadlineExceeded);
     } finally {
       guest.kill('SIGCONT');
     }
-    await driver.check(2000);
+    await driver.check(AbortSignal.timeout(2000));
     await driver.stopSandbox();
     await driver.disconnect();
     guest.kill('SIGTERM');

@@ -3,7 +3,8 @@
 // allowed by the reference's rules or refused without any change of state.
 import { describe, expect, it } from 'vitest';
 import { getShortestPaths } from 'xstate/graph';
-import { getNextSnapshot, createActor, fromPromise, setup, waitFor, type AnyStateMachine } from 'xstate';
+import { getNextSnapshot, createActor, fromPromise, setup, waitFor, type ActorRef, type AnyStateMachine, type Snapshot } from 'xstate';
+import { monitorMachine } from '../../machines/monitor.js';
 import { sandboxMachine, sandboxCommands, type SandboxEvent } from '../../machines/sandbox.js';
 import { containerMachine, containerCommands, type ContainerActorRef, type ContainerEvent } from '../../machines/container.js';
 import { agentMachine } from '../../machines/agent.js';
@@ -21,9 +22,25 @@ const done = (id: string) => ({ type: `xstate.done.actor.${id}`, output: undefin
 const fail = (id: string) => ({ type: `xstate.error.actor.${id}`, error: { code: 'Internal', message: 'boom' }, actorId: id }) as never;
 
 const sandboxOps = ['createSandbox', 'bootGuest', 'startSandbox', 'pauseSandbox', 'resumeSandbox', 'stopSandbox', 'deleteSandbox'];
+/** A whole command event of each type (some carry what their operation needs). */
+const sandboxCommand = (type: (typeof sandboxCommands)[number]): SandboxEvent =>
+  type === 'CREATE_CONTAINER' ? { type, spec: containerSpec } : type === 'ONLINE_CPU_MEM' ? { type, opId: 'op.online.1', cpus: 1 } : ({ type } as SandboxEvent);
+const containerCommand = (type: (typeof containerCommands)[number]): ContainerEvent => {
+  switch (type) {
+    case 'KILL':
+      return { type, opId: 'op.kill.1', signal: 9, all: false };
+    case 'EXEC':
+      return { type, execId: 'e1', process: { args: ['true'], env: [], cwd: '', user: '', terminal: false } };
+    case 'PS':
+      return { type, opId: 'op.ps.1', format: 'json', args: [] };
+    case 'STATS':
+      return { type, opId: 'op.stats.1' };
+    default:
+      return { type } as ContainerEvent;
+  }
+};
 const sandboxEvents: SandboxEvent[] = [
-  ...sandboxCommands.filter((c) => c !== 'CREATE_CONTAINER').map((type) => ({ type }) as SandboxEvent),
-  { type: 'CREATE_CONTAINER', spec: containerSpec },
+  ...sandboxCommands.map(sandboxCommand),
   { type: 'GUEST_FAILED', reason: 'guest-exited', message: 'killed', at: 't' },
   ...sandboxOps.flatMap((op) => [done(`op.${op}`), fail(`op.${op}`)]),
 ];
@@ -41,10 +58,10 @@ const SANDBOX_ALLOWED: Record<string, string[]> = {
 };
 
 const CONTAINER_ALLOWED: Record<string, string[]> = {
-  ready: ['START', 'STOP', 'DELETE', 'PAUSE', 'KILL', 'EXEC', 'WAIT'],
-  running: ['STOP', 'PAUSE', 'KILL', 'EXEC', 'PS', 'WAIT', 'STATS'],
-  paused: ['RESUME', 'STOP', 'KILL', 'STATS', 'WAIT'],
-  stopped: ['START', 'STOP', 'DELETE', 'WAIT'],
+  ready: ['START', 'STOP', 'DELETE', 'PAUSE', 'KILL', 'EXEC', 'WAIT', 'LOGS'],
+  running: ['STOP', 'PAUSE', 'KILL', 'EXEC', 'PS', 'WAIT', 'STATS', 'LOGS'],
+  paused: ['RESUME', 'STOP', 'KILL', 'STATS', 'WAIT', 'LOGS'],
+  stopped: ['START', 'STOP', 'DELETE', 'WAIT', 'LOGS'],
 };
 
 describe('sandbox statechart', () => {
@@ -73,7 +90,7 @@ describe('sandbox statechart', () => {
       const snapshot = reached.get(state)!;
       expect(snapshot).toBeDefined();
       for (const type of sandboxCommands) {
-        const event = (type === 'CREATE_CONTAINER' ? { type, spec: containerSpec } : { type }) as SandboxEvent;
+        const event = sandboxCommand(type);
         expect(snapshot.can(event), `${state} ${type}`).toBe(allowed.includes(type));
         if (!allowed.includes(type)) {
           const next = getNextSnapshot(sandboxMachine, snapshot, event);
@@ -105,22 +122,25 @@ describe('sandbox statechart', () => {
 });
 
 describe('container statechart', () => {
-  const opIds = ['createContainer', 'startContainer', 'pauseContainer', 'resumeContainer', 'stopContainer', 'deleteContainer'];
+  const opIds = ['createContainer', 'startContainer', 'pauseContainer', 'resumeContainer', 'stopContainer', 'deleteContainer'].map((op) => `op.${op}`);
   const events: ContainerEvent[] = [
-    ...containerCommands.map((type) => ({ type }) as ContainerEvent),
+    ...containerCommands.map(containerCommand),
     { type: 'PROCESS_EXITED', status: 0, at: 't' },
     { type: 'GUEST_LOST', at: 't' },
     ...opIds.flatMap((op) => [
-      op === 'startContainer'
+      op === 'op.startContainer'
         ? ({ type: `xstate.done.actor.${op}`, output: { pid: 7, startedAt: 't' }, actorId: op } as never)
-        : op === 'stopContainer'
+        : op === 'op.stopContainer'
           ? ({ type: `xstate.done.actor.${op}`, output: {}, actorId: op } as never)
           : done(op),
       fail(op),
     ]),
   ];
   // Alone, a container has no parent to notify: its notices are dropped here.
-  const model = containerMachine.provide({ actions: { notify: () => {}, notifyExit: () => {}, relayProcessNotice: () => {} } });
+  // Its operations are not run here: the chart alone decides what it accepts.
+  const model = containerMachine.provide({
+    actions: { notify: () => {}, notifyExit: () => {}, relayProcessNotice: () => {}, spawnProcess: () => {}, killProcesses: () => {}, listProcesses: () => {}, readStats: () => {} },
+  });
   const paths = getShortestPaths(model, {
     input: { sandboxId: 's1', spec: containerSpec },
     events,
@@ -136,7 +156,7 @@ describe('container statechart', () => {
     it(`in ${state} accepts exactly ${allowed.join(', ')} and refuses the rest unchanged`, () => {
       const snapshot = reached.get(state)!;
       for (const type of containerCommands) {
-        const event = { type } as ContainerEvent;
+        const event = containerCommand(type);
         expect(snapshot.can(event), `${state} ${type}`).toBe(allowed.includes(type));
         if (!allowed.includes(type)) {
           const next = getNextSnapshot(model, snapshot, event);
@@ -182,36 +202,54 @@ describe('a container whose process exits before its start returns', () => {
 });
 
 describe('process (exec) statechart', () => {
-  const run = (events: ProcessEvent[]) => {
+  /** Runs a process actor whose start the test settles; `before` events arrive while it starts. */
+  const run = async (start: 'ok' | 'refused', before: ProcessEvent[], after: ProcessEvent[]) => {
     const notices: string[] = [];
-    const parent = setup({ actors: { process: processMachine } }).createMachine({
-      invoke: { id: 'p', src: 'process', input: { execId: 'e1' } },
-      on: { PROCESS_NOTICE: { actions: ({ event }) => notices.push(`${event.notice.type}:${event.notice.exitStatus ?? ''}`) } },
+    let settle!: () => void;
+    const started = new Promise<void>((r) => (settle = r));
+    const parent = setup({
+      actors: {
+        process: processMachine.provide({
+          actors: {
+            startProcess: fromPromise(async () => {
+              await started;
+              if (start === 'refused') throw new Error('no such file');
+              return { pid: 5 };
+            }),
+          },
+        }),
+      },
+    }).createMachine({
+      invoke: { id: 'p', src: 'process', input: { sandboxId: 's1', containerId: 'c1', execId: 'e1', process: { args: ['true'], env: [], cwd: '', user: '', terminal: false } } },
+      on: { PROCESS_NOTICE: { actions: ({ event }) => notices.push(`${event.notice.type}:${event.notice.type === 'exit' ? event.notice.exitStatus : ''}`) } },
     });
     const actor = createActor(parent).start();
-    const child = actor.getSnapshot().children.p as { send: (e: ProcessEvent) => void; getSnapshot: () => { value: unknown } };
-    for (const e of events) child.send(e);
+    const child = actor.getSnapshot().children.p as unknown as ActorRef<Snapshot<unknown> & { value: unknown }, ProcessEvent>;
+    for (const e of before) child.send(e);
+    settle();
+    await waitFor(child, (s) => s.value !== 'starting');
+    for (const e of after) child.send(e);
     const state = child.getSnapshot().value;
     actor.stop();
     return { notices, state };
   };
 
-  it('announces added, started and exit in order', () => {
-    expect(run([{ type: 'STARTED', pid: 5 }, { type: 'EXITED', status: 7, at: 't' }])).toEqual({
+  it('announces added, started and exit in order', async () => {
+    expect(await run('ok', [], [{ type: 'EXITED', status: 7, at: 't' }])).toEqual({
       notices: ['exec-added:', 'exec-started:', 'exit:7'],
       state: 'exited',
     });
   });
 
-  it('keeps an exit that arrives before the start is confirmed', () => {
-    expect(run([{ type: 'EXITED', status: 3, at: 't' }, { type: 'STARTED', pid: 5 }])).toEqual({
+  it('keeps an exit that arrives before the start is confirmed', async () => {
+    expect(await run('ok', [{ type: 'EXITED', status: 3, at: 't' }], [])).toEqual({
       notices: ['exec-added:', 'exec-started:', 'exit:3'],
       state: 'exited',
     });
   });
 
-  it('ends without an exit when the agent could not start it', () => {
-    expect(run([{ type: 'START_FAILED' }])).toEqual({ notices: ['exec-added:'], state: 'failed' });
+  it('announces nothing when the agent could not start it', async () => {
+    expect(await run('refused', [], [])).toEqual({ notices: [], state: 'failed' });
   });
 });
 
@@ -232,12 +270,17 @@ describe('agent connection statechart', () => {
 });
 
 describe('exported statecharts', () => {
-  it('name every action, guard and actor (nothing exports as an anonymous function)', () => {
-    for (const machine of [sandboxMachine, containerMachine, processMachine, agentMachine] as AnyStateMachine[]) {
+  const allNodes = (node: { key: string; description?: string; states: Record<string, unknown> }): Array<{ key: string; description?: string }> => [
+    node,
+    ...Object.values(node.states).flatMap((n) => allNodes(n as typeof node)),
+  ];
+
+  it('name every action, guard and actor, and describe every state (nothing exports as an anonymous function)', () => {
+    for (const machine of [sandboxMachine, containerMachine, processMachine, agentMachine, monitorMachine] as AnyStateMachine[]) {
       const json = JSON.stringify(machine.toJSON());
       expect(json).not.toContain('"type":"xstate.function"');
       expect(json).not.toMatch(/"type":"inline:/);
-      for (const node of Object.values(machine.root.states)) expect((node as { description?: string }).description, node.key).toBeTruthy();
+      for (const node of allNodes(machine.root as never)) expect(node.description, `${machine.id}: ${node.key}`).toBeTruthy();
     }
   });
 });

@@ -1,0 +1,18 @@
+// The lifecycle event types of the bus contract, in one place: the statecharts emit
+// them, the publisher files them under vc.v1.evt.…<type>, docs/events.md and the Event
+// message of bus.proto list them (test/unit/event-types.test.ts checks all agree).
+
+/** Events of a sandbox itself: vc.v1.evt.sandbox.<sid>.<type>. */
+export const SANDBOX_EVENT_TYPES = ['create', 'start', 'pause', 'resume', 'stop', 'fail', 'delete'] as const;
+/** Events of a container's init process: vc.v1.evt.sandbox.<sid>.container.<cid>.<type>. */
+export const CONTAINER_EVENT_TYPES = ['create', 'start', 'pause', 'resume', 'exit', 'delete'] as const;
+/** Events of an exec, on its container's subject with execId set. */
+export const EXEC_EVENT_TYPES = ['exec-added', 'exec-started', 'exit'] as const;
+
+export type SandboxEventType = (typeof SANDBOX_EVENT_TYPES)[number];
+export type ContainerEventType = (typeof CONTAINER_EVENT_TYPES)[number];
+export type ExecEventType = (typeof EXEC_EVENT_TYPES)[number];
+export type EventType = SandboxEventType | ContainerEventType | ExecEventType;
+
+/** Every event type, each once. */
+export const EVENT_TYPES: readonly EventType[] = [...new Set<EventType>([...SANDBOX_EVENT_TYPES, ...CONTAINER_EVENT_TYPES, ...EXEC_EVENT_TYPES])];
