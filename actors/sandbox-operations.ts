@@ -194,6 +194,7 @@ export class GuestOperations implements SandboxOperations {
       if (e.code === ErrorCode.DeadlineExceeded) {
         throw { reason: 'check-timeout', message: `the agent did not answer a health check within ${deadlineMs} ms`, at: now() } satisfies CheckFailure;
       }
+      await this.guestExitReported(deadlineMs);
       throw { reason: 'agent-unreachable', message: `health check failed: ${e.message}`, at: now() } satisfies CheckFailure;
     }
   }
