@@ -4,7 +4,7 @@
 // It listens on both unix sockets and serves one host at a time until DESTROYPOD or
 // SIGTERM, ending every process it started before it exits. --reaper auto runs container
 // processes in a reaping pid namespace when the guest is PID 1. Containers run through the
-// OCI runtime (--oci, default $VIRTACTORS_OCI_RUNTIME or auto: crun, else runc), from
+// OCI runtime (--oci, default $VIRTACTORS_OCI_RUNTIME or auto: crun; runc is refused for now), from
 // bundles in a state directory made inside --state-parent and removed at exit.
 import { join } from 'node:path';
 import { detectCgroups, detectOciRuntime, guestLog, guestStateDir, OCI_RUNTIME_ENV, type CgroupChoice, type OciChoice } from '../common/index.js';

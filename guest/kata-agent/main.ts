@@ -6,7 +6,7 @@
 //     [--state-parent <dir>]
 //
 // Containers run through the OCI runtime (--oci, default $VIRTACTORS_OCI_RUNTIME or auto:
-// crun, else runc), from bundles in a state directory the agent makes inside --state-parent
+// crun; runc is refused for now), from bundles in a state directory the agent makes inside --state-parent
 // (default the system's temporary directory) and removes when it stops.
 // --reaper auto runs processes in a reaping pid namespace when the agent is PID 1.
 // SIGTERM (or SIGINT) kills every container process, removes the socket and exits 0.
