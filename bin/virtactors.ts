@@ -26,7 +26,7 @@ sandboxes
   sandbox delete <id> [--force]
   sandbox list [--host HOST]
 containers
-  container create <sid> <cid> [--env K=V]... [--cwd DIR] [--user UID[:GID]] [--tty] [--rootfs DIR] -- CMD [ARG]...
+  container create <sid> <cid> [--env K=V]... [--cwd DIR] [--user UID[:GID]] [--tty] [--rootfs DIR] [--privileged] -- CMD [ARG]...
   container start|stop|pause|resume|status <sid> <cid>
   container kill <sid> <cid> [SIGNAL] [--all]
   container delete <sid> <cid> [--force]
@@ -232,7 +232,7 @@ async function containerCommand(client: VcClient, g: Global, args: string[]): Pr
   const ids = (positionals: string[]) => [need(positionals[0], `container ${verb} needs a sandbox id`), need(positionals[1], `container ${verb} needs a container id`)] as const;
   switch (verb) {
     case 'create': {
-      const { values, positionals } = parse(flags, { ...processFlags, rootfs: { type: 'string' } });
+      const { values, positionals } = parse(flags, { ...processFlags, rootfs: { type: 'string' }, privileged: { type: 'boolean' } });
       const [sid, cid] = ids(positionals);
       const container: Bus.ContainerSpec = { id: cid, args: command };
       if (values.env) container.env = values.env;
@@ -240,6 +240,7 @@ async function containerCommand(client: VcClient, g: Global, args: string[]): Pr
       if (values.user) container.user = values.user;
       if (values.tty) container.terminal = true;
       if (values.rootfs) container.rootfs = resolve(values.rootfs);
+      if (values.privileged) container.privileged = true;
       const reply = await client.call('ContainerCreate', { sid }, { container });
       print(g, reply.container, () => containerRows([reply.container!]));
       return;
