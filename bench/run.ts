@@ -1,6 +1,6 @@
 // `npm run bench`: measures the runtime beside raw NATS on one private nats-server,
 // in one run, and writes bench/results/latest.json and bench/results/latest.md.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -8,7 +8,8 @@ import { startNatsServer } from '../runtime/nats-server.js';
 import { RuntimeHost } from '../runtime/host.js';
 import { VcClient } from '../bus/client.js';
 import '../actors/install-drivers.js';
-import { benchNoop } from './noop.js';
+import { benchIdleHeap, benchNoop } from './noop.js';
+import { benchAuth, type AuthFigures } from './auth.js';
 import { benchGuests, type GuestFigures } from './guests.js';
 import { backendTable, benchBackends, type BackendFigures } from './namespace-backend.js';
 import { benchHyperstart, type HyperstartFigures } from './hyperstart.js';
@@ -17,40 +18,71 @@ import { hasAgent } from '../actors/agents/index.js';
 import type { Latency } from './stats.js';
 
 const quick = process.argv.includes('--quick');
+/** `--only auth,noop`: run these sections, keep the others from the last results. */
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
+const runs = (section: string) => !only || only.includes(section);
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'vc-bench-'));
   const server = await startNatsServer({ storeDir: join(dir, 'nats') });
-  const host = await RuntimeHost.start({ servers: server.url, host: 'bench', runRoot: join(dir, 'run'), log: pino({ level: 'silent' }) });
   const client = await VcClient.connect({ servers: server.url, name: 'bench-client' });
+  let host: RuntimeHost | undefined;
+  const previous: Record<string, unknown> = only ? JSON.parse(readFileSync('bench/results/latest.json', 'utf8')) : {};
+  const now = new Date().toISOString();
+  const startHost = () => RuntimeHost.start({ servers: server.url, host: 'bench', runRoot: join(dir, 'run'), log: pino({ level: 'silent' }) });
   const results: Record<string, unknown> = {
-    date: new Date().toISOString(),
+    ...previous,
+    date: only ? previous.date : now,
     node: process.version,
     natsServer: 'nats-server (JetStream, file storage) on loopback',
     machine: { cpus: (await import('node:os')).cpus().length },
+    ...(only ? { partialRun: { date: now, sections: only } } : {}),
   };
   try {
-    results.noop = await benchNoop(client, host, quick ? { samples: 200, lifecycles: 500, idle: 1000 } : { samples: 2000, lifecycles: 5000, idle: 10_000 });
-    const guests: GuestFigures[] = [];
-    for (const agent of ['kata', 'hyperstart'] as const) {
-      if (!hasAgent(agent)) continue;
-      process.stderr.write(`bench: ${agent} guests...\n`);
-      guests.push(
-        await benchGuests(client, host, agent, quick
-          ? { sandboxes: 5, containers: 10, faults: 3, monitored: agent === 'kata' ? 10 : 0, monitorSeconds: 3 }
-          : { sandboxes: 30, containers: 100, faults: 20, monitored: agent === 'kata' ? 100 : 0, monitorSeconds: 10 }),
-      );
+    if (runs('noop')) {
+      // First, with a runtime host process of their own and no other host on the server.
+      const noop = await benchNoop(client, {
+        ...(quick ? { samples: 200, lifecycles: 500 } : { samples: 2000, lifecycles: 5000 }),
+        servers: server.url,
+        natsServerPid: server.process.pid!,
+        stateDir: join(dir, 'noop-host'),
+      });
+      host = await startHost();
+      results.noop = { ...noop, heapPerIdleSandbox: await benchIdleHeap(client, host, quick ? 1000 : 10_000) };
     }
-    results.guests = guests;
-    process.stderr.write('bench: kata protocol...\n');
-    results.kataProtocol = await benchKataGuest(quick ? { boots: 5, samples: 50 } : { boots: 20, samples: 300 });
-    process.stderr.write('bench: hyperstart protocol...\n');
-    results.hyperstartProtocol = await benchHyperstart(quick ? { samples: 50, boots: 5, outputMiB: 16 } : { samples: 400, boots: 20, outputMiB: 128 });
-    process.stderr.write('bench: backends...\n');
-    results.backends = await benchBackends(quick ? 5 : 20);
+    if (runs('auth')) {
+      process.stderr.write('bench: authentication...\n');
+      results.auth = await benchAuth(quick ? { rounds: 4, samples: 100 } : { rounds: 10, samples: 300 });
+    }
+    if (runs('guests')) {
+      host ??= await startHost();
+      const guests: GuestFigures[] = [];
+      for (const agent of ['kata', 'hyperstart'] as const) {
+        if (!hasAgent(agent)) continue;
+        process.stderr.write(`bench: ${agent} guests...\n`);
+        guests.push(
+          await benchGuests(client, host, agent, quick
+            ? { sandboxes: 5, containers: 10, faults: 3, monitored: agent === 'kata' ? 10 : 0, monitorSeconds: 3 }
+            : { sandboxes: 30, containers: 100, faults: 20, monitored: agent === 'kata' ? 100 : 0, monitorSeconds: 10 }),
+        );
+      }
+      results.guests = guests;
+    }
+    if (runs('kata')) {
+      process.stderr.write('bench: kata protocol...\n');
+      results.kataProtocol = await benchKataGuest(quick ? { boots: 5, samples: 50 } : { boots: 20, samples: 300 });
+    }
+    if (runs('hyperstart')) {
+      process.stderr.write('bench: hyperstart protocol...\n');
+      results.hyperstartProtocol = await benchHyperstart(quick ? { samples: 50, boots: 5, outputMiB: 16 } : { samples: 400, boots: 20, outputMiB: 128 });
+    }
+    if (runs('backends')) {
+      process.stderr.write('bench: backends...\n');
+      results.backends = await benchBackends(quick ? 5 : 20);
+    }
   } finally {
     await client.close();
-    await host.stop();
+    await host?.stop();
     await server.stop();
     rmSync(dir, { recursive: true, force: true });
   }
@@ -62,33 +94,49 @@ async function main(): Promise<void> {
 }
 
 function markdown(r: Record<string, unknown>): string {
-  const n = r.noop as Awaited<ReturnType<typeof benchNoop>>;
+  const n = r.noop as Awaited<ReturnType<typeof benchNoop>> & { heapPerIdleSandbox: Awaited<ReturnType<typeof benchIdleHeap>> };
   const lat = (name: string, l: Latency & { ratioToRaw?: number }, target = '') =>
     `| ${name} | ${l.p50} | ${l.p99} | ${l.ratioToRaw ?? '1'} | ${target} |`;
   return [
     `# virtactors benchmarks`,
     '',
     `${r.date}, Node ${r.node}, ${(r.machine as { cpus: number }).cpus} cores, ${r.natsServer}.`,
+    ...(r.partialRun ? [`Sections ${(r.partialRun as { sections: string[] }).sections.join(', ')} re-run on ${(r.partialRun as { date: string }).date}.`] : []),
     '',
     '## Noop agent',
     '',
     '| round trip | p50 ms | p99 ms | p50 / raw | target |',
     '|---|---|---|---|---|',
     lat('raw NATS request/reply', n.rawRequestReply),
-    lat('sandbox status', n.sandboxStatus, 'p50 within 2x raw'),
-    lat('sandbox create', n.sandboxCreate),
+    lat('sandbox status', n.sandboxStatus, 'p50 within 1.1x raw'),
+    lat('sandbox create', n.sandboxCreate, 'p50 within 2x raw'),
     lat('sandbox start', n.sandboxStart),
     '',
     '| throughput and memory | value | target |',
     '|---|---|---|',
-    `| full noop lifecycles (create, start, stop, delete), ${n.lifecycles.inFlight} in flight | ${n.lifecycles.perSecond} /s (${n.lifecycles.total} in ${n.lifecycles.seconds} s) | at least 1,000 /s |`,
+    `| full noop lifecycles (create, start, stop, delete), ${n.lifecycles.inFlight} in flight | ${n.lifecycles.perSecond} /s (${n.lifecycles.total} in ${n.lifecycles.seconds} s) | at least 3,000 /s |`,
+    ...(n.cpuPerCommandMicros ? [`| CPU time per command during the lifecycles | runtime ${n.cpuPerCommandMicros.runtime} µs, nats-server ${n.cpuPerCommandMicros.natsServer} µs, client ${n.cpuPerCommandMicros.client} µs | reported |`] : []),
     `| heap per idle noop sandbox (${n.heapPerIdleSandbox.sandboxes} sandboxes) | ${n.heapPerIdleSandbox.kib} KiB | under 16 KiB |`,
     '',
+    ...authTable(r.auth as AuthFigures | undefined),
     ...guestTable((r.guests as GuestFigures[] | undefined) ?? []),
     ...kataTable(r.kataProtocol as KataGuestFigures | undefined),
     ...hyperstartTable(r.hyperstartProtocol as HyperstartFigures | undefined),
     ...backendTable((r.backends as BackendFigures[] | undefined) ?? []),
   ].join('\n');
+}
+
+function authTable(a: AuthFigures | undefined): string[] {
+  if (!a) return [];
+  return [
+    `## Authentication (${a.rounds} alternating rounds of ${a.samplesPerRound} sandbox status round trips)`,
+    '',
+    '| server | p50 ms | p99 ms | p50 / without | expected |',
+    '|---|---|---|---|---|',
+    `| without authentication | ${a.withoutAuth.p50} | ${a.withoutAuth.p99} | 1 | |`,
+    `| credentials and roles (operator in the clients' account, across the service import) | ${a.withAuth.p50} | ${a.withAuth.p99} | ${a.withAuth.ratioToWithout} | about 1.0x |`,
+    '',
+  ];
 }
 
 function guestTable(guests: GuestFigures[]): string[] {

@@ -1,12 +1,17 @@
 #!/usr/bin/env node
 // The virtactors CLI: parses flags, sends one bus request per command, prints a table
 // (or JSON with --json). It holds no logic of its own beyond that.
-import { readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { AuthorizationError } from '@nats-io/transport-node';
 import { CommandError, VcClient } from '../bus/client.js';
+import { discoverBus } from '../bus/connection.js';
+import { authFiles, ensureAuthority, writeClusterAuth, writePrivateFile } from '../bus/auth-files.js';
+import { isRole, ROLES } from '../bus/roles.js';
 import { decodeTrusted } from '../bus/codec.js';
+import { ErrorCode } from '../bus/errors.js';
 import { subjects } from '../bus/subjects.js';
 import type * as Bus from '../bus/messages.gen.js';
 import { sandboxMachine } from '../machines/sandbox.js';
@@ -15,7 +20,7 @@ import { processMachine } from '../machines/process.js';
 import { agentMachine } from '../machines/agent.js';
 import { monitorMachine } from '../machines/monitor.js';
 
-const USAGE = `usage: virtactors [--server URL] [--json] [--timeout MS] <command>
+const USAGE = `usage: virtactors [--server URL] [--creds FILE] [--json] [--timeout MS] <command>
 
 sandboxes
   sandbox create <id> [--agent noop|hyperstart|kata] [--backend none|namespace|process]
@@ -42,9 +47,14 @@ hosts
 statecharts
   statecharts                                       (the machine definitions as JSON, for visualisers)
   inspect <sid>                                     (live snapshots of a sandbox's actors; host needs VC_INSPECT=1)
+credentials
+  creds create --role viewer|operator|host NAME [--out FILE]   (operators only; writes NAME.creds, 0600)
+  creds init DIR [--routes HOST:PORT,...]           (a new authority for a deployment: keys, server include,
+                                                     host and operator credentials; with --routes the cluster include)
 
 The server is --server, else $NATS_URL, else the URL \`npm start\` wrote to .state/nats.url,
-else nats://127.0.0.1:4222.`;
+else nats://127.0.0.1:4222. The credentials are --creds, else $NATS_CREDS, else the
+operator credentials \`npm start\` created in .state/auth/creds/operator.creds.`;
 
 class UsageError extends Error {}
 
@@ -52,16 +62,6 @@ interface Global {
   server: string;
   json: boolean;
   timeout: number;
-}
-
-function serverUrl(flag: string | undefined): string {
-  if (flag) return flag;
-  if (process.env.NATS_URL) return process.env.NATS_URL;
-  try {
-    return readFileSync(join(resolve(process.env.VC_STATE_DIR ?? '.state'), 'nats.url'), 'utf8').trim();
-  } catch {
-    return 'nats://127.0.0.1:4222';
-  }
 }
 
 /** Splits argv at the first `--`: flags before, the command line after. */
@@ -343,8 +343,7 @@ async function eventsCommand(client: VcClient, g: Global, args: string[]): Promi
   if (since !== undefined && !(Number.isInteger(since) && since >= 0)) throw new UsageError('--since takes a whole number');
   const stop = new AbortController();
   process.once('SIGINT', () => stop.abort());
-  const events = client.events({ sandboxId: values.sandbox, since, follow: !!values.follow });
-  stop.signal.addEventListener('abort', () => void events.return(undefined));
+  const events = client.events({ sandboxId: values.sandbox, since, follow: !!values.follow, signal: stop.signal });
   for await (const e of events) {
     process.stdout.write(`${g.json ? JSON.stringify({ streamSeq: e.streamSeq, ...e.event }) : eventLine(e.event)}\n`);
   }
@@ -376,6 +375,32 @@ async function hostsCommand(client: VcClient, g: Global): Promise<void> {
   print(g, found, () => table([['HOST', 'VERSION', 'ENDPOINTS', 'ID'], ...found.map((f) => [host(f), String(f.version), String((f.endpoints as unknown[]).length), String(f.id)])]));
 }
 
+async function credsCreate(client: VcClient, g: Global, args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { role: { type: 'string' }, out: { type: 'string' } });
+  const name = need(positionals[0], 'creds create needs a name');
+  if (!isRole(values.role)) throw new UsageError(`creds create needs --role ${ROLES.join('|')}`);
+  const out = resolve(values.out ?? `${name}.creds`);
+  if (existsSync(out)) throw new UsageError(`${out} exists; not overwriting it`);
+  writePrivateFile(out, await client.createCreds(values.role, name), true);
+  print(g, { name, role: values.role, file: out }, () => `${values.role} credentials for ${name} written to ${out} (mode 0600)`);
+}
+
+/** `creds init`: a new authority on this machine; no server is involved. */
+async function credsInit(g: Global, args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { routes: { type: 'string' } });
+  const dir = resolve(need(positionals[0], 'creds init needs a directory'));
+  const { created } = await ensureAuthority(dir);
+  const files = authFiles(dir);
+  const written = [files.serverConfig, files.creds('host'), files.creds('operator')];
+  if (values.routes) {
+    writeClusterAuth(dir, values.routes.split(',').filter(Boolean));
+    written.push(files.clusterConfig);
+  }
+  print(g, { dir, created, files: written }, () =>
+    `${created ? 'created' : 'kept the existing'} authority in ${dir}\n${written.map((f) => `  ${f}`).join('\n')}`,
+  );
+}
+
 /** Takes the global flags out wherever they stand (before a `--`). */
 function extractGlobals(argv: string[]): { globals: string[]; rest: string[] } {
   const [flags, after] = splitDashDash(argv);
@@ -384,8 +409,8 @@ function extractGlobals(argv: string[]): { globals: string[]; rest: string[] } {
   for (let i = 0; i < flags.length; i++) {
     const a = flags[i]!;
     if (a === '--json' || a === '--help' || a === '-h') globals.push(a === '-h' ? '--help' : a);
-    else if (a === '--server' || a === '--timeout') globals.push(a, flags[++i] ?? '');
-    else if (a.startsWith('--server=') || a.startsWith('--timeout=')) globals.push(a);
+    else if (a === '--server' || a === '--timeout' || a === '--creds') globals.push(a, flags[++i] ?? '');
+    else if (a.startsWith('--server=') || a.startsWith('--timeout=') || a.startsWith('--creds=')) globals.push(a);
     else rest.push(a);
   }
   return { globals, rest: argv.includes('--') ? [...rest, '--', ...after] : rest };
@@ -395,7 +420,7 @@ export async function main(argv: string[]): Promise<number> {
   const { globals, rest: commandArgs } = extractGlobals(argv);
   try {
     const { values } = parse(globals, {
-      server: { type: 'string' }, json: { type: 'boolean' }, timeout: { type: 'string' }, help: { type: 'boolean' },
+      server: { type: 'string' }, creds: { type: 'string' }, json: { type: 'boolean' }, timeout: { type: 'string' }, help: { type: 'boolean' },
     });
     if (values.help || commandArgs[0] === 'help') {
       process.stdout.write(`${USAGE}\n`);
@@ -405,19 +430,29 @@ export async function main(argv: string[]): Promise<number> {
       statechartsCommand();
       return 0;
     }
-    if (!['sandbox', 'container', 'events', 'hosts', 'inspect'].includes(commandArgs[0] ?? '')) {
+    if (!['sandbox', 'container', 'events', 'hosts', 'inspect', 'creds'].includes(commandArgs[0] ?? '')) {
       throw new UsageError(commandArgs[0] ? `unknown command ${commandArgs[0]}` : 'missing command');
     }
     const [command, ...rest] = commandArgs;
-    const g: Global = { server: serverUrl(values.server), json: !!values.json, timeout: Number(values.timeout ?? 60_000) };
+    const target = discoverBus({ server: values.server, creds: values.creds });
+    const g: Global = { server: target.servers.join(','), json: !!values.json, timeout: Number(values.timeout ?? 60_000) };
+    if (command === 'creds' && rest[0] === 'init') {
+      await credsInit(g, rest.slice(1));
+      return 0;
+    }
+    if (command === 'creds' && rest[0] !== 'create') throw new UsageError(`unknown creds command ${rest[0] ?? ''}`);
     let client: VcClient;
     try {
-      client = await VcClient.connect({ servers: g.server.split(','), name: 'virtactors-cli', timeoutMs: g.timeout });
+      client = await VcClient.connect({ ...target, name: 'virtactors-cli', timeoutMs: g.timeout });
     } catch (err) {
-      throw new CommandError('Unavailable', `cannot connect to ${g.server}: ${(err as Error).message}`);
+      const why = err instanceof AuthorizationError
+        ? `${err.message}: ${target.creds ? `the server does not accept ${target.creds}` : 'the server requires credentials (--creds FILE or NATS_CREDS)'}`
+        : (err as Error).message;
+      throw new CommandError('Unavailable', `cannot connect to ${g.server}: ${why}`);
     }
     try {
-      if (command === 'sandbox') await sandboxCommand(client, g, rest);
+      if (command === 'creds') await credsCreate(client, g, rest.slice(1));
+      else if (command === 'sandbox') await sandboxCommand(client, g, rest);
       else if (command === 'container') await containerCommand(client, g, rest);
       else if (command === 'events') await eventsCommand(client, g, rest);
       else if (command === 'inspect') await inspectCommand(client, g, rest);
@@ -430,6 +465,11 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof UsageError) {
       process.stderr.write(`virtactors: ${err.message}\n\n${USAGE}\n`);
       return 2;
+    }
+    if (err instanceof CommandError && err.code === ErrorCode.PermissionDenied) {
+      // The message says it all: "permission denied: role viewer may not ...".
+      process.stderr.write(`virtactors: ${err.message}\n`);
+      return 1;
     }
     if (err instanceof CommandError) {
       process.stderr.write(`virtactors: ${err.code}: ${err.message}\n`);

@@ -4,11 +4,13 @@
 import { createInbox, errors as natsErrors, type NatsConnection } from '@nats-io/transport-node';
 import { decodeTrusted, encode } from './codec.js';
 import { subjectOf, type CommandName, type CommandParams, type CommandReply, type CommandRequest } from './commands.js';
-import { connectBus, type ConnectOptions } from './connection.js';
+import { connectBus, identityOf, permissionError, type ConnectOptions } from './connection.js';
+import { mintCreds, type CredsIdentity } from './credentials.js';
 import { ErrorCode } from './errors.js';
-import type { ErrorInfo } from './messages.gen.js';
+import type { CredsCreateReply, CredsCreateRequest, ErrorInfo } from './messages.gen.js';
 import { readEvents, type ReadOptions, type StoredEvent } from './event-reader.js';
-import { srvSubjects, type SrvVerb } from './subjects.js';
+import type { Role } from './roles.js';
+import { srvSubjects, subjects, type SrvVerb } from './subjects.js';
 
 /** A command that failed: the runtime's error code (or Unavailable / DeadlineExceeded from NATS itself). */
 export class CommandError extends Error {
@@ -40,14 +42,20 @@ export interface ClientOptions extends ConnectOptions {
   timeoutMs?: number;
 }
 
+/** After this long without a reply, the client asks whether any host is there at all. */
+const HOST_PROBE_AFTER_MS = 1000;
+const HOST_PROBE_WAIT_MS = 500;
+
 export class VcClient {
   constructor(
     readonly nc: NatsConnection,
     readonly timeoutMs = 60_000,
+    /** Whom the credentials speak for, to say what a refusal refused to whom. */
+    readonly identity?: CredsIdentity,
   ) {}
 
   static async connect(opts: ClientOptions): Promise<VcClient> {
-    return new VcClient(await connectBus({ name: 'virtactors-client', ...opts }), opts.timeoutMs);
+    return new VcClient(await connectBus({ name: 'virtactors-client', ...opts }), opts.timeoutMs, identityOf(opts.creds));
   }
 
   /** Runs a command; resolves with its reply, or rejects with a CommandError. */
@@ -76,11 +84,45 @@ export class VcClient {
    */
   async requestSubject(subject: string, data: Uint8Array, opts?: CallOptions): Promise<{ ok?: boolean; error?: ErrorInfo; [field: string]: unknown }> {
     const timeout = opts?.timeoutMs ?? this.timeoutMs;
+    // Across the accounts of a server with authentication a request nobody serves gets
+    // no "no responders": it would wait out its timeout. Ask the hosts after a while.
+    let probe: ReturnType<typeof setTimeout> | undefined;
+    const noHost = new Promise<never>((_, reject) => {
+      probe = setTimeout(() => {
+        void this.anyHostAnswers(HOST_PROBE_WAIT_MS).then((yes) => yes || reject(noHostError(subject)));
+      }, Math.min(HOST_PROBE_AFTER_MS, timeout));
+    });
+    noHost.catch(() => {});
+    const pending = this.nc.request(subject, data, { timeout });
+    pending.catch(() => {});
     try {
-      return decodeTrusted((await this.nc.request(subject, data, { timeout })).data);
+      return decodeTrusted((await Promise.race([pending, noHost])).data);
     } catch (err) {
-      throw fromNatsError(err, subject, timeout);
+      throw fromNatsError(err, subject, timeout, this.identity);
+    } finally {
+      clearTimeout(probe);
     }
+  }
+
+  /** Signs a user of a role (operators only) and returns its `.creds` file; the seed is made here. */
+  async createCreds(role: Role, name: string): Promise<string> {
+    return mintCreds(async (publicKey) => {
+      const body: CredsCreateRequest = { role, name, publicKey };
+      const reply = (await this.requestSubject(subjects.credsCreate(), encode(body))) as CredsCreateReply & { error?: ErrorInfo };
+      if (!reply.ok) throw new CommandError(reply.error?.code ?? ErrorCode.Internal, reply.error?.message ?? 'unknown error');
+      return reply.jwt ?? '';
+    });
+  }
+
+  /** Whether any runtime host answers service discovery within `ms`. */
+  private async anyHostAnswers(ms: number): Promise<boolean> {
+    const sub = this.nc.subscribe(createInbox(), { max: 1 });
+    this.nc.publish(srvSubjects('PING', '')[0]!, new Uint8Array(), { reply: sub.getSubject() });
+    const timer = setTimeout(() => sub.unsubscribe(), ms);
+    let answered = false;
+    for await (const _ of sub) answered = true;
+    clearTimeout(timer);
+    return answered;
   }
 
   /** Stored events, in order; see readEvents. */
@@ -106,16 +148,16 @@ export class VcClient {
   }
 }
 
+const noHostError = (subject: string) => new CommandError(ErrorCode.Unavailable, `no runtime host answers ${subject} (is \`npm start\` running?)`);
+
 /** A failure of the request itself, in the runtime's vocabulary. */
-export function fromNatsError(err: unknown, subject: string, timeoutMs: number): CommandError {
-  if (err instanceof natsErrors.RequestError && err.isNoResponders()) {
-    return new CommandError(ErrorCode.Unavailable, `no runtime host answers ${subject} (is \`npm start\` running?)`);
-  }
+export function fromNatsError(err: unknown, subject: string, timeoutMs: number, who?: CredsIdentity): CommandError {
+  if (err instanceof CommandError) return err;
+  const denied = permissionError(err, who);
+  if (denied) return new CommandError(denied.code, denied.message);
+  if (err instanceof natsErrors.RequestError && err.isNoResponders()) return noHostError(subject);
   if (err instanceof natsErrors.TimeoutError || (err instanceof natsErrors.RequestError && err.cause instanceof natsErrors.TimeoutError)) {
     return new CommandError(ErrorCode.DeadlineExceeded, `no reply to ${subject} within ${timeoutMs} ms`);
-  }
-  if (err instanceof natsErrors.PermissionViolationError) {
-    return new CommandError('PermissionDenied', `permission denied: ${err.message}`);
   }
   return new CommandError(ErrorCode.Unavailable, `${subject}: ${err instanceof Error ? err.message : String(err)}`);
 }

@@ -5,9 +5,12 @@
 // Two subscriptions per host cover every command: the public subjects (queue group, so
 // one host takes each request) and the host's own subjects (commands addressed to it,
 // and commands other hosts forward to it). A host that receives a command for a sandbox
-// it does not hold forwards it, reply subject untouched, to the owner named in the KV
-// directory: each subscription costs memory on every server of a cluster, so there is
-// none per sandbox or per command. Each command still has its own ADR-32 endpoint.
+// it does not hold forwards it to the owner named in the KV directory, with the client's
+// reply subject in a header: the owner answers the client directly. (The reply cannot
+// ride as the forwarded message's own reply: a client's request reaches the hosts'
+// account with a reply the server reserves for itself, `_R_.…`, which no connection may
+// set as a reply.) Each subscription costs memory on every server of a cluster, so there
+// is none per sandbox or per command. Each command still has its own ADR-32 endpoint.
 import { headers, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { decode, encode, MAX_PAYLOAD_BYTES } from './codec.js';
@@ -49,7 +52,11 @@ const SERVICE_ERROR_NUMBER: Record<ErrorCode, number> = {
   Unavailable: 503,
   DeadlineExceeded: 504,
   Unimplemented: 501,
+  PermissionDenied: 403,
 };
+
+/** Header of a forwarded command: where the owner host sends the reply. */
+export const FORWARDED_REPLY_HEADER = 'Vc-Reply-To';
 
 interface Endpoint extends EndpointInfo {
   def: CommandDef;
@@ -116,11 +123,13 @@ export class CommandService {
   private async serve(msg: Msg): Promise<void> {
     const started = process.hrtime.bigint();
     let endpoint: Endpoint | undefined;
+    const { subject, forwarded } = commandTail(msg.subject);
+    // Only hosts may publish forwarded commands, so the header is a host's word.
+    const replyTo = (forwarded ? msg.headers?.get(FORWARDED_REPLY_HEADER) : msg.reply) || undefined;
     try {
       if (msg.data.length > MAX_PAYLOAD_BYTES) {
         throw invalidArgument(`payload of ${msg.data.length} bytes exceeds the limit of ${MAX_PAYLOAD_BYTES} bytes`);
       }
-      const { subject, forwarded } = commandTail(msg.subject);
       const match = this.matcher.match(subject);
       if (!match) throw invalidArgument(`unknown command subject: ${msg.subject}`);
       endpoint = match.entry;
@@ -142,7 +151,8 @@ export class CommandService {
         signal: this.stopping.signal,
       };
       const handler = this.handlers[def.name] as (call: CommandCall<CommandName>) => Promise<object>;
-      this.respond(msg, { ok: true, ...(await handler(call)) });
+      const body = encode({ ok: true, ...(await handler(call)) });
+      if (replyTo) this.nc.publish(replyTo, body);
     } catch (err) {
       const e = toVcError(err);
       if (endpoint) {
@@ -150,7 +160,7 @@ export class CommandService {
         endpoint.lastError = `${e.code}: ${e.message}`;
       }
       if (e.code === ErrorCode.Internal) this.log.error({ err, subject: msg.subject }, 'command failed');
-      this.respondError(msg, e);
+      if (replyTo) this.nc.publish(replyTo, encode({ ok: false, error: e.toInfo() }), { headers: errorHeaders(e) });
     } finally {
       if (endpoint) endpoint.processingTimeNs += Number(process.hrtime.bigint() - started);
     }
@@ -163,18 +173,22 @@ export class CommandService {
     if (record.host === this.options.host) {
       throw unavailable(`sandbox ${sandboxId} belongs to host ${this.options.host} but is not loaded on it`);
     }
-    this.nc.publish(subjects.hostForward(record.host, msg.subject), msg.data, { reply: msg.reply, headers: msg.headers });
-  }
-
-  private respond(msg: Msg, body: object): void {
-    if (msg.reply) msg.respond(encode(body));
-  }
-
-  private respondError(msg: Msg, e: VcError): void {
-    if (!msg.reply) return;
     const h = headers();
-    h.set('Nats-Service-Error', e.message.slice(0, 1024).replace(/[\r\n]+/g, ' '));
-    h.set('Nats-Service-Error-Code', String(SERVICE_ERROR_NUMBER[e.code]));
-    msg.respond(encode({ ok: false, error: e.toInfo() }), { headers: h });
+    for (const [key, values] of msg.headers ?? []) for (const v of values) h.append(key, v);
+    if (msg.reply) h.set(FORWARDED_REPLY_HEADER, msg.reply);
+    this.nc.publish(subjects.hostForward(record.host, msg.subject), msg.data, { headers: h });
   }
+}
+
+/** The ADR-32 error headers of a failed reply. */
+function errorHeaders(e: VcError) {
+  const h = headers();
+  h.set('Nats-Service-Error', e.message.slice(0, 1024).replace(/[\r\n]+/g, ' '));
+  h.set('Nats-Service-Error-Code', String(SERVICE_ERROR_NUMBER[e.code]));
+  return h;
+}
+
+/** A failed reply: the envelope with the error, and the ADR-32 error headers. */
+export function respondError(msg: Msg, e: VcError): void {
+  if (msg.reply) msg.respond(encode({ ok: false, error: e.toInfo() }), { headers: errorHeaders(e) });
 }

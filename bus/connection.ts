@@ -1,20 +1,91 @@
-// Connecting to NATS and setting up what the runtime stores there: the events stream
-// and the KV buckets. Idempotent: every host runs it at start.
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+// Connecting to NATS: where the server and the credentials are (one discovery for the
+// CLI, the host, the tests and the benchmarks), the connect options, how a refusal by
+// the server's permissions reads, and setting up what the runtime stores there (the
+// events stream and the KV buckets, idempotent: every host runs it at start).
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { connect, credsAuthenticator, PermissionViolationError, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy } from '@nats-io/jetstream';
-import { streams, subjects } from './subjects.js';
+import { CLIENT_JS_API, streams, subjects } from './subjects.js';
+import { authFiles } from './auth-files.js';
+import { credsIdentity, roleAccount, type CredsIdentity } from './credentials.js';
+import { permissionDenied, type VcError } from './errors.js';
+import { commandOf } from './roles.js';
+
+export const DEFAULT_SERVER = 'nats://127.0.0.1:4222';
+
+/** The runtime's state directory (`VC_STATE_DIR`, default `.state`). */
+export const stateDir = (env: NodeJS.ProcessEnv = process.env) => resolve(env.VC_STATE_DIR || '.state');
+
+/** What `npm start` leaves in the state directory for clients on the same machine. */
+export const stateFiles = (dir: string) => ({
+  /** The private server's URL. */
+  url: join(dir, 'nats.url'),
+  /** Credentials of the private server (see auth-files.ts). */
+  auth: join(dir, 'auth'),
+});
+
+export interface BusTarget {
+  servers: string[];
+  /** A `.creds` file; none connects anonymously (which a server with auth refuses). */
+  creds?: string;
+}
+
+/**
+ * Finds the server and the credentials: the flag, else the environment (`NATS_URL`,
+ * `NATS_CREDS`), else what `npm start` wrote to the state directory, else the default
+ * URL and no credentials.
+ */
+export function discoverBus(flags: { server?: string; creds?: string } = {}, env: NodeJS.ProcessEnv = process.env): BusTarget {
+  const files = stateFiles(stateDir(env));
+  let server = flags.server || env.NATS_URL;
+  if (!server) {
+    try {
+      server = readFileSync(files.url, 'utf8').trim();
+    } catch {
+      server = DEFAULT_SERVER;
+    }
+  }
+  const local = authFiles(files.auth).creds('operator');
+  const creds = flags.creds || env.NATS_CREDS || (existsSync(local) ? local : undefined);
+  return { servers: server.split(',').filter(Boolean), ...(creds ? { creds } : {}) };
+}
 
 export interface ConnectOptions {
   servers: string | string[];
+  /** A `.creds` file; none connects anonymously (which a server with auth refuses). */
+  creds?: string;
   name?: string;
   /** Keep retrying while the server restarts (a host); a CLI gives up early. */
   persistent?: boolean;
 }
 
-export function connectBus(opts: ConnectOptions): Promise<NatsConnection> {
-  return connect({
+function readCreds(path: string): Uint8Array {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new Error(`cannot read credentials ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/** Connections whose JetStream calls go through the clients' account imports. */
+const clientConnections = new WeakSet<NatsConnection>();
+
+/**
+ * Options for jetstream()/jetstreamManager() on a bus connection: a client (operator
+ * or viewer) reaches the hosts' streams under its account's import prefix; a host, or
+ * anyone on a server without authentication, under $JS.API.
+ */
+export function jetStreamOptions(nc: NatsConnection): { apiPrefix?: string; checkAPI: false } {
+  return clientConnections.has(nc) ? { apiPrefix: CLIENT_JS_API, checkAPI: false } : { checkAPI: false };
+}
+
+export async function connectBus(opts: ConnectOptions): Promise<NatsConnection> {
+  const creds = opts.creds ? readCreds(opts.creds) : undefined;
+  const nc = await connect({
     servers: opts.servers,
     name: opts.name ?? 'virtactors',
+    ...(creds ? { authenticator: credsAuthenticator(creds) } : {}),
     maxReconnectAttempts: opts.persistent ? -1 : 10,
     reconnectTimeWait: 250,
     waitOnFirstConnect: !!opts.persistent,
@@ -22,6 +93,34 @@ export function connectBus(opts: ConnectOptions): Promise<NatsConnection> {
     // per second that is most of the client's CPU.
     noAsyncTraces: true,
   });
+  const role = creds && credsIdentity(new TextDecoder().decode(creds)).role;
+  if (role && roleAccount(role) === 'clients') clientConnections.add(nc);
+  return nc;
+}
+
+/** Who a credentials file speaks for (its name and role), when it names one. */
+export function identityOf(creds: string | undefined): CredsIdentity | undefined {
+  if (!creds) return undefined;
+  try {
+    return credsIdentity(readFileSync(creds, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A refusal by the server's permissions as a PermissionDenied error that says what
+ * was refused to whom; undefined for any other error. nats.js reports a refused
+ * publish of a request as a RequestError whose cause is a PermissionViolationError.
+ */
+export function permissionError(err: unknown, who: CredsIdentity | undefined): VcError | undefined {
+  let e: unknown = err;
+  while (e instanceof Error && !(e instanceof PermissionViolationError)) e = e.cause;
+  if (!(e instanceof PermissionViolationError)) return undefined;
+  const role = who?.role ? `role ${who.role}` : `user ${who?.name ?? '(anonymous)'}`;
+  const command = e.operation === 'publish' ? commandOf(e.subject) : undefined;
+  const what = command ? `${command.name}${command.target ? ` ${command.target}` : ''} (${e.operation} ${e.subject})` : `${e.operation} ${e.subject}`;
+  return permissionDenied(`permission denied: ${role} may not ${what}`);
 }
 
 export interface StreamSettings {

@@ -10,6 +10,8 @@ export const ErrorCode = {
   DeadlineExceeded: 'DeadlineExceeded',
   /** The agent (or guest) cannot do this at all: retrying will not help. */
   Unimplemented: 'Unimplemented',
+  /** The server refused the subject for the caller's role (credentials and roles). */
+  PermissionDenied: 'PermissionDenied',
   Internal: 'Internal',
 } as const;
 
@@ -49,5 +51,6 @@ export const alreadyExists = (message: string) => new VcError(ErrorCode.AlreadyE
 export const unavailable = (message: string) => new VcError(ErrorCode.Unavailable, message);
 export const deadlineExceeded = (message: string) => new VcError(ErrorCode.DeadlineExceeded, message);
 export const unimplemented = (message: string) => new VcError(ErrorCode.Unimplemented, message);
+export const permissionDenied = (message: string) => new VcError(ErrorCode.PermissionDenied, message);
 export const failedPrecondition = (message: string, state?: string) =>
   new VcError(ErrorCode.FailedPrecondition, message, state);

@@ -1,10 +1,18 @@
-// Reading the event stream back: follow live events, or replay them from the start or
-// from a sequence number. Used by the CLI and the tests.
-import { jetstream, DeliverPolicy } from '@nats-io/jetstream';
+// Reading the event stream back: replay from the start or from a sequence number, and
+// follow live events. Used by the CLI and the tests.
+//
+// It reads with message gets ("the next stored message at or after seq N matching the
+// filter", answered by the stream's leader) rather than a consumer: creating a consumer
+// lets its creator pick a subject the server then delivers stored messages to, with no
+// permission check, so clients are not allowed to create any (see roles.ts). Following
+// listens to the live event subjects only as a doorbell: what it yields always comes
+// from the stream, in stream order, each event once.
+import { jetstreamManager, type JetStreamManager, type MsgRequest } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Event } from './messages.gen.js';
 import { decodeTrusted } from './codec.js';
 import { streams, subjects } from './subjects.js';
+import { jetStreamOptions } from './connection.js';
 
 export interface ReadOptions {
   /** Only this sandbox's events (its containers' included). */
@@ -18,6 +26,8 @@ export interface ReadOptions {
   newOnly?: boolean;
   /** Keep waiting for new events instead of stopping at the end of the stream. */
   follow?: boolean;
+  /** Ends a follow (an async generator cannot be returned while it waits). */
+  signal?: AbortSignal;
 }
 
 export interface StoredEvent {
@@ -26,44 +36,81 @@ export interface StoredEvent {
   event: Event;
 }
 
+/** While following, how long to wait for a doorbell before looking anyway. */
+const FOLLOW_POLL_MS = 1000;
+/** A doorbell can ring before the stream stored the message: look once more after this. */
+const DOORBELL_RECHECK_MS = 25;
+
 /** Yields stored events in order; without `follow` it ends at the stream's current end. */
 export async function* readEvents(nc: NatsConnection, opts: ReadOptions = {}): AsyncGenerator<StoredEvent> {
-  const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc, jetStreamOptions(nc));
   const filter = opts.sandboxId ? subjects.sandboxEvents(opts.sandboxId) : subjects.eventsAll();
-  const byStreamSeq = !opts.sandboxId && opts.since !== undefined;
-  const consumer = await js.consumers.get(streams.events, {
-    filter_subjects: filter,
-    ...(opts.newOnly
-      ? { deliver_policy: DeliverPolicy.New }
-      : byStreamSeq
-        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, opts.since!) }
-        : { deliver_policy: DeliverPolicy.All }),
-  });
   const sandboxSince = opts.sandboxId ? (opts.since ?? 0) : 0;
-  if (!opts.follow) {
-    // Bounded read: stop at the last message the consumer had pending when it started.
-    const info = await consumer.info(true);
-    let pending = info.num_pending;
-    if (pending === 0) return;
-    const messages = await consumer.consume();
-    try {
-      for await (const m of messages) {
+  const doorbell = opts.follow ? new Doorbell(nc, filter, opts.signal) : undefined;
+  try {
+    const state = (await jsm.streams.info(streams.events)).state;
+    let next = opts.newOnly ? state.last_seq + 1 : !opts.sandboxId && opts.since !== undefined ? Math.max(1, opts.since) : 1;
+    const end = state.last_seq;
+    for (;;) {
+      const m = await nextStored(jsm, next, filter);
+      if (m && (doorbell || m.seq <= end)) {
+        next = m.seq + 1;
         const event = decodeTrusted<Event>(m.data);
         if ((event.seq ?? 0) >= sandboxSince) yield { streamSeq: m.seq, subject: m.subject, event };
-        if (--pending <= 0 || m.info.pending === 0) break;
+        continue;
       }
-    } finally {
-      await messages.close();
-    }
-    return;
-  }
-  const messages = await consumer.consume();
-  try {
-    for await (const m of messages) {
-      const event = decodeTrusted<Event>(m.data);
-      if ((event.seq ?? 0) >= sandboxSince) yield { streamSeq: m.seq, subject: m.subject, event };
+      if (!doorbell || opts.signal?.aborted) return;
+      const rang = await doorbell.wait(FOLLOW_POLL_MS);
+      if (rang && !(await nextStored(jsm, next, filter))) await sleep(DOORBELL_RECHECK_MS);
     }
   } finally {
-    await messages.close();
+    doorbell?.close();
+  }
+}
+
+function nextStored(jsm: JetStreamManager, seq: number, filter: string) {
+  // STREAM.MSG.GET takes next_by_subj since nats-server 2.9; the client's type lists only seq and last_by_subj.
+  return jsm.streams.getMessage(streams.events, { seq, next_by_subj: filter } as unknown as MsgRequest);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Rings when a message arrives on the live subjects; its content is never used. */
+class Doorbell {
+  private readonly sub;
+  private ring: (() => void) | undefined;
+  private rung = false;
+
+  constructor(nc: NatsConnection, filter: string, signal?: AbortSignal) {
+    const ring = () => {
+      this.rung = true;
+      this.ring?.();
+    };
+    this.sub = nc.subscribe(filter, { callback: ring });
+    signal?.addEventListener('abort', ring, { once: true });
+  }
+
+  /** Resolves true when it rang (now or since the last wait), false after `ms`. */
+  wait(ms: number): Promise<boolean> {
+    if (this.rung) {
+      this.rung = false;
+      return Promise.resolve(true);
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.ring = undefined;
+        resolve(false);
+      }, ms);
+      this.ring = () => {
+        clearTimeout(timer);
+        this.ring = undefined;
+        this.rung = false;
+        resolve(true);
+      };
+    });
+  }
+
+  close(): void {
+    this.sub.unsubscribe();
   }
 }

@@ -37,6 +37,40 @@ export const subjects = {
   // inspection
   inspectSandbox: (sid: string) => `${ROOT}.inspect.sandbox.${sid}`,
   inspectAll: () => `${ROOT}.inspect.>`,
+
+  // credentials: minting a user JWT (served by a host that holds the signing keys)
+  credsCreate: () => `${ROOT}.creds.create`,
+} as const;
+
+/** A subject token that matches any one token, for permission lists. */
+export const ANY = '*';
+
+/** Where the JetStream API answers: `$JS.API` in the account that holds the streams. */
+export const JS_API = '$JS.API';
+/**
+ * Where clients reach the hosts' JetStream API: the hosts' account exports a few
+ * read-only calls and the clients' account imports them under this prefix (its own
+ * `$JS.API` answers "not enabled", the clients' account having no JetStream).
+ */
+export const CLIENT_JS_API = `${ROOT}.js.API`;
+
+/** NATS-level subjects the permissions and account exports name. */
+export const natsSubjects = {
+  inboxes: () => '_INBOX.>',
+  /** Reply subjects the server maps for requests that cross accounts. */
+  serviceReplies: () => '_R_.>',
+  serviceDiscovery: () => '$SRV.>',
+  jsApiAll: (api = JS_API) => `${api}.>`,
+  jsStreamInfo: (api: string, stream: string) => `${api}.STREAM.INFO.${stream}`,
+  /** Leader-answered message get: by sequence, or the next one matching a filter. */
+  jsStreamMsgGet: (api: string, stream: string) => `${api}.STREAM.MSG.GET.${stream}`,
+  jsDirectGet: (api: string, stream: string) => `${api}.DIRECT.GET.${stream}`,
+  /** Direct get of the last message on a subject (how KV reads a key). */
+  jsDirectGetLast: (api: string, stream: string) => `${api}.DIRECT.GET.${stream}.>`,
+  /** Creating a consumer: what no client may call (see bus/roles.ts). */
+  jsConsumerCreate: (api: string, stream: string) => `${api}.CONSUMER.CREATE.${stream}`,
+  kvAll: (bucket: string) => `$KV.${bucket}.>`,
+  kvKey: (bucket: string, key: string) => `$KV.${bucket}.${key}`,
 } as const;
 
 /** JetStream and KV names. */
@@ -45,6 +79,9 @@ export const streams = {
   sandboxBucket: 'vc_sandboxes',
   hostBucket: 'vc_hosts',
 } as const;
+
+/** The stream behind a KV bucket. */
+export const kvStream = (bucket: string) => `KV_${bucket}`;
 
 /** The queue group every host joins for "any host" commands. */
 export const QUEUE_GROUP = 'vc-hosts';

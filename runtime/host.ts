@@ -10,6 +10,8 @@ import { CommandService } from '../bus/command-service.js';
 import { EventPublisher } from '../bus/events.js';
 import { KvSandboxStore } from '../bus/store.js';
 import { startServiceDiscovery } from '../bus/service-discovery.js';
+import { startCredsService } from '../bus/creds-service.js';
+import type { Authority } from '../bus/credentials.js';
 import { encode } from '../bus/codec.js';
 import { HOST_PATTERN, streams, subjects } from '../bus/subjects.js';
 import { SandboxRegistry } from '../actors/registry.js';
@@ -23,6 +25,10 @@ import { VERSION } from './version.js';
 
 export interface HostOptions {
   servers: string | string[];
+  /** The host's `.creds` file (role host); none for a server without authentication. */
+  creds?: string;
+  /** The signing keys: with them this host also serves `creds create`. */
+  authority?: Authority;
   /** Host name on the bus; default: the machine's hostname, made subject-safe. */
   host?: string;
   /** Root of per-sandbox run directories (sockets, guest state). */
@@ -62,7 +68,7 @@ export class RuntimeHost {
     const host = opts.host ?? defaultHostName();
     if (!HOST_PATTERN.test(host)) throw new Error(`host name ${JSON.stringify(host)} is not a valid subject token`);
     const log = (opts.log ?? createLogger('virtactors')).child({ host });
-    const nc = await connectBus({ servers: opts.servers, name: `virtactors-host-${host}`, persistent: true });
+    const nc = await connectBus({ servers: opts.servers, creds: opts.creds, name: `virtactors-host-${host}`, persistent: true });
     await ensureBusState(nc, { replicas: opts.replicas });
     const store = await KvSandboxStore.open(nc);
     const publisher = new EventPublisher(nc);
@@ -106,12 +112,13 @@ export class RuntimeHost {
       },
       () => commands.stats(),
     );
+    const creds = opts.authority ? startCredsService(nc, opts.authority, log) : undefined;
     const hosts = await new Kvm(nc).open(streams.hostBucket);
     await hosts.put(host, encode({ host, version: VERSION, started }));
     log.info({ servers: opts.servers }, 'runtime host ready');
 
     return new RuntimeHost(host, nc, registry, commands, [
-      () => Promise.all(discovery.map((s) => s.drain().catch(() => {}))).then(() => {}),
+      () => Promise.all([...discovery, ...(creds ? [creds] : [])].map((s) => s.drain().catch(() => {}))).then(() => {}),
     ], log);
   }
 

@@ -1,16 +1,17 @@
 // `npm start`: runs one runtime host. With NATS_URL set it joins that server or
-// cluster; without, it starts a private nats-server (JetStream on, data under the
-// state directory) and prints the URL for clients.
-import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+// cluster (with the host credentials in NATS_CREDS); without, it starts a private
+// nats-server (JetStream on, authentication on, data and credentials under the state
+// directory) and prints the URL for clients.
+import { existsSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { createLogger } from './log.js';
 import { RuntimeHost } from './host.js';
 import { startNatsServer, type NatsServer } from './nats-server.js';
+import { stateDir, stateFiles } from '../bus/connection.js';
+import { authFiles, ensureAuthority, loadAuthority, privateDir } from '../bus/auth-files.js';
+import { serverAuthConfig, type Authority } from '../bus/credentials.js';
 import '../actors/install-drivers.js';
 import type { MonitorSettings } from '../machines/specs.js';
-
-export const stateDir = () => resolve(process.env.VC_STATE_DIR ?? '.state');
-export const urlFile = (dir = stateDir()) => join(dir, 'nats.url');
 
 /** Host-wide monitor defaults; each sandbox may override them in its spec. */
 function monitorDefaults(): Partial<MonitorSettings> {
@@ -45,18 +46,33 @@ async function main(): Promise<void> {
   const log = createLogger('virtactors');
   const dir = stateDir();
   mkdirSync(dir, { recursive: true });
+  const files = stateFiles(dir);
   let server: NatsServer | undefined;
   let servers = process.env.NATS_URL;
+  let creds = process.env.NATS_CREDS || undefined;
+  // The keys that sign new users, when this host has them (served as `creds create`).
+  let authority: Authority | undefined;
   if (!servers) {
+    privateDir(files.auth);
+    authority = (await ensureAuthority(files.auth)).authority;
+    creds = authFiles(files.auth).creds('host');
     const port = Number(process.env.VC_NATS_PORT ?? 4222);
     const storeDir = join(dir, 'nats');
-    server = await startNatsServer({ storeDir, port }).catch(() => startNatsServer({ storeDir }));
+    const auth = serverAuthConfig(authority);
+    server = await startNatsServer({ storeDir, port, auth }).catch(() => startNatsServer({ storeDir, auth }));
     servers = server.url;
-    writeFileSync(urlFile(dir), `${servers}\n`);
-    process.stdout.write(`virtactors: private nats-server at ${servers}\n  export NATS_URL=${servers}\n`);
+    writeFileSync(files.url, `${servers}\n`);
+    process.stdout.write(
+      `virtactors: private nats-server at ${servers} (credentials required)\n` +
+        `  export NATS_URL=${servers} NATS_CREDS=${authFiles(files.auth).creds('operator')}\n`,
+    );
+  } else if (process.env.VC_AUTH_DIR && existsSync(process.env.VC_AUTH_DIR)) {
+    authority = loadAuthority(process.env.VC_AUTH_DIR);
   }
   const host = await RuntimeHost.start({
     servers: servers.split(','),
+    creds,
+    authority,
     host: process.env.VC_HOST,
     runRoot: process.env.VC_RUN_DIR ?? join(dir, 'run'),
     log,
@@ -76,7 +92,7 @@ async function main(): Promise<void> {
     await host.stop().catch((err) => log.error({ err }, 'host stop failed'));
     if (server) {
       await server.stop();
-      rmSync(urlFile(dir), { force: true });
+      rmSync(files.url, { force: true });
     }
     process.exit(0);
   };
@@ -85,6 +101,12 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  process.stderr.write(`virtactors: ${err instanceof Error ? err.message : String(err)}\n`);
+  let message = err instanceof Error ? err.message : String(err);
+  if (/Authorization Violation/.test(message)) {
+    message += process.env.NATS_CREDS
+      ? `: the server does not accept ${process.env.NATS_CREDS}`
+      : ': the server requires credentials; set NATS_CREDS to a host .creds file (virtactors creds create --role host NAME)';
+  }
+  process.stderr.write(`virtactors: ${message}\n`);
   process.exit(1);
 });

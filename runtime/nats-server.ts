@@ -1,9 +1,11 @@
 // Starts a private nats-server process on a loopback port: the embedded default of
 // `npm start`, and the servers the tests run against (single node or a cluster).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { privateDir, writePrivateFile } from '../bus/auth-files.js';
+import { clusterAuthConfig, type RouteAuth } from '../bus/credentials.js';
 
 /** A port free on loopback right now (for cluster routes, which must be known ahead). */
 export function freePort(): Promise<number> {
@@ -23,7 +25,13 @@ export interface NatsServerOptions {
   /** Client port; 0 picks a free one. */
   port?: number;
   serverName?: string;
-  cluster?: { name: string; port?: number; routes: string[] };
+  /**
+   * Server authentication (serverAuthConfig() of an authority): clients must present
+   * credentials it trusts. Without it the server lets anyone in (the benchmarks' baseline).
+   */
+  auth?: string;
+  /** Routes to the other nodes; with `auth`, the user and password every route presents. */
+  cluster?: { name: string; port?: number; routes: string[]; auth?: RouteAuth };
   /** Forwarded to the process (e.g. ['-DV'] for protocol traces). */
   extraArgs?: string[];
   binary?: string;
@@ -44,15 +52,30 @@ export function natsServerBinary(): string {
   return process.env.NATS_SERVER_BIN || 'nats-server';
 }
 
-export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServer> {
-  mkdirSync(opts.storeDir, { recursive: true });
-  const args = ['-a', '127.0.0.1', '-p', String(opts.port || -1), '-js', '-sd', opts.storeDir];
-  if (opts.serverName) args.push('-n', opts.serverName);
+/** The server's configuration: loopback only, JetStream on, auth and routes as asked. */
+export function natsServerConfig(opts: NatsServerOptions): string {
+  const lines = [`listen: "127.0.0.1:${opts.port || -1}"`, `jetstream { store_dir: ${JSON.stringify(opts.storeDir)} }`];
+  if (opts.serverName) lines.push(`server_name: ${JSON.stringify(opts.serverName)}`);
+  if (opts.auth) lines.push(opts.auth);
   if (opts.cluster) {
-    args.push('--cluster_name', opts.cluster.name, '--cluster', `nats://127.0.0.1:${opts.cluster.port || -1}`);
-    if (opts.cluster.routes.length) args.push('--routes', opts.cluster.routes.join(','));
+    const { name, port, routes, auth } = opts.cluster;
+    lines.push(
+      'cluster {',
+      `  name: ${JSON.stringify(name)}`,
+      `  listen: "127.0.0.1:${port || -1}"`,
+      auth ? clusterAuthConfig(auth, routes) : `routes: [${routes.map((r) => JSON.stringify(r)).join(', ')}]`,
+      '}',
+    );
   }
-  args.push(...(opts.extraArgs ?? []));
+  return `${lines.join('\n')}\n`;
+}
+
+export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServer> {
+  // The configuration may hold the route password: it lives beside the data, 0600 in 0700.
+  privateDir(opts.storeDir);
+  const configFile = join(opts.storeDir, 'nats-server.conf');
+  writePrivateFile(configFile, natsServerConfig(opts));
+  const args = ['-c', configFile, ...(opts.extraArgs ?? [])];
   const child = spawn(opts.binary ?? natsServerBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let onEarlyExit: ((code: number | null) => void) | undefined;

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../helpers/nats.js';
-import { startTestHost, type TestHost } from '../helpers/runtime.js';
+import { hostAuth, startTestHost, type TestHost } from '../helpers/runtime.js';
 
 const run = promisify(execFile);
 let server: TestServer;
@@ -11,7 +11,7 @@ let host: TestHost;
 
 beforeAll(async () => {
   server = await startTestServer();
-  host = await startTestHost(server.url, { host: 'cli-host' });
+  host = await startTestHost(server.url, { host: 'cli-host', ...hostAuth(server) });
 });
 
 afterAll(async () => {
@@ -21,8 +21,8 @@ afterAll(async () => {
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, ['dist/bin/virtactors.js', '--server', server.url, ...args], {
-      env: { ...process.env, NATS_URL: '' },
+    const { stdout, stderr } = await run(process.execPath, ['dist/bin/virtactors.js', '--server', server.url, '--creds', server.auth!.operator, ...args], {
+      env: { ...process.env, NATS_URL: '', NATS_CREDS: '' },
     });
     return { code: 0, stdout, stderr };
   } catch (err) {
@@ -38,7 +38,9 @@ const json = async (...args: string[]) => {
   return JSON.parse(r.stdout);
 };
 
-describe('virtactors CLI', () => {
+// Each step spawns a CLI process (~0.3 s of Node start alone); on a busy 2-core machine
+// the twenty of the lifecycle outgrow the default hang guard.
+describe('virtactors CLI', { timeout: 90_000 }, () => {
   it('drives a sandbox with two containers through its lifecycle', async () => {
     expect(await json('sandbox', 'create', 'cli1', '--agent', 'noop', '--annotation', 'team=a')).toMatchObject({
       id: 'cli1', state: 'ready', host: 'cli-host', annotations: { team: 'a' },

@@ -4,7 +4,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { startTestHost, useRuntime } from '../helpers/runtime.js';
+import { hostAuth, startTestHost, useRuntime } from '../helpers/runtime.js';
 import { sandboxProcesses } from '../helpers/processes.js';
 import { GUEST_AGENTS } from './agents.js';
 
@@ -47,7 +47,7 @@ for (const agent of GUEST_AGENTS) {
 
     it('answers a command in flight with Unavailable when its host stops, instead of leaving it hanging', async () => {
       const sid = `hs-${tag}`;
-      const other = await startTestHost(rt.server.url, { host: `stopper-${tag}` });
+      const other = await startTestHost(rt.server.url, { host: `stopper-${tag}`, ...hostAuth(rt.server) });
       let pid = 0;
       try {
         await rt.ok('HostSandboxCreate', { host: `stopper-${tag}` }, {

@@ -14,10 +14,17 @@ import '../../actors/install-drivers.js';
 
 export const silentLog = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 
-/** The test client: the bus client with a test's name and a 30 s reply timeout. */
-export function connectClient(servers: string | string[]): Promise<VcClient> {
-  return VcClient.connect({ servers, name: 'vc-test-client', timeoutMs: 30_000 });
+/**
+ * The test client: the bus client with a test's name and a 30 s reply timeout, with a
+ * role's `.creds` file (or anonymously without one).
+ */
+export function connectClient(servers: string | string[], creds?: string): Promise<VcClient> {
+  return VcClient.connect({ servers, creds, name: 'vc-test-client', timeoutMs: 30_000 });
 }
+
+/** What a host on this server connects with: the host credentials and the signing keys. */
+export const hostAuth = (server: TestServer): Partial<HostOptions> =>
+  server.auth ? { creds: server.auth.host, authority: server.auth.authority } : {};
 
 export interface TestHost {
   host: RuntimeHost;
@@ -65,8 +72,8 @@ export function useRuntime(opts: Partial<HostOptions> = {}): RuntimeContext {
   } as RuntimeContext;
   beforeAll(async () => {
     ctx.server = await startTestServer();
-    ctx.host = await startTestHost(ctx.server.url, opts);
-    ctx.client = await connectClient(ctx.server.url);
+    ctx.host = await startTestHost(ctx.server.url, { ...hostAuth(ctx.server), ...opts });
+    ctx.client = await connectClient(ctx.server.url, ctx.server.auth?.operator);
   });
   afterAll(async () => {
     await ctx.client?.close();

@@ -6,7 +6,7 @@ import { CommandService, type CommandCall, type CommandHandlers } from '../../bu
 import { commandTable, endpointName, routeOf, type CommandName } from '../../bus/commands.js';
 import { commandFilter, commandSubject } from '../../bus/subjects.js';
 import type { SandboxStore } from '../../bus/store.js';
-import { connectClient, silentLog, startTestHost, type TestHost } from '../helpers/runtime.js';
+import { connectClient, hostAuth, silentLog, startTestHost, type TestHost } from '../helpers/runtime.js';
 import { startTestServer, type TestServer } from '../helpers/nats.js';
 import type { VcClient } from '../../bus/client.js';
 
@@ -16,8 +16,8 @@ let client: VcClient;
 
 beforeAll(async () => {
   server = await startTestServer();
-  host = await startTestHost(server.url, { host: 'contract' });
-  client = await connectClient(server.url);
+  host = await startTestHost(server.url, { host: 'contract', ...hostAuth(server) });
+  client = await connectClient(server.url, server.auth!.operator);
 });
 
 afterAll(async () => {
@@ -55,8 +55,9 @@ describe('the command table', () => {
     };
     const handlers = Object.fromEntries(commandTable.map((def) => [def.name, record])) as unknown as CommandHandlers;
     const noStore = {} as SandboxStore; // every sandbox is "owned" below: nothing is forwarded
-    // A server of its own, where this service is the only one answering.
-    const own = await startTestServer();
+    // A server of its own, where this service is the only one answering; without
+    // authentication, as one connection both serves and sends (roles are tested in security.test.ts).
+    const own = await startTestServer({ auth: false });
     const ownClient = await connectClient(own.url);
     const service = new CommandService(ownClient.nc, handlers, noStore, { host: 'solo', owns: () => true, defaultDeadlineMs: 5_000 }, silentLog);
     service.start();

@@ -1,6 +1,7 @@
-// Service discovery ($SRV, ADR-32) and several runtime hosts sharing a 3-node cluster:
-// ids are unique across hosts, and a command reaches the owner of its sandbox through
-// whichever host's queue subscription received it.
+// Service discovery ($SRV, ADR-32) and several runtime hosts sharing a 3-node cluster
+// with authentication on (clients and routes): ids are unique across hosts, and a
+// command reaches the owner of its sandbox through whichever host's queue subscription
+// received it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeTrusted } from '../../bus/codec.js';
 import { commandFilter, srvSubjects } from '../../bus/subjects.js';
@@ -19,10 +20,10 @@ beforeAll(async () => {
   cluster = await startTestCluster(3);
   // Each host talks to a different node.
   hosts = [
-    await startTestHost(cluster.urls[0]!, { host: 'alpha', replicas: 3 }),
-    await startTestHost(cluster.urls[1]!, { host: 'beta', replicas: 3 }),
+    await startTestHost(cluster.urls[0]!, { host: 'alpha', replicas: 3, creds: cluster.auth.host }),
+    await startTestHost(cluster.urls[1]!, { host: 'beta', replicas: 3, creds: cluster.auth.host }),
   ];
-  client = await connectClient(cluster.urls[2]!);
+  client = await connectClient(cluster.urls[2]!, cluster.auth.operator);
 }, 120_000);
 
 afterAll(async () => {

@@ -75,8 +75,9 @@ describe('events', () => {
   });
 
   it('stores a re-published event once (Nats-Msg-Id de-duplication)', async () => {
-    const publisher = new EventPublisher(rt.client.nc);
-    const jsm = await jetstreamManager(rt.client.nc);
+    // Only hosts may publish events: the publisher runs on the host's connection.
+    const publisher = new EventPublisher(rt.host.host.nc);
+    const jsm = await jetstreamManager(rt.host.host.nc);
     const before = (await jsm.streams.info('VC_EVENTS')).state.messages;
     const event = { type: 'create', sandboxId: 'dup', seq: 1, time: new Date().toISOString(), state: 'ready' };
     await publisher.publish(event, 'dup.x.1');
