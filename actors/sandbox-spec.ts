@@ -25,12 +25,22 @@ export type CallerRole = 'operator' | 'viewer' | 'host';
 export interface ContainerPolicy {
   /**
    * Host setting (VC_ALLOW_PRIVILEGED=1): privileged containers for every caller. Without it
-   * only a caller with the operator role may ask for one; while the bus does not tell roles,
-   * that is nobody.
+   * only a caller with the operator role may ask for one; on a bus without roles (no
+   * authentication) that is nobody.
    */
   allowPrivileged?: boolean;
   /** The runtime's own directories (run and state): no rootfs may be one of them, inside or around them. */
   protectedDirs?: string[];
+  /**
+   * The bus enforces roles (the host connects with credentials): only operators (and
+   * hosts, forwarding) may send a command that changes state, so whoever sent one is one.
+   */
+  rolesEnforced?: boolean;
+}
+
+/** The role of whoever sent a state-changing command, as far as the runtime can know it. */
+export function senderOfChange(policy: ContainerPolicy | undefined): CallerRole | undefined {
+  return policy?.rolesEnforced ? 'operator' : undefined;
 }
 
 /** Whether a caller may relax a container's confinement. */
@@ -111,7 +121,7 @@ export function checkEnv(env: string[], at: string): string[] {
 export function normalizeContainerSpec(c: Bus.ContainerSpec | undefined, at = 'container', policy?: ContainerPolicy, role?: CallerRole): ContainerSpec {
   if (!c) throw invalidArgument(`${at} is required`);
   if (c.privileged && !mayRelax(policy, role)) {
-    throw failedPrecondition(`${at}.privileged: privileged containers need the operator role (or the host setting VC_ALLOW_PRIVILEGED=1)`);
+    throw failedPrecondition(`${at}.privileged: privileged containers need the operator role on a bus with credentials (or the host setting VC_ALLOW_PRIVILEGED=1)`);
   }
   const spec: ContainerSpec = {
     id: checkId('container', c.id),

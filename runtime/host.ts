@@ -89,7 +89,7 @@ export class RuntimeHost {
     const defaults: SpecDefaults = {
       monitor: { ...DEFAULT_MONITOR, ...opts.monitor },
       guestBackend: defaultGuestBackend(),
-      containers: { allowPrivileged: opts.allowPrivileged ?? false, protectedDirs: [runRoot, ...(opts.protectedDirs ?? [])] },
+      containers: { allowPrivileged: opts.allowPrivileged ?? false, protectedDirs: [runRoot, ...(opts.protectedDirs ?? [])], rolesEnforced: opts.creds !== undefined },
     };
     const commands = new CommandService(
       nc,

@@ -8,7 +8,8 @@ import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { useRuntime } from '../helpers/runtime.js';
+import { connectClient, startTestHost, useRuntime } from '../helpers/runtime.js';
+import { startTestServer } from '../helpers/nats.js';
 import { sandboxProcesses } from '../helpers/processes.js';
 import { DEFAULT_USERNS_BASE } from '../../actors/backends/userns.js';
 import { GUEST_AGENTS } from './agents.js';
@@ -309,10 +310,37 @@ for (const agent of GUEST_AGENTS) {
       expect(readFileSync(`/proc/${sleepers[0]}/uid_map`, 'utf8').trim().split(/\s+/)).toEqual(['0', String(DEFAULT_USERNS_BASE), '65536']);
     });
 
-    it('cannot be made privileged by a client', async () => {
-      const reply = await rt.client.request('ContainerCreate', { sid: sid }, { container: { id: 'priv', args: ['true'], privileged: true } });
-      expect(reply.error).toMatchObject({ code: 'FailedPrecondition', message: expect.stringMatching(/operator role/) });
-      // Nor through the annotation the runtime uses to tell the guest.
+    it('cannot be made privileged by a viewer: the server refuses the request', async () => {
+      const viewer = await connectClient(rt.server.url, rt.server.auth!.viewer);
+      try {
+        const outcome = await viewer.request('ContainerCreate', { sid: sid }, { container: { id: 'priv', args: ['true'], privileged: true } }).then(
+          (reply) => JSON.stringify(reply),
+          (err: Error) => err.message,
+        );
+        expect(outcome).toMatch(/permission denied: role viewer may not container create/);
+      } finally {
+        await viewer.close();
+      }
+      expect((await rt.client.request('ContainerStatus', { sid: sid, cid: 'priv' })).error?.code).toBe('NotFound');
+    });
+
+    it('cannot be made privileged by anyone on a bus without roles (no credentials), unless the host allows it', async () => {
+      const server = await startTestServer({ auth: false });
+      const host = await startTestHost(server.url);
+      const client = await connectClient(server.url);
+      try {
+        await client.call('SandboxCreate', {}, { sandbox: { id: 'anon' }, start: true });
+        const reply = await client.request('ContainerCreate', { sid: 'anon' }, { container: { id: 'priv', args: ['true'], privileged: true } });
+        expect(reply.error).toMatchObject({ code: 'FailedPrecondition', message: expect.stringMatching(/operator role/) });
+        expect((await client.request('ContainerStatus', { sid: 'anon', cid: 'priv' })).error?.code).toBe('NotFound');
+      } finally {
+        await client.close();
+        await host.stop();
+        await server.dispose();
+      }
+    });
+
+    it('cannot be made privileged through the annotation the runtime uses to tell the guest', async () => {
       await rt.ok('ContainerCreate', { sid: sid }, { container: { id: 'sneaky', args: ['cat', '/proc/self/status'], annotations: { 'io.virtactors.privileged': 'true' } } });
       await rt.ok('ContainerStart', { sid: sid, cid: 'sneaky' });
       await rt.ok('ContainerWait', { sid: sid, cid: 'sneaky' }, { timeoutMs: 20_000 });
