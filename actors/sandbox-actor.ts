@@ -39,6 +39,15 @@ export interface SandboxEnv {
   forget(sandbox: SandboxActor): void;
   /** When set, every snapshot of the sandbox's actors is handed over for live inspection. */
   inspect?(sandbox: SandboxActor, inspection: Bus.Inspection): void;
+  /** When set, receives XState's own inspection events too (the opt-in Stately inspector). */
+  observe?(event: InspectionEvent): void;
+}
+
+/** Actor ids from the root down, joined by '/' (ids never contain '/'). */
+function actorPath(ref: { id?: string; _parent?: unknown }): string {
+  const ids: string[] = [];
+  for (let r: { id?: string; _parent?: unknown } | undefined = ref; r; r = r._parent as typeof r) ids.push(r.id ?? '');
+  return ids.reverse().join('/');
 }
 
 const now = () => new Date().toISOString();
@@ -93,7 +102,8 @@ export class SandboxActor implements SandboxHandle {
     this.actor = createActor(env.logic, {
       input: { spec, createdAt: this.createdAt, deadline },
       id: spec.id,
-      inspect: env.inspect ? (e) => this.inspected(e) : undefined,
+      // Snapshots for the bus (VC_INSPECT=1) and XState's raw events for the Stately hook.
+      inspect: env.inspect || env.observe ? (e) => this.inspected(e) : undefined,
     });
     this.actor.on('lifecycle', (e: LifecycleEmitted) => this.onLifecycle(e));
   }
@@ -202,15 +212,17 @@ export class SandboxActor implements SandboxHandle {
   }
 
   private inspected(e: InspectionEvent): void {
-    if (e.type !== '@xstate.snapshot') return;
+    this.env.observe?.(e);
+    if (e.type !== '@xstate.snapshot' || !this.env.inspect) return;
     const snap = e.snapshot as { value?: unknown; status?: string };
-    this.env.inspect?.(this, {
+    this.env.inspect(this, {
       sandboxId: this.id,
       actorId: (e.actorRef as { id?: string }).id ?? '',
       event: e.event.type,
       state: JSON.stringify(snap.value ?? null),
       status: snap.status ?? '',
       time: now(),
+      path: actorPath(e.actorRef as { id?: string; _parent?: unknown }),
     });
   }
 }

@@ -15,6 +15,9 @@ import { backendTable, benchBackends, type BackendFigures } from './namespace-ba
 import { benchHyperstart, type HyperstartFigures } from './hyperstart.js';
 import { benchKataGuest, type KataGuestFigures } from './kata-guest.js';
 import { hasAgent } from '../actors/agents/index.js';
+import { existsSync } from 'node:fs';
+import { benchUi, uiTable, type UiFigures } from './ui.js';
+import { CHROMIUM } from '../test/helpers/browser.js';
 import type { Latency } from './stats.js';
 
 const quick = process.argv.includes('--quick');
@@ -80,6 +83,15 @@ async function main(): Promise<void> {
       process.stderr.write('bench: backends...\n');
       results.backends = await benchBackends(quick ? 5 : 20);
     }
+    if (runs('ui')) {
+      if (existsSync(CHROMIUM)) {
+        host ??= await startHost();
+        process.stderr.write('bench: live page in Chromium...\n');
+        results.ui = await benchUi(client, host, quick ? { samples: 40, listed: 1000, loads: 3 } : { samples: 200, listed: 1000, loads: 10 });
+      } else {
+        process.stderr.write(`bench: no ${CHROMIUM}: the live page is not measured (npm run setup installs chromium)\n`);
+      }
+    }
   } finally {
     await client.close();
     await host?.stop();
@@ -123,6 +135,7 @@ function markdown(r: Record<string, unknown>): string {
     ...kataTable(r.kataProtocol as KataGuestFigures | undefined),
     ...hyperstartTable(r.hyperstartProtocol as HyperstartFigures | undefined),
     ...backendTable((r.backends as BackendFigures[] | undefined) ?? []),
+    ...uiTable(r.ui as UiFigures | undefined),
   ].join('\n');
 }
 

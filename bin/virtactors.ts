@@ -13,12 +13,9 @@ import { isRole, ROLES } from '../bus/roles.js';
 import { decodeTrusted } from '../bus/codec.js';
 import { ErrorCode } from '../bus/errors.js';
 import { subjects } from '../bus/subjects.js';
+import { hostOf, publishesInspection } from '../bus/service-discovery.js';
 import type * as Bus from '../bus/messages.gen.js';
-import { sandboxMachine } from '../machines/sandbox.js';
-import { containerMachine } from '../machines/container.js';
-import { processMachine } from '../machines/process.js';
-import { agentMachine } from '../machines/agent.js';
-import { monitorMachine } from '../machines/monitor.js';
+import { chartFormats, exportCharts, machineNames, type ChartFormat, type MachineName } from '../charts/index.js';
 
 const USAGE = `usage: virtactors [--server URL] [--creds FILE] [--json] [--timeout MS] <command>
 
@@ -45,8 +42,11 @@ events
 hosts
   hosts                                             (runtime hosts answering service discovery)
 statecharts
-  statecharts                                       (the machine definitions as JSON, for visualisers)
+  statecharts [--format json|mermaid|dot] [--machine NAME]...
+                                                    (the machine definitions: toJSON() for Stately's visualiser,
+                                                     Mermaid stateDiagram-v2 or Graphviz DOT; NAME: ${machineNames.join('|')})
   inspect <sid>                                     (live snapshots of a sandbox's actors; host needs VC_INSPECT=1)
+  ui [--port N]                                     (a live page of hosts, sandboxes and statecharts on 127.0.0.1; N=0: any free port)
 credentials
   creds create --role viewer|operator|host NAME [--out FILE]   (operators only; writes NAME.creds, 0600)
   creds init DIR [--routes HOST:PORT,...]           (a new authority for a deployment: keys, server include,
@@ -349,30 +349,72 @@ async function eventsCommand(client: VcClient, g: Global, args: string[]): Promi
   }
 }
 
-function statechartsCommand(): void {
-  const charts = Object.fromEntries(
-    Object.entries({ sandbox: sandboxMachine, container: containerMachine, process: processMachine, agent: agentMachine, monitor: monitorMachine }).map(
-      ([name, machine]) => [name, machine.toJSON()],
-    ),
-  );
-  process.stdout.write(`${JSON.stringify(charts, null, 2)}\n`);
+function statechartsCommand(args: string[]): void {
+  const { values } = parse(args, { format: { type: 'string' }, machine: { type: 'string', multiple: true } });
+  const format = (values.format ?? 'json') as ChartFormat;
+  if (!chartFormats.includes(format)) throw new UsageError(`--format takes ${chartFormats.join(', ')}`);
+  const names = (values.machine ?? machineNames) as MachineName[];
+  for (const n of names) if (!machineNames.includes(n)) throw new UsageError(`unknown machine ${n}: use ${machineNames.join(', ')}`);
+  const text = exportCharts(format, names);
+  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }
 
 async function inspectCommand(client: VcClient, g: Global, args: string[]): Promise<void> {
   const { positionals } = parse(args, {});
   const sid = need(positionals[0], 'inspect needs a sandbox id');
+  // Subscribed before asking, so no snapshot between the answer and the loop is lost.
   const sub = client.nc.subscribe(subjects.inspectSandbox(sid));
+  try {
+    // NotFound comes back at once when the sandbox does not exist.
+    const { sandbox } = await client.call('SandboxStatus', { sid });
+    const host = sandbox?.host ?? '';
+    const answers = await client.discover('INFO', Math.min(g.timeout, 2000), (a) => hostOf(a) === host);
+    const publishes = publishesInspection(answers.find((a) => hostOf(a) === host));
+    if (publishes === false) {
+      throw new CommandError('FailedPrecondition', `host ${host} does not publish inspection: start it with VC_INSPECT=1`);
+    }
+    process.stderr.write(
+      publishes
+        ? `following the actors of sandbox ${sid} on host ${host} (Ctrl-C stops)\n`
+        : `host ${host} did not say whether it publishes inspection (VC_INSPECT=1); following anyway\n`,
+    );
+  } catch (err) {
+    sub.unsubscribe();
+    throw err;
+  }
   process.once('SIGINT', () => sub.unsubscribe());
   for await (const m of sub) {
     const i = decodeTrusted<Bus.Inspection>(m.data);
-    process.stdout.write(g.json ? `${JSON.stringify(i)}\n` : `${i.time} ${i.actorId} ${i.event} -> ${i.state} (${i.status})\n`);
+    process.stdout.write(g.json ? `${JSON.stringify(i)}\n` : `${i.time} ${i.path || i.actorId} ${i.event} -> ${i.state} (${i.status})\n`);
   }
+}
+
+/** Serves the live page until Ctrl-C; the page itself lives in ui/. */
+async function uiCommand(client: VcClient, g: Global, args: string[]): Promise<void> {
+  const { values } = parse(args, { port: { type: 'string' } });
+  // Loaded only here: other commands do not pay for the page's server.
+  const { DEFAULT_UI_PORT, startUiServer } = await import('../ui/server.js');
+  const { pino } = await import('pino');
+  const port = values.port === undefined ? DEFAULT_UI_PORT : Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port takes a port number (0: any free port)');
+  const ui = await startUiServer({ client, port, log: pino({ name: 'virtactors-ui', level: process.env.LOG_LEVEL ?? 'warn' }) });
+  print(g, { url: ui.url }, () => `virtactors ui: ${ui.url}  (bus ${g.server}; Ctrl-C stops)`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await ui.close();
 }
 
 async function hostsCommand(client: VcClient, g: Global): Promise<void> {
   const found = await client.discover('INFO', Math.min(g.timeout, 1000));
-  const host = (f: Record<string, unknown>) => String((f.metadata as { host?: string } | undefined)?.host ?? f.id);
-  print(g, found, () => table([['HOST', 'VERSION', 'ENDPOINTS', 'ID'], ...found.map((f) => [host(f), String(f.version), String((f.endpoints as unknown[]).length), String(f.id)])]));
+  const inspects = (f: Record<string, unknown>) => ({ true: 'yes', false: 'no', undefined: '?' })[String(publishesInspection(f)) as 'true' | 'false' | 'undefined'];
+  print(g, found, () =>
+    table([
+      ['HOST', 'VERSION', 'ENDPOINTS', 'INSPECT', 'ID'],
+      ...found.map((f) => [hostOf(f), String(f.version), String((f.endpoints as unknown[]).length), inspects(f), String(f.id)]),
+    ]),
+  );
 }
 
 async function credsCreate(client: VcClient, g: Global, args: string[]): Promise<void> {
@@ -427,10 +469,10 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (commandArgs[0] === 'statecharts') {
-      statechartsCommand();
+      statechartsCommand(commandArgs.slice(1));
       return 0;
     }
-    if (!['sandbox', 'container', 'events', 'hosts', 'inspect', 'creds'].includes(commandArgs[0] ?? '')) {
+    if (!['sandbox', 'container', 'events', 'hosts', 'inspect', 'creds', 'ui'].includes(commandArgs[0] ?? '')) {
       throw new UsageError(commandArgs[0] ? `unknown command ${commandArgs[0]}` : 'missing command');
     }
     const [command, ...rest] = commandArgs;
@@ -456,6 +498,7 @@ export async function main(argv: string[]): Promise<number> {
       else if (command === 'container') await containerCommand(client, g, rest);
       else if (command === 'events') await eventsCommand(client, g, rest);
       else if (command === 'inspect') await inspectCommand(client, g, rest);
+      else if (command === 'ui') await uiCommand(client, g, rest);
       else await hostsCommand(client, g);
     } finally {
       await client.nc.close();

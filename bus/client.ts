@@ -130,15 +130,22 @@ export class VcClient {
     return readEvents(this.nc, opts);
   }
 
-  /** Every runtime host's answer to a $SRV verb, gathered for `waitMs`. */
-  async discover(verb: SrvVerb, waitMs = 1000): Promise<Array<Record<string, unknown>>> {
+  /**
+   * Every runtime host's answer to a $SRV verb, gathered for `waitMs`, or until an answer
+   * satisfies `until` (then at once).
+   */
+  async discover(verb: SrvVerb, waitMs = 1000, until?: (answer: Record<string, unknown>) => boolean): Promise<Array<Record<string, unknown>>> {
     const inbox = createInbox();
     const sub = this.nc.subscribe(inbox);
     const [subject] = srvSubjects(verb, '');
     this.nc.publish(subject!, new Uint8Array(), { reply: inbox });
     const timer = setTimeout(() => sub.unsubscribe(), waitMs);
     const found: Array<Record<string, unknown>> = [];
-    for await (const m of sub) found.push(decodeTrusted(m.data));
+    for await (const m of sub) {
+      const answer = decodeTrusted<Record<string, unknown>>(m.data);
+      found.push(answer);
+      if (until?.(answer)) sub.unsubscribe();
+    }
     clearTimeout(timer);
     return found;
   }

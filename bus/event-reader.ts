@@ -26,7 +26,7 @@ export interface ReadOptions {
   newOnly?: boolean;
   /** Keep waiting for new events instead of stopping at the end of the stream. */
   follow?: boolean;
-  /** Ends a follow (an async generator cannot be returned while it waits). */
+  /** Ends the reading (the generator returns) even while it waits for the next event. */
   signal?: AbortSignal;
 }
 

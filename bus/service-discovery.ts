@@ -76,3 +76,14 @@ export function startServiceDiscovery(
   }
   return subs;
 }
+
+/** The host name in a host's $SRV answer (its id is a per-process nuid). */
+export function hostOf(answer: Record<string, unknown>): string {
+  return String((answer.metadata as { host?: string } | undefined)?.host ?? answer.id ?? '');
+}
+
+/** Whether a host said it publishes actor snapshots (VC_INSPECT=1); undefined when it did not say. */
+export function publishesInspection(answer: Record<string, unknown> | undefined): boolean | undefined {
+  const flag = (answer?.metadata as { inspect?: string } | undefined)?.inspect;
+  return flag === undefined ? undefined : flag === 'true';
+}

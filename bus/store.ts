@@ -70,3 +70,5 @@ export class KvSandboxStore implements SandboxStore {
     return out;
   }
 }
+
+/** One change of the sandbox records: the new record, or none when it was removed. */

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { nuid, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import type { Logger } from 'pino';
+import type { InspectionEvent } from 'xstate';
 import { connectBus, ensureBusState } from '../bus/connection.js';
 import { CommandService } from '../bus/command-service.js';
 import { EventPublisher } from '../bus/events.js';
@@ -39,6 +40,8 @@ export interface HostOptions {
   replicas?: number;
   /** Publish every actor snapshot on vc.v1.inspect.sandbox.<sid> for live tooling. */
   inspect?: boolean;
+  /** Receives every XState inspection event of every sandbox (the Stately inspector hook). */
+  observe?: (event: InspectionEvent) => void;
   /** Deadline of a command whose request names none, in ms (default 60 s). */
   commandDeadlineMs?: number;
   /** Allow privileged containers for every caller (VC_ALLOW_PRIVILEGED=1); off by default. */
@@ -83,6 +86,7 @@ export class RuntimeHost {
         createBackend: (type) => createBackend(type, log),
         publish: (event, dedupId) => publisher.publish(event, dedupId),
         inspect: opts.inspect ? (sandbox, inspection) => nc.publish(subjects.inspectSandbox(sandbox.id), encode(inspection)) : undefined,
+        observe: opts.observe,
       },
       store,
     );
@@ -107,7 +111,8 @@ export class RuntimeHost {
         id: nuid.next(),
         version: VERSION,
         description: 'virtactors sandbox runtime host',
-        metadata: { host },
+        // Tools ask here whether this host publishes actor snapshots (VC_INSPECT=1).
+        metadata: { host, inspect: opts.inspect ? 'true' : 'false' },
         started,
       },
       () => commands.stats(),

@@ -10,6 +10,7 @@ import { startNatsServer, type NatsServer } from './nats-server.js';
 import { stateDir, stateFiles } from '../bus/connection.js';
 import { authFiles, ensureAuthority, loadAuthority, privateDir } from '../bus/auth-files.js';
 import { serverAuthConfig, type Authority } from '../bus/credentials.js';
+import { statelyInspector } from './stately-inspector.js';
 import '../actors/install-drivers.js';
 import type { MonitorSettings } from '../machines/specs.js';
 
@@ -69,6 +70,7 @@ async function main(): Promise<void> {
   } else if (process.env.VC_AUTH_DIR && existsSync(process.env.VC_AUTH_DIR)) {
     authority = loadAuthority(process.env.VC_AUTH_DIR);
   }
+  const stately = await statelyInspector(process.env.VC_STATELY_INSPECT, log, Number(process.env.VC_STATELY_INSPECT_PORT ?? 8080));
   const host = await RuntimeHost.start({
     servers: servers.split(','),
     creds,
@@ -78,6 +80,7 @@ async function main(): Promise<void> {
     log,
     monitor: monitorDefaults(),
     inspect: process.env.VC_INSPECT === '1',
+    observe: stately?.observe,
     commandDeadlineMs: commandDeadline(),
     allowPrivileged: process.env.VC_ALLOW_PRIVILEGED === '1',
     protectedDirs: [dir],
@@ -90,6 +93,7 @@ async function main(): Promise<void> {
     stopping = true;
     log.info({ signal }, 'shutting down');
     await host.stop().catch((err) => log.error({ err }, 'host stop failed'));
+    stately?.stop();
     if (server) {
       await server.stop();
       rmSync(files.url, { force: true });

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what a fresh machine lacks: nats-server (from the OS packages) and the npm
-# dependencies. Safe to run again.
+# Installs what a fresh machine lacks: nats-server, chromium and graphviz (from the OS
+# packages) and the npm dependencies. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +20,10 @@ if [ ! -x /usr/bin/tini-static ]; then missing+=(tini); fi
 # Guests use ps (process lists) and ip (loopback in a new network namespace).
 if ! command -v ps >/dev/null 2>&1; then missing+=(procps); fi
 if ! command -v ip >/dev/null 2>&1; then missing+=(iproute2); fi
+# The live page is tested in headless Chromium (driven by playwright-core, which
+# downloads no browser); the DOT export is checked with Graphviz's dot.
+if ! [ -x /usr/bin/chromium ] && [ -z "${CHROMIUM_BIN:-}" ]; then missing+=(chromium); fi
+if ! command -v dot >/dev/null 2>&1; then missing+=(graphviz); fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: nats-server present: $(nats-server --version 2>/dev/null || echo "$NATS_SERVER_BIN")"

@@ -1,5 +1,6 @@
 // The CLI binary drives the same lifecycle as the bus tests, against a real server.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../helpers/nats.js';
@@ -8,13 +9,16 @@ import { hostAuth, startTestHost, type TestHost } from '../helpers/runtime.js';
 const run = promisify(execFile);
 let server: TestServer;
 let host: TestHost;
+let inspecting: TestHost;
 
 beforeAll(async () => {
   server = await startTestServer();
   host = await startTestHost(server.url, { host: 'cli-host', ...hostAuth(server) });
+  inspecting = await startTestHost(server.url, { host: 'cli-inspect', inspect: true, ...hostAuth(server) });
 });
 
 afterAll(async () => {
+  await inspecting?.stop();
   await host?.stop();
   await server?.dispose();
 });
@@ -42,7 +46,7 @@ const json = async (...args: string[]) => {
 // the twenty of the lifecycle outgrow the default hang guard.
 describe('virtactors CLI', { timeout: 90_000 }, () => {
   it('drives a sandbox with two containers through its lifecycle', async () => {
-    expect(await json('sandbox', 'create', 'cli1', '--agent', 'noop', '--annotation', 'team=a')).toMatchObject({
+    expect(await json('sandbox', 'create', 'cli1', '--host', 'cli-host', '--agent', 'noop', '--annotation', 'team=a')).toMatchObject({
       id: 'cli1', state: 'ready', host: 'cli-host', annotations: { team: 'a' },
     });
     expect(await json('container', 'create', 'cli1', 'web', '--env', 'A=1', '--', 'sleep', '30')).toMatchObject({
@@ -93,9 +97,95 @@ describe('virtactors CLI', { timeout: 90_000 }, () => {
     expect(usage.stderr).toMatch(/unknown sandbox command frob/);
   });
 
-  it('lists runtime hosts through service discovery', async () => {
+  it('lists runtime hosts through service discovery, saying which publish inspection', async () => {
     const hosts = await json('hosts');
-    expect(hosts).toHaveLength(1);
-    expect(hosts[0]).toMatchObject({ type: 'io.nats.micro.v1.info_response', name: 'virtactors', metadata: { host: 'cli-host' } });
+    expect(hosts).toHaveLength(2);
+    const byHost = (h: string) => hosts.find((x: { metadata: { host: string } }) => x.metadata.host === h);
+    expect(byHost('cli-host')).toMatchObject({ type: 'io.nats.micro.v1.info_response', name: 'virtactors', metadata: { inspect: 'false' } });
+    expect(byHost('cli-inspect')).toMatchObject({ metadata: { inspect: 'true' } });
+    const text = await cli('hosts');
+    expect(text.stdout).toMatch(/^cli-host\s+\S+\s+\d+\s+no\s+\S+$/m);
+    expect(text.stdout).toMatch(/^cli-inspect\s+\S+\s+\d+\s+yes\s+\S+$/m);
+  });
+
+  it('inspect says at once that a sandbox does not exist', async () => {
+    const r = await cli('inspect', 'nosuch');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/NotFound: sandbox nosuch does not exist/);
+  });
+
+  it('inspect says at once that the host does not publish inspection', async () => {
+    await json('sandbox', 'create', 'quiet', '--host', 'cli-host');
+    const r = await cli('inspect', 'quiet');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/FailedPrecondition: host cli-host does not publish inspection: start it with VC_INSPECT=1/);
+    await json('sandbox', 'delete', 'quiet');
+  });
+
+  it('inspect follows the actors of a sandbox on a host that publishes them, with their paths', async () => {
+    await json('sandbox', 'create', 'watched', '--host', 'cli-inspect');
+    const child = spawn(process.execPath, ['dist/bin/virtactors.js', '--server', server.url, '--creds', server.auth!.operator, '--json', 'inspect', 'watched'], {
+      env: { ...process.env, NATS_URL: '', NATS_CREDS: '' },
+    });
+    let stderr = '';
+    const lines: Array<{ path: string; actorId: string; state: string }> = [];
+    let buffered = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buffered += d.toString();
+      for (let i = buffered.indexOf('\n'); i >= 0; i = buffered.indexOf('\n')) {
+        lines.push(JSON.parse(buffered.slice(0, i)));
+        buffered = buffered.slice(i + 1);
+      }
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stderr.on('data', (d: Buffer) => {
+          stderr += d.toString();
+          if (stderr.includes('following the actors of sandbox watched on host cli-inspect')) resolve();
+        });
+        child.once('exit', () => reject(new Error(`inspect exited: ${stderr}`)));
+      });
+      await json('sandbox', 'start', 'watched');
+      await json('container', 'create', 'watched', 'c1', '--', 'sleep', '5');
+      await expect.poll(() => lines.map((l) => `${l.path} ${l.state}`)).toEqual(
+        expect.arrayContaining(['watched "running"', 'watched/c1 "ready"', 'watched/op.monitor {"watching":"waiting"}']),
+      );
+    } finally {
+      child.kill('SIGINT');
+      await once(child, 'exit');
+    }
+    await json('sandbox', 'delete', 'watched', '--force');
+  });
+
+  it('ui serves the live page on loopback until interrupted', async () => {
+    const child = spawn(process.execPath, ['dist/bin/virtactors.js', '--server', server.url, '--creds', server.auth!.viewer, 'ui', '--port', '0'], {
+      env: { ...process.env, NATS_URL: '', NATS_CREDS: '' },
+    });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /virtactors ui: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        child.once('exit', (code) => reject(new Error(`ui exited with ${code}: ${out}`)));
+      });
+      const page = await fetch(url);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toMatch(/<script src="\/app\.js">/);
+      expect((await fetch(`${url}app.js`)).status).toBe(200);
+      expect((await fetch(`${url}elk-worker.js`)).status).toBe(200);
+    } finally {
+      child.kill('SIGINT');
+    }
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(0);
+  });
+
+  it('ui refuses a bad port', async () => {
+    const r = await cli('ui', '--port', 'x');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--port takes a port number/);
   });
 });

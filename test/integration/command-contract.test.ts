@@ -44,7 +44,7 @@ describe('the command table', () => {
         metadata: { request: def.request, reply: def.reply, changes_state: String(def.changesState) },
       });
     }
-    expect(info!.metadata).toEqual({ host: 'contract' });
+    expect(info!.metadata).toEqual({ host: 'contract', inspect: 'false' });
   });
 
   it("routes a request on each command's subject to that command's handler", async () => {
