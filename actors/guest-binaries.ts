@@ -22,7 +22,18 @@ export function guestEntry(name: GuestName): string {
   return path;
 }
 
+/** Host setting: the OCI runtime guests run containers through (crun by default; runc; none only to measure). */
+export const OCI_RUNTIME_SETTING = 'VC_OCI_RUNTIME';
+const OCI_CHOICES = ['auto', 'crun', 'runc', 'none'];
+
 /** The guest's environment: only what it needs (no TLS roots, no host secrets). */
 export function guestEnv(extra: Record<string, string> = {}): Record<string, string> {
-  return { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', ...extra };
+  const env: Record<string, string> = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' };
+  const oci = process.env[OCI_RUNTIME_SETTING];
+  if (oci) {
+    if (!OCI_CHOICES.includes(oci)) throw new Error(`${OCI_RUNTIME_SETTING}=${oci}: use ${OCI_CHOICES.join(', ')}`);
+    // Read by the guest agents (guest/common/oci/runtime.ts, OCI_RUNTIME_ENV).
+    env.VIRTACTORS_OCI_RUNTIME = oci;
+  }
+  return { ...env, ...extra };
 }

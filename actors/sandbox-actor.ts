@@ -56,6 +56,8 @@ export class SandboxActor implements SandboxHandle {
   readonly id: string;
   /** Distinguishes this incarnation of the id (event de-duplication ids, cgroups). */
   readonly uid = randomBytes(6).toString('hex');
+  /** The backend reported the guest's exit (set once; a failed sandbox is not booted again). */
+  private guestExitSeen = false;
   readonly agent: AgentActor;
   readonly backend: Backend;
   readonly operations: GuestOperations;
@@ -86,6 +88,8 @@ export class SandboxActor implements SandboxHandle {
       agent: this.agent,
       backend: this.backend,
       runDir: env.runDir(spec.id),
+      incarnation: { host: env.host, uid: this.uid },
+      guestExitReported: () => this.guestExitSeen,
       listener,
       get log() {
         return sandbox.log;
@@ -146,7 +150,7 @@ export class SandboxActor implements SandboxHandle {
   }
 
   status(): Bus.SandboxStatus {
-    return sandboxStatus(this.snapshot(), { spec: this.spec, host: this.env.host, createdAt: this.createdAt, backend: this.backend.status?.() });
+    return sandboxStatus(this.snapshot(), { spec: this.spec, host: this.env.host, createdAt: this.createdAt, backend: this.backend.status?.(), userNamespace: this.backend.userNamespace });
   }
 
   containerStatus(ref: ContainerActorRef): Bus.ContainerStatus {
@@ -179,6 +183,7 @@ export class SandboxActor implements SandboxHandle {
   }
 
   private guestExited(status: number, signal: string | undefined, at: string): void {
+    this.guestExitSeen = true;
     const how = signal ? `killed by ${signal}` : `exited with status ${status}`;
     this.fail('guest-exited', `the guest agent ${how}`, at, status);
   }

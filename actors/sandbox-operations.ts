@@ -1,7 +1,8 @@
 // What the statecharts' invoked and spawned actors do for one sandbox: boot and tear
 // down its guest, drive its containers, and every guest call, each within the limits
 // it is given (the invoking actor's signal and the command's deadline).
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { waitFor } from 'xstate';
 import { ErrorCode, isErrorCode, toVcError, unimplemented, VcError } from '../bus/errors.js';
@@ -14,10 +15,18 @@ import type { CallLimits } from './agents/agent-actor.js';
 import type { AgentActor } from './agents/agent-actor.js';
 import type { AgentListener, ContainerStats, GuestEndpoint } from './agents/agent.js';
 import { decodeAgentConfig } from './agents/agent-type.js';
-import type { Backend } from './backends/backend.js';
+import type { Backend, Incarnation } from './backends/backend.js';
 import type { OutputLog } from './output-log.js';
 
 export type Limits = CallLimits;
+
+const readStatus = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return '';
+  }
+};
 
 /** One sandbox's guest work, as the provided statechart actors call it. */
 export interface SandboxOperations {
@@ -51,6 +60,10 @@ export interface SandboxParts {
   readonly agent: AgentActor;
   readonly backend: Backend;
   readonly runDir: string;
+  /** Which run this is (host and incarnation): names what the backend makes on the host. */
+  readonly incarnation: Incarnation;
+  /** Whether the backend has reported the running guest's exit. */
+  guestExitReported(): boolean;
   readonly log: Logger;
   /** What the agent reports on its own (exits, output, a lost connection). */
   readonly listener: AgentListener;
@@ -101,7 +114,8 @@ export class GuestOperations implements SandboxOperations {
         await driver.init({ sandbox: spec, config: decodeAgentConfig(spec.agent, spec.agentConfig), runDir, log, listener }, limits.signal);
       }
       const plan = (await driver.createSandbox(limits.signal)) ?? { endpoint: {}, command: [], env: {} };
-      this.endpoint = await this.parts.backend.boot({ sandbox: spec, runDir, plan });
+      this.endpoint = await this.parts.backend.boot({ sandbox: spec, incarnation: this.parts.incarnation, runDir, plan });
+      driver.locate?.(this.endpoint);
       await this.agent.call('startSandbox', (a, abort) => a.startSandbox(this.endpoint, abort), limits);
     } catch (err) {
       await this.teardownGuest().catch(() => {});
@@ -173,6 +187,7 @@ export class GuestOperations implements SandboxOperations {
   }
 
   async checkGuest(deadlineMs: number, signal?: AbortSignal): Promise<void> {
+    if (this.agent.isDead()) await this.guestExitReported(deadlineMs);
     if (this.agent.isDead()) throw { reason: 'agent-unreachable', message: 'the agent is marked dead', at: now() } satisfies CheckFailure;
     try {
       await this.agent.call('check', (a, abort) => a.check(abort), { deadline: Date.now() + deadlineMs, signal });
@@ -181,8 +196,21 @@ export class GuestOperations implements SandboxOperations {
       if (e.code === ErrorCode.DeadlineExceeded) {
         throw { reason: 'check-timeout', message: `the agent did not answer a health check within ${deadlineMs} ms`, at: now() } satisfies CheckFailure;
       }
+      await this.guestExitReported(deadlineMs);
       throw { reason: 'agent-unreachable', message: `health check failed: ${e.message}`, at: now() } satisfies CheckFailure;
     }
+  }
+
+  /**
+   * A connection lost because the guest died is its exit, not an unreachable agent: while
+   * the guest's first process is gone but its exit not yet reported (a pid namespace takes a
+   * moment to end), wait for that report, within `ms`.
+   */
+  private async guestExitReported(ms: number): Promise<void> {
+    const pid = this.parts.backend.pid;
+    if (pid === undefined) return;
+    const gone = () => !/^State:\s+[^Z]/m.test(readStatus(pid));
+    for (let waited = 0; gone() && !this.parts.guestExitReported() && waited < ms; waited += 10) await sleep(10);
   }
 
   // ---- containers -------------------------------------------------------------------

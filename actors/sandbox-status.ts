@@ -27,7 +27,7 @@ export function containerStatus(ref: ContainerActorRef): Bus.ContainerStatus {
 
 export function sandboxStatus(
   snap: SandboxSnapshot,
-  about: { spec: SandboxSpec; host: string; createdAt: string; backend?: BackendStatus },
+  about: { spec: SandboxSpec; host: string; createdAt: string; backend?: BackendStatus; userNamespace?: boolean },
 ): Bus.SandboxStatus {
   const { spec } = about;
   const ctx = snap.context;
@@ -45,6 +45,7 @@ export function sandboxStatus(
     lastEventSeq: ctx.eventSeq,
     annotations: spec.annotations,
     monitor: spec.monitor,
+    userNamespace: about.userNamespace ?? false,
   };
   if (about.backend?.vm) status.vm = about.backend.vm;
   if (ctx.failure) {

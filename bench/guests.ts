@@ -12,7 +12,10 @@ import { round, rssMiB, summarize, type Latency } from './stats.js';
 export interface GuestFigures {
   agent: string;
   sandboxCreateStart: Latency;
+  /** Through the OCI runtime (crun), as every container runs. */
   containerStartToExitEvent: Latency;
+  /** The same, in the same run, in a sandbox whose guest runs processes without an OCI runtime (VC_OCI_RUNTIME=none). */
+  containerStartToExitEventWithoutOci: Latency;
   idleGuestRssMiB: number;
   detectGuestKilled: Latency;
   detectGuestHung: Latency & { intervalMs: number; deadlineMs: number };
@@ -62,20 +65,41 @@ export async function benchGuests(client: VcClient, host: RuntimeHost, agent: 'k
     await client.call('SandboxDelete', { sid: `${tag}-cs-${i}` }, { force: true });
   }
 
-  // Container start → its exit event, for `true`.
+  // Container start → its exit event, for `true`: through crun, and beside it (alternating,
+  // in the same run) in a guest that runs processes without an OCI runtime.
   const sid = `${tag}-ct`;
+  const plain = `${tag}-ct-plain`;
   await client.call('SandboxCreate', {}, { sandbox: spec(sid), start: true });
+  const before = process.env.VC_OCI_RUNTIME;
+  process.env.VC_OCI_RUNTIME = 'none';
+  try {
+    await client.call('SandboxCreate', {}, { sandbox: spec(plain), start: true });
+  } finally {
+    if (before === undefined) delete process.env.VC_OCI_RUNTIME;
+    else process.env.VC_OCI_RUNTIME = before;
+  }
   const toExit: number[] = [];
+  const toExitPlain: number[] = [];
+  const startToExit = async (box: string, cid: string): Promise<number> => {
+    await client.call('ContainerCreate', { sid: box }, { container: { id: cid, args: ['true'] } });
+    const exited = firstMessage(client.nc, subjects.containerEvent(box, cid, 'exit'));
+    const t = process.hrtime.bigint();
+    await client.call('ContainerStart', { sid: box, cid });
+    await exited;
+    const took = ms(t);
+    await client.call('ContainerDelete', { sid: box, cid });
+    return took;
+  };
   for (let i = -3; i < o.containers; i++) {
     const cid = `t${i + 3}`;
-    await client.call('ContainerCreate', { sid: sid }, { container: { id: cid, args: ['true'] } });
-    const exited = firstMessage(client.nc, subjects.containerEvent(sid, cid, 'exit'));
-    const t = process.hrtime.bigint();
-    await client.call('ContainerStart', { sid: sid, cid: cid });
-    await exited;
-    if (i >= 0) toExit.push(ms(t));
-    await client.call('ContainerDelete', { sid: sid, cid: cid });
+    const oci = await startToExit(sid, cid);
+    const bare = await startToExit(plain, cid);
+    if (i >= 0) {
+      toExit.push(oci);
+      toExitPlain.push(bare);
+    }
   }
+  await client.call('SandboxDelete', { sid: plain }, { force: true });
   const idleGuestRssMiB = rssMiB(host.registry.get(sid).backend.pid!);
   await client.call('SandboxDelete', { sid: sid }, { force: true });
 
@@ -114,6 +138,7 @@ export async function benchGuests(client: VcClient, host: RuntimeHost, agent: 'k
     agent,
     sandboxCreateStart: summarize(createStart),
     containerStartToExitEvent: summarize(toExit),
+    containerStartToExitEventWithoutOci: summarize(toExitPlain),
     idleGuestRssMiB,
     detectGuestKilled: summarize(killed),
     detectGuestHung: { ...summarize(hung), intervalMs: settings.intervalMs, deadlineMs: settings.deadlineMs },

@@ -1,5 +1,6 @@
 // Figures of the guest backends alone (no bus, no agent): boot until the guest's first
 // output, boot() itself, shutdown, and how fast a guest killed from outside is reported.
+import { randomBytes } from 'node:crypto';
 import { watch } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -78,7 +79,7 @@ export async function benchBackend(backend: 'namespace' | 'process', guest: 'sh'
       await mkdir(runDir, { recursive: true });
       const output = firstLine(runDir, 'guest.log');
       const t = process.hrtime.bigint();
-      await b.boot({ sandbox: spec(id, backend), runDir, plan: { endpoint: {}, command, env: guestEnv() } });
+      await b.boot({ sandbox: spec(id, backend), incarnation: { host: 'bench', uid: randomBytes(6).toString('hex') }, runDir, plan: { endpoint: {}, command, env: guestEnv() } });
       const booted = ms(t);
       await output.seen;
       const out = ms(t);

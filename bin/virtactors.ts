@@ -23,12 +23,12 @@ sandboxes
   sandbox create <id> [--agent noop|hyperstart|kata] [--backend none|namespace|process|vm|external]
                       [--hostname NAME] [--agent-config JSON] [--host HOST] [--start]
                       [--monitor-interval MS] [--monitor-deadline MS] [--policy keep|stop-and-delete]
-                      [--annotation KEY=VALUE]...
+                      [--annotation KEY=VALUE]... [--attach grpc=PATH | --attach ctl=PATH --attach tty=PATH]
   sandbox start|stop|pause|resume|status <id>
   sandbox delete <id> [--force]
   sandbox list [--host HOST]
 containers
-  container create <sid> <cid> [--env K=V]... [--cwd DIR] [--user UID[:GID]] [--tty] [--rootfs DIR] -- CMD [ARG]...
+  container create <sid> <cid> [--env K=V]... [--cwd DIR] [--user UID[:GID]] [--tty] [--rootfs DIR] [--privileged] -- CMD [ARG]...
   container start|stop|pause|resume|status <sid> <cid>
   container kill <sid> <cid> [SIGNAL] [--all]
   container delete <sid> <cid> [--force]
@@ -128,6 +128,7 @@ function containerRows(list: Bus.ContainerStatus[]): string {
 function describeSandbox(s: Bus.SandboxStatus): string {
   let out = sandboxRows([s]);
   if (s.state === 'failed') out += `\nfailed: ${s.failureReason} since ${s.failedAt}: ${s.failureMessage}`;
+  if (s.backend === 'namespace') out += `\nuser namespace: ${s.userNamespace ? 'on' : 'off'}`;
   if (s.containers?.length) out += `\n\n${containerRows(s.containers)}`;
   return out;
 }
@@ -158,7 +159,7 @@ async function sandboxCommand(client: VcClient, g: Global, args: string[]): Prom
     case 'create': {
       const { values, positionals } = parse(flags, {
         agent: { type: 'string' }, backend: { type: 'string' }, hostname: { type: 'string' },
-        'agent-config': { type: 'string' }, host: { type: 'string' }, start: { type: 'boolean' },
+        'agent-config': { type: 'string' }, host: { type: 'string' }, start: { type: 'boolean' }, attach: { type: 'string', multiple: true },
         'monitor-interval': { type: 'string' }, 'monitor-deadline': { type: 'string' }, policy: { type: 'string' },
         annotation: { type: 'string', multiple: true },
       });
@@ -183,6 +184,15 @@ async function sandboxCommand(client: VcClient, g: Global, args: string[]): Prom
       if (agentConfig) sandbox.agentConfig = agentConfig;
       if (Object.keys(monitor).length) sandbox.monitor = monitor;
       if (values.annotation) sandbox.annotations = keyValues(values.annotation, '--annotation');
+      if (values.attach) {
+        const names: Record<string, keyof Bus.AttachSpec> = { grpc: 'grpcSocket', ctl: 'ctlSocket', tty: 'ttySocket' };
+        sandbox.attach = {};
+        for (const [key, path] of Object.entries(keyValues(values.attach, '--attach'))) {
+          const field = names[key];
+          if (!field) throw new UsageError(`--attach takes grpc=PATH (kata) or ctl=PATH and tty=PATH (hyperstart), not ${key}`);
+          sandbox.attach[field] = resolve(path);
+        }
+      }
       const body = { sandbox, start: !!values.start };
       const reply = values.host ? await client.call('HostSandboxCreate', { host: values.host }, body) : await client.call('SandboxCreate', {}, body);
       print(g, reply.sandbox, () => describeSandbox(reply.sandbox!));
@@ -231,7 +241,7 @@ async function containerCommand(client: VcClient, g: Global, args: string[]): Pr
   const ids = (positionals: string[]) => [need(positionals[0], `container ${verb} needs a sandbox id`), need(positionals[1], `container ${verb} needs a container id`)] as const;
   switch (verb) {
     case 'create': {
-      const { values, positionals } = parse(flags, { ...processFlags, rootfs: { type: 'string' } });
+      const { values, positionals } = parse(flags, { ...processFlags, rootfs: { type: 'string' }, privileged: { type: 'boolean' } });
       const [sid, cid] = ids(positionals);
       const container: Bus.ContainerSpec = { id: cid, args: command };
       if (values.env) container.env = values.env;
@@ -239,6 +249,7 @@ async function containerCommand(client: VcClient, g: Global, args: string[]): Pr
       if (values.user) container.user = values.user;
       if (values.tty) container.terminal = true;
       if (values.rootfs) container.rootfs = resolve(values.rootfs);
+      if (values.privileged) container.privileged = true;
       const reply = await client.call('ContainerCreate', { sid }, { container });
       print(g, reply.container, () => containerRows([reply.container!]));
       return;

@@ -15,8 +15,11 @@ export interface ContainerSpec {
   cwd: string;
   user: string;
   terminal: boolean;
+  /** Canonical host path of the root filesystem; "" for the guest's minimal default one. */
   rootfs: string;
   annotations: Record<string, string>;
+  /** Relaxed confinement (all capabilities, no seccomp, unmasked /proc and /sys); only when allowed. */
+  privileged?: boolean;
 }
 
 /** A process to run (an exec), as the statecharts carry it. */
@@ -34,6 +37,13 @@ export interface MonitorSettings {
   policy: MonitorPolicy;
 }
 
+/** Where an agent the runtime did not start listens (backend external): absolute paths. */
+export interface AttachSpec {
+  grpcSocket: string;
+  ctlSocket: string;
+  ttySocket: string;
+}
+
 export interface SandboxSpec {
   id: string;
   agent: AgentType;
@@ -43,4 +53,6 @@ export interface SandboxSpec {
   monitor: MonitorSettings;
   annotations: Record<string, string>;
   containers: ContainerSpec[];
+  /** Backend external only. */
+  attach?: AttachSpec;
 }

@@ -8,7 +8,7 @@ import { commands as table, type CommandName } from '../bus/commands.js';
 import type { SandboxStore } from '../bus/store.js';
 import type { SandboxRegistry } from '../actors/registry.js';
 import type { SandboxCommands } from '../actors/sandbox-commands.js';
-import { normalizeContainerSpec, normalizeSandboxSpec, type SpecDefaults } from '../actors/sandbox-spec.js';
+import { normalizeContainerSpec, normalizeSandboxSpec, senderOfChange, type SpecDefaults } from '../actors/sandbox-spec.js';
 
 export function createCommandHandlers(registry: SandboxRegistry, store: SandboxStore, defaults: SpecDefaults): CommandHandlers {
   /** Runs a command on its sandbox: queued behind the others when it changes state. */
@@ -19,7 +19,8 @@ export function createCommandHandlers(registry: SandboxRegistry, store: SandboxS
   const limits = (call: CommandCall<CommandName>) => ({ deadline: call.deadline, signal: call.signal });
 
   const create = async (call: CommandCall<'SandboxCreate' | 'HostSandboxCreate'>) => {
-    const spec = normalizeSandboxSpec(call.request.sandbox, defaults);
+    // The server lets only operators (and hosts) send commands that change state.
+    const spec = normalizeSandboxSpec(call.request.sandbox, defaults, senderOfChange(defaults.containers));
     const sandbox = await registry.create(spec, call.deadline);
     const commands = sandbox.commands;
     const status = await commands.exclusive(async () => {
@@ -51,7 +52,7 @@ export function createCommandHandlers(registry: SandboxRegistry, store: SandboxS
         await s.onlineCpuMem(c.request.cpus ?? 0, limits(c));
         return {};
       }),
-    ContainerCreate: (c) => on(c, async (s) => ({ container: await s.createContainer(normalizeContainerSpec(c.request.container), limits(c)) })),
+    ContainerCreate: (c) => on(c, async (s) => ({ container: await s.createContainer(normalizeContainerSpec(c.request.container, 'container', defaults.containers, senderOfChange(defaults.containers)), limits(c)) })),
     ContainerStatus: (c) => on(c, async (s) => ({ container: s.containerStatus(c.params.cid) })),
     ContainerStart: (c) => on(c, async (s) => ({ container: await s.startContainer(c.params.cid, limits(c)) })),
     ContainerStop: (c) => on(c, async (s) => ({ container: await s.stopContainer(c.params.cid, limits(c)) })),

@@ -21,7 +21,7 @@ import { createBackend, defaultGuestBackend } from '../actors/backends/index.js'
 import { VmBackend } from '../actors/backends/vm/backend.js';
 import { VmHost } from '../actors/backends/vm/host.js';
 import type { PoolTargets } from '../actors/backends/vm/pool.js';
-import { DEFAULT_MONITOR } from '../actors/sandbox-spec.js';
+import { DEFAULT_MONITOR, type SpecDefaults } from '../actors/sandbox-spec.js';
 import type { MonitorSettings } from '../machines/specs.js';
 import { createLogger } from './log.js';
 import { createCommandHandlers } from './commands.js';
@@ -51,6 +51,10 @@ export interface HostOptions {
   vm?: { cacheDir?: string; pool?: PoolTargets; memoryMiB?: number; cpus?: number };
   /** Directories where the external backend may attach to agent endpoints; none turns it off. */
   attachDirs?: readonly string[];
+  /** Allow privileged containers for every caller (VC_ALLOW_PRIVILEGED=1); off by default. */
+  allowPrivileged?: boolean;
+  /** Directories of the runtime (state, data) that no container rootfs may expose; the run root is always one. */
+  protectedDirs?: string[];
 }
 
 /** Where the vm backend caches its kernel and image: the state directory. */
@@ -113,7 +117,11 @@ export class RuntimeHost {
       },
       store,
     );
-    const defaults = { monitor: { ...DEFAULT_MONITOR, ...opts.monitor }, guestBackend: defaultGuestBackend() };
+    const defaults: SpecDefaults = {
+      monitor: { ...DEFAULT_MONITOR, ...opts.monitor },
+      guestBackend: defaultGuestBackend(),
+      containers: { allowPrivileged: opts.allowPrivileged ?? false, protectedDirs: [runRoot, ...(opts.protectedDirs ?? [])], rolesEnforced: opts.creds !== undefined },
+    };
     const commands = new CommandService(
       nc,
       createCommandHandlers(registry, store, defaults),

@@ -99,6 +99,8 @@ async function main(): Promise<void> {
     commandDeadlineMs: commandDeadline(),
     vm: { pool: parsePoolTargets(process.env.VC_VM_POOL), memoryMiB: positive('VC_VM_MEMORY_MIB'), cpus: positive('VC_VM_CPUS') },
     attachDirs: attachDirs(),
+    allowPrivileged: process.env.VC_ALLOW_PRIVILEGED === '1',
+    protectedDirs: [dir],
   });
   process.stdout.write(`virtactors: host ${host.host} serving on ${servers}\n`);
 

@@ -9,11 +9,14 @@ need_root() {
     echo "setup: need root to run: $*" >&2; exit 1; fi
 }
 
-# nats-server runs the bus; busybox-static gives the end-to-end tests a tiny root
-# filesystem to chroot into.
+# nats-server runs the bus; busybox-static gives containers their minimal default root
+# filesystem (and the tests a tiny one to use); crun runs the containers inside the
+# guests, with tini (tini-static) as each container's init.
 missing=()
 if ! command -v nats-server >/dev/null 2>&1 && [ -z "${NATS_SERVER_BIN:-}" ]; then missing+=(nats-server); fi
 if ! command -v busybox >/dev/null 2>&1; then missing+=(busybox-static); fi
+if ! command -v crun >/dev/null 2>&1; then missing+=(crun); fi
+if [ ! -x /usr/bin/tini-static ]; then missing+=(tini); fi
 # Guests use ps (process lists) and ip (loopback in a new network namespace).
 if ! command -v ps >/dev/null 2>&1; then missing+=(procps); fi
 if ! command -v ip >/dev/null 2>&1; then missing+=(iproute2); fi

@@ -115,7 +115,13 @@ export interface Agent {
   createSandbox(abort?: AbortSignal): Promise<GuestPlan | void>;
   /** 6. Runs an extra process in a running container. */
   exec(containerId: string, process: ProcessSpec, execId: string, abort?: AbortSignal): Promise<ExecResult>;
-  /** 7. Right after the guest booted: sets the sandbox up in the guest. */
+  /**
+   * 6b. Where the booted guest listens, as its backend answered (a VM's serial sockets, an
+   * attached endpoint): set before the first connect, so the driver never dials the
+   * planned address of a guest that is elsewhere. No guest communication.
+   */
+  locate?(endpoint: GuestEndpoint): void;
+  /** 7. Right after the guest booted (and was located): sets the sandbox up in the guest. */
   startSandbox(endpoint: GuestEndpoint, abort?: AbortSignal): Promise<void>;
   /** 8. Tears the sandbox down in the guest. */
   stopSandbox(abort?: AbortSignal): Promise<void>;

@@ -35,7 +35,7 @@ import {
   type StartResult,
   unknownExit,
 } from './agent.js';
-import type { AgentConfigs } from './agent-type.js';
+import { socketName, type AgentConfigs } from './agent-type.js';
 import { guestEntry, guestEnv } from '../guest-binaries.js';
 import { registerAgent } from './index.js';
 import { stopWithGrace, waitAtMost } from './calls.js';
@@ -108,8 +108,10 @@ export class HyperstartAgent implements Agent {
     this.sandbox = init.sandbox;
     this.runDir = init.runDir;
     this.listener = init.listener;
-    this.ctlPath = this.config.sockCtlName || join(init.runDir, 'hyper.sock');
-    this.ttyPath = this.config.sockTtyName || join(init.runDir, 'tty.sock');
+    // Names inside the run directory (agent-type.ts refuses paths): nothing else is bound, dialled or removed.
+    this.ctlPath = join(init.runDir, socketName('sockCtlName', this.config.sockCtlName) || 'hyper.sock');
+    this.ttyPath = join(init.runDir, socketName('sockTtyName', this.config.sockTtyName) || 'tty.sock');
+    if (this.ctlPath === this.ttyPath) throw invalidArgument(`sockCtlName and sockTtyName both name ${this.ctlPath}`);
   }
 
   /** Both agents in 2018 set only the block-device bit (reference §2.5). */
@@ -124,14 +126,15 @@ export class HyperstartAgent implements Agent {
   async createSandbox(): Promise<GuestPlan> {
     for (const path of [this.ctlPath, this.ttyPath]) {
       if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
-        throw invalidArgument(`hyperstart socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter run directory or sockCtlName/sockTtyName`);
+        throw invalidArgument(`hyperstart socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter run directory (VC_RUN_DIR) or socket names`);
       }
     }
     await mkdir(this.shareDir, { recursive: true });
     return {
       endpoint: { ctlSocket: this.ctlPath, ttySocket: this.ttyPath },
-      // A guest on the host's filesystem finds the shared directory where the host has it.
-      command: [process.execPath, guestEntry('hyperstart'), '--ctl', this.ctlPath, '--tty', this.ttyPath, '--shared-root', this.shareDir],
+      // A guest on the host's filesystem finds the shared directory where the host has it,
+      // and keeps its own state (container bundles) in the run directory.
+      command: [process.execPath, guestEntry('hyperstart'), '--ctl', this.ctlPath, '--tty', this.ttyPath, '--shared-root', this.shareDir, '--state-parent', this.runDir],
       env: guestEnv(),
       shareTag: this.config.shareTag || 'hyperShared',
     };
@@ -267,13 +270,15 @@ export class HyperstartAgent implements Agent {
     });
   }
 
-  async startSandbox(endpoint: GuestEndpoint, abort?: AbortSignal): Promise<void> {
+  locate(endpoint: GuestEndpoint): void {
     const moved = (endpoint.ctlSocket && endpoint.ctlSocket !== this.ctlPath) || (endpoint.ttySocket && endpoint.ttySocket !== this.ttyPath);
-    if (moved) {
-      this.dropConnection();
-      this.ctlPath = endpoint.ctlSocket || this.ctlPath;
-      this.ttyPath = endpoint.ttySocket || this.ttyPath;
-    }
+    if (!moved) return;
+    this.dropConnection();
+    this.ctlPath = endpoint.ctlSocket || this.ctlPath;
+    this.ttyPath = endpoint.ttySocket || this.ttyPath;
+  }
+
+  async startSandbox(endpoint: GuestEndpoint, abort?: AbortSignal): Promise<void> {
     // shareDir is a 9p tag in the guest: only a backend that exports the directory has one.
     this.share = endpoint.share ?? { hostDir: this.shareDir, bind: false };
     const pod: H.Pod = { hostname: this.sandbox.hostname, containers: [], interfaces: [], routes: [], dns: [] };
@@ -367,6 +372,7 @@ export class HyperstartAgent implements Agent {
       image: containerId,
       rootfs: spec.rootfs ? ROOTFS_DIR : '',
       process: toProcess(containerId, spec, rec),
+      ...(spec.privileged ? { privileged: true } : {}),
     };
     try {
       rec.pid = startedPid(await this.send(Code.NEWCONTAINER, body, abort));

@@ -1,17 +1,17 @@
 // The OCI spec the kata driver sends with CreateContainer. The stock kata agent 1.x needs
 // a complete one (reference §10): with no Linux section it dereferences a nil
 // Linux.Resources and dies; without a /sys/fs/cgroup mount its container init panics at
-// the first exec; it needs an existing rootfs path. So every spec carries Linux with
+// the first exec; it needs an existing rootfs path (so with a stock agent a container must
+// name its rootfs: it has no default). So every spec carries Linux with
 // Resources and the namespaces a kata container gets (mount, ipc, uts, and a pid
 // namespace of its own; the network is the sandbox's), the standard mounts, and a root.
 import type { ContainerSpec } from '../../machines/specs.js';
 import type { Mount, Process, Spec, StringUser } from '../../protos/kata/index.js';
+import { PRIVILEGED_ANNOTATION } from '../../protos/annotations.js';
 import type { ProcessSpec } from './agent.js';
 
 export const OCI_VERSION = '1.0.1';
 
-/** The guest's own root, for a container that names no rootfs. */
-export const GUEST_ROOT = '/';
 
 const NOSUID_NOEXEC_NODEV = ['nosuid', 'noexec', 'nodev'];
 
@@ -41,14 +41,20 @@ export function ociProcess(p: ProcessSpec): { process: Process; stringUser?: Str
 /** The complete spec of a container. */
 export function ociSpec(spec: ContainerSpec, hostname: string): { spec: Spec; stringUser?: StringUser } {
   const { process, stringUser } = ociProcess({ args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user, terminal: spec.terminal });
+  // Only the runtime says whether a container is privileged: a client's value under the key is dropped.
+  const annotations = { ...(spec.annotations ?? {}) };
+  delete annotations[PRIVILEGED_ANNOTATION];
+  if (spec.privileged) annotations[PRIVILEGED_ANNOTATION] = 'true';
   return {
     spec: {
       Version: OCI_VERSION,
       Process: process,
-      Root: { Path: spec.rootfs || GUEST_ROOT, Readonly: false },
+      // None named: our guest gives the container a minimal root of its own (never the
+      // guest's /); a stock agent, which has no default, refuses it with a clear error.
+      Root: { Path: spec.rootfs ?? '', Readonly: false },
       Hostname: hostname,
       Mounts: STANDARD_MOUNTS.map((m) => ({ ...m, options: [...(m.options ?? [])] })),
-      Annotations: spec.annotations ?? {},
+      Annotations: annotations,
       Linux: {
         Resources: {},
         Namespaces: CONTAINER_NAMESPACES.map((Type) => ({ Type, Path: '' })),

@@ -7,6 +7,7 @@
 import { ErrorCode, failedPrecondition, unavailable, VcError } from '../../bus/errors.js';
 import { MAX_HOSTNAME_LEN, type ContainerSpec, type SandboxSpec } from '../../machines/specs.js';
 import { int64Limit, type AgentMethod, type Int64, type LinuxResources } from '../../protos/kata/index.js';
+import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { guestEntry, guestEnv } from '../guest-binaries.js';
 import {
@@ -25,7 +26,7 @@ import {
 } from './agent.js';
 import { ociProcess, ociSpec } from './kata-spec.js';
 import { newProcessRoot } from './kata-pids.js';
-import type { AgentConfigs } from './agent-type.js';
+import { socketName, type AgentConfigs } from './agent-type.js';
 import { registerAgent } from './index.js';
 import { stopWithGrace, waitAtMost } from './calls.js';
 import { grpcTarget, KataConnection, pidFrom, type AgentRequest, type AgentResponse, type CallResult } from './kata-client.js';
@@ -67,6 +68,7 @@ export class KataAgent implements Agent {
   private sandbox!: SandboxSpec;
   private listener: AgentListener | undefined;
   private address = '';
+  private runDir = '';
   private log: Logger | undefined;
   private readonly stopGraceMs: number;
   /** The long-lived connection for operations (longLiveConn). */
@@ -99,7 +101,9 @@ export class KataAgent implements Agent {
     this.sandbox = init.sandbox;
     this.listener = init.listener;
     this.log = init.log?.child({ agent: 'kata' });
-    this.address = this.config.grpcSocket || `unix://${init.runDir}/kata.sock`;
+    // A name inside the run directory (agent-type.ts refuses paths): nothing else is dialled or removed.
+    this.runDir = init.runDir;
+    this.address = `unix://${join(init.runDir, socketName('grpcSocket', this.config.grpcSocket) || 'kata.sock')}`;
     grpcTarget(this.address); // validates
   }
 
@@ -182,16 +186,18 @@ export class KataAgent implements Agent {
   async createSandbox(): Promise<GuestPlan> {
     return {
       endpoint: { grpcAddress: this.address },
-      command: [process.execPath, guestEntry('kata-agent'), '--listen', this.address],
+      command: [process.execPath, guestEntry('kata-agent'), '--listen', this.address, '--state-parent', this.runDir],
       env: guestEnv(),
     };
   }
 
+  locate(endpoint: GuestEndpoint): void {
+    if (!endpoint.grpcAddress || endpoint.grpcAddress === this.address) return;
+    grpcTarget(endpoint.grpcAddress);
+    this.address = endpoint.grpcAddress;
+  }
+
   async startSandbox(endpoint: GuestEndpoint, abort?: AbortSignal): Promise<void> {
-    if (endpoint.grpcAddress && endpoint.grpcAddress !== this.address) {
-      this.address = endpoint.grpcAddress;
-      grpcTarget(this.address);
-    }
     this.stopping = false;
     // The guest may still be starting: wait for it to listen, within the dial timeout.
     const probe = new KataConnection(this.address, this.config.dialTimeoutMs);

@@ -10,8 +10,17 @@ export interface GuestExit {
   at: string;
 }
 
+/** Which run this is: names what a backend creates on the host (its cgroup). */
+export interface Incarnation {
+  /** The runtime host that boots the guest. */
+  host: string;
+  /** The sandbox actor's per-incarnation uid (hex). */
+  uid: string;
+}
+
 export interface BootRequest {
   sandbox: SandboxSpec;
+  incarnation: Incarnation;
   runDir: string;
   /** What the agent prepared: the guest command and where it will listen. */
   plan: GuestPlan;
@@ -34,12 +43,15 @@ export interface Backend {
   readonly pid: number | undefined;
   /** Shown in the sandbox's status. */
   status?(): BackendStatus | undefined;
+  /** Whether the running guest (and its containers) is in a user namespace mapping root to unprivileged host ids. */
+  readonly userNamespace: boolean;
 }
 
 /** No guest at all: for the noop agent. */
 export class NoneBackend implements Backend {
   readonly type = 'none' as const;
   readonly pid = undefined;
+  readonly userNamespace = false;
   async boot(request: BootRequest): Promise<GuestEndpoint> {
     return request.plan.endpoint;
   }

@@ -35,6 +35,8 @@ export interface GuestRun {
   up: boolean;
   stopRequested: boolean;
   reported: boolean;
+  /** The guest runs in a user namespace of its own. */
+  userns?: boolean;
   booting?: Promise<unknown>;
   stopped?: Promise<void>;
 }
@@ -72,6 +74,10 @@ export abstract class DetachedGuestBackend implements Backend {
 
   get pid(): number | undefined {
     return this.run && !this.run.stopRequested ? this.run.pid : undefined;
+  }
+
+  get userNamespace(): boolean {
+    return !!this.run && !this.run.stopRequested && !!this.run.up && this.run.userns === true;
   }
 
   onExit(listener: (exit: GuestExit) => void): void {

@@ -33,6 +33,8 @@ function socketOfAddress(address: string): string {
 export class ExternalBackend implements Backend {
   readonly type = 'external' as const;
   readonly pid = undefined;
+  /** The guest is not ours: nothing says how it maps its users. */
+  readonly userNamespace = false;
   private readonly log: Logger;
   private readonly allowed: string[];
   /** The allowed directories as written and as resolved, for paths given either way. */
@@ -57,14 +59,16 @@ export class ExternalBackend implements Backend {
     if (this.allowed.length === 0) {
       throw failedPrecondition('the external backend is off on this host: its operator allows no directory for agent endpoints (VC_ATTACH_DIRS)');
     }
-    const { endpoint } = request.plan;
+    // The endpoint is the spec's attach (never the agent configuration: that names sockets
+    // inside the run directory only); the driver adopts the answer in startSandbox.
+    const attach = request.sandbox.attach;
     const runRoot = dirname(request.runDir);
     const check = (path: string, what: string) => this.checkSocket(path, what, runRoot);
-    if (endpoint.grpcAddress) return { grpcAddress: `unix://${check(socketOfAddress(endpoint.grpcAddress), 'the kata agent socket (agentConfig.grpcSocket)')}` };
-    if (endpoint.ctlSocket && endpoint.ttySocket) {
-      return { ctlSocket: check(endpoint.ctlSocket, 'the hyperstart ctl socket (agentConfig.sockCtlName)'), ttySocket: check(endpoint.ttySocket, 'the hyperstart tty socket (agentConfig.sockTtyName)') };
+    if (attach?.grpcSocket) return { grpcAddress: `unix://${check(socketOfAddress(attach.grpcSocket), 'the kata agent socket (sandbox.attach.grpcSocket)')}` };
+    if (attach?.ctlSocket && attach.ttySocket) {
+      return { ctlSocket: check(attach.ctlSocket, 'the hyperstart ctl socket (sandbox.attach.ctlSocket)'), ttySocket: check(attach.ttySocket, 'the hyperstart tty socket (sandbox.attach.ttySocket)') };
     }
-    throw invalidArgument(`the ${request.sandbox.agent} agent names no endpoint to attach to`);
+    throw invalidArgument(`the ${request.sandbox.agent} agent names no endpoint to attach to (sandbox.attach)`);
   }
 
   private checkSocket(path: string, what: string, runRoot: string): string {

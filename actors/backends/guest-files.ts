@@ -1,9 +1,9 @@
 // What both guest backends share: the files a guest leaves in its run directory, the
 // marker that names its sandbox, exit statuses, and liveness checks by pid.
-import { accessSync, constants, mkdirSync, openSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { accessSync, chmodSync, constants, mkdirSync, openSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { lstat, readdir, readFile, rm, unlink } from 'node:fs/promises';
 import { constants as os } from 'node:os';
-import { delimiter, isAbsolute, join } from 'node:path';
+import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { invalidArgument } from '../../bus/errors.js';
 import type { GuestEndpoint, GuestPlan } from '../agents/agent.js';
@@ -20,10 +20,14 @@ export const pidPath = (runDir: string) => join(runDir, GUEST_PID);
 // The boot path uses synchronous calls for these few small files: each takes
 // microseconds, far less than a thread-pool round trip.
 
-/** Creates the run directory and opens the guest's log (stdout and stderr) for appending. */
+/**
+ * Creates the run directory (0700: the sockets in it reach the guest agent, so nobody but
+ * the runtime may even look) and opens the guest's log (stdout and stderr) for appending.
+ */
 export function openGuestLog(runDir: string): number {
-  mkdirSync(runDir, { recursive: true, mode: 0o750 });
-  return openSync(logPath(runDir), 'a', 0o640);
+  mkdirSync(runDir, { recursive: true, mode: 0o700 });
+  chmodSync(runDir, 0o700);
+  return openSync(logPath(runDir), 'a', 0o600);
 }
 
 /** Written whole or not at all, for whoever reattaches to the guest later. */
@@ -47,9 +51,23 @@ export function endpointSockets(endpoint: GuestEndpoint): string[] {
   return paths.filter((p): p is string => !!p);
 }
 
-/** Removes what a stopped guest leaves behind; its log stays for whoever reads it. */
-export async function removeGuestFiles(runDir: string, endpoint: GuestEndpoint, extra: string[] = []): Promise<void> {
-  for (const path of [pidPath(runDir), ...endpointSockets(endpoint), ...extra]) await rm(path, { force: true });
+/**
+ * Removes what a stopped guest leaves behind; its log stays for whoever reads it. Only the
+ * runtime's own pid file and the guest's sockets directly in the run directory are removed,
+ * and a socket only when it still is one: nothing else is ever unlinked.
+ */
+export async function removeGuestFiles(runDir: string, endpoint: GuestEndpoint): Promise<void> {
+  await rm(pidPath(runDir), { force: true });
+  for (const path of endpointSockets(endpoint)) await removeSocketIn(runDir, path);
+}
+
+/** Unlinks `path` when it is a unix socket directly inside `dir`; anything else stays. */
+export async function removeSocketIn(dir: string, path: string): Promise<boolean> {
+  if (resolve(dirname(path)) !== resolve(dir)) return false;
+  const st = await lstat(path).catch(() => undefined);
+  if (!st?.isSocket()) return false;
+  await unlink(path).catch(() => {});
+  return true;
 }
 
 export function guestExit(code: number | null, signal: NodeJS.Signals | null): GuestExit {

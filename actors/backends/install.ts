@@ -5,11 +5,13 @@ import { registerBackend } from './index.js';
 import { NamespaceBackend, namespaceTools } from './namespace.js';
 import { ProcessBackend } from './process.js';
 import { ExternalBackend } from './external.js';
+import { usernsSetting } from './userns.js';
 
 registerBackend('process', (log) => new ProcessBackend({ log }));
 registerBackend('external', (log, { attachDirs }) => new ExternalBackend({ log, attachDirs }));
 
 const tools = namespaceTools();
 if (process.getuid?.() === 0 && tools) {
-  registerBackend('namespace', (log) => new NamespaceBackend({ log, tools }));
+  const userns = usernsSetting();
+  registerBackend('namespace', (log) => new NamespaceBackend({ log, tools, userns }));
 }

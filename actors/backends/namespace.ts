@@ -1,5 +1,5 @@
 // The namespace backend: the guest command runs as PID 1 of new pid, mount, uts, ipc and
-// net namespaces, inside a cgroup of its own.
+// net namespaces, inside a cgroup of its own (named after the host and the incarnation).
 //
 // The chain is  unshare (new namespaces, exec) → timeout (fork, wait) → sh prelude (PID 1,
 // exec) → guest.  `unshare --fork` would be shorter, but util-linux 2.38 reports a child
@@ -9,21 +9,27 @@
 // /proc, sets the hostname, brings loopback up, reports the guest's host pid on fd 3 and
 // execs the guest.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, readlinkSync } from 'node:fs';
+import { accessSync, chmodSync, chownSync, constants, readlinkSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { failedPrecondition, invalidArgument } from '../../bus/errors.js';
 import type { BootRequest } from './backend.js';
 import { MAX_HOSTNAME_LEN } from '../../machines/specs.js';
-import { hostCgroupDriver, hasLimits, limitsFromAnnotations, type CgroupDriver } from './cgroups/index.js';
+import { hostCgroupDriver, hasLimits, limitsFromAnnotations, readHostCgroups, type CgroupDriver } from './cgroups/index.js';
 import { DetachedGuestBackend, type GuestBackendOptions, type GuestRun } from './detached.js';
 import { guestEnvironment, logTail, signal } from './guest-files.js';
+import { holdUserNamespace, kernelAllowsUserNamespaces, reachableByOthers, type UserNamespaceSetting } from './userns.js';
 
 export interface NamespaceTools {
   unshare: string;
   timeout: string;
   sh: string;
   mount: string;
+  /** util-linux nsenter: to enter a user namespace; without it sandboxes run without one. */
+  nsenter?: string;
+  /** To set the sandbox's hostname by sethostname(2), as a user namespace's root may. */
+  hostname?: string;
   /** iproute2; without it loopback stays down. */
   ip: string | undefined;
 }
@@ -46,18 +52,26 @@ function findTool(name: string): string | undefined {
 export function namespaceTools(): NamespaceTools | undefined {
   const [unshare, timeout, sh, mount] = ['unshare', 'timeout', 'sh', 'mount'].map(findTool);
   if (!unshare || !timeout || !sh || !mount) return undefined;
-  return { unshare, timeout, sh, mount, ip: findTool('ip') };
+  const nsenter = findTool('nsenter');
+  const hostname = findTool('hostname');
+  return { unshare, timeout, sh, mount, ip: findTool('ip'), ...(nsenter ? { nsenter } : {}), ...(hostname ? { hostname } : {}) };
 }
 
-// Arguments: hostname, mount, ip ("" when missing), the number of cgroup.procs files, the
-// files, then the guest's argv; nothing is interpolated into the script. The first line runs
-// while /proc is still the host's, so /proc/self/stat names PID 1 by its host pid.
+// Arguments: hostname, mount, ip ("" when missing), the cgroup2 mount to hide ("" when
+// none), the hostname program ("": /proc/sys/kernel/hostname, which a user namespace's root
+// may not write), the number of cgroup.procs files, the files, then the guest's argv; nothing is
+// interpolated into the script. The first line runs while /proc is still the host's, so
+// /proc/self/stat names PID 1 by its host pid. On a hybrid cgroup host the sandbox's own
+// mount namespace covers the cgroup2 mount with an empty tmpfs: crun refuses to run beside
+// it and v1 controllers (the guest uses the v1 ones), and in a user namespace the mount is
+// locked to its parent, so it can be covered but not removed.
 const PRELUDE = `read -r pid rest < /proc/self/stat || exit 125
-host=$1 mnt=$2 ip=$3 n=$4
-shift 4
+host=$1 mnt=$2 ip=$3 hide=$4 hn=$5 n=$6
+shift 6
 while [ "$n" -gt 0 ]; do echo 0 > "$1" || exit 125; n=$((n - 1)); shift; done
 "$mnt" -t proc -o nosuid,nodev,noexec proc /proc || exit 125
-printf %s "$host" > /proc/sys/kernel/hostname || exit 125
+if [ -n "$hide" ]; then "$mnt" -t tmpfs -o ro,nosuid,nodev,noexec,size=4k virtactors-hidden "$hide" || exit 125; fi
+if [ -n "$hn" ]; then "$hn" "$host" || exit 125; else printf %s "$host" > /proc/sys/kernel/hostname || exit 125; fi
 if [ -n "$ip" ]; then "$ip" link set lo up || exit 125; fi
 echo "ok $pid" >&3
 exec "$@" 3>&-`;
@@ -114,10 +128,23 @@ function killOrphanedGuest(waiter: ChildProcess, pid: number): void {
   });
 }
 
+let hybrid: Promise<string | undefined> | undefined;
+
+/** The cgroup2 mount of a hybrid host (v1 controllers mounted too), read once. */
+function hybridUnifiedMount(): Promise<string | undefined> {
+  hybrid ??= readHostCgroups().then(
+    (h) => (h.v1.length > 0 && h.v2 ? h.v2.mount : undefined),
+    () => undefined,
+  );
+  return hybrid;
+}
+
 let loopbackWarned = false;
 
 export interface NamespaceBackendOptions extends GuestBackendOptions {
   tools?: NamespaceTools;
+  /** User namespaces (on by default where the kernel allows them; VC_USERNS=0 turns them off). */
+  userns?: UserNamespaceSetting;
   /** The cgroup driver; by default the host's (none when cgroups are not writable). */
   cgroups?: () => Promise<CgroupDriver | undefined>;
 }
@@ -126,9 +153,12 @@ export class NamespaceBackend extends DetachedGuestBackend {
   readonly type = 'namespace' as const;
   private readonly tools: NamespaceTools;
   private readonly cgroups: () => Promise<CgroupDriver | undefined>;
+  private readonly userns: UserNamespaceSetting;
+  private usernsWarned = false;
 
   constructor(options: NamespaceBackendOptions) {
     super(options);
+    this.userns = options.userns ?? { enabled: false, base: 0, size: 0 };
     const tools = options.tools ?? namespaceTools();
     if (!tools) throw failedPrecondition('the namespace backend needs unshare, timeout, sh and mount on this host');
     this.tools = tools;
@@ -143,8 +173,25 @@ export class NamespaceBackend extends DetachedGuestBackend {
     return guestEnvironment(request.plan, request.sandbox.id);
   }
 
+  /** Whether this guest can run in a user namespace: the kernel allows it and its files are readable to an unprivileged uid. */
+  private usernsFor(command: readonly string[], runDir: string): boolean {
+    if (!this.userns.enabled || !this.tools.nsenter) return false;
+    // The run root is the runtime's own: searchable (not listable) by the guests, whose run directories are theirs.
+    const runRoot = dirname(resolve(runDir));
+    const mode = statSync(runRoot).mode & 0o7777;
+    if ((mode & 0o001) === 0) chmodSync(runRoot, mode | 0o111);
+    const files = command.filter((a, i) => i === 0 || (a.startsWith('/') && /\.[cm]?js$/.test(a)));
+    const why = !kernelAllowsUserNamespaces() ? 'the kernel allows no user namespaces' : [...files.filter((f) => !reachableByOthers(f)), ...(reachableByOthers(runDir, false) ? [] : [runDir])][0];
+    if (why === undefined) return true;
+    if (!this.usernsWarned) {
+      this.usernsWarned = true;
+      this.log.warn({ why }, typeof why === 'string' && why.startsWith('/') ? `sandboxes run without a user namespace: ${why} is not readable by an unprivileged user` : `sandboxes run without a user namespace: ${why}`);
+    }
+    return false;
+  }
+
   protected async launch(run: GuestRun, env: Record<string, string>, logFd: number): Promise<number> {
-    const { sandbox, plan, runDir } = run.request;
+    const { sandbox, plan, runDir, incarnation } = run.request;
     const grpc = plan.endpoint.grpcAddress;
     if (grpc && !grpc.startsWith('unix:')) {
       throw invalidArgument(`grpc address ${grpc}: a namespace guest has its own network, so the host reaches it through a unix socket only`);
@@ -155,20 +202,40 @@ export class NamespaceBackend extends DetachedGuestBackend {
     const limits = limitsFromAnnotations(sandbox.annotations);
     const driver = await this.cgroups();
     if (!driver && hasLimits(limits)) throw failedPrecondition('this host has no writable cgroups: sandbox limits cannot be applied');
-    const cgroup = driver ? await driver.create(sandbox.id, limits) : undefined;
+    const cgroup = driver ? await driver.create({ host: incarnation.host, sandboxId: sandbox.id, incarnation: incarnation.uid }, limits) : undefined;
     if (cgroup) run.teardown.push(() => cgroup.destroy());
 
     const t = this.tools;
     const procs = cgroup?.procsFiles ?? [];
+    const hide = await hybridUnifiedMount();
+    const userns = this.usernsFor(plan.command, runDir) ? await holdUserNamespace(t.unshare, t.sh, this.userns) : undefined;
+    if (userns) {
+      const { base } = this.userns;
+      // The guest is root only inside: it gets its run directory and may make child cgroups.
+      chownSync(runDir, base, base);
+      cgroup?.delegate(base, base);
+      run.userns = true;
+    }
     const args = [
       '--pid', '--mount', '--uts', '--ipc', '--net', '--propagation', 'private', '--',
       t.timeout, '--foreground', '0',
-      t.sh, '-c', PRELUDE, 'virtactors-guest', hostname, t.mount, t.ip ?? '', String(procs.length), ...procs,
+      t.sh, '-c', PRELUDE, 'virtactors-guest', hostname, t.mount, t.ip ?? '', hide ?? '', t.hostname ?? '', String(procs.length), ...procs,
       ...plan.command,
     ];
-    const child = spawn(t.unshare, args, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'], env, cwd: '/' });
+    // Into the user namespace first (nsenter makes the process its root), so that the
+    // namespaces unshare makes next are owned by it.
+    const [file, ...argv] = userns ? [t.nsenter!, `--target=${userns.pid}`, '--user', '--', t.unshare, ...args] : [t.unshare, ...args];
+    let child: ChildProcess;
+    try {
+      child = spawn(file!, argv, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'], env, cwd: '/' });
+    } catch (err) {
+      userns?.release();
+      throw err;
+    }
     this.track(run, child);
     const pid = await readReady(child);
+    // The namespace lives on with the guest; the holder was needed only until the guest entered it.
+    userns?.release();
     if (pid === undefined) {
       const tail = await logTail(runDir);
       throw new Error(`the namespace guest of sandbox ${sandbox.id} did not start${tail ? `: ${tail}` : ''}`);

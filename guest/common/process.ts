@@ -10,6 +10,7 @@
 // The pid reported and signalled is the innermost process; the wrappers in between are
 // never counted as the container's processes.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { failedPrecondition } from './errors.js';
@@ -28,6 +29,16 @@ export interface ProcessSpec {
   /** A pseudo-terminal: output arrives on stdout only. */
   terminal?: boolean;
   consoleSize?: { rows: number; cols: number };
+}
+
+/** The first word of a process's command line; "" when it is gone. */
+function argv0(pid: number): string {
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'latin1');
+    return cmdline.slice(0, cmdline.indexOf('\0') >>> 0);
+  } catch {
+    return '';
+  }
 }
 
 export interface LaunchContext {
@@ -53,7 +64,7 @@ function envObject(env: readonly string[]): Record<string, string> {
   return out;
 }
 
-interface Launch {
+export interface Launch {
   argv: string[];
   env: Record<string, string>;
   cwd: string;
@@ -62,6 +73,13 @@ interface Launch {
   forks: number;
   /** The last cgroup.procs file the process joins (it runs only after that). */
   joins?: string;
+  /** Held at a start gate (fd 3) until open(): one more fork follows then. */
+  gate?: boolean;
+  /**
+   * argv[0] of the innermost process, when known: an OCI runtime may fork short-lived
+   * helpers of its own, so the process is told apart from them by what it runs.
+   */
+  program?: string;
 }
 
 /** The command line that starts `program` (a path as the container sees it) for a spec. */
@@ -90,15 +108,8 @@ export function planLaunch(spec: ProcessSpec, ctx: LaunchContext, program: strin
 
   const launchEnv = { ...env };
   if (spec.terminal) {
-    // script runs the command with $SHELL -c; the process gets its own SHELL back.
-    const restore = env.SHELL === undefined ? 'unset SHELL' : `SHELL=${quote(env.SHELL)}; export SHELL`;
-    const sh = requireTool('sh', 'to start a terminal process');
-    // The initial size is set on the terminal before the process runs.
-    const size = spec.consoleSize && spec.consoleSize.rows > 0 && spec.consoleSize.cols > 0
-      ? `${quote(requireTool('stty', 'to size a terminal'))} rows ${spec.consoleSize.rows} cols ${spec.consoleSize.cols} 2>/dev/null; `
-      : '';
-    argv = [requireTool('script', 'for a terminal'), '-q', '-e', '-f', '-c', `${size}${restore}; exec ${argv.map(quote).join(' ')}`, '/dev/null'];
-    launchEnv.SHELL = sh;
+    argv = onTerminal(argv, spec, env.SHELL);
+    launchEnv.SHELL = requireTool('sh', 'to start a terminal process');
     forks++;
   }
   if (ctx.cgroupProcs.length > 0) {
@@ -106,6 +117,56 @@ export function planLaunch(spec: ProcessSpec, ctx: LaunchContext, program: strin
   }
   const joins = ctx.cgroupProcs.at(-1);
   return { argv, env: launchEnv, cwd: spawnCwd, forks, ...(ids ? { ids } : {}), ...(joins ? { joins } : {}) };
+}
+
+/** Runs argv on a new pseudo-terminal (util-linux script, which forks it); SHELL must be sh for script. */
+function onTerminal(argv: string[], spec: ProcessSpec, shell: string | undefined): string[] {
+  // script runs the command with $SHELL -c; the process gets its own SHELL back.
+  const restore = shell === undefined ? 'unset SHELL' : `SHELL=${quote(shell)}; export SHELL`;
+  // The initial size is set on the terminal before the process runs.
+  const size = spec.consoleSize && spec.consoleSize.rows > 0 && spec.consoleSize.cols > 0
+    ? `${quote(requireTool('stty', 'to size a terminal'))} rows ${spec.consoleSize.rows} cols ${spec.consoleSize.cols} 2>/dev/null; `
+    : '';
+  return [requireTool('script', 'for a terminal'), '-q', '-e', '-f', '-c', `${size}${restore}; exec ${argv.map(quote).join(' ')}`, '/dev/null'];
+}
+
+// Joins the cgroups, covers a cgroup2 mount with an empty tmpfs when one is named (in the
+// mount namespace of its own the wrapper runs in), then execs the OCI runtime.
+const OCI_PRELUDE = `while [ "$1" != -- ]; do echo 0 > "$1" || exit 125; shift; done; shift
+if [ -n "$1" ]; then "$2" -t tmpfs -o ro,nosuid,nodev,noexec,size=4k virtactors-hidden "$1" || exit 125; fi; shift 2
+exec "$@"`;
+
+export interface RuntimeLaunchContext {
+  cgroupProcs: readonly string[];
+  /** unshare --mount ... when the runtime must not see a cgroup2 mount; [] otherwise. */
+  privateMount: readonly string[];
+  hiddenMount?: string;
+  terminal?: boolean;
+  consoleSize?: ProcessSpec['consoleSize'];
+  /** The init process, held at its start gate. */
+  gate?: boolean;
+  /** argv[0] of the process the runtime forks (the gate shell for an init). */
+  program: string;
+}
+
+/** The command line that runs the OCI runtime (run or exec) for a container process; the runtime forks the process. */
+export function planRuntimeLaunch(runtimeArgv: string[], ctx: RuntimeLaunchContext): Launch {
+  let argv = runtimeArgv;
+  let forks = 1;
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
+  if (ctx.cgroupProcs.length > 0 || ctx.hiddenMount) {
+    const mount = ctx.hiddenMount ? requireTool('mount', 'to hide a cgroup2 mount') : '';
+    argv = [...ctx.privateMount, requireTool('sh', 'to join cgroups'), '-c', OCI_PRELUDE, 'va-oci', ...ctx.cgroupProcs, '--', ctx.hiddenMount ?? '', mount, ...argv];
+  }
+  // Outermost, so that the one child of script is the chain that becomes the runtime (the
+  // prelude's umount is a child of that, told apart from the process by its program).
+  if (ctx.terminal) {
+    argv = onTerminal(argv, { args: [], env: [], ...(ctx.consoleSize ? { consoleSize: ctx.consoleSize } : {}) }, undefined);
+    env.SHELL = requireTool('sh', 'to start a terminal process');
+    forks++;
+  }
+  // No wait for the cgroup here: the process is found only once the runtime forked it, from inside.
+  return { argv, env, cwd: '/', forks, program: ctx.program, ...(ctx.gate ? { gate: true } : {}) };
 }
 
 export class ManagedProcess {
@@ -150,7 +211,7 @@ export class ManagedProcess {
     const child = spawn(file!, args, {
       env: launch.env,
       cwd: launch.cwd,
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio: launch.gate ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'],
       ...(launch.ids ?? {}),
     });
     await new Promise<void>((resolve, reject) => {
@@ -159,12 +220,21 @@ export class ManagedProcess {
     });
     const p = new ManagedProcess(containerId, execId, !!spec.terminal, child);
     if (launch.joins) await p.joined(launch.joins);
-    await p.findInnermost(launch.forks);
+    await p.findInnermost(launch.forks, launch.program);
     return p;
   }
 
   private get running(): boolean {
     return this.status === undefined;
+  }
+
+  /** Opens the start gate of a gated process: it execs its init, which forks `program`. */
+  async open(program: string): Promise<void> {
+    const gate = this.child.stdio[3] as Writable | null | undefined;
+    if (!gate) return;
+    gate.on('error', () => {});
+    gate.end('start\n');
+    await this.findInnermost(1, program);
   }
 
   /** Waits until the process is in its cgroup, so that it counts as the container's from the start. */
@@ -183,11 +253,13 @@ export class ManagedProcess {
     }
   }
 
-  private async findInnermost(forks: number): Promise<void> {
+  private async findInnermost(forks: number, program?: string): Promise<void> {
     const end = Date.now() + FIND_TIMEOUT_MS;
     for (let level = 0; level < forks; level++) {
+      const last = level === forks - 1;
+      const wanted = (pid: number) => !last || program === undefined || argv0(pid) === program;
       let next: number | undefined;
-      while ((next = childrenOf(this.pid)[0]) === undefined) {
+      while ((next = childrenOf(this.pid).find(wanted)) === undefined) {
         if (!this.running || Date.now() > end) return;
         await sleep(1);
       }

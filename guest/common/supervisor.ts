@@ -5,13 +5,19 @@
 // Guest agents (kata, hyperstart) translate their protocol onto these calls; every
 // failure is a GuestError with a code the agent maps onto its protocol.
 import { execFile } from 'node:child_process';
+import { existsSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { hostname as osHostname } from 'node:os';
+import { isAbsolute, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CgroupDriver, CgroupStats, ContainerCgroup, Resources } from './cgroups/index.js';
 import { alreadyExists, deadlineExceeded, failedPrecondition, GuestError, internal, invalidArgument, notFound } from './errors.js';
 import { silentLog, type GuestLog } from './log.js';
 import { checkDirectory, findExecutable } from './paths.js';
-import { allProcesses, sendSignal, withDescendants } from './proc.js';
-import { ManagedProcess, planLaunch, type ProcessSpec } from './process.js';
+import { allProcesses, procInfo, sendSignal, withDescendants } from './proc.js';
+import { ManagedProcess, planLaunch, planRuntimeLaunch, type ProcessSpec } from './process.js';
+import { Bundles, GATE_SHELL, gatedInit, helperMounts } from './oci/bundle.js';
+import type { OciRuntime } from './oci/runtime.js';
+import { capabilitySet, ociConfig, type OciProcess } from './oci/spec.js';
 import type { Reaper } from './reaper.js';
 import { requireTool } from './tools.js';
 import { resolveUser, type Identity } from './user.js';
@@ -27,9 +33,18 @@ export interface ContainerConfig {
   /** Id of the init process (WaitProcess/ReadStdout use it); default: the container id. */
   initId?: string;
   process: ProcessSpec;
-  /** Root directory to chroot into; "" or absent for the guest's own. */
+  /**
+   * Root filesystem: an absolute path of an existing directory, never "/". "" or absent:
+   * the minimal default one (with an OCI runtime), or the guest's own (without).
+   */
   root?: string;
   resources?: Resources;
+  /** The container's hostname (its own uts namespace); default the guest's. */
+  hostname?: string;
+  /** Relaxed confinement: every capability, no seccomp filter, unmasked /proc and /sys. */
+  privileged?: boolean;
+  /** Shares the guest's (the pod's) pid namespace instead of getting its own (stock hyperstart). */
+  podPidNamespace?: boolean;
 }
 
 export interface SupervisorOptions {
@@ -41,6 +56,14 @@ export interface SupervisorOptions {
   log?: GuestLog;
   /** Told about every exit as it happens (push-style agents). */
   onExit?(containerId: string, execId: string, status: number): void;
+  /**
+   * Containers run through this OCI runtime, from bundles under `stateDir`, confined (see
+   * oci/). Without one (a guest that is not root), processes run as plain children with
+   * the old wrapper chain and are not contained.
+   */
+  oci?: OciRuntime;
+  /** The guest's own state directory (0700): bundles and the default root filesystem. */
+  stateDir?: string;
 }
 
 const SIGKILL = 9;
@@ -54,19 +77,18 @@ class Container {
   init: ManagedProcess | undefined;
   /** Paused with SIGSTOP (no freezer). */
   stoppedBySignal = false;
+  /** OCI: the runtime already runs the container, its init held at the start gate. */
+  gated: ManagedProcess | undefined;
 
   constructor(
     readonly id: string,
     readonly initId: string,
     readonly config: ContainerConfig,
+    readonly root: string,
     readonly program: string,
     readonly identity: Identity | undefined,
     readonly cgroup: ContainerCgroup | undefined,
   ) {}
-
-  get root(): string {
-    return this.config.root ?? '';
-  }
 
   live(): ManagedProcess[] {
     return [...this.processes.values()].filter((p) => p.status === undefined);
@@ -78,12 +100,36 @@ function checkId(kind: string, id: string): string {
   return id;
 }
 
+/** A container's root filesystem as given: absolute, an existing directory, canonical, never "/". */
+function checkRoot(root: string): string {
+  if (!isAbsolute(root)) throw invalidArgument(`root filesystem ${JSON.stringify(root)} is not an absolute path`);
+  let real: string;
+  try {
+    real = realpathSync(root);
+    if (!statSync(real).isDirectory()) throw new Error('not a directory');
+  } catch {
+    throw invalidArgument(`root filesystem ${root} is not an existing directory`);
+  }
+  if (real === '/') throw invalidArgument(`root filesystem ${root} is the guest's own root: give a container root filesystem`);
+  return real;
+}
+
 export class Supervisor {
   private readonly containers = new Map<string, Container>();
   private readonly log: GuestLog;
+  private readonly bundles: Bundles | undefined;
 
   constructor(private readonly options: SupervisorOptions) {
     this.log = options.log ?? silentLog;
+    if (options.oci) {
+      if (!options.stateDir) throw new Error('an OCI runtime needs the guest state directory');
+      this.bundles = new Bundles(options.stateDir, options.oci.helpers);
+    }
+  }
+
+  /** Whether containers run through an OCI runtime (and so are confined). */
+  get ociRuntime(): string | undefined {
+    return this.options.oci?.name;
   }
 
   get cgroupVersion(): 'v1' | 'v2' | undefined {
@@ -121,29 +167,85 @@ export class Supervisor {
 
   // ---- lifecycle ------------------------------------------------------------------
 
-  /** Prepares a container: checks its process, creates its cgroup and applies limits. */
-  createContainer(config: ContainerConfig): void {
+  /**
+   * Prepares a container: checks its process, creates its cgroup and applies limits. With
+   * an OCI runtime it also writes the bundle and has the runtime create the container, its
+   * init waiting at the start gate (OCI create), so that start only opens the gate.
+   */
+  async createContainer(config: ContainerConfig): Promise<void> {
     const id = checkId('container', config.id);
     if (this.containers.has(id)) throw alreadyExists(`container ${id} already exists`);
     const initId = config.initId || id;
-    const { program, identity } = this.prepare(config.process, config.root ?? '');
+    const given = config.root && config.root !== '' ? config.root : '';
+    if (this.bundles && given === '/') throw invalidArgument(`root filesystem / is the guest's own root: give a container root filesystem`);
+    const root = this.bundles ? (given ? checkRoot(given) : this.bundles.defaultRootfs()) : given;
+    const { program, identity } = this.prepare(config.process, root);
     let cgroup: ContainerCgroup | undefined;
     try {
       cgroup = this.options.cgroups?.create(this.options.group, id);
     } catch (err) {
       throw internal(`cannot create the cgroup of container ${id}: ${(err as Error).message}`);
     }
-    const c = new Container(id, initId, config, program, identity, cgroup);
+    const c = new Container(id, initId, config, root, program, identity, cgroup);
     this.containers.set(id, c);
-    if (config.resources) {
+    try {
+      if (config.resources) this.applyResources(c, config.resources);
+      if (this.bundles) c.gated = await this.createInRuntime(c, !given);
+    } catch (err) {
+      this.containers.delete(id);
+      this.bundles?.remove(id);
+      await cgroup?.destroy().catch(() => {});
+      throw err;
+    }
+  }
+
+  /** The OCI user of a process: always numeric. */
+  private ociUser(spec: ProcessSpec, root: string): OciProcess['user'] {
+    const id = resolveUser(spec.user ?? {}, root);
+    return { uid: id.uid, gid: id.gid, ...(id.additionalGids.length > 0 ? { additionalGids: id.additionalGids } : {}) };
+  }
+
+  private async createInRuntime(c: Container, defaultRoot: boolean): Promise<ManagedProcess> {
+    const oci = this.options.oci!;
+    const spec = c.config.process;
+    const privileged = !!c.config.privileged;
+    const mounts = helperMounts(oci.helpers);
+    // The shared default root is read-only; its /tmp is the container's own.
+    if (defaultRoot) mounts.push({ destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777', 'size=65536k'] });
+    const config = ociConfig({
+      privileged,
+      podPidNamespace: !!c.config.podPidNamespace,
+      process: { terminal: false, user: this.ociUser(spec, c.root), args: gatedInit(c.program, spec.args.slice(1), spec.env, !c.config.podPidNamespace), env: [], cwd: spec.cwd || '/' },
+      root: { path: c.root, readonly: defaultRoot },
+      hostname: c.config.hostname || osHostname(),
+      guestMounts: mounts,
+    });
+    const bundle = this.bundles!.write(c.id, config);
+    // The runtime itself stays outside the container's cgroup: the init joins it below, at the gate.
+    const launch = planRuntimeLaunch(oci.runArgv(c.id, bundle), {
+      cgroupProcs: [],
+      privateMount: oci.privateMountArgv(),
+      ...(oci.hiddenMount ? { hiddenMount: oci.hiddenMount } : {}),
+      terminal: !!spec.terminal,
+      ...(spec.consoleSize ? { consoleSize: spec.consoleSize } : {}),
+      gate: true,
+      program: GATE_SHELL,
+    });
+    const p = await ManagedProcess.start(c.id, c.initId, spec, launch);
+    // Held at the gate, the init has not forked yet: whatever it starts is born in the cgroup.
+    if (p.status === undefined) {
       try {
-        this.applyResources(c, config.resources);
+        for (const file of c.cgroup?.procsFiles ?? []) writeFileSync(file, String(p.pid));
       } catch (err) {
-        this.containers.delete(id);
-        void cgroup?.destroy().catch(() => {});
-        throw err;
+        p.signal(SIGKILL);
+        throw internal(`cannot put container ${c.id} into its cgroup: ${(err as Error).message}`);
       }
     }
+    if (p.status !== undefined) {
+      const why = new TextDecoder().decode(await p.stderr.read(64 * 1024).catch(() => new Uint8Array())).trim();
+      throw internal(`${oci.name} could not create container ${c.id}: ${why || `exit status ${p.status}`}`);
+    }
+    return p;
   }
 
   /** Starts the init process of a created container; resolves with its pid. */
@@ -152,7 +254,7 @@ export class Supervisor {
     if (c.state !== 'created') throw failedPrecondition(`container ${id} is ${c.state}, not created`);
     c.state = 'running';
     try {
-      const p = await this.spawn(c, c.initId, c.config.process, c.program, c.identity);
+      const p = c.gated ? await this.openGate(c, c.gated) : await this.spawn(c, c.initId, c.config.process, c.program, c.identity);
       c.init = p;
       void p.exited.then(() => this.initExited(c));
       return p.pid;
@@ -171,6 +273,7 @@ export class Supervisor {
     if (c.processes.has(execId) || execId === c.initId) throw alreadyExists(`process ${execId} already exists in container ${containerId}`);
     const { program, identity } = this.prepare(spec, c.root);
     try {
+      if (this.bundles) return (await this.execInRuntime(c, execId, spec, program)).pid;
       return (await this.spawn(c, execId, spec, program, identity)).pid;
     } catch (err) {
       throw err instanceof GuestError ? err : internal(`cannot exec in container ${containerId}: ${(err as Error).message}`);
@@ -180,7 +283,45 @@ export class Supervisor {
   private async spawn(c: Container, execId: string, spec: ProcessSpec, program: string, identity: Identity | undefined): Promise<ManagedProcess> {
     const reaperPid = this.options.reaper ? await this.options.reaper.pid() : undefined;
     const launch = planLaunch(spec, { root: c.root, reaperPid, cgroupProcs: c.cgroup?.procsFiles ?? [] }, program, identity);
-    const p = await ManagedProcess.start(c.id, execId, spec, launch);
+    return this.track(c, execId, await ManagedProcess.start(c.id, execId, spec, launch));
+  }
+
+  /** Starts a created OCI container: its init leaves the gate and runs the program. */
+  private async openGate(c: Container, p: ManagedProcess): Promise<ManagedProcess> {
+    c.gated = undefined;
+    this.track(c, c.initId, p);
+    if (p.status !== undefined) throw internal(`container ${c.id} ended before it was started (status ${p.status})`);
+    await p.open(c.program);
+    return p;
+  }
+
+  /** An exec through the OCI runtime: a process.json with the container's confinement. */
+  private async execInRuntime(c: Container, execId: string, spec: ProcessSpec, program: string): Promise<ManagedProcess> {
+    const oci = this.options.oci!;
+    const privileged = !!c.config.privileged;
+    const file = this.bundles!.writeProcess(c.id, execId, {
+      terminal: false,
+      user: this.ociUser(spec, c.root),
+      args: [program, ...spec.args.slice(1)],
+      env: spec.env,
+      cwd: spec.cwd || '/',
+      capabilities: capabilitySet(privileged),
+      noNewPrivileges: !privileged,
+    });
+    const launch = planRuntimeLaunch(oci.execArgv(c.id, file), {
+      cgroupProcs: c.cgroup?.procsFiles ?? [],
+      privateMount: oci.privateMountArgv(),
+      ...(oci.hiddenMount ? { hiddenMount: oci.hiddenMount } : {}),
+      terminal: !!spec.terminal,
+      ...(spec.consoleSize ? { consoleSize: spec.consoleSize } : {}),
+      program,
+    });
+    const p = this.track(c, execId, await ManagedProcess.start(c.id, execId, spec, launch));
+    void p.exited.then(() => this.bundles?.removeProcess(c.id, execId));
+    return p;
+  }
+
+  private track(c: Container, execId: string, p: ManagedProcess): ManagedProcess {
     c.processes.set(execId, p);
     void p.exited.then((status) => {
       this.log.debug('process exited', { containerId: c.id, execId, status });
@@ -247,12 +388,29 @@ export class Supervisor {
     this.process(c, execId).signal(signal);
   }
 
+  /**
+   * SIGKILL to whatever is left of a container whose init has ended: the processes of a
+   * container that shares its pid namespace (a stock hyperstart pod's) outlive their init
+   * otherwise.
+   */
+  killRemaining(containerId: string): void {
+    const c = this.container(containerId);
+    for (const pid of this.members(c)) sendSignal(pid, SIGKILL);
+  }
+
   /** Blocks until the process exits; returns its status and forgets it (a second wait fails). */
   async wait(containerId: string, execId: string, abort?: AbortSignal): Promise<number> {
     const c = this.container(containerId);
     const p = this.process(c, execId);
     if (p.waited) throw notFound(`process ${execId} of container ${containerId} was already waited for`);
-    const status = await (abort ? raceAbort(p.exited, abort) : p.exited);
+    let status = await (abort ? raceAbort(p.exited, abort) : p.exited);
+    // An exec killed because its container's init ended (the kernel ends the pid namespace
+    // with it) is reported after that init, as when the supervisor kills the rest itself.
+    const init = c.init;
+    if (this.bundles && init && init !== p && init.status === undefined && !isAlive(init.pid)) {
+      await (abort ? raceAbort(init.exited, abort) : init.exited);
+      status = p.status ?? status;
+    }
     if (p.waited) throw notFound(`process ${execId} of container ${containerId} was already waited for`);
     p.waited = true;
     if (p.drained && c.processes.get(execId) === p) c.processes.delete(execId);
@@ -356,11 +514,28 @@ export class Supervisor {
       await gone;
     }
     this.containers.delete(containerId);
+    await this.forgetInRuntime(c);
     await c.cgroup?.destroy().catch((err: Error) => this.log.warn('container cgroup not removed', { containerId, err }));
+  }
+
+  /** The bundle goes; runtime state is left only by a runtime that was killed, and is deleted then. */
+  private async forgetInRuntime(c: Container): Promise<void> {
+    const oci = this.options.oci;
+    if (!oci || !this.bundles) return;
+    this.bundles.remove(c.id);
+    if (!existsSync(join(oci.stateRoot, c.id))) return;
+    const [file, ...args] = oci.deleteArgv(c.id);
+    await new Promise<void>((resolve) => execFile(file!, args, () => resolve()));
   }
 
   private async killAndWait(c: Container): Promise<void> {
     let thawed = false;
+    // A container created but never started: its runtime waits at the gate, alone.
+    if (c.gated) {
+      const gated = c.gated;
+      c.gated = undefined;
+      this.track(c, c.initId, gated);
+    }
     for (;;) {
       const pids = this.members(c);
       const live = c.live();
@@ -383,10 +558,16 @@ export class Supervisor {
     if (!finished) this.log.warn('some container processes did not die in time');
     for (const c of all) {
       this.containers.delete(c.id);
+      await this.forgetInRuntime(c);
       await c.cgroup?.destroy().catch((err: Error) => this.log.warn('container cgroup not removed', { containerId: c.id, err }));
     }
     await this.options.cgroups?.removeGroup(this.options.group).catch((err: Error) => this.log.warn('sandbox cgroup group not removed', { err }));
   }
+}
+
+function isAlive(pid: number): boolean {
+  const state = procInfo(pid)?.state;
+  return state !== undefined && state !== 'Z';
 }
 
 function raceAbort<T>(promise: Promise<T>, abort: AbortSignal): Promise<T> {

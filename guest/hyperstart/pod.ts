@@ -2,7 +2,7 @@
 // (guest/common), plus what hyperstart adds on top of it: output pushed on tty streams,
 // stdin taken from them, and exits pushed as PROCESSASYNCEVENT after the streams' EOF.
 import { writeFileSync } from 'node:fs';
-import { GuestError, mount9p, parseUser, Reaper, sharedPath, Supervisor, unmount, type CgroupDriver, type GuestLog, type ProcessSpec } from '../common/index.js';
+import { GuestError, mount9p, parseUser, Reaper, sharedPath, Supervisor, unmount, type CgroupDriver, type GuestLog, type OciRuntime, type ProcessSpec } from '../common/index.js';
 import { EVENT_FINISHED } from '../../protos/hyperstart/codes.js';
 import type * as H from '../../protos/hyperstart/types.js';
 
@@ -32,6 +32,8 @@ export interface PodOptions {
    * the init process only (allProcesses is not a field upstream knows).
    */
   stock?: boolean;
+  oci?: OciRuntime;
+  stateDir: string;
 }
 
 interface Streams {
@@ -86,7 +88,13 @@ export class Pod {
     if (this.options.setHostname && pod.hostname) writeFileSync('/proc/sys/kernel/hostname', pod.hostname.slice(0, 64));
     this.hostname = pod.hostname;
     const group = `hyperstart-${pod.hostname.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64)}-${process.pid}`;
-    this.sup = new Supervisor({ group, cgroups: this.options.cgroups, reaper: this.reaper, log: this.options.log });
+    this.sup = new Supervisor({
+      group,
+      cgroups: this.options.cgroups,
+      reaper: this.reaper,
+      log: this.options.log,
+      ...(this.options.oci ? { oci: this.options.oci, stateDir: this.options.stateDir } : {}),
+    });
   }
 
   async newContainer(c: H.Container): Promise<H.StartedReply> {
@@ -97,7 +105,10 @@ export class Pod {
     try {
       // As upstream: the rootfs is <shared root>/<image>/<rootfs>; none given, the guest's own root.
       const root = c.rootfs ? sharedPath(this.options.sharedRoot, c.image ?? '', c.rootfs) : '';
-      sup.createContainer({ id: c.id, initId, root, process: processSpec(c.process) });
+      // A stock hyperstart runs every container of the pod in the pod's pid namespace: the
+      // guest's, when it is one's PID 1 (a guest that is not has no pod namespace to share).
+      const podPidNamespace = !!this.options.stock && process.pid === 1;
+      await sup.createContainer({ id: c.id, initId, root, process: processSpec(c.process), hostname: this.hostname, privileged: c.privileged === true, podPidNamespace });
       let pid: number;
       try {
         pid = await sup.startContainer(c.id);
@@ -254,6 +265,12 @@ export class Pod {
    * init) are reported, the container is gone before the host hears of the exit.
    */
   private async free(container: string): Promise<void> {
+    // In the pod's pid namespace nothing ends them with their init: they go now.
+    try {
+      this.sup?.killRemaining(container);
+    } catch {
+      /* already gone */
+    }
     while ((this.execReports.get(container)?.size ?? 0) > 0) await Promise.all(this.execReports.get(container)!);
     this.execReports.delete(container);
     this.initIds.delete(container);

@@ -6,8 +6,7 @@
 // sent after the next READY.
 import { createServer, type Server } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { unlinkSync } from 'node:fs';
-import { GuestError, SerialPort, type CgroupDriver, type GuestLog } from '../common/index.js';
+import { claimSocketPath, GuestError, ownSocket, SerialPort, type CgroupDriver, type GuestLog, type OciRuntime, type OwnSocket } from '../common/index.js';
 import { API_VERSION, Code, codeName, deprecatedCodes, MAX_REPLY_FRAME } from '../../protos/hyperstart/codes.js';
 import {
   CtlDecoder,
@@ -44,6 +43,9 @@ export interface GuestOptions {
    * without a pid, plus the pod behaviours of PodOptions.stock.
    */
   stock?: boolean;
+  /** The OCI runtime containers run through; undefined: not contained (a guest that is not root). */
+  oci?: OciRuntime;
+  stateDir: string;
 }
 
 const EMPTY = new Uint8Array();
@@ -62,6 +64,7 @@ export class GuestServer {
   private tty?: Duplex;
   private readonly ports: SerialPort[] = [];
   private readonly servers: Server[] = [];
+  private readonly sockets: OwnSocket[] = [];
   private queue: Promise<void> = Promise.resolve();
   private destroyed = false;
   private readonly heldEvents: Uint8Array[] = [];
@@ -74,7 +77,7 @@ export class GuestServer {
   constructor(private readonly options: GuestOptions) {
     this.pod = new Pod(
       { stream: (seq, data) => this.stream(seq, data), event: (event) => this.event(event) },
-      { cgroups: options.cgroups, reaper: options.reaper, log: options.log, sharedRoot: options.sharedRoot, setHostname: options.setHostname, stock: !!options.stock },
+      { cgroups: options.cgroups, reaper: options.reaper, log: options.log, sharedRoot: options.sharedRoot, setHostname: options.setHostname, stock: !!options.stock, stateDir: options.stateDir, ...(options.oci ? { oci: options.oci } : {}) },
     );
   }
 
@@ -87,14 +90,15 @@ export class GuestServer {
     await Promise.all([this.serve(this.options.ctl, (s) => this.acceptCtl(s)), this.serve(this.options.tty, (s) => this.acceptTty(s))]);
   }
 
-  private serve(path: string, accept: (s: Duplex) => void): Promise<void> {
-    removeSocket(path); // a stale socket from an earlier guest
+  private async serve(path: string, accept: (s: Duplex) => void): Promise<void> {
+    await claimSocketPath(path); // free, or a dead socket of an earlier guest; nothing else
     const server = createServer(accept);
     this.servers.push(server);
-    return new Promise((resolve, reject) => {
+    await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(path, () => resolve());
     });
+    this.sockets.push(ownSocket(path));
   }
 
   private acceptCtl(socket: Duplex): void {
@@ -267,16 +271,6 @@ export class GuestServer {
     this.tty?.destroy();
     await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     for (const port of this.ports) port.close();
-    if (this.options.serial) return;
-    removeSocket(this.options.ctl);
-    removeSocket(this.options.tty);
-  }
-}
-
-function removeSocket(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    /* none */
+    for (const socket of this.sockets.splice(0)) socket.remove();
   }
 }

@@ -1,8 +1,8 @@
 // Between the kata protocol's messages and the supervisor's types: OCI process and
 // resources in, cgroup counters out.
 import type { CgroupStats, ProcessSpec, Resources, UserRef } from '../common/index.js';
-import { GuestError, parseUser } from '../common/index.js';
-import { int64Number, type CgroupStats as ProtoCgroupStats, type Int64, type LinuxResources, type Process, type StringUser } from '../../protos/kata/index.js';
+import { GuestError, parseUser, PRIVILEGED_ANNOTATION, relaxationsIn } from '../common/index.js';
+import { int64Number, type CgroupStats as ProtoCgroupStats, type Int64, type LinuxResources, type Process, type Spec, type StringUser } from '../../protos/kata/index.js';
 
 /** The user of a process: a non-empty StringUser wins over the OCI user. */
 export function userOf(process: Process | undefined, stringUser: StringUser | undefined): UserRef {
@@ -90,4 +90,15 @@ export function statsMessage(s: CgroupStats): ProtoCgroupStats {
     blkio_stats: { io_service_bytes_recursive: blk(s.blkio.serviceBytes), io_serviced_recursive: blk(s.blkio.serviced) },
     hugetlb_stats: hugetlb,
   };
+}
+
+/**
+ * Whether the container is privileged: only when the host marked it so (it checked that the
+ * caller may). Any other relaxation the spec asks for is refused rather than dropped.
+ */
+export function confinementOf(spec: Spec): boolean {
+  if (spec.Annotations?.[PRIVILEGED_ANNOTATION] === 'true') return true;
+  const asked = relaxationsIn(spec);
+  if (asked.length > 0) throw new GuestError('InvalidArgument', `the container asks for what only a privileged container gets: ${asked.join('; ')}`);
+  return false;
 }

@@ -2,19 +2,35 @@
 // socket and runs the sandbox's processes.
 //
 //   node dist/guest/kata-agent/main.js --listen unix:///run/sandbox/kata.sock
-//     [--cgroups auto|v1|v2|none] [--reaper auto|on|off] [--stock]
+//     [--cgroups auto|v1|v2|none] [--reaper auto|on|off] [--stock] [--oci auto|crun|runc|none]
+//     [--state-parent <dir>]
 //   node dist/guest/kata-agent/main.js --serial [agent.channel.0] ...      (inside a VM)
 //
 // With --serial the agent still serves on a local socket (/run/kata-agent.sock unless
 // --listen says otherwise) and joins each yamux stream of the virtio-serial port to it.
+// Containers run through the OCI runtime (--oci, default $VIRTACTORS_OCI_RUNTIME or auto:
+// crun; runc is refused for now), from bundles in a state directory the agent makes inside
+// --state-parent (default the system's temporary directory) and removes when it stops.
 // --reaper auto runs processes in a reaping pid namespace when the agent is PID 1.
 // --stock behaves as the stock kata agent 1.x was observed to (see service.ts), for
 // testing hosts against it; a spec it would dereference nil in makes it die (exit 2).
 // SIGTERM (or SIGINT) kills every container process, removes the socket and exits 0.
-import { lstatSync, unlinkSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { guestLog, procIsOurs, waitForPort, type CgroupChoice } from '../common/index.js';
+import { join } from 'node:path';
+import {
+  claimSocketPath,
+  detectOciRuntime,
+  guestLog,
+  guestStateDir,
+  OCI_RUNTIME_ENV,
+  ownSocket,
+  procIsOurs,
+  waitForPort,
+  type CgroupChoice,
+  type OciChoice,
+  type OwnSocket,
+} from '../common/index.js';
 import { agentService, healthService } from '../../protos/kata/index.js';
 import { parseListen } from './address.js';
 import { implementation, KataAgent } from './service.js';
@@ -40,14 +56,6 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-function removeStaleSocket(path: string): void {
-  try {
-    if (lstatSync(path).isSocket()) unlinkSync(path);
-  } catch {
-    // absent
-  }
-}
-
 async function main(): Promise<void> {
   const serialAt = process.argv.indexOf('--serial');
   const serial = serialAt < 0 ? undefined : process.argv[serialAt + 1]?.startsWith('--') || !process.argv[serialAt + 1] ? SERIAL_PORT : process.argv[serialAt + 1]!;
@@ -66,6 +74,19 @@ async function main(): Promise<void> {
     fail((err as Error).message);
   }
   if (serial && !address.socketPath) fail('--serial joins the port to a unix socket: --listen must name one');
+  const ociChoice = (option('oci', process.env[OCI_RUNTIME_ENV] || 'auto') ?? 'auto') as OciChoice;
+  if (!['auto', 'crun', 'runc', 'none'].includes(ociChoice)) fail(`--oci ${ociChoice}: use auto, crun, runc or none`);
+  let state;
+  let oci;
+  try {
+    state = guestStateDir(option('state-parent'));
+    oci = detectOciRuntime({ choice: ociChoice, stateRoot: join(state.path, 'runtime'), log });
+  } catch (err) {
+    state?.remove();
+    fail((err as Error).message);
+  }
+  const stateDir = state;
+  process.on('exit', () => stateDir.remove());
   const stock = process.argv.includes('--stock');
   let agent: KataAgent;
   // The stock agent's nil dereference: a Go panic, exit status 2, nothing cleaned up
@@ -75,17 +96,19 @@ async function main(): Promise<void> {
     await Promise.race([agent.shutdown().catch(() => {}), new Promise((r) => setTimeout(r, 2_000))]);
     process.exit(2);
   };
-  agent = new KataAgent({ log, cgroups, reaper, stock, die, setHostname: !!serial });
+  agent = new KataAgent({ log, cgroups, reaper, stock, die, setHostname: !!serial, stateDir: stateDir.path, ...(oci ? { oci } : {}) });
   const server = new Server();
   server.addService(agentService, implementation(agent.agent, log));
   server.addService(healthService, implementation(agent.health, log));
-  if (address.socketPath) removeStaleSocket(address.socketPath);
+  // Free, or a dead socket of an earlier guest; anything else at the path stays and we stop.
+  if (address.socketPath) await claimSocketPath(address.socketPath).catch((err: Error) => fail(`cannot listen on ${listen}: ${err.message}`));
 
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(address.target, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   ).catch((err: Error) => fail(`cannot listen on ${listen}: ${err.message}`));
+  const socket: OwnSocket | undefined = address.socketPath ? ownSocket(address.socketPath) : undefined;
   if (serial) serveSerial(await waitForPort(serial, PORT_WAIT_MS).catch((err: Error) => fail(err.message)), address.socketPath!, log);
-  log.info('listening', { address: listen, ...(address.socketPath ? {} : { port }), ...(serial ? { serial } : {}), pid1: process.pid === 1, reaper, stock });
+  log.info('listening', { address: listen, ...(address.socketPath ? {} : { port }), ...(serial ? { serial } : {}), pid1: process.pid === 1, reaper, stock, oci: oci?.name ?? 'none' });
   // The guest's work is light: without the optimising compiler its memory stays flat after
   // activity. Set only now: a V8 flag given at start-up would cost Node its code cache.
   setFlagsFromString('--no-opt');
@@ -97,7 +120,7 @@ async function main(): Promise<void> {
     log.info('stopping', { signal });
     await agent.shutdown().catch((err: Error) => log.error('shutdown failed', { err }));
     server.forceShutdown();
-    if (address.socketPath) removeStaleSocket(address.socketPath);
+    socket?.remove();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));

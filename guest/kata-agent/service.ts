@@ -4,7 +4,7 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { Metadata, status, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { detectCgroups, GuestError, mount9p, NINEP_OPTIONS, Reaper, Supervisor, toGuestError, unmount, type CgroupChoice, type GuestErrorCode, type GuestLog } from '../common/index.js';
+import { detectCgroups, GuestError, mount9p, NINEP_OPTIONS, Reaper, Supervisor, toGuestError, unmount, type CgroupChoice, type GuestErrorCode, type GuestLog, type OciRuntime } from '../common/index.js';
 import {
   API_VERSION,
   PID_TRAILER,
@@ -15,7 +15,7 @@ import {
   type HealthMethods,
 } from '../../protos/kata/index.js';
 import type { Storage } from '../../protos/kata/index.js';
-import { processSpec, resourcesOf, statsMessage } from './convert.js';
+import { confinementOf, processSpec, resourcesOf, statsMessage } from './convert.js';
 
 export const AGENT_VERSION = 'virtactors-kata-agent 0.1.0';
 
@@ -58,6 +58,10 @@ export interface AgentOptions {
   reaper: boolean;
   /** The agent is a whole VM's: CreateSandbox's hostname becomes the kernel's. */
   setHostname?: boolean;
+  /** The OCI runtime containers run through (undefined: not contained, a guest that is not root). */
+  oci?: OciRuntime;
+  /** The guest's state directory (bundles, the default root filesystem). */
+  stateDir: string;
   /**
    * Behave like the stock kata agent 1.x as observed (reference §10): no pid trailer,
    * streams that end with an `EOF` error, SIGTERM to an init without a handler sent as
@@ -156,9 +160,15 @@ export class KataAgent {
         this.creating = false;
       }
       if (this.options.setHostname && req.hostname) writeFileSync('/proc/sys/kernel/hostname', req.hostname.slice(0, 64));
-      const supervisor = new Supervisor({ group: groupName(id), cgroups: this.cgroups(), reaper: this.reaper, log: this.options.log });
+      const supervisor = new Supervisor({
+        group: groupName(id),
+        cgroups: this.cgroups(),
+        reaper: this.reaper,
+        log: this.options.log,
+        ...(this.options.oci ? { oci: this.options.oci, stateDir: this.options.stateDir } : {}),
+      });
       this.sandbox = { id, hostname: req.hostname ?? '', supervisor, mounts };
-      this.options.log.info('sandbox created', { sandboxId: id, cgroups: supervisor.cgroupVersion ?? 'none', reaper: !!this.reaper });
+      this.options.log.info('sandbox created', { sandboxId: id, cgroups: supervisor.cgroupVersion ?? 'none', reaper: !!this.reaper, oci: supervisor.ociRuntime ?? 'none' });
       return {};
     },
     DestroySandbox: async () => {
@@ -179,12 +189,14 @@ export class KataAgent {
       if (!spec?.Process) throw new GuestError('InvalidArgument', `container ${id}: missing OCI specification (process)`);
       if (this.options.stock) await this.stockCreateChecks(id, spec);
       if (req.storages?.length || req.devices?.length) this.options.log.warn('storages and devices are not handled by this agent', { containerId: id });
-      sup.createContainer({
+      await sup.createContainer({
         id,
         initId: req.exec_id || id,
         root: spec.Root?.Path ?? '',
         process: processSpec(spec.Process, req.string_user),
         resources: resourcesOf(spec.Linux?.Resources),
+        hostname: spec.Hostname || this.sandbox!.hostname,
+        privileged: confinementOf(spec),
       });
       if (this.options.stock) {
         const cgroupMount = (spec.Mounts ?? []).some((m) => m.destination === '/sys/fs/cgroup');

@@ -50,7 +50,7 @@ export interface FsmapDescriptor {
 
 export interface Container {
   id: string;
-  /** Directory of the container's root filesystem; "" or "/" runs it in the guest's root. */
+  /** Directory of the container's root filesystem; "" for the guest's minimal default one. */
   rootfs: string;
   fstype?: string;
   image?: string;
@@ -62,6 +62,8 @@ export interface Container {
   restartPolicy?: string;
   initialize?: boolean;
   readOnly?: boolean;
+  /** virtactors extension: the host allowed this container to be privileged (stock hyperstart ignores it). */
+  privileged?: boolean;
 }
 
 export interface IpAddress {

@@ -15,7 +15,7 @@ import {
   type Hierarchy,
 } from '../../actors/backends/cgroups/index.js';
 import { VcError } from '../../bus/errors.js';
-import { alive, isRoot, quietLog, sandboxCgroupDirs, sandboxId, waitFor } from './helpers.js';
+import { alive, cgroupOwner, incarnation, isRoot, quietLog, sandboxCgroupDirs, sandboxCgroupPattern, sandboxId, TEST_HOST, waitFor } from './helpers.js';
 
 describe('limits from annotations', () => {
   it('reads sizes, counts and cores', () => {
@@ -76,12 +76,13 @@ exec sleep 1000`;
 }
 
 async function exercise(driver: CgroupDriver, id: string): Promise<void> {
-  const cg = await driver.create(id, {});
+  const cg = await driver.create(cgroupOwner(id, incarnation()), {});
   const { child, pids } = await joiner(cg.procsFiles);
   const exited = once(child, 'exit');
   try {
     expect((await cg.pids()).sort()).toEqual([...pids].sort());
-    for (const pid of pids) expect(await readFile(`/proc/${pid}/cgroup`, 'utf8')).toContain(`/virtactors/${id}`);
+    for (const pid of pids) expect(await readFile(`/proc/${pid}/cgroup`, 'utf8')).toMatch(sandboxCgroupPattern(id));
+    expect((await sandboxCgroupDirs(id)).sort()).toEqual([...cg.dirs].sort());
 
     // What the kernel says: v1 shows frozen tasks in uninterruptible sleep; v2 reports the
     // frozen state of the cgroup in cgroup.events.
@@ -135,8 +136,33 @@ describe.skipIf(!isRoot)('cgroup drivers on this host', async () => {
     await exercise(new CgroupV2Driver(v2!, quietLog), sandboxId('cg-v2'));
   });
 
-  it.skipIf(!hostDriver)('refuses to touch a directory that is not a sandbox cgroup', async () => {
-    const cg = hostDriver!.open('../..');
-    await expect(cg.destroy()).rejects.toThrow(/not a sandbox cgroup/);
+  it.skipIf(!hostDriver)('names the cgroup after the host and the incarnation: two runtimes (or two incarnations) of one sandbox id never touch each other', async () => {
+    const id = sandboxId('cg-two');
+    const mine = await hostDriver!.create(cgroupOwner(id, incarnation()), {});
+    const again = await hostDriver!.create(cgroupOwner(id, incarnation()), {});
+    const theirs = await hostDriver!.create(cgroupOwner(id, { host: `${TEST_HOST}-other`, uid: incarnation().uid }), {});
+    const others = [again, theirs];
+    const joined = await Promise.all(others.map((cg) => joiner(cg.procsFiles)));
+    try {
+      const dirs = [mine, ...others].flatMap((cg) => cg.dirs);
+      expect(new Set(dirs).size).toBe(dirs.length);
+      expect((await sandboxCgroupDirs(id)).sort()).toEqual([...dirs].sort());
+      await mine.destroy();
+      for (const { pids } of joined) for (const pid of pids) expect(alive(pid)).toBe(true);
+      expect((await sandboxCgroupDirs(id)).sort()).toEqual(others.flatMap((cg) => cg.dirs).sort());
+    } finally {
+      for (const cg of others) await cg.destroy();
+    }
+    expect(await sandboxCgroupDirs(id)).toEqual([]);
+  });
+
+  it.skipIf(!hostDriver)('refuses to name or touch a directory that is not a sandbox cgroup', async () => {
+    const bad = [
+      { host: '..', sandboxId: 'x', incarnation: 'ab' },
+      { host: 'h', sandboxId: '../..', incarnation: 'ab' },
+      { host: 'h', sandboxId: 'x', incarnation: '../..' },
+      { host: 'h.i', sandboxId: 'x', incarnation: 'ab' },
+    ];
+    for (const owner of bad) expect(() => hostDriver!.open(owner), JSON.stringify(owner)).toThrow(/cannot name a cgroup/);
   });
 });

@@ -32,10 +32,16 @@ async function listen(path: string): Promise<Server> {
   return server;
 }
 
+/** A boot of sandbox s1 attaching where `endpoint` says (as its spec's attach). */
 const bootRequest = (endpoint: BootRequest['plan']['endpoint'], runDir = join(outside, 'run', 's1')): BootRequest => ({
-  sandbox: { id: 's1', agent: endpoint.grpcAddress ? 'kata' : 'hyperstart' } as SandboxSpec,
+  sandbox: {
+    id: 's1',
+    agent: endpoint.grpcAddress ? 'kata' : 'hyperstart',
+    attach: { grpcSocket: endpoint.grpcAddress ?? '', ctlSocket: endpoint.ctlSocket ?? '', ttySocket: endpoint.ttySocket ?? '' },
+  } as SandboxSpec,
+  incarnation: { host: 'test', uid: '0' },
   runDir,
-  plan: { endpoint, command: [], env: {} },
+  plan: { endpoint: {}, command: [], env: {} },
 });
 
 async function refusal(p: Promise<unknown>): Promise<VcError> {
@@ -140,7 +146,7 @@ describe('external backend through the bus', () => {
 
   it('refuses an endpoint outside the allowed directories; nothing is left of the sandbox', async () => {
     const reply = await rt.client.request('SandboxCreate', {}, {
-      sandbox: { id: 'ext-out', agent: 'kata', backend: 'external', agentConfig: { grpcSocket: `unix://${join(outside, 'kata.sock')}` } },
+      sandbox: { id: 'ext-out', agent: 'kata', backend: 'external', attach: { grpcSocket: `unix://${join(outside, 'kata.sock')}` } },
       start: true,
     });
     expect(reply.error).toMatchObject({ code: 'InvalidArgument', message: expect.stringMatching(/not under a directory this host allows/) });
@@ -157,7 +163,7 @@ describe('external backend through the bus', () => {
       await until(() => existsSync(socket));
       const created = await rt.ok('SandboxCreate', {}, {
         sandbox: {
-          id: 'ext-kata', agent: 'kata', backend: 'external', agentConfig: { grpcSocket: `unix://${socket}` },
+          id: 'ext-kata', agent: 'kata', backend: 'external', attach: { grpcSocket: `unix://${socket}` },
           containers: [{ id: 'c1', args: ['sh', '-c', 'echo attached; exit 4'] }],
         },
         start: true,
@@ -183,7 +189,7 @@ describe('external backend through the bus', () => {
       await until(() => existsSync(socket));
       await rt.ok('SandboxCreate', {}, {
         sandbox: {
-          id: 'ext-dies', agent: 'kata', backend: 'external', agentConfig: { grpcSocket: `unix://${socket}` },
+          id: 'ext-dies', agent: 'kata', backend: 'external', attach: { grpcSocket: `unix://${socket}` },
           monitor: { intervalMs: 100, deadlineMs: 300 },
           containers: [{ id: 'web', args: ['sleep', '60'] }],
         },
@@ -212,7 +218,7 @@ describe('external backend through the bus', () => {
       await until(() => existsSync(ctl) && existsSync(tty));
       await rt.ok('SandboxCreate', {}, {
         sandbox: {
-          id: 'ext-hyper', agent: 'hyperstart', backend: 'external', agentConfig: { sockCtlName: ctl, sockTtyName: tty },
+          id: 'ext-hyper', agent: 'hyperstart', backend: 'external', attach: { ctlSocket: ctl, ttySocket: tty },
           containers: [{ id: 'box', args: ['sleep', '60'] }],
         },
         start: true,

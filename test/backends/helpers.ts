@@ -8,8 +8,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import type { SandboxSpec } from '../../machines/specs.js';
 import type { GuestPlan } from '../../actors/agents/agent.js';
-import type { Backend, GuestExit } from '../../actors/backends/backend.js';
+import type { Backend, GuestExit, Incarnation } from '../../actors/backends/backend.js';
+import type { CgroupOwner } from '../../actors/backends/cgroups/index.js';
 import { guestEnv } from '../../actors/guest-binaries.js';
+import { sandboxCgroupName } from '../helpers/processes.js';
 
 export const quietLog = pino({ level: 'silent' });
 export const isRoot = process.getuid?.() === 0;
@@ -30,6 +32,19 @@ export function spec(id: string, extra: Partial<SandboxSpec> = {}): SandboxSpec 
     containers: [],
     ...extra,
   };
+}
+
+/** The host name test backends boot under: one per test process, as two runtimes would differ. */
+export const TEST_HOST = `test-${process.pid}`;
+
+/** A fresh incarnation, as a new sandbox actor has. */
+export function incarnation(): Incarnation {
+  return { host: TEST_HOST, uid: randomBytes(6).toString('hex') };
+}
+
+/** Who owns the cgroup a backend makes for an incarnation of a sandbox. */
+export function cgroupOwner(id: string, inc: Incarnation): CgroupOwner {
+  return { host: inc.host, sandboxId: id, incarnation: inc.uid };
 }
 
 export function plan(command: string[]): GuestPlan {
@@ -75,15 +90,16 @@ export function nextExit(backend: Backend): { exits: GuestExit[]; first: Promise
   return { exits, first };
 }
 
-export { alive, sandboxProcesses } from '../helpers/processes.js';
+export { alive, sandboxCgroupPattern, sandboxProcesses } from '../helpers/processes.js';
 
 /** The host mount table as seen by this process. */
 export async function hostMounts(): Promise<string> {
   return readFile('/proc/self/mountinfo', 'utf8');
 }
 
-/** Every cgroup directory named after the sandbox, in any hierarchy. */
+/** Every cgroup directory of the sandbox (any host, any incarnation), in any hierarchy. */
 export async function sandboxCgroupDirs(id: string): Promise<string[]> {
+  const name = sandboxCgroupName(id);
   const out: string[] = [];
   const walk = async (dir: string, depth: number): Promise<void> => {
     if (depth > 6) return;
@@ -96,7 +112,7 @@ export async function sandboxCgroupDirs(id: string): Promise<string[]> {
     for (const e of entries) {
       if (!e.isDirectory()) continue;
       const path = join(dir, e.name);
-      if (e.name === id) out.push(path);
+      if (name.test(e.name)) out.push(path);
       else await walk(path, depth + 1);
     }
   };

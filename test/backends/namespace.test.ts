@@ -7,16 +7,20 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NamespaceBackend, type NamespaceBackendOptions } from '../../actors/backends/namespace.js';
 import { hostCgroupDriver, LimitAnnotation } from '../../actors/backends/cgroups/index.js';
+import { DEFAULT_USERNS_BASE, USERNS_SIZE } from '../../actors/backends/userns.js';
 import { VcError } from '../../bus/errors.js';
 import {
   alive,
+  cgroupOwner,
   hostMounts,
+  incarnation,
   isRoot,
   nextExit,
   plan,
   quietLog,
   readIfExists,
   sandboxCgroupDirs,
+  sandboxCgroupPattern,
   sandboxId,
   sandboxProcesses,
   spec,
@@ -82,8 +86,9 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     const mountsBefore = await hostMounts();
     const b = backend();
     const { exits } = nextExit(b);
+    const inc = incarnation();
 
-    await b.boot({ sandbox: spec(id), runDir, plan: plan(['/bin/sh', reporter, report]) });
+    await b.boot({ incarnation: inc, sandbox: spec(id), runDir, plan: plan(['/bin/sh', reporter, report]) });
     const pid = b.pid!;
     expect(pid).toBeGreaterThan(0);
     expect((await readFile(join(runDir, 'guest.pid'), 'utf8')).trim()).toBe(String(pid));
@@ -113,9 +118,12 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     expect(await hostCgroupDriver(quietLog), 'writable cgroups on this host').toBeDefined();
     for (const p of members) {
       expect(await readlink(`/proc/${p}/ns/pid`)).toBe(pidns);
-      expect(await readFile(`/proc/${p}/cgroup`, 'utf8')).toContain(`/virtactors/${id}`);
+      expect(await readFile(`/proc/${p}/cgroup`, 'utf8')).toMatch(sandboxCgroupPattern(id));
     }
     expect(seen.ctr).toBeDefined();
+    // The leftover check below finds the sandbox's cgroups while they exist.
+    const driver = await hostCgroupDriver(quietLog);
+    expect((await sandboxCgroupDirs(id)).sort()).toEqual([...driver!.open(cgroupOwner(id, inc)).dirs].sort());
 
     await b.shutdown();
     expect(await readIfExists(`${report}.term`)).toBe('term\n');
@@ -129,11 +137,29 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     expect(exits).toEqual([]);
   });
 
+  it('runs the guest in a user namespace whose root is an unprivileged host range, and without one when the host turns it off', async () => {
+    const setting = { enabled: true, base: DEFAULT_USERNS_BASE, size: USERNS_SIZE };
+    const on = backend(2000, { userns: setting });
+    const off = backend(2000, { userns: { ...setting, enabled: false } });
+    const [idOn, idOff] = [sandboxId('ns-userns'), sandboxId('ns-nouserns')];
+    await on.boot({ incarnation: incarnation(), sandbox: spec(idOn), runDir: join(tmp.dir, idOn), plan: plan(['/bin/sleep', '1000']) });
+    await off.boot({ incarnation: incarnation(), sandbox: spec(idOff), runDir: join(tmp.dir, idOff), plan: plan(['/bin/sleep', '1000']) });
+    expect(on.userNamespace).toBe(true);
+    expect((await readFile(`/proc/${on.pid}/uid_map`, 'utf8')).trim().split(/\s+/)).toEqual(['0', String(DEFAULT_USERNS_BASE), String(USERNS_SIZE)]);
+    expect((await readFile(`/proc/${on.pid}/gid_map`, 'utf8')).trim().split(/\s+/)).toEqual(['0', String(DEFAULT_USERNS_BASE), String(USERNS_SIZE)]);
+    // Root inside, nobody outside: the host sees the guest as the first id of the range.
+    expect(await readFile(`/proc/${on.pid}/status`, 'utf8')).toMatch(new RegExp(`^Uid:\\s+${DEFAULT_USERNS_BASE}\\s`, 'm'));
+    expect((await stat(join(tmp.dir, idOn))).uid).toBe(DEFAULT_USERNS_BASE);
+    expect(off.userNamespace).toBe(false);
+    expect(await readlink(`/proc/${off.pid}/ns/user`)).toBe(await readlink('/proc/self/ns/user'));
+    expect(await readFile(`/proc/${off.pid}/status`, 'utf8')).toMatch(/^Uid:\s+0\s/m);
+  });
+
   it('reports the exit status of a guest that exits on its own, once', async () => {
     const id = sandboxId('ns-exit');
     const b = backend();
     const { exits, first } = nextExit(b);
-    await b.boot({ sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', 'exit 7']) });
+    await b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', 'exit 7']) });
     const exit = await first;
     expect(exit.status).toBe(7);
     expect(exit.signal).toBeUndefined();
@@ -146,7 +172,7 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     const id = sandboxId('ns-kill');
     const b = backend();
     const { exits, first } = nextExit(b);
-    await b.boot({ sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', 'sleep 1000 & exec sleep 1000']) });
+    await b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', 'sleep 1000 & exec sleep 1000']) });
     process.kill(b.pid!, 'SIGKILL');
     expect(await first).toMatchObject({ status: 137, signal: 'SIGKILL' });
     // PID 1 took the rest of its namespace with it.
@@ -160,7 +186,7 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     const id = sandboxId('ns-waiter');
     const b = backend();
     const { first } = nextExit(b);
-    await b.boot({ sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', 'sleep 1000 & exec sleep 1000']) });
+    await b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', 'sleep 1000 & exec sleep 1000']) });
     const pid = b.pid!;
     const waiter = Number((await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ')[1]);
     process.kill(waiter, 'SIGKILL');
@@ -176,7 +202,7 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     const b = backend(100);
     const { exits } = nextExit(b);
     const stubborn = 'trap "echo ignored" TERM; while :; do sleep 1000 & wait $!; done';
-    await b.boot({ sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', stubborn]) });
+    await b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', stubborn]) });
     const pid = b.pid!;
     await Promise.all([b.shutdown(), b.shutdown()]);
     await b.shutdown();
@@ -189,13 +215,13 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     const id = sandboxId('ns-again');
     const b = backend();
     const runDir = join(tmp.dir, id);
-    await b.boot({ sandbox: spec(id), runDir, plan: plan(['/bin/sleep', '1000']) });
+    await b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir, plan: plan(['/bin/sleep', '1000']) });
     const first = b.pid!;
     await b.shutdown();
-    await b.boot({ sandbox: spec(id), runDir, plan: plan(['/bin/sleep', '1000']) });
+    await b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir, plan: plan(['/bin/sleep', '1000']) });
     expect(b.pid).not.toBe(first);
     expect(alive(b.pid!)).toBe(true);
-    await expect(b.boot({ sandbox: spec(id), runDir, plan: plan(['/bin/sleep', '1000']) })).rejects.toThrow(/already running/);
+    await expect(b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir, plan: plan(['/bin/sleep', '1000']) })).rejects.toThrow(/already running/);
     await b.shutdown();
     expect(await sandboxProcesses(id)).toEqual([]);
   });
@@ -207,7 +233,7 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     const b = backend(100);
     const listen = `require('net').createServer((c) => c.end('hi')).listen(${JSON.stringify(socket)})`;
     const endpoint = { grpcAddress: `unix://${socket}` };
-    expect(await b.boot({ sandbox: spec(id), runDir, plan: { ...plan([process.execPath, '-e', listen]), endpoint } })).toEqual(endpoint);
+    expect(await b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir, plan: { ...plan([process.execPath, '-e', listen]), endpoint } })).toEqual(endpoint);
     const answer = await waitFor(
       () =>
         new Promise<string | undefined>((resolve) => {
@@ -230,10 +256,11 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     const id = sandboxId('ns-limits');
     const annotations = { [LimitAnnotation.memory]: '64Mi', [LimitAnnotation.pids]: '50', [LimitAnnotation.cpus]: '0.5' };
     const b = backend();
-    await b.boot({ sandbox: spec(id, { annotations }), runDir: join(tmp.dir, id), plan: plan(['/bin/sleep', '1000']) });
+    const inc = incarnation();
+    await b.boot({ incarnation: inc, sandbox: spec(id, { annotations }), runDir: join(tmp.dir, id), plan: plan(['/bin/sleep', '1000']) });
     try {
       const files: Record<string, string> = {};
-      for (const dir of driver!.open(id).dirs) {
+      for (const dir of driver!.open(cgroupOwner(id, inc)).dirs) {
         for (const f of ['memory.limit_in_bytes', 'memory.max', 'pids.max', 'cpu.cfs_quota_us', 'cpu.max']) {
           const v = await readIfExists(join(dir, f));
           if (v !== undefined) files[f] = v.trim();
@@ -260,7 +287,7 @@ describe.skipIf(!isRoot)('namespace backend', () => {
       { sandbox: spec(id), plan: { ...plan(['/bin/sleep', '1']), endpoint: { grpcAddress: '127.0.0.1:1234' } } },
     ];
     for (const c of cases) {
-      const err = await b.boot({ ...c, runDir }).catch((e: unknown) => e);
+      const err = await b.boot({ ...c, incarnation: incarnation(), runDir }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(VcError);
       expect((err as VcError).code).toBe('InvalidArgument');
       expect(b.pid).toBeUndefined();
@@ -284,12 +311,13 @@ describe.skipIf(!isRoot)('namespace backend', () => {
           pids: async () => [],
           freeze: async () => {},
           thaw: async () => {},
+          delegate: () => {},
           destroy: async () => {},
         }),
       }),
     });
     const { exits } = nextExit(b);
-    await expect(b.boot({ sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sleep', '1000']) })).rejects.toThrow(/did not start: .*echo/s);
+    await expect(b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sleep', '1000']) })).rejects.toThrow(/did not start: .*echo/s);
     expect(exits).toEqual([]);
     expect(await sandboxProcesses(id)).toEqual([]);
   });

@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostCgroupDriver } from '../../actors/backends/cgroups/index.js';
 import { groupMembers } from '../../actors/backends/guest-files.js';
-import { alive, isRoot, quietLog, sandboxCgroupDirs, sandboxId, sandboxProcesses, tempDir, waitFor } from './helpers.js';
+import type { Incarnation } from '../../actors/backends/backend.js';
+import { alive, cgroupOwner, incarnation, isRoot, quietLog, sandboxCgroupDirs, sandboxId, sandboxProcesses, tempDir, waitFor } from './helpers.js';
 
 const fixture = fileURLToPath(new URL('./fixtures/start-and-die.ts', import.meta.url));
 let tmp: { dir: string; remove: () => Promise<void> };
@@ -22,8 +23,8 @@ afterAll(async () => {
 });
 
 /** Runs the fixture; resolves with the guest pid once the "runtime" is dead. */
-async function startAndDie(type: 'namespace' | 'process', id: string, runDir: string): Promise<number> {
-  const runtime = spawn(process.execPath, ['--import', 'tsx', fixture, type, id, runDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+async function startAndDie(type: 'namespace' | 'process', id: string, runDir: string, inc: Incarnation): Promise<number> {
+  const runtime = spawn(process.execPath, ['--import', 'tsx', fixture, type, id, runDir, inc.host, inc.uid], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   runtime.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const [code, signal] = (await once(runtime, 'exit')) as [number | null, string | null];
@@ -42,16 +43,18 @@ describe('a guest outlives the runtime that started it', () => {
   it.skipIf(!isRoot)('namespace backend', async () => {
     const id = sandboxId('outlive-ns');
     const runDir = join(tmp.dir, id);
-    const pid = await startAndDie('namespace', id, runDir);
+    const inc = incarnation();
+    const pid = await startAndDie('namespace', id, runDir, inc);
     try {
       expect(alive(pid)).toBe(true);
       expect((await readFile(join(runDir, 'guest.pid'), 'utf8')).trim()).toBe(String(pid));
       expect(await sessionOf(pid)).not.toBe(await sessionOf(process.pid));
+      if (await hostCgroupDriver(quietLog)) expect((await sandboxCgroupDirs(id)).length).toBeGreaterThan(0);
     } finally {
       // What a later runtime does for a guest it will not reattach to.
       process.kill(pid, 'SIGKILL');
       await waitFor(() => (alive(pid) ? undefined : true), 'the guest to die');
-      await (await hostCgroupDriver(quietLog))?.open(id).destroy();
+      await (await hostCgroupDriver(quietLog))?.open(cgroupOwner(id, inc)).destroy();
     }
     expect(await sandboxProcesses(id)).toEqual([]);
     expect(await sandboxCgroupDirs(id)).toEqual([]);
@@ -60,7 +63,7 @@ describe('a guest outlives the runtime that started it', () => {
   it('process backend', async () => {
     const id = sandboxId('outlive-proc');
     const runDir = join(tmp.dir, id);
-    const pid = await startAndDie('process', id, runDir);
+    const pid = await startAndDie('process', id, runDir, incarnation());
     try {
       expect(alive(pid)).toBe(true);
       expect((await readFile(join(runDir, 'guest.pid'), 'utf8')).trim()).toBe(String(pid));

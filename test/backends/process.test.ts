@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessBackend } from '../../actors/backends/process.js';
 import { VcError } from '../../bus/errors.js';
-import { alive, nextExit, plan, quietLog, readIfExists, sandboxId, sandboxProcesses, spec, tempDir, waitFor } from './helpers.js';
+import { alive, incarnation, nextExit, plan, quietLog, readIfExists, sandboxId, sandboxProcesses, spec, tempDir, waitFor } from './helpers.js';
 
 let tmp: { dir: string; remove: () => Promise<void> };
 const started: ProcessBackend[] = [];
@@ -33,7 +33,7 @@ describe('process backend', () => {
     const id = sandboxId('proc-run');
     const runDir = join(tmp.dir, id);
     const b = backend();
-    await b.boot({ sandbox: spec(id, { backend: 'process' }), runDir, plan: plan(['/bin/sh', '-c', 'echo "hello from $$"; exec sleep 1000']) });
+    await b.boot({ incarnation: incarnation(), sandbox: spec(id, { backend: 'process' }), runDir, plan: plan(['/bin/sh', '-c', 'echo "hello from $$"; exec sleep 1000']) });
     const pid = b.pid!;
     expect((await readFile(join(runDir, 'guest.pid'), 'utf8')).trim()).toBe(String(pid));
     await waitFor(async () => ((await readIfExists(join(runDir, 'guest.log')))?.includes(`hello from ${pid}`) ? true : undefined), 'the guest output');
@@ -48,7 +48,7 @@ describe('process backend', () => {
     const id = sandboxId('proc-exit');
     const b = backend();
     const { exits, first } = nextExit(b);
-    await b.boot({ sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', 'exit 7']) });
+    await b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sh', '-c', 'exit 7']) });
     expect(await first).toMatchObject({ status: 7 });
     expect((await first).signal).toBeUndefined();
     await b.shutdown();
@@ -59,7 +59,7 @@ describe('process backend', () => {
     const id = sandboxId('proc-kill');
     const b = backend();
     const { first } = nextExit(b);
-    await b.boot({ sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sleep', '1000']) });
+    await b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['/bin/sleep', '1000']) });
     process.kill(b.pid!, 'SIGKILL');
     expect(await first).toMatchObject({ status: 137, signal: 'SIGKILL' });
   });
@@ -71,7 +71,7 @@ describe('process backend', () => {
     const { exits } = nextExit(b);
     // The child ignores SIGTERM and outlives its parent's graceful exit.
     const script = 'sh -c \'trap "" TERM; exec sleep 1000\' & trap "exit 0" TERM; while :; do sleep 1000 & wait $!; done';
-    await b.boot({ sandbox: spec(id), runDir, plan: plan(['/bin/sh', '-c', script]) });
+    await b.boot({ incarnation: incarnation(), sandbox: spec(id), runDir, plan: plan(['/bin/sh', '-c', script]) });
     const pid = b.pid!;
     await waitFor(async () => ((await sandboxProcesses(id)).length >= 3 ? true : undefined), 'the guest children');
     await Promise.all([b.shutdown(), b.shutdown()]);
@@ -86,7 +86,7 @@ describe('process backend', () => {
   it('rejects a guest command that does not exist', async () => {
     const id = sandboxId('proc-bad');
     const err = await backend()
-      .boot({ sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['no-such-guest-binary']) })
+      .boot({ incarnation: incarnation(), sandbox: spec(id), runDir: join(tmp.dir, id), plan: plan(['no-such-guest-binary']) })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(VcError);
     expect((err as VcError).code).toBe('InvalidArgument');

@@ -13,6 +13,16 @@ export function alive(pid: number): boolean {
   }
 }
 
+/** The name of a sandbox's host cgroup directory (`<host>.<sandbox id>.<incarnation>`), any host and incarnation. */
+export function sandboxCgroupName(id: string): RegExp {
+  return new RegExp(`^[A-Za-z0-9_-]+\\.${id}\\.[0-9a-f]+$`);
+}
+
+/** A path in /proc/<pid>/cgroup that lies in (or below) the sandbox's host cgroup. */
+export function sandboxCgroupPattern(id: string): RegExp {
+  return new RegExp(`/virtactors/[A-Za-z0-9_-]+\\.${id}\\.[0-9a-f]+(/|$)`, 'm');
+}
+
 /** Host pids whose environment or cgroup marks them as the sandbox's. */
 export async function sandboxProcesses(id: string): Promise<number[]> {
   const found: number[] = [];
@@ -24,7 +34,7 @@ export async function sandboxProcesses(id: string): Promise<number[]> {
     ]);
     const zombie = /^State:\s+Z/m.test(await readFile(`/proc/${entry}/status`, 'utf8').catch(() => ''));
     if (zombie) continue;
-    if (environ.split('\0').includes(`${SANDBOX_ENV}=${id}`) || new RegExp(`/virtactors/${id}(/|$)`, 'm').test(cgroup)) found.push(Number(entry));
+    if (environ.split('\0').includes(`${SANDBOX_ENV}=${id}`) || sandboxCgroupPattern(id).test(cgroup)) found.push(Number(entry));
   }
   return found;
 }

@@ -37,6 +37,17 @@ for (const mode of ['own', 'stock'] as const) {
     return pidOf(guest.pid, command);
   }
 
+  /**
+   * The pid a listing shows for a host pid: the host's for our guest, which lists from the
+   * guest's view; the innermost (the container's pid namespace) for a stock one, whose listing
+   * is ps run in the container.
+   */
+  const listed = (hostPid: number): number => {
+    if (!stock) return hostPid;
+    const nspid = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${hostPid}/status`, 'utf8'))?.[1]?.trim().split(/\s+/) ?? [];
+    return Number(nspid.at(-1));
+  };
+
   describe(`hyperstart driver, ${mode} guest`, () => {
     beforeEach(async () => {
       setup = await setupDriver({ callTimeoutMs: 10_000 }, { stopGraceMs: 5_000 });
@@ -84,16 +95,21 @@ for (const mode of ['own', 'stock'] as const) {
       });
 
       it('passes exactly the given env, the cwd and the user', async () => {
-        await start('c1', ['/bin/sh', '-c', 'echo "$FOO|$HOME|$HOSTNAME"; pwd; id -u'], { env: ['FOO=bar=baz'], cwd: '/tmp', user: '65534' });
+        await start('c1', ['/bin/sh', '-c', 'echo "$FOO|$HOME"; pwd; id -u'], { env: ['FOO=bar=baz'], cwd: '/tmp', user: '65534' });
         expect((await setup.exited('c1', 'c1')).exitStatus).toBe(0);
-        expect(setup.text('c1', 'c1')).toBe('bar=baz||\n/tmp\n65534\n');
+        expect(setup.text('c1', 'c1')).toBe('bar=baz|\n/tmp\n65534\n');
+        // Exactly: nothing added on the way (env itself adds nothing, unlike a shell).
+        await start('c2', ['env'], { env: ['FOO=bar=baz', 'A=1'] });
+        expect((await setup.exited('c2', 'c2')).exitStatus).toBe(0);
+        expect(setup.text('c2', 'c2')).toBe('FOO=bar=baz\nA=1\n');
       });
 
       it('runs a container chrooted into its rootfs, in its cwd, as its user', async () => {
         const rootfs = minimalRootfs(join(setup.dir, 'rootfs'));
         await start('c1', ['/bin/sh', '-c', 'pwd; echo /*; (: > /work/probe) 2>/dev/null && echo root || echo not-root'], { rootfs, cwd: '/work', user: '65534:65534' });
         expect((await setup.exited('c1', 'c1')).exitStatus).toBe(0);
-        expect(setup.text('c1', 'c1')).toBe('/work\n/bin /lib /lib64 /work\nnot-root\n');
+        // Its own files, and the mount points the OCI runtime makes for /dev, /proc and /sys.
+        expect(setup.text('c1', 'c1')).toBe('/work\n/bin /dev /lib /lib64 /proc /sys /work\nnot-root\n');
       });
 
       it('delivers every byte of large output before the exit', async () => {
@@ -268,9 +284,12 @@ for (const mode of ['own', 'stock'] as const) {
         // Another container's processes are not this one's.
         await start('other', ['sleep', '103']);
         const pids = JSON.parse(Buffer.from(await setup.agent.processListContainer('c1', { format: 'json', args: [] })).toString()) as number[];
-        expect(pids).toHaveLength(4); // sh, its two sleeps, the exec'd sleep
-        expect(pids).toContain(pid);
-        expect(pids).toContain(e);
+        // sh, its two sleeps, the exec'd sleep; a stock listing is ps run in the container, so it
+        // also shows the init of the container's pid namespace (pid 1), as a real one shows the pod's.
+        expect(pids).toHaveLength(stock ? 5 : 4);
+        expect(pids.includes(1)).toBe(stock);
+        expect(pids).toContain(listed(pid));
+        expect(pids).toContain(listed(e));
         expect(pids).not.toContain(guest.pid);
         // The internal exec of a stock guest's listing is never reported as a user's process.
         expect(setup.rec.exits.filter((x) => x.execId.startsWith('vc-ps-'))).toEqual([]);
@@ -280,12 +299,19 @@ for (const mode of ['own', 'stock'] as const) {
         const pid = await pidFor(await start('c1', ['sleep', '100']), 'sleep 100');
         const table = Buffer.from(await setup.agent.processListContainer('c1', { format: 'table', args: [] })).toString();
         const lines = table.trim().split('\n');
-        expect(lines[0]).toMatch(/^UID\s+PID\s+PPID/);
-        expect(lines).toHaveLength(2);
-        expect(lines[1]).toMatch(new RegExp(`\\s${pid}\\s.*sleep 100$`));
+        // Our guest lists with its own ps (procps: -ef); a stock one's listing is the container's
+        // own ps run in the container, here the default rootfs's busybox.
+        expect(lines[0]).toMatch(stock ? /^\s*PID\s+USER/ : /^UID\s+PID\s+PPID/);
+        // A stock listing also shows the container's pid-namespace init (pid 1).
+        expect(lines).toHaveLength(stock ? 3 : 2);
+        expect(lines.at(-1)).toMatch(new RegExp(`(^|\\s)${listed(pid)}\\s.*sleep 100$`));
 
         const custom = Buffer.from(await setup.agent.processListContainer('c1', { format: 'table', args: ['-o', 'pid,comm'] })).toString();
-        expect(custom.trim().split('\n')).toEqual([expect.stringMatching(/PID\s+COMMAND/), expect.stringMatching(new RegExp(`${pid}\\s+sleep`))]);
+        expect(custom.trim().split('\n')).toEqual([
+          expect.stringMatching(/PID\s+COMMAND/),
+          ...(stock ? [expect.stringMatching(/^\s*1\s+\S+/)] : []),
+          expect.stringMatching(new RegExp(`(^|\\s)${listed(pid)}\\s+sleep`)),
+        ]);
         const err = await setup.agent.processListContainer('c1', { format: 'table', args: ['-o', 'comm'] }).catch((e: unknown) => e);
         expect((err as VcError).code).toBe('Internal');
         expect((err as VcError).message).toMatch(/no PID column/);

@@ -32,6 +32,7 @@ const cases: Array<[string, () => Attempt, string, RegExp]> = [
   ['an agent config that does not decode', () => ['SandboxCreate', {}, { sandbox: { id: 'x3', agent: 'noop', agentConfig: { grpcSocket: '/x' } } }], 'InvalidArgument', /noop agent config does not decode: unknown field agentConfig\.grpcSocket/],
   ['a kata config of the wrong type', () => ['SandboxCreate', {}, { sandbox: { id: 'x4', agent: 'kata', agentConfig: { longLiveConn: 'yes' } } }], 'InvalidArgument', /kata agent config does not decode: agentConfig\.longLiveConn must be true or false/],
   ['an unknown backend', () => ['SandboxCreate', {}, { sandbox: { id: 'x5', backend: 'xen' } }], 'InvalidArgument', /unknown backend "xen"/],
+  ['an endpoint to attach to on a backend that starts its own guest', () => ['SandboxCreate', {}, { sandbox: { id: 'x6', attach: { grpcSocket: '/tmp/kata.sock' } } }], 'InvalidArgument', /only backend "external" takes one/],
   ['an existing id', () => ['SandboxCreate', {}, { sandbox: { id: 'keep' } }], 'AlreadyExists', /sandbox keep already exists/],
   ['a bad env entry', () => ['ContainerCreate', { sid: 'keep' }, { container: { id: 'c9', env: ['NOEQUALS'] } }], 'InvalidArgument', /KEY=value/],
   ['a bad ps format', () => ['ContainerPs', { sid: 'keep', cid: 'c1' }, { format: 'yaml' }], 'InvalidArgument', /invalid format option "yaml"/],

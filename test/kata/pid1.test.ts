@@ -1,6 +1,8 @@
 // The kata guest agent as PID 1 of its own pid namespace, as the namespace backend runs
-// it: orphans are reparented to PID 1, and Node reaps only its own children, so the agent
-// runs processes in a nested namespace whose PID 1 reaps everything.
+// it: orphans are reparented to PID 1, and Node reaps only its own children. Containers
+// run through the OCI runtime have a pid namespace of their own whose init (tini) reaps
+// them; without an OCI runtime (--oci none) the agent runs processes in a nested namespace
+// whose PID 1 reaps everything.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KataConnection } from '../../actors/agents/kata-client.js';
 import { descendants, eventually, readAll, run, startGuest, type Guest } from './helpers.js';
@@ -25,9 +27,9 @@ describe('kata guest agent as PID 1', () => {
   it('reaps an orphaned grandchild: no zombie lingers', async () => {
     await run(conn, 'parent', ['sh', '-c', 'sleep 0.3 & echo orphan $!; exit 0']);
     expect((await conn.call('WaitProcess', { container_id: 'parent', exec_id: 'parent' })).response.status).toBe(0);
-    // While it runs, the orphan's parent is the reaping shell, not the agent.
+    // While it runs, the orphan's parent is the container's init, not the agent.
     const orphan = descendants(guest.pid).find((p) => p.cmdline === 'sleep 0.3');
-    if (orphan) expect(descendants(guest.pid).find((p) => p.pid === orphan.ppid)?.comm).toBe('sh');
+    if (orphan) expect(descendants(guest.pid).find((p) => p.pid === orphan.ppid)?.comm).toBe('init');
     // Its stdout closes when it exits.
     expect(await readAll(conn, 'parent', 'parent')).toMatch(/^orphan \d+\n$/);
     expect(await eventually(() => !descendants(guest.pid).some((p) => p.cmdline === 'sleep 0.3'))).toBe(true);
@@ -43,6 +45,32 @@ describe('kata guest agent as PID 1', () => {
     expect((await conn.call('WaitProcess', { container_id: 'sleeper', exec_id: 'sleeper' })).response.status).toBe(143);
     await conn.call('RemoveContainer', { container_id: 'sleeper', timeout: 0 }, T);
   });
+});
+
+describe('kata guest agent as PID 1 without an OCI runtime', () => {
+  let guest: Guest;
+  let conn: KataConnection;
+  beforeAll(async () => {
+    guest = await startGuest({ pid1: true, flags: ['--oci', 'none'] });
+    conn = guest.conn;
+    await conn.call('CreateSandbox', { hostname: 'pid1', sandbox_id: 'pid1' }, T);
+  });
+  afterAll(async () => {
+    const agent = guest?.pid;
+    await guest?.stop();
+    if (agent) expect(await eventually(() => descendants(agent).length === 0)).toBe(true);
+  });
+
+  it('reaps an orphaned grandchild in its reaping namespace', async () => {
+    await run(conn, 'parent', ['sh', '-c', 'sleep 0.3 & echo orphan $!; exit 0']);
+    expect((await conn.call('WaitProcess', { container_id: 'parent', exec_id: 'parent' })).response.status).toBe(0);
+    const orphan = descendants(guest.pid).find((p) => p.cmdline === 'sleep 0.3');
+    if (orphan) expect(descendants(guest.pid).find((p) => p.pid === orphan.ppid)?.comm).toBe('sh');
+    expect(await readAll(conn, 'parent', 'parent')).toMatch(/^orphan \d+\n$/);
+    expect(await eventually(() => !descendants(guest.pid).some((p) => p.cmdline === 'sleep 0.3'))).toBe(true);
+    expect(descendants(guest.pid).filter((p) => p.state === 'Z')).toEqual([]);
+    await conn.call('RemoveContainer', { container_id: 'parent', timeout: 0 }, T);
+  });
 
   it('ends the reaping namespace with the sandbox', async () => {
     await run(conn, 'last', ['sleep', '60']);
@@ -53,10 +81,10 @@ describe('kata guest agent as PID 1', () => {
   });
 });
 
-describe('kata guest agent as PID 1 without the reaper', () => {
+describe('kata guest agent as PID 1 without an OCI runtime and without the reaper', () => {
   let guest: Guest;
   beforeAll(async () => {
-    guest = await startGuest({ pid1: true, flags: ['--reaper', 'off'] });
+    guest = await startGuest({ pid1: true, flags: ['--reaper', 'off', '--oci', 'none'] });
     await guest.conn.call('CreateSandbox', { hostname: 'noreap', sandbox_id: 'noreap' }, T);
   });
   afterAll(() => guest?.stop());

@@ -8,6 +8,16 @@ import { grpcTarget } from '../../actors/agents/kata-client.js';
 import type { AgentRequest } from '../../actors/agents/kata-client.js';
 import { agentService, type AgentMethod } from '../../protos/kata/index.js';
 import { containerRequest, eventually, startGuest, type Guest } from './helpers.js';
+import { STANDARD_MOUNTS } from '../../actors/agents/kata-spec.js';
+import { busyboxApplets, busyboxRootfs } from '../helpers/rootfs.js';
+import { rmSync } from 'node:fs';
+
+// A real container root (what a host sends a stock agent, which has no default): busybox.
+let rootfs = '';
+beforeAll(() => {
+  rootfs = busyboxRootfs('', busyboxApplets());
+});
+afterAll(() => rmSync(rootfs, { recursive: true, force: true }));
 
 const T = 5000;
 
@@ -28,11 +38,14 @@ async function raw<M extends AgentMethod>(address: string, method: M, request: A
   }
 }
 
-/** The spec the stock agent needs: Linux with Resources and namespaces, the standard mounts, an existing root. */
-function completeRequest(id: string, args: string[], mounts = ['/proc', '/dev', '/sys', '/sys/fs/cgroup']): AgentRequest<'CreateContainer'> {
-  const req = containerRequest(id, args, { root: '/' });
+/**
+ * The spec the stock agent needs: Linux with Resources and namespaces, the standard mounts
+ * (those at `mounts`; all of them by default), an existing root.
+ */
+function completeRequest(id: string, args: string[], mounts = STANDARD_MOUNTS.map((m) => m.destination!)): AgentRequest<'CreateContainer'> {
+  const req = containerRequest(id, args, { root: rootfs });
   req.OCI!.Linux = { Resources: {}, Namespaces: [{ Type: 'mount' }, { Type: 'ipc' }, { Type: 'uts' }, { Type: 'pid' }] };
-  req.OCI!.Mounts = mounts.map((destination) => ({ destination, source: destination, type: 'bind', options: ['rbind'] }));
+  req.OCI!.Mounts = STANDARD_MOUNTS.filter((m) => mounts.includes(m.destination!)).map((m) => ({ ...m, options: [...(m.options ?? [])] }));
   return req;
 }
 
@@ -121,7 +134,8 @@ describe('kata guest agent, stock mode', () => {
   });
 
   it('fails every exec in a container whose mounts lack /sys/fs/cgroup: its init cannot statfs the cgroup root', async () => {
-    expect((await run('nocg', ['sleep', '60'], ['/proc', '/dev', '/sys'])).code).toBe(status.OK);
+    const withoutCgroup = STANDARD_MOUNTS.map((m) => m.destination!).filter((d) => d !== '/sys/fs/cgroup');
+    expect((await run('nocg', ['sleep', '60'], withoutCgroup)).code).toBe(status.OK);
     const exec = await raw(guest.address, 'ExecProcess', { container_id: 'nocg', exec_id: 'e1', process: { Args: ['true'], Env: [], Cwd: '/' } });
     expect(exec.code).toBe(status.UNKNOWN);
     expect(exec.details).toMatch(/cannot statfs cgroup root/);
@@ -148,7 +162,7 @@ describe('kata guest agent, stock mode: a spec without Linux', () => {
     await guest.conn.call('CreateContainer', completeRequest('alive', ['sleep', '60']), T);
     await guest.conn.call('StartContainer', { container_id: 'alive' }, T);
     const [victim] = JSON.parse(Buffer.from((await guest.conn.call('ListProcesses', { container_id: 'alive', format: 'json', args: [] }, T)).response.process_list!).toString()) as number[];
-    const reply = await raw(guest.address, 'CreateContainer', containerRequest('bare', ['true'], { root: '/' }));
+    const reply = await raw(guest.address, 'CreateContainer', containerRequest('bare', ['true'], { root: rootfs }));
     expect(reply.code).toBe(status.UNAVAILABLE);
     expect(await eventually(() => guest.stderr().includes('nil pointer dereference'))).toBe(true);
     expect(await guest.exited()).toBe(2);

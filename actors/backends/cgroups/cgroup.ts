@@ -22,16 +22,33 @@ export interface SandboxCgroup {
   pids(): Promise<number[]>;
   freeze(): Promise<void>;
   thaw(): Promise<void>;
+  /**
+   * Hands the cgroup to a guest running as `uid`/`gid` (its user namespace's root): it may
+   * make child cgroups and move its processes, never change the limits set here.
+   */
+  delegate(uid: number, gid: number): void;
   /** Kills whatever is left in the subtree and removes it, child cgroups first. */
   destroy(): Promise<void>;
+}
+
+/**
+ * Whose cgroup it is: the runtime host and the sandbox's incarnation, not the sandbox id
+ * alone, so that two runtimes on one machine (or two incarnations of one id) never share,
+ * freeze or kill each other's cgroups.
+ */
+export interface CgroupOwner {
+  host: string;
+  sandboxId: string;
+  /** The sandbox actor's per-incarnation uid (hex). */
+  incarnation: string;
 }
 
 export interface CgroupDriver {
   readonly version: 1 | 2;
   /** Creates the sandbox's cgroup (reusing one left by an earlier run) with its limits. */
-  create(sandboxId: string, limits: CgroupLimits): Promise<SandboxCgroup>;
+  create(owner: CgroupOwner, limits: CgroupLimits): Promise<SandboxCgroup>;
   /** The sandbox's cgroup as it would be created: for clean-up after a restart. */
-  open(sandboxId: string): SandboxCgroup;
+  open(owner: CgroupOwner): SandboxCgroup;
 }
 
 /** Sandbox annotations that ask for limits. */
@@ -82,3 +99,15 @@ export const CPU_PERIOD_US = 100_000;
 
 /** Sandbox cgroups live under this directory name, below the runtime's own cgroup. */
 export const CGROUP_GROUP = 'virtactors';
+
+// Host names and sandbox ids are bus ids (no dot), so dots keep the three parts apart.
+const ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
+const INCARNATION = /^[0-9a-f]{1,32}$/;
+
+/** The directory name of an owner's cgroup: `<host>.<sandbox id>.<incarnation>`. */
+export function cgroupName(owner: CgroupOwner): string {
+  if (!ID.test(owner.host)) throw invalidArgument(`host ${JSON.stringify(owner.host)} cannot name a cgroup`);
+  if (!ID.test(owner.sandboxId)) throw invalidArgument(`sandbox id ${JSON.stringify(owner.sandboxId)} cannot name a cgroup`);
+  if (!INCARNATION.test(owner.incarnation)) throw invalidArgument(`incarnation ${JSON.stringify(owner.incarnation)} cannot name a cgroup`);
+  return `${owner.host}.${owner.sandboxId}.${owner.incarnation}`;
+}

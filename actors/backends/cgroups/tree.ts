@@ -99,12 +99,12 @@ export function removeIfUnused(dir: string): void {
 }
 
 /**
- * Guards every destructive operation: only a directory that is named after the sandbox
- * directly below the shared group directory is ever killed or removed.
+ * Guards every destructive operation: only a directory that is named after the sandbox's
+ * owner directly below the shared group directory is ever killed or removed.
  */
-export function assertSandboxDir(dir: string, group: string, sandboxId: string): void {
+export function assertSandboxDir(dir: string, group: string, name: string): void {
   const parts = dir.split('/');
-  if (parts.at(-1) !== sandboxId || parts.at(-2) !== group) {
+  if (parts.at(-1) !== name || parts.at(-2) !== group) {
     throw new Error(`refusing to touch ${dir}: not a sandbox cgroup`);
   }
 }

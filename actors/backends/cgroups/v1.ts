@@ -1,10 +1,10 @@
-// cgroup v1: the sandbox gets <own cgroup>/virtactors/<id> in every writable hierarchy
+// cgroup v1: the sandbox gets <own cgroup>/virtactors/<host>.<id>.<incarnation> in every writable hierarchy
 // that carries a controller (memory, cpu, cpuacct, pids, freezer, ...).
-import { mkdirSync } from 'node:fs';
+import { chownSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { failedPrecondition } from '../../../bus/errors.js';
-import { CGROUP_GROUP, CPU_PERIOD_US, type CgroupDriver, type CgroupLimits, type SandboxCgroup } from './cgroup.js';
+import { CGROUP_GROUP, cgroupName, CPU_PERIOD_US, type CgroupDriver, type CgroupOwner, type CgroupLimits, type SandboxCgroup } from './cgroup.js';
 import type { Hierarchy } from './host.js';
 import { assertSandboxDir, killPids, readText, removeIfUnused, removeSubtree, subtreePids, writeText } from './tree.js';
 
@@ -35,7 +35,7 @@ function makeDir(dir: string, cpuset: boolean): void {
 class V1Cgroup implements SandboxCgroup {
   constructor(
     private readonly members: Member[],
-    private readonly sandboxId: string,
+    private readonly name: string,
   ) {}
 
   get dirs(): string[] {
@@ -70,14 +70,18 @@ class V1Cgroup implements SandboxCgroup {
     if (f) writeText(join(f.dir, 'freezer.state'), 'THAWED');
   }
 
+  delegate(uid: number, gid: number): void {
+    for (const dir of this.dirs) for (const path of [dir, join(dir, 'cgroup.procs'), join(dir, 'tasks')]) chownSync(path, uid, gid);
+  }
+
   async destroy(): Promise<void> {
-    for (const dir of this.dirs) assertSandboxDir(dir, CGROUP_GROUP, this.sandboxId);
+    for (const dir of this.dirs) assertSandboxDir(dir, CGROUP_GROUP, this.name);
     const freezer = this.freezer();
     // Frozen, the leftovers cannot fork while they are being killed.
     for (let round = 0; ; round++) {
       const pids = await this.pids();
       if (pids.length === 0) break;
-      if (round > 50) throw new Error(`processes ${pids.join(' ')} survive in the cgroup of sandbox ${this.sandboxId}`);
+      if (round > 50) throw new Error(`processes ${pids.join(' ')} survive in the sandbox cgroup ${this.name}`);
       if (freezer) await this.freeze().catch(() => {});
       killPids(pids);
       if (freezer) await this.thaw().catch(() => {});
@@ -95,9 +99,10 @@ export class CgroupV1Driver implements CgroupDriver {
 
   constructor(private readonly hierarchies: readonly Hierarchy[]) {}
 
-  open(sandboxId: string): SandboxCgroup {
-    const members = this.hierarchies.map((hierarchy) => ({ hierarchy, dir: join(hierarchy.own, CGROUP_GROUP, sandboxId) }));
-    return new V1Cgroup(members, sandboxId);
+  open(owner: CgroupOwner): SandboxCgroup {
+    const name = cgroupName(owner);
+    const members = this.hierarchies.map((hierarchy) => ({ hierarchy, dir: join(hierarchy.own, CGROUP_GROUP, name) }));
+    return new V1Cgroup(members, name);
   }
 
   private member(cg: SandboxCgroup, controller: string): string {
@@ -106,8 +111,8 @@ export class CgroupV1Driver implements CgroupDriver {
     return cg.dirs[dir]!;
   }
 
-  async create(sandboxId: string, limits: CgroupLimits): Promise<SandboxCgroup> {
-    const cg = this.open(sandboxId);
+  async create(owner: CgroupOwner, limits: CgroupLimits): Promise<SandboxCgroup> {
+    const cg = this.open(owner);
     const targets: [string, string][] = [];
     if (limits.memoryBytes !== undefined) targets.push([join(this.member(cg, 'memory'), 'memory.limit_in_bytes'), String(limits.memoryBytes)]);
     if (limits.pidsMax !== undefined) targets.push([join(this.member(cg, 'pids'), 'pids.max'), String(limits.pidsMax)]);

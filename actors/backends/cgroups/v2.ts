@@ -1,11 +1,11 @@
-// cgroup v2: the sandbox gets <own cgroup>/virtactors/<id> in the unified tree, with the
+// cgroup v2: the sandbox gets <own cgroup>/virtactors/<host>.<id>.<incarnation> in the unified tree, with the
 // controllers the runtime's cgroup can hand down enabled on the way.
-import { existsSync, mkdirSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { failedPrecondition } from '../../../bus/errors.js';
-import { CGROUP_GROUP, CPU_PERIOD_US, type CgroupDriver, type CgroupLimits, type SandboxCgroup } from './cgroup.js';
+import { CGROUP_GROUP, cgroupName, CPU_PERIOD_US, type CgroupDriver, type CgroupOwner, type CgroupLimits, type SandboxCgroup } from './cgroup.js';
 import type { Hierarchy } from './host.js';
 import { assertSandboxDir, killPids, readText, removeIfUnused, removeSubtree, subtreePids, tryWrite, writeText } from './tree.js';
 
@@ -35,7 +35,7 @@ async function waitFor(file: string, key: string, value: string): Promise<void> 
 class V2Cgroup implements SandboxCgroup {
   constructor(
     readonly dir: string,
-    private readonly sandboxId: string,
+    private readonly name: string,
   ) {}
 
   get dirs(): string[] {
@@ -59,13 +59,18 @@ class V2Cgroup implements SandboxCgroup {
     writeText(join(this.dir, 'cgroup.freeze'), '0');
   }
 
+  delegate(uid: number, gid: number): void {
+    // The files cgroup v2 delegation names (cgroup-v2.rst): the directory, procs, threads, subtree_control.
+    for (const name of ['', 'cgroup.procs', 'cgroup.threads', 'cgroup.subtree_control']) chownSync(join(this.dir, name), uid, gid);
+  }
+
   async destroy(): Promise<void> {
-    assertSandboxDir(this.dir, CGROUP_GROUP, this.sandboxId);
+    assertSandboxDir(this.dir, CGROUP_GROUP, this.name);
     const canKill = existsSync(join(this.dir, 'cgroup.kill'));
     for (let round = 0; ; round++) {
       const pids = await this.pids();
       if (pids.length === 0) break;
-      if (round > 50) throw new Error(`processes ${pids.join(' ')} survive in the cgroup of sandbox ${this.sandboxId}`);
+      if (round > 50) throw new Error(`processes ${pids.join(' ')} survive in the sandbox cgroup ${this.name}`);
       // cgroup.kill (Linux 5.14) kills the subtree atomically; before it, freeze and kill.
       if (canKill) {
         writeText(join(this.dir, 'cgroup.kill'), '1');
@@ -90,8 +95,9 @@ export class CgroupV2Driver implements CgroupDriver {
     private readonly log: Logger,
   ) {}
 
-  open(sandboxId: string): SandboxCgroup {
-    return new V2Cgroup(join(this.hierarchy.own, CGROUP_GROUP, sandboxId), sandboxId);
+  open(owner: CgroupOwner): SandboxCgroup {
+    const name = cgroupName(owner);
+    return new V2Cgroup(join(this.hierarchy.own, CGROUP_GROUP, name), name);
   }
 
   /**
@@ -114,8 +120,8 @@ export class CgroupV2Driver implements CgroupDriver {
     return enabled;
   }
 
-  async create(sandboxId: string, limits: CgroupLimits): Promise<SandboxCgroup> {
-    const cg = this.open(sandboxId) as V2Cgroup;
+  async create(owner: CgroupOwner, limits: CgroupLimits): Promise<SandboxCgroup> {
+    const cg = this.open(owner) as V2Cgroup;
     const group = dirname(cg.dir);
     mkdirSync(group, { recursive: true });
     const enabled = this.enableControllers(group);

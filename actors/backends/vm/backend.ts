@@ -12,6 +12,8 @@ import type { Vm } from './vm.js';
 
 export class VmBackend implements Backend {
   readonly type = 'vm' as const;
+  /** The guest has a kernel of its own: no user namespace of the host's is involved. */
+  readonly userNamespace = false;
   private vm: Vm | undefined;
   private warm = false;
   private stopRequested = false;

@@ -1,4 +1,4 @@
-// The guest image: an initramfs built from what the host has — busybox (static), node,
+// The guest image: an initramfs built from what the host has — busybox and tini (static), node,
 // crun, the util-linux and procps tools the guest supervisor runs, the shared libraries
 // they need (as ldd names them), our guest agents' bundles — plus the kernel's modules
 // and /init. Nothing of the host's filesystem is visible in the VM beyond these copies.
@@ -18,7 +18,7 @@ import { requireProgram } from './tools.js';
 
 const run = promisify(execFile);
 /** Bumped when the image layout changes without any input changing. */
-const IMAGE_FORMAT = 3;
+const IMAGE_FORMAT = 4;
 
 /** Dynamically linked programs copied into /usr/bin with their libraries. */
 const PROGRAMS: { name: string; why: string }[] = [
@@ -37,6 +37,8 @@ export interface GuestImage {
 
 interface Inputs {
   busybox: string;
+  /** tini-static: each container's init inside the VM, as on the host (guest/common/oci). */
+  tini: string;
   node: string;
   programs: Map<string, string>;
   guests: { name: string; path: string }[];
@@ -44,10 +46,11 @@ interface Inputs {
 
 function gatherInputs(): Inputs {
   const busybox = requireProgram('busybox', 'as the guest image shell and tools');
+  const tini = requireProgram('tini-static', 'as the init of containers in the guest image (Debian: tini)');
   const node = process.execPath;
   const programs = new Map(PROGRAMS.map((p) => [p.name, requireProgram(p.name, p.why)]));
   const guests = (['kata-agent', 'hyperstart'] as const).map((name) => ({ name, path: guestEntry(name) }));
-  return { busybox, node, programs, guests };
+  return { busybox, tini, node, programs, guests };
 }
 
 /** ldd's answer: the libraries (and the loader) a dynamic program needs. */
@@ -74,12 +77,13 @@ export async function prepareImage(cacheDir: string, kernel: GuestKernel, log: L
   const inputs = gatherInputs();
   const staticBusybox = (await libraries(inputs.busybox)).length === 0;
   if (!staticBusybox) throw failedPrecondition(`${inputs.busybox} is linked dynamically: the guest image needs busybox-static`);
+  if ((await libraries(inputs.tini)).length > 0) throw failedPrecondition(`${inputs.tini} is linked dynamically: the guest image needs tini-static`);
   const programs = [inputs.node, ...inputs.programs.values()];
   const libs = [...new Set((await Promise.all(programs.map(libraries))).flat())];
   const script = initScript(kernel.modules);
 
   const hash = createHash('sha256').update(`format ${IMAGE_FORMAT}\n${script}\n${kernel.release}\n`);
-  for (const path of [inputs.busybox, ...programs, ...libs]) hash.update(`${fileStamp(path)}\n`);
+  for (const path of [inputs.busybox, inputs.tini, ...programs, ...libs]) hash.update(`${fileStamp(path)}\n`);
   for (const g of inputs.guests) hash.update(readFileSync(g.path));
   const key = hash.digest('hex').slice(0, 16);
   const dir = join(cacheDir, 'image');
@@ -109,6 +113,7 @@ export async function prepareImage(cacheDir: string, kernel: GuestKernel, log: L
   file('bin/busybox', inputs.busybox);
   const { stdout: applets } = await run(inputs.busybox, ['--list']);
   for (const applet of applets.split('\n').filter((a) => a && a !== 'busybox')) entries.push({ path: `bin/${applet}`, kind: 'symlink', target: 'busybox' });
+  file('usr/bin/tini-static', inputs.tini);
   file('usr/bin/node', inputs.node);
   for (const [name, path] of inputs.programs) file(`usr/bin/${name}`, path);
   // The loader among them is executed by the kernel: libraries keep their usual 0755.

@@ -7,6 +7,14 @@ export const GUEST_ROOT = '/opt/virtactors';
 export function initScript(modules: readonly string[]): string {
   return `#!/bin/busybox sh
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# The initramfs is the kernel's rootfs, which pivot_root(2) cannot leave: an OCI runtime
+# would then refuse every container (or need --no-pivot, a chroot a container can climb
+# out of). So the image is bind-mounted onto itself and entered: / is then an ordinary
+# mount, and crun pivots into container roots as on any host.
+if [ "$1" != rooted ]; then
+  mkdir -p /.root && mount -o bind / /.root && cd /.root && mount -o move . / && exec chroot . /init rooted
+  echo "virtactors-init: cannot leave the rootfs; containers will not start"
+fi
 mount -t proc -o nosuid,nodev,noexec proc /proc
 mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 mount -t devtmpfs -o nosuid dev /dev
