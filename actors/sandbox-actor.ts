@@ -13,7 +13,9 @@ import type { ContainerActorRef } from '../machines/container.js';
 import type { FailureReason } from '../machines/lifecycle.js';
 import type { AgentType, BackendType, SandboxSpec } from '../machines/specs.js';
 import { AgentActor } from './agents/agent-actor.js';
-import type { Agent, AgentListener, ExitInfo } from './agents/agent.js';
+import type { AdoptedGuest, Agent, AgentListener, ExitInfo, GuestEndpoint } from './agents/agent.js';
+import type { AttachRecord } from '../bus/store.js';
+import { UNKNOWN_EXIT_STATUS } from '../machines/lifecycle.js';
 import type { Backend } from './backends/backend.js';
 import { OutputLog } from './output-log.js';
 import { containerStatus, sandboxStatus } from './sandbox-status.js';
@@ -52,10 +54,32 @@ function actorPath(ref: { id?: string; _parent?: unknown }): string {
 
 const now = () => new Date().toISOString();
 
+/** What a restarted host restores a sandbox from: its record. */
+export interface SandboxRestore {
+  /** The statechart's persisted snapshot. */
+  snapshot: unknown;
+  attach: AttachRecord;
+}
+
+/**
+ * The persisted snapshot without the deadlines of the commands that were running: an
+ * operation the restore resumes gets its default time limits (those clients are gone).
+ */
+function withoutDeadlines(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutDeadlines);
+  if (!value || typeof value !== 'object') return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) if (k !== 'deadline') out[k] = withoutDeadlines(v);
+  return out;
+}
+
+/** Container states whose init process was started and has not been seen to exit. */
+const INIT_LIVE = new Set(['running', 'pausing', 'paused', 'resuming', 'stopping']);
+
 export class SandboxActor implements SandboxHandle {
   readonly id: string;
-  /** Distinguishes this incarnation of the id (event de-duplication ids, cgroups). */
-  readonly uid = randomBytes(6).toString('hex');
+  /** Distinguishes this incarnation of the id (event de-duplication ids, cgroups); a restore keeps it. */
+  readonly uid: string;
   /** The backend reported the guest's exit (set once; a failed sandbox is not booted again). */
   private guestExitSeen = false;
   readonly agent: AgentActor;
@@ -72,8 +96,11 @@ export class SandboxActor implements SandboxHandle {
     readonly createdAt = now(),
     /** Deadline of the command that creates it (ms since the epoch). */
     deadline?: number,
+    /** Restores the sandbox from its record (a restarted host) instead of creating it. */
+    private readonly restore?: SandboxRestore,
   ) {
     this.id = spec.id;
+    this.uid = restore?.attach.incarnation ?? randomBytes(6).toString('hex');
     this.agent = new AgentActor(env.createAgent(spec.agent), spec.id);
     this.backend = env.createBackend(spec.backend);
     this.backend.onExit((exit) => this.guestExited(exit.status, exit.signal, exit.at));
@@ -101,17 +128,82 @@ export class SandboxActor implements SandboxHandle {
     this.commands = new SandboxCommands(this);
     this.actor = createActor(env.logic, {
       input: { spec, createdAt: this.createdAt, deadline },
+      // Restored children: containers, execs and the monitor as they were; an operation
+      // that was running is run again (with its default limits) once the actor starts.
+      ...(restore ? { snapshot: withoutDeadlines(restore.snapshot) as never } : {}),
       id: spec.id,
       // Snapshots for the bus (VC_INSPECT=1) and XState's raw events for the Stately hook.
       inspect: env.inspect || env.observe ? (e) => this.inspected(e) : undefined,
     });
     this.actor.on('lifecycle', (e: LifecycleEmitted) => this.onLifecycle(e));
+    // A delete is written down as it begins: a host restarted half-way finishes it.
+    let last = '';
+    this.actor.subscribe({
+      next: (snap) => {
+        const value = typeof snap.value === 'string' ? snap.value : '';
+        if (value === 'deleting' && last !== 'deleting') this.journal.schedulePersist();
+        last = value;
+      },
+      error: () => {},
+    });
   }
 
   /** Starts the statechart (which begins creating). The registry must know us first. */
   activate(): this {
     this.actor.start();
     return this;
+  }
+
+  /**
+   * Reattach (a restarted host): takes the guest over, restores the statechart and
+   * catches up with the guest. A guest that is gone fails the sandbox (guest-exited, 255
+   * exits); exits that happened meanwhile are reported by the agent, each once. The
+   * registry must know us first.
+   */
+  async reattach(): Promise<void> {
+    const attach = this.restore!.attach;
+    const endpoint = (attach.endpoint ?? {}) as GuestEndpoint;
+    const runDir = this.env.runDir(this.id);
+    // Only this host's own run directory is looked in (a record naming another is not followed).
+    const sameRunDir = attach.runDir === runDir;
+    if (!sameRunDir) this.log.warn({ recorded: attach.runDir, runDir }, 'reattach: the sandbox ran under another run directory: its guest cannot be reached');
+    const alive = sameRunDir && (await this.backend.adopt({ sandbox: this.spec, incarnation: { host: this.env.host, uid: this.uid }, runDir, endpoint, pid: attach.guestPid }));
+    await this.operations.adoptGuest(this.adoptedGuest(endpoint));
+    this.activate();
+    const state = this.state;
+    if (!alive) {
+      if (this.fail('guest-exited', 'the guest ended while no runtime was attached', now(), UNKNOWN_EXIT_STATUS)) this.log.warn('reattach: the guest is gone');
+      return;
+    }
+    this.actor.send({ type: 'REATTACHED' });
+    // A stop or delete that was under way is resumed by the restore and needs nothing more.
+    if (['stopping', 'stopped', 'failed', 'deleting'].includes(state) || this.deleted) return;
+    await this.operations.reconcileGuest({}).catch((err: unknown) => {
+      this.log.warn({ err }, 'reattach: the guest does not answer');
+      this.fail('agent-unreachable', `reattach: ${err instanceof Error ? err.message : String(err)}`);
+    });
+  }
+
+  /** The containers of the restored statechart, as the driver must know them. */
+  private adoptedGuest(endpoint: GuestEndpoint): AdoptedGuest {
+    const containers = containerRefs(this.snapshot()).map((ref) => {
+      const snap = ref.getSnapshot();
+      const value = String(snap.value);
+      const initLive = INIT_LIVE.has(value) && snap.context.exitStatus === undefined;
+      return {
+        spec: snap.context.spec,
+        started: value !== 'creating' && value !== 'ready',
+        running: initLive ? [snap.context.id, ...snap.context.execIds] : [...snap.context.execIds],
+      };
+    });
+    return { endpoint, containers };
+  }
+
+  /** What a restarted host needs to find the guest again. */
+  attachRecord(): AttachRecord {
+    const endpoint = this.operations.guestEndpoint;
+    const pid = this.backend.pid;
+    return { incarnation: this.uid, runDir: this.env.runDir(this.id), backend: this.spec.backend, ...(Object.keys(endpoint).length ? { endpoint: { ...endpoint } } : {}), ...(pid !== undefined ? { guestPid: pid } : {}) };
   }
 
   /** Created on first use: an idle sandbox holds no logger of its own. */

@@ -13,7 +13,7 @@ import type { CheckFailure } from '../machines/monitor.js';
 import type { ContainerSpec, ProcessSpec, SandboxSpec } from '../machines/specs.js';
 import type { CallLimits } from './agents/agent-actor.js';
 import type { AgentActor } from './agents/agent-actor.js';
-import type { AgentListener, ContainerStats, GuestEndpoint } from './agents/agent.js';
+import type { AdoptedGuest, AgentListener, ContainerStats, GuestEndpoint } from './agents/agent.js';
 import { decodeAgentConfig } from './agents/agent-type.js';
 import type { Backend, Incarnation } from './backends/backend.js';
 import type { OutputLog } from './output-log.js';
@@ -93,6 +93,28 @@ export class GuestOperations implements SandboxOperations {
 
   private get agent(): AgentActor {
     return this.parts.agent;
+  }
+
+  /** Where the guest's agent listens (kept in the sandbox's record for a restarted host). */
+  get guestEndpoint(): GuestEndpoint {
+    return this.endpoint;
+  }
+
+  /** Reattach: the driver learns the guest an earlier runtime started, without talking to it. */
+  async adoptGuest(guest: AdoptedGuest): Promise<void> {
+    const { spec, runDir, log, listener } = this.parts;
+    const driver = this.agent.driver;
+    await driver.init({ sandbox: spec, config: decodeAgentConfig(spec.agent, spec.agentConfig), runDir, log, listener });
+    this.endpoint = guest.endpoint;
+    driver.locate?.(guest.endpoint);
+    driver.adopt?.(guest);
+  }
+
+  /** Reattach, with the actor running: the driver catches up with the guest's exits. */
+  async reconcileGuest(limits: Limits): Promise<void> {
+    const driver = this.agent.driver;
+    if (!driver.reconcile) return;
+    await this.agent.call('reconcile', (a, abort) => a.reconcile!(abort), limits);
   }
 
   // ---- the sandbox -------------------------------------------------------------------

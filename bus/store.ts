@@ -14,7 +14,22 @@ export interface SandboxRecord {
   status: SandboxStatus;
   /** The sandbox actor's persisted snapshot, for reattaching after a restart. */
   snapshot?: unknown;
+  /** What a restarted host needs to find the guest again (set from the claim on). */
+  attach?: AttachRecord;
   updatedAt: string;
+}
+
+/** Where a sandbox's guest is: what a host restarted on the same state reattaches to. */
+export interface AttachRecord {
+  /** The sandbox actor's incarnation (event de-duplication ids, cgroup names). */
+  incarnation: string;
+  runDir: string;
+  /** The sandbox's backend type (a record caught creating has no snapshot to say it). */
+  backend: string;
+  /** Where the guest agent listens (sockets, grpc address, shared directory). */
+  endpoint?: Record<string, unknown>;
+  /** Host pid of the guest's first process, when it has one. */
+  guestPid?: number;
 }
 
 /** Where sandbox records live. The KV implementation is the only one so far. */

@@ -64,6 +64,8 @@ export type SandboxEvent =
   | ({ type: 'ONLINE_CPU_MEM'; opId: string; cpus: number } & Deadline)
   | ({ type: 'CREATE_CONTAINER'; spec: ContainerSpec } & Deadline)
   | { type: 'GUEST_FAILED'; reason: FailureReason; message: string; at: string; exitStatus?: number }
+  /** A restarted host restored the sandbox from its record and reached its guest again. */
+  | { type: 'REATTACHED' }
   | { type: 'CONTAINER_NOTICE'; notice: ContainerNotice | ExecNotice };
 
 export type SandboxCommand = Extract<
@@ -266,6 +268,9 @@ export const sandboxMachine = setup({
         CREATE_CONTAINER: { guard: 'containerIdFree', actions: ['clearError', 'spawnContainer'] },
         ONLINE_CPU_MEM: { actions: 'onlineCpuMem' },
         GUEST_FAILED: { target: 'failed', actions: 'recordFailure' },
+        // A restored snapshot keeps the monitor's state but not its timer: entering
+        // running again starts a fresh monitor.
+        REATTACHED: { target: 'running', reenter: true },
       },
     },
     pausing: {

@@ -122,6 +122,12 @@ export class RuntimeHost {
       guestBackend: defaultGuestBackend(),
       containers: { allowPrivileged: opts.allowPrivileged ?? false, protectedDirs: [runRoot, ...(opts.protectedDirs ?? [])], rolesEnforced: opts.creds !== undefined },
     };
+    // A restart on the same state: what this host owns comes back before it serves.
+    const reattachStarted = performance.now();
+    const reattached = await registry.reattachAll(await store.list());
+    if (reattached.reattached + reattached.cleanedUp + reattached.failed > 0) {
+      log.info({ ...reattached, ms: Math.round(performance.now() - reattachStarted) }, 'reattached the sandboxes of an earlier run');
+    }
     const commands = new CommandService(
       nc,
       createCommandHandlers(registry, store, defaults),

@@ -76,6 +76,13 @@ export interface GuestPlan {
   shareTag?: string;
 }
 
+/** What a restarted runtime knows of a guest it reattaches to (from the sandbox's record). */
+export interface AdoptedGuest {
+  endpoint: GuestEndpoint;
+  /** Every container the sandbox has, with the processes (init: the container id) it believes still run. */
+  containers: { spec: ContainerSpec; started: boolean; running: string[] }[];
+}
+
 /** What the agent reports back on its own (exits seen in the guest, a lost connection). */
 export interface AgentListener {
   processExited(containerId: string, execId: string, exit: ExitInfo): void;
@@ -145,6 +152,18 @@ export interface Agent {
   resumeContainer(containerId: string, abort?: AbortSignal): Promise<void>;
   /** The container is deleted: the guest forgets it and what the host staged for it goes. */
   releaseContainer?(containerId: string, abort?: AbortSignal): Promise<void>;
+  /**
+   * Reattach, after init and locate: takes over what an earlier driver knew of the guest
+   * (its containers, the processes believed running). No guest communication.
+   */
+  adopt?(guest: AdoptedGuest): void;
+  /**
+   * Reattach, once the sandbox's actor runs: catches up with the guest. Every adopted
+   * process that ended meanwhile is reported through the listener exactly once, with its
+   * real status where the guest kept it, else 255 (exitStatusUnknown); the others are
+   * watched again.
+   */
+  reconcile?(abort?: AbortSignal): Promise<void>;
   /** Resource usage of the container; agents without it are refused with Unimplemented. */
   statsContainer?(containerId: string, abort?: AbortSignal): Promise<ContainerStats>;
 }

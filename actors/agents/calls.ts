@@ -25,7 +25,8 @@ export type AgentOperation =
   | 'pauseContainer'
   | 'resumeContainer'
   | 'releaseContainer'
-  | 'statsContainer';
+  | 'statsContainer'
+  | 'reconcile';
 
 /**
  * Default time limit of each operation, in milliseconds; `undefined` waits until the
@@ -54,6 +55,8 @@ export const AGENT_CALL_TIMEOUTS_MS: Readonly<Record<AgentOperation, number | un
   resumeContainer: 10_000,
   releaseContainer: 30_000,
   statsContainer: 10_000,
+  // Reattach: dialling the guest again (hyperstart waits for its READY).
+  reconcile: 10_000,
 };
 
 /** A signal that never aborts, for calls nobody can cancel (tools, tests). */

@@ -70,6 +70,17 @@ export class ProcessTable {
     return rec;
   }
 
+  /**
+   * A process an earlier driver started (a runtime reattaching): its stream sequences
+   * died with that driver, so its exit waits for no EOF and output that arrives for them
+   * is refused.
+   */
+  adopt(containerId: string, execId: string): ProcRecord {
+    const rec: ProcRecord = { containerId, execId, stdio: 0, stderr: 0, pid: 0, open: new Set(), waiters: [] };
+    this.byId.set(key(containerId, execId), rec);
+    return rec;
+  }
+
   get(containerId: string, execId: string): ProcRecord | undefined {
     return this.byId.get(key(containerId, execId));
   }
@@ -82,7 +93,7 @@ export class ProcessTable {
   drop(rec: ProcRecord): void {
     clearTimeout(rec.grace);
     this.byId.delete(key(rec.containerId, rec.execId));
-    this.bySeq.delete(rec.stdio);
+    if (rec.stdio) this.bySeq.delete(rec.stdio);
     if (rec.stderr) this.bySeq.delete(rec.stderr);
   }
 

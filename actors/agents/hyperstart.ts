@@ -26,6 +26,7 @@ import {
   type Agent,
   type AgentInit,
   type AgentListener,
+  type AdoptedGuest,
   type ExecResult,
   type ExitInfo,
   type GuestEndpoint,
@@ -284,6 +285,24 @@ export class HyperstartAgent implements Agent {
     const pod: H.Pod = { hostname: this.sandbox.hostname, containers: [], interfaces: [], routes: [], dns: [] };
     if (endpoint.share?.tag) pod.shareDir = endpoint.share.tag;
     await this.send(Code.STARTPOD, pod, abort);
+  }
+
+  // ---- reattach -----------------------------------------------------------------------
+
+  adopt(guest: AdoptedGuest): void {
+    this.share = guest.endpoint.share ?? { hostDir: this.shareDir, bind: false };
+    for (const c of guest.containers) {
+      this.containers.set(c.spec.id, { spec: c.spec, started: c.started });
+      for (const execId of c.running) this.procs.adopt(c.spec.id, execId);
+    }
+  }
+
+  /**
+   * Connecting is enough: the guest sends the exits it kept while no host was attached
+   * right after READY, each once.
+   */
+  async reconcile(): Promise<void> {
+    await this.connect();
   }
 
   /** DESTROYPOD: the guest ends every container, answers, and exits. */

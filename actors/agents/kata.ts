@@ -15,6 +15,8 @@ import {
   type Agent,
   type AgentInit,
   type AgentListener,
+  type AdoptedGuest,
+  unknownExit,
   type ContainerStats,
   type ExecResult,
   type ExitInfo,
@@ -409,6 +411,23 @@ export class KataAgent implements Agent {
     await this.op('UpdateContainer', { container_id: containerId, resources }, abort);
   }
 
+  // ---- reattach ----------------------------------------------------------------------
+
+  private adopted: Array<{ containerId: string; execId: string }> = [];
+
+  adopt(guest: AdoptedGuest): void {
+    this.share = guest.endpoint.share?.tag ? guest.endpoint.share : undefined;
+    for (const c of guest.containers) {
+      this.containers.set(c.spec.id, { spec: c.spec, removed: false });
+      for (const execId of c.running) this.adopted.push({ containerId: c.spec.id, execId });
+    }
+  }
+
+  /** WaitProcess again for every adopted process: the guest keeps an exit until one is waited for. */
+  async reconcile(): Promise<void> {
+    for (const { containerId, execId } of this.adopted.splice(0)) this.watch(containerId, execId, true);
+  }
+
   // ---- processes ---------------------------------------------------------------------
 
   /** The exit of a process: the background waiter's when there is one, else WaitProcess. */
@@ -436,7 +455,7 @@ export class KataAgent implements Agent {
   }
 
   /** Starts the background wait and output pumps of a process just started. */
-  private watch(containerId: string, execId: string): void {
+  private watch(containerId: string, execId: string, adopted = false): void {
     const conn = this.openStream();
     const pump = (stream: 'stdout' | 'stderr') => this.pump(conn, containerId, execId, stream);
     const output = Promise.all([pump('stdout'), pump('stderr')]);
@@ -452,6 +471,14 @@ export class KataAgent implements Agent {
         if (execId !== containerId) this.forgetOldExecs();
         return exit;
       } catch (err) {
+        // An adopted process the guest no longer knows (its exit went to the runtime that
+        // died, or the guest forgot it): it ended, and nobody can tell how.
+        if (adopted && isCode(err, ErrorCode.NotFound)) {
+          const exit = unknownExit();
+          entry.exitInfo = exit;
+          this.listener?.processExited(containerId, execId, exit);
+          return exit;
+        }
         if (!this.stopping) this.logger().warn({ err, containerId, execId, sandboxId: this.sandbox.id }, 'lost the wait for a guest process');
         return undefined;
       } finally {

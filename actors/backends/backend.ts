@@ -26,6 +26,16 @@ export interface BootRequest {
   plan: GuestPlan;
 }
 
+/** A guest an earlier runtime started: what a restarted runtime knows of it. */
+export interface AdoptRequest {
+  sandbox: SandboxSpec;
+  incarnation: Incarnation;
+  runDir: string;
+  endpoint: GuestEndpoint;
+  /** Host pid of its first process, as the record (or the pid file) says. */
+  pid?: number;
+}
+
 /** What status shows of a backend (a VM: how it runs). */
 export interface BackendStatus {
   vm?: { accel: string; machine: string; warm: boolean; pid: number };
@@ -35,6 +45,13 @@ export interface Backend {
   readonly type: BackendType;
   /** Starts the guest; resolves with where its agent listens. */
   boot(request: BootRequest): Promise<GuestEndpoint>;
+  /**
+   * Takes over a guest an earlier runtime started (a restart on the same state): true
+   * when it still runs and is that sandbox's, false when it is gone. After true, its exit
+   * is reported through onExit (with status 255: a process that is not our child tells
+   * nobody its status) and shutdown stops it and removes what it left.
+   */
+  adopt(request: AdoptRequest): Promise<boolean>;
   /** Stops the guest and removes everything it left on the host. Idempotent. */
   shutdown(): Promise<void>;
   /** Called once when the guest exits on its own (not after shutdown). */
@@ -54,6 +71,9 @@ export class NoneBackend implements Backend {
   readonly userNamespace = false;
   async boot(request: BootRequest): Promise<GuestEndpoint> {
     return request.plan.endpoint;
+  }
+  async adopt(): Promise<boolean> {
+    return true;
   }
   async shutdown(): Promise<void> {}
   onExit(): void {}

@@ -8,8 +8,9 @@ import type { Logger } from 'pino';
 import { failedPrecondition } from '../../bus/errors.js';
 import type { BackendType } from '../../machines/specs.js';
 import type { GuestEndpoint } from '../agents/agent.js';
-import type { Backend, BootRequest, GuestExit } from './backend.js';
-import { checkPlan, guestExit, openGuestLog, removeGuestFiles, writePidFile } from './guest-files.js';
+import type { AdoptRequest, Backend, BootRequest, GuestExit } from './backend.js';
+import { checkPlan, guestExit, isSandboxGuest, openGuestLog, readPidFile, removeGuestFiles, writePidFile } from './guest-files.js';
+import { UNKNOWN_EXIT_STATUS } from '../../machines/lifecycle.js';
 
 export interface GuestBackendOptions {
   log: Logger;
@@ -20,6 +21,11 @@ export interface GuestBackendOptions {
 const DEFAULT_GRACE_MS = 2000;
 /** After SIGKILL a process only lingers in uninterruptible sleep; do not wait for ever. */
 const KILL_WAIT_MS = 10_000;
+/**
+ * How often an adopted guest (not our child: no exit event) is looked for in /proc. Well
+ * under the monitor's deadline, so that its death reads as guest-exited, not unreachable.
+ */
+const ADOPTED_POLL_MS = 100;
 
 export interface GuestRun {
   readonly request: BootRequest;
@@ -37,6 +43,8 @@ export interface GuestRun {
   reported: boolean;
   /** The guest runs in a user namespace of its own. */
   userns?: boolean;
+  /** Started by an earlier runtime: watched through /proc, not as a child. */
+  adopted?: boolean;
   booting?: Promise<unknown>;
   stopped?: Promise<void>;
 }
@@ -71,6 +79,8 @@ export abstract class DetachedGuestBackend implements Backend {
   /** Kills the guest and everything it started. */
   protected abstract kill(run: GuestRun): void;
   protected abstract environment(request: BootRequest): Record<string, string>;
+  /** What stopping an adopted guest must undo besides killing it (its cgroup, its group). */
+  protected abstract adoptedTeardown(run: GuestRun): Promise<void> | void;
 
   get pid(): number | undefined {
     return this.run && !this.run.stopRequested ? this.run.pid : undefined;
@@ -99,6 +109,34 @@ export abstract class DetachedGuestBackend implements Backend {
     const booting = this.start(run);
     run.booting = booting;
     return booting;
+  }
+
+  async adopt(request: AdoptRequest): Promise<boolean> {
+    const { runDir, endpoint } = request;
+    const recorded = request.pid ?? readPidFile(runDir);
+    // A pid reused by another process since is not ours: never signalled, the guest is gone.
+    const pid = recorded !== undefined && isSandboxGuest(recorded, request.sandbox.id) ? recorded : undefined;
+    let resolveExit!: (exit: GuestExit) => void;
+    const exited = new Promise<GuestExit>((r) => (resolveExit = r));
+    const plan = { endpoint, command: [], env: {} };
+    const run: GuestRun = { request: { sandbox: request.sandbox, incarnation: request.incarnation, runDir, plan }, exited, resolveExit, teardown: [], up: true, stopRequested: false, reported: false, adopted: true, pid };
+    this.run = run;
+    await this.adoptedTeardown(run);
+    if (pid === undefined) {
+      run.exit = { status: UNKNOWN_EXIT_STATUS, at: new Date().toISOString() };
+      resolveExit(run.exit);
+      return false;
+    }
+    const timer = setInterval(() => {
+      if (isSandboxGuest(pid, request.sandbox.id)) return;
+      clearInterval(timer);
+      run.exit = { status: UNKNOWN_EXIT_STATUS, at: new Date().toISOString() };
+      run.resolveExit(run.exit);
+      this.report(run);
+    }, ADOPTED_POLL_MS);
+    timer.unref();
+    run.teardown.push(() => clearInterval(timer));
+    return true;
   }
 
   private async start(run: GuestRun): Promise<GuestEndpoint> {
@@ -166,7 +204,7 @@ export abstract class DetachedGuestBackend implements Backend {
   private stopRun(run: GuestRun): Promise<void> {
     run.stopRequested = true;
     run.stopped ??= (async () => {
-      const running = () => !run.exit && run.child !== undefined;
+      const running = () => !run.exit && (run.child !== undefined || !!run.adopted);
       if (running() && (await this.terminate(run))) await within(run.exited, this.graceMs);
       if (running()) {
         this.kill(run);

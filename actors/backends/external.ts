@@ -96,6 +96,11 @@ export class ExternalBackend implements Backend {
     return real;
   }
 
+  /** The endpoint outlives any runtime: the agent check tells whether it still answers. */
+  async adopt(): Promise<boolean> {
+    return true;
+  }
+
   /** Nothing to stop and nothing to remove: the endpoint belongs to whoever made it. */
   async shutdown(): Promise<void> {}
 

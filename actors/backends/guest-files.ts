@@ -1,6 +1,6 @@
 // What both guest backends share: the files a guest leaves in its run directory, the
 // marker that names its sandbox, exit statuses, and liveness checks by pid.
-import { accessSync, chmodSync, constants, mkdirSync, openSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, constants, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { lstat, readdir, readFile, rm, unlink } from 'node:fs/promises';
 import { constants as os } from 'node:os';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
@@ -35,6 +35,26 @@ export function writePidFile(runDir: string, pid: number): void {
   const tmp = `${pidPath(runDir)}.tmp`;
   writeFileSync(tmp, `${pid}\n`);
   renameSync(tmp, pidPath(runDir));
+}
+
+/** The pid the pid file names, when there is one. */
+export function readPidFile(runDir: string): number | undefined {
+  try {
+    const pid = Number.parseInt(readFileSync(pidPath(runDir), 'utf8'), 10);
+    return Number.isInteger(pid) && pid > 1 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether pid is a live (not zombie) process carrying the sandbox's marker in its environment. */
+export function isSandboxGuest(pid: number, sandboxId: string): boolean {
+  try {
+    if (/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'))) return false;
+    return readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(`${SANDBOX_ENV}=${sandboxId}`);
+  } catch {
+    return false;
+  }
 }
 
 /** The last lines of the guest's log, for error messages. */

@@ -244,6 +244,13 @@ export class NamespaceBackend extends DetachedGuestBackend {
     return pid;
   }
 
+  /** The cgroup this incarnation made (named after it) goes when the adopted guest is stopped. */
+  protected async adoptedTeardown(run: GuestRun): Promise<void> {
+    const { sandbox, incarnation } = run.request;
+    const driver = await this.cgroups();
+    if (driver) run.teardown.push(() => driver.open({ host: incarnation.host, sandboxId: sandbox.id, incarnation: incarnation.uid }).destroy());
+  }
+
   protected async terminate(run: GuestRun): Promise<boolean> {
     // A guest without a SIGTERM handler would never see it: no grace period, kill at once.
     if (run.pid === undefined || !(await catchesSigterm(run.pid))) return false;

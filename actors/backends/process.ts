@@ -42,6 +42,15 @@ export class ProcessBackend extends DetachedGuestBackend {
     return pid;
   }
 
+  /** The guest leads its own process group: what it left in it goes with it. */
+  protected adoptedTeardown(run: GuestRun): void {
+    const pid = run.pid;
+    if (pid === undefined) return;
+    run.teardown.push(async () => {
+      if (signal(-pid, 'SIGKILL') && !(await waitGroupGone(pid, GROUP_WAIT_MS))) this.log.warn({ pgid: pid }, 'processes of the guest group are still there after SIGKILL');
+    });
+  }
+
   protected terminate(run: GuestRun): boolean {
     return run.pid !== undefined && signal(-run.pid, 'SIGTERM');
   }

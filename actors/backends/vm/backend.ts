@@ -38,6 +38,14 @@ export class VmBackend implements Backend {
     return { vm: { accel: vm.accel, machine: vm.machine, warm: this.warm, pid: this.pid ?? 0 } };
   }
 
+  /**
+   * Not yet: the VM's channels (yamux, the hyperstart relay) lived in the runtime that
+   * died, so its agent cannot be reached again; the sandbox fails and delete cleans up.
+   */
+  async adopt(): Promise<boolean> {
+    return false;
+  }
+
   boot(request: BootRequest): Promise<GuestEndpoint> {
     const booting = this.start(request);
     this.booting = booting;
