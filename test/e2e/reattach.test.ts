@@ -179,24 +179,32 @@ describe('kill -9 of the runtime, then a restart on the same state directory', (
 
   it('a sandbox caught deleting is finished deleting', async () => {
     const sid = 'half-deleted';
-    // A container that ignores SIGTERM: its stop takes the whole grace period.
-    await createSandbox(sid, 'kata', [{ id: 'stubborn', args: ['sh', '-c', 'trap "" TERM; sleep 3005 & wait; wait'] }]);
-    await until(() => processRunning(sid, ['sleep', '3005']), 'the container to run');
+    created.add(sid);
+    await client.call('SandboxCreate', {}, { sandbox: { id: sid, agent: 'kata', backend: 'namespace', containers: [{ id: 'c', args: ['sleep', '3005'] }] }, start: false });
+    // A guest stopped with SIGSTOP answers nothing: the delete hangs in its first guest call.
+    const guest = Number(readFileSync(join(runDir(sid), 'guest.pid'), 'utf8'));
+    process.kill(guest, 'SIGSTOP');
     const pending = client.request('SandboxDelete', { sid }, { force: true }).catch(() => undefined);
-    await until(async () => {
-      const list = await client.call('SandboxList', {}, {});
-      return list.sandboxes?.find((s) => s.id === sid && s.state === 'deleting');
-    }, 'the delete to begin');
-    await runtime!.kill9();
+    try {
+      await until(async () => {
+        const list = await client.call('SandboxList', {}, {});
+        return list.sandboxes?.find((s) => s.id === sid && s.state === 'deleting');
+      }, 'the delete to begin');
+      await runtime!.kill9();
+    } finally {
+      process.kill(guest, 'SIGCONT');
+    }
     await pending;
-    expect(await processRunning(sid, ['sleep', '3005'])).toBeGreaterThan(0);
+    expect(alive(guest)).toBe(true);
 
     await start();
     await until(async () => ((await client.request('SandboxStatus', { sid })).error?.code === 'NotFound' ? true : undefined), 'the delete to finish');
+    expect(alive(guest)).toBe(false);
     expect(await sandboxProcesses(sid)).toEqual([]);
     expect(existsSync(runDir(sid))).toBe(false);
     const all = await events(sid);
     expect(all.filter((e) => e.type === 'delete' && !e.containerId)).toHaveLength(1);
+    expect(all.map((e) => e.seq)).toEqual(all.map((_, i) => i + 1));
     created.delete(sid);
   }, 60_000);
 });
