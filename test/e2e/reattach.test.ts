@@ -96,6 +96,7 @@ describe('kill -9 of the runtime, then a restart on the same state directory', (
       await createSandbox(`g-${agent}`, agent, [{ id: 'c', args: ['sleep', '3004'] }]);
     }
     await createSandbox('r-noop', 'noop', [{ id: 'c', args: ['sleep', '1'] }]);
+    await createSandbox('m-kata', 'kata', []);
     for (const agent of guests) await until(() => processRunning(`r-${agent}`, ['sleep', '3002']), `${agent} container dies to run`);
 
     step('created');
@@ -132,6 +133,22 @@ describe('kill -9 of the runtime, then a restart on the same state directory', (
       expect(g.sandbox?.containers?.map((c) => [c.id, c.state, c.exitStatus, !!c.exitStatusUnknown])).toEqual([['c', 'stopped', 255, true]]);
     }
     expect((await client.call('SandboxStatus', { sid: 'r-noop' })).sandbox?.state).toBe('running');
+
+    // The monitor runs again (a restored snapshot has no timers): a guest that stops
+    // answering after the restart is found by its health checks.
+    const frozen = Number(readFileSync(join(runDir('m-kata'), 'guest.pid'), 'utf8'));
+    process.kill(frozen, 'SIGSTOP');
+    try {
+      const failed = await until(async () => {
+        const s = (await client.call('SandboxStatus', { sid: 'm-kata' })).sandbox;
+        return s?.state === 'failed' ? s : undefined;
+      }, 'the monitor to find the frozen guest');
+      expect(failed.failureReason).toBe('check-timeout');
+    } finally {
+      process.kill(frozen, 'SIGCONT');
+    }
+    await client.call('SandboxDelete', { sid: 'm-kata' }, { force: true });
+    created.delete('m-kata');
 
     // Commands work on the reattached sandboxes: an exec exit, a stop, a delete.
     for (const agent of guests) {
