@@ -21,6 +21,8 @@ export const stateDir = (env: NodeJS.ProcessEnv = process.env) => resolve(env.VC
 export const stateFiles = (dir: string) => ({
   /** The private server's URL. */
   url: join(dir, 'nats.url'),
+  /** The private server's pid: a restarted `npm start` finds the server it left. */
+  pid: join(dir, 'nats.pid'),
   /** Credentials of the private server (see auth-files.ts). */
   auth: join(dir, 'auth'),
 });

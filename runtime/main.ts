@@ -2,11 +2,11 @@
 // cluster (with the host credentials in NATS_CREDS); without, it starts a private
 // nats-server (JetStream on, authentication on, data and credentials under the state
 // directory) and prints the URL for clients.
-import { existsSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger } from './log.js';
 import { RuntimeHost } from './host.js';
-import { startNatsServer, type NatsServer } from './nats-server.js';
+import { privateServer, type PrivateServer } from './private-server.js';
 import { stateDir, stateFiles } from '../bus/connection.js';
 import { authFiles, ensureAuthority, loadAuthority, privateDir } from '../bus/auth-files.js';
 import { serverAuthConfig, type Authority } from '../bus/credentials.js';
@@ -63,7 +63,7 @@ async function main(): Promise<void> {
   const dir = stateDir();
   mkdirSync(dir, { recursive: true });
   const files = stateFiles(dir);
-  let server: NatsServer | undefined;
+  let server: PrivateServer | undefined;
   let servers = process.env.NATS_URL;
   let creds = process.env.NATS_CREDS || undefined;
   // The keys that sign new users, when this host has them (served as `creds create`).
@@ -73,13 +73,10 @@ async function main(): Promise<void> {
     authority = (await ensureAuthority(files.auth)).authority;
     creds = authFiles(files.auth).creds('host');
     const port = Number(process.env.VC_NATS_PORT ?? 4222);
-    const storeDir = join(dir, 'nats');
-    const auth = serverAuthConfig(authority);
-    server = await startNatsServer({ storeDir, port, auth }).catch(() => startNatsServer({ storeDir, auth }));
+    server = await privateServer(dir, { port, auth: serverAuthConfig(authority), log });
     servers = server.url;
-    writeFileSync(files.url, `${servers}\n`);
     process.stdout.write(
-      `virtactors: private nats-server at ${servers} (credentials required)\n` +
+      `virtactors: ${server.reused ? 'reusing the ' : ''}private nats-server at ${servers} (credentials required)\n` +
         `  export NATS_URL=${servers} NATS_CREDS=${authFiles(files.auth).creds('operator')}\n`,
     );
   } else if (process.env.VC_AUTH_DIR && existsSync(process.env.VC_AUTH_DIR)) {
@@ -111,10 +108,8 @@ async function main(): Promise<void> {
     log.info({ signal }, 'shutting down');
     await host.stop().catch((err) => log.error({ err }, 'host stop failed'));
     stately?.stop();
-    if (server) {
-      await server.stop();
-      rmSync(files.url, { force: true });
-    }
+    // The private server goes with the host; the guests stay, for the next start to reattach.
+    await server?.stop();
     process.exit(0);
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));

@@ -36,6 +36,11 @@ export interface NatsServerOptions {
   extraArgs?: string[];
   binary?: string;
   startTimeoutMs?: number;
+  /**
+   * A process group of its own: a Ctrl-C in the terminal reaches the runtime only, which
+   * stops the server after itself; a runtime killed outright leaves it for the next start.
+   */
+  detached?: boolean;
 }
 
 export interface NatsServer {
@@ -76,7 +81,7 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
   const configFile = join(opts.storeDir, 'nats-server.conf');
   writePrivateFile(configFile, natsServerConfig(opts));
   const args = ['-c', configFile, ...(opts.extraArgs ?? [])];
-  const child = spawn(opts.binary ?? natsServerBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(opts.binary ?? natsServerBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'], detached: opts.detached ?? false });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let onEarlyExit: ((code: number | null) => void) | undefined;
   let clientUrl = '';
