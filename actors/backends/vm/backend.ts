@@ -5,7 +5,7 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { invalidArgument, failedPrecondition } from '../../../bus/errors.js';
 import type { GuestEndpoint } from '../../agents/agent.js';
-import type { Backend, BackendStatus, BootRequest, GuestExit } from '../backend.js';
+import type { AdoptRequest, Backend, BackendStatus, BootRequest, GuestExit } from '../backend.js';
 import { logPath, removeGuestFiles, writePidFile } from '../guest-files.js';
 import { DEFAULT_SHARE_TAGS, requireVmAgent, type VmHost } from './host.js';
 import type { Vm } from './vm.js';
@@ -40,9 +40,10 @@ export class VmBackend implements Backend {
 
   /**
    * Not yet: the VM's channels (yamux, the hyperstart relay) lived in the runtime that
-   * died, so its agent cannot be reached again; the sandbox fails and delete cleans up.
+   * died, so its agent cannot be reached again. The VM goes; the sandbox fails.
    */
-  async adopt(): Promise<boolean> {
+  async adopt(request: AdoptRequest): Promise<boolean> {
+    this.host.removeSandboxVm(request.sandbox.id);
     return false;
   }
 

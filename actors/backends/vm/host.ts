@@ -103,6 +103,30 @@ export class VmHost {
     }
   }
 
+  /**
+   * The VM of a sandbox an earlier runtime on this root started and can no longer reach
+   * (its channels died with that runtime): its qemu is killed (only one whose command line
+   * names that VM's own directory) and its directory removed.
+   */
+  removeSandboxVm(sandboxId: string): void {
+    let entries: string[];
+    try {
+      entries = readdirSync(this.options.root);
+    } catch {
+      return;
+    }
+    for (const id of entries) {
+      const dir = join(this.options.root, id);
+      if (!/^vm-[0-9a-f]+$/.test(id) || readOr(join(dir, SANDBOX_MARKER)).trim() !== sandboxId) continue;
+      const owner = Number.parseInt(readOr(join(dir, OWNER_FILE)), 10);
+      if (Number.isInteger(owner) && owner !== process.pid && alive(owner)) continue;
+      const pid = Number.parseInt(readOr(join(dir, QEMU_PID_FILE)), 10);
+      if (Number.isInteger(pid) && readOr(`/proc/${pid}/cmdline`).includes(dir)) signal(pid, 'SIGKILL');
+      if (mountsUnder(dir).length === 0) rmSync(dir, { recursive: true, force: true });
+      this.log.info({ vm: id, sandboxId }, 'vm: removed the VM of a sandbox an earlier runtime started');
+    }
+  }
+
   async close(): Promise<void> {
     await this.pool.close();
   }
