@@ -40,12 +40,13 @@ export async function startHostProcess(client: VcClient, opts: { servers: string
   });
   const host = child(proc);
   for (let i = 0; i < 200; i++) {
-    const found = await client.discover('PING', 100);
+    // No host answering yet may read as an empty reply (no responders).
+    const found = await client.discover('PING', 100).catch(() => []);
     if (found.some((f) => (f.metadata as { host?: string } | undefined)?.host === opts.host)) return host;
     if (proc.exitCode !== null) break;
   }
   await host.stop();
-  throw new Error(`runtime host ${opts.host} did not come up`);
+  throw new Error(`runtime host ${opts.host} did not come up (exit ${proc.exitCode}, signal ${proc.signalCode})`);
 }
 
 // The responder: answers every request on bench.echo with a small JSON reply, as a

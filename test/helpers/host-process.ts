@@ -51,7 +51,8 @@ export async function startHostProcess(client: VcClient, opts: HostProcessOption
     },
   };
   for (let i = 0; i < 600; i++) {
-    const found = await client.discover('PING', 100);
+    // No host answering yet may read as an empty reply (no responders).
+    const found = await client.discover('PING', 100).catch(() => []);
     if (found.some((f) => (f.metadata as { host?: string } | undefined)?.host === opts.host)) return handle;
     if (proc.exitCode !== null) break;
   }
