@@ -42,9 +42,9 @@ export async function startHostProcess(
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const host = child(proc);
-  for (let i = 0; i < 200; i++) {
-    // No host answering yet may read as an empty reply (no responders).
-    const found = await client.discover('PING', 100).catch(() => []);
+  // Bounded by time: with no host serving yet, discovery answers at once (no responders).
+  for (const until = Date.now() + 20_000; Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
+    const found = await client.discover('PING', 100);
     if (found.some((f) => (f.metadata as { host?: string } | undefined)?.host === opts.host)) return host;
     if (proc.exitCode !== null) break;
   }

@@ -50,9 +50,9 @@ export async function startHostProcess(client: VcClient, opts: HostProcessOption
       await exited;
     },
   };
-  for (let i = 0; i < 600; i++) {
-    // No host answering yet may read as an empty reply (no responders).
-    const found = await client.discover('PING', 100).catch(() => []);
+  // Bounded by time: with no host serving yet, discovery answers at once (no responders).
+  for (const until = Date.now() + 60_000; Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
+    const found = await client.discover('PING', 100);
     if (found.some((f) => (f.metadata as { host?: string } | undefined)?.host === opts.host)) return handle;
     if (proc.exitCode !== null) break;
   }
