@@ -84,31 +84,23 @@ export class VmHost {
    * qemu whose command line names that VM's own directory is killed.
    */
   private removeStale(): void {
-    let entries: string[];
-    try {
-      entries = readdirSync(this.options.root);
-    } catch {
-      return;
-    }
-    for (const id of entries) {
-      const dir = join(this.options.root, id);
-      if (!/^vm-[0-9a-f]+$/.test(id) || existsSync(join(dir, SANDBOX_MARKER))) continue;
-      // Another runtime, alive, sharing this root: its pool is its own.
-      const owner = Number.parseInt(readOr(join(dir, OWNER_FILE)), 10);
-      if (Number.isInteger(owner) && owner !== process.pid && alive(owner)) continue;
-      const pid = Number.parseInt(readOr(join(dir, QEMU_PID_FILE)), 10);
-      if (Number.isInteger(pid) && readOr(`/proc/${pid}/cmdline`).includes(dir)) signal(pid, 'SIGKILL');
-      if (mountsUnder(dir).length === 0) rmSync(dir, { recursive: true, force: true });
-      this.log.info({ vm: id }, 'vm: removed an idle pool VM an earlier runtime left');
-    }
+    this.removeOrphanVms((dir) => !existsSync(join(dir, SANDBOX_MARKER)), 'vm: removed an idle pool VM an earlier runtime left');
   }
 
   /**
    * The VM of a sandbox an earlier runtime on this root started and can no longer reach
-   * (its channels died with that runtime): its qemu is killed (only one whose command line
-   * names that VM's own directory) and its directory removed.
+   * (its channels died with that runtime): it goes as a stale pool VM does.
    */
   removeSandboxVm(sandboxId: string): void {
+    this.removeOrphanVms((dir) => readOr(join(dir, SANDBOX_MARKER)).trim() === sandboxId, 'vm: removed the VM of a sandbox an earlier runtime started');
+  }
+
+  /**
+   * VM directories on this root that `which` picks and no live runtime owns: only a qemu
+   * whose command line names that VM's own directory is killed, and the directory goes
+   * once nothing is mounted under it.
+   */
+  private removeOrphanVms(which: (dir: string) => boolean, what: string): void {
     let entries: string[];
     try {
       entries = readdirSync(this.options.root);
@@ -117,13 +109,14 @@ export class VmHost {
     }
     for (const id of entries) {
       const dir = join(this.options.root, id);
-      if (!/^vm-[0-9a-f]+$/.test(id) || readOr(join(dir, SANDBOX_MARKER)).trim() !== sandboxId) continue;
+      if (!/^vm-[0-9a-f]+$/.test(id) || !which(dir)) continue;
+      // Another runtime, alive, sharing this root: its VMs are its own.
       const owner = Number.parseInt(readOr(join(dir, OWNER_FILE)), 10);
       if (Number.isInteger(owner) && owner !== process.pid && alive(owner)) continue;
       const pid = Number.parseInt(readOr(join(dir, QEMU_PID_FILE)), 10);
       if (Number.isInteger(pid) && readOr(`/proc/${pid}/cmdline`).includes(dir)) signal(pid, 'SIGKILL');
       if (mountsUnder(dir).length === 0) rmSync(dir, { recursive: true, force: true });
-      this.log.info({ vm: id, sandboxId }, 'vm: removed the VM of a sandbox an earlier runtime started');
+      this.log.info({ vm: id }, what);
     }
   }
 
