@@ -78,9 +78,11 @@ export class KvSandboxStore implements SandboxStore {
     const keys = await this.kv.keys();
     const ids: string[] = [];
     for await (const k of keys) ids.push(k);
-    for (const id of ids.sort()) {
-      const record = await this.get(id);
-      if (record) out.push(record);
+    ids.sort();
+    // A few gets in flight at once: a restarted host reads every record before it serves.
+    for (let i = 0; i < ids.length; i += 64) {
+      const records = await Promise.all(ids.slice(i, i + 64).map((id) => this.get(id)));
+      for (const record of records) if (record) out.push(record);
     }
     return out;
   }
