@@ -124,9 +124,11 @@ export class RuntimeHost {
     };
     // A restart on the same state: what this host owns comes back before it serves.
     const reattachStarted = performance.now();
-    const reattached = await registry.reattachAll(await store.list());
+    const records = await store.list();
+    const listMs = Math.round(performance.now() - reattachStarted);
+    const reattached = await registry.reattachAll(records);
     if (reattached.reattached + reattached.cleanedUp + reattached.failed > 0) {
-      log.info({ ...reattached, ms: Math.round(performance.now() - reattachStarted) }, 'reattached the sandboxes of an earlier run');
+      log.info({ ...reattached, listMs, ms: Math.round(performance.now() - reattachStarted) }, 'reattached the sandboxes of an earlier run');
     }
     const commands = new CommandService(
       nc,
