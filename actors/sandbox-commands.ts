@@ -98,7 +98,7 @@ export class SandboxCommands {
   private requireSandbox(event: SandboxEvent, verb: string): void {
     const snap = this.sandbox.snapshot();
     if (snap.status === 'done') throw notFound(`sandbox ${this.id} does not exist`);
-    if (!snap.can(event)) throw failedPrecondition(`cannot ${verb} sandbox ${this.id} while it is ${this.state}`, this.state);
+    if (!snap.can(event)) throw failedPrecondition(`cannot ${verb} sandbox ${this.id} while it is ${this.state}`, this.state, 'sandbox');
   }
 
   private container(cid: string): ContainerActorRef {
@@ -111,10 +111,10 @@ export class SandboxCommands {
   private requireContainer(ref: ContainerActorRef, event: ContainerEvent, verb: string): void {
     const sandboxStates = sandboxStatesFor(event.type as Parameters<typeof sandboxStatesFor>[0]);
     if (!sandboxStates.includes(this.state)) {
-      throw failedPrecondition(`cannot ${verb} container ${ref.id}: sandbox ${this.id} is ${this.state} (needs ${sandboxStates.join(' or ')})`, this.state);
+      throw failedPrecondition(`cannot ${verb} container ${ref.id}: sandbox ${this.id} is ${this.state} (needs ${sandboxStates.join(' or ')})`, this.state, 'sandbox');
     }
     const snap = ref.getSnapshot();
-    if (!snap.can(event)) throw failedPrecondition(`cannot ${verb} container ${ref.id} while it is ${String(snap.value)}`, String(snap.value));
+    if (!snap.can(event)) throw failedPrecondition(`cannot ${verb} container ${ref.id} while it is ${String(snap.value)}`, String(snap.value), 'container');
   }
 
   private opId(name: string): string {
@@ -335,10 +335,13 @@ export class SandboxCommands {
   }
 
   /** What the init process (or an exec) wrote, stdout and stderr kept apart. */
-  async logs(cid: string, request: Bus.ContainerLogsRequest): Promise<{ stdout: string; stderr: string; truncated: boolean }> {
+  async logs(cid: string, request: Bus.ContainerLogsRequest): Promise<Bus.LogsReply> {
     const ref = this.container(cid);
     this.requireContainer(ref, { type: 'LOGS' }, 'read the logs of');
-    return this.sandbox.output().read(ref.id, request.execId ?? '', request.tailBytes ?? 0);
+    const following = request.stdoutOffset !== undefined || request.stderrOffset !== undefined;
+    if (following && request.tailBytes) throw invalidArgument('tailBytes and stdoutOffset/stderrOffset exclude each other: ask for the tail or for what follows an offset');
+    const offsets = following ? { stdout: request.stdoutOffset ?? 0, stderr: request.stderrOffset ?? 0 } : undefined;
+    return this.sandbox.output().read(ref.id, request.execId ?? '', request.tailBytes ?? 0, offsets);
   }
 
   containerStatus(cid: string): Bus.ContainerStatus {
