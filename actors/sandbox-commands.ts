@@ -331,7 +331,8 @@ export class SandboxCommands {
       if (ref.getSnapshot().status === 'done') throw notFound(`container ${cid} was deleted before it exited`);
       throw err;
     });
-    return exitInfo(done.context.exitStatus, done.context.exitUnknown, done.context.exitedAt);
+    const info = exitInfo(done.context.exitStatus, done.context.exitUnknown, done.context.exitedAt);
+    return done.context.exitReason ? { ...info, reason: done.context.exitReason, message: done.context.exitMessage ?? '' } : info;
   }
 
   /** What the init process (or an exec) wrote, stdout and stderr kept apart. */

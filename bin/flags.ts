@@ -4,9 +4,9 @@ import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { InvalidArgumentError } from 'commander';
 
-/** A whole number within bounds; `what` names its unit in the message. */
+/** A whole number within bounds; `what` says what it is in the message ("a whole number of milliseconds"). */
 export const whole = (what: string, min = 0, max = Number.MAX_SAFE_INTEGER) => (value: string): number => {
-  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`takes a whole number of ${what}, not ${JSON.stringify(value)}`);
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`takes ${what}, not ${JSON.stringify(value)}`);
   const n = Number(value);
   if (n < min || n > max) throw new InvalidArgumentError(`takes ${what} from ${min} to ${max}, not ${n}`);
   return n;

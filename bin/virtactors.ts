@@ -134,8 +134,8 @@ const sandboxOptions = (c: Command) =>
     .option('--hostname <name>', "the sandbox's hostname")
     .option('--agent-config <json>', 'agent configuration (a JSON object)', jsonObject)
     .option('--host <host>', 'create it on this runtime host')
-    .option('--monitor-interval <ms>', 'milliseconds between health checks', whole('milliseconds', 10, 2 ** 32 - 1))
-    .option('--monitor-deadline <ms>', 'milliseconds a health check may take', whole('milliseconds', 10, 2 ** 32 - 1))
+    .option('--monitor-interval <ms>', 'milliseconds between health checks', whole('a whole number of milliseconds', 10, 2 ** 32 - 1))
+    .option('--monitor-deadline <ms>', 'milliseconds a health check may take', whole('a whole number of milliseconds', 10, 2 ** 32 - 1))
     .option('--policy <policy>', 'what follows a failure: keep | stop-and-delete', oneOf(['keep', 'stop-and-delete']))
     .option('--annotation <key=value>', 'an annotation (repeatable), e.g. io.virtactors.memory-limit=32m', keyValue)
     .option('--attach <name=path>', 'external backend: grpc=PATH (kata), ctl=PATH and tty=PATH (hyperstart)', keyValue);
@@ -312,7 +312,7 @@ function containerCommands(program: Command): void {
 
   ids(container.command('wait').description('wait for a container (or an exec) to exit; exits with its status'))
     .option('--exec-id <id>', 'an exec instead of the init process')
-    .option('--timeout-ms <ms>', 'give up after this long (0: no limit)', whole('milliseconds', 0, 2 ** 32 - 1))
+    .option('--timeout-ms <ms>', 'give up after this long (0: no limit)', whole('a whole number of milliseconds', 0, 2 ** 32 - 1))
     .action(withClient(async (client, g, sid: string, cid: string, o: { execId?: string; timeoutMs?: number }) => {
       const body: Bus.ContainerWaitRequest = {};
       if (o.execId) body.execId = o.execId;
@@ -325,7 +325,7 @@ function containerCommands(program: Command): void {
 
   ids(container.command('logs').description('print what a container (or an exec) wrote: stdout to stdout, stderr to stderr'))
     .option('--exec-id <id>', 'an exec instead of the init process')
-    .option('--tail <bytes>', 'only the last bytes of each stream', whole('bytes', 1))
+    .option('--tail <bytes>', 'only the last bytes of each stream', whole('a whole number of bytes', 1))
     .option('-f, --follow', 'keep printing until the process exits')
     .action(withClient(async (client, g, sid: string, cid: string, o: { execId?: string; tail?: number; follow?: boolean }) => {
       const p = both(sid, cid);
@@ -417,7 +417,7 @@ function observeCommands(program: Command): void {
   program.command('events').description('replay lifecycle events (and follow them with --follow)')
     .option('--sandbox <sid>', "only this sandbox's (its latest incarnation)", idArg('sandbox'))
     .option('--follow', 'keep printing new events until Ctrl-C')
-    .option('--since <n>', "from the sandbox's event seq N (or the stream seq without --sandbox)", whole('events'))
+    .option('--since <n>', "from the sandbox's event seq N (or the stream seq without --sandbox)", whole('a whole number (an event seq)'))
     .action(withClient(async (client, g, o: { sandbox?: string; follow?: boolean; since?: number }) => {
       const stop = new AbortController();
       process.once('SIGINT', () => stop.abort());
@@ -541,7 +541,7 @@ export function program(): Command {
     .option('--creds <file>', 'credentials (else $NATS_CREDS, .state/auth/creds/operator.creds)')
     .option('--json', 'print JSON')
     .option('-q, --quiet', 'print ids only')
-    .option('--timeout <ms>', 'reply timeout in milliseconds', whole('milliseconds', 1), 60_000)
+    .option('--timeout <ms>', 'reply timeout in milliseconds', whole('a whole number of milliseconds', 1), 60_000)
     .addHelpText('after', '\nEvery command has --help. Containers run through `virtactors run` like `docker run`; see docs/for-container-users.md.');
   sandboxCommands(p);
   containerCommands(p);

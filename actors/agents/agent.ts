@@ -33,6 +33,9 @@ export interface ExitInfo {
   /** 128 + n for a death by signal n; 255 when unknown. */
   exitStatus: number;
   exitedAt: string;
+  /** What the runtime knows beyond the status ("OOMKilled"), and in words. */
+  reason?: string;
+  message?: string;
   /**
    * The process ended but its status is unknown (the guest died, or a stock agent
    * reported a death by a signal as 0): exitStatus says 255, never an invented value.
