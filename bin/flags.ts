@@ -12,6 +12,16 @@ export const whole = (what: string, min = 0, max = Number.MAX_SAFE_INTEGER) => (
   return n;
 };
 
+/** A size: bytes, or with a unit as docker takes them (k, m, g; Ki, Mi, Gi). */
+export function size(value: string): number {
+  const m = /^(\d+)([kmg]i?)?b?$/i.exec(value.trim());
+  if (!m) throw new InvalidArgumentError(`takes a size such as 32m, 512Mi or 1g, not ${JSON.stringify(value)}`);
+  const unit = (m[2] ?? '').toLowerCase()[0];
+  const n = Number(m[1]) * (unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1);
+  if (n <= 0) throw new InvalidArgumentError('takes a size above 0');
+  return n;
+}
+
 /** Repeatable flags: every occurrence kept, in order. */
 export const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 

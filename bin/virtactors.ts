@@ -17,7 +17,7 @@ import { checkId, subjects } from '../bus/subjects.js';
 import { hostOf, publishesInspection } from '../bus/service-discovery.js';
 import type * as Bus from '../bus/messages.gen.js';
 import { chartFormats, exportCharts, machineNames, type ChartFormat, type MachineName } from '../charts/index.js';
-import { collect, jsonObject, keyValue, oneOf, packageVersion, signalNumber, whole } from './flags.js';
+import { collect, jsonObject, keyValue, oneOf, packageVersion, signalNumber, size, whole } from './flags.js';
 import { containerRows, describeSandbox, eventLine, pidText, sandboxRows, statsTable, table } from './format.js';
 import { follow, type Followed } from './follow.js';
 import { readBundle } from './bundle.js';
@@ -158,13 +158,17 @@ interface ContainerFlags extends ProcessFlags {
   rootfs?: string;
   privileged?: boolean;
   bundle?: string;
+  memory?: number;
+  pidsLimit?: number;
 }
 
 const containerOptions = (c: Command) =>
   processOptions(c)
     .option('--rootfs <dir>', 'root filesystem (a directory on the runtime host); default: a minimal busybox root')
     .option('--bundle <dir>', 'an OCI bundle: DIR/config.json gives the process, root, hostname, mounts and limits')
-    .option('--privileged', 'relax the default confinement (operators only)');
+    .option('--privileged', 'relax the default confinement (operators only)')
+    .option('-m, --memory <size>', "the container's memory limit (32m, 1g); kata agent", size)
+    .option('--pids-limit <n>', "the container's process limit; kata agent", whole('a whole number of processes', 1));
 
 function containerSpec(cid: string, command: string[], o: ContainerFlags): Bus.ContainerSpec {
   const container: Bus.ContainerSpec = o.bundle ? { ...readBundle(o.bundle), id: cid } : { id: cid };
@@ -176,6 +180,11 @@ function containerSpec(cid: string, command: string[], o: ContainerFlags): Bus.C
   if (o.tty) container.terminal = true;
   if (o.rootfs) container.rootfs = resolve(o.rootfs);
   if (o.privileged) container.privileged = true;
+  if (o.memory || o.pidsLimit) {
+    container.resources = { ...container.resources };
+    if (o.memory) container.resources.memoryLimitBytes = o.memory;
+    if (o.pidsLimit) container.resources.pidsLimit = o.pidsLimit;
+  }
   return container;
 }
 
