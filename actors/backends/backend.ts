@@ -50,6 +50,8 @@ export interface Backend {
    * sandbox's) that moved since last asked, when this backend can see them (host cgroups).
    */
   oomKilled?(containerId: string): { oomKills: number; limitBytes?: number } | undefined;
+  /** Memory the guest uses now, in bytes (its cgroup's), when this backend can tell. */
+  memoryBytes?(): number | undefined;
 }
 
 /** No guest at all: for the noop agent. */

@@ -16,7 +16,7 @@ import type { Readable } from 'node:stream';
 import { failedPrecondition, invalidArgument } from '../../bus/errors.js';
 import type { BootRequest } from './backend.js';
 import { MAX_HOSTNAME_LEN } from '../../machines/specs.js';
-import { hostCgroupDriver, hasLimits, limitsFromAnnotations, oomCounters, OomWatch, readHostCgroups, type CgroupDriver, type OomCounter } from './cgroups/index.js';
+import { hostCgroupDriver, hasLimits, limitsFromAnnotations, memoryUsage, oomCounters, OomWatch, readHostCgroups, type CgroupDriver, type OomCounter } from './cgroups/index.js';
 import { DetachedGuestBackend, type GuestBackendOptions, type GuestRun } from './detached.js';
 import { guestEnvironment, logTail, signal } from './guest-files.js';
 import { holdUserNamespace, kernelAllowsUserNamespaces, reachableByOthers, type UserNamespaceSetting } from './userns.js';
@@ -157,9 +157,14 @@ export class NamespaceBackend extends DetachedGuestBackend {
   private usernsWarned = false;
   /** The OOM counters of this run's cgroups. */
   private oom: OomWatch | undefined;
+  private memoryUsage: (() => number | undefined) | undefined;
 
   oomKilled(containerId: string): OomCounter | undefined {
     return this.oom?.moved(containerId);
+  }
+
+  memoryBytes(): number | undefined {
+    return this.memoryUsage?.();
   }
 
   constructor(options: NamespaceBackendOptions) {
@@ -212,6 +217,7 @@ export class NamespaceBackend extends DetachedGuestBackend {
     if (cgroup) run.teardown.push(() => cgroup.destroy());
     const memoryDir = cgroup?.memoryDir;
     this.oom = memoryDir ? new OomWatch((cid) => oomCounters(memoryDir, cgroup.version, cid)) : undefined;
+    this.memoryUsage = memoryDir ? () => memoryUsage(memoryDir, cgroup.version) : undefined;
 
     const t = this.tools;
     const procs = cgroup?.procsFiles ?? [];

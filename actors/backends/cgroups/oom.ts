@@ -35,6 +35,12 @@ export function oomCounter(dir: string, version: 1 | 2): OomCounter | undefined 
   return { dir, oomKills: Number(m[1]), ...(limit !== undefined && limit < UNLIMITED ? { limitBytes: limit } : {}) };
 }
 
+/** A cgroup's memory use in bytes (v1 memory.usage_in_bytes, v2 memory.current). */
+export function memoryUsage(dir: string, version: 1 | 2): number | undefined {
+  const raw = read(join(dir, version === 1 ? 'memory.usage_in_bytes' : 'memory.current'))?.trim();
+  return raw && /^\d+$/.test(raw) ? Number(raw) : undefined;
+}
+
 /** Directories named `name` below `root`, shallowest first (a few levels down at most). */
 function named(root: string, name: string, depth = 3): string[] {
   const found: string[] = [];
