@@ -1,23 +1,16 @@
 // OCI bundles: a config.json (as `runc spec` writes one) over a busybox rootfs, handed
 // over with --bundle, runs in a kata sandbox with its process, root, hostname and limits.
-import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { busyboxRootfs } from '../helpers/rootfs.js';
 import { useRuntime } from '../helpers/runtime.js';
+import { runCli } from '../helpers/cli.js';
 
 const rt = useRuntime({ host: 'bundle-host' });
 
-async function cli(...rest: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const auth = rt.server.auth ? ['--creds', rt.server.auth.operator] : [];
-  return promisify(execFile)(process.execPath, ['dist/bin/virtactors.js', '--server', rt.server.url, ...auth, ...rest], { env: { ...process.env, NATS_URL: '', NATS_CREDS: '' } }).then(
-    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-  );
-}
+const cli = (...rest: string[]) => runCli(rt.server, ...rest);
 
 /** A bundle directory with config.json; its rootfs beside it, named by a relative root.path. */
 function bundle(config: Record<string, unknown>): { dir: string; rootfs: string } {

@@ -1,16 +1,15 @@
 // `virtactors run` and `container exec` as docker users expect them, against a real
 // runtime whose kata guest runs the processes: output streamed, exit status passed on,
 // -d and --rm, per-command help, --version, -q, and messages that say what is wrong.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../helpers/nats.js';
 import { connectClient, hostAuth, startTestHost, type TestHost } from '../helpers/runtime.js';
+import { cliArgs, cliEnv, runCli } from '../helpers/cli.js';
 import type { VcClient } from '../../bus/client.js';
 
-const execFileP = promisify(execFile);
 let server: TestServer;
 let host: TestHost;
 let other: TestHost;
@@ -30,18 +29,9 @@ afterAll(async () => {
   await server?.dispose();
 });
 
-const args = () => ['dist/bin/virtactors.js', '--server', server.url, '--creds', server.auth!.operator];
-const env = () => ({ ...process.env, NATS_URL: '', NATS_CREDS: '' });
-
-async function cli(...rest: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await execFileP(process.execPath, [...args(), ...rest], { env: env() });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const args = () => cliArgs(server);
+const env = cliEnv;
+const cli = (...rest: string[]) => runCli(server, ...rest);
 
 const KATA = ['--agent', 'kata', '--host', 'run-host'];
 
@@ -100,6 +90,12 @@ describe('virtactors run and exec', { timeout: 120_000 }, () => {
     const waited = await cli('container', 'wait', 'r4', 'r4', '--exec-id', 'bg1');
     expect(waited.code).toBe(0);
     expect(waited.stdout).toMatch(/^exit status 0 at /);
+  });
+
+  it('container logs -f follows a detached container to its exit', async () => {
+    expect((await cli('run', ...KATA, '--name', 'r5', '-d', '--', 'sh', '-c', 'echo a; sleep 1; echo b >&2; echo c')).code).toBe(0);
+    expect(await cli('container', 'logs', '-f', 'r5', 'r5')).toEqual({ code: 0, stdout: 'a\nc\n', stderr: 'b\n' });
+    await client.call('SandboxDelete', { sid: 'r5' }, { force: true });
   });
 
   it('-q prints ids only; stats speaks human units and says unlimited', async () => {

@@ -1,11 +1,10 @@
 // A container killed by its memory limit: an `oom` event before its exit, and the exit,
 // the status and wait all say OOMKilled with the limit (the kata agent applies the
 // container's OCI memory limit to its own cgroup; the host reads that cgroup's counter).
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { readHostCgroups } from '../../actors/backends/cgroups/index.js';
 import { useRuntime } from '../helpers/runtime.js';
+import { runCli } from '../helpers/cli.js';
 
 const rt = useRuntime({ host: 'oom-host' });
 const host = await readHostCgroups();
@@ -46,12 +45,7 @@ for (const v of [1, 2] as const) {
     });
 
     it('virtactors run -m 32m exits 137 and says OOMKilled', async () => {
-      // Asynchronously: the host runs in this process.
-      const cli = await promisify(execFile)(process.execPath, ['dist/bin/virtactors.js', '--server', rt.server.url, ...(rt.server.auth ? ['--creds', rt.server.auth.operator] : []),
-        'run', '--agent', 'kata', '--rm', '--name', `oom-cli-v${v}`, '-m', '32m', '--', 'sh', '-c', 'a=x; while :; do a=$a$a; done'], { encoding: 'utf8', env: { ...process.env, NATS_URL: '', NATS_CREDS: '' } }).then(
-        () => ({ code: 0, stderr: '' }),
-        (err: { code: number; stderr: string }) => err,
-      );
+      const cli = await runCli(rt.server, 'run', '--agent', 'kata', '--rm', '--name', `oom-cli-v${v}`, '-m', '32m', '--', 'sh', '-c', 'a=x; while :; do a=$a$a; done');
       expect(cli.code).toBe(137);
       expect(cli.stderr).toMatch(/^virtactors: exited 137: OOMKilled \(killed by the kernel's OOM killer under the memory limit of 33554432 bytes \(32 MiB\)\)\n$/);
     });
