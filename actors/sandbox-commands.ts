@@ -7,7 +7,7 @@
 // chart settled and its events are stored.
 import { randomBytes } from 'node:crypto';
 import { waitFor, type AnyActorRef } from 'xstate';
-import { alreadyExists, deadlineExceeded, ErrorCode, failedPrecondition, invalidArgument, notFound, unavailable, VcError } from '../bus/errors.js';
+import { alreadyExists, deadlineExceeded, ErrorCode, failedPrecondition, invalidArgument, notFound, unavailable, unimplemented, VcError } from '../bus/errors.js';
 import type * as Bus from '../bus/messages.gen.js';
 import { checkId } from '../bus/subjects.js';
 import { containerRef, type SandboxActorRef, type SandboxEvent, type SandboxSnapshot } from '../machines/sandbox.js';
@@ -15,7 +15,7 @@ import type { ContainerActorRef, ContainerEvent } from '../machines/container.js
 import { sandboxStatesFor } from '../machines/preconditions.js';
 import type { ContainerSpec, ProcessSpec } from '../machines/specs.js';
 import { withinDeadline } from './agents/calls.js';
-import { defaultPsArgs, unknownExit, type ContainerStats, type ExecResult, type ExitInfo } from './agents/agent.js';
+import { defaultPsArgs, unknownExit, type Agent, type ContainerStats, type ExecResult, type ExitInfo } from './agents/agent.js';
 import { errorFrom } from './sandbox-operations.js';
 import { checkEnv } from './sandbox-spec.js';
 import type { OutputLog } from './output-log.js';
@@ -39,6 +39,8 @@ export interface SandboxHandle {
   status(): Bus.SandboxStatus;
   containerStatus(ref: ContainerActorRef): Bus.ContainerStatus;
   output(): OutputLog;
+  /** Its agent, for calls outside the statecharts (a process's stdin). */
+  readonly agent: { readonly driver: Agent };
   /** The sandbox's creation failed or it was deleted: the registry lets it go. */
   forget(): Promise<void>;
 }
@@ -333,6 +335,26 @@ export class SandboxCommands {
     });
     const info = exitInfo(done.context.exitStatus, done.context.exitUnknown, done.context.exitedAt);
     return done.context.exitReason ? { ...info, reason: done.context.exitReason, message: done.context.exitMessage ?? '' } : info;
+  }
+
+  /** Writes to the stdin of the init process (or an exec) while it runs; `close` ends it. */
+  async stdin(cid: string, request: Bus.ContainerStdinRequest, limits: CommandLimits = {}): Promise<void> {
+    const ref = this.container(cid);
+    if (this.state !== 'running') throw failedPrecondition(`cannot write to a process of container ${cid}: sandbox ${this.id} is ${this.state} (needs running)`, this.state, 'sandbox');
+    const snap = ref.getSnapshot();
+    const execId = request.execId && request.execId !== cid ? request.execId : '';
+    if (execId) {
+      if (!snap.context.execIds.includes(execId)) throw notFound(`exec ${execId} is not running in container ${cid}`);
+    } else if (snap.value !== 'running' && snap.value !== 'paused') {
+      throw failedPrecondition(`cannot write to the stdin of container ${cid} while it is ${String(snap.value)}`, String(snap.value), 'container');
+    }
+    const driver = this.sandbox.agent.driver;
+    if (!driver.writeProcessStdin || !driver.closeProcessStdin) throw unimplemented(`the ${driver.type} agent has no process stdin`);
+    const bounded = (what: string, call: (signal: AbortSignal) => Promise<unknown>) =>
+      withinDeadline({ what, timeoutMs: limits.deadline === undefined ? undefined : limits.deadline - Date.now(), signal: limits.signal, expired: () => deadlineExceeded(`${what} took too long`) }, call);
+    const data = Buffer.from(request.data ?? '', 'base64');
+    if (data.length) await bounded(`stdin of ${execId || cid}`, (signal) => driver.writeProcessStdin!(cid, execId || cid, data, signal));
+    if (request.close) await bounded(`closing the stdin of ${execId || cid}`, (signal) => driver.closeProcessStdin!(cid, execId || cid, signal));
   }
 
   /** What the init process (or an exec) wrote, stdout and stderr kept apart. */

@@ -69,3 +69,30 @@ export async function follow(
   const e = exited!;
   return { exitStatus: e.exitStatus ?? 0, exitStatusUnknown: !!e.exitStatusUnknown, reason: e.reason, message: e.message };
 }
+
+/**
+ * Copies our stdin to a running process's, in order, and closes its stdin at our end of
+ * input (`-i`). The returned function stops copying (the process exited).
+ */
+export function forwardStdin(client: VcClient, sid: string, cid: string, execId: string | undefined, input: NodeJS.ReadableStream = process.stdin): () => void {
+  let chain: Promise<unknown> = Promise.resolve();
+  let stopped = false;
+  const send = (body: Bus.ContainerStdinRequest) => {
+    if (execId) body.execId = execId;
+    chain = chain.then(() => (stopped ? undefined : client.call('ContainerStdin', { sid, cid }, body))).catch((err: Error) => {
+      if (!stopped) process.stderr.write(`virtactors: stdin: ${err.message}\n`);
+      stopped = true;
+    });
+  };
+  const onData = (chunk: Buffer) => send({ data: chunk.toString('base64') });
+  const onEnd = () => send({ close: true });
+  input.on('data', onData);
+  input.once('end', onEnd);
+  return () => {
+    stopped = true;
+    input.off('data', onData);
+    input.off('end', onEnd);
+    (input as NodeJS.ReadStream).pause?.();
+    (input as NodeJS.ReadStream).destroy?.();
+  };
+}

@@ -19,7 +19,7 @@ import type * as Bus from '../bus/messages.gen.js';
 import { chartFormats, exportCharts, machineNames, type ChartFormat, type MachineName } from '../charts/index.js';
 import { collect, jsonObject, keyValue, oneOf, packageVersion, signalNumber, size, whole } from './flags.js';
 import { containerRows, describeSandbox, eventLine, pidText, sandboxRows, statsTable, table } from './format.js';
-import { follow, type Followed } from './follow.js';
+import { follow, forwardStdin, type Followed } from './follow.js';
 import { readBundle } from './bundle.js';
 
 export { signalNumber };
@@ -283,9 +283,8 @@ function containerCommands(program: Command): void {
     .argument('<command...>', 'the command and its arguments (after -- when it has flags)')
     .option('--exec-id <id>', 'id of the exec (default: generated)', idArg('exec'))
     .option('-d, --detach', 'start it and return (prints its id and pid)')
-    .option('-i, --interactive', 'forward stdin (not available yet: the bus has no stdin command)')
+    .option('-i, --interactive', 'forward our stdin to it (its stdin closes at our end of input)')
     .action(withClient(async (client, g, sid: string, cid: string, command: string[], o: ProcessFlags & { execId?: string; detach?: boolean; interactive?: boolean }) => {
-      if (o.interactive) throw new CommandError(ErrorCode.Unimplemented, 'exec -i: forwarding stdin is not available yet (the bus has no command for a process\'s stdin)');
       const p = both(sid, cid);
       const body: Bus.ContainerExecRequest = { args: command };
       if (o.execId) body.execId = id('exec', o.execId);
@@ -304,7 +303,9 @@ function containerCommands(program: Command): void {
         process.exit(130);
       };
       process.once('SIGINT', stop);
+      const stopInput = o.interactive ? forwardStdin(client, p.sid, p.cid, reply.execId!) : undefined;
       const exit = await followTo(client, p.sid, p.cid, reply.execId!, g);
+      stopInput?.();
       process.off('SIGINT', stop);
       finish(g, exit);
     }));
@@ -384,9 +385,10 @@ function runCommand(program: Command): void {
     .option('--name <cid>', 'container id (default: generated); a new sandbox gets the same id', idArg('container'))
     .option('--sandbox <sid>', 'run in this existing sandbox', idArg('sandbox'))
     .option('-d, --detach', 'start it and return (prints its id)')
+    .option('-i, --interactive', 'forward our stdin to it (its stdin closes at our end of input)')
     .option('--rm', 'delete the container (and the sandbox run created) once it exited')
     .hook('preAction', (_p, c) => void containerSpec('run', c.processedArgs[0] as string[], c.opts()))
-    .action(withClient(async (client, g, command: string[], o: ContainerFlags & SandboxFlags & { name?: string; sandbox?: string; host?: string; detach?: boolean; rm?: boolean }) => {
+    .action(withClient(async (client, g, command: string[], o: ContainerFlags & SandboxFlags & { name?: string; sandbox?: string; host?: string; detach?: boolean; rm?: boolean; interactive?: boolean }) => {
       if (o.detach && o.rm) throw new UsageError('--rm and -d exclude each other: a detached container is deleted with `virtactors container delete`');
       const cid = id('container', o.name ?? `run-${randomBytes(4).toString('hex')}`);
       const container = containerSpec(cid, command, o);
@@ -408,7 +410,9 @@ function runCommand(program: Command): void {
         const proxy = (name: NodeJS.Signals) => void client.call('ContainerKill', { sid, cid }, { signal: signalNumber(name) }).catch(() => {});
         process.on('SIGINT', proxy);
         process.on('SIGTERM', proxy);
+        const stopInput = o.interactive ? forwardStdin(client, sid, cid, undefined) : undefined;
         const exit = await followTo(client, sid, cid, undefined, g);
+        stopInput?.();
         process.off('SIGINT', proxy);
         process.off('SIGTERM', proxy);
         await cleanup();

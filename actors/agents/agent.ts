@@ -106,6 +106,9 @@ export interface AgentInit {
  */
 export interface Agent {
   readonly type: AgentType;
+  /** A running process's stdin: bytes written in order, and its end (agents with a stdio stream). */
+  writeProcessStdin?(containerId: string, execId: string, data: Uint8Array, abort?: AbortSignal): Promise<unknown>;
+  closeProcessStdin?(containerId: string, execId: string, abort?: AbortSignal): Promise<void>;
   /** 1. Validates the config and prepares host-side state. Idempotent. */
   init(init: AgentInit, abort?: AbortSignal): Promise<void>;
   /** 2. Capability bitmask. */

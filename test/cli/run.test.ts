@@ -92,6 +92,19 @@ describe('virtactors run and exec', { timeout: 120_000 }, () => {
     expect(waited.stdout).toMatch(/^exit status 0 at /);
   });
 
+  it('-i forwards stdin to an exec and to run, and closes it at the end of input', async () => {
+    const piped = async (input: string, ...rest: string[]) => {
+      const child = spawn(process.execPath, [...args(), ...rest], { env: env() });
+      let stdout = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stdin.end(input);
+      const [code] = await once(child, 'exit');
+      return { code, stdout };
+    };
+    expect(await piped('one\ntwo\n', 'container', 'exec', '-i', 'r4', 'r4', '--', 'cat')).toEqual({ code: 0, stdout: 'one\ntwo\n' });
+    expect(await piped('answer\n', 'run', ...KATA, '--name', 'r6', '--rm', '-i', '--', 'sh', '-c', 'read x; echo got $x; exit 4')).toEqual({ code: 4, stdout: 'got answer\n' });
+  });
+
   it('container logs -f follows a detached container to its exit', async () => {
     expect((await cli('run', ...KATA, '--name', 'r5', '-d', '--', 'sh', '-c', 'echo a; sleep 1; echo b >&2; echo c')).code).toBe(0);
     expect(await cli('container', 'logs', '-f', 'r5', 'r5')).toEqual({ code: 0, stdout: 'a\nc\n', stderr: 'b\n' });
@@ -191,6 +204,9 @@ describe('virtactors usage and messages', { timeout: 60_000 }, () => {
     await client.call('SandboxStart', { sid: 'x4' });
     const byContainer = await client.request('ContainerResume', { sid: 'x4', cid: 'c1' });
     expect(byContainer.error).toMatchObject({ code: 'FailedPrecondition', state: 'running', refusedBy: 'container' });
+    // The noop agent runs no process: writing to one is refused, not dropped.
+    const stdin = await client.request('ContainerStdin', { sid: 'x4', cid: 'c1' }, { data: Buffer.from('x').toString('base64') });
+    expect(stdin.error).toMatchObject({ code: 'Unimplemented', message: 'the noop agent has no process stdin' });
     const r = await cli('container', 'resume', 'x4', 'c1');
     expect(r.stderr).toBe('virtactors: FailedPrecondition: cannot resume container c1 while it is running\n');
     await client.call('SandboxDelete', { sid: 'x4' }, { force: true });
