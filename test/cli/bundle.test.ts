@@ -75,4 +75,15 @@ describe('OCI bundles', { timeout: 120_000 }, () => {
     expect(noArgs.stderr).toMatch(/a container needs a command/);
     await rt.ok('SandboxDelete', { sid: 'b2' }, { force: true });
   });
+
+  it('the hyperstart agent refuses per-container limits and hostnames rather than dropping them', async () => {
+    await rt.ok('SandboxCreate', {}, { sandbox: { id: 'b3', agent: 'hyperstart' }, start: true });
+    const limited = await cli('container', 'create', 'b3', 'c1', '-m', '32m', '--', 'true');
+    expect(limited.code).toBe(1);
+    expect(limited.stderr).toMatch(/Unimplemented: container c1 not created: the hyperstart protocol has no per-container resources/);
+    const { dir } = bundle({ process: { args: ['true'] }, hostname: 'bundled' });
+    const named = await cli('container', 'create', 'b3', 'c2', '--bundle', dir);
+    expect(named.stderr).toMatch(/Unimplemented: container c2 not created: the hyperstart protocol has no per-container hostname/);
+    await rt.ok('SandboxDelete', { sid: 'b3' }, { force: true });
+  });
 });
