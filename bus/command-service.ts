@@ -40,6 +40,8 @@ export interface CommandServiceOptions {
   owns(sandboxId: string): boolean;
   /** Deadline of a command whose request names none, in ms. */
   defaultDeadlineMs: number;
+  /** Told of every command this host served: its name, OK or the error code, and how long it took. */
+  observe?(command: string, code: string, seconds: number): void;
 }
 
 /** ADR-32 error codes (HTTP-like numbers) for the Nats-Service-Error-Code header. */
@@ -126,6 +128,7 @@ export class CommandService {
     const { subject, forwarded } = commandTail(msg.subject);
     // Only hosts may publish forwarded commands, so the header is a host's word.
     const replyTo = (forwarded ? msg.headers?.get(FORWARDED_REPLY_HEADER) : msg.reply) || undefined;
+    let outcome: string | undefined = ErrorCode.InvalidArgument;
     try {
       if (msg.data.length > MAX_PAYLOAD_BYTES) {
         throw invalidArgument(`payload of ${msg.data.length} bytes exceeds the limit of ${MAX_PAYLOAD_BYTES} bytes`);
@@ -138,6 +141,8 @@ export class CommandService {
       const route = routeOf(def);
       if (route === 'host' && match.params.host !== this.options.host) throw invalidArgument(`command for host ${match.params.host} reached host ${this.options.host}`);
       if (route === 'sandbox' && !forwarded && !this.options.owns(match.params.sid!)) {
+        // Its owner serves (and counts) it.
+        outcome = undefined;
         await this.forward(match.params.sid!, msg);
         return;
       }
@@ -153,8 +158,10 @@ export class CommandService {
       const handler = this.handlers[def.name] as (call: CommandCall<CommandName>) => Promise<object>;
       const body = encode({ ok: true, ...(await handler(call)) });
       if (replyTo) this.nc.publish(replyTo, body);
+      outcome = 'OK';
     } catch (err) {
       const e = toVcError(err);
+      outcome = e.code;
       if (endpoint) {
         endpoint.numErrors++;
         endpoint.lastError = `${e.code}: ${e.message}`;
@@ -162,7 +169,9 @@ export class CommandService {
       if (e.code === ErrorCode.Internal) this.log.error({ err, subject: msg.subject }, 'command failed');
       if (replyTo) this.nc.publish(replyTo, encode({ ok: false, error: e.toInfo() }), { headers: errorHeaders(e) });
     } finally {
-      if (endpoint) endpoint.processingTimeNs += Number(process.hrtime.bigint() - started);
+      const elapsed = Number(process.hrtime.bigint() - started);
+      if (endpoint) endpoint.processingTimeNs += elapsed;
+      if (outcome) this.options.observe?.(endpoint?.def.name ?? 'unknown', outcome, elapsed / 1e9);
     }
   }
 

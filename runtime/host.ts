@@ -26,6 +26,7 @@ import type { MonitorSettings } from '../machines/specs.js';
 import { createLogger } from './log.js';
 import { createCommandHandlers } from './commands.js';
 import { VERSION } from './version.js';
+import { HostMetrics, serveMetrics } from './metrics.js';
 
 export interface HostOptions {
   servers: string | string[];
@@ -55,6 +56,8 @@ export interface HostOptions {
   allowPrivileged?: boolean;
   /** Directories of the runtime (state, data) that no container rootfs may expose; the run root is always one. */
   protectedDirs?: string[];
+  /** Where to serve Prometheus metrics (VC_METRICS_ADDR); none: counted, not served. */
+  metricsAddr?: { host: string; port: number };
 }
 
 /** Where the vm backend caches its kernel and image: the state directory. */
@@ -104,14 +107,16 @@ export class RuntimeHost {
     const vm = new VmHost({ root: join(runRoot, '.vm'), cacheDir: opts.vm?.cacheDir ?? vmCacheDir(), log, pool: opts.vm?.pool, memoryMiB: opts.vm?.memoryMiB, cpus: opts.vm?.cpus });
     vm.start();
 
-    const registry = new SandboxRegistry(
+    const metrics = new HostMetrics(host, { values: () => registry.values() });
+    const publish = metrics.publishing((event, dedupId) => publisher.publish(event, dedupId));
+    const registry: SandboxRegistry = new SandboxRegistry(
       {
         host,
         log,
         runDir: (sid) => join(runRoot, sid),
         createAgent,
         createBackend: (type) => (type === 'vm' ? new VmBackend(vm) : createBackend(type, log, { attachDirs: opts.attachDirs ?? [] })),
-        publish: (event, dedupId) => publisher.publish(event, dedupId),
+        publish,
         inspect: opts.inspect ? (sandbox, inspection) => nc.publish(subjects.inspectSandbox(sandbox.id), encode(inspection)) : undefined,
         observe: opts.observe,
       },
@@ -134,7 +139,7 @@ export class RuntimeHost {
       nc,
       createCommandHandlers(registry, store, defaults),
       store,
-      { host, owns: (sid) => registry.has(sid), defaultDeadlineMs: opts.commandDeadlineMs ?? DEFAULT_COMMAND_DEADLINE_MS },
+      { host, owns: (sid) => registry.has(sid), defaultDeadlineMs: opts.commandDeadlineMs ?? DEFAULT_COMMAND_DEADLINE_MS, observe: (name, code, s) => metrics.command(name, code, s) },
       log,
     );
     commands.start();
@@ -156,14 +161,26 @@ export class RuntimeHost {
     const creds = opts.authority ? startCredsService(nc, opts.authority, log) : undefined;
     const hosts = await new Kvm(nc).open(streams.hostBucket);
     await hosts.put(host, encode({ host, version: VERSION, started }));
-    log.info({ servers: opts.servers }, 'runtime host ready');
+    const served = opts.metricsAddr ? await serveMetrics(metrics, opts.metricsAddr).catch((err: Error) => {
+      log.warn({ err: err.message, addr: opts.metricsAddr }, 'cannot serve metrics (VC_METRICS_ADDR); counting them anyway');
+      return undefined;
+    }) : undefined;
+    log.info({ servers: opts.servers, metrics: served?.url }, 'runtime host ready');
 
-    return new RuntimeHost(host, nc, registry, commands, [
+    const runtime = new RuntimeHost(host, nc, registry, commands, [
+      () => served?.close(),
       () => Promise.all([...discovery, ...(creds ? [creds] : [])].map((s) => s.drain().catch(() => {}))).then(() => {}),
       // Pool VMs belong to no sandbox: they go with the host.
       () => vm.close(),
     ], log, vm);
+    runtime.metrics = metrics;
+    runtime.metricsUrl = served?.url;
+    return runtime;
   }
+
+  /** This host's metrics, and where they are served (when they are). */
+  metrics!: HostMetrics;
+  metricsUrl: string | undefined;
 
   /** Stops serving and detaches from every sandbox; guests keep running. */
   async stop(): Promise<void> {

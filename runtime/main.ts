@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { createLogger } from './log.js';
 import { RuntimeHost } from './host.js';
 import { privateServer, type PrivateServer } from './private-server.js';
+import { parseMetricsAddr } from './metrics.js';
 import { stateDir, stateFiles } from '../bus/connection.js';
 import { authFiles, ensureAuthority, loadAuthority, privateDir } from '../bus/auth-files.js';
 import { serverAuthConfig, type Authority } from '../bus/credentials.js';
@@ -98,8 +99,9 @@ async function main(): Promise<void> {
     attachDirs: attachDirs(),
     allowPrivileged: process.env.VC_ALLOW_PRIVILEGED === '1',
     protectedDirs: [dir],
+    metricsAddr: parseMetricsAddr(process.env.VC_METRICS_ADDR),
   });
-  process.stdout.write(`virtactors: host ${host.host} serving on ${servers}\n`);
+  process.stdout.write(`virtactors: host ${host.host} serving on ${servers}${host.metricsUrl ? `, metrics at ${host.metricsUrl}` : ''}\n`);
 
   let stopping = false;
   const shutdown = async (signal: string) => {
