@@ -101,8 +101,6 @@ async function main(): Promise<void> {
     protectedDirs: [dir],
     metricsAddr: parseMetricsAddr(process.env.VC_METRICS_ADDR),
   });
-  process.stdout.write(`virtactors: host ${host.host} serving on ${servers}${host.metricsUrl ? `, metrics at ${host.metricsUrl}` : ''}\n`);
-
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
@@ -116,6 +114,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  // Only now: whoever reads this line may send a Ctrl-C at once (stdout to a pipe is synchronous).
+  process.stdout.write(`virtactors: host ${host.host} serving on ${servers}${host.metricsUrl ? `, metrics at ${host.metricsUrl}` : ''}\n`);
 }
 
 main().catch((err) => {

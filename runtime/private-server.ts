@@ -28,7 +28,8 @@ const readOr = (path: string) => {
 };
 
 function alive(pid: number): boolean {
-  return !/^State:\s+Z/m.test(readOr(`/proc/${pid}/status`)) && readOr(`/proc/${pid}/status`) !== '';
+  const status = readOr(`/proc/${pid}/status`);
+  return status !== '' && !/^State:\s+Z/m.test(status);
 }
 
 /** Whether pid is the nats-server running this state directory's configuration. */
@@ -62,8 +63,10 @@ async function stopPid(pid: number, configFile: string, graceMs = 5000): Promise
       // gone
     }
   };
+  if (!isOurServer(pid, configFile)) return;
   send('SIGTERM');
-  for (let waited = 0; isOurServer(pid, configFile); waited += 20) {
+  // Until the process is gone (a server tearing down may already show no command line).
+  for (let waited = 0; alive(pid); waited += 20) {
     if (waited === graceMs) send('SIGKILL');
     await sleep(20);
   }

@@ -94,7 +94,8 @@ describe('the private server of npm start', () => {
     expect(pid).not.toBe(process.pid);
     expect(serversOfStateDir()).toEqual([pid]);
     run.proc.kill('SIGINT');
-    await once(run.proc, 'exit');
+    const [code] = (await once(run.proc, 'exit')) as [number | null];
+    expect(code).toBe(0);
     expect(serversOfStateDir()).toEqual([]);
   }, 60_000);
 
