@@ -26,6 +26,7 @@ sandboxes
                       [--annotation KEY=VALUE]... [--attach grpc=PATH | --attach ctl=PATH --attach tty=PATH]
   sandbox start|stop|pause|resume|status <id>
   sandbox delete <id> [--force]
+  sandbox forget <id>                               (drops the record of a sandbox whose host is lost; operators only)
   sandbox list [--host HOST]
 containers
   container create <sid> <cid> [--env K=V]... [--cwd DIR] [--user UID[:GID]] [--tty] [--rootfs DIR] [--privileged] -- CMD [ARG]...
@@ -110,7 +111,7 @@ function sandboxRows(list: Bus.SandboxStatus[]): string {
   return table([
     ['ID', 'STATE', 'AGENT', 'BACKEND', 'HOST', 'CONTAINERS', 'CREATED'],
     ...list.map((s) => [
-      s.id ?? '', s.state ?? '', s.agent ?? '', s.backend ?? '', s.host ?? '',
+      s.id ?? '', s.state === 'lost' ? `lost since ${s.lostSince}` : (s.state ?? ''), s.agent ?? '', s.backend ?? '', s.host ?? '',
       String(s.containers?.length ?? 0), s.createdAt ?? '',
     ]),
   ]);
@@ -128,6 +129,7 @@ function containerRows(list: Bus.ContainerStatus[]): string {
 function describeSandbox(s: Bus.SandboxStatus): string {
   let out = sandboxRows([s]);
   if (s.state === 'failed') out += `\nfailed: ${s.failureReason} since ${s.failedAt}: ${s.failureMessage}`;
+  if (s.state === 'lost') out += `\nlost: host ${s.host} is lost since ${s.lostSince} (\`sandbox forget ${s.id}\` drops the record)`;
   if (s.backend === 'namespace') out += `\nuser namespace: ${s.userNamespace ? 'on' : 'off'}`;
   if (s.containers?.length) out += `\n\n${containerRows(s.containers)}`;
   return out;
@@ -209,6 +211,13 @@ async function sandboxCommand(client: VcClient, g: Global, args: string[]): Prom
       const id = need(positionals[0], 'sandbox delete needs an id');
       await client.call('SandboxDelete', { sid: id }, values.force ? { force: true } : {});
       print(g, { id, deleted: true }, () => `sandbox ${id} deleted`);
+      return;
+    }
+    case 'forget': {
+      const { positionals } = parse(flags, {});
+      const id = need(positionals[0], 'sandbox forget needs an id');
+      await client.call('SandboxForget', {}, { id });
+      print(g, { id, forgotten: true }, () => `sandbox ${id} forgotten: its id is free`);
       return;
     }
     case 'start':
