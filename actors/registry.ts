@@ -1,12 +1,14 @@
 // The registry: one root sandbox actor per sandbox id, in a plain Map (never as
 // children of one parent: XState copies the children map on every spawn).
-import { alreadyExists, notFound } from '../bus/errors.js';
+import { alreadyExists, notFound, unavailable } from '../bus/errors.js';
 import { ownershipOf, StaleRevisionError, type Ownership, type SandboxStore } from '../bus/store.js';
 import type { SandboxSpec } from '../machines/specs.js';
 import { SandboxActor, type SandboxEnv } from './sandbox-actor.js';
 import { sandboxLogic } from './sandbox-logic.js';
 
 export interface RegistryHooks {
+  /** Why no record can be written now (no connection), or undefined: a write then fails at once and is retried. */
+  busDown?(): string | undefined;
   /** A sandbox whose record was no longer this host's had its guest stopped. */
   reaped?(sandbox: SandboxActor, ownership: Exclude<Ownership, 'mine'>, error?: unknown): void;
 }
@@ -88,6 +90,8 @@ export class SandboxRegistry {
    */
   private async persist(sandbox: SandboxActor): Promise<void> {
     if (this.disownedLanes.has(sandbox.journal.lane)) return;
+    const down = this.hooks.busDown?.();
+    if (down) throw unavailable(down);
     for (let attempt = 0; ; attempt++) {
       let revision = this.revisions.get(sandbox);
       if (revision === undefined) {
@@ -178,6 +182,11 @@ export class SandboxRegistry {
     }
     if (this.sandboxes.get(sandbox.id) === sandbox) this.sandboxes.delete(sandbox.id);
     this.hooks.reaped?.(sandbox, ownership, error);
+  }
+
+  /** Retries every record write that failed (the connection is back). */
+  retryRecords(): void {
+    for (const sandbox of this.sandboxes.values()) sandbox.journal.retryRecord();
   }
 
   /** Stops every actor without touching guests (host shutdown). */

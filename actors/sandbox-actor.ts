@@ -35,6 +35,8 @@ export interface SandboxEnv {
   publish(event: Bus.Event, dedupId: string): Promise<PublishOutcome | void>;
   /** Why a change now could not be recorded (bus down, older events of the lane waiting), or undefined. */
   blocked?(lane: string): string | undefined;
+  /** How many events of the lane wait in the outbox. */
+  pending?(lane: string): number;
   /** Stores the sandbox record (or removes it when the sandbox is gone). */
   persist(sandbox: SandboxActor): Promise<void>;
   /** The sandbox is gone: drop it from the registry. */
@@ -99,7 +101,7 @@ export class SandboxActor implements SandboxHandle {
       output: () => this.output(),
       containers: () => containerRefs(this.snapshot()),
     });
-    this.journal = new SandboxJournal(env.host, spec.id, this.uid, { publish: env.publish, persist: () => env.persist(this), blocked: env.blocked }, () => this.log);
+    this.journal = new SandboxJournal(env.host, spec.id, this.uid, { publish: env.publish, persist: () => env.persist(this), blocked: env.blocked, pending: env.pending }, () => this.log);
     this.commands = new SandboxCommands(this);
     this.actor = createActor(env.logic, {
       input: { spec, createdAt: this.createdAt, deadline },

@@ -20,6 +20,8 @@ export interface JournalSink {
   persist(): Promise<void>;
   /** Why nothing should change now (the bus is down, events of the lane wait), or undefined. */
   blocked?(lane: string): string | undefined;
+  /** How many events of the lane still wait in the outbox. */
+  pending?(lane: string): number;
 }
 
 /** How an event fared: stored, waiting in the outbox, or dropped (outbox full). */
@@ -86,6 +88,11 @@ export class SandboxJournal {
     this.recordError = undefined;
   }
 
+  /** Retries a failed record write now (the connection is back). */
+  retryRecord(): void {
+    if (this.recordError && !this.persisting) this.schedulePersist();
+  }
+
   /** Publishes a numbered notice and schedules a write of the record. */
   record(seq: number, notice: LifecycleNotice): void {
     if (this.silenced) return;
@@ -149,7 +156,8 @@ export class SandboxJournal {
     while (this.inflight && this.inflight.size > 0) await Promise.all(this.inflight);
     while (this.persisting) await this.persisting;
     const lost = this.lost;
-    const queued = this.queued;
+    // Queued events the outbox stored meanwhile are no failure any more.
+    const queued = this.queued && (this.sink.pending?.(this.lane) ?? 1) > 0 ? this.queued : undefined;
     this.lost = undefined;
     this.queued = undefined;
     const list = (l: Array<{ seq: number; type: string }>) => `event${l.length > 1 ? 's' : ''} ${l.map((e) => `#${e.seq} ${e.type}`).join(', ')}`;

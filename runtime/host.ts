@@ -129,6 +129,7 @@ export class RuntimeHost {
         createAgent,
         createBackend: (type) => (type === 'vm' ? new VmBackend(vm) : createBackend(type, log, { attachDirs: opts.attachDirs ?? [] })),
         publish: (event, dedupId) => publisher.publish(event, dedupId),
+        pending: (lane) => outbox.pending(lane),
         blocked: (lane) => {
           const waiting = outbox.pending(lane);
           return health.reason() ?? (waiting ? `${waiting} earlier event${waiting > 1 ? 's' : ''} of it wait in the outbox` : undefined);
@@ -138,6 +139,7 @@ export class RuntimeHost {
       },
       store,
       {
+        busDown: () => (health.isConnected ? undefined : 'the runtime is not connected to NATS'),
         reaped: (sandbox, ownership, error) => {
           const message = `stopped the guest of sandbox ${sandbox.id} (incarnation ${sandbox.uid}): its record was ${ownership} while this host was lost` + (error ? ` (not cleanly: ${error instanceof Error ? error.message : String(error)})` : '');
           void publisher.publishHostEvent(host, host, 'reap', { sandboxId: sandbox.id, message }, `reap.${sandbox.id}.${sandbox.uid}`);
@@ -145,6 +147,7 @@ export class RuntimeHost {
       },
     );
     registryRef = registry;
+    health.onReconnect(() => registry.retryRecords());
     // Events an earlier runtime could not store are stored first, in order.
     outbox.open();
     const started = new Date().toISOString();
