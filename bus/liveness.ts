@@ -1,6 +1,8 @@
 // Host liveness: every host heartbeats its entry in the vc_hosts bucket and watches
-// everyone's. A host whose entry has not changed for `lostAfterMs` (measured on the
-// watcher's own monotonic clock, so clocks need not agree) is counted lost: the first
+// everyone's (a KV watch learns of hosts; each tick also reads every entry, as a watch
+// can stall for seconds while a cluster elects a new leader for the bucket). A host
+// whose entry has not changed for `lostAfterMs` (measured on the watcher's own
+// monotonic clock, so clocks need not agree) is counted lost: the first
 // watcher to notice marks its entry (a write at the revision it saw, so only one
 // watcher does, and a beat in between wins) and publishes vc.v1.evt.host.<host>.lost.
 // A host that finds its own entry marked (its next beat, written at its own last
@@ -62,6 +64,10 @@ export class HostLiveness {
   private graceUntil = 0;
   private beating: Promise<void> | undefined;
   private stopped = false;
+  /** performance.now() of this host's last beat that the bucket took. */
+  private beatOkAt = 0;
+  /** performance.now() of the last round that read every entry. */
+  private viewAt = 0;
 
   constructor(
     private readonly kv: KV,
@@ -75,6 +81,7 @@ export class HostLiveness {
     const previous = await this.kv.get(this.opts.host).catch(() => null);
     const before = previous && previous.operation === 'PUT' && previous.length ? decodeTrusted<HostEntry>(previous.value) : undefined;
     this.revision = await this.kv.put(this.opts.host, encode(this.entry()));
+    this.beatOkAt = performance.now();
     if (before?.lost && before.lost.by !== this.opts.host) this.opts.wasLost(before);
     const iter = await this.kv.watch({ key: '>' });
     this.watcher = iter;
@@ -103,8 +110,11 @@ export class HostLiveness {
     const lost = this.lost(host);
     if (lost) return `host ${host} is lost since ${lost.since} (${lost.reason})`;
     const s = this.seen.get(host);
-    if (!s || host === this.opts.host || performance.now() < this.graceUntil) return undefined;
-    const silent = performance.now() - s.at;
+    const now = performance.now();
+    if (!s || host === this.opts.host || now < this.graceUntil) return undefined;
+    // Silence means something only when this host's own view is fresh.
+    if (now - this.viewAt > 2 * this.beatEveryMs) return undefined;
+    const silent = now - s.at;
     if (silent > this.opts.lostAfterMs / 2) return `host ${host} has not sent a heartbeat for ${Math.round(silent)} ms`;
     return undefined;
   }
@@ -128,6 +138,9 @@ export class HostLiveness {
       this.seen.delete(e.key);
       return;
     }
+    // The watch may deliver an entry the tick already read, or an older one.
+    const known = this.seen.get(e.key);
+    if (known && known.revision >= e.revision) return;
     const entry = decodeTrusted<HostEntry>(e.value);
     this.seen.set(e.key, { entry, revision: e.revision, at: performance.now() });
   }
@@ -135,17 +148,24 @@ export class HostLiveness {
   private async tick(): Promise<void> {
     if (this.stopped || this.beating) return;
     this.beating = (async () => {
-      await this.beat();
-      await this.judge();
-    })().finally(() => (this.beating = undefined));
+      // Apart: a slow beat (a bucket electing its leader) must not leave the view stale.
+      const [, fresh] = await Promise.all([this.beat(), this.refresh()]);
+      if (fresh) await this.judge();
+    })()
+      .catch((err: unknown) => this.opts.log.warn({ err }, 'heartbeat round failed'))
+      .finally(() => (this.beating = undefined));
   }
 
   private async beat(): Promise<void> {
     if (!this.opts.health.isConnected) return;
     try {
       this.revision = await this.kv.update(this.opts.host, encode(this.entry()), this.revision ?? 0);
+      this.beatOkAt = performance.now();
     } catch (err) {
-      if (!/wrong last sequence/i.test(String((err as Error)?.message))) return;
+      if (!/wrong last sequence/i.test(String((err as Error)?.message))) {
+        this.opts.log.warn({ err }, 'heartbeat not stored');
+        return;
+      }
       // Someone wrote our entry: we were counted lost while we could not beat.
       const current = await this.kv.get(this.opts.host).catch(() => null);
       const mark = current && current.operation === 'PUT' && current.length ? decodeTrusted<HostEntry>(current.value) : undefined;
@@ -155,13 +175,29 @@ export class HostLiveness {
     }
   }
 
+  /** Reads every known host's entry: a changed revision is a beat. False when the bucket does not answer. */
+  private async refresh(): Promise<boolean> {
+    try {
+      for (const [host, s] of [...this.seen]) {
+        if (host === this.opts.host) continue;
+        const e = await this.kv.get(host);
+        if (!e || e.operation !== 'PUT' || e.length === 0) this.seen.delete(host);
+        else if (e.revision !== s.revision) this.observe(e);
+      }
+      this.viewAt = performance.now();
+      return true;
+    } catch (err) {
+      this.opts.log.warn({ err }, 'host entries not read');
+      return false;
+    }
+  }
+
   /** Counts lost every host silent for too long, unless this host's own view is stale. */
   private async judge(): Promise<void> {
     const now = performance.now();
     if (now < this.graceUntil || !this.opts.health.isConnected) return;
-    // Our own beats come back through the watch: if they do not, the watch is behind.
-    const self = this.seen.get(this.opts.host);
-    if (!self || now - self.at > this.opts.lostAfterMs / 2) return;
+    // A host that cannot beat itself cannot tell others' silence from its own trouble.
+    if (now - this.beatOkAt > this.opts.lostAfterMs / 2) return;
     for (const [host, s] of this.seen) {
       if (host === this.opts.host || s.entry.lost || now - s.at <= this.opts.lostAfterMs) continue;
       const lost: HostEntry = { ...s.entry, lost: { since: new Date().toISOString(), by: this.opts.host, reason: `no heartbeat for ${Math.round(now - s.at)} ms` } };

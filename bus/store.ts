@@ -6,7 +6,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { SandboxStatus } from './messages.gen.js';
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import { alreadyExists } from './errors.js';
-import { busUnavailable } from './health.js';
+import { busUnavailable, isBusFailure } from './health.js';
 import { decodeTrusted, encode } from './codec.js';
 import { streams } from './subjects.js';
 
@@ -116,7 +116,19 @@ export class KvSandboxStore implements SandboxStore {
   }
 
   async list(): Promise<SandboxRecord[]> {
-    try {
+    // Listing keys takes a consumer, which a cluster that just lost a server may fail
+    // to set up at the first try; reading is safe to repeat.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.listOnce();
+      } catch (err) {
+        if (attempt >= 3 || !isBusFailure(err)) throw busUnavailable(err);
+      }
+    }
+  }
+
+  private async listOnce(): Promise<SandboxRecord[]> {
+    {
       const out: SandboxRecord[] = [];
       const keys = await this.kv.keys();
       const ids: string[] = [];
@@ -126,8 +138,6 @@ export class KvSandboxStore implements SandboxStore {
         if (record) out.push(record);
       }
       return out;
-    } catch (err) {
-      throw busUnavailable(err);
     }
   }
 }
