@@ -20,6 +20,7 @@ import { benchUi, uiTable, type UiFigures } from './ui.js';
 import { CHROMIUM } from '../test/helpers/browser.js';
 import { benchVm, vmTable, type VmFigures } from './vm.js';
 import type { Latency } from './stats.js';
+import { benchClusterLoss, clusterLossTable, type ClusterLossFigures } from './cluster-loss.js';
 
 const quick = process.argv.includes('--quick');
 /** `--only auth,noop`: run these sections, keep the others from the last results. */
@@ -93,6 +94,10 @@ async function main(): Promise<void> {
         process.stderr.write(`bench: no ${CHROMIUM}: the live page is not measured (npm run setup installs chromium)\n`);
       }
     }
+    if (runs('cluster-loss')) {
+      process.stderr.write('bench: losing one server of a 3-node cluster...\n');
+      results.clusterLoss = await benchClusterLoss(quick ? { beforeSeconds: 5, duringSeconds: 15, timeoutMs: 5_000 } : { beforeSeconds: 15, duringSeconds: 30, timeoutMs: 5_000 });
+    }
     if (runs('vm') && !process.argv.includes('--no-vm')) {
       process.stderr.write('bench: vm backend (minutes under TCG)...\n');
       results.vm = await benchVm(server.url, client, dir, quick ? { cold: 2, warm: 3, pool: 2 } : { cold: 3, warm: 5, pool: 2 });
@@ -142,6 +147,7 @@ function markdown(r: Record<string, unknown>): string {
     ...backendTable((r.backends as BackendFigures[] | undefined) ?? []),
     ...uiTable(r.ui as UiFigures | undefined),
     ...vmTable(r.vm as VmFigures | undefined),
+    ...(r.clusterLoss ? clusterLossTable(r.clusterLoss as ClusterLossFigures) : []),
   ].join('\n');
 }
 
