@@ -114,9 +114,12 @@ export class GuestOperations implements SandboxOperations {
         await driver.init({ sandbox: spec, config: decodeAgentConfig(spec.agent, spec.agentConfig), runDir, log, listener }, limits.signal);
       }
       const plan = (await driver.createSandbox(limits.signal)) ?? { endpoint: {}, command: [], env: {} };
+      const started = performance.now();
       this.endpoint = await this.parts.backend.boot({ sandbox: spec, incarnation: this.parts.incarnation, runDir, plan });
+      const booted = performance.now();
       driver.locate?.(this.endpoint);
       await this.agent.call('startSandbox', (a, abort) => a.startSandbox(this.endpoint, abort), limits);
+      log.debug({ bootMs: Math.round(booted - started), setupMs: Math.round(performance.now() - booted) }, 'guest up: booted by the backend, set up by the agent');
     } catch (err) {
       await this.teardownGuest().catch(() => {});
       throw toVcError(err);

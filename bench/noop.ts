@@ -25,13 +25,15 @@ export interface NoopOptions {
   servers: string;
   natsServerPid: number;
   stateDir: string;
+  /** Extra node flags for the runtime host process (--cpu-prof to profile it). */
+  hostNodeArgs?: string[];
 }
 
 const HOST = 'bench-noop';
 
 export async function benchNoop(client: VcClient, o: NoopOptions): Promise<NoopFigures> {
   const echo = await startEchoProcess(o.servers);
-  const host = await startHostProcess(client, { servers: o.servers, host: HOST, stateDir: o.stateDir });
+  const host = await startHostProcess(client, { servers: o.servers, host: HOST, stateDir: o.stateDir, nodeArgs: o.hostNodeArgs });
   try {
     const nc = client.nc;
     const rawRequestReply = await measure(o.samples, () => nc.request('bench.echo', encode({}), { timeout: 5000 }));

@@ -33,8 +33,11 @@ function child(proc: ChildProcess): Child {
 }
 
 /** A runtime host process on the given server; resolves once it answers commands. */
-export async function startHostProcess(client: VcClient, opts: { servers: string; host: string; stateDir: string; env?: Record<string, string> }): Promise<Child> {
-  const proc = spawn(process.execPath, ['dist/runtime/main.js'], {
+export async function startHostProcess(
+  client: VcClient,
+  opts: { servers: string; host: string; stateDir: string; env?: Record<string, string>; /** e.g. --cpu-prof, to profile the host */ nodeArgs?: string[] },
+): Promise<Child> {
+  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), 'dist/runtime/main.js'], {
     env: { ...process.env, NATS_URL: opts.servers, VC_HOST: opts.host, VC_STATE_DIR: opts.stateDir, LOG_LEVEL: 'warn', ...opts.env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });

@@ -26,6 +26,8 @@ const quick = process.argv.includes('--quick');
 /** `--only auth,noop`: run these sections, keep the others from the last results. */
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
 const runs = (section: string) => !only || only.includes(section);
+/** `--profile=DIR`: the noop section's runtime host writes a V8 CPU profile there (node --cpu-prof). */
+const profileDir = process.argv.find((a) => a.startsWith('--profile='))?.slice('--profile='.length);
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'vc-bench-'));
@@ -51,6 +53,7 @@ async function main(): Promise<void> {
         servers: server.url,
         natsServerPid: server.process.pid!,
         stateDir: join(dir, 'noop-host'),
+        ...(profileDir ? { hostNodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } : {}),
       });
       host = await startHost();
       results.noop = { ...noop, heapPerIdleSandbox: await benchIdleHeap(client, host, quick ? 1000 : 10_000) };

@@ -149,6 +149,9 @@ export class VcClient {
     const timer = setTimeout(() => sub.unsubscribe(), waitMs);
     const found: Array<Record<string, unknown>> = [];
     for await (const m of sub) {
+      // With no service subscribed, the server answers the inbox with an empty
+      // no-responders status (503): that is no host, not an answer.
+      if (m.data.length === 0) continue;
       const answer = decodeTrusted<Record<string, unknown>>(m.data);
       found.push(answer);
       if (until?.(answer)) sub.unsubscribe();

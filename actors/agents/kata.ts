@@ -199,20 +199,28 @@ export class KataAgent implements Agent {
 
   async startSandbox(endpoint: GuestEndpoint, abort?: AbortSignal): Promise<void> {
     this.stopping = false;
-    // The guest may still be starting: wait for it to listen, within the dial timeout.
-    const probe = new KataConnection(this.address, this.config.dialTimeoutMs);
-    try {
-      await probe.ready(undefined, true, abort);
-    } finally {
-      probe.close();
-    }
     const hostname = (this.sandbox.hostname || this.sandbox.id).slice(0, MAX_HOSTNAME_LEN);
     // As kata 1.x: the 9p share is a storage of the sandbox, mounted by the agent.
     this.share = endpoint.share?.tag ? endpoint.share : undefined;
     const storages = this.share
       ? [{ driver: '9p', source: this.share.tag, fstype: '9p', options: ['trans=virtio', 'version=9p2000.L', 'nodev'], mount_point: GUEST_SHARED_DIR }]
       : [];
-    await this.op('CreateSandbox', { hostname, sandbox_id: this.sandbox.id, storages }, abort);
+    const request = { hostname, sandbox_id: this.sandbox.id, storages };
+    if (this.config.longLiveConn) {
+      await this.connect(); // waits for the guest to listen, within the dial timeout
+      await this.op('CreateSandbox', request, abort);
+      return;
+    }
+    // The guest may still be starting: wait for it to listen, within the dial timeout. The
+    // connection that found it listening carries CreateSandbox: one dial, not two (a dial
+    // into a VM under TCG costs about 100 ms).
+    const conn = new KataConnection(this.address, this.config.dialTimeoutMs);
+    try {
+      await conn.ready(undefined, true, abort);
+      await conn.call('CreateSandbox', request, this.config.callTimeoutMs, abort);
+    } finally {
+      conn.close();
+    }
   }
 
   async stopSandbox(abort?: AbortSignal): Promise<void> {

@@ -108,6 +108,7 @@ async function main(): Promise<void> {
   ).catch((err: Error) => fail(`cannot listen on ${listen}: ${err.message}`));
   const socket: OwnSocket | undefined = address.socketPath ? ownSocket(address.socketPath) : undefined;
   if (serial) serveSerial(await waitForPort(serial, PORT_WAIT_MS).catch((err: Error) => fail(err.message)), address.socketPath!, log);
+  agent.prepare();
   log.info('listening', { address: listen, ...(address.socketPath ? {} : { port }), ...(serial ? { serial } : {}), pid1: process.pid === 1, reaper, stock, oci: oci?.name ?? 'none' });
   // The guest's work is light: without the optimising compiler its memory stays flat after
   // activity. Set only now: a V8 flag given at start-up would cost Node its code cache.

@@ -138,6 +138,14 @@ export class KataAgent {
     this.reaper = options.reaper ? new Reaper(options.log) : undefined;
   }
 
+  /**
+   * Finds, before any request, what CreateSandbox needs and no request decides (the
+   * cgroup driver): a guest waiting in a warm pool has it ready when its sandbox comes.
+   */
+  prepare(): void {
+    this.cgroups();
+  }
+
   private cgroups() {
     if (this.cgroupDriver === null) this.cgroupDriver = detectCgroups(this.options.cgroups, this.options.log);
     return this.cgroupDriver;
