@@ -78,8 +78,7 @@ export class HostLiveness {
 
   async start(): Promise<void> {
     this.graceUntil = performance.now() + this.opts.lostAfterMs;
-    const previous = await this.kv.get(this.opts.host).catch(() => null);
-    const before = previous && previous.operation === 'PUT' && previous.length ? decodeTrusted<HostEntry>(previous.value) : undefined;
+    const before = hostEntry(await this.kv.get(this.opts.host).catch(() => null));
     this.revision = await this.kv.put(this.opts.host, encode(this.entry()));
     this.beatOkAt = performance.now();
     if (before?.lost && before.lost.by !== this.opts.host) this.opts.wasLost(before);
@@ -167,8 +166,7 @@ export class HostLiveness {
         return;
       }
       // Someone wrote our entry: we were counted lost while we could not beat.
-      const current = await this.kv.get(this.opts.host).catch(() => null);
-      const mark = current && current.operation === 'PUT' && current.length ? decodeTrusted<HostEntry>(current.value) : undefined;
+      const mark = hostEntry(await this.kv.get(this.opts.host).catch(() => null));
       this.revision = await this.kv.put(this.opts.host, encode(this.entry())).catch(() => undefined);
       this.opts.log.warn({ lost: mark?.lost }, 'this host was counted lost meanwhile: checking its sandboxes');
       this.opts.wasLost(mark ?? this.entry());
