@@ -136,6 +136,8 @@ function describeSandbox(s: Bus.SandboxStatus): string {
 }
 
 function eventLine(e: Bus.Event): string {
+  // Host events (lost, forget, reap) are not numbered and have no state.
+  if (e.seq === undefined && e.state === undefined) return `${e.time} host ${e.host} ${e.type}${e.sandboxId ? ` sandbox ${e.sandboxId}` : ''}: ${e.message ?? ''}`;
   const who = e.containerId ? `container ${e.containerId}${e.execId ? ` exec ${e.execId}` : ''}` : 'sandbox';
   let line = `${e.time} ${e.sandboxId} #${e.seq} ${who} ${e.type} -> ${e.state}`;
   if (e.exitStatus !== undefined && (e.type === 'exit' || e.type === 'fail')) line += `, status ${e.exitStatus}`;
