@@ -17,7 +17,7 @@
 import { closeSync, fdatasyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { BusHealth } from './health.js';
+import { isBusFailure, type BusHealth } from './health.js';
 
 export type PublishOutcome = 'stored' | 'queued' | 'dropped';
 
@@ -139,7 +139,8 @@ export class EventOutbox {
         },
         (err: unknown) => {
           if (settled) return;
-          this.opts.health.jetStreamFailed(err);
+          // Only a failure of the bus says the bus is down; any failure keeps the event.
+          if (isBusFailure(err)) this.opts.health.jetStreamFailed(err);
           this.opts.log.warn({ err, subject }, 'event not stored yet: kept in the outbox');
           abandon();
         },
@@ -228,7 +229,8 @@ export class EventOutbox {
           health.jetStreamWorks();
           backoff = RETRY_MIN_MS;
         } catch (err) {
-          health.jetStreamFailed(err);
+          if (isBusFailure(err)) health.jetStreamFailed(err);
+          else log.warn({ err, lane: lane.name }, 'outbox event refused: retrying');
           e.attempted = true;
           await health.waitForRetry(backoff);
           backoff = Math.min(backoff * 2, RETRY_MAX_MS);
