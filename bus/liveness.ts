@@ -111,8 +111,9 @@ export class HostLiveness {
     const s = this.seen.get(host);
     const now = performance.now();
     if (!s || host === this.opts.host || now < this.graceUntil) return undefined;
-    // Silence means something only when this host's own view is fresh.
-    if (now - this.viewAt > 2 * this.beatEveryMs) return undefined;
+    // Silence means something only when this host's own view is fresh and its own
+    // beats are taken (while the bucket elects a leader, nobody's are).
+    if (now - this.viewAt > 2 * this.beatEveryMs || now - this.beatOkAt > 2 * this.beatEveryMs) return undefined;
     const silent = now - s.at;
     if (silent > this.opts.lostAfterMs / 2) return `host ${host} has not sent a heartbeat for ${Math.round(silent)} ms`;
     return undefined;

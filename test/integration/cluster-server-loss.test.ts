@@ -90,6 +90,8 @@ describe('a 3-node cluster', () => {
       if (err.code !== 'Unavailable' && err.code !== 'DeadlineExceeded') throw err;
       return undefined;
     }), 'a command to work after the kill', 60_000);
+    // And each host stores again (what was in flight at the kill is out of its outbox).
+    await waitFor(() => (hosts.every((h) => h.host.health.up && h.host.publisher.outbox!.size === 0) ? true : undefined), 'the hosts to store again', 60_000);
     for (let i = 0; i < 6; i++) await lifecycle(`post${i}`, i % 2 ? 'beta' : 'alpha');
 
     const list = (await client.call('SandboxList', {})).sandboxes!.map((s) => s.id);
