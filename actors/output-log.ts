@@ -37,29 +37,44 @@ export class OutputLog {
     await Promise.all([...this.writers.values()].map((w) => new Promise<void>((r) => (w.writableLength === 0 ? r() : w.write(Buffer.alloc(0), () => r())))));
   }
 
-  async read(containerId: string, execId: string, tailBytes = 0): Promise<{ stdout: string; stderr: string; truncated: boolean }> {
+  /**
+   * The last `tailBytes` of each stream (0: everything kept, up to the reply limit), or,
+   * with offsets, what follows them (for following output as it grows). `*End` is the
+   * byte offset just past what was returned.
+   */
+  async read(
+    containerId: string,
+    execId: string,
+    tailBytes = 0,
+    offsets?: { stdout: number; stderr: number },
+  ): Promise<{ stdout: string; stderr: string; truncated: boolean; stdoutEnd: number; stderrEnd: number }> {
     await this.flush();
     const limit = tailBytes > 0 ? Math.min(tailBytes, MAX_LOG_REPLY_BYTES) : MAX_LOG_REPLY_BYTES;
     let truncated = false;
-    const tail = (stream: OutputStream): string => {
+    const read = (stream: OutputStream): [string, number] => {
       let fd: number;
       try {
         fd = openSync(this.path(containerId, execId, stream), 'r');
       } catch {
-        return '';
+        return ['', 0];
       }
       try {
         const size = fstatSync(fd).size;
-        const length = Math.min(size, limit);
-        if (size > length && tailBytes === 0) truncated = true;
+        const from = offsets ? Math.min(offsets[stream], size) : size - Math.min(size, limit);
+        let length = Math.min(size - from, limit);
+        if (!offsets && from > 0 && tailBytes === 0) truncated = true;
         const buf = Buffer.alloc(length);
-        readSync(fd, buf, 0, length, size - length);
-        return buf.toString('utf8');
+        readSync(fd, buf, 0, length, from);
+        // A following reader gets whole UTF-8 characters only: the rest comes next time.
+        if (offsets) length -= incompleteTail(buf);
+        return [buf.subarray(0, length).toString('utf8'), from + length];
       } finally {
         closeSync(fd);
       }
     };
-    return { stdout: tail('stdout'), stderr: tail('stderr'), truncated };
+    const [stdout, stdoutEnd] = read('stdout');
+    const [stderr, stderrEnd] = read('stderr');
+    return { stdout, stderr, truncated, stdoutEnd, stderrEnd };
   }
 
   /** Closes every file; `remove` also deletes them. */
@@ -68,4 +83,15 @@ export class OutputLog {
     this.writers.clear();
     if (remove) rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** How many bytes at the end of `buf` start a UTF-8 character that is not complete. */
+function incompleteTail(buf: Buffer): number {
+  for (let back = 1; back <= Math.min(3, buf.length); back++) {
+    const b = buf[buf.length - back]!;
+    if ((b & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    const need = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+    return need > back ? back : 0;
+  }
+  return 0;
 }

@@ -4,13 +4,14 @@
 // reports on its own — exits, output, a lost connection, the guest's own death — to the
 // statechart, and applies the failure policy.
 import { randomBytes } from 'node:crypto';
+import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import type { Logger } from 'pino';
 import type * as Bus from '../bus/messages.gen.js';
 import { containerRef, containerRefs, type LifecycleEmitted, type SandboxActorRef, type SandboxSnapshot } from '../machines/sandbox.js';
 import type { ContainerActorRef } from '../machines/container.js';
-import type { FailureReason } from '../machines/lifecycle.js';
+import { OOM_KILLED, type FailureReason } from '../machines/lifecycle.js';
 import type { AgentType, BackendType, SandboxSpec } from '../machines/specs.js';
 import { AgentActor } from './agents/agent-actor.js';
 import type { Agent, AgentListener, ExitInfo } from './agents/agent.js';
@@ -181,9 +182,18 @@ export class SandboxActor implements SandboxHandle {
 
   private processExited(containerId: string, execId: string, exit: ExitInfo): void {
     const ref = containerRef(this.snapshot(), containerId);
-    const news = { status: exit.exitStatus, at: exit.exitedAt, unknown: exit.exitStatusUnknown };
+    const news = { status: exit.exitStatus, at: exit.exitedAt, unknown: exit.exitStatusUnknown, ...this.oomKill(containerId, exit) };
     if (!execId || execId === containerId) ref?.send({ type: 'PROCESS_EXITED', ...news });
     else ref?.send({ type: 'EXEC_EXITED', execId, ...news });
+  }
+
+  /** A death by SIGKILL that an OOM counter of the container (or the sandbox) owes to the OOM killer. */
+  private oomKill(containerId: string, exit: ExitInfo): { reason: string; message: string } | undefined {
+    if (exit.exitStatusUnknown || exit.exitStatus !== 128 + osConstants.signals.SIGKILL) return undefined;
+    const hit = this.backend.oomKilled?.(containerId);
+    if (!hit) return undefined;
+    const limit = hit.limitBytes === undefined ? 'its memory limit' : `the memory limit of ${hit.limitBytes} bytes (${mib(hit.limitBytes)})`;
+    return { reason: OOM_KILLED, message: `killed by the kernel's OOM killer under ${limit}` };
   }
 
   private guestExited(status: number, signal: string | undefined, at: string): void {
@@ -231,3 +241,5 @@ export class SandboxActor implements SandboxHandle {
     });
   }
 }
+
+const mib = (bytes: number) => `${Math.round((bytes / 1024 ** 2) * 10) / 10} MiB`;

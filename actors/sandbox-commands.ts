@@ -7,7 +7,7 @@
 // chart settled and its events are stored.
 import { randomBytes } from 'node:crypto';
 import { waitFor, type AnyActorRef } from 'xstate';
-import { alreadyExists, deadlineExceeded, ErrorCode, failedPrecondition, invalidArgument, notFound, unavailable, VcError } from '../bus/errors.js';
+import { alreadyExists, deadlineExceeded, ErrorCode, failedPrecondition, invalidArgument, notFound, unavailable, unimplemented, VcError } from '../bus/errors.js';
 import type * as Bus from '../bus/messages.gen.js';
 import { checkId } from '../bus/subjects.js';
 import { containerRef, type SandboxActorRef, type SandboxEvent, type SandboxSnapshot } from '../machines/sandbox.js';
@@ -15,7 +15,7 @@ import type { ContainerActorRef, ContainerEvent } from '../machines/container.js
 import { sandboxStatesFor } from '../machines/preconditions.js';
 import type { ContainerSpec, ProcessSpec } from '../machines/specs.js';
 import { withinDeadline } from './agents/calls.js';
-import { defaultPsArgs, unknownExit, type ContainerStats, type ExecResult, type ExitInfo } from './agents/agent.js';
+import { defaultPsArgs, unknownExit, type Agent, type ContainerStats, type ExecResult, type ExitInfo } from './agents/agent.js';
 import { errorFrom } from './sandbox-operations.js';
 import { checkEnv } from './sandbox-spec.js';
 import type { OutputLog } from './output-log.js';
@@ -39,6 +39,8 @@ export interface SandboxHandle {
   status(): Bus.SandboxStatus;
   containerStatus(ref: ContainerActorRef): Bus.ContainerStatus;
   output(): OutputLog;
+  /** Its agent, for calls outside the statecharts (a process's stdin). */
+  readonly agent: { readonly driver: Agent };
   /** The sandbox's creation failed or it was deleted: the registry lets it go. */
   forget(): Promise<void>;
 }
@@ -98,7 +100,7 @@ export class SandboxCommands {
   private requireSandbox(event: SandboxEvent, verb: string): void {
     const snap = this.sandbox.snapshot();
     if (snap.status === 'done') throw notFound(`sandbox ${this.id} does not exist`);
-    if (!snap.can(event)) throw failedPrecondition(`cannot ${verb} sandbox ${this.id} while it is ${this.state}`, this.state);
+    if (!snap.can(event)) throw failedPrecondition(`cannot ${verb} sandbox ${this.id} while it is ${this.state}`, this.state, 'sandbox');
   }
 
   private container(cid: string): ContainerActorRef {
@@ -111,10 +113,10 @@ export class SandboxCommands {
   private requireContainer(ref: ContainerActorRef, event: ContainerEvent, verb: string): void {
     const sandboxStates = sandboxStatesFor(event.type as Parameters<typeof sandboxStatesFor>[0]);
     if (!sandboxStates.includes(this.state)) {
-      throw failedPrecondition(`cannot ${verb} container ${ref.id}: sandbox ${this.id} is ${this.state} (needs ${sandboxStates.join(' or ')})`, this.state);
+      throw failedPrecondition(`cannot ${verb} container ${ref.id}: sandbox ${this.id} is ${this.state} (needs ${sandboxStates.join(' or ')})`, this.state, 'sandbox');
     }
     const snap = ref.getSnapshot();
-    if (!snap.can(event)) throw failedPrecondition(`cannot ${verb} container ${ref.id} while it is ${String(snap.value)}`, String(snap.value));
+    if (!snap.can(event)) throw failedPrecondition(`cannot ${verb} container ${ref.id} while it is ${String(snap.value)}`, String(snap.value), 'container');
   }
 
   private opId(name: string): string {
@@ -331,14 +333,38 @@ export class SandboxCommands {
       if (ref.getSnapshot().status === 'done') throw notFound(`container ${cid} was deleted before it exited`);
       throw err;
     });
-    return exitInfo(done.context.exitStatus, done.context.exitUnknown, done.context.exitedAt);
+    const info = exitInfo(done.context.exitStatus, done.context.exitUnknown, done.context.exitedAt);
+    return done.context.exitReason ? { ...info, reason: done.context.exitReason, message: done.context.exitMessage ?? '' } : info;
+  }
+
+  /** Writes to the stdin of the init process (or an exec) while it runs; `close` ends it. */
+  async stdin(cid: string, request: Bus.ContainerStdinRequest, limits: CommandLimits = {}): Promise<void> {
+    const ref = this.container(cid);
+    if (this.state !== 'running') throw failedPrecondition(`cannot write to a process of container ${cid}: sandbox ${this.id} is ${this.state} (needs running)`, this.state, 'sandbox');
+    const snap = ref.getSnapshot();
+    const execId = request.execId && request.execId !== cid ? request.execId : '';
+    if (execId) {
+      if (!snap.context.execIds.includes(execId)) throw notFound(`exec ${execId} is not running in container ${cid}`);
+    } else if (snap.value !== 'running' && snap.value !== 'paused') {
+      throw failedPrecondition(`cannot write to the stdin of container ${cid} while it is ${String(snap.value)}`, String(snap.value), 'container');
+    }
+    const driver = this.sandbox.agent.driver;
+    if (!driver.writeProcessStdin || !driver.closeProcessStdin) throw unimplemented(`the ${driver.type} agent has no process stdin`);
+    const bounded = (what: string, call: (signal: AbortSignal) => Promise<unknown>) =>
+      withinDeadline({ what, timeoutMs: limits.deadline === undefined ? undefined : limits.deadline - Date.now(), signal: limits.signal, expired: () => deadlineExceeded(`${what} took too long`) }, call);
+    const data = Buffer.from(request.data ?? '', 'base64');
+    if (data.length) await bounded(`stdin of ${execId || cid}`, (signal) => driver.writeProcessStdin!(cid, execId || cid, data, signal));
+    if (request.close) await bounded(`closing the stdin of ${execId || cid}`, (signal) => driver.closeProcessStdin!(cid, execId || cid, signal));
   }
 
   /** What the init process (or an exec) wrote, stdout and stderr kept apart. */
-  async logs(cid: string, request: Bus.ContainerLogsRequest): Promise<{ stdout: string; stderr: string; truncated: boolean }> {
+  async logs(cid: string, request: Bus.ContainerLogsRequest): Promise<Bus.LogsReply> {
     const ref = this.container(cid);
     this.requireContainer(ref, { type: 'LOGS' }, 'read the logs of');
-    return this.sandbox.output().read(ref.id, request.execId ?? '', request.tailBytes ?? 0);
+    const following = request.stdoutOffset !== undefined || request.stderrOffset !== undefined;
+    if (following && request.tailBytes) throw invalidArgument('tailBytes and stdoutOffset/stderrOffset exclude each other: ask for the tail or for what follows an offset');
+    const offsets = following ? { stdout: request.stdoutOffset ?? 0, stderr: request.stderrOffset ?? 0 } : undefined;
+    return this.sandbox.output().read(ref.id, request.execId ?? '', request.tailBytes ?? 0, offsets);
   }
 
   containerStatus(cid: string): Bus.ContainerStatus {

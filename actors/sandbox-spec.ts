@@ -134,8 +134,28 @@ export function normalizeContainerSpec(c: Bus.ContainerSpec | undefined, at = 'c
     annotations: c.annotations ?? {},
   };
   if (c.privileged) spec.privileged = true;
+  if (c.hostname) {
+    if (c.hostname.length > MAX_HOSTNAME_LEN || !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(c.hostname)) {
+      throw invalidArgument(`${at}.hostname ${JSON.stringify(c.hostname)} is not a hostname (letters, digits, dots and dashes, at most ${MAX_HOSTNAME_LEN})`);
+    }
+    spec.hostname = c.hostname;
+  }
+  const r = c.resources;
+  if (r) {
+    const resources = Object.fromEntries(Object.entries(r).filter(([, v]) => typeof v === 'number' && v > 0));
+    if (Object.keys(resources).length) spec.resources = resources;
+  }
+  (c.mounts ?? []).forEach((m, i) => {
+    // What every container gets anyway may be named; nothing else comes from the bus.
+    if (!STANDARD_MOUNTS.has(m.destination ?? '') || m.type === 'bind') {
+      throw invalidArgument(`${at}.mounts[${i}]: ${m.type ?? 'a'} mount of ${JSON.stringify(m.source ?? '')} on ${JSON.stringify(m.destination ?? '')} is refused: only the kernel filesystems every container gets (${[...STANDARD_MOUNTS].join(', ')}) may be named`);
+    }
+  });
   return spec;
 }
+
+/** The mounts every container gets (the guest's standard set): a bundle may list them. */
+const STANDARD_MOUNTS = new Set(['/proc', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/sys', '/sys/fs/cgroup']);
 
 export function normalizeSandboxSpec(s: Bus.SandboxSpec | undefined, defaults: SpecDefaults, role?: CallerRole): SandboxSpec {
   if (!s) throw invalidArgument('sandbox is required');

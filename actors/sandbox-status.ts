@@ -21,6 +21,10 @@ export function containerStatus(ref: ContainerActorRef): Bus.ContainerStatus {
     status.hasExitStatus = true;
     if (ctx.exitUnknown) status.exitStatusUnknown = true;
     status.exitedAt = ctx.exitedAt ?? '';
+    if (ctx.exitReason) {
+      status.exitReason = ctx.exitReason;
+      status.exitMessage = ctx.exitMessage ?? '';
+    }
   }
   return status;
 }

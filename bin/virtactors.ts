@@ -1,538 +1,593 @@
 #!/usr/bin/env node
-// The virtactors CLI: parses flags, sends one bus request per command, prints a table
-// (or JSON with --json). It holds no logic of its own beyond that.
+// The virtactors CLI: commander declares the commands, their flags and their help; each
+// action sends bus requests and prints a table (or JSON with --json, ids with -q). It
+// holds no logic of its own beyond that.
 import { existsSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { AuthorizationError } from '@nats-io/transport-node';
 import { CommandError, VcClient } from '../bus/client.js';
 import { discoverBus } from '../bus/connection.js';
 import { authFiles, ensureAuthority, writeClusterAuth, writePrivateFile } from '../bus/auth-files.js';
-import { isRole, ROLES } from '../bus/roles.js';
+import { ROLES, type Role } from '../bus/roles.js';
 import { decodeTrusted } from '../bus/codec.js';
-import { ErrorCode } from '../bus/errors.js';
-import { subjects } from '../bus/subjects.js';
+import { ErrorCode, VcError } from '../bus/errors.js';
+import { checkId, subjects } from '../bus/subjects.js';
 import { hostOf, publishesInspection } from '../bus/service-discovery.js';
 import type * as Bus from '../bus/messages.gen.js';
 import { chartFormats, exportCharts, machineNames, type ChartFormat, type MachineName } from '../charts/index.js';
+import { collect, jsonObject, keyValue, oneOf, packageVersion, signalNumber, size, whole } from './flags.js';
+import { containerRows, describeSandbox, eventLine, pidText, sandboxRows, statsTable, table } from './format.js';
+import { follow, forwardStdin, type Followed } from './follow.js';
+import { readBundle } from './bundle.js';
 
-const USAGE = `usage: virtactors [--server URL] [--creds FILE] [--json] [--timeout MS] <command>
+export { signalNumber };
 
-sandboxes
-  sandbox create <id> [--agent noop|hyperstart|kata] [--backend none|namespace|process|vm|external]
-                      [--hostname NAME] [--agent-config JSON] [--host HOST] [--start]
-                      [--monitor-interval MS] [--monitor-deadline MS] [--policy keep|stop-and-delete]
-                      [--annotation KEY=VALUE]... [--attach grpc=PATH | --attach ctl=PATH --attach tty=PATH]
-  sandbox start|stop|pause|resume|status <id>
-  sandbox delete <id> [--force]
-  sandbox forget <id>                               (drops the record of a sandbox whose host is lost; operators only)
-  sandbox list [--host HOST]
-containers
-  container create <sid> <cid> [--env K=V]... [--cwd DIR] [--user UID[:GID]] [--tty] [--rootfs DIR] [--privileged] -- CMD [ARG]...
-  container start|stop|pause|resume|status <sid> <cid>
-  container kill <sid> <cid> [SIGNAL] [--all]
-  container delete <sid> <cid> [--force]
-  container exec <sid> <cid> [--exec-id ID] [--env K=V]... [--cwd DIR] [--user U] [--tty] -- CMD [ARG]...
-  container ps <sid> <cid> [--format json|table] [-- PS_ARG...]
-  container wait <sid> <cid> [--exec-id ID] [--timeout-ms MS]
-  container logs <sid> <cid> [--exec-id ID] [--tail BYTES]   (stdout to stdout, stderr to stderr)
-  container stats <sid> <cid>
-events
-  events [--sandbox SID] [--follow] [--since N]     (N: the sandbox's event seq, or the stream seq)
-hosts
-  hosts                                             (runtime hosts answering service discovery)
-statecharts
-  statecharts [--format json|mermaid|dot] [--machine NAME]...
-                                                    (the machine definitions: toJSON() for Stately's visualiser,
-                                                     Mermaid stateDiagram-v2 or Graphviz DOT; NAME: ${machineNames.join('|')})
-  inspect <sid>                                     (live snapshots of a sandbox's actors; host needs VC_INSPECT=1)
-  ui [--port N]                                     (a live page of hosts, sandboxes and statecharts on 127.0.0.1; N=0: any free port)
-credentials
-  creds create --role viewer|operator|host NAME [--out FILE]   (operators only; writes NAME.creds, 0600)
-  creds init DIR [--routes HOST:PORT,...]           (a new authority for a deployment: keys, server include,
-                                                     host and operator credentials; with --routes the cluster include)
-
-The server is --server, else $NATS_URL, else the URL \`npm start\` wrote to .state/nats.url,
-else nats://127.0.0.1:4222. The credentials are --creds, else $NATS_CREDS, else the
-operator credentials \`npm start\` created in .state/auth/creds/operator.creds.`;
-
+/** A usage error found after parsing (exit 2, like commander's own). */
 class UsageError extends Error {}
 
 interface Global {
-  server: string;
-  json: boolean;
+  server?: string;
+  creds?: string;
+  json?: boolean;
+  quiet?: boolean;
   timeout: number;
 }
 
-/** Splits argv at the first `--`: flags before, the command line after. */
-function splitDashDash(argv: string[]): [string[], string[]] {
-  const i = argv.indexOf('--');
-  return i < 0 ? [argv, []] : [argv.slice(0, i), argv.slice(i + 1)];
+const globals = (cmd: Command) => cmd.optsWithGlobals() as Global & Record<string, unknown>;
+
+/** Prints JSON with --json, the ids with -q, the text otherwise. */
+function print(g: Global, value: unknown, text: () => string, ids?: () => string[]): void {
+  const out = g.json ? JSON.stringify(value, null, 2) : g.quiet && ids ? ids().join('\n') : text();
+  if (out !== '') process.stdout.write(`${out}\n`);
 }
 
-type Options = NonNullable<ParseArgsConfig['options']>;
+// ---- connection ------------------------------------------------------------------
 
-function parse<const O extends Options>(args: string[], options: O) {
+async function connect(g: Global): Promise<{ client: VcClient; server: string }> {
+  const target = discoverBus({ server: g.server, creds: g.creds });
+  const server = target.servers.join(',');
   try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true } as const);
+    return { client: await VcClient.connect({ ...target, name: 'virtactors-cli', timeoutMs: g.timeout }), server };
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    const why = err instanceof AuthorizationError
+      ? `${err.message}: ${target.creds ? `the server does not accept ${target.creds}` : 'the server requires credentials (--creds FILE or NATS_CREDS)'}`
+      : (err as Error).message;
+    throw new CommandError('Unavailable', `cannot connect to ${server}: ${why}`);
   }
 }
 
-export function signalNumber(value: string | undefined): number {
-  if (value === undefined) return osConstants.signals.SIGTERM;
-  if (/^\d+$/.test(value)) return Number(value);
-  const name = (value.toUpperCase().startsWith('SIG') ? value.toUpperCase() : `SIG${value.toUpperCase()}`) as keyof typeof osConstants.signals;
-  const n = osConstants.signals[name];
-  if (n === undefined) throw new UsageError(`unknown signal ${value}`);
-  return n;
-}
+/** An action with a bus client, closed afterwards. */
+const withClient = <A extends unknown[]>(fn: (client: VcClient, g: Global, ...args: A) => Promise<void>) =>
+  async (...args: [...A, Record<string, unknown>, Command]): Promise<void> => {
+    const cmd = args.at(-1) as Command;
+    const g = globals(cmd);
+    const { client } = await connect(g);
+    try {
+      await fn(client, g, ...(args.slice(0, -1) as unknown as A));
+    } finally {
+      await client.nc.close();
+    }
+  };
 
-function keyValues(list: string[] | undefined, what: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const item of list ?? []) {
-    const eq = item.indexOf('=');
-    if (eq <= 0) throw new UsageError(`${what} must be KEY=VALUE, got ${item}`);
-    out[item.slice(0, eq)] = item.slice(eq + 1);
+/** Ids are checked here so that a bad one gets the rule, not a subject error of the bus. */
+function id(kind: string, value: string): string {
+  try {
+    return checkId(kind, value);
+  } catch (err) {
+    throw new UsageError((err as VcError).message);
   }
-  return out;
 }
 
-// ---- output ---------------------------------------------------------------------
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
-}
-
-function sandboxRows(list: Bus.SandboxStatus[]): string {
-  return table([
-    ['ID', 'STATE', 'AGENT', 'BACKEND', 'HOST', 'CONTAINERS', 'CREATED'],
-    ...list.map((s) => [
-      s.id ?? '', s.state === 'lost' ? `lost since ${s.lostSince}` : (s.state ?? ''), s.agent ?? '', s.backend ?? '', s.host ?? '',
-      String(s.containers?.length ?? 0), s.createdAt ?? '',
-    ]),
-  ]);
-}
-
-function containerRows(list: Bus.ContainerStatus[]): string {
-  return table([
-    ['ID', 'STATE', 'PID', 'EXIT', 'COMMAND'],
-    ...list.map((c) => [
-      c.id ?? '', c.state ?? '', String(c.pid ?? 0), c.hasExitStatus ? String(c.exitStatus) : '-', (c.spec?.args ?? []).join(' '),
-    ]),
-  ]);
-}
-
-function describeSandbox(s: Bus.SandboxStatus): string {
-  let out = sandboxRows([s]);
-  if (s.state === 'failed') out += `\nfailed: ${s.failureReason} since ${s.failedAt}: ${s.failureMessage}`;
-  if (s.state === 'lost') out += `\nlost: host ${s.host} is lost since ${s.lostSince} (\`sandbox forget ${s.id}\` drops the record)`;
-  if (s.backend === 'namespace') out += `\nuser namespace: ${s.userNamespace ? 'on' : 'off'}`;
-  if (s.containers?.length) out += `\n\n${containerRows(s.containers)}`;
-  return out;
-}
-
-function eventLine(e: Bus.Event): string {
-  // Host events (lost, forget, reap) are not numbered and have no state.
-  if (e.seq === undefined && e.state === undefined) return `${e.time} host ${e.host} ${e.type}${e.sandboxId ? ` sandbox ${e.sandboxId}` : ''}: ${e.message ?? ''}`;
-  const who = e.containerId ? `container ${e.containerId}${e.execId ? ` exec ${e.execId}` : ''}` : 'sandbox';
-  let line = `${e.time} ${e.sandboxId} #${e.seq} ${who} ${e.type} -> ${e.state}`;
-  if (e.exitStatus !== undefined && (e.type === 'exit' || e.type === 'fail')) line += `, status ${e.exitStatus}`;
-  if (e.pid) line += `, pid ${e.pid}`;
-  if (e.reason) line += `, reason ${e.reason}`;
-  if (e.message) line += `: ${e.message}`;
-  return line;
-}
-
-// ---- commands -------------------------------------------------------------------
-
-const print = (g: Global, value: unknown, text: () => string) => {
-  process.stdout.write(`${g.json ? JSON.stringify(value, null, 2) : text()}\n`);
+/** The same check as an argument parser: refused before anything connects. */
+const idArg = (kind: string) => (value: string): string => {
+  try {
+    return checkId(kind, value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as VcError).message);
+  }
 };
 
-const sandboxVerbs = { start: 'SandboxStart', stop: 'SandboxStop', pause: 'SandboxPause', resume: 'SandboxResume', status: 'SandboxStatus' } as const;
-const containerVerbs = { start: 'ContainerStart', stop: 'ContainerStop', pause: 'ContainerPause', resume: 'ContainerResume', status: 'ContainerStatus' } as const;
+// ---- specs from flags --------------------------------------------------------------
 
-async function sandboxCommand(client: VcClient, g: Global, args: string[]): Promise<void> {
-  const [verb, ...rest] = args;
-  const [flags] = splitDashDash(rest);
-  switch (verb) {
-    case 'create': {
-      const { values, positionals } = parse(flags, {
-        agent: { type: 'string' }, backend: { type: 'string' }, hostname: { type: 'string' },
-        'agent-config': { type: 'string' }, host: { type: 'string' }, start: { type: 'boolean' }, attach: { type: 'string', multiple: true },
-        'monitor-interval': { type: 'string' }, 'monitor-deadline': { type: 'string' }, policy: { type: 'string' },
-        annotation: { type: 'string', multiple: true },
-      });
-      const id = positionals[0];
-      if (!id) throw new UsageError('sandbox create needs an id');
-      let agentConfig: Record<string, unknown> | undefined;
-      if (values['agent-config']) {
-        try {
-          agentConfig = JSON.parse(values['agent-config']);
-        } catch {
-          throw new UsageError('--agent-config must be JSON');
-        }
-      }
-      const monitor: Bus.MonitorSpec = {};
-      if (values['monitor-interval']) monitor.intervalMs = Number(values['monitor-interval']);
-      if (values['monitor-deadline']) monitor.deadlineMs = Number(values['monitor-deadline']);
-      if (values.policy) monitor.policy = values.policy;
-      const sandbox: Bus.SandboxSpec = { id };
-      if (values.agent) sandbox.agent = values.agent;
-      if (values.backend) sandbox.backend = values.backend;
-      if (values.hostname) sandbox.hostname = values.hostname;
-      if (agentConfig) sandbox.agentConfig = agentConfig;
-      if (Object.keys(monitor).length) sandbox.monitor = monitor;
-      if (values.annotation) sandbox.annotations = keyValues(values.annotation, '--annotation');
-      if (values.attach) {
-        const names: Record<string, keyof Bus.AttachSpec> = { grpc: 'grpcSocket', ctl: 'ctlSocket', tty: 'ttySocket' };
-        sandbox.attach = {};
-        for (const [key, path] of Object.entries(keyValues(values.attach, '--attach'))) {
-          const field = names[key];
-          if (!field) throw new UsageError(`--attach takes grpc=PATH (kata) or ctl=PATH and tty=PATH (hyperstart), not ${key}`);
-          sandbox.attach[field] = resolve(path);
-        }
-      }
-      const body = { sandbox, start: !!values.start };
-      const reply = values.host ? await client.call('HostSandboxCreate', { host: values.host }, body) : await client.call('SandboxCreate', {}, body);
-      print(g, reply.sandbox, () => describeSandbox(reply.sandbox!));
-      return;
+interface SandboxFlags {
+  agent?: string;
+  backend?: string;
+  hostname?: string;
+  agentConfig?: Record<string, unknown>;
+  monitorInterval?: number;
+  monitorDeadline?: number;
+  policy?: string;
+  annotation?: Record<string, string>;
+  attach?: Record<string, string>;
+}
+
+function sandboxSpec(sid: string, o: SandboxFlags): Bus.SandboxSpec {
+  const sandbox: Bus.SandboxSpec = { id: sid };
+  if (o.agent) sandbox.agent = o.agent;
+  if (o.backend) sandbox.backend = o.backend;
+  if (o.hostname) sandbox.hostname = o.hostname;
+  if (o.agentConfig) sandbox.agentConfig = o.agentConfig;
+  const monitor: Bus.MonitorSpec = {};
+  if (o.monitorInterval !== undefined) monitor.intervalMs = o.monitorInterval;
+  if (o.monitorDeadline !== undefined) monitor.deadlineMs = o.monitorDeadline;
+  if (o.policy) monitor.policy = o.policy;
+  if (Object.keys(monitor).length) sandbox.monitor = monitor;
+  if (o.annotation) sandbox.annotations = o.annotation;
+  if (o.attach) {
+    const names: Record<string, keyof Bus.AttachSpec> = { grpc: 'grpcSocket', ctl: 'ctlSocket', tty: 'ttySocket' };
+    sandbox.attach = {};
+    for (const [key, path] of Object.entries(o.attach)) {
+      const field = names[key];
+      if (!field) throw new UsageError(`--attach takes grpc=PATH (kata) or ctl=PATH and tty=PATH (hyperstart), not ${key}=`);
+      sandbox.attach[field] = resolve(path);
     }
-    case 'list': {
-      const { values } = parse(flags, { host: { type: 'string' } });
-      const reply = await client.call('SandboxList', {}, values.host ? { host: values.host } : {});
-      print(g, reply.sandboxes, () => sandboxRows(reply.sandboxes ?? []));
-      return;
-    }
-    case 'delete': {
-      const { values, positionals } = parse(flags, { force: { type: 'boolean' } });
-      const id = need(positionals[0], 'sandbox delete needs an id');
-      await client.call('SandboxDelete', { sid: id }, values.force ? { force: true } : {});
-      print(g, { id, deleted: true }, () => `sandbox ${id} deleted`);
-      return;
-    }
-    case 'forget': {
-      const { positionals } = parse(flags, {});
-      const id = need(positionals[0], 'sandbox forget needs an id');
-      await client.call('SandboxForget', {}, { id });
-      print(g, { id, forgotten: true }, () => `sandbox ${id} forgotten: its id is free`);
-      return;
-    }
-    case 'start':
-    case 'stop':
-    case 'pause':
-    case 'resume':
-    case 'status': {
-      const { positionals } = parse(flags, {});
-      const id = need(positionals[0], `sandbox ${verb} needs an id`);
-      const reply = await client.call(sandboxVerbs[verb], { sid: id });
-      print(g, reply.sandbox, () => describeSandbox(reply.sandbox!));
-      return;
-    }
-    default:
-      throw new UsageError(`unknown sandbox command ${verb ?? ''}`);
   }
+  return sandbox;
 }
 
-function need(value: string | undefined, message: string): string {
-  if (!value) throw new UsageError(message);
-  return value;
+const sandboxOptions = (c: Command) =>
+  c
+    .addOption(new Option('--agent <type>', 'guest agent').choices(['noop', 'hyperstart', 'kata']))
+    .addOption(new Option('--backend <type>', 'where the guest runs').choices(['none', 'namespace', 'process', 'vm', 'external']))
+    .option('--hostname <name>', "the sandbox's hostname")
+    .option('--agent-config <json>', 'agent configuration (a JSON object)', jsonObject)
+    .option('--host <host>', 'create it on this runtime host')
+    .option('--monitor-interval <ms>', 'milliseconds between health checks', whole('a whole number of milliseconds', 10, 2 ** 32 - 1))
+    .option('--monitor-deadline <ms>', 'milliseconds a health check may take', whole('a whole number of milliseconds', 10, 2 ** 32 - 1))
+    .option('--policy <policy>', 'what follows a failure: keep | stop-and-delete', oneOf(['keep', 'stop-and-delete']))
+    .option('--annotation <key=value>', 'an annotation (repeatable), e.g. io.virtactors.memory-limit=32m', keyValue)
+    .option('--attach <name=path>', 'external backend: grpc=PATH (kata), ctl=PATH and tty=PATH (hyperstart)', keyValue);
+
+interface ProcessFlags {
+  env?: string[];
+  cwd?: string;
+  user?: string;
+  tty?: boolean;
 }
 
-async function containerCommand(client: VcClient, g: Global, args: string[]): Promise<void> {
-  const [verb, ...rest] = args;
-  const [flags, command] = splitDashDash(rest);
-  const processFlags = {
-    env: { type: 'string', multiple: true }, cwd: { type: 'string' }, user: { type: 'string' }, tty: { type: 'boolean' },
-  } as const;
-  const ids = (positionals: string[]) => [need(positionals[0], `container ${verb} needs a sandbox id`), need(positionals[1], `container ${verb} needs a container id`)] as const;
-  switch (verb) {
-    case 'create': {
-      const { values, positionals } = parse(flags, { ...processFlags, rootfs: { type: 'string' }, privileged: { type: 'boolean' } });
-      const [sid, cid] = ids(positionals);
-      const container: Bus.ContainerSpec = { id: cid, args: command };
-      if (values.env) container.env = values.env;
-      if (values.cwd) container.cwd = values.cwd;
-      if (values.user) container.user = values.user;
-      if (values.tty) container.terminal = true;
-      if (values.rootfs) container.rootfs = resolve(values.rootfs);
-      if (values.privileged) container.privileged = true;
-      const reply = await client.call('ContainerCreate', { sid }, { container });
-      print(g, reply.container, () => containerRows([reply.container!]));
-      return;
-    }
-    case 'kill': {
-      const { values, positionals } = parse(flags, { all: { type: 'boolean' } });
-      const [sid, cid] = ids(positionals);
-      const signal = signalNumber(positionals[2]);
-      await client.call('ContainerKill', { sid, cid }, { signal, all: !!values.all });
-      print(g, { signal }, () => `signal ${signal} sent to container ${cid}${values.all ? ' (all processes)' : ''}`);
-      return;
-    }
-    case 'delete': {
-      const { values, positionals } = parse(flags, { force: { type: 'boolean' } });
-      const [sid, cid] = ids(positionals);
-      await client.call('ContainerDelete', { sid, cid }, values.force ? { force: true } : {});
-      print(g, { id: cid, deleted: true }, () => `container ${cid} deleted`);
-      return;
-    }
-    case 'exec': {
-      const { values, positionals } = parse(flags, { ...processFlags, 'exec-id': { type: 'string' } });
-      const [sid, cid] = ids(positionals);
-      if (!command.length) throw new UsageError('container exec needs a command after --');
+const processOptions = (c: Command) =>
+  c
+    .option('-e, --env <key=value>', 'an environment variable (repeatable)', collect)
+    .option('-w, --cwd <dir>', 'working directory inside the container')
+    .option('-u, --user <uid[:gid]>', 'user to run as')
+    .option('-t, --tty', 'give the process a terminal');
+
+interface ContainerFlags extends ProcessFlags {
+  rootfs?: string;
+  privileged?: boolean;
+  bundle?: string;
+  memory?: number;
+  pidsLimit?: number;
+}
+
+const containerOptions = (c: Command) =>
+  processOptions(c)
+    .option('--rootfs <dir>', 'root filesystem (a directory on the runtime host); default: a minimal busybox root')
+    .option('--bundle <dir>', 'an OCI bundle: DIR/config.json gives the process, root, hostname, mounts and limits')
+    .option('--privileged', 'relax the default confinement (operators only)')
+    .option('-m, --memory <size>', "the container's memory limit (32m, 1g); kata agent", size)
+    .option('--pids-limit <n>', "the container's process limit; kata agent", whole('a whole number of processes', 1));
+
+function containerSpec(cid: string, command: string[], o: ContainerFlags): Bus.ContainerSpec {
+  const container: Bus.ContainerSpec = o.bundle ? { ...readBundle(o.bundle), id: cid } : { id: cid };
+  if (command.length) container.args = command;
+  if (!container.args?.length) throw new UsageError('a container needs a command: give it after the ids (after -- when it has flags), or a bundle whose config.json has process.args');
+  if (o.env) container.env = [...(container.env ?? []), ...o.env];
+  if (o.cwd) container.cwd = o.cwd;
+  if (o.user) container.user = o.user;
+  if (o.tty) container.terminal = true;
+  if (o.rootfs) container.rootfs = resolve(o.rootfs);
+  if (o.privileged) container.privileged = true;
+  if (o.memory || o.pidsLimit) {
+    container.resources = { ...container.resources };
+    if (o.memory) container.resources.memoryLimitBytes = o.memory;
+    if (o.pidsLimit) container.resources.pidsLimit = o.pidsLimit;
+  }
+  return container;
+}
+
+/**
+ * Creation on a named host. Across the accounts of a server with credentials a subject
+ * nobody serves gets no "no responders", so discovery runs beside the request: a host
+ * that does not answer it is named as missing, with the hosts there are.
+ */
+async function createOn(client: VcClient, host: string | undefined, body: Bus.SandboxCreateRequest): Promise<Bus.SandboxReply> {
+  if (!host) return client.call('SandboxCreate', {}, body);
+  id('host', host);
+  const reply = client.call('HostSandboxCreate', { host }, body);
+  reply.catch(() => {});
+  const answers = await client.discover('INFO', 1000, (a) => hostOf(a) === host);
+  const hosts = answers.map(hostOf).filter(Boolean);
+  if (!hosts.includes(host)) {
+    throw new CommandError(ErrorCode.NotFound, hosts.length
+      ? `no runtime host named ${host}: the hosts on this bus are ${hosts.sort().join(', ')}`
+      : `no runtime host named ${host}: no host answers on this bus (is \`npm start\` running?)`);
+  }
+  return reply;
+}
+
+// ---- sandbox -----------------------------------------------------------------------
+
+function sandboxCommands(program: Command): void {
+  const sandbox = program.command('sandbox').description('create, drive and delete sandboxes');
+  sandboxOptions(sandbox.command('create').description('create a sandbox').argument('<sid>', 'sandbox id', idArg('sandbox')))
+    .option('--start', 'start it once created')
+    .action(withClient(async (client, g, sid: string, o: SandboxFlags & { host?: string; start?: boolean }) => {
+      const reply = await createOn(client, o.host, { sandbox: sandboxSpec(id('sandbox', sid), o), start: !!o.start });
+      print(g, reply.sandbox, () => describeSandbox(reply.sandbox!), () => [reply.sandbox!.id!]);
+    }));
+  const verbs = { start: 'SandboxStart', stop: 'SandboxStop', pause: 'SandboxPause', resume: 'SandboxResume', status: 'SandboxStatus' } as const;
+  for (const [verb, name] of Object.entries(verbs)) {
+    sandbox.command(verb).description(`${verb === 'status' ? 'show' : verb} a sandbox${verb === 'status' ? ' and its containers' : ''}`).argument('<sid>', 'sandbox id', idArg('sandbox'))
+      .action(withClient(async (client, g, sid: string) => {
+        const reply = await client.call(name, { sid: id('sandbox', sid) });
+        print(g, reply.sandbox, () => describeSandbox(reply.sandbox!), () => [reply.sandbox!.id!]);
+      }));
+  }
+  sandbox.command('delete').description('delete a sandbox').argument('<sid>', 'sandbox id', idArg('sandbox')).option('-f, --force', 'stop it and its containers first')
+    .action(withClient(async (client, g, sid: string, o: { force?: boolean }) => {
+      await client.call('SandboxDelete', { sid: id('sandbox', sid) }, o.force ? { force: true } : {});
+      print(g, { id: sid, deleted: true }, () => `sandbox ${sid} deleted`, () => [sid]);
+    }));
+  sandbox.command('forget').description('drop the record of a sandbox whose host is lost, freeing its id (operators only)').argument('<sid>', 'sandbox id', idArg('sandbox'))
+    .action(withClient(async (client, g, sid: string) => {
+      await client.call('SandboxForget', {}, { id: id('sandbox', sid) });
+      print(g, { id: sid, forgotten: true }, () => `sandbox ${sid} forgotten: its id is free`, () => [sid]);
+    }));
+  sandbox.command('list').alias('ls').description('list sandboxes').option('--host <host>', 'only those of this host')
+    .action(withClient(async (client, g, o: { host?: string }) => {
+      const reply = await client.call('SandboxList', {}, o.host ? { host: o.host } : {});
+      const list = reply.sandboxes ?? [];
+      print(g, list, () => sandboxRows(list), () => list.map((s) => s.id!));
+    }));
+}
+
+// ---- container ---------------------------------------------------------------------
+
+function containerCommands(program: Command): void {
+  const container = program.command('container').description('create, drive and delete the containers of a sandbox');
+  const ids = (c: Command) => c.argument('<sid>', 'sandbox id', idArg('sandbox')).argument('<cid>', 'container id', idArg('container'));
+  const both = (sid: string, cid: string) => ({ sid: id('sandbox', sid), cid: id('container', cid) });
+
+  containerOptions(ids(container.command('create').description('create a container (its command after the ids, after -- when it has flags)')))
+    .argument('[command...]', 'the command and its arguments')
+    .hook('preAction', (_p, c) => void containerSpec(String(c.processedArgs[1]), c.processedArgs[2] as string[], c.opts()))
+    .action(withClient(async (client, g, sid: string, cid: string, command: string[], o: ContainerFlags) => {
+      const p = both(sid, cid);
+      const reply = await client.call('ContainerCreate', { sid: p.sid }, { container: containerSpec(p.cid, command, o) });
+      print(g, reply.container, () => containerRows([reply.container!]), () => [cid]);
+    }));
+
+  const verbs = { start: 'ContainerStart', stop: 'ContainerStop', pause: 'ContainerPause', resume: 'ContainerResume', status: 'ContainerStatus' } as const;
+  for (const [verb, name] of Object.entries(verbs)) {
+    ids(container.command(verb).description(`${verb === 'status' ? 'show' : verb} a container`))
+      .action(withClient(async (client, g, sid: string, cid: string) => {
+        const reply = await client.call(name, both(sid, cid));
+        print(g, reply.container, () => containerRows([reply.container!]), () => [cid]);
+      }));
+  }
+
+  ids(container.command('kill').description('send a signal to a container'))
+    .argument('[signal]', 'name or number (default TERM)', signalNumber)
+    .option('-a, --all', 'to all its processes')
+    .action(withClient(async (client, g, sid: string, cid: string, signal: number | undefined, o: { all?: boolean }) => {
+      const sig = signal ?? signalNumber(undefined);
+      await client.call('ContainerKill', both(sid, cid), { signal: sig, all: !!o.all });
+      print(g, { signal: sig }, () => `signal ${sig} sent to container ${cid}${o.all ? ' (all processes)' : ''}`);
+    }));
+
+  ids(container.command('delete').alias('rm').description('delete a container')).option('-f, --force', 'stop it first')
+    .action(withClient(async (client, g, sid: string, cid: string, o: { force?: boolean }) => {
+      await client.call('ContainerDelete', both(sid, cid), o.force ? { force: true } : {});
+      print(g, { id: cid, deleted: true }, () => `container ${cid} deleted`, () => [cid]);
+    }));
+
+  processOptions(ids(container.command('exec').description('run a process in a container: by default wait for it, stream its output, exit with its status')))
+    .argument('<command...>', 'the command and its arguments (after -- when it has flags)')
+    .option('--exec-id <id>', 'id of the exec (default: generated)', idArg('exec'))
+    .option('-d, --detach', 'start it and return (prints its id and pid)')
+    .option('-i, --interactive', 'forward our stdin to it (its stdin closes at our end of input)')
+    .action(withClient(async (client, g, sid: string, cid: string, command: string[], o: ProcessFlags & { execId?: string; detach?: boolean; interactive?: boolean }) => {
+      const p = both(sid, cid);
       const body: Bus.ContainerExecRequest = { args: command };
-      if (values['exec-id']) body.execId = values['exec-id'];
-      if (values.env) body.env = values.env;
-      if (values.cwd) body.cwd = values.cwd;
-      if (values.user) body.user = values.user;
-      if (values.tty) body.terminal = true;
-      const reply = await client.call('ContainerExec', { sid, cid }, body);
-      print(g, { execId: reply.execId, pid: reply.pid }, () => `exec ${reply.execId} started, pid ${reply.pid}`);
-      return;
-    }
-    case 'ps': {
-      const { values, positionals } = parse(flags, { format: { type: 'string' } });
-      const [sid, cid] = ids(positionals);
-      const body: Bus.ContainerPsRequest = { format: values.format ?? 'table' };
-      if (command.length) body.args = command;
-      const reply = await client.call('ContainerPs', { sid, cid }, body);
+      if (o.execId) body.execId = id('exec', o.execId);
+      if (o.env) body.env = o.env;
+      if (o.cwd) body.cwd = o.cwd;
+      if (o.user) body.user = o.user;
+      if (o.tty) body.terminal = true;
+      const reply = await client.call('ContainerExec', p, body);
+      if (o.detach) {
+        print(g, { execId: reply.execId, pid: reply.pid }, () => `exec ${reply.execId} started, pid ${pidText(reply.pid, reply.pidUnknown)}`, () => [reply.execId!]);
+        return;
+      }
+      // Ctrl-C stops following, not the exec (the bus cannot signal an exec alone).
+      const stop = () => {
+        process.stderr.write(`virtactors: stopped following exec ${reply.execId}; it keeps running (virtactors container wait ${sid} ${cid} --exec-id ${reply.execId})\n`);
+        process.exit(130);
+      };
+      process.once('SIGINT', stop);
+      const stopInput = o.interactive ? forwardStdin(client, p.sid, p.cid, reply.execId!) : undefined;
+      const exit = await followTo(client, p.sid, p.cid, reply.execId!, g);
+      stopInput?.();
+      process.off('SIGINT', stop);
+      finish(g, exit);
+    }));
+
+  ids(container.command('ps').description('list the processes of a container'))
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .argument('[ps-args...]', 'arguments for ps (after --)')
+    .action(withClient(async (client, _g, sid: string, cid: string, psArgs: string[], o: { format: string }) => {
+      const body: Bus.ContainerPsRequest = { format: o.format };
+      if (psArgs.length) body.args = psArgs;
+      const reply = await client.call('ContainerPs', both(sid, cid), body);
       process.stdout.write(reply.output?.endsWith('\n') ? reply.output : `${reply.output ?? ''}\n`);
-      return;
-    }
-    case 'wait': {
-      const { values, positionals } = parse(flags, { 'exec-id': { type: 'string' }, 'timeout-ms': { type: 'string' } });
-      const [sid, cid] = ids(positionals);
+    }));
+
+  ids(container.command('wait').description('wait for a container (or an exec) to exit; exits with its status'))
+    .option('--exec-id <id>', 'an exec instead of the init process')
+    .option('--timeout-ms <ms>', 'give up after this long (0: no limit)', whole('a whole number of milliseconds', 0, 2 ** 32 - 1))
+    .action(withClient(async (client, g, sid: string, cid: string, o: { execId?: string; timeoutMs?: number }) => {
       const body: Bus.ContainerWaitRequest = {};
-      if (values['exec-id']) body.execId = values['exec-id'];
-      if (values['timeout-ms']) body.timeoutMs = Number(values['timeout-ms']);
-      const reply = await client.call('ContainerWait', { sid, cid }, body, { timeoutMs: Math.max(g.timeout, (body.timeoutMs ?? 0) + 5_000) });
-      print(g, { exitStatus: reply.exitStatus, exitedAt: reply.exitedAt }, () => `exit status ${reply.exitStatus} at ${reply.exitedAt}`);
+      if (o.execId) body.execId = o.execId;
+      if (o.timeoutMs) body.timeoutMs = o.timeoutMs;
+      const reply = await client.call('ContainerWait', both(sid, cid), body, { timeoutMs: o.timeoutMs ? Math.max(g.timeout, o.timeoutMs + 5_000) : 2 ** 31 - 1 });
+      const why = reply.reason ? ` (${reply.reason}${reply.message ? `: ${reply.message}` : ''})` : '';
+      print(g, reply, () => `exit status ${reply.exitStatusUnknown ? 'unknown' : reply.exitStatus}${why} at ${reply.exitedAt}`);
       process.exitCode = reply.exitStatus ?? 0;
-      return;
-    }
-    case 'logs': {
-      const { values, positionals } = parse(flags, { 'exec-id': { type: 'string' }, tail: { type: 'string' } });
-      const [sid, cid] = ids(positionals);
+    }));
+
+  ids(container.command('logs').description('print what a container (or an exec) wrote: stdout to stdout, stderr to stderr'))
+    .option('--exec-id <id>', 'an exec instead of the init process')
+    .option('--tail <bytes>', 'only the last bytes of each stream', whole('a whole number of bytes', 1))
+    .option('-f, --follow', 'keep printing until the process exits')
+    .action(withClient(async (client, g, sid: string, cid: string, o: { execId?: string; tail?: number; follow?: boolean }) => {
+      const p = both(sid, cid);
+      if (o.follow) {
+        await followTo(client, p.sid, p.cid, o.execId, g);
+        return;
+      }
       const body: Bus.ContainerLogsRequest = {};
-      if (values['exec-id']) body.execId = values['exec-id'];
-      if (values.tail) body.tailBytes = Number(values.tail);
-      const reply = await client.call('ContainerLogs', { sid, cid }, body);
+      if (o.execId) body.execId = o.execId;
+      if (o.tail) body.tailBytes = o.tail;
+      const reply = await client.call('ContainerLogs', p, body);
       if (g.json) print(g, { stdout: reply.stdout, stderr: reply.stderr, truncated: reply.truncated }, () => '');
       else {
         process.stdout.write(reply.stdout ?? '');
         process.stderr.write(reply.stderr ?? '');
       }
-      return;
-    }
-    case 'stats': {
-      const { positionals } = parse(flags, {});
-      const [sid, cid] = ids(positionals);
-      const reply = await client.call('ContainerStats', { sid, cid });
-      const st = reply.stats ?? {};
-      print(g, st, () =>
-        table([
-          ['CPU (ms)', 'MEMORY', 'MEMORY LIMIT', 'PIDS', 'PIDS LIMIT'],
-          [String(Math.round((st.cpuUsageNs ?? 0) / 1e6)), String(st.memoryUsageBytes ?? 0), String(st.memoryLimitBytes ?? 0), String(st.pidsCurrent ?? 0), String(st.pidsLimit ?? 0)],
-        ]),
-      );
-      return;
-    }
-    case 'start':
-    case 'stop':
-    case 'pause':
-    case 'resume':
-    case 'status': {
-      const { positionals } = parse(flags, {});
-      const [sid, cid] = ids(positionals);
-      const reply = await client.call(containerVerbs[verb], { sid, cid });
-      print(g, reply.container, () => containerRows([reply.container!]));
-      return;
-    }
-    default:
-      throw new UsageError(`unknown container command ${verb ?? ''}`);
-  }
+    }));
+
+  ids(container.command('stats').description('CPU, memory and pids of a container'))
+    .action(withClient(async (client, g, sid: string, cid: string) => {
+      const reply = await client.call('ContainerStats', both(sid, cid));
+      print(g, reply.stats ?? {}, () => statsTable(reply.stats ?? {}));
+    }));
 }
 
-async function eventsCommand(client: VcClient, g: Global, args: string[]): Promise<void> {
-  const { values } = parse(args, { sandbox: { type: 'string' }, follow: { type: 'boolean' }, since: { type: 'string' } });
-  const since = values.since === undefined ? undefined : Number(values.since);
-  if (since !== undefined && !(Number.isInteger(since) && since >= 0)) throw new UsageError('--since takes a whole number');
-  const stop = new AbortController();
-  process.once('SIGINT', () => stop.abort());
-  const events = client.events({ sandboxId: values.sandbox, since, follow: !!values.follow, signal: stop.signal });
-  for await (const e of events) {
-    process.stdout.write(`${g.json ? JSON.stringify({ streamSeq: e.streamSeq, ...e.event }) : eventLine(e.event)}\n`);
-  }
+/** Follows a process, its output to ours (as JSON lines with --json). */
+function followTo(client: VcClient, sid: string, cid: string, execId: string | undefined, g: Global): Promise<Followed> {
+  const line = (stream: string) => (data: string) => process.stdout.write(`${JSON.stringify({ stream, data })}\n`);
+  return follow(client, sid, cid, execId, g.json
+    ? { stdout: line('stdout'), stderr: line('stderr') }
+    : { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) });
 }
 
-function statechartsCommand(args: string[]): void {
-  const { values } = parse(args, { format: { type: 'string' }, machine: { type: 'string', multiple: true } });
-  const format = (values.format ?? 'json') as ChartFormat;
-  if (!chartFormats.includes(format)) throw new UsageError(`--format takes ${chartFormats.join(', ')}`);
-  const names = (values.machine ?? machineNames) as MachineName[];
-  for (const n of names) if (!machineNames.includes(n)) throw new UsageError(`unknown machine ${n}: use ${machineNames.join(', ')}`);
-  const text = exportCharts(format, names);
-  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+/** Exits as the followed process did (255 when its status is unknown), saying why when known. */
+function finish(g: Global, exit: Followed): void {
+  if (g.json) print(g, exit, () => '');
+  else if (exit.reason) process.stderr.write(`virtactors: exited ${exit.exitStatus}: ${exit.reason}${exit.message ? ` (${exit.message})` : ''}\n`);
+  else if (exit.exitStatusUnknown) process.stderr.write('virtactors: the process exited; its status is unknown\n');
+  process.exitCode = exit.exitStatusUnknown ? 255 : exit.exitStatus;
 }
 
-async function inspectCommand(client: VcClient, g: Global, args: string[]): Promise<void> {
-  const { positionals } = parse(args, {});
-  const sid = need(positionals[0], 'inspect needs a sandbox id');
-  // Subscribed before asking, so no snapshot between the answer and the loop is lost.
-  const sub = client.nc.subscribe(subjects.inspectSandbox(sid));
-  try {
-    // NotFound comes back at once when the sandbox does not exist.
-    const { sandbox } = await client.call('SandboxStatus', { sid });
-    const host = sandbox?.host ?? '';
-    const answers = await client.discover('INFO', Math.min(g.timeout, 2000), (a) => hostOf(a) === host);
-    const publishes = publishesInspection(answers.find((a) => hostOf(a) === host));
-    if (publishes === false) {
-      throw new CommandError('FailedPrecondition', `host ${host} does not publish inspection: start it with VC_INSPECT=1`);
-    }
-    process.stderr.write(
-      publishes
-        ? `following the actors of sandbox ${sid} on host ${host} (Ctrl-C stops)\n`
-        : `host ${host} did not say whether it publishes inspection (VC_INSPECT=1); following anyway\n`,
-    );
-  } catch (err) {
-    sub.unsubscribe();
-    throw err;
-  }
-  process.once('SIGINT', () => sub.unsubscribe());
-  for await (const m of sub) {
-    const i = decodeTrusted<Bus.Inspection>(m.data);
-    process.stdout.write(g.json ? `${JSON.stringify(i)}\n` : `${i.time} ${i.path || i.actorId} ${i.event} -> ${i.state} (${i.status})\n`);
-  }
+// ---- run ---------------------------------------------------------------------------
+
+function runCommand(program: Command): void {
+  sandboxOptions(containerOptions(program.command('run').description('create and start a container (in a new sandbox unless --sandbox), stream its output, exit with its status')))
+    .argument('[command...]', 'the command and its arguments (after -- when it has flags)')
+    .option('--name <cid>', 'container id (default: generated); a new sandbox gets the same id', idArg('container'))
+    .option('--sandbox <sid>', 'run in this existing sandbox', idArg('sandbox'))
+    .option('-d, --detach', 'start it and return (prints its id)')
+    .option('-i, --interactive', 'forward our stdin to it (its stdin closes at our end of input)')
+    .option('--rm', 'delete the container (and the sandbox run created) once it exited')
+    .hook('preAction', (_p, c) => void containerSpec('run', c.processedArgs[0] as string[], c.opts()))
+    .action(withClient(async (client, g, command: string[], o: ContainerFlags & SandboxFlags & { name?: string; sandbox?: string; host?: string; detach?: boolean; rm?: boolean; interactive?: boolean }) => {
+      if (o.detach && o.rm) throw new UsageError('--rm and -d exclude each other: a detached container is deleted with `virtactors container delete`');
+      const cid = id('container', o.name ?? `run-${randomBytes(4).toString('hex')}`);
+      const container = containerSpec(cid, command, o);
+      const sid = o.sandbox ? id('sandbox', o.sandbox) : cid;
+      if (!o.sandbox) await createOn(client, o.host, { sandbox: sandboxSpec(sid, o), start: true });
+      const cleanup = async () => {
+        if (!o.rm) return;
+        if (o.sandbox) await client.call('ContainerDelete', { sid, cid }, { force: true });
+        else await client.call('SandboxDelete', { sid }, { force: true });
+      };
+      try {
+        await client.call('ContainerCreate', { sid }, { container });
+        const started = await client.call('ContainerStart', { sid, cid });
+        if (o.detach) {
+          print(g, { sandbox: sid, container: started.container }, () => cid, () => [cid]);
+          return;
+        }
+        // Signals go to the container, as `docker run` proxies them.
+        const proxy = (name: NodeJS.Signals) => void client.call('ContainerKill', { sid, cid }, { signal: signalNumber(name) }).catch(() => {});
+        process.on('SIGINT', proxy);
+        process.on('SIGTERM', proxy);
+        const stopInput = o.interactive ? forwardStdin(client, sid, cid, undefined) : undefined;
+        const exit = await followTo(client, sid, cid, undefined, g);
+        stopInput?.();
+        process.off('SIGINT', proxy);
+        process.off('SIGTERM', proxy);
+        await cleanup();
+        finish(g, exit);
+      } catch (err) {
+        await cleanup().catch(() => {});
+        throw err;
+      }
+    }));
 }
 
-/** Serves the live page until Ctrl-C; the page itself lives in ui/. */
-async function uiCommand(client: VcClient, g: Global, args: string[]): Promise<void> {
-  const { values } = parse(args, { port: { type: 'string' } });
-  // Loaded only here: other commands do not pay for the page's server.
-  const { DEFAULT_UI_PORT, startUiServer } = await import('../ui/server.js');
-  const { pino } = await import('pino');
-  const port = values.port === undefined ? DEFAULT_UI_PORT : Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port takes a port number (0: any free port)');
-  const ui = await startUiServer({ client, port, log: pino({ name: 'virtactors-ui', level: process.env.LOG_LEVEL ?? 'warn' }) });
-  print(g, { url: ui.url }, () => `virtactors ui: ${ui.url}  (bus ${g.server}; Ctrl-C stops)`);
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
-  await ui.close();
+// ---- events, inspection, hosts, ui, statecharts ----------------------------------------
+
+function observeCommands(program: Command): void {
+  program.command('events').description('replay lifecycle events (and follow them with --follow)')
+    .option('--sandbox <sid>', "only this sandbox's (its latest incarnation)", idArg('sandbox'))
+    .option('--follow', 'keep printing new events until Ctrl-C')
+    .option('--since <n>', "from the sandbox's event seq N (or the stream seq without --sandbox)", whole('a whole number (an event seq)'))
+    .action(withClient(async (client, g, o: { sandbox?: string; follow?: boolean; since?: number }) => {
+      const stop = new AbortController();
+      process.once('SIGINT', () => stop.abort());
+      const sandboxId = o.sandbox === undefined ? undefined : id('sandbox', o.sandbox);
+      const events = client.events({ sandboxId, since: o.since, follow: !!o.follow, signal: stop.signal, latestIncarnation: true });
+      for await (const e of events) {
+        process.stdout.write(`${g.json ? JSON.stringify({ streamSeq: e.streamSeq, ...e.event }) : eventLine(e.event)}\n`);
+      }
+    }));
+
+  program.command('inspect').description("follow live snapshots of a sandbox's actors (the host needs VC_INSPECT=1)").argument('<sid>', 'sandbox id', idArg('sandbox'))
+    .action(withClient(async (client, g, sidArg: string) => {
+      const sid = id('sandbox', sidArg);
+      // Subscribed before asking, so no snapshot between the answer and the loop is lost.
+      const sub = client.nc.subscribe(subjects.inspectSandbox(sid));
+      try {
+        const { sandbox } = await client.call('SandboxStatus', { sid });
+        const host = sandbox?.host ?? '';
+        const answers = await client.discover('INFO', Math.min(g.timeout, 2000), (a) => hostOf(a) === host);
+        const publishes = publishesInspection(answers.find((a) => hostOf(a) === host));
+        if (publishes === false) throw new CommandError('FailedPrecondition', `host ${host} does not publish inspection: start it with VC_INSPECT=1`);
+        process.stderr.write(publishes
+          ? `following the actors of sandbox ${sid} on host ${host} (Ctrl-C stops)\n`
+          : `host ${host} did not say whether it publishes inspection (VC_INSPECT=1); following anyway\n`);
+      } catch (err) {
+        sub.unsubscribe();
+        throw err;
+      }
+      process.once('SIGINT', () => sub.unsubscribe());
+      for await (const m of sub) {
+        const i = decodeTrusted<Bus.Inspection>(m.data);
+        process.stdout.write(g.json ? `${JSON.stringify(i)}\n` : `${i.time} ${i.path || i.actorId} ${i.event} -> ${i.state} (${i.status})\n`);
+      }
+    }));
+
+  program.command('hosts').description('runtime hosts answering service discovery')
+    .action(withClient(async (client, g) => {
+      const found = await client.discover('INFO', Math.min(g.timeout, 1000));
+      const inspects = (f: Record<string, unknown>) => ({ true: 'yes', false: 'no', undefined: '?' })[String(publishesInspection(f)) as 'true' | 'false' | 'undefined'];
+      const meta = (f: Record<string, unknown>) => (f.metadata ?? {}) as Record<string, string>;
+      // The warm pool of VMs, where the host keeps one: ready/size (booting).
+      const pool = (f: Record<string, unknown>) => {
+        const m = meta(f);
+        return m['vm.pool.size'] ? `${m['vm.pool.ready']}/${m['vm.pool.size']} ready${m['vm.pool.booting'] !== '0' ? `, ${m['vm.pool.booting']} booting` : ''}` : '-';
+      };
+      print(g, found, () => table([
+        ['HOST', 'VERSION', 'ENDPOINTS', 'INSPECT', 'VM POOL', 'ID'],
+        ...found.map((f) => [hostOf(f), String(f.version), String((f.endpoints as unknown[]).length), inspects(f), pool(f), String(f.id)]),
+      ]), () => found.map(hostOf));
+    }));
+
+  program.command('ui').description('serve a live page of hosts, sandboxes and statecharts on 127.0.0.1 until Ctrl-C')
+    .option('--port <n>', 'port (0: any free port)', whole('a port number', 0, 65535))
+    .action(async (o: { port?: number }, cmd: Command) => {
+      const g = globals(cmd);
+      const { client, server } = await connect(g);
+      try {
+        // Loaded only here: other commands do not pay for the page's server.
+        const { DEFAULT_UI_PORT, startUiServer } = await import('../ui/server.js');
+        const { pino } = await import('pino');
+        const ui = await startUiServer({ client, port: o.port ?? DEFAULT_UI_PORT, log: pino({ name: 'virtactors-ui', level: process.env.LOG_LEVEL ?? 'warn' }) });
+        print(g, { url: ui.url }, () => `virtactors ui: ${ui.url}  (bus ${server}; Ctrl-C stops)`);
+        await new Promise<void>((done) => {
+          process.once('SIGINT', done);
+          process.once('SIGTERM', done);
+        });
+        await ui.close();
+      } finally {
+        await client.nc.close();
+      }
+    });
+
+  program.command('statecharts').description("the machine definitions: toJSON() for Stately's visualiser, Mermaid stateDiagram-v2 or Graphviz DOT")
+    .addOption(new Option('--format <format>', 'output format').choices(chartFormats).default('json'))
+    .addOption(new Option('--machine <name>', 'only this machine (repeatable)').choices(machineNames).argParser((v: string, prev: string[] = []) => {
+      if (!machineNames.includes(v as MachineName)) throw new UsageError(`unknown machine ${v}: use ${machineNames.join(', ')}`);
+      return [...prev, v];
+    }))
+    .action((o: { format: ChartFormat; machine?: MachineName[] }) => {
+      const text = exportCharts(o.format, o.machine ?? [...machineNames]);
+      process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+    });
 }
 
-async function hostsCommand(client: VcClient, g: Global): Promise<void> {
-  const found = await client.discover('INFO', Math.min(g.timeout, 1000));
-  const inspects = (f: Record<string, unknown>) => ({ true: 'yes', false: 'no', undefined: '?' })[String(publishesInspection(f)) as 'true' | 'false' | 'undefined'];
-  const meta = (f: Record<string, unknown>) => (f.metadata ?? {}) as Record<string, string>;
-  // The warm pool of VMs, where the host keeps one: ready/size (booting).
-  const pool = (f: Record<string, unknown>) => {
-    const m = meta(f);
-    return m['vm.pool.size'] ? `${m['vm.pool.ready']}/${m['vm.pool.size']} ready${m['vm.pool.booting'] !== '0' ? `, ${m['vm.pool.booting']} booting` : ''}` : '-';
+// ---- credentials ---------------------------------------------------------------------
+
+function credsCommands(program: Command): void {
+  const creds = program.command('creds').description('credentials');
+  creds.command('create').description('mint credentials of a role (operators only); writes NAME.creds, 0600').argument('<name>', 'whom they are for')
+    .addOption(new Option('--role <role>', 'role').choices(ROLES).makeOptionMandatory())
+    .option('--out <file>', 'where to write them (default NAME.creds)')
+    .action(withClient(async (client, g, name: string, o: { role: Role; out?: string }) => {
+      const out = resolve(o.out ?? `${name}.creds`);
+      if (existsSync(out)) throw new UsageError(`${out} exists; not overwriting it`);
+      writePrivateFile(out, await client.createCreds(o.role, name), true);
+      print(g, { name, role: o.role, file: out }, () => `${o.role} credentials for ${name} written to ${out} (mode 0600)`, () => [out]);
+    }));
+  creds.command('init').description('a new authority for a deployment: keys, server include, host and operator credentials').argument('<dir>', 'directory')
+    .option('--routes <host:port,...>', 'also write the cluster include with these routes')
+    .action(async (dirArg: string, o: { routes?: string }, cmd: Command) => {
+      const g = globals(cmd);
+      const dir = resolve(dirArg);
+      const { created } = await ensureAuthority(dir);
+      const files = authFiles(dir);
+      const written = [files.serverConfig, files.creds('host'), files.creds('operator')];
+      if (o.routes) {
+        writeClusterAuth(dir, o.routes.split(',').filter(Boolean));
+        written.push(files.clusterConfig);
+      }
+      print(g, { dir, created, files: written }, () => `${created ? 'created' : 'kept the existing'} authority in ${dir}\n${written.map((f) => `  ${f}`).join('\n')}`, () => written);
+    });
+}
+
+// ---- the program ---------------------------------------------------------------------
+
+export function program(): Command {
+  const p = new Command('virtactors')
+    .description('a sandbox runtime of statechart actors on a NATS bus')
+    .version(packageVersion(), '-V, --version', 'print the version')
+    .option('--server <url>', 'NATS server (else $NATS_URL, .state/nats.url, nats://127.0.0.1:4222)')
+    .option('--creds <file>', 'credentials (else $NATS_CREDS, .state/auth/creds/operator.creds)')
+    .option('--json', 'print JSON')
+    .option('-q, --quiet', 'print ids only')
+    .option('--timeout <ms>', 'reply timeout in milliseconds', whole('a whole number of milliseconds', 1), 60_000)
+    .addHelpText('after', '\nEvery command has --help. Containers run through `virtactors run` like `docker run`; see docs/for-container-users.md.');
+  sandboxCommands(p);
+  containerCommands(p);
+  runCommand(p);
+  observeCommands(p);
+  credsCommands(p);
+  // Each command's errors end with a pointer to its own help, never the whole usage.
+  const configure = (c: Command, path: string) => {
+    c.exitOverride()
+      .configureOutput({ outputError: (s, write) => write(`virtactors: ${s.replace(/^error: /, '')}`) })
+      .showHelpAfterError(`(virtactors ${path}${path ? ' ' : ''}--help shows the usage)`);
+    for (const sub of c.commands) configure(sub, path ? `${path} ${sub.name()}` : sub.name());
   };
-  print(g, found, () =>
-    table([
-      ['HOST', 'VERSION', 'ENDPOINTS', 'INSPECT', 'VM POOL', 'ID'],
-      ...found.map((f) => [hostOf(f), String(f.version), String((f.endpoints as unknown[]).length), inspects(f), pool(f), String(f.id)]),
-    ]),
-  );
-}
-
-async function credsCreate(client: VcClient, g: Global, args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, { role: { type: 'string' }, out: { type: 'string' } });
-  const name = need(positionals[0], 'creds create needs a name');
-  if (!isRole(values.role)) throw new UsageError(`creds create needs --role ${ROLES.join('|')}`);
-  const out = resolve(values.out ?? `${name}.creds`);
-  if (existsSync(out)) throw new UsageError(`${out} exists; not overwriting it`);
-  writePrivateFile(out, await client.createCreds(values.role, name), true);
-  print(g, { name, role: values.role, file: out }, () => `${values.role} credentials for ${name} written to ${out} (mode 0600)`);
-}
-
-/** `creds init`: a new authority on this machine; no server is involved. */
-async function credsInit(g: Global, args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, { routes: { type: 'string' } });
-  const dir = resolve(need(positionals[0], 'creds init needs a directory'));
-  const { created } = await ensureAuthority(dir);
-  const files = authFiles(dir);
-  const written = [files.serverConfig, files.creds('host'), files.creds('operator')];
-  if (values.routes) {
-    writeClusterAuth(dir, values.routes.split(',').filter(Boolean));
-    written.push(files.clusterConfig);
-  }
-  print(g, { dir, created, files: written }, () =>
-    `${created ? 'created' : 'kept the existing'} authority in ${dir}\n${written.map((f) => `  ${f}`).join('\n')}`,
-  );
-}
-
-/** Takes the global flags out wherever they stand (before a `--`). */
-function extractGlobals(argv: string[]): { globals: string[]; rest: string[] } {
-  const [flags, after] = splitDashDash(argv);
-  const globals: string[] = [];
-  const rest: string[] = [];
-  for (let i = 0; i < flags.length; i++) {
-    const a = flags[i]!;
-    if (a === '--json' || a === '--help' || a === '-h') globals.push(a === '-h' ? '--help' : a);
-    else if (a === '--server' || a === '--timeout' || a === '--creds') globals.push(a, flags[++i] ?? '');
-    else if (a.startsWith('--server=') || a.startsWith('--timeout=') || a.startsWith('--creds=')) globals.push(a);
-    else rest.push(a);
-  }
-  return { globals, rest: argv.includes('--') ? [...rest, '--', ...after] : rest };
+  configure(p, '');
+  return p;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const { globals, rest: commandArgs } = extractGlobals(argv);
   try {
-    const { values } = parse(globals, {
-      server: { type: 'string' }, creds: { type: 'string' }, json: { type: 'boolean' }, timeout: { type: 'string' }, help: { type: 'boolean' },
-    });
-    if (values.help || commandArgs[0] === 'help') {
-      process.stdout.write(`${USAGE}\n`);
-      return 0;
-    }
-    if (commandArgs[0] === 'statecharts') {
-      statechartsCommand(commandArgs.slice(1));
-      return 0;
-    }
-    if (!['sandbox', 'container', 'events', 'hosts', 'inspect', 'creds', 'ui'].includes(commandArgs[0] ?? '')) {
-      throw new UsageError(commandArgs[0] ? `unknown command ${commandArgs[0]}` : 'missing command');
-    }
-    const [command, ...rest] = commandArgs;
-    const target = discoverBus({ server: values.server, creds: values.creds });
-    const g: Global = { server: target.servers.join(','), json: !!values.json, timeout: Number(values.timeout ?? 60_000) };
-    if (command === 'creds' && rest[0] === 'init') {
-      await credsInit(g, rest.slice(1));
-      return 0;
-    }
-    if (command === 'creds' && rest[0] !== 'create') throw new UsageError(`unknown creds command ${rest[0] ?? ''}`);
-    let client: VcClient;
-    try {
-      client = await VcClient.connect({ ...target, name: 'virtactors-cli', timeoutMs: g.timeout });
-    } catch (err) {
-      const why = err instanceof AuthorizationError
-        ? `${err.message}: ${target.creds ? `the server does not accept ${target.creds}` : 'the server requires credentials (--creds FILE or NATS_CREDS)'}`
-        : (err as Error).message;
-      throw new CommandError('Unavailable', `cannot connect to ${g.server}: ${why}`);
-    }
-    try {
-      if (command === 'creds') await credsCreate(client, g, rest.slice(1));
-      else if (command === 'sandbox') await sandboxCommand(client, g, rest);
-      else if (command === 'container') await containerCommand(client, g, rest);
-      else if (command === 'events') await eventsCommand(client, g, rest);
-      else if (command === 'inspect') await inspectCommand(client, g, rest);
-      else if (command === 'ui') await uiCommand(client, g, rest);
-      else await hostsCommand(client, g);
-    } finally {
-      await client.nc.close();
-    }
+    await program().parseAsync(argv, { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and --version end well; every other parse error is a usage error.
+      return ['commander.helpDisplayed', 'commander.version'].includes(err.code) ? 0 : 2;
+    }
     if (err instanceof UsageError) {
-      process.stderr.write(`virtactors: ${err.message}\n\n${USAGE}\n`);
+      process.stderr.write(`virtactors: ${err.message}\n`);
       return 2;
     }
     if (err instanceof CommandError && err.code === ErrorCode.PermissionDenied) {

@@ -21,12 +21,17 @@ export class CommandError extends Error {
     message: string,
     /** The state that refused it, for FailedPrecondition. */
     readonly state?: string,
+    /** Whose state that is: "sandbox" or "container". */
+    readonly refusedBy?: string,
   ) {
     super(message);
   }
 
   toInfo(): ErrorInfo {
-    return this.state === undefined ? { code: this.code, message: this.message } : { code: this.code, message: this.message, state: this.state };
+    const info: ErrorInfo = { code: this.code, message: this.message };
+    if (this.state !== undefined) info.state = this.state;
+    if (this.refusedBy !== undefined) info.refusedBy = this.refusedBy;
+    return info;
   }
 }
 
@@ -69,7 +74,7 @@ export class VcClient {
     const reply = await this.request(name, params, request, opts);
     if (reply.ok === false) {
       const e = (reply as { error: ErrorInfo }).error;
-      throw new CommandError(e.code ?? ErrorCode.Internal, e.message ?? 'unknown error', e.state);
+      throw new CommandError(e.code ?? ErrorCode.Internal, e.message ?? 'unknown error', e.state, e.refusedBy);
     }
     return reply as CommandReply<C>;
   }

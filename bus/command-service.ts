@@ -48,6 +48,8 @@ export interface CommandServiceOptions {
   lost?(host: string): LostHost | undefined;
   /** Why nothing can be stored now (bus/health.ts): commands that change state are refused at once. */
   busDown?(): string | undefined;
+  /** Told of every command this host served: its name, OK or the error code, and how long it took. */
+  observe?(command: string, code: string, seconds: number): void;
 }
 
 /** ADR-32 error codes (HTTP-like numbers) for the Nats-Service-Error-Code header. */
@@ -134,6 +136,7 @@ export class CommandService {
     const { subject, forwarded } = commandTail(msg.subject);
     // Only hosts may publish forwarded commands, so the header is a host's word.
     const replyTo = (forwarded ? msg.headers?.get(FORWARDED_REPLY_HEADER) : msg.reply) || undefined;
+    let outcome: string | undefined = ErrorCode.InvalidArgument;
     try {
       if (msg.data.length > MAX_PAYLOAD_BYTES) {
         throw invalidArgument(`payload of ${msg.data.length} bytes exceeds the limit of ${MAX_PAYLOAD_BYTES} bytes`);
@@ -150,8 +153,13 @@ export class CommandService {
         if (down) throw unavailable(`${def.name} needs NATS: ${down}; try again when it is back`);
       }
       if (route === 'sandbox' && !forwarded && !this.options.owns(match.params.sid!)) {
+        // Its owner serves (and counts) it; for a lost owner the answer comes from here.
+        outcome = undefined;
         const answer = await this.forward(match.params.sid!, msg, def);
-        if (answer && replyTo) this.nc.publish(replyTo, encode({ ok: true, ...answer }));
+        if (answer && replyTo) {
+          this.nc.publish(replyTo, encode({ ok: true, ...answer }));
+          outcome = 'OK';
+        }
         return;
       }
       const request = decode<CommandRequest<CommandName>>(def.request, msg.data);
@@ -166,8 +174,10 @@ export class CommandService {
       const handler = this.handlers[def.name] as (call: CommandCall<CommandName>) => Promise<object>;
       const body = encode({ ok: true, ...(await handler(call)) });
       if (replyTo) this.nc.publish(replyTo, body);
+      outcome = 'OK';
     } catch (err) {
       const e = toVcError(busUnavailable(err));
+      outcome = e.code;
       if (endpoint) {
         endpoint.numErrors++;
         endpoint.lastError = `${e.code}: ${e.message}`;
@@ -175,7 +185,9 @@ export class CommandService {
       if (e.code === ErrorCode.Internal) this.log.error({ err, subject: msg.subject }, 'command failed');
       if (replyTo) this.nc.publish(replyTo, encode({ ok: false, error: e.toInfo() }), { headers: errorHeaders(e) });
     } finally {
-      if (endpoint) endpoint.processingTimeNs += Number(process.hrtime.bigint() - started);
+      const elapsed = Number(process.hrtime.bigint() - started);
+      if (endpoint) endpoint.processingTimeNs += elapsed;
+      if (outcome) this.options.observe?.(endpoint?.def.name ?? 'unknown', outcome, elapsed / 1e9);
     }
   }
 

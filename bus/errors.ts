@@ -20,6 +20,9 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 const codes = new Set<string>(Object.values(ErrorCode));
 export const isErrorCode = (value: unknown): value is ErrorCode => typeof value === 'string' && codes.has(value);
 
+/** Whose state refused a command (ErrorInfo.refused_by). */
+export type RefusedBy = 'sandbox' | 'container';
+
 /** An error that knows its stable code, and optionally the state that refused it. */
 export class VcError extends Error {
   override readonly name = 'VcError';
@@ -27,14 +30,17 @@ export class VcError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly state?: string,
+    /** Whose state that is: the sandbox's or the container's. */
+    readonly refusedBy?: RefusedBy,
   ) {
     super(message);
   }
 
-  toInfo(): { code: ErrorCode; message: string; state?: string } {
-    return this.state === undefined
-      ? { code: this.code, message: this.message }
-      : { code: this.code, message: this.message, state: this.state };
+  toInfo(): { code: ErrorCode; message: string; state?: string; refusedBy?: RefusedBy } {
+    const info: { code: ErrorCode; message: string; state?: string; refusedBy?: RefusedBy } = { code: this.code, message: this.message };
+    if (this.state !== undefined) info.state = this.state;
+    if (this.refusedBy !== undefined) info.refusedBy = this.refusedBy;
+    return info;
   }
 }
 
@@ -52,5 +58,5 @@ export const unavailable = (message: string) => new VcError(ErrorCode.Unavailabl
 export const deadlineExceeded = (message: string) => new VcError(ErrorCode.DeadlineExceeded, message);
 export const unimplemented = (message: string) => new VcError(ErrorCode.Unimplemented, message);
 export const permissionDenied = (message: string) => new VcError(ErrorCode.PermissionDenied, message);
-export const failedPrecondition = (message: string, state?: string) =>
-  new VcError(ErrorCode.FailedPrecondition, message, state);
+export const failedPrecondition = (message: string, state?: string, refusedBy?: RefusedBy) =>
+  new VcError(ErrorCode.FailedPrecondition, message, state, refusedBy);

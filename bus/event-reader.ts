@@ -24,6 +24,11 @@ export interface ReadOptions {
   since?: number;
   /** Only events published from now on. */
   newOnly?: boolean;
+  /**
+   * With a sandbox: only its latest incarnation (a sandbox id deleted and created again
+   * starts its event sequence at 1 again), from its last `create` event on.
+   */
+  latestIncarnation?: boolean;
   /** Keep waiting for new events instead of stopping at the end of the stream. */
   follow?: boolean;
   /** Ends the reading (the generator returns) even while it waits for the next event. */
@@ -50,6 +55,7 @@ export async function* readEvents(nc: NatsConnection, opts: ReadOptions = {}): A
   try {
     const state = (await jsm.streams.info(streams.events)).state;
     let next = opts.newOnly ? state.last_seq + 1 : !opts.sandboxId && opts.since !== undefined ? Math.max(1, opts.since) : 1;
+    if (opts.sandboxId && opts.latestIncarnation && !opts.newOnly) next = (await lastCreate(jsm, opts.sandboxId)) ?? next;
     const end = state.last_seq;
     for (;;) {
       const m = await nextStored(jsm, next, filter);
@@ -66,6 +72,12 @@ export async function* readEvents(nc: NatsConnection, opts: ReadOptions = {}): A
   } finally {
     doorbell?.close();
   }
+}
+
+/** The stream sequence of a sandbox's last create event, if it has one. */
+async function lastCreate(jsm: JetStreamManager, sid: string): Promise<number | undefined> {
+  const m = await jsm.streams.getMessage(streams.events, { last_by_subj: subjects.sandboxEvent(sid, 'create') }).catch(() => null);
+  return m?.seq;
 }
 
 function nextStored(jsm: JetStreamManager, seq: number, filter: string) {

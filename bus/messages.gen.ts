@@ -7,6 +7,8 @@ export interface ErrorInfo {
   message?: string;
   /** Current state of the sandbox or container, for FailedPrecondition. */
   state?: string;
+  /** Whose state refused the command, for FailedPrecondition: "sandbox" or "container". */
+  refusedBy?: string;
 }
 
 export interface ErrorReply {
@@ -42,6 +44,32 @@ export interface ContainerSpec {
   annotations?: Record<string, string>;
   /** Relaxes the default confinement (all capabilities, no seccomp filter, /proc and /sys unmasked and writable). Refused unless the caller is allowed (see the README). */
   privileged?: boolean;
+  /** The OCI fields of a bundle's config.json (`container create --bundle DIR`) beyond the process and root above. hostname: the container's own (its uts namespace). */
+  hostname?: string;
+  /** linux.resources: the container's own cgroup limits (kata agent). */
+  resources?: ContainerResources;
+  /** mounts: only the kernel filesystems every container gets anyway (/proc, /dev, /dev/pts, /dev/shm, /dev/mqueue, /sys, /sys/fs/cgroup) are accepted; any other mount (a bind mount of a host path above all) is refused. */
+  mounts?: Mount[];
+}
+
+/** OCI linux.resources, the limits the runtime applies; 0 = not set. */
+export interface ContainerResources {
+  /** linux.resources.memory.limit */
+  memoryLimitBytes?: number;
+  /** linux.resources.pids.limit */
+  pidsLimit?: number;
+  /** linux.resources.cpu.quota / period (microseconds) and shares. */
+  cpuQuotaUs?: number;
+  cpuPeriodUs?: number;
+  cpuShares?: number;
+}
+
+/** An OCI mount. */
+export interface Mount {
+  destination?: string;
+  type?: string;
+  source?: string;
+  options?: string[];
 }
 
 export interface SandboxSpec {
@@ -115,6 +143,9 @@ export interface ContainerStatus {
   exitStatusUnknown?: boolean;
   /** The init process runs but the agent could not learn its pid (pid says 0). */
   pidUnknown?: boolean;
+  /** Why the init process exited, when the runtime knows more than the status: "OOMKilled" (the kernel's OOM killer, under the memory limit in exit_message). */
+  exitReason?: string;
+  exitMessage?: string;
 }
 
 export interface SandboxStatus {
@@ -269,6 +300,19 @@ export interface WaitReply {
   exitedAt?: string;
   /** The process exited but its status is unknown (see ContainerStatus). */
   exitStatusUnknown?: boolean;
+  /** As ContainerStatus.exit_reason / exit_message ("OOMKilled"). */
+  reason?: string;
+  message?: string;
+}
+
+/** vc.v1.sandbox.<sid>.container.<cid>.stdin */
+export interface ContainerStdinRequest {
+  /** Empty: the container's init process. */
+  execId?: string;
+  /** Bytes for the process's stdin (base64 in JSON), written in order. */
+  data?: string;
+  /** Close its stdin after writing (end of input). */
+  close?: boolean;
 }
 
 /** vc.v1.sandbox.<sid>.container.<cid>.logs */
@@ -277,6 +321,9 @@ export interface ContainerLogsRequest {
   execId?: string;
   /** Only the last bytes of each stream; 0 = everything kept (up to 1 MiB per stream). */
   tailBytes?: number;
+  /** Read from these byte offsets on (up to 1 MiB per stream), for following output as it grows: pass the reply's stdout_end / stderr_end back. Not with tail_bytes. */
+  stdoutOffset?: number;
+  stderrOffset?: number;
 }
 
 export interface LogsReply {
@@ -285,6 +332,9 @@ export interface LogsReply {
   stderr?: string;
   /** True when older output was dropped. */
   truncated?: boolean;
+  /** Byte offset just past what this reply returned, per stream. */
+  stdoutEnd?: number;
+  stderrEnd?: number;
 }
 
 /** vc.v1.sandbox.<sid>.container.<cid>.stats. Counters are exact up to 2^53 (a JSON number), the nearest number beyond; a limit of 0 means none. */
@@ -312,7 +362,7 @@ export interface OkReply {
 
 /** Published on vc.v1.evt.sandbox.<sid>.<type>, vc.v1.evt.host.<host>.<type> and vc.v1.evt.sandbox.<sid>.container.<cid>.<type>, kept in the VC_EVENTS stream. */
 export interface Event {
-  /** Sandbox: create, start, pause, resume, stop, fail, delete. Container: create, start, pause, resume, exit, delete. Exec (with exec_id): exec-added, exec-started, exit. Host (on vc.v1.evt.host.<host>.<type>, with no seq): lost, forget, reap. */
+  /** Sandbox: create, start, pause, resume, stop, fail, delete. Container: create, start, pause, resume, oom, exit, delete. (oom comes just before the exit of an init process the kernel's OOM killer killed; that exit says reason "OOMKilled" and the limit in its message.) Exec (with exec_id): exec-added, exec-started, exit. Host (on vc.v1.evt.host.<host>.<type>, with no seq): lost, forget, reap. */
   type?: string;
   sandboxId?: string;
   containerId?: string;
@@ -327,7 +377,7 @@ export interface Event {
   exitStatus?: number;
   exitedAt?: string;
   pid?: number;
-  /** For fail events: guest-exited, agent-unreachable, check-timeout. */
+  /** For fail events: guest-exited, agent-unreachable, check-timeout. For exit: OOMKilled. */
   reason?: string;
   message?: string;
   /** For exit: the status is unknown (the guest died, or a stock agent reported a death by a signal as 0); exit_status then says 255. */
@@ -374,6 +424,8 @@ export type MessageName =
   | 'Empty'
   | 'MonitorSpec'
   | 'ContainerSpec'
+  | 'ContainerResources'
+  | 'Mount'
   | 'SandboxSpec'
   | 'AttachSpec'
   | 'NoopAgentConfig'
@@ -399,6 +451,7 @@ export type MessageName =
   | 'PsReply'
   | 'ContainerWaitRequest'
   | 'WaitReply'
+  | 'ContainerStdinRequest'
   | 'ContainerLogsRequest'
   | 'LogsReply'
   | 'ContainerStats'
@@ -410,4 +463,4 @@ export type MessageName =
   | 'CredsCreateRequest'
   | 'CredsCreateReply';
 
-export const busDescriptor = {"nested":{"virtactors":{"nested":{"bus":{"nested":{"v1":{"nested":{"ErrorInfo":{"fields":{"code":{"type":"string","id":1},"message":{"type":"string","id":2},"state":{"type":"string","id":3}}},"ErrorReply":{"fields":{"ok":{"type":"bool","id":1},"error":{"type":"ErrorInfo","id":2}}},"Empty":{"fields":{}},"MonitorSpec":{"fields":{"intervalMs":{"type":"uint32","id":1},"deadlineMs":{"type":"uint32","id":2},"policy":{"type":"string","id":3}}},"ContainerSpec":{"fields":{"id":{"type":"string","id":1},"args":{"rule":"repeated","type":"string","id":2},"env":{"rule":"repeated","type":"string","id":3},"cwd":{"type":"string","id":4},"user":{"type":"string","id":5},"terminal":{"type":"bool","id":6},"rootfs":{"type":"string","id":7},"annotations":{"keyType":"string","type":"string","id":8},"privileged":{"type":"bool","id":9}}},"SandboxSpec":{"fields":{"id":{"type":"string","id":1},"agent":{"type":"string","id":2},"agentConfig":{"type":"google.protobuf.Struct","id":3},"backend":{"type":"string","id":4},"hostname":{"type":"string","id":5},"monitor":{"type":"MonitorSpec","id":6},"annotations":{"keyType":"string","type":"string","id":7},"containers":{"rule":"repeated","type":"ContainerSpec","id":8},"attach":{"type":"AttachSpec","id":9}}},"AttachSpec":{"fields":{"grpcSocket":{"type":"string","id":1},"ctlSocket":{"type":"string","id":2},"ttySocket":{"type":"string","id":3}}},"NoopAgentConfig":{"fields":{}},"HyperstartAgentConfig":{"fields":{"sockCtlName":{"type":"string","id":1},"sockTtyName":{"type":"string","id":2},"readyTimeoutMs":{"type":"uint32","id":3},"callTimeoutMs":{"type":"uint32","id":4},"shareTag":{"type":"string","id":5}}},"KataAgentConfig":{"fields":{"grpcSocket":{"type":"string","id":1},"longLiveConn":{"type":"bool","id":2},"dialTimeoutMs":{"type":"uint32","id":3},"callTimeoutMs":{"type":"uint32","id":4}}},"ContainerStatus":{"fields":{"id":{"type":"string","id":1},"state":{"type":"string","id":2},"ociState":{"type":"string","id":3},"pid":{"type":"int32","id":4},"createdAt":{"type":"string","id":5},"startedAt":{"type":"string","id":6},"exitedAt":{"type":"string","id":7},"exitStatus":{"type":"int32","id":8},"hasExitStatus":{"type":"bool","id":9},"spec":{"type":"ContainerSpec","id":10},"exitStatusUnknown":{"type":"bool","id":11},"pidUnknown":{"type":"bool","id":12}}},"SandboxStatus":{"fields":{"id":{"type":"string","id":1},"state":{"type":"string","id":2},"ociState":{"type":"string","id":3},"agent":{"type":"string","id":4},"backend":{"type":"string","id":5},"hostname":{"type":"string","id":6},"host":{"type":"string","id":7},"createdAt":{"type":"string","id":8},"containers":{"rule":"repeated","type":"ContainerStatus","id":9},"failureReason":{"type":"string","id":10},"failureMessage":{"type":"string","id":11},"failedAt":{"type":"string","id":12},"lastEventSeq":{"type":"uint64","id":13},"annotations":{"keyType":"string","type":"string","id":14},"monitor":{"type":"MonitorSpec","id":15},"vm":{"type":"VmStatus","id":16},"userNamespace":{"type":"bool","id":17},"lostSince":{"type":"string","id":18}}},"VmStatus":{"fields":{"accel":{"type":"string","id":1},"machine":{"type":"string","id":2},"warm":{"type":"bool","id":3},"pid":{"type":"uint32","id":4}}},"SandboxCreateRequest":{"fields":{"sandbox":{"type":"SandboxSpec","id":1},"start":{"type":"bool","id":2}}},"SandboxReply":{"fields":{"ok":{"type":"bool","id":1},"sandbox":{"type":"SandboxStatus","id":2}}},"SandboxDeleteRequest":{"fields":{"force":{"type":"bool","id":1}}},"DeletedReply":{"fields":{"ok":{"type":"bool","id":1},"id":{"type":"string","id":2}}},"SandboxForgetRequest":{"fields":{"id":{"type":"string","id":1}}},"SandboxListRequest":{"fields":{"host":{"type":"string","id":1}}},"SandboxListReply":{"fields":{"ok":{"type":"bool","id":1},"sandboxes":{"rule":"repeated","type":"SandboxStatus","id":2}}},"ContainerCreateRequest":{"fields":{"container":{"type":"ContainerSpec","id":1}}},"ContainerReply":{"fields":{"ok":{"type":"bool","id":1},"container":{"type":"ContainerStatus","id":2}}},"ContainerKillRequest":{"fields":{"signal":{"type":"uint32","id":1},"all":{"type":"bool","id":2}}},"ContainerDeleteRequest":{"fields":{"force":{"type":"bool","id":1}}},"ContainerExecRequest":{"fields":{"execId":{"type":"string","id":1},"args":{"rule":"repeated","type":"string","id":2},"env":{"rule":"repeated","type":"string","id":3},"cwd":{"type":"string","id":4},"user":{"type":"string","id":5},"terminal":{"type":"bool","id":6}}},"ExecReply":{"fields":{"ok":{"type":"bool","id":1},"execId":{"type":"string","id":2},"pid":{"type":"int32","id":3},"pidUnknown":{"type":"bool","id":4}}},"ContainerPsRequest":{"fields":{"format":{"type":"string","id":1},"args":{"rule":"repeated","type":"string","id":2}}},"PsReply":{"fields":{"ok":{"type":"bool","id":1},"format":{"type":"string","id":2},"output":{"type":"string","id":3}}},"ContainerWaitRequest":{"fields":{"execId":{"type":"string","id":1},"timeoutMs":{"type":"uint32","id":2}}},"WaitReply":{"fields":{"ok":{"type":"bool","id":1},"exitStatus":{"type":"int32","id":2},"exitedAt":{"type":"string","id":3},"exitStatusUnknown":{"type":"bool","id":4}}},"ContainerLogsRequest":{"fields":{"execId":{"type":"string","id":1},"tailBytes":{"type":"uint32","id":2}}},"LogsReply":{"fields":{"ok":{"type":"bool","id":1},"stdout":{"type":"string","id":2},"stderr":{"type":"string","id":3},"truncated":{"type":"bool","id":4}}},"ContainerStats":{"fields":{"cpuUsageNs":{"type":"uint64","id":1},"memoryUsageBytes":{"type":"uint64","id":2},"memoryLimitBytes":{"type":"uint64","id":3},"pidsCurrent":{"type":"uint64","id":4},"pidsLimit":{"type":"uint64","id":5}}},"StatsReply":{"fields":{"ok":{"type":"bool","id":1},"stats":{"type":"ContainerStats","id":2}}},"OnlineCpuMemRequest":{"fields":{"cpus":{"type":"uint32","id":1}}},"OkReply":{"fields":{"ok":{"type":"bool","id":1}}},"Event":{"fields":{"type":{"type":"string","id":1},"sandboxId":{"type":"string","id":2},"containerId":{"type":"string","id":3},"execId":{"type":"string","id":4},"seq":{"type":"uint64","id":5},"time":{"type":"string","id":6},"host":{"type":"string","id":7},"state":{"type":"string","id":8},"exitStatus":{"type":"int32","id":9},"exitedAt":{"type":"string","id":10},"pid":{"type":"int32","id":11},"reason":{"type":"string","id":12},"message":{"type":"string","id":13},"exitStatusUnknown":{"type":"bool","id":14},"pidUnknown":{"type":"bool","id":15}}},"Inspection":{"fields":{"sandboxId":{"type":"string","id":1},"actorId":{"type":"string","id":2},"event":{"type":"string","id":3},"state":{"type":"string","id":4},"status":{"type":"string","id":5},"time":{"type":"string","id":6},"path":{"type":"string","id":7}}},"CredsCreateRequest":{"fields":{"role":{"type":"string","id":1},"name":{"type":"string","id":2},"publicKey":{"type":"string","id":3}}},"CredsCreateReply":{"fields":{"ok":{"type":"bool","id":1},"jwt":{"type":"string","id":2}}}}}}}}},"google":{"nested":{"protobuf":{"nested":{"Struct":{"fields":{"fields":{"keyType":"string","type":"Value","id":1}}},"Value":{"oneofs":{"kind":{"oneof":["nullValue","numberValue","stringValue","boolValue","structValue","listValue"]}},"fields":{"nullValue":{"type":"NullValue","id":1},"numberValue":{"type":"double","id":2},"stringValue":{"type":"string","id":3},"boolValue":{"type":"bool","id":4},"structValue":{"type":"Struct","id":5},"listValue":{"type":"ListValue","id":6}}},"NullValue":{"values":{"NULL_VALUE":0}},"ListValue":{"fields":{"values":{"rule":"repeated","type":"Value","id":1}}}}}}}}} as const;
+export const busDescriptor = {"nested":{"virtactors":{"nested":{"bus":{"nested":{"v1":{"nested":{"ErrorInfo":{"fields":{"code":{"type":"string","id":1},"message":{"type":"string","id":2},"state":{"type":"string","id":3},"refusedBy":{"type":"string","id":4}}},"ErrorReply":{"fields":{"ok":{"type":"bool","id":1},"error":{"type":"ErrorInfo","id":2}}},"Empty":{"fields":{}},"MonitorSpec":{"fields":{"intervalMs":{"type":"uint32","id":1},"deadlineMs":{"type":"uint32","id":2},"policy":{"type":"string","id":3}}},"ContainerSpec":{"fields":{"id":{"type":"string","id":1},"args":{"rule":"repeated","type":"string","id":2},"env":{"rule":"repeated","type":"string","id":3},"cwd":{"type":"string","id":4},"user":{"type":"string","id":5},"terminal":{"type":"bool","id":6},"rootfs":{"type":"string","id":7},"annotations":{"keyType":"string","type":"string","id":8},"privileged":{"type":"bool","id":9},"hostname":{"type":"string","id":10},"resources":{"type":"ContainerResources","id":11},"mounts":{"rule":"repeated","type":"Mount","id":12}}},"ContainerResources":{"fields":{"memoryLimitBytes":{"type":"uint64","id":1},"pidsLimit":{"type":"uint64","id":2},"cpuQuotaUs":{"type":"uint64","id":3},"cpuPeriodUs":{"type":"uint64","id":4},"cpuShares":{"type":"uint64","id":5}}},"Mount":{"fields":{"destination":{"type":"string","id":1},"type":{"type":"string","id":2},"source":{"type":"string","id":3},"options":{"rule":"repeated","type":"string","id":4}}},"SandboxSpec":{"fields":{"id":{"type":"string","id":1},"agent":{"type":"string","id":2},"agentConfig":{"type":"google.protobuf.Struct","id":3},"backend":{"type":"string","id":4},"hostname":{"type":"string","id":5},"monitor":{"type":"MonitorSpec","id":6},"annotations":{"keyType":"string","type":"string","id":7},"containers":{"rule":"repeated","type":"ContainerSpec","id":8},"attach":{"type":"AttachSpec","id":9}}},"AttachSpec":{"fields":{"grpcSocket":{"type":"string","id":1},"ctlSocket":{"type":"string","id":2},"ttySocket":{"type":"string","id":3}}},"NoopAgentConfig":{"fields":{}},"HyperstartAgentConfig":{"fields":{"sockCtlName":{"type":"string","id":1},"sockTtyName":{"type":"string","id":2},"readyTimeoutMs":{"type":"uint32","id":3},"callTimeoutMs":{"type":"uint32","id":4},"shareTag":{"type":"string","id":5}}},"KataAgentConfig":{"fields":{"grpcSocket":{"type":"string","id":1},"longLiveConn":{"type":"bool","id":2},"dialTimeoutMs":{"type":"uint32","id":3},"callTimeoutMs":{"type":"uint32","id":4}}},"ContainerStatus":{"fields":{"id":{"type":"string","id":1},"state":{"type":"string","id":2},"ociState":{"type":"string","id":3},"pid":{"type":"int32","id":4},"createdAt":{"type":"string","id":5},"startedAt":{"type":"string","id":6},"exitedAt":{"type":"string","id":7},"exitStatus":{"type":"int32","id":8},"hasExitStatus":{"type":"bool","id":9},"spec":{"type":"ContainerSpec","id":10},"exitStatusUnknown":{"type":"bool","id":11},"pidUnknown":{"type":"bool","id":12},"exitReason":{"type":"string","id":13},"exitMessage":{"type":"string","id":14}}},"SandboxStatus":{"fields":{"id":{"type":"string","id":1},"state":{"type":"string","id":2},"ociState":{"type":"string","id":3},"agent":{"type":"string","id":4},"backend":{"type":"string","id":5},"hostname":{"type":"string","id":6},"host":{"type":"string","id":7},"createdAt":{"type":"string","id":8},"containers":{"rule":"repeated","type":"ContainerStatus","id":9},"failureReason":{"type":"string","id":10},"failureMessage":{"type":"string","id":11},"failedAt":{"type":"string","id":12},"lastEventSeq":{"type":"uint64","id":13},"annotations":{"keyType":"string","type":"string","id":14},"monitor":{"type":"MonitorSpec","id":15},"vm":{"type":"VmStatus","id":16},"userNamespace":{"type":"bool","id":17},"lostSince":{"type":"string","id":18}}},"VmStatus":{"fields":{"accel":{"type":"string","id":1},"machine":{"type":"string","id":2},"warm":{"type":"bool","id":3},"pid":{"type":"uint32","id":4}}},"SandboxCreateRequest":{"fields":{"sandbox":{"type":"SandboxSpec","id":1},"start":{"type":"bool","id":2}}},"SandboxReply":{"fields":{"ok":{"type":"bool","id":1},"sandbox":{"type":"SandboxStatus","id":2}}},"SandboxDeleteRequest":{"fields":{"force":{"type":"bool","id":1}}},"DeletedReply":{"fields":{"ok":{"type":"bool","id":1},"id":{"type":"string","id":2}}},"SandboxForgetRequest":{"fields":{"id":{"type":"string","id":1}}},"SandboxListRequest":{"fields":{"host":{"type":"string","id":1}}},"SandboxListReply":{"fields":{"ok":{"type":"bool","id":1},"sandboxes":{"rule":"repeated","type":"SandboxStatus","id":2}}},"ContainerCreateRequest":{"fields":{"container":{"type":"ContainerSpec","id":1}}},"ContainerReply":{"fields":{"ok":{"type":"bool","id":1},"container":{"type":"ContainerStatus","id":2}}},"ContainerKillRequest":{"fields":{"signal":{"type":"uint32","id":1},"all":{"type":"bool","id":2}}},"ContainerDeleteRequest":{"fields":{"force":{"type":"bool","id":1}}},"ContainerExecRequest":{"fields":{"execId":{"type":"string","id":1},"args":{"rule":"repeated","type":"string","id":2},"env":{"rule":"repeated","type":"string","id":3},"cwd":{"type":"string","id":4},"user":{"type":"string","id":5},"terminal":{"type":"bool","id":6}}},"ExecReply":{"fields":{"ok":{"type":"bool","id":1},"execId":{"type":"string","id":2},"pid":{"type":"int32","id":3},"pidUnknown":{"type":"bool","id":4}}},"ContainerPsRequest":{"fields":{"format":{"type":"string","id":1},"args":{"rule":"repeated","type":"string","id":2}}},"PsReply":{"fields":{"ok":{"type":"bool","id":1},"format":{"type":"string","id":2},"output":{"type":"string","id":3}}},"ContainerWaitRequest":{"fields":{"execId":{"type":"string","id":1},"timeoutMs":{"type":"uint32","id":2}}},"WaitReply":{"fields":{"ok":{"type":"bool","id":1},"exitStatus":{"type":"int32","id":2},"exitedAt":{"type":"string","id":3},"exitStatusUnknown":{"type":"bool","id":4},"reason":{"type":"string","id":5},"message":{"type":"string","id":6}}},"ContainerStdinRequest":{"fields":{"execId":{"type":"string","id":1},"data":{"type":"bytes","id":2},"close":{"type":"bool","id":3}}},"ContainerLogsRequest":{"fields":{"execId":{"type":"string","id":1},"tailBytes":{"type":"uint32","id":2},"stdoutOffset":{"type":"uint64","id":3},"stderrOffset":{"type":"uint64","id":4}}},"LogsReply":{"fields":{"ok":{"type":"bool","id":1},"stdout":{"type":"string","id":2},"stderr":{"type":"string","id":3},"truncated":{"type":"bool","id":4},"stdoutEnd":{"type":"uint64","id":5},"stderrEnd":{"type":"uint64","id":6}}},"ContainerStats":{"fields":{"cpuUsageNs":{"type":"uint64","id":1},"memoryUsageBytes":{"type":"uint64","id":2},"memoryLimitBytes":{"type":"uint64","id":3},"pidsCurrent":{"type":"uint64","id":4},"pidsLimit":{"type":"uint64","id":5}}},"StatsReply":{"fields":{"ok":{"type":"bool","id":1},"stats":{"type":"ContainerStats","id":2}}},"OnlineCpuMemRequest":{"fields":{"cpus":{"type":"uint32","id":1}}},"OkReply":{"fields":{"ok":{"type":"bool","id":1}}},"Event":{"fields":{"type":{"type":"string","id":1},"sandboxId":{"type":"string","id":2},"containerId":{"type":"string","id":3},"execId":{"type":"string","id":4},"seq":{"type":"uint64","id":5},"time":{"type":"string","id":6},"host":{"type":"string","id":7},"state":{"type":"string","id":8},"exitStatus":{"type":"int32","id":9},"exitedAt":{"type":"string","id":10},"pid":{"type":"int32","id":11},"reason":{"type":"string","id":12},"message":{"type":"string","id":13},"exitStatusUnknown":{"type":"bool","id":14},"pidUnknown":{"type":"bool","id":15}}},"Inspection":{"fields":{"sandboxId":{"type":"string","id":1},"actorId":{"type":"string","id":2},"event":{"type":"string","id":3},"state":{"type":"string","id":4},"status":{"type":"string","id":5},"time":{"type":"string","id":6},"path":{"type":"string","id":7}}},"CredsCreateRequest":{"fields":{"role":{"type":"string","id":1},"name":{"type":"string","id":2},"publicKey":{"type":"string","id":3}}},"CredsCreateReply":{"fields":{"ok":{"type":"bool","id":1},"jwt":{"type":"string","id":2}}}}}}}}},"google":{"nested":{"protobuf":{"nested":{"Struct":{"fields":{"fields":{"keyType":"string","type":"Value","id":1}}},"Value":{"oneofs":{"kind":{"oneof":["nullValue","numberValue","stringValue","boolValue","structValue","listValue"]}},"fields":{"nullValue":{"type":"NullValue","id":1},"numberValue":{"type":"double","id":2},"stringValue":{"type":"string","id":3},"boolValue":{"type":"bool","id":4},"structValue":{"type":"Struct","id":5},"listValue":{"type":"ListValue","id":6}}},"NullValue":{"values":{"NULL_VALUE":0}},"ListValue":{"fields":{"values":{"rule":"repeated","type":"Value","id":1}}}}}}}}} as const;

@@ -43,6 +43,9 @@ export interface ContainerContext {
   /** The init process exited with a status nobody can tell (exitStatus is 255). */
   exitUnknown?: boolean;
   exitedAt?: string;
+  /** Why the init process exited, when known beyond its status (OOMKilled), and in words. */
+  exitReason?: string;
+  exitMessage?: string;
   lastError?: ErrorSummary;
   /** Deadline of the command the container works on (ms since the epoch). */
   deadline?: number;
@@ -153,13 +156,16 @@ export const containerMachine = setup({
     takeDeadline: assign({ deadline: ({ event }) => (event as Deadline).deadline }),
     recordStart: assign((_, out: ContainerStartOutput) => ({ pid: out.pid, pidUnknown: !!out.pidUnknown, startedAt: out.startedAt })),
     /** A new run: the exit of the previous one no longer applies. */
-    clearExit: assign({ exitStatus: undefined, exitUnknown: undefined, exitedAt: undefined }),
+    clearExit: assign({ exitStatus: undefined, exitUnknown: undefined, exitedAt: undefined, exitReason: undefined, exitMessage: undefined }),
     clearPid: assign({ pid: 0, pidUnknown: false }),
-    recordExit: assign((_, exit: ExitNews) => ({ exitStatus: exit.status, exitUnknown: !!exit.unknown, exitedAt: exit.at, pid: 0, pidUnknown: false })),
+    recordExit: assign((_, exit: ExitNews) => ({
+      exitStatus: exit.status, exitUnknown: !!exit.unknown, exitedAt: exit.at, exitReason: exit.reason, exitMessage: exit.message, pid: 0, pidUnknown: false,
+    })),
     notify: sendParent(({ context }, notice: ContainerNoticeDraft) => ({
       type: 'CONTAINER_NOTICE' as const,
       notice: { ...notice, containerId: context.id },
     })),
+    /** The exit, with its reason when known (the sandbox announces an OOMKilled one after an `oom`). */
     notifyExit: sendParent(({ context }) => ({
       type: 'CONTAINER_NOTICE' as const,
       notice: {
@@ -168,6 +174,7 @@ export const containerMachine = setup({
         state: 'stopped',
         pid: 0,
         ...exitFields(context.exitStatus, context.exitUnknown, context.exitedAt),
+        ...(context.exitReason ? { reason: context.exitReason, message: context.exitMessage ?? '' } : {}),
       },
     })),
     /** An exec: its process actor, which starts it in the guest. */

@@ -55,6 +55,9 @@ export interface ExitFields {
   exitStatus: number;
   exitStatusUnknown?: boolean;
   exitedAt: string;
+  /** What ended it, when the runtime knows more than the status ("OOMKilled"), and in words. */
+  reason?: string;
+  message?: string;
 }
 
 /** A sandbox's own notices; `fail` says why. */
@@ -64,7 +67,8 @@ export type SandboxNotice =
 
 /** A container's notices (its init process); `start` has the pid, `exit` the status. */
 export type ContainerNotice =
-  | (NoticeBase & { type: Exclude<ContainerEventType, 'start' | 'exit'>; containerId: string; execId?: undefined })
+  | (NoticeBase & { type: Exclude<ContainerEventType, 'start' | 'exit' | 'oom'>; containerId: string; execId?: undefined })
+  | (NoticeBase & { type: 'oom'; containerId: string; execId?: undefined; message: string })
   | (NoticeBase & { type: 'start'; containerId: string; execId?: undefined; pid: number } & PidFields)
   | (NoticeBase & { type: 'exit'; containerId: string; execId?: undefined; pid: number } & ExitFields);
 
@@ -89,7 +93,13 @@ export interface ExitNews {
   status: number;
   at: string;
   unknown?: boolean;
+  /** The kernel's OOM killer ended it: "OOMKilled", with the limit in the message. */
+  reason?: string;
+  message?: string;
 }
+
+/** The reason of an exit the OOM killer caused (Docker's and containerd's word). */
+export const OOM_KILLED = 'OOMKilled';
 
 /** The exit of a process lost with its guest. */
 export const lostExit = (at: string): ExitNews => ({ status: UNKNOWN_EXIT_STATUS, at, unknown: true });

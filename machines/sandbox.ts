@@ -7,10 +7,10 @@
 // that list it, so `snapshot.can(command)` is the precondition check; a refused command
 // changes nothing. Every lifecycle notice, the containers' included, is numbered here
 // (a per-sandbox sequence) and emitted as a `lifecycle` event for the publisher.
-import { assign, emit, enqueueActions, fromPromise, setup, spawnChild, stopChild, type ActorRefFrom, type SnapshotFrom } from 'xstate';
+import { assign, enqueueActions, fromPromise, setup, spawnChild, stopChild, type ActorRefFrom, type SnapshotFrom } from 'xstate';
 import { containerMachine, type ContainerActorRef } from './container.js';
 import { monitorMachine } from './monitor.js';
-import { summarizeError, type ContainerNotice, type ErrorSummary, type ExecNotice, type FailureReason, type SandboxNotice } from './lifecycle.js';
+import { OOM_KILLED, summarizeError, type ContainerNotice, type ErrorSummary, type ExecNotice, type FailureReason, type SandboxNotice } from './lifecycle.js';
 import type { ContainerSpec, SandboxSpec } from './specs.js';
 
 export interface SandboxInput {
@@ -159,12 +159,16 @@ export const sandboxMachine = setup({
         ref.send({ type: 'GUEST_LOST', at: context.failure?.at ?? '' });
       }
     },
-    relayContainerNotice: emit(({ context, event }) => ({
-      type: 'lifecycle' as const,
-      seq: context.eventSeq + 1,
-      notice: (event as Extract<SandboxEvent, { type: 'CONTAINER_NOTICE' }>).notice,
-    })),
-    bumpSeq: assign({ eventSeq: ({ context }) => context.eventSeq + 1 }),
+    /** A container's notice, numbered; an exit the OOM killer caused comes after an `oom` (containerd's /tasks/oom). */
+    relayContainerNotice: enqueueActions(({ context, event, enqueue }) => {
+      const notice = (event as Extract<SandboxEvent, { type: 'CONTAINER_NOTICE' }>).notice;
+      let seq = context.eventSeq;
+      if (notice.type === 'exit' && !notice.execId && notice.reason === OOM_KILLED) {
+        enqueue.emit({ type: 'lifecycle', seq: ++seq, notice: { type: 'oom', containerId: notice.containerId, state: notice.state, message: notice.message ?? '' } });
+      }
+      enqueue.emit({ type: 'lifecycle', seq: ++seq, notice });
+      enqueue.assign({ eventSeq: seq });
+    }),
     onlineCpuMem: spawnChild('onlineCpuMem', {
       id: ({ event }) => (event as Extract<SandboxEvent, { type: 'ONLINE_CPU_MEM' }>).opId,
       input: ({ context, event }) => {
@@ -193,7 +197,7 @@ export const sandboxMachine = setup({
   initial: 'creating',
   on: {
     // Container notices are numbered in the same sequence as the sandbox's own.
-    CONTAINER_NOTICE: { actions: ['relayContainerNotice', 'bumpSeq'] },
+    CONTAINER_NOTICE: { actions: ['relayContainerNotice'] },
     'xstate.done.actor.*': { actions: ['forgetContainer', 'releaseChild'] },
     'xstate.error.actor.*': { actions: 'releaseChild' },
   },

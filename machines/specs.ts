@@ -20,6 +20,18 @@ export interface ContainerSpec {
   annotations: Record<string, string>;
   /** Relaxed confinement (all capabilities, no seccomp, unmasked /proc and /sys); only when allowed. */
   privileged?: boolean;
+  /** The container's own hostname (OCI `hostname`); default the sandbox's. */
+  hostname?: string;
+  /** Its own cgroup limits (OCI `linux.resources`); absent fields are not set. */
+  resources?: ContainerResources;
+}
+
+export interface ContainerResources {
+  memoryLimitBytes?: number;
+  pidsLimit?: number;
+  cpuQuotaUs?: number;
+  cpuPeriodUs?: number;
+  cpuShares?: number;
 }
 
 /** A process to run (an exec), as the statecharts carry it. */

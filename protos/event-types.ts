@@ -5,7 +5,7 @@
 /** Events of a sandbox itself: vc.v1.evt.sandbox.<sid>.<type>. */
 export const SANDBOX_EVENT_TYPES = ['create', 'start', 'pause', 'resume', 'stop', 'fail', 'delete'] as const;
 /** Events of a container's init process: vc.v1.evt.sandbox.<sid>.container.<cid>.<type>. */
-export const CONTAINER_EVENT_TYPES = ['create', 'start', 'pause', 'resume', 'exit', 'delete'] as const;
+export const CONTAINER_EVENT_TYPES = ['create', 'start', 'pause', 'resume', 'oom', 'exit', 'delete'] as const;
 /** Events of an exec, on its container's subject with execId set. */
 export const EXEC_EVENT_TYPES = ['exec-added', 'exec-started', 'exit'] as const;
 

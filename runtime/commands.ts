@@ -107,6 +107,11 @@ export function createCommandHandlers(registry: SandboxRegistry, store: SandboxS
     ContainerPs: (c) => on(c, (s) => s.processList(c.params.cid, c.request, limits(c))),
     ContainerWait: (c) => on(c, (s) => s.wait(c.params.cid, c.request, limits(c))),
     ContainerLogs: (c) => on(c, (s) => s.logs(c.params.cid, c.request)),
+    ContainerStdin: (c) =>
+      on(c, async (s) => {
+        await s.stdin(c.params.cid, c.request, limits(c));
+        return {};
+      }),
     ContainerStats: (c) => on(c, async (s) => ({ stats: await s.stats(c.params.cid, limits(c)) })),
   };
 }

@@ -28,6 +28,7 @@ import type { MonitorSettings } from '../machines/specs.js';
 import { createLogger } from './log.js';
 import { createCommandHandlers } from './commands.js';
 import { VERSION } from './version.js';
+import { HostMetrics, serveMetrics } from './metrics.js';
 
 export interface HostOptions {
   servers: string | string[];
@@ -61,6 +62,8 @@ export interface HostOptions {
   outboxDir?: string;
   /** After how long without a heartbeat another host counts as lost (VC_HOST_LOST_AFTER_MS, default 15 s). */
   hostLostAfterMs?: number;
+  /** Where to serve Prometheus metrics (VC_METRICS_ADDR); none: counted, not served. */
+  metricsAddr?: { host: string; port: number };
 }
 
 /** Where the vm backend caches its kernel and image: the state directory. */
@@ -121,14 +124,16 @@ export class RuntimeHost {
     const vm = new VmHost({ root: join(runRoot, '.vm'), cacheDir: opts.vm?.cacheDir ?? vmCacheDir(), log, pool: opts.vm?.pool, memoryMiB: opts.vm?.memoryMiB, cpus: opts.vm?.cpus });
     vm.start();
 
-    const registry = new SandboxRegistry(
+    const metrics = new HostMetrics(host, { values: () => registry.values() });
+    const publish = metrics.publishing((event, dedupId) => publisher.publish(event, dedupId));
+    const registry: SandboxRegistry = new SandboxRegistry(
       {
         host,
         log,
         runDir: (sid) => join(runRoot, sid),
         createAgent,
         createBackend: (type) => (type === 'vm' ? new VmBackend(vm) : createBackend(type, log, { attachDirs: opts.attachDirs ?? [] })),
-        publish: (event, dedupId) => publisher.publish(event, dedupId),
+        publish,
         pending: (lane) => outbox.pending(lane),
         blocked: (lane) => {
           const waiting = outbox.pending(lane);
@@ -187,6 +192,7 @@ export class RuntimeHost {
         unreachable: (h) => liveness.unreachable(h),
         lost: (h) => liveness.lost(h),
         busDown: () => health.reason(),
+        observe: (name, code, s) => metrics.command(name, code, s),
       },
       log,
     );
@@ -207,15 +213,27 @@ export class RuntimeHost {
     );
     const creds = opts.authority ? startCredsService(nc, opts.authority, log) : undefined;
     await liveness.start();
-    log.info({ servers: opts.servers }, 'runtime host ready');
+    const served = opts.metricsAddr ? await serveMetrics(metrics, opts.metricsAddr).catch((err: Error) => {
+      log.warn({ err: err.message, addr: opts.metricsAddr }, 'cannot serve metrics (VC_METRICS_ADDR); counting them anyway');
+      return undefined;
+    }) : undefined;
+    log.info({ servers: opts.servers, metrics: served?.url }, 'runtime host ready');
 
-    return new RuntimeHost(host, nc, registry, commands, [
+    const runtime = new RuntimeHost(host, nc, registry, commands, [
       () => liveness.stop(),
+      () => served?.close(),
       () => Promise.all([...discovery, ...(creds ? [creds] : [])].map((s) => s.drain().catch(() => {}))).then(() => {}),
       // Pool VMs belong to no sandbox: they go with the host.
       () => vm.close(),
     ], log, vm, publisher, health);
+    runtime.metrics = metrics;
+    runtime.metricsUrl = served?.url;
+    return runtime;
   }
+
+  /** This host's metrics, and where they are served (when they are). */
+  metrics!: HostMetrics;
+  metricsUrl: string | undefined;
 
   /** Stops serving and detaches from every sandbox; guests keep running. */
   async stop(): Promise<void> {

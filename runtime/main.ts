@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger } from './log.js';
 import { RuntimeHost } from './host.js';
+import { parseMetricsAddr } from './metrics.js';
 import { startNatsServer, type NatsServer } from './nats-server.js';
 import { replicasFromEnv, stateDir, stateFiles } from '../bus/connection.js';
 import { authFiles, ensureAuthority, loadAuthority, privateDir } from '../bus/auth-files.js';
@@ -112,8 +113,9 @@ async function main(): Promise<void> {
     outboxDir: join(dir, 'outbox'),
     hostLostAfterMs: hostLostAfter(),
     replicas: replicasFromEnv(),
+    metricsAddr: parseMetricsAddr(process.env.VC_METRICS_ADDR),
   });
-  process.stdout.write(`virtactors: host ${host.host} serving on ${servers}\n`);
+  process.stdout.write(`virtactors: host ${host.host} serving on ${servers}${host.metricsUrl ? `, metrics at ${host.metricsUrl}` : ''}\n`);
 
   let stopping = false;
   const shutdown = async (signal: string) => {

@@ -33,6 +33,9 @@ export interface ExitInfo {
   /** 128 + n for a death by signal n; 255 when unknown. */
   exitStatus: number;
   exitedAt: string;
+  /** What the runtime knows beyond the status ("OOMKilled"), and in words. */
+  reason?: string;
+  message?: string;
   /**
    * The process ended but its status is unknown (the guest died, or a stock agent
    * reported a death by a signal as 0): exitStatus says 255, never an invented value.
@@ -103,6 +106,9 @@ export interface AgentInit {
  */
 export interface Agent {
   readonly type: AgentType;
+  /** A running process's stdin: bytes written in order, and its end (agents with a stdio stream). */
+  writeProcessStdin?(containerId: string, execId: string, data: Uint8Array, abort?: AbortSignal): Promise<unknown>;
+  closeProcessStdin?(containerId: string, execId: string, abort?: AbortSignal): Promise<void>;
   /** 1. Validates the config and prepares host-side state. Idempotent. */
   init(init: AgentInit, abort?: AbortSignal): Promise<void>;
   /** 2. Capability bitmask. */

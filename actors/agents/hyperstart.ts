@@ -13,6 +13,7 @@ import {
   deadlineExceeded,
   failedPrecondition,
   invalidArgument,
+  unimplemented,
   notFound,
   toVcError,
   unavailable,
@@ -314,6 +315,9 @@ export class HyperstartAgent implements Agent {
 
   /** Records the spec: as in the reference, the guest creates the container when it starts. */
   async createContainer(spec: ContainerSpec, abort?: AbortSignal): Promise<void> {
+    // The hyperstart protocol carries no per-container limits: refused, never dropped.
+    if (spec.resources) throw unimplemented(`the hyperstart protocol has no per-container resources; use the kata agent, or sandbox limits (io.virtactors.memory-limit)`);
+    if (spec.hostname) throw unimplemented(`the hyperstart protocol has no per-container hostname; its containers share the pod's (the sandbox's --hostname)`);
     await this.clearExited(spec.id, abort);
     this.containers.set(spec.id, { spec, started: false });
   }

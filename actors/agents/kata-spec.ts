@@ -52,14 +52,29 @@ export function ociSpec(spec: ContainerSpec, hostname: string): { spec: Spec; st
       // None named: our guest gives the container a minimal root of its own (never the
       // guest's /); a stock agent, which has no default, refuses it with a clear error.
       Root: { Path: spec.rootfs ?? '', Readonly: false },
-      Hostname: hostname,
+      Hostname: spec.hostname || hostname,
       Mounts: STANDARD_MOUNTS.map((m) => ({ ...m, options: [...(m.options ?? [])] })),
       Annotations: annotations,
       Linux: {
-        Resources: {},
+        Resources: ociResources(spec.resources),
         Namespaces: CONTAINER_NAMESPACES.map((Type) => ({ Type, Path: '' })),
       },
     },
     ...(stringUser ? { stringUser } : {}),
   };
+}
+
+/** OCI linux.resources of a container's limits (64-bit values as the kata protocol has them: numbers). */
+function ociResources(r: ContainerSpec['resources']): NonNullable<Spec['Linux']>['Resources'] {
+  const out: NonNullable<NonNullable<Spec['Linux']>['Resources']> = {};
+  if (!r) return out;
+  if (r.memoryLimitBytes) out.Memory = { Limit: r.memoryLimitBytes };
+  if (r.pidsLimit) out.Pids = { Limit: r.pidsLimit };
+  if (r.cpuQuotaUs || r.cpuPeriodUs || r.cpuShares) {
+    out.CPU = {};
+    if (r.cpuQuotaUs) out.CPU.Quota = r.cpuQuotaUs;
+    if (r.cpuPeriodUs) out.CPU.Period = r.cpuPeriodUs;
+    if (r.cpuShares) out.CPU.Shares = r.cpuShares;
+  }
+  return out;
 }

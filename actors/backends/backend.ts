@@ -45,6 +45,13 @@ export interface Backend {
   status?(): BackendStatus | undefined;
   /** Whether the running guest (and its containers) is in a user namespace mapping root to unprivileged host ids. */
   readonly userNamespace: boolean;
+  /**
+   * After a container's init died of SIGKILL: the OOM counter of its cgroup (or the
+   * sandbox's) that moved since last asked, when this backend can see them (host cgroups).
+   */
+  oomKilled?(containerId: string): { oomKills: number; limitBytes?: number } | undefined;
+  /** Memory the guest uses now, in bytes (its cgroup's), when this backend can tell. */
+  memoryBytes?(): number | undefined;
 }
 
 /** No guest at all: for the noop agent. */

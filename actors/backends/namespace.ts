@@ -16,7 +16,7 @@ import type { Readable } from 'node:stream';
 import { failedPrecondition, invalidArgument } from '../../bus/errors.js';
 import type { BootRequest } from './backend.js';
 import { MAX_HOSTNAME_LEN } from '../../machines/specs.js';
-import { hostCgroupDriver, hasLimits, limitsFromAnnotations, readHostCgroups, type CgroupDriver } from './cgroups/index.js';
+import { hostCgroupDriver, hasLimits, limitsFromAnnotations, memoryUsage, oomCounters, OomWatch, readHostCgroups, type CgroupDriver, type OomCounter } from './cgroups/index.js';
 import { DetachedGuestBackend, type GuestBackendOptions, type GuestRun } from './detached.js';
 import { guestEnvironment, logTail, signal } from './guest-files.js';
 import { holdUserNamespace, kernelAllowsUserNamespaces, reachableByOthers, type UserNamespaceSetting } from './userns.js';
@@ -155,6 +155,17 @@ export class NamespaceBackend extends DetachedGuestBackend {
   private readonly cgroups: () => Promise<CgroupDriver | undefined>;
   private readonly userns: UserNamespaceSetting;
   private usernsWarned = false;
+  /** The OOM counters of this run's cgroups. */
+  private oom: OomWatch | undefined;
+  private memoryUsage: (() => number | undefined) | undefined;
+
+  oomKilled(containerId: string): OomCounter | undefined {
+    return this.oom?.moved(containerId);
+  }
+
+  memoryBytes(): number | undefined {
+    return this.memoryUsage?.();
+  }
 
   constructor(options: NamespaceBackendOptions) {
     super(options);
@@ -204,6 +215,9 @@ export class NamespaceBackend extends DetachedGuestBackend {
     if (!driver && hasLimits(limits)) throw failedPrecondition('this host has no writable cgroups: sandbox limits cannot be applied');
     const cgroup = driver ? await driver.create({ host: incarnation.host, sandboxId: sandbox.id, incarnation: incarnation.uid }, limits) : undefined;
     if (cgroup) run.teardown.push(() => cgroup.destroy());
+    const memoryDir = cgroup?.memoryDir;
+    this.oom = memoryDir ? new OomWatch((cid) => oomCounters(memoryDir, cgroup.version, cid)) : undefined;
+    this.memoryUsage = memoryDir ? () => memoryUsage(memoryDir, cgroup.version) : undefined;
 
     const t = this.tools;
     const procs = cgroup?.procsFiles ?? [];

@@ -307,6 +307,8 @@ describe.skipIf(!isRoot)('namespace backend', () => {
         },
         create: async () => ({
           dirs: [],
+          memoryDir: undefined,
+          version: 2 as const,
           procsFiles: ['/proc/version'],
           pids: async () => [],
           freeze: async () => {},

@@ -64,7 +64,7 @@ describe('virtactors CLI', { timeout: 90_000 }, () => {
     expect(table.stdout).toMatch(/^web\s+running/m);
 
     expect(await json('container', 'kill', 'cli1', 'web', 'SIGUSR1', '--all')).toEqual({ signal: 10 });
-    expect(await json('container', 'exec', 'cli1', 'web', '--exec-id', 'x1', '--', 'ls')).toEqual({ execId: 'x1', pid: 0 });
+    expect(await json('container', 'exec', '-d', 'cli1', 'web', '--exec-id', 'x1', '--', 'ls')).toEqual({ execId: 'x1', pid: 0 });
     const ps = await cli('container', 'ps', 'cli1', 'web', '--format', 'json');
     expect(JSON.parse(ps.stdout)).toEqual([]);
     expect((await json('container', 'stop', 'cli1', 'db')).state).toBe('stopped');
@@ -89,12 +89,16 @@ describe('virtactors CLI', { timeout: 90_000 }, () => {
     const missing = await cli('sandbox', 'status', 'nosuch');
     expect(missing.code).toBe(1);
     expect(missing.stderr).toBe('virtactors: NotFound: sandbox nosuch does not exist\n');
-    const bad = await cli('sandbox', 'create', 'bad', '--agent', 'kvm');
+    const bad = await cli('sandbox', 'create', 'bad', '--agent', 'kata', '--backend', 'none');
     expect(bad.code).toBe(1);
-    expect(bad.stderr).toMatch(/InvalidArgument: unknown agent type "kvm": accepted values are noop, hyperstart, kata/);
+    expect(bad.stderr).toMatch(/InvalidArgument: the kata agent needs a guest: use backend "namespace", "process", "vm" or "external"/);
+    // A value the CLI knows to be wrong is refused before anything is sent (exit 2).
+    const kvm = await cli('sandbox', 'create', 'bad', '--agent', 'kvm');
+    expect(kvm.code).toBe(2);
+    expect(kvm.stderr).toMatch(/option '--agent <type>' argument 'kvm' is invalid. Allowed choices are noop, hyperstart, kata./);
     const usage = await cli('sandbox', 'frob');
     expect(usage.code).toBe(2);
-    expect(usage.stderr).toMatch(/unknown sandbox command frob/);
+    expect(usage.stderr).toMatch(/unknown command 'frob'/);
   });
 
   it('lists runtime hosts through service discovery, saying which publish inspection', async () => {
@@ -186,6 +190,6 @@ describe('virtactors CLI', { timeout: 90_000 }, () => {
   it('ui refuses a bad port', async () => {
     const r = await cli('ui', '--port', 'x');
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/--port takes a port number/);
+    expect(r.stderr).toMatch(/option '--port <n>' argument 'x' is invalid. takes a port number/);
   });
 });

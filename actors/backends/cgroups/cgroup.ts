@@ -16,6 +16,9 @@ export interface CgroupLimits {
 export interface SandboxCgroup {
   /** One directory per hierarchy (a single one on v2). */
   readonly dirs: readonly string[];
+  /** The directory with the memory controller's files, when there is one (its OOM counters). */
+  readonly memoryDir: string | undefined;
+  readonly version: 1 | 2;
   /** cgroup.procs files: a process that writes "0" into each of them joins the cgroup. */
   readonly procsFiles: readonly string[];
   /** Host pids of every process in the subtree, child cgroups included. */

@@ -11,6 +11,7 @@ export * from './cgroup.js';
 export { readHostCgroups, type HostCgroups, type Hierarchy } from './host.js';
 export { CgroupV1Driver } from './v1.js';
 export { CgroupV2Driver } from './v2.js';
+export { memoryUsage, OomWatch, oomCounters, type OomCounter } from './oom.js';
 
 export function chooseCgroupDriver(host: HostCgroups, log: Logger): CgroupDriver | undefined {
   if (host.v1.length > 0) {

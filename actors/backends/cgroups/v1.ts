@@ -38,8 +38,14 @@ class V1Cgroup implements SandboxCgroup {
     private readonly name: string,
   ) {}
 
+  readonly version = 1 as const;
+
   get dirs(): string[] {
     return this.members.map((m) => m.dir);
+  }
+
+  get memoryDir(): string | undefined {
+    return this.members.find((m) => has(m, 'memory'))?.dir;
   }
 
   get procsFiles(): string[] {

@@ -38,8 +38,14 @@ class V2Cgroup implements SandboxCgroup {
     private readonly name: string,
   ) {}
 
+  readonly version = 2 as const;
+
   get dirs(): string[] {
     return [this.dir];
+  }
+
+  get memoryDir(): string {
+    return this.dir;
   }
 
   get procsFiles(): string[] {
