@@ -1,19 +1,31 @@
 // The registry: one root sandbox actor per sandbox id, in a plain Map (never as
 // children of one parent: XState copies the children map on every spawn).
-import { alreadyExists, notFound } from '../bus/errors.js';
-import type { SandboxRecord, SandboxStore } from '../bus/store.js';
+import { alreadyExists, notFound, unavailable } from '../bus/errors.js';
+import { ownershipOf, StaleRevisionError, type Ownership, type SandboxRecord, type SandboxStore } from '../bus/store.js';
 import type { SandboxSpec } from '../machines/specs.js';
 import { SandboxActor, type SandboxEnv } from './sandbox-actor.js';
 import { cleanUpHalfCreated } from './reattach.js';
 import { sandboxLogic } from './sandbox-logic.js';
 
+export interface RegistryHooks {
+  /** Why no record can be written now (no connection), or undefined: a write then fails at once and is retried. */
+  busDown?(): string | undefined;
+  /** A sandbox whose record was no longer this host's had its guest stopped. */
+  reaped?(sandbox: SandboxActor, ownership: Exclude<Ownership, 'mine'>, error?: unknown): void;
+}
+
 export class SandboxRegistry {
   private readonly sandboxes = new Map<string, SandboxActor>();
   private readonly env: SandboxEnv;
+  /** The KV revision each sandbox's record was last written at: the next write names it. */
+  private readonly revisions = new WeakMap<SandboxActor, number>();
+  /** Outbox lanes of sandboxes whose record turned out not to be this host's. */
+  private readonly disownedLanes = new Set<string>();
 
   constructor(
     env: Omit<SandboxEnv, 'persist' | 'forget' | 'logic'>,
     private readonly store: SandboxStore,
+    private readonly hooks: RegistryHooks = {},
   ) {
     this.env = {
       ...env,
@@ -47,33 +59,138 @@ export class SandboxRegistry {
   async create(spec: SandboxSpec, deadline?: number): Promise<SandboxActor> {
     if (this.sandboxes.has(spec.id)) throw alreadyExists(`sandbox ${spec.id} already exists`);
     const createdAt = new Date().toISOString();
+    // Not started before the claim: constructing touches nothing outside the process.
     const sandbox = new SandboxActor(spec, this.env, createdAt, deadline);
-    await this.store.claim({
+    const revision = await this.store.claim({
       id: spec.id,
       host: this.env.host,
+      incarnation: sandbox.uid,
       status: { id: spec.id, state: 'creating', host: this.env.host, agent: spec.agent, createdAt },
       // A host restarted before the guest came up finds what to clean up by it.
       attach: sandbox.attachRecord(),
       updatedAt: createdAt,
     });
     // A concurrent create of the same id on this host lost the claim above.
+    this.revisions.set(sandbox, revision);
     this.sandboxes.set(spec.id, sandbox);
     return sandbox.activate();
   }
 
+  /**
+   * Names the revision a sandbox's record is at, for a sandbox loaded from its record
+   * (reattach): its next write replaces exactly that one. Without it, the first write
+   * reads the record and checks that it is still this sandbox's.
+   */
+  adoptRevision(sandbox: SandboxActor, revision: number): void {
+    this.revisions.set(sandbox, revision);
+  }
+
+  /**
+   * Writes the sandbox's record at the revision it was last written at, so that a stale
+   * writer (this host, back after being counted lost) never overwrites a newer record:
+   * when the record moved on and is no longer this incarnation's, the sandbox is let go
+   * (see disown). Bus failures reject: the journal retries.
+   */
   private async persist(sandbox: SandboxActor): Promise<void> {
-    if (sandbox.deleted) {
-      await this.store.remove(sandbox.id);
-      return;
+    if (this.disownedLanes.has(sandbox.journal.lane)) return;
+    const down = this.hooks.busDown?.();
+    if (down) throw unavailable(down);
+    for (let attempt = 0; ; attempt++) {
+      let revision = this.revisions.get(sandbox);
+      if (revision === undefined) {
+        const { ownership, entry } = await ownershipOf(this.store, sandbox.id, this.env.host, sandbox.uid);
+        if (ownership !== 'mine') {
+          if (!sandbox.deleted) void this.disown(sandbox, ownership);
+          return;
+        }
+        revision = entry!.revision;
+      }
+      try {
+        if (sandbox.deleted) {
+          await this.store.remove(sandbox.id, revision);
+          this.revisions.delete(sandbox);
+        } else {
+          const record = {
+            id: sandbox.id,
+            host: this.env.host,
+            incarnation: sandbox.uid,
+            status: sandbox.status(),
+            snapshot: sandbox.persistedSnapshot(),
+            attach: sandbox.attachRecord(),
+            updatedAt: new Date().toISOString(),
+          };
+          this.revisions.set(sandbox, await this.store.put(record, revision));
+        }
+        return;
+      } catch (err) {
+        if (!(err instanceof StaleRevisionError) || attempt > 0) throw err;
+        // Our own write whose acknowledgement was lost, or someone else's: look.
+        this.revisions.delete(sandbox);
+      }
     }
-    await this.store.put({
-      id: sandbox.id,
-      host: this.env.host,
-      status: sandbox.status(),
-      snapshot: sandbox.persistedSnapshot(),
-      attach: sandbox.attachRecord(),
-      updatedAt: new Date().toISOString(),
-    });
+  }
+
+  /** Whether a sandbox record (found on start, or held) is still this host's: the hook reattach calls. */
+  ownership(id: string, incarnation: string) {
+    return ownershipOf(this.store, id, this.env.host, incarnation);
+  }
+
+  /** Whether an outbox lane's events may still be stored (bus/outbox.ts). */
+  async laneOwned(lane: string): Promise<boolean> {
+    if (this.disownedLanes.has(lane)) return false;
+    const [id, incarnation] = lane.split('.') as [string, string];
+    const held = this.sandboxes.get(id);
+    if (held && held.uid === incarnation) {
+      const { ownership } = await this.ownership(id, incarnation);
+      if (ownership !== 'mine') void this.disown(held, ownership);
+      return ownership === 'mine';
+    }
+    // A sandbox this host deleted (its record gone) still stores its last events; only
+    // an id that names another sandbox now keeps them out.
+    return (await this.ownership(id, incarnation)).ownership !== 'replaced';
+  }
+
+  /**
+   * Checks every sandbox held against its record (after this host was counted lost):
+   * those forgotten or replaced meanwhile are let go. Resolves with the ids let go.
+   */
+  async reconcile(): Promise<string[]> {
+    const gone: string[] = [];
+    for (const sandbox of [...this.sandboxes.values()]) {
+      if (this.disownedLanes.has(sandbox.journal.lane) || sandbox.deleted) continue;
+      const { ownership } = await this.ownership(sandbox.id, sandbox.uid);
+      if (ownership === 'mine') continue;
+      gone.push(sandbox.id);
+      await this.disown(sandbox, ownership);
+    }
+    return gone;
+  }
+
+  /**
+   * The record is no longer this sandbox's (forgotten by an operator while this host was
+   * lost, or the id reused): stop its guest without writing anything for it (its events
+   * would land among the next incarnation's), drop it, and tell the host.
+   */
+  private async disown(sandbox: SandboxActor, ownership: Exclude<Ownership, 'mine'>): Promise<void> {
+    if (this.disownedLanes.has(sandbox.journal.lane)) return;
+    this.disownedLanes.add(sandbox.journal.lane);
+    sandbox.journal.silence();
+    sandbox.log.warn({ ownership }, 'sandbox record is no longer this host\'s: stopping its guest');
+    let error: unknown;
+    try {
+      await sandbox.commands.exclusive(() => sandbox.commands.delete(true));
+    } catch (err) {
+      error = err;
+      sandbox.log.error({ err }, 'guest of a disowned sandbox not stopped cleanly');
+      await sandbox.detach().catch(() => {});
+    }
+    if (this.sandboxes.get(sandbox.id) === sandbox) this.sandboxes.delete(sandbox.id);
+    this.hooks.reaped?.(sandbox, ownership, error);
+  }
+
+  /** Retries every record write that failed (the connection is back). */
+  retryRecords(): void {
+    for (const sandbox of this.sandboxes.values()) sandbox.journal.retryRecord();
   }
 
   /**

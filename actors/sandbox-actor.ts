@@ -22,7 +22,7 @@ import { OutputLog } from './output-log.js';
 import { containerStatus, sandboxStatus } from './sandbox-status.js';
 import type { SandboxLogic } from './sandbox-logic.js';
 import { GuestOperations } from './sandbox-operations.js';
-import { SandboxJournal } from './sandbox-journal.js';
+import { SandboxJournal, type PublishOutcome } from './sandbox-journal.js';
 import { SandboxCommands, type SandboxHandle } from './sandbox-commands.js';
 
 /** What a sandbox needs from the host that runs it. */
@@ -34,8 +34,12 @@ export interface SandboxEnv {
   runDir(sandboxId: string): string;
   createAgent(type: AgentType): Agent;
   createBackend(type: BackendType): Backend;
-  /** Stores one event; resolves once the stream has it. */
-  publish(event: Bus.Event, dedupId: string): Promise<void>;
+  /** Stores one event; resolves once the stream has it, or 'queued' when it waits in the outbox. */
+  publish(event: Bus.Event, dedupId: string): Promise<PublishOutcome | void>;
+  /** Why a change now could not be recorded (bus down, older events of the lane waiting), or undefined. */
+  blocked?(lane: string): string | undefined;
+  /** How many events of the lane wait in the outbox. */
+  pending?(lane: string): number;
   /** Stores the sandbox record (or removes it when the sandbox is gone). */
   persist(sandbox: SandboxActor): Promise<void>;
   /** The sandbox is gone: drop it from the registry. */
@@ -125,7 +129,7 @@ export class SandboxActor implements SandboxHandle {
       output: () => this.output(),
       containers: () => containerRefs(this.snapshot()),
     });
-    this.journal = new SandboxJournal(env.host, spec.id, this.uid, { publish: env.publish, persist: () => env.persist(this) }, () => this.log);
+    this.journal = new SandboxJournal(env.host, spec.id, this.uid, { publish: env.publish, persist: () => env.persist(this), blocked: env.blocked, pending: env.pending }, () => this.log);
     this.commands = new SandboxCommands(this);
     this.actor = createActor(env.logic, {
       input: { spec, createdAt: this.createdAt, deadline },

@@ -21,6 +21,7 @@ import { CHROMIUM } from '../test/helpers/browser.js';
 import { benchVm, vmTable, type VmFigures } from './vm.js';
 import type { Latency } from './stats.js';
 import { benchReattach, reattachTable, type ReattachFigures } from './reattach.js';
+import { benchClusterLoss, clusterLossTable, type ClusterLossFigures } from './cluster-loss.js';
 
 const quick = process.argv.includes('--quick');
 /** `--only auth,noop`: run these sections, keep the others from the last results. */
@@ -101,6 +102,10 @@ async function main(): Promise<void> {
       process.stderr.write('bench: restart after kill -9...\n');
       results.reattach = await benchReattach(server.url, client, join(dir, 'reattach-host'), quick ? { noop: 200, kata: 5, cycles: 3, exitsPerCycle: 2 } : { noop: 1000, kata: 20, cycles: 20, exitsPerCycle: 5 });
     }
+    if (runs('cluster-loss')) {
+      process.stderr.write('bench: losing one server of a 3-node cluster...\n');
+      results.clusterLoss = await benchClusterLoss(quick ? { beforeSeconds: 5, duringSeconds: 15, timeoutMs: 5_000 } : { beforeSeconds: 15, duringSeconds: 30, timeoutMs: 5_000 });
+    }
     if (runs('vm') && !process.argv.includes('--no-vm')) {
       process.stderr.write('bench: vm backend (minutes under TCG)...\n');
       results.vm = await benchVm(server.url, client, dir, quick ? { cold: 2, warm: 3, pool: 2 } : { cold: 3, warm: 5, pool: 2 });
@@ -151,6 +156,7 @@ function markdown(r: Record<string, unknown>): string {
     ...uiTable(r.ui as UiFigures | undefined),
     ...vmTable(r.vm as VmFigures | undefined),
     ...reattachTable(r.reattach as ReattachFigures | undefined),
+    ...(r.clusterLoss ? clusterLossTable(r.clusterLoss as ClusterLossFigures) : []),
   ].join('\n');
 }
 

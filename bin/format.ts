@@ -39,7 +39,7 @@ export function sandboxRows(list: Bus.SandboxStatus[]): string {
   return table([
     ['ID', 'STATE', 'AGENT', 'BACKEND', 'HOST', 'CONTAINERS', 'CREATED'],
     ...list.map((s) => [
-      s.id ?? '', s.state ?? '', s.agent ?? '', s.backend ?? '', s.host ?? '',
+      s.id ?? '', s.state === 'lost' ? `lost since ${s.lostSince}` : (s.state ?? ''), s.agent ?? '', s.backend ?? '', s.host ?? '',
       String(s.containers?.length ?? 0), s.createdAt ?? '',
     ]),
   ]);
@@ -55,6 +55,7 @@ export function containerRows(list: Bus.ContainerStatus[]): string {
 export function describeSandbox(s: Bus.SandboxStatus): string {
   let out = sandboxRows([s]);
   if (s.state === 'failed') out += `\nfailed: ${s.failureReason} since ${s.failedAt}: ${s.failureMessage}`;
+  if (s.state === 'lost') out += `\nlost: host ${s.host} is lost since ${s.lostSince} (\`sandbox forget ${s.id}\` drops the record)`;
   if (s.backend === 'namespace') out += `\nuser namespace: ${s.userNamespace ? 'on' : 'off'}`;
   if (s.containers?.length) out += `\n\n${containerRows(s.containers)}`;
   return out;
@@ -68,6 +69,8 @@ export function statsTable(st: Bus.ContainerStats): string {
 }
 
 export function eventLine(e: Bus.Event): string {
+  // Host events (lost, forget, reap) are not numbered and have no state.
+  if (e.seq === undefined && e.state === undefined) return `${e.time} host ${e.host} ${e.type}${e.sandboxId ? ` sandbox ${e.sandboxId}` : ''}: ${e.message ?? ''}`;
   const who = e.containerId ? `container ${e.containerId}${e.execId ? ` exec ${e.execId}` : ''}` : 'sandbox';
   let line = `${e.time} ${e.sandboxId} #${e.seq} ${who} ${e.type} -> ${e.state}`;
   if (e.exitStatus !== undefined && (e.type === 'exit' || e.type === 'fail')) line += `, status ${e.exitStatusUnknown ? 'unknown' : e.exitStatus}`;

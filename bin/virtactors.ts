@@ -231,6 +231,11 @@ function sandboxCommands(program: Command): void {
       await client.call('SandboxDelete', { sid: id('sandbox', sid) }, o.force ? { force: true } : {});
       print(g, { id: sid, deleted: true }, () => `sandbox ${sid} deleted`, () => [sid]);
     }));
+  sandbox.command('forget').description('drop the record of a sandbox whose host is lost, freeing its id (operators only)').argument('<sid>', 'sandbox id', idArg('sandbox'))
+    .action(withClient(async (client, g, sid: string) => {
+      await client.call('SandboxForget', {}, { id: id('sandbox', sid) });
+      print(g, { id: sid, forgotten: true }, () => `sandbox ${sid} forgotten: its id is free`, () => [sid]);
+    }));
   sandbox.command('list').alias('ls').description('list sandboxes').option('--host <host>', 'only those of this host')
     .action(withClient(async (client, g, o: { host?: string }) => {
       const reply = await client.call('SandboxList', {}, o.host ? { host: o.host } : {});

@@ -7,6 +7,7 @@ import { subjectOf, type CommandName, type CommandParams, type CommandReply, typ
 import { connectBus, identityOf, permissionError, type ConnectOptions } from './connection.js';
 import { mintCreds, type CredsIdentity } from './credentials.js';
 import { ErrorCode } from './errors.js';
+import { BusHealth } from './health.js';
 import type { CredsCreateReply, CredsCreateRequest, ErrorInfo } from './messages.gen.js';
 import { readEvents, type ReadOptions, type StoredEvent } from './event-reader.js';
 import type { Role } from './roles.js';
@@ -52,12 +53,17 @@ const HOST_PROBE_AFTER_MS = 1000;
 const HOST_PROBE_WAIT_MS = 500;
 
 export class VcClient {
+  /** Whether the connection is up: while it is not, a request fails at once rather than waiting out its timeout. */
+  private readonly health: BusHealth;
+
   constructor(
     readonly nc: NatsConnection,
     readonly timeoutMs = 60_000,
     /** Whom the credentials speak for, to say what a refusal refused to whom. */
     readonly identity?: CredsIdentity,
-  ) {}
+  ) {
+    this.health = new BusHealth(nc);
+  }
 
   static async connect(opts: ClientOptions): Promise<VcClient> {
     return new VcClient(await connectBus({ name: 'virtactors-client', ...opts }), opts.timeoutMs, identityOf(opts.creds));
@@ -89,6 +95,7 @@ export class VcClient {
    */
   async requestSubject(subject: string, data: Uint8Array, opts?: CallOptions): Promise<{ ok?: boolean; error?: ErrorInfo; [field: string]: unknown }> {
     const timeout = opts?.timeoutMs ?? this.timeoutMs;
+    if (!this.health.isConnected) throw new CommandError(ErrorCode.Unavailable, `${subject}: not connected to NATS (reconnecting); try again when it is back`);
     // Across the accounts of a server with authentication a request nobody serves gets
     // no "no responders": it would wait out its timeout. Ask the hosts after a while.
     let probe: ReturnType<typeof setTimeout> | undefined;

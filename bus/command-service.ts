@@ -19,6 +19,8 @@ import { ErrorCode, invalidArgument, notFound, toVcError, unavailable, type VcEr
 import type { SandboxStore } from './store.js';
 import { commandFilter, commandSubject, commandTail, QUEUE_GROUP, subjects, SubjectMatcher } from './subjects.js';
 import type { EndpointInfo } from './service-discovery.js';
+import { lostStatus, type LostHost } from './liveness.js';
+import { busUnavailable } from './health.js';
 
 /** One command as its handler sees it: decoded, with its deadline. */
 export interface CommandCall<C extends CommandName> {
@@ -40,6 +42,12 @@ export interface CommandServiceOptions {
   owns(sandboxId: string): boolean;
   /** Deadline of a command whose request names none, in ms. */
   defaultDeadlineMs: number;
+  /** Why a host cannot be reached now (lost, or silent), or undefined (see bus/liveness.ts). */
+  unreachable?(host: string): string | undefined;
+  /** A lost host's entry, for answering `status` of its sandboxes without it. */
+  lost?(host: string): LostHost | undefined;
+  /** Why nothing can be stored now (bus/health.ts): commands that change state are refused at once. */
+  busDown?(): string | undefined;
   /** Told of every command this host served: its name, OK or the error code, and how long it took. */
   observe?(command: string, code: string, seconds: number): void;
 }
@@ -140,10 +148,18 @@ export class CommandService {
       const { def } = endpoint;
       const route = routeOf(def);
       if (route === 'host' && match.params.host !== this.options.host) throw invalidArgument(`command for host ${match.params.host} reached host ${this.options.host}`);
+      if (def.changesState) {
+        const down = this.options.busDown?.();
+        if (down) throw unavailable(`${def.name} needs NATS: ${down}; try again when it is back`);
+      }
       if (route === 'sandbox' && !forwarded && !this.options.owns(match.params.sid!)) {
-        // Its owner serves (and counts) it.
+        // Its owner serves (and counts) it; for a lost owner the answer comes from here.
         outcome = undefined;
-        await this.forward(match.params.sid!, msg);
+        const answer = await this.forward(match.params.sid!, msg, def);
+        if (answer && replyTo) {
+          this.nc.publish(replyTo, encode({ ok: true, ...answer }));
+          outcome = 'OK';
+        }
         return;
       }
       const request = decode<CommandRequest<CommandName>>(def.request, msg.data);
@@ -160,7 +176,7 @@ export class CommandService {
       if (replyTo) this.nc.publish(replyTo, body);
       outcome = 'OK';
     } catch (err) {
-      const e = toVcError(err);
+      const e = toVcError(busUnavailable(err));
       outcome = e.code;
       if (endpoint) {
         endpoint.numErrors++;
@@ -175,17 +191,26 @@ export class CommandService {
     }
   }
 
-  /** Sends a command on to the host that owns the sandbox. */
-  private async forward(sandboxId: string, msg: Msg): Promise<void> {
+  /**
+   * Sends a command on to the host that owns the sandbox. When that host is lost (or
+   * silent), answers at once instead: `status` from the record (state lost), anything
+   * else Unavailable naming the host; the reply body is returned then.
+   */
+  private async forward(sandboxId: string, msg: Msg, def: CommandDef): Promise<object | undefined> {
     const record = await this.store.get(sandboxId);
     if (!record) throw notFound(`sandbox ${sandboxId} does not exist`);
     if (record.host === this.options.host) {
       throw unavailable(`sandbox ${sandboxId} belongs to host ${this.options.host} but is not loaded on it`);
     }
+    const lost = this.options.lost?.(record.host);
+    if (lost && def.name === 'SandboxStatus') return { sandbox: lostStatus(record.status, lost) };
+    const why = this.options.unreachable?.(record.host);
+    if (why) throw unavailable(`sandbox ${sandboxId} cannot be reached: ${why}${lost ? '; `sandbox forget` drops its record' : ''}`);
     const h = headers();
     for (const [key, values] of msg.headers ?? []) for (const v of values) h.append(key, v);
     if (msg.reply) h.set(FORWARDED_REPLY_HEADER, msg.reply);
     this.nc.publish(subjects.hostForward(record.host, msg.subject), msg.data, { headers: h });
+    return undefined;
   }
 }
 

@@ -9,6 +9,8 @@ export interface CommandTypes {
   HostSandboxCreate: { request: M.SandboxCreateRequest; reply: M.SandboxReply; params: { host: string } };
   /** Lists the sandboxes of every host (or of one). */
   SandboxList: { request: M.SandboxListRequest; reply: M.SandboxListReply; params: Record<never, never> };
+  /** Drops the record of a sandbox whose owner host is lost (operators only). */
+  SandboxForget: { request: M.SandboxForgetRequest; reply: M.DeletedReply; params: Record<never, never> };
   SandboxStatus: { request: M.Empty; reply: M.SandboxReply; params: { sid: string } };
   /** Starts every ready or stopped container; boots the guest of a stopped sandbox first. */
   SandboxStart: { request: M.Empty; reply: M.SandboxReply; params: { sid: string } };
@@ -58,6 +60,7 @@ export const commandTable: readonly CommandDef[] = [
   { name: 'SandboxCreate', subject: 'vc.v1.sandbox.create', params: [], request: 'SandboxCreateRequest', reply: 'SandboxReply', changesState: true, description: "Creates a sandbox on any host, optionally starting it (RunSandbox)." },
   { name: 'HostSandboxCreate', subject: 'vc.v1.host.{host}.sandbox.create', params: ['host'], request: 'SandboxCreateRequest', reply: 'SandboxReply', changesState: true, description: "Creates a sandbox on the named host." },
   { name: 'SandboxList', subject: 'vc.v1.sandbox.list', params: [], request: 'SandboxListRequest', reply: 'SandboxListReply', changesState: false, description: "Lists the sandboxes of every host (or of one)." },
+  { name: 'SandboxForget', subject: 'vc.v1.sandbox.forget', params: [], request: 'SandboxForgetRequest', reply: 'DeletedReply', changesState: true, description: "Drops the record of a sandbox whose owner host is lost (operators only)." },
   { name: 'SandboxStatus', subject: 'vc.v1.sandbox.{sid}.status', params: ['sid'], request: 'Empty', reply: 'SandboxReply', changesState: false, description: "" },
   { name: 'SandboxStart', subject: 'vc.v1.sandbox.{sid}.start', params: ['sid'], request: 'Empty', reply: 'SandboxReply', changesState: true, description: "Starts every ready or stopped container; boots the guest of a stopped sandbox first." },
   { name: 'SandboxStop', subject: 'vc.v1.sandbox.{sid}.stop', params: ['sid'], request: 'Empty', reply: 'SandboxReply', changesState: true, description: "Stops every container and the guest." },

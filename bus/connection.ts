@@ -5,8 +5,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { connect, credsAuthenticator, PermissionViolationError, type NatsConnection } from '@nats-io/transport-node';
-import { jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy } from '@nats-io/jetstream';
-import { CLIENT_JS_API, streams, subjects } from './subjects.js';
+import { jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
+import { CLIENT_JS_API, kvStream, streams, subjects } from './subjects.js';
 import { authFiles } from './auth-files.js';
 import { credsIdentity, roleAccount, type CredsIdentity } from './credentials.js';
 import { permissionDenied, type VcError } from './errors.js';
@@ -126,18 +126,36 @@ export function permissionError(err: unknown, who: CredsIdentity | undefined): V
 }
 
 export interface StreamSettings {
-  /** Replicas of the stream and buckets (1 on a single server, 3 on a cluster). */
+  /**
+   * Replicas of the stream and buckets. Default: 1 on a single server, min(3, cluster
+   * size) in a cluster (tried from 3 down until the cluster has the peers).
+   */
   replicas?: number;
   /** How long events are kept, in seconds. Default 7 days. */
   eventMaxAgeSec?: number;
+  /** Told when existing ones are raised to more replicas, or cannot be. */
+  log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
 }
 
-const DUPLICATE_WINDOW_NS = 2 * 60 * 1e9;
+/**
+ * How long the stream remembers a Nats-Msg-Id. An outbox retry later than half of it
+ * asks the stream whether the event is there instead (bus/outbox.ts), so this bounds
+ * memory, not correctness.
+ */
+export const DUPLICATE_WINDOW_NS = 2 * 60 * 1e9;
+
+/** `VC_REPLICAS`: replicas of the stream and buckets, overriding the cluster's size. */
+export function replicasFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const v = env.VC_REPLICAS;
+  if (v === undefined || v === '') return undefined;
+  if (!/^[1-5]$/.test(v)) throw new Error('VC_REPLICAS must be a number from 1 to 5');
+  return Number(v);
+}
 
 /**
- * Creates the events stream and the KV buckets when they do not exist yet. A cluster
- * that has just started needs a few seconds to elect its JetStream leader: retry until
- * `waitMs` has passed.
+ * Creates the events stream and the KV buckets when they do not exist yet, and raises
+ * existing ones to the replicas wanted. A cluster that has just started needs a few
+ * seconds to elect its JetStream leader: retry until `waitMs` has passed.
  */
 export async function ensureBusState(nc: NatsConnection, settings: StreamSettings = {}, waitMs = 30_000): Promise<void> {
   const deadline = Date.now() + waitMs;
@@ -152,32 +170,66 @@ export async function ensureBusState(nc: NatsConnection, settings: StreamSetting
   }
 }
 
+/** A refusal that means "not that many peers": try fewer replicas. */
+const tooFewPeers = (err: unknown) => err instanceof Error && /insufficient resources|no suitable peers|non-clustered mode|replicas/i.test(err.message);
+
 async function ensureOnce(nc: NatsConnection, settings: StreamSettings): Promise<void> {
   const jsm = await jetstreamManager(nc);
-  const replicas = settings.replicas ?? 1;
-  try {
-    await jsm.streams.info(streams.events);
-  } catch {
-    await jsm.streams
-      .add({
-        name: streams.events,
-        subjects: [subjects.eventsAll()],
-        retention: RetentionPolicy.Limits,
-        storage: StorageType.File,
-        discard: DiscardPolicy.Old,
-        max_age: (settings.eventMaxAgeSec ?? 7 * 24 * 3600) * 1e9,
-        duplicate_window: DUPLICATE_WINDOW_NS,
-        num_replicas: replicas,
-      })
-      .catch(async (err) => {
-        // Another host created it in between.
-        await jsm.streams.info(streams.events).catch(() => {
-          throw err;
-        });
-      });
-  }
+  // In a cluster, 3 replicas where it has 3 servers, else as many as it has.
+  const tries = settings.replicas ? [settings.replicas] : nc.info?.cluster ? [3, 2, 1] : [1];
   const { Kvm } = await import('@nats-io/kv');
   const kvm = new Kvm(nc);
-  await kvm.create(streams.sandboxBucket, { history: 1, replicas });
-  await kvm.create(streams.hostBucket, { history: 1, replicas, ttl: 0 });
+  const wanted: Array<{ stream: string; create(replicas: number): Promise<unknown> }> = [
+    {
+      stream: streams.events,
+      create: (replicas) =>
+        jsm.streams.add({
+          name: streams.events,
+          subjects: [subjects.eventsAll()],
+          retention: RetentionPolicy.Limits,
+          storage: StorageType.File,
+          discard: DiscardPolicy.Old,
+          max_age: (settings.eventMaxAgeSec ?? 7 * 24 * 3600) * 1e9,
+          duplicate_window: DUPLICATE_WINDOW_NS,
+          num_replicas: replicas,
+        }),
+    },
+    { stream: kvStream(streams.sandboxBucket), create: (replicas) => kvm.create(streams.sandboxBucket, { history: 1, replicas }) },
+    { stream: kvStream(streams.hostBucket), create: (replicas) => kvm.create(streams.hostBucket, { history: 1, replicas, ttl: 0 }) },
+  ];
+  for (const w of wanted) {
+    const info = await jsm.streams.info(w.stream).catch(() => undefined);
+    if (info) {
+      await raiseReplicas(jsm, info.config, tries, settings.log);
+      continue;
+    }
+    for (let i = 0; ; i++) {
+      try {
+        await w.create(tries[i]!);
+        break;
+      } catch (err) {
+        // Another host created it in between.
+        if (await jsm.streams.info(w.stream).then(() => true, () => false)) break;
+        if (i + 1 < tries.length && tooFewPeers(err)) continue;
+        throw err;
+      }
+    }
+  }
+}
+
+/** An existing stream with fewer replicas than wanted is raised, where the server allows. */
+async function raiseReplicas(jsm: JetStreamManager, config: StreamConfig, tries: number[], log: StreamSettings['log']): Promise<void> {
+  for (const replicas of tries) {
+    if (replicas <= config.num_replicas) return;
+    try {
+      await jsm.streams.update(config.name, { ...config, num_replicas: replicas });
+      log?.info({ stream: config.name, from: config.num_replicas, to: replicas }, 'stream raised to more replicas');
+      return;
+    } catch (err) {
+      if (!tooFewPeers(err)) {
+        log?.warn({ err, stream: config.name, replicas }, 'stream keeps its replicas: the server refused more');
+        return;
+      }
+    }
+  }
 }

@@ -9,6 +9,15 @@ export const CONTAINER_EVENT_TYPES = ['create', 'start', 'pause', 'resume', 'oom
 /** Events of an exec, on its container's subject with execId set. */
 export const EXEC_EVENT_TYPES = ['exec-added', 'exec-started', 'exit'] as const;
 
+/**
+ * Events about hosts: vc.v1.evt.host.<host>.<type>, not numbered. `lost`: the host
+ * stopped heartbeating (published by the others); `forget`: an operator dropped the
+ * record of one of its sandboxes; `reap`: the host, back, stopped the guest of a
+ * sandbox whose record was forgotten meanwhile.
+ */
+export const HOST_EVENT_TYPES = ['lost', 'forget', 'reap'] as const;
+export type HostEventType = (typeof HOST_EVENT_TYPES)[number];
+
 export type SandboxEventType = (typeof SANDBOX_EVENT_TYPES)[number];
 export type ContainerEventType = (typeof CONTAINER_EVENT_TYPES)[number];
 export type ExecEventType = (typeof EXEC_EVENT_TYPES)[number];

@@ -5,16 +5,30 @@
 // has its handler.
 import type { CommandCall, CommandHandlers } from '../bus/command-service.js';
 import { commands as table, type CommandName } from '../bus/commands.js';
-import type { SandboxStore } from '../bus/store.js';
+import { StaleRevisionError, type SandboxRecord, type SandboxStore } from '../bus/store.js';
+import { failedPrecondition, notFound, unavailable } from '../bus/errors.js';
+import { lostStatus, type LostHost } from '../bus/liveness.js';
+import { checkId } from '../bus/subjects.js';
 import type { SandboxRegistry } from '../actors/registry.js';
 import type { SandboxCommands } from '../actors/sandbox-commands.js';
 import { normalizeContainerSpec, normalizeSandboxSpec, senderOfChange, type SpecDefaults } from '../actors/sandbox-spec.js';
 
-export function createCommandHandlers(registry: SandboxRegistry, store: SandboxStore, defaults: SpecDefaults): CommandHandlers {
+/** What the handlers know of other hosts (bus/liveness.ts). */
+export interface HostsView {
+  lost(host: string): LostHost | undefined;
+  /** An operator dropped the record of a lost host's sandbox. */
+  forgotten(record: SandboxRecord): void;
+}
+
+export function createCommandHandlers(registry: SandboxRegistry, store: SandboxStore, defaults: SpecDefaults, hosts?: HostsView): CommandHandlers {
   /** Runs a command on its sandbox: queued behind the others when it changes state. */
   const on = <C extends CommandName, T>(call: CommandCall<C> & { params: { sid: string } }, run: (s: SandboxCommands) => Promise<T>): Promise<T> => {
-    const commands = registry.get(call.params.sid).commands;
-    return table[call.name].changesState ? commands.exclusive(() => run(commands)) : run(commands);
+    const sandbox = registry.get(call.params.sid);
+    const commands = sandbox.commands;
+    if (!table[call.name].changesState) return run(commands);
+    // A change now could not be recorded (the bus is down, older events wait): refuse it at once.
+    sandbox.journal.assertWritable();
+    return commands.exclusive(() => run(commands));
   };
   const limits = (call: CommandCall<CommandName>) => ({ deadline: call.deadline, signal: call.signal });
 
@@ -35,7 +49,28 @@ export function createCommandHandlers(registry: SandboxRegistry, store: SandboxS
     HostSandboxCreate: create,
     SandboxList: async ({ request }) => {
       const records = await store.list();
-      return { sandboxes: records.filter((r) => !request.host || r.host === request.host).map((r) => r.status) };
+      const view = (r: SandboxRecord) => {
+        const lost = hosts?.lost(r.host);
+        return lost ? lostStatus(r.status, lost) : r.status;
+      };
+      return { sandboxes: records.filter((r) => !request.host || r.host === request.host).map(view) };
+    },
+    SandboxForget: async ({ request }) => {
+      const id = checkId('sandbox', request.id);
+      const entry = await store.entry(id);
+      if (!entry) throw notFound(`sandbox ${id} does not exist`);
+      const owner = entry.record.host;
+      if (registry.has(id) || !hosts?.lost(owner)) {
+        throw failedPrecondition(`sandbox ${id} is on host ${owner}, which is not lost: delete it instead`, entry.record.status.state);
+      }
+      try {
+        await store.remove(id, entry.revision);
+      } catch (err) {
+        if (err instanceof StaleRevisionError) throw unavailable(`sandbox ${id} changed meanwhile: look again before forgetting it`);
+        throw err;
+      }
+      hosts.forgotten(entry.record);
+      return { id };
     },
     SandboxStatus: async ({ params }) => ({ sandbox: registry.get(params.sid).status() }),
     SandboxStart: (c) => on(c, async (s) => ({ sandbox: await s.start(limits(c)) })),

@@ -9,6 +9,8 @@ import type { InspectionEvent } from 'xstate';
 import { connectBus, ensureBusState } from '../bus/connection.js';
 import { CommandService } from '../bus/command-service.js';
 import { EventPublisher } from '../bus/events.js';
+import { BusHealth } from '../bus/health.js';
+import { DEFAULT_HOST_LOST_AFTER_MS, HostLiveness } from '../bus/liveness.js';
 import { KvSandboxStore } from '../bus/store.js';
 import { startServiceDiscovery } from '../bus/service-discovery.js';
 import { startCredsService } from '../bus/creds-service.js';
@@ -56,6 +58,10 @@ export interface HostOptions {
   allowPrivileged?: boolean;
   /** Directories of the runtime (state, data) that no container rootfs may expose; the run root is always one. */
   protectedDirs?: string[];
+  /** Where events wait while NATS cannot take them (default `<run root>/.outbox`; `npm start`: `$VC_STATE_DIR/outbox`). */
+  outboxDir?: string;
+  /** After how long without a heartbeat another host counts as lost (VC_HOST_LOST_AFTER_MS, default 15 s). */
+  hostLostAfterMs?: number;
   /** Where to serve Prometheus metrics (VC_METRICS_ADDR); none: counted, not served. */
   metricsAddr?: { host: string; port: number };
 }
@@ -92,6 +98,8 @@ export class RuntimeHost {
     private readonly closers: Array<() => Promise<void> | void>,
     readonly log: Logger,
     readonly vm: VmHost,
+    readonly publisher: EventPublisher,
+    readonly health: BusHealth,
   ) {}
 
   static async start(opts: HostOptions): Promise<RuntimeHost> {
@@ -99,10 +107,19 @@ export class RuntimeHost {
     if (!HOST_PATTERN.test(host)) throw new Error(`host name ${JSON.stringify(host)} is not a valid subject token`);
     const log = (opts.log ?? createLogger('virtactors')).child({ host });
     const nc = await connectBus({ servers: opts.servers, creds: opts.creds, name: `virtactors-host-${host}`, persistent: true });
-    await ensureBusState(nc, { replicas: opts.replicas });
+    await ensureBusState(nc, { replicas: opts.replicas, log });
     const store = await KvSandboxStore.open(nc);
-    const publisher = new EventPublisher(nc);
+    const health = new BusHealth(nc);
     const runRoot = opts.runRoot ?? join(process.env.VC_STATE_DIR ?? '/run/virtactors', 'sandboxes');
+    // The registry answers whether an outbox lane's sandbox is still this host's.
+    let registryRef: SandboxRegistry | undefined;
+    const publisher = new EventPublisher(nc, {
+      outboxDir: opts.outboxDir ?? join(runRoot, '.outbox'),
+      health,
+      log,
+      stillOwned: async (lane) => lane.startsWith('host.') || !registryRef || registryRef.laneOwned(lane),
+    });
+    const outbox = publisher.outbox!;
     // VMs live beside the sandboxes' run directories (no sandbox id starts with a dot).
     const vm = new VmHost({ root: join(runRoot, '.vm'), cacheDir: opts.vm?.cacheDir ?? vmCacheDir(), log, pool: opts.vm?.pool, memoryMiB: opts.vm?.memoryMiB, cpus: opts.vm?.cpus });
     vm.start();
@@ -117,11 +134,42 @@ export class RuntimeHost {
         createAgent,
         createBackend: (type) => (type === 'vm' ? new VmBackend(vm) : createBackend(type, log, { attachDirs: opts.attachDirs ?? [] })),
         publish,
+        pending: (lane) => outbox.pending(lane),
+        blocked: (lane) => {
+          const waiting = outbox.pending(lane);
+          return health.reason() ?? (waiting ? `${waiting} earlier event${waiting > 1 ? 's' : ''} of it wait in the outbox` : undefined);
+        },
         inspect: opts.inspect ? (sandbox, inspection) => nc.publish(subjects.inspectSandbox(sandbox.id), encode(inspection)) : undefined,
         observe: opts.observe,
       },
       store,
+      {
+        busDown: () => (health.isConnected ? undefined : 'the runtime is not connected to NATS'),
+        reaped: (sandbox, ownership, error) => {
+          const message = `stopped the guest of sandbox ${sandbox.id} (incarnation ${sandbox.uid}): its record was ${ownership} while this host was lost` + (error ? ` (not cleanly: ${error instanceof Error ? error.message : String(error)})` : '');
+          void publisher.publishHostEvent(host, host, 'reap', { sandboxId: sandbox.id, message }, `reap.${sandbox.id}.${sandbox.uid}`);
+        },
+      },
     );
+    registryRef = registry;
+    health.onReconnect(() => registry.retryRecords());
+    // Events an earlier runtime could not store are stored first, in order.
+    outbox.open();
+    const started = new Date().toISOString();
+    const liveness = new HostLiveness(await new Kvm(nc).open(streams.hostBucket), {
+      host,
+      version: VERSION,
+      started,
+      lostAfterMs: opts.hostLostAfterMs ?? DEFAULT_HOST_LOST_AFTER_MS,
+      health,
+      log,
+      declared: (entry) => {
+        void publisher.publishHostEvent(host, entry.host, 'lost', { message: `host ${entry.host} counted lost by ${host}: ${entry.lost?.reason}` }, `lost.${entry.host}.${entry.lost?.since}`);
+      },
+      wasLost: () => {
+        void registry.reconcile().catch((err: unknown) => log.error({ err }, 'sandboxes not checked against their records'));
+      },
+    });
     const defaults: SpecDefaults = {
       monitor: { ...DEFAULT_MONITOR, ...opts.monitor },
       guestBackend: defaultGuestBackend(),
@@ -137,14 +185,27 @@ export class RuntimeHost {
     }
     const commands = new CommandService(
       nc,
-      createCommandHandlers(registry, store, defaults),
+      createCommandHandlers(registry, store, defaults, {
+        lost: (h) => liveness.lost(h),
+        forgotten: (record) => {
+          const message = `record of sandbox ${record.id} dropped by an operator through host ${host}`;
+          void publisher.publishHostEvent(host, record.host, 'forget', { sandboxId: record.id, message }, `forget.${record.id}.${record.incarnation ?? record.updatedAt}`);
+        },
+      }),
       store,
-      { host, owns: (sid) => registry.has(sid), defaultDeadlineMs: opts.commandDeadlineMs ?? DEFAULT_COMMAND_DEADLINE_MS, observe: (name, code, s) => metrics.command(name, code, s) },
+      {
+        host,
+        owns: (sid) => registry.has(sid),
+        defaultDeadlineMs: opts.commandDeadlineMs ?? DEFAULT_COMMAND_DEADLINE_MS,
+        unreachable: (h) => liveness.unreachable(h),
+        lost: (h) => liveness.lost(h),
+        busDown: () => health.reason(),
+        observe: (name, code, s) => metrics.command(name, code, s),
+      },
       log,
     );
     commands.start();
 
-    const started = new Date().toISOString();
     const discovery = startServiceDiscovery(
       nc,
       {
@@ -159,8 +220,7 @@ export class RuntimeHost {
       () => commands.stats(),
     );
     const creds = opts.authority ? startCredsService(nc, opts.authority, log) : undefined;
-    const hosts = await new Kvm(nc).open(streams.hostBucket);
-    await hosts.put(host, encode({ host, version: VERSION, started }));
+    await liveness.start();
     const served = opts.metricsAddr ? await serveMetrics(metrics, opts.metricsAddr).catch((err: Error) => {
       log.warn({ err: err.message, addr: opts.metricsAddr }, 'cannot serve metrics (VC_METRICS_ADDR); counting them anyway');
       return undefined;
@@ -168,11 +228,12 @@ export class RuntimeHost {
     log.info({ servers: opts.servers, metrics: served?.url }, 'runtime host ready');
 
     const runtime = new RuntimeHost(host, nc, registry, commands, [
+      () => liveness.stop(),
       () => served?.close(),
       () => Promise.all([...discovery, ...(creds ? [creds] : [])].map((s) => s.drain().catch(() => {}))).then(() => {}),
       // Pool VMs belong to no sandbox: they go with the host.
       () => vm.close(),
-    ], log, vm);
+    ], log, vm, publisher, health);
     runtime.metrics = metrics;
     runtime.metricsUrl = served?.url;
     return runtime;
@@ -187,6 +248,8 @@ export class RuntimeHost {
     await this.commands.stop();
     for (const close of this.closers) await close();
     await this.registry.detachAll();
+    // What could not be stored stays on disk for the next start.
+    this.publisher.outbox?.close();
     await this.nc.drain().catch(() => {});
   }
 }

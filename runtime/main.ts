@@ -8,7 +8,7 @@ import { createLogger } from './log.js';
 import { RuntimeHost } from './host.js';
 import { privateServer, type PrivateServer } from './private-server.js';
 import { parseMetricsAddr } from './metrics.js';
-import { stateDir, stateFiles } from '../bus/connection.js';
+import { replicasFromEnv, stateDir, stateFiles } from '../bus/connection.js';
 import { authFiles, ensureAuthority, loadAuthority, privateDir } from '../bus/auth-files.js';
 import { serverAuthConfig, type Authority } from '../bus/credentials.js';
 import { statelyInspector } from './stately-inspector.js';
@@ -59,6 +59,14 @@ function commandDeadline(): number | undefined {
   return Number(v);
 }
 
+/** VC_HOST_LOST_AFTER_MS: after how long without a heartbeat another host counts as lost. */
+function hostLostAfter(): number | undefined {
+  const v = process.env.VC_HOST_LOST_AFTER_MS;
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < 500) throw new Error('VC_HOST_LOST_AFTER_MS must be a number of milliseconds, at least 500');
+  return Number(v);
+}
+
 async function main(): Promise<void> {
   const log = createLogger('virtactors');
   const dir = stateDir();
@@ -99,6 +107,9 @@ async function main(): Promise<void> {
     attachDirs: attachDirs(),
     allowPrivileged: process.env.VC_ALLOW_PRIVILEGED === '1',
     protectedDirs: [dir],
+    outboxDir: join(dir, 'outbox'),
+    hostLostAfterMs: hostLostAfter(),
+    replicas: replicasFromEnv(),
     metricsAddr: parseMetricsAddr(process.env.VC_METRICS_ADDR),
   });
   let stopping = false;

@@ -104,13 +104,14 @@ export class HostMetrics {
   }
 
   /** Wraps the event publisher: counts what waits, what was stored, and monitor failures. */
-  publishing(publish: (event: Event, dedupId: string) => Promise<void>): (event: Event, dedupId: string) => Promise<void> {
+  publishing<R>(publish: (event: Event, dedupId: string) => Promise<R>): (event: Event, dedupId: string) => Promise<R> {
     return async (event, dedupId) => {
       if (event.type === 'fail' && !event.containerId && event.reason) this.monitorFailures.inc({ reason: event.reason });
       this.pending++;
       try {
-        await publish(event, dedupId);
+        const outcome = await publish(event, dedupId);
         this.eventsPublished.inc({ type: event.type ?? 'unknown' });
+        return outcome;
       } finally {
         this.pending--;
       }

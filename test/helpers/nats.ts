@@ -48,6 +48,30 @@ export async function startTestServer(opts: { auth?: boolean } = {}): Promise<Te
   });
 }
 
+/**
+ * Starts a server again over the same store directory, port and authority: after a
+ * `kill -9` of `server.process`, what an operator's restart does. Dispose the new one.
+ */
+export async function restartTestServer(server: TestServer): Promise<TestServer> {
+  const again = await startNatsServer({ storeDir: join(server.dir, 'nats'), port: server.port, auth: server.auth && serverAuthConfig(server.auth.authority) });
+  return Object.assign(again, {
+    dir: server.dir,
+    auth: server.auth,
+    async dispose() {
+      await again.stop();
+      rmSync(server.dir, { recursive: true, force: true });
+    },
+  });
+}
+
+/** Kills a nats-server with SIGKILL (no clean shutdown) and waits until it is gone. */
+export async function killServer(server: NatsServer): Promise<void> {
+  if (server.process.exitCode !== null || server.process.signalCode !== null) return;
+  const gone = new Promise<void>((resolve) => server.process.once('exit', () => resolve()));
+  server.process.kill('SIGKILL');
+  await gone;
+}
+
 export interface TestCluster {
   nodes: NatsServer[];
   urls: string[];

@@ -2,7 +2,7 @@
 // the Event message of bus.proto list exactly the same ones.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { CONTAINER_EVENT_TYPES, EXEC_EVENT_TYPES, SANDBOX_EVENT_TYPES } from '../../protos/event-types.js';
+import { CONTAINER_EVENT_TYPES, EXEC_EVENT_TYPES, HOST_EVENT_TYPES, SANDBOX_EVENT_TYPES } from '../../protos/event-types.js';
 
 const listed = (line: string | undefined) => [...(line ?? '').matchAll(/`([a-z-]+)`/g)].map((m) => m[1]);
 const proto = (label: string) => {
@@ -18,11 +18,13 @@ describe('event types', () => {
     expect(listed(row('a sandbox'))).toEqual([...SANDBOX_EVENT_TYPES]);
     expect(listed(row('a container'))).toEqual([...CONTAINER_EVENT_TYPES]);
     expect(listed(row('an exec'))).toEqual([...EXEC_EVENT_TYPES]);
+    expect(listed(row('a host'))).toEqual([...HOST_EVENT_TYPES]);
   });
 
   it("bus.proto's Event message lists the same types", () => {
     expect(proto('Sandbox:')).toEqual([...SANDBOX_EVENT_TYPES]);
     expect(proto('Container:')).toEqual([...CONTAINER_EVENT_TYPES]);
     expect(proto('Exec (with exec_id):')).toEqual([...EXEC_EVENT_TYPES]);
+    expect(proto('Host (on')).toEqual([...HOST_EVENT_TYPES]);
   });
 });
