@@ -46,6 +46,8 @@ export class LiveList {
   private events?: { unsubscribe(): void };
   private timer?: NodeJS.Timeout;
   private refreshTimer?: NodeJS.Timeout;
+  private refreshDue?: number;
+  private refreshAgain = false;
   private refreshing?: Promise<void>;
   private stopped = false;
 
@@ -53,6 +55,8 @@ export class LiveList {
     private readonly client: VcClient,
     private readonly hostPollMs = 2000,
     private readonly log?: Logger,
+    /** How often the whole list is read when nothing happens. */
+    private readonly refreshEveryMs = REFRESH_EVERY_MS,
   ) {}
 
   async start(): Promise<void> {
@@ -95,17 +99,24 @@ export class LiveList {
     this.scheduleRefresh(REFRESH_AFTER_CHANGE_MS);
   }
 
+  /** Reads the list again within `ms`: a sooner request replaces a later one, never the reverse. */
   private scheduleRefresh(ms: number): void {
-    if (this.stopped || (this.refreshTimer && ms >= REFRESH_AFTER_CHANGE_MS)) return;
+    if (this.stopped) return;
+    const due = performance.now() + ms;
+    if (this.refreshTimer && this.refreshDue !== undefined && this.refreshDue <= due) return;
     clearTimeout(this.refreshTimer);
+    this.refreshDue = due;
     this.refreshTimer = setTimeout(() => {
       this.refreshTimer = undefined;
+      this.refreshDue = undefined;
       void this.refresh();
     }, ms);
   }
 
   /** Reads the whole list and sends what changed. */
   private refresh(): Promise<void> {
+    // A read already under way may have been answered before the change that asks for this one.
+    if (this.refreshing) this.refreshAgain = true;
     this.refreshing ??= (async () => {
       try {
         const reply = await this.client.call('SandboxList', {}, {}, { timeoutMs: 5000 });
@@ -127,7 +138,9 @@ export class LiveList {
         this.log?.warn({ err }, 'the sandbox list could not be read');
       } finally {
         this.refreshing = undefined;
-        this.scheduleRefresh(REFRESH_EVERY_MS);
+        const again = this.refreshAgain;
+        this.refreshAgain = false;
+        this.scheduleRefresh(again ? REFRESH_AFTER_CHANGE_MS : this.refreshEveryMs);
       }
     })();
     return this.refreshing;
