@@ -1,7 +1,7 @@
 // The live page in headless Chromium against the bench's runtime: how long a transition
 // takes from the runtime (the event's own timestamp, set at the transition) to the
 // page's DOM showing it, in the diagram (events path: VC_EVENTS → ui process → SSE)
-// and in the list (the vc_sandboxes record → KV watch → SSE); and how long the list
+// and in the list (the live events and the list command → SSE); and how long the list
 // takes to render 1,000 sandboxes (noop ones), with the same latencies while they are listed.
 import type { Page } from 'playwright-core';
 import type { VcClient } from '../bus/client.js';
@@ -148,7 +148,7 @@ export function uiTable(f: UiFigures | undefined): string[] {
   return [
     `## Live page (\`virtactors ui\`) in headless Chromium ${f.chromium} (p50 / p99 ms)`,
     '',
-    '| figure | diagram (events → SSE) | list (KV record → SSE) | target |',
+    '| figure | diagram (events → SSE) | list (events and the list command → SSE) | target |',
     '|---|---|---|---|',
     `| transition in the runtime → page DOM shows it (noop pause/resume; from the event's timestamp) | ${cell(f.transitionToDom.diagram)} | ${cell(f.transitionToDom.list)} | p50 under 100 ms |`,
     `| the same while ${f.listed.toLocaleString('en')} sandboxes are listed | ${cell(f.transitionToDomWhileListed.diagram)} | ${cell(f.transitionToDomWhileListed.list)} | p50 under 100 ms |`,
