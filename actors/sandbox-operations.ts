@@ -1,7 +1,7 @@
 // What the statecharts' invoked and spawned actors do for one sandbox: boot and tear
 // down its guest, drive its containers, and every guest call, each within the limits
 // it is given (the invoking actor's signal and the command's deadline).
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { waitFor } from 'xstate';
@@ -17,16 +17,9 @@ import type { AdoptedGuest, AgentListener, ContainerStats, GuestEndpoint } from 
 import { decodeAgentConfig } from './agents/agent-type.js';
 import type { Backend, Incarnation } from './backends/backend.js';
 import type { OutputLog } from './output-log.js';
+import { isAlive } from './processes.js';
 
 export type Limits = CallLimits;
-
-const readStatus = (pid: number) => {
-  try {
-    return readFileSync(`/proc/${pid}/status`, 'utf8');
-  } catch {
-    return '';
-  }
-};
 
 /** One sandbox's guest work, as the provided statechart actors call it. */
 export interface SandboxOperations {
@@ -234,7 +227,7 @@ export class GuestOperations implements SandboxOperations {
   private async guestExitReported(ms: number): Promise<void> {
     const pid = this.parts.backend.pid;
     if (pid === undefined) return;
-    const gone = () => !/^State:\s+[^Z]/m.test(readStatus(pid));
+    const gone = () => !isAlive(pid);
     for (let waited = 0; gone() && !this.parts.guestExitReported() && waited < ms; waited += 10) await sleep(10);
   }
 

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { stateFiles } from '../bus/connection.js';
+import { isAlive } from '../actors/processes.js';
 import { startNatsServer } from './nats-server.js';
 
 export interface PrivateServer {
@@ -27,15 +28,10 @@ const readOr = (path: string) => {
   }
 };
 
-function alive(pid: number): boolean {
-  const status = readOr(`/proc/${pid}/status`);
-  return status !== '' && !/^State:\s+Z/m.test(status);
-}
-
 /** Whether pid is the nats-server running this state directory's configuration. */
 function isOurServer(pid: number, configFile: string): boolean {
   const argv = readOr(`/proc/${pid}/cmdline`).split('\0');
-  return alive(pid) && /nats-server$/.test(argv[0] ?? '') && argv.includes(configFile);
+  return isAlive(pid) && /nats-server$/.test(argv[0] ?? '') && argv.includes(configFile);
 }
 
 /** Whether a NATS server answers at url (it greets every connection with INFO). */
@@ -66,7 +62,7 @@ async function stopPid(pid: number, configFile: string, graceMs = 5000): Promise
   if (!isOurServer(pid, configFile)) return;
   send('SIGTERM');
   // Until the process is gone (a server tearing down may already show no command line).
-  for (let waited = 0; alive(pid); waited += 20) {
+  for (let waited = 0; isAlive(pid); waited += 20) {
     if (waited === graceMs) send('SIGKILL');
     await sleep(20);
   }

@@ -3,6 +3,7 @@
 import { accessSync, chmodSync, constants, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { lstat, readdir, readFile, rm, unlink } from 'node:fs/promises';
 import { constants as os } from 'node:os';
+import { isAlive } from '../processes.js';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { invalidArgument } from '../../bus/errors.js';
@@ -49,8 +50,8 @@ export function readPidFile(runDir: string): number | undefined {
 
 /** Whether pid is a live (not zombie) process carrying the sandbox's marker in its environment. */
 export function isSandboxGuest(pid: number, sandboxId: string): boolean {
+  if (!isAlive(pid)) return false;
   try {
-    if (/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'))) return false;
     return readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(`${SANDBOX_ENV}=${sandboxId}`);
   } catch {
     return false;

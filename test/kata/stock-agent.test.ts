@@ -10,6 +10,7 @@ import { agentService, type AgentMethod } from '../../protos/kata/index.js';
 import { containerRequest, eventually, startGuest, type Guest } from './helpers.js';
 import { STANDARD_MOUNTS } from '../../actors/agents/kata-spec.js';
 import { busyboxApplets, busyboxRootfs } from '../helpers/rootfs.js';
+import { alive } from '../helpers/processes.js';
 import { rmSync } from 'node:fs';
 
 // A real container root (what a host sends a stock agent, which has no default): busybox.
@@ -169,12 +170,3 @@ describe('kata guest agent, stock mode: a spec without Linux', () => {
     expect(await eventually(() => !alive(victim!))).toBe(true);
   });
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { failedPrecondition } from '../../../bus/errors.js';
 import { signal } from '../guest-files.js';
+import { isAlive } from '../../processes.js';
 import { mountsUnder } from '../../shared-dir.js';
 import { prepareImage } from './image.js';
 import { prepareKernel } from './kernel.js';
@@ -112,7 +113,7 @@ export class VmHost {
       if (!/^vm-[0-9a-f]+$/.test(id) || !which(dir)) continue;
       // Another runtime, alive, sharing this root: its VMs are its own.
       const owner = Number.parseInt(readOr(join(dir, OWNER_FILE)), 10);
-      if (Number.isInteger(owner) && owner !== process.pid && alive(owner)) continue;
+      if (Number.isInteger(owner) && owner !== process.pid && isAlive(owner)) continue;
       const pid = Number.parseInt(readOr(join(dir, QEMU_PID_FILE)), 10);
       if (Number.isInteger(pid) && readOr(`/proc/${pid}/cmdline`).includes(dir)) signal(pid, 'SIGKILL');
       if (mountsUnder(dir).length === 0) rmSync(dir, { recursive: true, force: true });
@@ -122,15 +123,6 @@ export class VmHost {
 
   async close(): Promise<void> {
     await this.pool.close();
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 
