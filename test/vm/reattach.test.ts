@@ -3,8 +3,9 @@
 // channels (kata over yamux, hyperstart through a new relay), running containers stay
 // running and their output is collected again, an exit during the downtime is reported
 // once with its status, and delete leaves nothing. A warm-pool VM the killed runtime left
-// is removed by the next start. The runtime runs as a process of its own; one boot per
-// VM, shared by every assertion.
+// is removed by the next start, and a VM whose qemu died meanwhile fails its sandbox
+// (guest-exited). The runtime runs as a process of its own; one boot per VM, shared by
+// every assertion.
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -22,6 +23,8 @@ import { BOOT_MS, mountsUnder, qemuProcessesUnder, vmSkipReason } from './helper
 
 const HOST = 'vm-reattach';
 const AGENTS = ['kata', 'hyperstart'] as const;
+/** A kata VM sandbox whose qemu is killed while no runtime runs. */
+const GONE = 'vmr-gone';
 const skip = vmSkipReason();
 
 describe.skipIf(skip !== undefined)(`VM sandboxes across a kill -9 of the runtime${skip ? ` (skipped: ${skip})` : ''}`, () => {
@@ -58,11 +61,11 @@ describe.skipIf(skip !== undefined)(`VM sandboxes across a kill -9 of the runtim
     client = await connectClient(server.url, server.auth!.operator);
     stateDir = mkdtempSync(join(tmpdir(), 'vc-vmr-'));
     // A rootfs per sandbox: the host writes into it (it reaches the VM over 9p) to end a container while no runtime runs.
-    for (const agent of AGENTS) rootfs.set(agent, busyboxRootfs('', ['sh', 'sleep', 'touch', 'test', '[']));
+    for (const agent of [...AGENTS, GONE]) rootfs.set(agent, busyboxRootfs('', ['sh', 'sleep', 'touch', 'test', '[']));
   });
 
   afterAll(async () => {
-    for (const agent of AGENTS) await client?.request('SandboxDelete', { sid: sid(agent) }, { force: true }, { timeoutMs: 60_000 }).catch(() => {});
+    for (const id of [...AGENTS.map(sid), GONE]) await client?.request('SandboxDelete', { sid: id }, { force: true }, { timeoutMs: 60_000 }).catch(() => {});
     await runtime?.stop();
     // qemu processes of this test's own state directory only.
     if (stateDir) for (const pid of qemuProcessesUnder(stateDir)) process.kill(pid, 'SIGKILL');
@@ -78,6 +81,10 @@ describe.skipIf(skip !== undefined)(`VM sandboxes across a kill -9 of the runtim
 
   it('boots kata and hyperstart VM sandboxes and a warm-pool VM, then the runtime is killed: every qemu outlives it', { timeout: 2 * BOOT_MS }, async () => {
     await start({ VC_VM_POOL: 'kata:1' });
+    const gone = call('SandboxCreate', {}, {
+      sandbox: { id: GONE, agent: 'kata', backend: 'vm', containers: [{ id: 'c', args: ['/bin/sh', '-c', 'while :; do sleep 1; done'], rootfs: rootfs.get(GONE)! }] },
+      start: true,
+    });
     await Promise.all(
       AGENTS.map((agent) =>
         call('SandboxCreate', {}, {
@@ -96,6 +103,7 @@ describe.skipIf(skip !== undefined)(`VM sandboxes across a kill -9 of the runtim
         }),
       ),
     );
+    before.set(GONE, (await gone).sandbox!.vm!.pid!);
     for (const agent of AGENTS) {
       const s = await status(agent);
       expect(s.state).toBe('running');
@@ -117,9 +125,11 @@ describe.skipIf(skip !== undefined)(`VM sandboxes across a kill -9 of the runtim
     for (const pid of [...before.values(), poolPid]) expect(alive(pid)).toBe(true);
   });
 
-  it('while no runtime runs, a container in each VM exits', { timeout: BOOT_MS }, async () => {
+  it('while no runtime runs, a container in each VM exits, and one VM dies', { timeout: BOOT_MS }, async () => {
     for (const agent of AGENTS) writeFileSync(join(rootfs.get(agent)!, 'go'), '');
     for (const agent of AGENTS) await until(() => (existsSync(join(rootfs.get(agent)!, 'gone')) ? true : undefined), `${agent} dies to exit`);
+    process.kill(before.get(GONE)!, 'SIGKILL');
+    await until(() => (alive(before.get(GONE)!) ? undefined : true), 'the killed qemu to be gone');
   });
 
   it('the next start removes the pool VM and reattaches the sandboxes to the same qemu', { timeout: BOOT_MS }, async () => {
@@ -131,6 +141,9 @@ describe.skipIf(skip !== undefined)(`VM sandboxes across a kill -9 of the runtim
       expect(s.state, `${agent}: ${s.failureReason} ${s.failureMessage}`).toBe('running');
       expect(s.vm?.pid).toBe(before.get(agent));
     }
+    const g = (await call('SandboxStatus', { sid: GONE })).sandbox!;
+    expect(g).toMatchObject({ state: 'failed', failureReason: 'guest-exited' });
+    expect(g.containers?.map((c) => [c.id, c.state, c.exitStatus, !!c.exitStatusUnknown])).toEqual([['c', 'stopped', 255, true]]);
   });
 
   it('reports the downtime exit once with its status; the running container stays, and what it prints now is collected', { timeout: BOOT_MS }, async () => {
@@ -145,7 +158,7 @@ describe.skipIf(skip !== undefined)(`VM sandboxes across a kill -9 of the runtim
       ]);
       await call('ContainerKill', { sid: sid(agent), cid: 'keep' }, { signal: 10 });
     }
-    for (const agent of AGENTS) await until(async () => ((await logs(agent, 'keep')).includes('usr1-1') ? true : undefined), `${agent} output after the restart`);
+    for (const agent of AGENTS) await until(async () => ((await logs(agent, "keep")).includes("usr1-1") ? true : undefined), `${agent} output after the restart`, 60_000);
   });
 
   it('stop and delete leave no qemu, socket, shared directory or VM directory', { timeout: BOOT_MS }, async () => {
@@ -157,6 +170,9 @@ describe.skipIf(skip !== undefined)(`VM sandboxes across a kill -9 of the runtim
       expect(all.filter((e) => e.type === 'exit' && e.containerId === 'dies')).toHaveLength(1);
       expect(all.map((e) => e.seq)).toEqual(all.map((_, i) => i + 1));
     }
+    // The dead VM's directory goes too: what was staged in its share is unmounted first.
+    await call('SandboxDelete', { sid: GONE }, { force: true });
+    expect(existsSync(join(stateDir, 'run', GONE))).toBe(false);
     expect(vmDirs()).toEqual([]);
     expect(qemuProcessesUnder(stateDir)).toEqual([]);
     expect(mountsUnder(stateDir)).toEqual([]);

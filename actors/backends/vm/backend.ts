@@ -42,10 +42,11 @@ export class VmBackend implements Backend {
   }
 
   /**
-   * The VM an earlier runtime booted for this sandbox, if its qemu still runs: adopted,
-   * its channels dialled again and offered at the recorded endpoint. A VM whose agent
-   * does not answer again stays adopted (shutdown removes it; the driver finds it
-   * unreachable). No qemu of it left: whatever remains of its directory goes, false.
+   * The VM an earlier runtime booted for this sandbox: adopted (shutdown removes it), and
+   * if its qemu still runs, its channels dialled again and offered at the recorded
+   * endpoint. A VM whose agent does not answer again stays adopted (the driver finds it
+   * unreachable). False when its qemu is gone; without an endpoint to reach it by (a
+   * sandbox caught creating) the VM is removed at once.
    */
   async adopt(request: AdoptRequest): Promise<boolean> {
     const { sandbox, runDir, endpoint } = request;
@@ -53,7 +54,6 @@ export class VmBackend implements Backend {
     const tag = endpoint.share?.tag;
     const found = agent && tag ? await this.host.adoptSandboxVm(sandbox.id, agent, tag).catch(() => undefined) : undefined;
     if (!found) {
-      // Gone, or nothing to reach it by (a sandbox caught creating has no endpoint yet).
       this.host.removeSandboxVm(sandbox.id);
       return false;
     }
@@ -63,6 +63,7 @@ export class VmBackend implements Backend {
     this.stopRequested = false;
     this.request = { sandbox, incarnation: request.incarnation, runDir, plan: { endpoint, command: [], env: {} } };
     this.endpoint = { ...endpoint, share: { hostDir: vm.shareDir, tag: tag!, bind: true } };
+    if (vm.exit) return false;
     vm.onExit((exit) => {
       if (this.stopRequested || this.vm !== vm) return;
       for (const l of this.listeners) l(exit);

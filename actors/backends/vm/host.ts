@@ -98,17 +98,17 @@ export class VmHost {
   }
 
   /**
-   * The running VM an earlier runtime on this root started for this sandbox, to adopt:
-   * its directory carries the sandbox's marker, no other live runtime owns it, and the
-   * pid in its pid file is a qemu whose command line names that directory (a pid reused
-   * since is never taken). Undefined when there is none.
+   * The VM an earlier runtime on this root started for this sandbox, to adopt: its
+   * directory carries the sandbox's marker and no other live runtime owns it. It runs
+   * when the pid in its pid file is a qemu whose command line names that directory (a
+   * pid reused since is never taken); else it is adopted as exited. Undefined when there
+   * is no such directory.
    */
   async adoptSandboxVm(sandboxId: string, agent: VmAgent, shareTag: string): Promise<{ vm: Vm; warm: boolean } | undefined> {
     for (const dir of this.vmDirs()) {
       const marker = markerOf(dir);
       if (marker?.sandbox !== sandboxId || this.ownedByOther(dir)) continue;
       const pid = Number.parseInt(readOr(join(dir, QEMU_PID_FILE)), 10);
-      if (!isQemuOf(pid, dir)) return undefined;
       return { vm: Vm.adopt(this.config(agent, shareTag), await this.prepare(), dir, pid), warm: marker.warm };
     }
     return undefined;

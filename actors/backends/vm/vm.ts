@@ -130,18 +130,24 @@ export class Vm {
   }
 
   /**
-   * The VM in `dir` that an earlier runtime booted, its qemu `pid` still running
-   * (checked by the caller with isQemuOf): watched through /proc from now on. Its
-   * channels are dialled again by reconnect().
+   * The VM in `dir` that an earlier runtime booted. While its qemu `pid` runs (checked
+   * with isQemuOf) it is watched through /proc, and reconnect() dials its channels again;
+   * a VM whose qemu is gone is taken as exited (status 255: not our child), so that
+   * destroy() still unmounts what was staged in it and removes its directory.
    */
   static adopt(config: VmConfig, env: VmEnv, dir: string, pid: number): Vm {
     const vm = new Vm(config, env, basename(dir));
     vm.adoptedPid = pid;
+    const gone = () => vm.exitedWith({ status: UNKNOWN_EXIT_STATUS, at: new Date().toISOString() });
+    if (!isQemuOf(pid, vm.dir)) {
+      gone();
+      return vm;
+    }
     writeFileSync(join(vm.dir, OWNER_FILE), `${process.pid}\n`);
     const timer = setInterval(() => {
       if (isQemuOf(pid, vm.dir)) return;
       clearInterval(timer);
-      vm.exitedWith({ status: UNKNOWN_EXIT_STATUS, at: new Date().toISOString() });
+      gone();
     }, ADOPTED_POLL_MS);
     timer.unref();
     void vm.exited.then(() => clearInterval(timer));
