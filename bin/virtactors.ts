@@ -21,6 +21,7 @@ import { collect, jsonObject, keyValue, oneOf, packageVersion, signalNumber, siz
 import { containerRows, describeSandbox, eventLine, pidText, sandboxRows, statsTable, table } from './format.js';
 import { follow, forwardStdin, type Followed } from './follow.js';
 import { readBundle } from './bundle.js';
+import { forwardResize, localSize, rawMode, stdinIsTerminal } from './terminal.js';
 
 export { signalNumber };
 
@@ -152,7 +153,7 @@ const processOptions = (c: Command) =>
     .option('-e, --env <key=value>', 'an environment variable (repeatable)', collect)
     .option('-w, --cwd <dir>', 'working directory inside the container')
     .option('-u, --user <uid[:gid]>', 'user to run as')
-    .option('-t, --tty', 'give the process a terminal');
+    .option('-t, --tty', 'give the process a terminal of our size; at a terminal our keys go to it raw (Ctrl-C included), as docker -it; otherwise nothing is made raw');
 
 interface ContainerFlags extends ProcessFlags {
   rootfs?: string;
@@ -178,6 +179,7 @@ function containerSpec(cid: string, command: string[], o: ContainerFlags): Bus.C
   if (o.cwd) container.cwd = o.cwd;
   if (o.user) container.user = o.user;
   if (o.tty) container.terminal = true;
+  if (o.tty) sizeTerminal(container);
   if (o.rootfs) container.rootfs = resolve(o.rootfs);
   if (o.privileged) container.privileged = true;
   if (o.memory || o.pidsLimit) {
@@ -186,6 +188,29 @@ function containerSpec(cid: string, command: string[], o: ContainerFlags): Bus.C
     if (o.pidsLimit) container.resources.pidsLimit = o.pidsLimit;
   }
   return container;
+}
+
+/** A process with a terminal starts at our terminal's size (when we are at one). */
+function sizeTerminal(process: { consoleSize?: Bus.ConsoleSize }): void {
+  const size = localSize();
+  if (size) process.consoleSize = size;
+}
+
+/**
+ * While a process runs: our stdin to it (-i, or -t at a terminal, raw then), our
+ * terminal's size to its terminal (-t). Returns what ends all of it, our terminal's mode
+ * put back first.
+ */
+function attach(client: VcClient, sid: string, cid: string, execId: string | undefined, o: { tty?: boolean; interactive?: boolean }, size: Bus.ConsoleSize | undefined): () => void {
+  const raw = !!o.tty && stdinIsTerminal();
+  const restore = raw ? rawMode() : () => {};
+  const stopResize = o.tty ? forwardResize(client, sid, cid, execId, size) : () => {};
+  const stopInput = o.interactive || raw ? forwardStdin(client, sid, cid, execId) : undefined;
+  return () => {
+    stopResize();
+    restore();
+    stopInput?.();
+  };
 }
 
 /**
@@ -296,7 +321,10 @@ function containerCommands(program: Command): void {
       if (o.env) body.env = o.env;
       if (o.cwd) body.cwd = o.cwd;
       if (o.user) body.user = o.user;
-      if (o.tty) body.terminal = true;
+      if (o.tty) {
+        body.terminal = true;
+        sizeTerminal(body);
+      }
       const reply = await client.call('ContainerExec', p, body);
       if (o.detach) {
         print(g, { execId: reply.execId, pid: reply.pid }, () => `exec ${reply.execId} started, pid ${pidText(reply.pid, reply.pidUnknown)}`, () => [reply.execId!]);
@@ -308,10 +336,14 @@ function containerCommands(program: Command): void {
         process.exit(130);
       };
       process.once('SIGINT', stop);
-      const stopInput = o.interactive ? forwardStdin(client, p.sid, p.cid, reply.execId!) : undefined;
-      const exit = await followTo(client, p.sid, p.cid, reply.execId!, g);
-      stopInput?.();
-      process.off('SIGINT', stop);
+      const detach = attach(client, p.sid, p.cid, reply.execId!, o, body.consoleSize);
+      let exit: Followed;
+      try {
+        exit = await followTo(client, p.sid, p.cid, reply.execId!, g);
+      } finally {
+        detach();
+        process.off('SIGINT', stop);
+      }
       finish(g, exit);
     }));
 
@@ -415,11 +447,15 @@ function runCommand(program: Command): void {
         const proxy = (name: NodeJS.Signals) => void client.call('ContainerKill', { sid, cid }, { signal: signalNumber(name) }).catch(() => {});
         process.on('SIGINT', proxy);
         process.on('SIGTERM', proxy);
-        const stopInput = o.interactive ? forwardStdin(client, sid, cid, undefined) : undefined;
-        const exit = await followTo(client, sid, cid, undefined, g);
-        stopInput?.();
-        process.off('SIGINT', proxy);
-        process.off('SIGTERM', proxy);
+        const detach = attach(client, sid, cid, undefined, o, container.consoleSize);
+        let exit: Followed;
+        try {
+          exit = await followTo(client, sid, cid, undefined, g);
+        } finally {
+          detach();
+          process.off('SIGINT', proxy);
+          process.off('SIGTERM', proxy);
+        }
         await cleanup();
         finish(g, exit);
       } catch (err) {
