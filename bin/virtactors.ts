@@ -148,12 +148,15 @@ interface ProcessFlags {
   tty?: boolean;
 }
 
-const processOptions = (c: Command) =>
+/** `attached`: the command follows the process (run, exec), so -t also attaches our terminal. */
+const processOptions = (c: Command, attached = false) =>
   c
     .option('-e, --env <key=value>', 'an environment variable (repeatable)', collect)
     .option('-w, --cwd <dir>', 'working directory inside the container')
     .option('-u, --user <uid[:gid]>', 'user to run as')
-    .option('-t, --tty', 'give the process a terminal of our size; at a terminal our keys go to it raw (Ctrl-C included), as docker -it; otherwise nothing is made raw');
+    .option('-t, --tty', attached
+      ? 'give the process a terminal of our size; when our stdin is a terminal, it goes raw while the process runs (keys, Ctrl-C included, go to the process) and our size follows, as docker -it; otherwise nothing is made raw'
+      : 'give the process a terminal (of our size, when we are at one)');
 
 interface ContainerFlags extends ProcessFlags {
   rootfs?: string;
@@ -163,8 +166,8 @@ interface ContainerFlags extends ProcessFlags {
   pidsLimit?: number;
 }
 
-const containerOptions = (c: Command) =>
-  processOptions(c)
+const containerOptions = (c: Command, attached = false) =>
+  processOptions(c, attached)
     .option('--rootfs <dir>', 'root filesystem (a directory on the runtime host); default: a minimal busybox root')
     .option('--bundle <dir>', 'an OCI bundle: DIR/config.json gives the process, root, hostname, mounts and limits')
     .option('--privileged', 'relax the default confinement (operators only)')
@@ -309,7 +312,7 @@ function containerCommands(program: Command): void {
       print(g, { id: cid, deleted: true }, () => `container ${cid} deleted`, () => [cid]);
     }));
 
-  processOptions(ids(container.command('exec').description('run a process in a container: by default wait for it, stream its output, exit with its status')))
+  processOptions(ids(container.command('exec').description('run a process in a container: by default wait for it, stream its output, exit with its status')), true)
     .argument('<command...>', 'the command and its arguments (after -- when it has flags)')
     .option('--exec-id <id>', 'id of the exec (default: generated)', idArg('exec'))
     .option('-d, --detach', 'start it and return (prints its id and pid)')
@@ -370,6 +373,17 @@ function containerCommands(program: Command): void {
       process.exitCode = reply.exitStatus ?? 0;
     }));
 
+  ids(container.command('resize').description('resize the terminal of a container (or an exec) started with -t'))
+    .argument('<rows>', 'rows', whole('a whole number of rows', 1, 65_535))
+    .argument('<cols>', 'columns', whole('a whole number of columns', 1, 65_535))
+    .option('--exec-id <id>', 'an exec instead of the init process')
+    .action(withClient(async (client, g, sid: string, cid: string, rows: number, cols: number, o: { execId?: string }) => {
+      const body: Bus.ContainerResizeRequest = { rows, cols };
+      if (o.execId) body.execId = o.execId;
+      await client.call('ContainerResize', both(sid, cid), body);
+      print(g, { rows, cols }, () => `terminal of ${o.execId ?? cid} resized to ${rows}x${cols}`);
+    }));
+
   ids(container.command('logs').description('print what a container (or an exec) wrote: stdout to stdout, stderr to stderr'))
     .option('--exec-id <id>', 'an exec instead of the init process')
     .option('--tail <bytes>', 'only the last bytes of each stream', whole('a whole number of bytes', 1))
@@ -417,7 +431,7 @@ function finish(g: Global, exit: Followed): void {
 // ---- run ---------------------------------------------------------------------------
 
 function runCommand(program: Command): void {
-  sandboxOptions(containerOptions(program.command('run').description('create and start a container (in a new sandbox unless --sandbox), stream its output, exit with its status')))
+  sandboxOptions(containerOptions(program.command('run').description('create and start a container (in a new sandbox unless --sandbox), stream its output, exit with its status'), true))
     .argument('[command...]', 'the command and its arguments (after -- when it has flags)')
     .option('--name <cid>', 'container id (default: generated); a new sandbox gets the same id', idArg('container'))
     .option('--sandbox <sid>', 'run in this existing sandbox', idArg('sandbox'))

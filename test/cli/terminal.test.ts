@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../helpers/nats.js';
 import { connectClient, hostAuth, startTestHost, type TestHost } from '../helpers/runtime.js';
-import { cliArgs, cliEnv } from '../helpers/cli.js';
+import { cliArgs, cliEnv, runCli } from '../helpers/cli.js';
 import { onPty } from '../helpers/pty.js';
 import { GUEST_AGENTS } from '../e2e/agents.js';
 import type { VcClient } from '../../bus/client.js';
@@ -72,6 +72,31 @@ for (const agent of GUEST_AGENTS) {
       } finally {
         await client.call('SandboxDelete', { sid }, { force: true });
       }
+    });
+
+    it('container resize: the terminal of a detached container follows; one without a terminal is refused', async () => {
+      const name = `tty-resize-${agent}`;
+      const remote = "trap 'echo size=$(stty size)' WINCH; echo ready; while :; do sleep 1; done";
+      expect(await runCli(server, 'run', ...target, '--name', name, '-d', '-t', '--', 'sh', '-c', remote)).toMatchObject({ code: 0 });
+      try {
+        const out = async () => (await client.call('ContainerLogs', { sid: name, cid: name })).stdout ?? '';
+        await expect.poll(out, { timeout: 60_000 }).toContain('ready');
+        expect(await runCli(server, 'container', 'resize', name, name, '44', '132')).toMatchObject({ code: 0, stdout: `terminal of ${name} resized to 44x132\n` });
+        await expect.poll(out, { timeout: 60_000 }).toContain('size=44 132');
+        await client.call('ContainerExec', { sid: name, cid: name }, { execId: 'plain', args: ['sleep', '600'] });
+        const refused = await runCli(server, 'container', 'resize', name, name, '--exec-id', 'plain', '10', '10');
+        expect(refused.code).toBe(1);
+        expect(refused.stderr).toMatch(/FailedPrecondition.*exec plain was started without a terminal/);
+      } finally {
+        await client.call('SandboxDelete', { sid: name }, { force: true });
+      }
+    });
+
+    it('run -t without a local terminal: the process still gets one, and --help says nothing is made raw then', async () => {
+      const r = await runCli(server, 'run', ...target, '--rm', '-t', '--', 'sh', '-c', '[ -t 0 ] && [ -t 1 ] && echo on-a-terminal');
+      expect(r).toMatchObject({ code: 0, stdout: 'on-a-terminal\r\n' });
+      const help = await runCli(server, 'container', 'exec', '--help');
+      expect(help.stdout.replace(/\s+/g, ' ')).toMatch(/when our stdin is a terminal, it goes raw .* otherwise nothing is made raw/);
     });
 
     it('exec -t: the local mode is put back when the command fails while the process runs', async () => {
