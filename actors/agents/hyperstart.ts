@@ -531,13 +531,12 @@ export class HyperstartAgent implements Agent {
   /**
    * A stock hyperstart has no initial terminal size: WINSIZE right after the start, so the
    * process runs at the size asked for from then on (what it printed before is at the
-   * guest's default). A process that already ended has no terminal left to size.
+   * guest's default). The process runs whatever the answer: a refusal (it already ended)
+   * or a lost connection (reported on its own) does not undo its start.
    */
   private async initialSize(containerId: string, execId: string, spec: Pick<ProcessSpec, 'terminal' | 'consoleSize'>, abort: AbortSignal | undefined): Promise<void> {
     if (!spec.terminal || !spec.consoleSize) return;
-    await this.winsizeProcess(containerId, execId, spec.consoleSize.rows, spec.consoleSize.cols, abort).catch((err: unknown) => {
-      if (!(err instanceof GuestRefusal)) throw err;
-    });
+    await this.winsizeProcess(containerId, execId, spec.consoleSize.rows, spec.consoleSize.cols, abort).catch(() => {});
   }
 
   /** Stdin of a process (the stdio stream), and its close. */

@@ -281,6 +281,8 @@ for (const mode of ['own', 'stock'] as const) {
         await start('c1', ['sleep', '100']);
         const spec = { args: ['sh', '-c', 'stty size; read go; stty size'], env: [], cwd: '', user: '', terminal: true, consoleSize: { rows: 30, cols: 90 } };
         await setup.agent.exec('c1', spec, 't2');
+        // Typed once the first line is out, so that the terminal's echo of it comes after.
+        await until(() => setup.text('c1', 't2').includes('\n'));
         await setup.agent.writeProcessStdin('c1', 't2', Buffer.from('go\n'));
         expect((await setup.exited('c1', 't2')).exitStatus).toBe(0);
         // Our guest sizes the terminal before the process runs; a stock one only once the
