@@ -1,0 +1,55 @@
+// Second tries of a command, told apart from new ones. A client that has had no answer
+// for a while sends the command once more, addressed to a host that answers (bus/client.ts);
+// the first try may be running on its owner all along (a slow exec), or have landed on a
+// host that was stopped. The owner remembers what it runs (subject and a hash of the
+// body) while it runs and for a moment after: a second try that matches is dropped (the
+// first answers the client), anything else runs.
+export class RecentCommands {
+  /** key → commands of that key running, and when the last one ended. */
+  private readonly seen = new Map<string, { running: number; endedAt: number }>();
+
+  constructor(
+    /** How long a finished command still catches its second try. */
+    private readonly keepMs: number,
+  ) {}
+
+  static key(subject: string, data: Uint8Array): string {
+    // FNV-1a: identical bodies collide by design, different ones almost never.
+    let h = 0x811c9dc5;
+    for (let i = 0; i < data.length; i++) h = Math.imul(h ^ data[i]!, 0x01000193);
+    return `${subject} ${data.length} ${(h >>> 0).toString(36)}`;
+  }
+
+  /** Whether a second try of this command is already taken care of here. */
+  has(key: string): boolean {
+    this.trim();
+    const s = this.seen.get(key);
+    return s !== undefined && (s.running > 0 || performance.now() - s.endedAt <= this.keepMs);
+  }
+
+  begin(key: string): void {
+    const s = this.seen.get(key);
+    if (s) s.running++;
+    else this.seen.set(key, { running: 1, endedAt: 0 });
+  }
+
+  end(key: string): void {
+    const s = this.seen.get(key);
+    if (!s) return;
+    s.running--;
+    s.endedAt = performance.now();
+    // Re-inserted at the end: the map stays in order of endings for trim().
+    this.seen.delete(key);
+    this.seen.set(key, s);
+    this.trim();
+  }
+
+  private trim(): void {
+    const before = performance.now() - this.keepMs;
+    for (const [key, s] of this.seen) {
+      if (s.running > 0) continue;
+      if (s.endedAt >= before) break;
+      this.seen.delete(key);
+    }
+  }
+}

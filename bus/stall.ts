@@ -1,0 +1,51 @@
+// Whether this process's event loop has just been stalled: the process was stopped
+// (SIGSTOP, a frozen VM) or something blocked the loop. A message read right after a
+// stall may have waited all that time in the socket, long after its sender gave up on
+// this host and tried another (see bus/command-service.ts): such a command is refused
+// rather than carried out late.
+/** Gaps between ticks longer than this (beyond the tick) count as a stall. */
+const STALL_MS = 50;
+/** For this long after a tick saw a stall, messages are taken to be from before it. */
+const AFTER_MS = 250;
+
+export class LoopStall {
+  private last = performance.now();
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private stall = 0;
+  private stallSeenAt = -Infinity;
+
+  constructor(private readonly everyMs = 100) {}
+
+  start(): void {
+    this.last = performance.now();
+    this.timer = setInterval(() => this.tick(), this.everyMs);
+    this.timer.unref?.();
+  }
+
+  /**
+   * How long the loop stood still, as of now: the loop has not turned for that long, or
+   * it has just turned after such a stall. (A process continued after SIGSTOP may run
+   * its timers before it reads its socket: libuv's poll is interrupted, and the timers
+   * come first in the next turn; the socket's backlog is read right after.)
+   */
+  stalledMs(): number {
+    const now = performance.now();
+    const current = now - this.last - this.everyMs;
+    const recent = now - this.stallSeenAt <= AFTER_MS ? this.stall : 0;
+    return Math.max(0, current, recent);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private tick(): void {
+    const now = performance.now();
+    const gap = now - this.last - this.everyMs;
+    if (gap > STALL_MS) {
+      this.stall = gap;
+      this.stallSeenAt = now;
+    }
+    this.last = now;
+  }
+}
