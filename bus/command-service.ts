@@ -88,8 +88,10 @@ export const FORWARD_RECEIPT_MS = 750;
  * time (a receipt sent is always in time) and the client's second try (bus/client.ts).
  */
 export const STALE_AFTER_MS = 400;
-/** How long a finished command still catches a client's second try of it. */
-const RETRY_WINDOW_MS = 2_000;
+/** How long a finished command is remembered for a client's second try of it. */
+const RETRY_WINDOW_MS = 10_000;
+/** A second try matches a first that began up to this long before the client says it sent it (the second try's way here). */
+const RETRY_SLACK_MS = 250;
 const RECEIPT = new Uint8Array(0);
 
 interface Endpoint extends EndpointInfo {
@@ -199,7 +201,8 @@ export class CommandService {
       }
       if (route === 'sandbox' && def.changesState) {
         const key = RecentCommands.key(subject, msg.data);
-        if (msg.headers?.has(RETRY_HEADER) && this.recent.has(key)) {
+        const firstSentAgo = Number(msg.headers?.get(RETRY_HEADER) || NaN);
+        if (firstSentAgo >= 0 && this.recent.has(key, firstSentAgo + RETRY_SLACK_MS)) {
           // The first try runs here or just ran: it answers the client.
           outcome = undefined;
           return;

@@ -1,15 +1,17 @@
 // Second tries of a command, told apart from new ones. A client that has had no answer
-// for a while sends the command once more, addressed to a host that answers (bus/client.ts);
-// the first try may be running on its owner all along (a slow exec), or have landed on a
-// host that was stopped. The owner remembers what it runs (subject and a hash of the
-// body) while it runs and for a moment after: a second try that matches is dropped (the
-// first answers the client), anything else runs.
+// for a while sends the command once more, addressed to a host that answers
+// (bus/client.ts), saying how long ago it sent the first (RETRY_HEADER, in ms); the
+// first try may be running on its owner all along (a slow exec), or have landed on a
+// host that was stopped. The owner remembers what it ran lately (subject and a hash of
+// the body) and when each began: a second try matching one that began after the client
+// sent its first is dropped (the first answers the client), anything else runs. A
+// command the client sent earlier with the same body (stop, start, stop) began before.
 export class RecentCommands {
-  /** key → commands of that key running, and when the last one ended. */
-  private readonly seen = new Map<string, { running: number; endedAt: number }>();
+  /** key → commands of that key running, when the last one began and ended. */
+  private readonly seen = new Map<string, { running: number; begunAt: number; endedAt: number }>();
 
   constructor(
-    /** How long a finished command still catches its second try. */
+    /** How long a finished command is remembered. */
     private readonly keepMs: number,
   ) {}
 
@@ -20,17 +22,22 @@ export class RecentCommands {
     return `${subject} ${data.length} ${(h >>> 0).toString(36)}`;
   }
 
-  /** Whether a second try of this command is already taken care of here. */
-  has(key: string): boolean {
+  /** Whether a command of this key began here within the last `withinMs`: the first try of a second. */
+  has(key: string, withinMs: number): boolean {
     this.trim();
     const s = this.seen.get(key);
-    return s !== undefined && (s.running > 0 || performance.now() - s.endedAt <= this.keepMs);
+    return s !== undefined && performance.now() - s.begunAt <= withinMs;
   }
 
   begin(key: string): void {
+    const now = performance.now();
     const s = this.seen.get(key);
-    if (s) s.running++;
-    else this.seen.set(key, { running: 1, endedAt: 0 });
+    if (s) {
+      s.running++;
+      s.begunAt = now;
+    } else {
+      this.seen.set(key, { running: 1, begunAt: now, endedAt: 0 });
+    }
   }
 
   end(key: string): void {

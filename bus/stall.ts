@@ -5,14 +5,12 @@
 // rather than carried out late.
 /** Gaps between ticks longer than this (beyond the tick) count as a stall. */
 const STALL_MS = 50;
-/** For this long after a tick saw a stall, messages are taken to be from before it. */
-const AFTER_MS = 250;
 
 export class LoopStall {
   private last = performance.now();
   private timer: ReturnType<typeof setInterval> | undefined;
+  /** The stall a tick just saw, until the end of that turn of the loop (setImmediate). */
   private stall = 0;
-  private stallSeenAt = -Infinity;
 
   constructor(private readonly everyMs = 100) {}
 
@@ -24,15 +22,13 @@ export class LoopStall {
 
   /**
    * How long the loop stood still, as of now: the loop has not turned for that long, or
-   * it has just turned after such a stall. (A process continued after SIGSTOP may run
-   * its timers before it reads its socket: libuv's poll is interrupted, and the timers
-   * come first in the next turn; the socket's backlog is read right after.)
+   * this turn is the first after such a stall. (A process continued after SIGSTOP may
+   * run its timers before it reads its socket: libuv's poll is interrupted, the timers
+   * come first in the next turn, the socket's backlog is read in the same turn right
+   * after; what arrives in a later turn is fresh.)
    */
   stalledMs(): number {
-    const now = performance.now();
-    const current = now - this.last - this.everyMs;
-    const recent = now - this.stallSeenAt <= AFTER_MS ? this.stall : 0;
-    return Math.max(0, current, recent);
+    return Math.max(0, performance.now() - this.last - this.everyMs, this.stall);
   }
 
   stop(): void {
@@ -42,10 +38,10 @@ export class LoopStall {
   private tick(): void {
     const now = performance.now();
     const gap = now - this.last - this.everyMs;
+    this.last = now;
     if (gap > STALL_MS) {
       this.stall = gap;
-      this.stallSeenAt = now;
+      setImmediate(() => (this.stall = 0));
     }
-    this.last = now;
   }
 }
