@@ -20,7 +20,7 @@
 // still (bus/stall.ts) is refused, not run late: its sender has answered or tried
 // elsewhere. A client's second try (RETRY_HEADER) of a command this host is running or
 // just ran is dropped (bus/retries.ts).
-import { errors as natsErrors, headers, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { headers, NoRespondersError, TimeoutError, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { decode, encode, MAX_PAYLOAD_BYTES } from './codec.js';
 import { commandTable, endpointName, routeOf, type CommandDef, type CommandName, type CommandParams, type CommandRequest, type ReplyBody } from './commands.js';
@@ -32,6 +32,7 @@ import { lostStatus, type LostHost } from './liveness.js';
 import { busUnavailable } from './health.js';
 import { LoopStall } from './stall.js';
 import { RecentCommands } from './retries.js';
+import { Receipts } from './receipts.js';
 
 /** One command as its handler sees it: decoded, with its deadline. */
 export interface CommandCall<C extends CommandName> {
@@ -107,6 +108,7 @@ export class CommandService {
   private readonly stopping = new AbortController();
   private readonly stall = new LoopStall();
   private readonly recent = new RecentCommands(RETRY_WINDOW_MS);
+  private readonly receipts: Receipts;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -132,6 +134,7 @@ export class CommandService {
       };
     });
     this.matcher = new SubjectMatcher(this.endpoints);
+    this.receipts = new Receipts(nc);
   }
 
   start(): void {
@@ -258,14 +261,14 @@ export class CommandService {
     for (const [key, values] of msg.headers ?? []) for (const v of values) h.append(key, v);
     if (msg.reply) h.set(FORWARDED_REPLY_HEADER, msg.reply);
     try {
-      await this.nc.request(subjects.hostForward(record.host, subject), msg.data, { headers: h, timeout: FORWARD_RECEIPT_MS });
+      await this.receipts.send(subjects.hostForward(record.host, subject), msg.data, h, FORWARD_RECEIPT_MS);
     } catch (err) {
       const seen = this.options.lastBeat?.(record.host);
       const silent = seen ? `; its last heartbeat was seen at ${seen}` : '';
-      if (err instanceof natsErrors.RequestError && err.isNoResponders()) {
+      if (err instanceof NoRespondersError) {
         throw unavailable(`sandbox ${sandboxId} cannot be reached: host ${record.host} is not connected to NATS (dead or cut off)${silent}`);
       }
-      if (err instanceof natsErrors.TimeoutError || (err instanceof natsErrors.RequestError && err.cause instanceof natsErrors.TimeoutError)) {
+      if (err instanceof TimeoutError) {
         throw unavailable(`sandbox ${sandboxId} cannot be reached: host ${record.host} did not take the command within ${FORWARD_RECEIPT_MS} ms (stopped, hung or cut off)${silent}`);
       }
       throw err;
