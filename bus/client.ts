@@ -118,13 +118,14 @@ export class VcClient {
     // in its socket, so a command that allows it goes once more, to a host that answers
     // (a stopped one does not); whichever reply comes first is the answer.
     let probe: ReturnType<typeof setTimeout> | undefined;
+    let answered = false;
     const later = new Promise<Msg>((resolve, reject) => {
       probe = setTimeout(() => {
         void this.discover('PING', HOST_PROBE_WAIT_MS, () => true).then((found) => {
           if (!found.length) return reject(noHostError(subject));
           const left = timeout - (performance.now() - sent);
           const host = hostOf(found[0]!);
-          if (!retry || left <= 0 || !HOST_PATTERN.test(host)) return;
+          if (answered || !retry || left <= 0 || !HOST_PATTERN.test(host)) return;
           const h = headers();
           h.set(RETRY_HEADER, String(Math.round(performance.now() - sent)));
           this.nc.request(subjects.hostVia(host, subject), data, { timeout: left, headers: h }).then(resolve, () => {});
@@ -139,6 +140,7 @@ export class VcClient {
     } catch (err) {
       throw fromNatsError(err, subject, timeout, this.identity);
     } finally {
+      answered = true;
       clearTimeout(probe);
     }
   }

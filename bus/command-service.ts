@@ -93,6 +93,8 @@ export const STALE_AFTER_MS = 400;
 const RETRY_WINDOW_MS = 10_000;
 /** A second try matches a first that began up to this long before the client says it sent it (the second try's way here). */
 const RETRY_SLACK_MS = 250;
+/** A first try that ended this recently still answers the client (its reply is on its way). */
+const RETRY_JUST_ENDED_MS = 250;
 const RECEIPT = new Uint8Array(0);
 
 interface Endpoint extends EndpointInfo {
@@ -205,7 +207,7 @@ export class CommandService {
       if (route === 'sandbox' && def.changesState) {
         const key = RecentCommands.key(subject, msg.data);
         const firstSentAgo = Number(msg.headers?.get(RETRY_HEADER) || NaN);
-        if (firstSentAgo >= 0 && this.recent.has(key, firstSentAgo + RETRY_SLACK_MS)) {
+        if (firstSentAgo >= 0 && this.recent.has(key, firstSentAgo, RETRY_SLACK_MS, RETRY_JUST_ENDED_MS)) {
           // The first try runs here or just ran: it answers the client.
           outcome = undefined;
           return;

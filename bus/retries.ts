@@ -2,10 +2,12 @@
 // for a while sends the command once more, addressed to a host that answers
 // (bus/client.ts), saying how long ago it sent the first (RETRY_HEADER, in ms); the
 // first try may be running on its owner all along (a slow exec), or have landed on a
-// host that was stopped. The owner remembers what it ran lately (subject and a hash of
-// the body) and when each began: a second try matching one that began after the client
-// sent its first is dropped (the first answers the client), anything else runs. A
-// command the client sent earlier with the same body (stop, start, stop) began before.
+// host that was stopped. The owner remembers what it runs (subject and a hash of the
+// body) and when each began and ended: a second try matching one that began after the
+// client sent its first, and still runs or has just ended (its answer is on its way),
+// is dropped (the first answers the client); anything else runs. A command the client
+// sent before with the same body (stop, start, stop) began earlier, or ended long ago:
+// a second try comes only after the client heard nothing for a while.
 export class RecentCommands {
   /** key → commands of that key running, when the last one began and ended. */
   private readonly seen = new Map<string, { running: number; begunAt: number; endedAt: number }>();
@@ -22,11 +24,17 @@ export class RecentCommands {
     return `${subject} ${data.length} ${(h >>> 0).toString(36)}`;
   }
 
-  /** Whether a command of this key began here within the last `withinMs`: the first try of a second. */
-  has(key: string, withinMs: number): boolean {
+  /**
+   * Whether a second try, whose first the client sent `firstSentAgoMs` ago, is the
+   * echo of a command that began here since (give or take `slackMs`, the second try's
+   * way here) and runs, or ended within `endedWithinMs`.
+   */
+  has(key: string, firstSentAgoMs: number, slackMs: number, endedWithinMs: number): boolean {
     this.trim();
     const s = this.seen.get(key);
-    return s !== undefined && performance.now() - s.begunAt <= withinMs;
+    if (!s) return false;
+    const now = performance.now();
+    return now - s.begunAt <= firstSentAgoMs + slackMs && (s.running > 0 || now - s.endedAt <= endedWithinMs);
   }
 
   begin(key: string): void {
