@@ -235,7 +235,14 @@ export class CommandService {
         endpoint.lastError = `${e.code}: ${e.message}`;
       }
       if (e.code === ErrorCode.Internal) this.log.error({ err, subject: msg.subject }, 'command failed');
-      if (replyTo) this.nc.publish(replyTo, encode({ ok: false, error: e.toInfo() }), { headers: errorHeaders(e) });
+      // A connection closed meanwhile (the host stopping under a forward) has nobody to tell.
+      if (replyTo) {
+        try {
+          this.nc.publish(replyTo, encode({ ok: false, error: e.toInfo() }), { headers: errorHeaders(e) });
+        } catch (closed) {
+          this.log.debug({ err: closed, subject: msg.subject }, 'answer not sent: connection closed');
+        }
+      }
     } finally {
       if (retryKey) this.recent.end(retryKey);
       const elapsed = Number(process.hrtime.bigint() - started);
