@@ -171,7 +171,7 @@ export class CommandService {
     let endpoint: Endpoint | undefined;
     const { subject, forwarded } = commandTail(msg.subject);
     // The receipt, first: the forwarder stops waiting for this host.
-    if (forwarded && msg.reply) this.nc.publish(msg.reply, RECEIPT);
+    if (forwarded && msg.reply) this.reply(msg.reply, RECEIPT);
     // Only hosts may publish forwarded commands, so the header is a host's word.
     const replyTo = (forwarded ? msg.headers?.get(FORWARDED_REPLY_HEADER) : msg.reply) || undefined;
     let outcome: string | undefined = ErrorCode.InvalidArgument;
@@ -199,7 +199,7 @@ export class CommandService {
         outcome = undefined;
         const answer = await this.forward(match.params.sid!, subject, msg, def);
         if (answer && replyTo) {
-          this.nc.publish(replyTo, encode({ ok: true, ...answer }));
+          this.reply(replyTo, encode({ ok: true, ...answer }));
           outcome = 'OK';
         }
         return;
@@ -225,7 +225,7 @@ export class CommandService {
       };
       const handler = this.handlers[def.name] as (call: CommandCall<CommandName>) => Promise<object>;
       const body = encode({ ok: true, ...(await handler(call)) });
-      if (replyTo) this.nc.publish(replyTo, body);
+      if (replyTo) this.reply(replyTo, body);
       outcome = 'OK';
     } catch (err) {
       const e = toVcError(busUnavailable(err));
@@ -235,19 +235,21 @@ export class CommandService {
         endpoint.lastError = `${e.code}: ${e.message}`;
       }
       if (e.code === ErrorCode.Internal) this.log.error({ err, subject: msg.subject }, 'command failed');
-      // A connection closed meanwhile (the host stopping under a forward) has nobody to tell.
-      if (replyTo) {
-        try {
-          this.nc.publish(replyTo, encode({ ok: false, error: e.toInfo() }), { headers: errorHeaders(e) });
-        } catch (closed) {
-          this.log.debug({ err: closed, subject: msg.subject }, 'answer not sent: connection closed');
-        }
-      }
+      if (replyTo) this.reply(replyTo, encode({ ok: false, error: e.toInfo() }), errorHeaders(e));
     } finally {
       if (retryKey) this.recent.end(retryKey);
       const elapsed = Number(process.hrtime.bigint() - started);
       if (endpoint) endpoint.processingTimeNs += elapsed;
       if (outcome) this.options.observe?.(endpoint?.def.name ?? 'unknown', outcome, elapsed / 1e9);
+    }
+  }
+
+  /** Answers a client; a connection that closed meanwhile (the host stopping) drops the answer, as it would any. */
+  private reply(replyTo: string, data: Uint8Array, h?: ReturnType<typeof headers>): void {
+    try {
+      this.nc.publish(replyTo, data, h ? { headers: h } : undefined);
+    } catch (err) {
+      this.log.debug({ err, replyTo }, 'reply not sent: the connection is closed');
     }
   }
 
