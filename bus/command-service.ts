@@ -32,7 +32,7 @@ import { lostStatus, type LostHost } from './liveness.js';
 import { busUnavailable } from './health.js';
 import { LoopStall } from './stall.js';
 import { RecentCommands } from './retries.js';
-import { Receipts } from './receipts.js';
+import { Replies } from './replies.js';
 
 /** One command as its handler sees it: decoded, with its deadline. */
 export interface CommandCall<C extends CommandName> {
@@ -110,7 +110,8 @@ export class CommandService {
   private readonly stopping = new AbortController();
   private readonly stall = new LoopStall();
   private readonly recent = new RecentCommands(RETRY_WINDOW_MS);
-  private readonly receipts: Receipts;
+  /** Where the owners' receipts of forwarded commands arrive (an empty reply, sent before anything else). */
+  private readonly receipts: Replies;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -136,7 +137,7 @@ export class CommandService {
       };
     });
     this.matcher = new SubjectMatcher(this.endpoints);
-    this.receipts = new Receipts(nc);
+    this.receipts = Replies.for(nc);
   }
 
   start(): void {
@@ -272,7 +273,7 @@ export class CommandService {
     for (const [key, values] of msg.headers ?? []) for (const v of values) h.append(key, v);
     if (msg.reply) h.set(FORWARDED_REPLY_HEADER, msg.reply);
     try {
-      await this.receipts.send(subjects.hostForward(record.host, subject), msg.data, h, FORWARD_RECEIPT_MS);
+      await this.receipts.request(subjects.hostForward(record.host, subject), msg.data, FORWARD_RECEIPT_MS, h);
     } catch (err) {
       const seen = this.options.lastBeat?.(record.host);
       const silent = seen ? `; its last heartbeat was seen at ${seen}` : '';
