@@ -67,8 +67,23 @@ export interface Backend {
    * sandbox's) that moved since last asked, when this backend can see them (host cgroups).
    */
   oomKilled?(containerId: string): { oomKills: number; limitBytes?: number } | undefined;
-  /** Memory the guest uses now, in bytes (its cgroup's), when this backend can tell. */
-  memoryBytes?(): number | undefined;
+  /** Memory the guest uses now, when this backend can tell, and what was measured. */
+  guestMemory?(): GuestMemory | undefined;
+}
+
+/**
+ * What virtactors_guest_memory_bytes reports for a sandbox (README, Metrics):
+ * - `cgroup`: the sandbox's cgroup's memory use (v1 memory.usage_in_bytes, v2
+ *   memory.current): guest agent and containers, page cache included (namespace);
+ * - `process-tree-rss`: the resident sets (VmRSS) of the guest process and its
+ *   descendants, summed, shared pages counted in each (process);
+ * - `qemu-rss`: the qemu process's resident set (VmRSS) as the host sees it: the guest
+ *   RAM the guest has touched, plus qemu's own memory and, under TCG, its translation
+ *   cache (vm).
+ */
+export interface GuestMemory {
+  bytes: number;
+  measure: 'cgroup' | 'process-tree-rss' | 'qemu-rss';
 }
 
 /** No guest at all: for the noop agent. */
