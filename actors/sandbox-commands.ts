@@ -17,7 +17,7 @@ import type { ContainerSpec, ProcessSpec } from '../machines/specs.js';
 import { withinDeadline } from './agents/calls.js';
 import { defaultPsArgs, unknownExit, type Agent, type ContainerStats, type ExecResult, type ExitInfo } from './agents/agent.js';
 import { errorFrom } from './sandbox-operations.js';
-import { checkEnv } from './sandbox-spec.js';
+import { checkConsoleSize, checkEnv } from './sandbox-spec.js';
 import type { OutputLog } from './output-log.js';
 
 /** How long a command may take, and what ends it early. */
@@ -359,6 +359,24 @@ export class SandboxCommands {
     if (request.close) await bounded(`closing the stdin of ${execId || cid}`, (signal) => driver.closeProcessStdin!(cid, execId || cid, signal));
   }
 
+  /** Resizes the terminal of the init process (or an exec); one without a terminal is refused. */
+  async resize(cid: string, request: Bus.ContainerResizeRequest, limits: CommandLimits = {}): Promise<void> {
+    const { rows, cols } = checkConsoleSize(request.rows, request.cols, 'resize');
+    const ref = this.container(cid);
+    const snap = ref.getSnapshot();
+    const execId = request.execId && request.execId !== cid ? request.execId : '';
+    let terminal = snap.context.spec.terminal;
+    if (execId) {
+      const proc = snap.children[execId] as AnyActorRef | undefined;
+      if (!snap.context.execIds.includes(execId) || !proc) throw notFound(`exec ${execId} is not running in container ${cid}`);
+      terminal = (proc.getSnapshot() as { context: { process: ProcessSpec } }).context.process.terminal;
+    }
+    const event = { type: 'RESIZE' as const, opId: this.opId('resize'), execId: execId || cid, rows, cols, deadline: limits.deadline };
+    this.requireContainer(ref, event, 'resize a terminal of');
+    if (!terminal) throw failedPrecondition(`${execId ? `exec ${execId}` : `container ${cid}`} was started without a terminal: there is none to resize`);
+    await this.operation(ref, event);
+  }
+
   /** What the init process (or an exec) wrote, stdout and stderr kept apart. */
   async logs(cid: string, request: Bus.ContainerLogsRequest): Promise<Bus.LogsReply> {
     const ref = this.container(cid);
@@ -382,5 +400,11 @@ export function execProcess(request: Bus.ContainerExecRequest): ProcessSpec {
   const cwd = request.cwd ?? '';
   const user = request.user ?? '';
   if (hasNul(cwd) || hasNul(user)) throw invalidArgument('exec cwd and user may not contain NUL');
-  return { args, env: checkEnv(request.env ?? [], 'env'), cwd, user, terminal: request.terminal ?? false };
+  const terminal = request.terminal ?? false;
+  const process: ProcessSpec = { args, env: checkEnv(request.env ?? [], 'env'), cwd, user, terminal };
+  if (request.consoleSize) {
+    if (!terminal) throw invalidArgument('exec consoleSize is the size of a terminal: set terminal too');
+    process.consoleSize = checkConsoleSize(request.consoleSize.rows, request.consoleSize.cols, 'exec consoleSize');
+  }
+  return process;
 }

@@ -157,7 +157,7 @@ export class CommandService {
         outcome = undefined;
         const answer = await this.forward(match.params.sid!, msg, def);
         if (answer && replyTo) {
-          this.nc.publish(replyTo, encode({ ok: true, ...answer }));
+          this.reply(replyTo, encode({ ok: true, ...answer }));
           outcome = 'OK';
         }
         return;
@@ -173,7 +173,7 @@ export class CommandService {
       };
       const handler = this.handlers[def.name] as (call: CommandCall<CommandName>) => Promise<object>;
       const body = encode({ ok: true, ...(await handler(call)) });
-      if (replyTo) this.nc.publish(replyTo, body);
+      if (replyTo) this.reply(replyTo, body);
       outcome = 'OK';
     } catch (err) {
       const e = toVcError(busUnavailable(err));
@@ -183,11 +183,20 @@ export class CommandService {
         endpoint.lastError = `${e.code}: ${e.message}`;
       }
       if (e.code === ErrorCode.Internal) this.log.error({ err, subject: msg.subject }, 'command failed');
-      if (replyTo) this.nc.publish(replyTo, encode({ ok: false, error: e.toInfo() }), { headers: errorHeaders(e) });
+      if (replyTo) this.reply(replyTo, encode({ ok: false, error: e.toInfo() }), errorHeaders(e));
     } finally {
       const elapsed = Number(process.hrtime.bigint() - started);
       if (endpoint) endpoint.processingTimeNs += elapsed;
       if (outcome) this.options.observe?.(endpoint?.def.name ?? 'unknown', outcome, elapsed / 1e9);
+    }
+  }
+
+  /** Answers a client; a connection that closed meanwhile (the host stopping) drops the answer, as it would any. */
+  private reply(replyTo: string, data: Uint8Array, h?: ReturnType<typeof headers>): void {
+    try {
+      this.nc.publish(replyTo, data, h ? { headers: h } : undefined);
+    } catch (err) {
+      this.log.debug({ err, replyTo }, 'reply not sent: the connection is closed');
     }
   }
 

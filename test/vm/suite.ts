@@ -90,6 +90,11 @@ export function vmSuite(agent: 'kata' | 'hyperstart', more?: (vm: VmScenario) =>
       expect(r.stderr).toBe('oops\n');
     });
 
+    it('gives a process a terminal of the size asked for (the image has script and stty)', { timeout: BOOT_MS }, async () => {
+      const r = await run('tty', ['sh', '-c', '[ -t 0 ] && stty size'], { terminal: true, consoleSize: { rows: 27, cols: 111 } });
+      expect(r).toMatchObject({ exitStatus: 0, stdout: '27 111\r\n' });
+    });
+
     it('cannot read a host file that was not shared', { timeout: BOOT_MS }, async () => {
       const path = join(secretDir, 'secret.txt');
       const r = await run('peek', ['sh', '-c', `cat ${path}; ls ${secretDir}`]);
