@@ -63,8 +63,9 @@ export interface Backend {
   /** Whether the running guest (and its containers) is in a user namespace mapping root to unprivileged host ids. */
   readonly userNamespace: boolean;
   /**
-   * After a container's init died of SIGKILL: the OOM counter of its cgroup (or the
-   * sandbox's) that moved since last asked, when this backend can see them (host cgroups).
+   * After a process (a container's init or an exec) died of SIGKILL: the OOM counter of
+   * its container's cgroup (or the sandbox's) that moved since last asked, when this
+   * backend can see them (host cgroups). Without it the guest is asked (actors/oom-check.ts).
    */
   oomKilled?(containerId: string): { oomKills: number; limitBytes?: number } | undefined;
   /** Memory the guest uses now, when this backend can tell, and what was measured. */
