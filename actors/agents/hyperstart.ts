@@ -3,6 +3,7 @@
 // sockets under the sandbox's run directory (ctl and tty, as a VM's two serial ports
 // would be exposed on the host) and the driver connects to both.
 import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Code, API_VERSION } from '../../protos/hyperstart/codes.js';
@@ -43,6 +44,7 @@ import { registerAgent } from './index.js';
 import { stopWithGrace, waitAtMost } from './calls.js';
 import { CtlChannel, dial, GuestError, TtyChannel } from './hyperstart-ctl.js';
 import { ProcessTable, type ProcRecord } from './hyperstart-procs.js';
+import { loadStreams, saveStreams, type SavedStreams } from './hyperstart-streams.js';
 import { psExecArgs, psExecResult } from './hyperstart-ps.js';
 import { ROOTFS_DIR, stageRootfs, unstageRootfs, type GuestShare } from '../shared-dir.js';
 
@@ -79,6 +81,7 @@ export class HyperstartAgent implements Agent {
   private sandbox!: SandboxSpec;
   private runDir = '';
   private listener?: AgentListener;
+  private log?: Logger;
   private ctlPath = '';
   private ttyPath = '';
   private conn?: Connection;
@@ -102,7 +105,7 @@ export class HyperstartAgent implements Agent {
       exited: (cid, execId, exit) => {
         if (!this.captured.has(`${cid}\0${execId}`)) this.listener?.processExited(cid, execId, exit);
       },
-    });
+    }, (streams) => this.saveStreams(streams));
   }
 
   async init(init: AgentInit): Promise<void> {
@@ -110,6 +113,7 @@ export class HyperstartAgent implements Agent {
     this.sandbox = init.sandbox;
     this.runDir = init.runDir;
     this.listener = init.listener;
+    this.log = init.log;
     // Names inside the run directory (agent-type.ts refuses paths): nothing else is bound, dialled or removed.
     this.ctlPath = join(init.runDir, socketName('sockCtlName', this.config.sockCtlName) || 'hyper.sock');
     this.ttyPath = join(init.runDir, socketName('sockTtyName', this.config.sockTtyName) || 'tty.sock');
@@ -290,17 +294,29 @@ export class HyperstartAgent implements Agent {
 
   // ---- reattach -----------------------------------------------------------------------
 
+  /** Kept for a driver that reattaches (hyperstart-streams.ts); a failed write only costs that. */
+  private saveStreams(streams: SavedStreams[]): void {
+    if (!this.runDir) return;
+    try {
+      saveStreams(this.runDir, streams);
+    } catch (err) {
+      this.log?.warn({ err, sandboxId: this.sandbox.id }, 'hyperstart: stream sequences not saved: output after a restart would be lost');
+    }
+  }
+
   adopt(guest: AdoptedGuest): void {
     this.share = guest.endpoint.share ?? { hostDir: this.shareDir, bind: false };
+    const saved = new Map(loadStreams(this.runDir).map((s) => [`${s.containerId}\0${s.execId}`, s]));
     for (const c of guest.containers) {
       this.containers.set(c.spec.id, { spec: c.spec, started: c.started });
-      for (const execId of c.running) this.procs.adopt(c.spec.id, execId);
+      for (const execId of c.running) this.procs.adopt(c.spec.id, execId, saved.get(`${c.spec.id}\0${execId}`));
     }
   }
 
   /**
    * Connecting is enough: the guest sends the exits it kept while no host was attached
-   * right after READY, each once.
+   * right after READY, each once, and the output its processes wrote meanwhile and write
+   * from now on, on the streams the earlier driver saved.
    */
   async reconcile(): Promise<void> {
     await this.connect();
