@@ -50,6 +50,9 @@ const notBusy = (s: { hasTag(tag: string): boolean }) => !s.hasTag('busy');
 const exitInfo = (status: number | undefined, unknown: boolean | undefined, at: string | undefined): ExitInfo =>
   status === undefined || unknown ? unknownExit(at ?? '') : { exitStatus: status, exitedAt: at ?? '' };
 
+/** The exit with what the runtime knows beyond its status (OOMKilled), when it knows it. */
+const withReason = (info: ExitInfo, known: { reason?: string; message?: string }): ExitInfo => (known.reason ? { ...info, reason: known.reason, message: known.message ?? '' } : info);
+
 const stoppedError = () => unavailable('the host stopped serving before the command finished; its outcome is in the status once the host is back');
 
 /** Waits until an actor leaves its -ing state; a host that stops the actor meanwhile ends the wait. */
@@ -316,7 +319,7 @@ export class SandboxCommands {
     if (execId && execId !== cid) {
       const exitOf = () => ref.getSnapshot().context.execExits[execId];
       const known = exitOf();
-      if (known) return exitInfo(known.status, known.unknown, known.at);
+      if (known) return withReason(exitInfo(known.status, known.unknown, known.at), known);
       if (!ref.getSnapshot().context.execIds.includes(execId)) throw notFound(`exec ${execId} does not exist in container ${cid}`);
       await bounded(`exec ${execId}`, (signal) =>
         waitFor(ref, (s) => execId in s.context.execExits || !s.context.execIds.includes(execId), { signal, timeout: Infinity }),
@@ -325,7 +328,7 @@ export class SandboxCommands {
       });
       const exit = exitOf();
       if (!exit) throw notFound(`exec ${execId} in container ${cid} never started`);
-      return exitInfo(exit.status, exit.unknown, exit.at);
+      return withReason(exitInfo(exit.status, exit.unknown, exit.at), exit);
     }
     const done = await bounded(`container ${cid}`, (signal) =>
       waitFor(ref, (s) => s.context.exitStatus !== undefined && !s.hasTag('busy') && s.value !== 'running', { signal, timeout: Infinity }),
@@ -333,8 +336,7 @@ export class SandboxCommands {
       if (ref.getSnapshot().status === 'done') throw notFound(`container ${cid} was deleted before it exited`);
       throw err;
     });
-    const info = exitInfo(done.context.exitStatus, done.context.exitUnknown, done.context.exitedAt);
-    return done.context.exitReason ? { ...info, reason: done.context.exitReason, message: done.context.exitMessage ?? '' } : info;
+    return withReason(exitInfo(done.context.exitStatus, done.context.exitUnknown, done.context.exitedAt), { reason: done.context.exitReason, message: done.context.exitMessage });
   }
 
   /** Writes to the stdin of the init process (or an exec) while it runs; `close` ends it. */

@@ -381,7 +381,7 @@ export interface ContainerResizeRequest {
 
 /** Published on vc.v1.evt.sandbox.<sid>.<type>, vc.v1.evt.host.<host>.<type> and vc.v1.evt.sandbox.<sid>.container.<cid>.<type>, kept in the VC_EVENTS stream. */
 export interface Event {
-  /** Sandbox: create, start, pause, resume, stop, fail, delete. Container: create, start, pause, resume, oom, exit, delete. (oom comes just before the exit of an init process the kernel's OOM killer killed; that exit says reason "OOMKilled" and the limit in its message.) Exec (with exec_id): exec-added, exec-started, exit. Host (on vc.v1.evt.host.<host>.<type>, with no seq): lost, forget, reap. */
+  /** Sandbox: create, start, pause, resume, stop, fail, delete. Container: create, start, pause, resume, oom, exit, delete. Exec (with exec_id): exec-added, exec-started, oom, exit. (oom comes just before the exit of an init process or exec the kernel's OOM killer killed; that exit says reason "OOMKilled" and the limit in its message.) Host (on vc.v1.evt.host.<host>.<type>, with no seq): lost, forget, reap. */
   type?: string;
   sandboxId?: string;
   containerId?: string;

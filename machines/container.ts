@@ -29,6 +29,9 @@ export interface ExecExit {
   at: string;
   /** Nobody can tell the status (status says 255). */
   unknown?: boolean;
+  /** OOMKilled, with the limit in the message. */
+  reason?: string;
+  message?: string;
 }
 
 export interface ContainerContext {
@@ -229,7 +232,7 @@ export const containerMachine = setup({
     recordExecExit: assign(({ context, event }) => {
       const notice = (event as Extract<ContainerEvent, { type: 'PROCESS_NOTICE' }>).notice;
       if (notice.type !== 'exit') return {};
-      const execExits = { ...context.execExits, [notice.execId]: { status: notice.exitStatus, at: notice.exitedAt, ...(notice.exitStatusUnknown ? { unknown: true } : {}) } };
+      const execExits = { ...context.execExits, [notice.execId]: { status: notice.exitStatus, at: notice.exitedAt, ...(notice.exitStatusUnknown ? { unknown: true } : {}), ...(notice.reason ? { reason: notice.reason, message: notice.message ?? '' } : {}) } };
       const ids = Object.keys(execExits);
       for (const old of ids.slice(0, Math.max(0, ids.length - MAX_REMEMBERED_EXEC_EXITS))) delete execExits[old];
       return { execExits, execIds: context.execIds.filter((id) => id !== notice.execId) };
@@ -239,7 +242,7 @@ export const containerMachine = setup({
     }),
     forwardExecExit: ({ event, self }) => {
       const e = event as Extract<ContainerEvent, { type: 'EXEC_EXITED' }>;
-      self.getSnapshot().children[e.execId]?.send({ type: 'EXITED', status: e.status, at: e.at, unknown: e.unknown });
+      self.getSnapshot().children[e.execId]?.send({ type: 'EXITED', status: e.status, at: e.at, unknown: e.unknown, reason: e.reason, message: e.message });
     },
     loseExecs: ({ event, self }) => {
       const at = (event as { at?: string }).at ?? '';

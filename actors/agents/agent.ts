@@ -187,6 +187,8 @@ export interface ContainerStats {
   memoryLimitBytes: number;
   pidsCurrent: number;
   pidsLimit: number;
+  /** The OOM kills counted in the container's cgroup in the guest; undefined when the guest does not say (a stock agent). */
+  oomKills?: number;
 }
 
 export const defaultPsArgs = ['-ef'];

@@ -5,7 +5,8 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { invalidArgument, failedPrecondition } from '../../../bus/errors.js';
 import type { GuestEndpoint } from '../../agents/agent.js';
-import type { AdoptRequest, Backend, BackendStatus, BootRequest, GuestExit } from '../backend.js';
+import { residentBytes } from '../../processes.js';
+import type { AdoptRequest, Backend, BackendStatus, BootRequest, GuestExit, GuestMemory } from '../backend.js';
 import { logPath, removeGuestFiles, writePidFile } from '../guest-files.js';
 import { DEFAULT_SHARE_TAGS, requireVmAgent, type VmHost } from './host.js';
 import type { Vm } from './vm.js';
@@ -29,6 +30,13 @@ export class VmBackend implements Backend {
 
   get pid(): number | undefined {
     return this.vm && !this.stopRequested && !this.vm.exit ? this.vm.pid : undefined;
+  }
+
+  /** The guest's cgroups are the guest kernel's: the host sees qemu's resident set. */
+  guestMemory(): GuestMemory | undefined {
+    const pid = this.pid;
+    const bytes = pid === undefined ? undefined : residentBytes(pid);
+    return bytes === undefined ? undefined : { bytes, measure: 'qemu-rss' };
   }
 
   onExit(listener: (exit: GuestExit) => void): void {
