@@ -2,13 +2,31 @@
 import { readdirSync, readFileSync } from 'node:fs';
 // nats-server): one answer, so that a zombie counts as gone everywhere.
 
+/** The kernel's "this task is exiting" flag (PF_EXITING) in /proc/<pid>/stat. */
+const PF_EXITING = 0x4;
+
+/**
+ * A process as the host sees it: `gone` (no such process, or a zombie waiting to be
+ * reaped), `exiting` (the kernel is taking it down: a pid namespace's first process,
+ * killed, lives on for a moment while the rest of its namespace is ended, its files
+ * and sockets not all closed yet), or `running`.
+ */
+export function processState(pid: number): 'running' | 'exiting' | 'gone' {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return 'gone';
+  }
+  // After the command name (in parentheses, may hold spaces): state, ppid, …, flags (the 7th).
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  if (fields[0] === 'Z' || fields[0] === 'X') return 'gone';
+  return (Number(fields[6]) & PF_EXITING) === 0 ? 'running' : 'exiting';
+}
+
 /** Whether the process exists and has not exited (a zombie waiting to be reaped is gone). */
 export function isAlive(pid: number): boolean {
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
+  return processState(pid) !== 'gone';
 }
 
 /** The process's resident set (VmRSS of /proc/<pid>/status) in bytes; undefined when it is gone. */

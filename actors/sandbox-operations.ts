@@ -17,7 +17,7 @@ import type { AdoptedGuest, AgentListener, ContainerStats, GuestEndpoint } from 
 import { decodeAgentConfig } from './agents/agent-type.js';
 import type { Backend, Incarnation } from './backends/backend.js';
 import type { OutputLog } from './output-log.js';
-import { isAlive } from './processes.js';
+import { processState } from './processes.js';
 
 export type Limits = CallLimits;
 
@@ -228,7 +228,8 @@ export class GuestOperations implements SandboxOperations {
   private async guestExitReported(ms: number): Promise<void> {
     const pid = this.parts.backend.pid;
     if (pid === undefined) return;
-    const gone = () => !isAlive(pid);
+    // Exiting counts: the agent's connection closes before its namespace has ended.
+    const gone = () => processState(pid) !== 'running';
     for (let waited = 0; gone() && !this.parts.guestExitReported() && waited < ms; waited += 10) await sleep(10);
   }
 
