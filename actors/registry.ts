@@ -19,6 +19,8 @@ export class SandboxRegistry {
   private readonly env: SandboxEnv;
   /** The KV revision each sandbox's record was last written at: the next write names it. */
   private readonly revisions = new WeakMap<SandboxActor, number>();
+  /** Sandboxes whose record this host removed (deleted): nothing more is written for them. */
+  private readonly removed = new WeakSet<SandboxActor>();
   /** Outbox lanes of sandboxes whose record turned out not to be this host's. */
   private readonly disownedLanes = new Set<string>();
 
@@ -92,7 +94,7 @@ export class SandboxRegistry {
    * (see disown). Bus failures reject: the journal retries.
    */
   private async persist(sandbox: SandboxActor): Promise<void> {
-    if (this.disownedLanes.has(sandbox.journal.lane)) return;
+    if (this.disownedLanes.has(sandbox.journal.lane) || this.removed.has(sandbox)) return;
     const down = this.hooks.busDown?.();
     if (down) throw unavailable(down);
     for (let attempt = 0; ; attempt++) {
@@ -109,6 +111,8 @@ export class SandboxRegistry {
         if (sandbox.deleted) {
           await this.store.remove(sandbox.id, revision);
           this.revisions.delete(sandbox);
+          // Writes asked for after the delete (its last events) have nothing left to write.
+          this.removed.add(sandbox);
         } else {
           const record = {
             id: sandbox.id,

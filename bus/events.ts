@@ -1,7 +1,7 @@
 // The event publisher: every lifecycle event goes into the VC_EVENTS JetStream stream,
 // with a Nats-Msg-Id so that a publish retried after a reconnect is stored once. With
 // an outbox, an event the stream cannot take now waits there (see outbox.ts).
-import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
+import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Event } from './messages.gen.js';
@@ -11,6 +11,10 @@ import { streams, subjects } from './subjects.js';
 import { EventOutbox, type PublishOutcome } from './outbox.js';
 import type { BusHealth } from './health.js';
 import { DUPLICATE_WINDOW_NS } from './connection.js';
+import { JetStreamWriter } from './jetstream-writer.js';
+
+/** How long a publish without an outbox waits for the stream's acknowledgement. */
+const PUBLISH_TIMEOUT_MS = 10_000;
 
 export function eventSubject(e: Pick<Event, 'sandboxId' | 'containerId' | 'type'>): string {
   const type = e.type ?? 'unknown';
@@ -31,7 +35,7 @@ export interface PublisherOptions {
 }
 
 export class EventPublisher {
-  private readonly js: JetStreamClient;
+  private readonly writer: JetStreamWriter;
   readonly outbox: EventOutbox | undefined;
   private hostOrder = Date.now() * 1000;
 
@@ -39,14 +43,14 @@ export class EventPublisher {
     private readonly nc: NatsConnection,
     opts: PublisherOptions = {},
   ) {
-    this.js = jetstream(nc);
+    this.writer = JetStreamWriter.for(nc);
     if (opts.outboxDir && opts.health && opts.log) {
       this.outbox = new EventOutbox({
         dir: opts.outboxDir,
         health: opts.health,
         log: opts.log,
         publish: async (subject, data, msgID, timeout) => {
-          await this.js.publish(subject, data, { msgID, timeout });
+          await this.writer.write(subject, data, { msgId: msgID, timeoutMs: timeout });
         },
         stored: (subject, msgId) => this.lastIs(subject, msgId),
         stillOwned: opts.stillOwned,
@@ -59,7 +63,7 @@ export class EventPublisher {
   /** Stores one event; `dedupId` identifies it across retries. */
   async publish(event: Event, dedupId: string): Promise<PublishOutcome> {
     if (!this.outbox) {
-      await this.js.publish(eventSubject(event), encode(event), { msgID: dedupId, timeout: 10_000 });
+      await this.writer.write(eventSubject(event), encode(event), { msgId: dedupId, timeoutMs: PUBLISH_TIMEOUT_MS });
       return 'stored';
     }
     return this.outbox.publish(laneOf(dedupId), event.seq ?? 0, eventSubject(event), encode(event), dedupId);
@@ -69,7 +73,7 @@ export class EventPublisher {
   publishHostEvent(by: string, about: string, type: HostEventType, fields: Partial<Event>, dedupId: string): Promise<PublishOutcome> {
     const event: Event = { type, host: about, time: new Date().toISOString(), ...fields };
     const subject = subjects.hostEvent(about, type);
-    if (!this.outbox) return this.js.publish(subject, encode(event), { msgID: dedupId, timeout: 10_000 }).then(() => 'stored' as const);
+    if (!this.outbox) return this.writer.write(subject, encode(event), { msgId: dedupId, timeoutMs: PUBLISH_TIMEOUT_MS }).then(() => 'stored' as const);
     return this.outbox.publish(`host.${by}`, ++this.hostOrder, subject, encode(event), dedupId);
   }
 

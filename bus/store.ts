@@ -8,7 +8,8 @@ import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import { alreadyExists } from './errors.js';
 import { busUnavailable, isBusFailure } from './health.js';
 import { decodeTrusted, encode } from './codec.js';
-import { streams } from './subjects.js';
+import { natsSubjects, streams } from './subjects.js';
+import { JetStreamWriter } from './jetstream-writer.js';
 
 export interface SandboxRecord {
   id: string;
@@ -83,26 +84,50 @@ export async function ownershipOf(store: Pick<SandboxStore, 'entry'>, id: string
 const isStale = (err: unknown) => err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
   || (err instanceof Error && /wrong last sequence/i.test(err.message));
 
+/** How long a record write waits for the bucket's acknowledgement. */
+const WRITE_TIMEOUT_MS = 5_000;
+
 export class KvSandboxStore implements SandboxStore {
-  private constructor(private readonly kv: KV) {}
+  private constructor(
+    private readonly kv: KV,
+    /** Writes go through the connection's JetStreamWriter (reads through the KV client). */
+    private readonly writer: JetStreamWriter,
+  ) {}
 
   static async open(nc: NatsConnection): Promise<KvSandboxStore> {
-    return new KvSandboxStore(await new Kvm(nc).open(streams.sandboxBucket));
+    return new KvSandboxStore(await new Kvm(nc).open(streams.sandboxBucket), JetStreamWriter.for(nc));
+  }
+
+  private async write(id: string, data: Uint8Array, expectedLastSubjectSeq?: number, kvOperation?: 'DEL'): Promise<number> {
+    const ack = await this.writer.write(natsSubjects.kvKey(streams.sandboxBucket, id), data, { expectedLastSubjectSeq, kvOperation, timeoutMs: WRITE_TIMEOUT_MS });
+    return ack.seq;
   }
 
   async claim(record: SandboxRecord): Promise<number> {
+    const data = encode(record);
     try {
-      return await this.kv.create(record.id, encode(record));
+      // Only when the key has no message yet, or (below) its last is a delete marker.
+      return await this.write(record.id, data, 0);
     } catch (err) {
-      const holder = await this.get(record.id).catch(() => undefined);
-      if (holder) throw alreadyExists(`sandbox ${record.id} already exists (on host ${holder.host})`);
-      throw busUnavailable(err);
+      if (!isStale(err)) throw busUnavailable(err);
     }
+    const last = await this.kv.get(record.id).catch((err: unknown) => {
+      throw busUnavailable(err);
+    });
+    if (last && last.operation !== 'PUT') {
+      try {
+        return await this.write(record.id, data, last.revision);
+      } catch (err) {
+        if (!isStale(err)) throw busUnavailable(err);
+      }
+    }
+    const holder = await this.get(record.id).catch(() => undefined);
+    throw alreadyExists(`sandbox ${record.id} already exists${holder ? ` (on host ${holder.host})` : ''}`);
   }
 
   async put(record: SandboxRecord, revision?: number): Promise<number> {
     try {
-      return revision === undefined ? await this.kv.put(record.id, encode(record)) : await this.kv.update(record.id, encode(record), revision);
+      return await this.write(record.id, encode(record), revision);
     } catch (err) {
       if (isStale(err)) throw new StaleRevisionError(`record ${record.id} is no longer at revision ${revision}`);
       throw busUnavailable(err);
@@ -123,7 +148,7 @@ export class KvSandboxStore implements SandboxStore {
 
   async remove(id: string, revision?: number): Promise<void> {
     try {
-      await this.kv.delete(id, revision === undefined ? undefined : { previousSeq: revision });
+      await this.write(id, new Uint8Array(), revision, 'DEL');
     } catch (err) {
       if (isStale(err)) throw new StaleRevisionError(`record ${id} is no longer at revision ${revision}`);
       throw busUnavailable(err);
