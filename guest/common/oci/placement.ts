@@ -3,17 +3,8 @@
 // guest's own cgroup for the container's (made by the supervisor, the sandbox's child), or
 // stayed where the guest is; a move anywhere else is an escape.
 import { readFileSync } from 'node:fs';
+import { ownCgroups as cgroupsOf } from '../cgroups/files.js';
 import type { ContainerCgroup } from '../cgroups/index.js';
-
-/** /proc/PID/cgroup: hierarchy controllers ("" for the unified one) → path. */
-export function cgroupsOf(pid: number | 'self'): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const line of readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n')) {
-    const m = /^\d+:([^:]*):(.*)$/.exec(line);
-    if (m) out.set(m[1]!, m[2]!);
-  }
-  return out;
-}
 
 function listed(procsFile: string, pid: number): boolean {
   try {
