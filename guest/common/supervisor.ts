@@ -160,6 +160,12 @@ export class Supervisor {
   /** Checks a spec and finds its program, before anything runs. */
   private prepare(spec: ProcessSpec, root: string): { program: string; identity: Identity | undefined } {
     if (!spec.args?.length) throw invalidArgument('the process has no args');
+    // runc in the foreground copies a process's output through pipes of its own unless it
+    // is handed a console over a socket (SCM_RIGHTS, which Node cannot receive): the
+    // process would never see its terminal.
+    if (spec.terminal && this.options.oci?.name === 'runc') {
+      throw failedPrecondition('a terminal process needs crun: runc gives it pipes instead of the terminal (the host setting VC_OCI_RUNTIME=runc)');
+    }
     const cwd = spec.cwd || '/';
     if (!cwd.startsWith('/')) throw invalidArgument(`working directory ${cwd} is not absolute`);
     checkDirectory(root, cwd);

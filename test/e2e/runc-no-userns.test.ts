@@ -9,4 +9,4 @@ const { useRuntime } = await import('../helpers/runtime.js');
 const { runcScenarios } = await import('./runc-scenarios.js');
 
 const rt = useRuntime({ host: 'runc-root' });
-runcScenarios(rt, 'kata', { placementOnly: true, userNamespace: false });
+runcScenarios(rt, 'kata', { placementOnly: true, userNamespace: false, idPrefix: 'runcroot' });

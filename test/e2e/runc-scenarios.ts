@@ -7,6 +7,7 @@
 // once; and the confinement probes that depend on the runtime applying the spec
 // (capabilities, no_new_privs, seccomp). The rest of the scenarios (rootfs paths, process
 // namespaces, leftovers) do not depend on which runtime runs the bundle and stay with crun.
+// Terminal processes are refused under runc (checked here): it would give them pipes.
 import { accessSync, constants, readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readHostCgroups } from '../../actors/backends/cgroups/index.js';
@@ -67,13 +68,15 @@ export interface RuncScenarioOptions {
   placementOnly?: boolean;
   /** Whether the host runs sandboxes in a user namespace (checked, when given). */
   userNamespace?: boolean;
+  /** Sandbox ids start with it: files running side by side must not share ids (processes are found by sandbox id). */
+  idPrefix?: string;
 }
 
 /** The scenarios for one agent. */
 export function runcScenarios(rt: RuntimeContext, agent: 'kata' | 'hyperstart', options: RuncScenarioOptions = {}): void {
-  const { placementOnly = false, userNamespace } = options;
+  const { placementOnly = false, userNamespace, idPrefix = 'runc' } = options;
   describe.skipIf(why !== '')(`${agent} agent with runc as the OCI runtime${why ? ` (skipped: ${why})` : ''}`, { timeout: 60_000 }, () => {
-    const sid = `runc-${agent.slice(0, 4)}`;
+    const sid = `${idPrefix}-${agent.slice(0, 4)}`;
     let n = 0;
     beforeAll(async () => {
       await rt.ok('SandboxCreate', {}, { sandbox: { id: sid, agent, backend: 'namespace' }, start: true });
@@ -146,6 +149,13 @@ export function runcScenarios(rt: RuntimeContext, agent: 'kata' | 'hyperstart', 
       await rt.ok('ContainerExec', { sid, cid }, { execId: 'e1', args: ['sh', '-c', 'echo from-exec; exit 7'] });
       expect(await wait(cid, 'e1')).toMatchObject({ exitStatus: 7 });
       expect((await rt.ok('ContainerLogs', { sid, cid }, { execId: 'e1' })).stdout).toBe('from-exec\n');
+      await rt.ok('ContainerDelete', { sid, cid }, { force: true });
+    });
+
+    it('refuses a terminal process, which runc would give pipes instead of the terminal', async () => {
+      const { cid } = await sleeper();
+      const reply = await rt.client.request('ContainerExec', { sid, cid }, { execId: 'tty', args: ['sh', '-c', '[ -t 1 ]'], terminal: true });
+      expect(reply.error).toMatchObject({ code: 'FailedPrecondition', message: expect.stringMatching(/a terminal process needs crun/) });
       await rt.ok('ContainerDelete', { sid, cid }, { force: true });
     });
 
