@@ -4,20 +4,20 @@
 // reports on its own — exits, output, a lost connection, the guest's own death — to the
 // statechart, and applies the failure policy.
 import { randomBytes } from 'node:crypto';
-import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import type { Logger } from 'pino';
 import type * as Bus from '../bus/messages.gen.js';
 import { containerRef, containerRefs, type LifecycleEmitted, type SandboxActorRef, type SandboxSnapshot } from '../machines/sandbox.js';
 import type { ContainerActorRef } from '../machines/container.js';
-import { OOM_KILLED, type FailureReason } from '../machines/lifecycle.js';
+import type { FailureReason } from '../machines/lifecycle.js';
 import type { AgentType, BackendType, SandboxSpec } from '../machines/specs.js';
 import { AgentActor } from './agents/agent-actor.js';
 import type { AdoptedGuest, Agent, AgentListener, ExitInfo, GuestEndpoint } from './agents/agent.js';
 import type { AttachRecord } from '../bus/store.js';
 import { UNKNOWN_EXIT_STATUS } from '../machines/lifecycle.js';
 import type { Backend } from './backends/backend.js';
+import { OomCheck, type OomVerdict } from './oom-check.js';
 import { OutputLog } from './output-log.js';
 import { containerStatus, sandboxStatus } from './sandbox-status.js';
 import type { SandboxLogic } from './sandbox-logic.js';
@@ -94,6 +94,9 @@ export class SandboxActor implements SandboxHandle {
   readonly commands: SandboxCommands;
   private readonly actor: Actor<SandboxLogic>;
   private outputLog: OutputLog | undefined;
+  private readonly oomCheck: OomCheck;
+  /** Exits waiting for the guest's word on an OOM kill, and those queued behind them. */
+  private exitsInFlight: Promise<void> | undefined;
 
   constructor(
     readonly spec: SandboxSpec,
@@ -129,6 +132,7 @@ export class SandboxActor implements SandboxHandle {
       output: () => this.output(),
       containers: () => containerRefs(this.snapshot()),
     });
+    this.oomCheck = new OomCheck(this.backend, (cid) => (this.agent.driver.statsContainer ? this.operations.containerStats(cid, {}) : undefined));
     this.journal = new SandboxJournal(env.host, spec.id, this.uid, { publish: env.publish, persist: () => env.persist(this), blocked: env.blocked, pending: env.pending }, () => this.log);
     this.commands = new SandboxCommands(this);
     this.actor = createActor(env.logic, {
@@ -273,19 +277,21 @@ export class SandboxActor implements SandboxHandle {
   // ---- what the guest reports on its own -----------------------------------------------
 
   private processExited(containerId: string, execId: string, exit: ExitInfo): void {
-    const ref = containerRef(this.snapshot(), containerId);
-    const news = { status: exit.exitStatus, at: exit.exitedAt, unknown: exit.exitStatusUnknown, ...this.oomKill(containerId, exit) };
-    if (!execId || execId === containerId) ref?.send({ type: 'PROCESS_EXITED', ...news });
-    else ref?.send({ type: 'EXEC_EXITED', execId, ...news });
+    const verdict = this.oomCheck.judge(containerId, exit);
+    if (!(verdict instanceof Promise) && !this.exitsInFlight) return this.deliverExit(containerId, execId, exit, verdict);
+    // The guest is asked whether the OOM killer did it; later exits wait their turn.
+    const next = (this.exitsInFlight ?? Promise.resolve()).then(() => verdict).then((v) => this.deliverExit(containerId, execId, exit, v));
+    this.exitsInFlight = next;
+    void next.finally(() => {
+      if (this.exitsInFlight === next) this.exitsInFlight = undefined;
+    });
   }
 
-  /** A death by SIGKILL that an OOM counter of the container (or the sandbox) owes to the OOM killer. */
-  private oomKill(containerId: string, exit: ExitInfo): { reason: string; message: string } | undefined {
-    if (exit.exitStatusUnknown || exit.exitStatus !== 128 + osConstants.signals.SIGKILL) return undefined;
-    const hit = this.backend.oomKilled?.(containerId);
-    if (!hit) return undefined;
-    const limit = hit.limitBytes === undefined ? 'its memory limit' : `the memory limit of ${hit.limitBytes} bytes (${mib(hit.limitBytes)})`;
-    return { reason: OOM_KILLED, message: `killed by the kernel's OOM killer under ${limit}` };
+  private deliverExit(containerId: string, execId: string, exit: ExitInfo, oom: OomVerdict | undefined): void {
+    const ref = containerRef(this.snapshot(), containerId);
+    const news = { status: exit.exitStatus, at: exit.exitedAt, unknown: exit.exitStatusUnknown, ...oom };
+    if (!execId || execId === containerId) ref?.send({ type: 'PROCESS_EXITED', ...news });
+    else ref?.send({ type: 'EXEC_EXITED', execId, ...news });
   }
 
   private guestExited(status: number, signal: string | undefined, at: string): void {
@@ -334,4 +340,3 @@ export class SandboxActor implements SandboxHandle {
   }
 }
 
-const mib = (bytes: number) => `${Math.round((bytes / 1024 ** 2) * 10) / 10} MiB`;

@@ -17,7 +17,7 @@ import type { ContainerSpec, ProcessSpec } from '../machines/specs.js';
 import { withinDeadline } from './agents/calls.js';
 import { defaultPsArgs, unknownExit, type Agent, type ContainerStats, type ExecResult, type ExitInfo } from './agents/agent.js';
 import { errorFrom } from './sandbox-operations.js';
-import { checkEnv } from './sandbox-spec.js';
+import { checkConsoleSize, checkEnv } from './sandbox-spec.js';
 import type { OutputLog } from './output-log.js';
 
 /** How long a command may take, and what ends it early. */
@@ -49,6 +49,9 @@ const notBusy = (s: { hasTag(tag: string): boolean }) => !s.hasTag('busy');
 /** An exit as a wait reply carries it: unknown (255, marked) when nobody can tell the status. */
 const exitInfo = (status: number | undefined, unknown: boolean | undefined, at: string | undefined): ExitInfo =>
   status === undefined || unknown ? unknownExit(at ?? '') : { exitStatus: status, exitedAt: at ?? '' };
+
+/** The exit with what the runtime knows beyond its status (OOMKilled), when it knows it. */
+const withReason = (info: ExitInfo, known: { reason?: string; message?: string }): ExitInfo => (known.reason ? { ...info, reason: known.reason, message: known.message ?? '' } : info);
 
 const stoppedError = () => unavailable('the host stopped serving before the command finished; its outcome is in the status once the host is back');
 
@@ -316,7 +319,7 @@ export class SandboxCommands {
     if (execId && execId !== cid) {
       const exitOf = () => ref.getSnapshot().context.execExits[execId];
       const known = exitOf();
-      if (known) return exitInfo(known.status, known.unknown, known.at);
+      if (known) return withReason(exitInfo(known.status, known.unknown, known.at), known);
       if (!ref.getSnapshot().context.execIds.includes(execId)) throw notFound(`exec ${execId} does not exist in container ${cid}`);
       await bounded(`exec ${execId}`, (signal) =>
         waitFor(ref, (s) => execId in s.context.execExits || !s.context.execIds.includes(execId), { signal, timeout: Infinity }),
@@ -325,7 +328,7 @@ export class SandboxCommands {
       });
       const exit = exitOf();
       if (!exit) throw notFound(`exec ${execId} in container ${cid} never started`);
-      return exitInfo(exit.status, exit.unknown, exit.at);
+      return withReason(exitInfo(exit.status, exit.unknown, exit.at), exit);
     }
     const done = await bounded(`container ${cid}`, (signal) =>
       waitFor(ref, (s) => s.context.exitStatus !== undefined && !s.hasTag('busy') && s.value !== 'running', { signal, timeout: Infinity }),
@@ -333,8 +336,7 @@ export class SandboxCommands {
       if (ref.getSnapshot().status === 'done') throw notFound(`container ${cid} was deleted before it exited`);
       throw err;
     });
-    const info = exitInfo(done.context.exitStatus, done.context.exitUnknown, done.context.exitedAt);
-    return done.context.exitReason ? { ...info, reason: done.context.exitReason, message: done.context.exitMessage ?? '' } : info;
+    return withReason(exitInfo(done.context.exitStatus, done.context.exitUnknown, done.context.exitedAt), { reason: done.context.exitReason, message: done.context.exitMessage });
   }
 
   /** Writes to the stdin of the init process (or an exec) while it runs; `close` ends it. */
@@ -355,6 +357,24 @@ export class SandboxCommands {
     const data = Buffer.from(request.data ?? '', 'base64');
     if (data.length) await bounded(`stdin of ${execId || cid}`, (signal) => driver.writeProcessStdin!(cid, execId || cid, data, signal));
     if (request.close) await bounded(`closing the stdin of ${execId || cid}`, (signal) => driver.closeProcessStdin!(cid, execId || cid, signal));
+  }
+
+  /** Resizes the terminal of the init process (or an exec); one without a terminal is refused. */
+  async resize(cid: string, request: Bus.ContainerResizeRequest, limits: CommandLimits = {}): Promise<void> {
+    const { rows, cols } = checkConsoleSize(request.rows, request.cols, 'resize');
+    const ref = this.container(cid);
+    const snap = ref.getSnapshot();
+    const execId = request.execId && request.execId !== cid ? request.execId : '';
+    let terminal = snap.context.spec.terminal;
+    if (execId) {
+      const proc = snap.children[execId] as AnyActorRef | undefined;
+      if (!snap.context.execIds.includes(execId) || !proc) throw notFound(`exec ${execId} is not running in container ${cid}`);
+      terminal = (proc.getSnapshot() as { context: { process: ProcessSpec } }).context.process.terminal;
+    }
+    const event = { type: 'RESIZE' as const, opId: this.opId('resize'), execId: execId || cid, rows, cols, deadline: limits.deadline };
+    this.requireContainer(ref, event, 'resize a terminal of');
+    if (!terminal) throw failedPrecondition(`${execId ? `exec ${execId}` : `container ${cid}`} was started without a terminal: there is none to resize`);
+    await this.operation(ref, event);
   }
 
   /** What the init process (or an exec) wrote, stdout and stderr kept apart. */
@@ -380,5 +400,11 @@ export function execProcess(request: Bus.ContainerExecRequest): ProcessSpec {
   const cwd = request.cwd ?? '';
   const user = request.user ?? '';
   if (hasNul(cwd) || hasNul(user)) throw invalidArgument('exec cwd and user may not contain NUL');
-  return { args, env: checkEnv(request.env ?? [], 'env'), cwd, user, terminal: request.terminal ?? false };
+  const terminal = request.terminal ?? false;
+  const process: ProcessSpec = { args, env: checkEnv(request.env ?? [], 'env'), cwd, user, terminal };
+  if (request.consoleSize) {
+    if (!terminal) throw invalidArgument('exec consoleSize is the size of a terminal: set terminal too');
+    process.consoleSize = checkConsoleSize(request.consoleSize.rows, request.consoleSize.cols, 'exec consoleSize');
+  }
+  return process;
 }

@@ -6,7 +6,7 @@
 import { fromPromise } from 'xstate';
 import { ErrorCode, toVcError, VcError } from '../bus/errors.js';
 import { sandboxMachine, type OnlineCpuMemInput, type SandboxOpInput } from '../machines/sandbox.js';
-import { containerMachine, type ContainerOpInput, type KillInput, type PsInput } from '../machines/container.js';
+import { containerMachine, type ContainerOpInput, type KillInput, type PsInput, type ResizeInput } from '../machines/container.js';
 import { processMachine, type ProcessInput, type ProcessStartOutput } from '../machines/process.js';
 import { monitorMachine, type CheckInput } from '../machines/monitor.js';
 import type { Limits, SandboxOperations } from './sandbox-operations.js';
@@ -51,6 +51,7 @@ export function sandboxLogic(lookup: (sandboxId: string) => SandboxOperations | 
           deleteContainer: op<ContainerOpInput, void>((o, i, l) => o.deleteContainer(i.containerId, l)),
           killContainer: op<KillInput, void>((o, i, l) => o.killContainer(i.containerId, i.signal, i.all, l)),
           listProcesses: op<PsInput, string>((o, i, l) => o.listProcesses(i.containerId, i.format, i.args, l)),
+          resizeTerminal: op<ResizeInput, void>((o, i, l) => o.resizeTerminal(i.containerId, i.execId, i.rows, i.cols, l)),
           containerStats: op<ContainerOpInput, unknown>((o, i, l) => o.containerStats(i.containerId, l)),
           process: processMachine.provide({
             actors: {

@@ -43,6 +43,7 @@ export interface SandboxOperations {
   deleteContainer(containerId: string, limits: Limits): Promise<void>;
   killContainer(containerId: string, signal: number, all: boolean, limits: Limits): Promise<void>;
   startProcess(containerId: string, execId: string, process: ProcessSpec, limits: Limits): Promise<ProcessStartOutput>;
+  resizeTerminal(containerId: string, execId: string, rows: number, cols: number, limits: Limits): Promise<void>;
   listProcesses(containerId: string, format: 'json' | 'table', args: string[], limits: Limits): Promise<string>;
   containerStats(containerId: string, limits: Limits): Promise<ContainerStats>;
 }
@@ -269,6 +270,17 @@ export class GuestOperations implements SandboxOperations {
   async startProcess(containerId: string, execId: string, process: ProcessSpec, limits: Limits): Promise<ProcessStartOutput> {
     const { pid, pidUnknown } = await this.agent.call('exec', (a, abort) => a.exec(containerId, process, execId, abort), limits);
     return pidUnknown ? { pid, pidUnknown } : { pid };
+  }
+
+  async resizeTerminal(containerId: string, execId: string, rows: number, cols: number, limits: Limits): Promise<void> {
+    await this.agent.call(
+      'winsizeProcess',
+      (a, abort) => {
+        if (!a.winsizeProcess) throw unimplemented(`the ${a.type} agent cannot resize a terminal`);
+        return a.winsizeProcess(containerId, execId, rows, cols, abort);
+      },
+      limits,
+    );
   }
 
   async listProcesses(containerId: string, format: 'json' | 'table', args: string[], limits: Limits): Promise<string> {

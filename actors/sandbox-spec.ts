@@ -5,7 +5,7 @@ import { isAbsolute, relative, sep } from 'node:path';
 import { invalidArgument, failedPrecondition } from '../bus/errors.js';
 import { checkId } from '../bus/subjects.js';
 import type * as Bus from '../bus/messages.gen.js';
-import { MAX_HOSTNAME_LEN, type AttachSpec, type BackendType, type ContainerSpec, type MonitorSettings, type SandboxSpec } from '../machines/specs.js';
+import { MAX_HOSTNAME_LEN, type AttachSpec, type BackendType, type ConsoleSize, type ContainerSpec, type MonitorSettings, type SandboxSpec } from '../machines/specs.js';
 import { decodeAgentConfig, parseAgentType } from './agents/agent-type.js';
 
 export const backendTypes: readonly BackendType[] = ['none', 'namespace', 'process', 'vm', 'external'];
@@ -114,6 +114,26 @@ export function checkEnv(env: string[], at: string): string[] {
   return env;
 }
 
+/** Largest side of a terminal: a kernel winsize holds 16-bit values. */
+export const MAX_CONSOLE_SIDE = 65_535;
+
+/** A terminal size from the bus: whole numbers from 1 to 65535 each. */
+export function checkConsoleSize(rows: number | undefined, cols: number | undefined, at: string): ConsoleSize {
+  for (const [name, v] of [['rows', rows], ['cols', cols]] as const) {
+    if (v === undefined || !Number.isInteger(v) || v < 1 || v > MAX_CONSOLE_SIDE) {
+      throw invalidArgument(`${at}.${name} must be a whole number from 1 to ${MAX_CONSOLE_SIDE}, got ${v ?? 'nothing'}`);
+    }
+  }
+  return { rows: rows!, cols: cols! };
+}
+
+/** The optional initial size of a process's terminal: only with terminal set. */
+function consoleSizeOf(size: Bus.ConsoleSize | undefined, terminal: boolean, at: string): ConsoleSize | undefined {
+  if (!size) return undefined;
+  if (!terminal) throw invalidArgument(`${at}.consoleSize is the size of a terminal: set ${at}.terminal too`);
+  return checkConsoleSize(size.rows, size.cols, `${at}.consoleSize`);
+}
+
 /**
  * `role` is the caller's role where the bus tells it (the hook for the security layer);
  * undefined until then.
@@ -133,6 +153,11 @@ export function normalizeContainerSpec(c: Bus.ContainerSpec | undefined, at = 'c
     rootfs: canonicalRootfs(c.rootfs ?? '', at, policy?.protectedDirs),
     annotations: c.annotations ?? {},
   };
+  // Every agent runs (or stands for) a process: without a command there is nothing to run.
+  if (!spec.args.length) throw invalidArgument(`${at}.args is empty: a container needs a command (an OCI bundle's process.args)`);
+  if (spec.args.some((a) => a.includes('\0'))) throw invalidArgument(`${at}.args may not contain NUL`);
+  const consoleSize = consoleSizeOf(c.consoleSize, spec.terminal, at);
+  if (consoleSize) spec.consoleSize = consoleSize;
   if (c.privileged) spec.privileged = true;
   if (c.hostname) {
     if (c.hostname.length > MAX_HOSTNAME_LEN || !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(c.hostname)) {

@@ -22,6 +22,7 @@ import { benchVm, vmTable, type VmFigures } from './vm.js';
 import type { Latency } from './stats.js';
 import { benchReattach, reattachTable, type ReattachFigures } from './reattach.js';
 import { benchClusterLoss, clusterLossTable, type ClusterLossFigures } from './cluster-loss.js';
+import { benchHostLoss, hostLossTable, type HostLossFigures } from './host-loss.js';
 
 const quick = process.argv.includes('--quick');
 /** `--only auth,noop`: run these sections, keep the others from the last results. */
@@ -106,6 +107,10 @@ async function main(): Promise<void> {
       process.stderr.write('bench: losing one server of a 3-node cluster...\n');
       results.clusterLoss = await benchClusterLoss(quick ? { beforeSeconds: 5, duringSeconds: 15, timeoutMs: 5_000 } : { beforeSeconds: 15, duringSeconds: 30, timeoutMs: 5_000 });
     }
+    if (runs('host-loss')) {
+      process.stderr.write('bench: a runtime host stopped or killed...\n');
+      results.hostLoss = await benchHostLoss(quick ? { samples: 4, healthySamples: 200 } : { samples: 10, healthySamples: 500 });
+    }
     if (runs('vm') && !process.argv.includes('--no-vm')) {
       process.stderr.write('bench: vm backend (minutes under TCG)...\n');
       results.vm = await benchVm(server.url, client, dir, quick ? { cold: 2, warm: 3, pool: 2 } : { cold: 3, warm: 5, pool: 2 });
@@ -157,6 +162,7 @@ function markdown(r: Record<string, unknown>): string {
     ...vmTable(r.vm as VmFigures | undefined),
     ...reattachTable(r.reattach as ReattachFigures | undefined),
     ...(r.clusterLoss ? clusterLossTable(r.clusterLoss as ClusterLossFigures) : []),
+    ...hostLossTable(r.hostLoss as HostLossFigures | undefined),
   ].join('\n');
 }
 

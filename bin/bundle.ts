@@ -8,7 +8,7 @@ import type * as Bus from '../bus/messages.gen.js';
 
 /** The parts of config.json read here. */
 interface OciConfig {
-  process?: { args?: string[]; env?: string[]; cwd?: string; terminal?: boolean; user?: { uid?: number; gid?: number } };
+  process?: { args?: string[]; env?: string[]; cwd?: string; terminal?: boolean; consoleSize?: { height?: number; width?: number }; user?: { uid?: number; gid?: number } };
   root?: { path?: string; readonly?: boolean };
   hostname?: string;
   mounts?: { destination?: string; type?: string; source?: string; options?: string[] }[];
@@ -41,6 +41,8 @@ export function readBundle(dir: string): Bus.ContainerSpec {
   if (p.env?.length) spec.env = p.env;
   if (p.cwd) spec.cwd = p.cwd;
   if (p.terminal) spec.terminal = true;
+  // The runtime checks the range; a size without a terminal means nothing.
+  if (p.terminal && p.consoleSize?.height && p.consoleSize.width) spec.consoleSize = { rows: p.consoleSize.height, cols: p.consoleSize.width };
   if (p.user && (p.user.uid !== undefined || p.user.gid !== undefined)) spec.user = `${p.user.uid ?? 0}:${p.user.gid ?? 0}`;
   if (config.root?.path) spec.rootfs = isAbsolute(config.root.path) ? config.root.path : resolve(dir, config.root.path);
   if (config.hostname) spec.hostname = config.hostname;

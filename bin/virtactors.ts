@@ -21,6 +21,7 @@ import { collect, jsonObject, keyValue, oneOf, packageVersion, signalNumber, siz
 import { containerRows, describeSandbox, eventLine, pidText, sandboxRows, statsTable, table } from './format.js';
 import { follow, forwardStdin, type Followed } from './follow.js';
 import { readBundle } from './bundle.js';
+import { forwardResize, localSize, rawMode, stdinIsTerminal } from './terminal.js';
 
 export { signalNumber };
 
@@ -147,12 +148,15 @@ interface ProcessFlags {
   tty?: boolean;
 }
 
-const processOptions = (c: Command) =>
+/** `attached`: the command follows the process (run, exec), so -t also attaches our terminal. */
+const processOptions = (c: Command, attached = false) =>
   c
     .option('-e, --env <key=value>', 'an environment variable (repeatable)', collect)
     .option('-w, --cwd <dir>', 'working directory inside the container')
     .option('-u, --user <uid[:gid]>', 'user to run as')
-    .option('-t, --tty', 'give the process a terminal');
+    .option('-t, --tty', attached
+      ? 'give the process a terminal of our size; when our stdin is a terminal, it goes raw while the process runs (keys, Ctrl-C included, go to the process) and our size follows, as docker -it; otherwise nothing is made raw'
+      : 'give the process a terminal (of our size, when we are at one)');
 
 interface ContainerFlags extends ProcessFlags {
   rootfs?: string;
@@ -162,8 +166,8 @@ interface ContainerFlags extends ProcessFlags {
   pidsLimit?: number;
 }
 
-const containerOptions = (c: Command) =>
-  processOptions(c)
+const containerOptions = (c: Command, attached = false) =>
+  processOptions(c, attached)
     .option('--rootfs <dir>', 'root filesystem (a directory on the runtime host); default: a minimal busybox root')
     .option('--bundle <dir>', 'an OCI bundle: DIR/config.json gives the process, root, hostname, mounts and limits')
     .option('--privileged', 'relax the default confinement (operators only)')
@@ -178,6 +182,7 @@ function containerSpec(cid: string, command: string[], o: ContainerFlags): Bus.C
   if (o.cwd) container.cwd = o.cwd;
   if (o.user) container.user = o.user;
   if (o.tty) container.terminal = true;
+  if (o.tty) sizeTerminal(container);
   if (o.rootfs) container.rootfs = resolve(o.rootfs);
   if (o.privileged) container.privileged = true;
   if (o.memory || o.pidsLimit) {
@@ -186,6 +191,29 @@ function containerSpec(cid: string, command: string[], o: ContainerFlags): Bus.C
     if (o.pidsLimit) container.resources.pidsLimit = o.pidsLimit;
   }
   return container;
+}
+
+/** A process with a terminal starts at our terminal's size (when we are at one). */
+function sizeTerminal(process: { consoleSize?: Bus.ConsoleSize }): void {
+  const size = localSize();
+  if (size) process.consoleSize = size;
+}
+
+/**
+ * While a process runs: our stdin to it (-i, or -t at a terminal, raw then), our
+ * terminal's size to its terminal (-t). Returns what ends all of it, our terminal's mode
+ * put back first.
+ */
+function attach(client: VcClient, sid: string, cid: string, execId: string | undefined, o: { tty?: boolean; interactive?: boolean }, size: Bus.ConsoleSize | undefined): () => void {
+  const raw = !!o.tty && stdinIsTerminal();
+  const restore = raw ? rawMode() : () => {};
+  const stopResize = o.tty ? forwardResize(client, sid, cid, execId, size) : () => {};
+  const stopInput = o.interactive || raw ? forwardStdin(client, sid, cid, execId) : undefined;
+  return () => {
+    stopResize();
+    restore();
+    stopInput?.();
+  };
 }
 
 /**
@@ -284,7 +312,7 @@ function containerCommands(program: Command): void {
       print(g, { id: cid, deleted: true }, () => `container ${cid} deleted`, () => [cid]);
     }));
 
-  processOptions(ids(container.command('exec').description('run a process in a container: by default wait for it, stream its output, exit with its status')))
+  processOptions(ids(container.command('exec').description('run a process in a container: by default wait for it, stream its output, exit with its status')), true)
     .argument('<command...>', 'the command and its arguments (after -- when it has flags)')
     .option('--exec-id <id>', 'id of the exec (default: generated)', idArg('exec'))
     .option('-d, --detach', 'start it and return (prints its id and pid)')
@@ -296,7 +324,10 @@ function containerCommands(program: Command): void {
       if (o.env) body.env = o.env;
       if (o.cwd) body.cwd = o.cwd;
       if (o.user) body.user = o.user;
-      if (o.tty) body.terminal = true;
+      if (o.tty) {
+        body.terminal = true;
+        sizeTerminal(body);
+      }
       const reply = await client.call('ContainerExec', p, body);
       if (o.detach) {
         print(g, { execId: reply.execId, pid: reply.pid }, () => `exec ${reply.execId} started, pid ${pidText(reply.pid, reply.pidUnknown)}`, () => [reply.execId!]);
@@ -308,10 +339,14 @@ function containerCommands(program: Command): void {
         process.exit(130);
       };
       process.once('SIGINT', stop);
-      const stopInput = o.interactive ? forwardStdin(client, p.sid, p.cid, reply.execId!) : undefined;
-      const exit = await followTo(client, p.sid, p.cid, reply.execId!, g);
-      stopInput?.();
-      process.off('SIGINT', stop);
+      const detach = attach(client, p.sid, p.cid, reply.execId!, o, body.consoleSize);
+      let exit: Followed;
+      try {
+        exit = await followTo(client, p.sid, p.cid, reply.execId!, g);
+      } finally {
+        detach();
+        process.off('SIGINT', stop);
+      }
       finish(g, exit);
     }));
 
@@ -336,6 +371,17 @@ function containerCommands(program: Command): void {
       const why = reply.reason ? ` (${reply.reason}${reply.message ? `: ${reply.message}` : ''})` : '';
       print(g, reply, () => `exit status ${reply.exitStatusUnknown ? 'unknown' : reply.exitStatus}${why} at ${reply.exitedAt}`);
       process.exitCode = reply.exitStatus ?? 0;
+    }));
+
+  ids(container.command('resize').description('resize the terminal of a container (or an exec) started with -t'))
+    .argument('<rows>', 'rows', whole('a whole number of rows', 1, 65_535))
+    .argument('<cols>', 'columns', whole('a whole number of columns', 1, 65_535))
+    .option('--exec-id <id>', 'an exec instead of the init process')
+    .action(withClient(async (client, g, sid: string, cid: string, rows: number, cols: number, o: { execId?: string }) => {
+      const body: Bus.ContainerResizeRequest = { rows, cols };
+      if (o.execId) body.execId = o.execId;
+      await client.call('ContainerResize', both(sid, cid), body);
+      print(g, { rows, cols }, () => `terminal of ${o.execId ?? cid} resized to ${rows}x${cols}`);
     }));
 
   ids(container.command('logs').description('print what a container (or an exec) wrote: stdout to stdout, stderr to stderr'))
@@ -385,7 +431,7 @@ function finish(g: Global, exit: Followed): void {
 // ---- run ---------------------------------------------------------------------------
 
 function runCommand(program: Command): void {
-  sandboxOptions(containerOptions(program.command('run').description('create and start a container (in a new sandbox unless --sandbox), stream its output, exit with its status')))
+  sandboxOptions(containerOptions(program.command('run').description('create and start a container (in a new sandbox unless --sandbox), stream its output, exit with its status'), true))
     .argument('[command...]', 'the command and its arguments (after -- when it has flags)')
     .option('--name <cid>', 'container id (default: generated); a new sandbox gets the same id', idArg('container'))
     .option('--sandbox <sid>', 'run in this existing sandbox', idArg('sandbox'))
@@ -415,11 +461,15 @@ function runCommand(program: Command): void {
         const proxy = (name: NodeJS.Signals) => void client.call('ContainerKill', { sid, cid }, { signal: signalNumber(name) }).catch(() => {});
         process.on('SIGINT', proxy);
         process.on('SIGTERM', proxy);
-        const stopInput = o.interactive ? forwardStdin(client, sid, cid, undefined) : undefined;
-        const exit = await followTo(client, sid, cid, undefined, g);
-        stopInput?.();
-        process.off('SIGINT', proxy);
-        process.off('SIGTERM', proxy);
+        const detach = attach(client, sid, cid, undefined, o, container.consoleSize);
+        let exit: Followed;
+        try {
+          exit = await followTo(client, sid, cid, undefined, g);
+        } finally {
+          detach();
+          process.off('SIGINT', proxy);
+          process.off('SIGTERM', proxy);
+        }
         await cleanup();
         finish(g, exit);
       } catch (err) {

@@ -1,9 +1,9 @@
 // The one client of the runtime's commands, for the CLI, the tests, the benchmarks and
 // anyone else: typed by the command table, it builds the subject, encodes the request,
 // and turns the reply envelope (or a NATS failure) into a value or a CommandError.
-import { createInbox, errors as natsErrors, type NatsConnection } from '@nats-io/transport-node';
+import { createInbox, errors as natsErrors, headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { decodeTrusted, encode } from './codec.js';
-import { subjectOf, type CommandName, type CommandParams, type CommandReply, type CommandRequest } from './commands.js';
+import { commands, routeOf, subjectOf, type CommandDef, type CommandName, type CommandParams, type CommandReply, type CommandRequest } from './commands.js';
 import { connectBus, identityOf, permissionError, type ConnectOptions } from './connection.js';
 import { mintCreds, type CredsIdentity } from './credentials.js';
 import { ErrorCode } from './errors.js';
@@ -11,7 +11,8 @@ import { BusHealth } from './health.js';
 import type { CredsCreateReply, CredsCreateRequest, ErrorInfo } from './messages.gen.js';
 import { readEvents, type ReadOptions, type StoredEvent } from './event-reader.js';
 import type { Role } from './roles.js';
-import { srvSubjects, subjects, type SrvVerb } from './subjects.js';
+import { HOST_PATTERN, RETRY_HEADER, srvSubjects, subjects, type SrvVerb } from './subjects.js';
+import { hostOf } from './service-discovery.js';
 
 /** A command that failed: the runtime's error code (or Unavailable / DeadlineExceeded from NATS itself). */
 export class CommandError extends Error {
@@ -48,9 +49,19 @@ export interface ClientOptions extends ConnectOptions {
   timeoutMs?: number;
 }
 
-/** After this long without a reply, the client asks whether any host is there at all. */
-const HOST_PROBE_AFTER_MS = 1000;
+/**
+ * After this long without a reply, the client asks whether any host is there at all,
+ * and tries a command that allows it once more through the first host that answers.
+ */
+const HOST_PROBE_AFTER_MS = 750;
 const HOST_PROBE_WAIT_MS = 500;
+
+/**
+ * Whether a command may be sent twice: one that changes nothing, or one about a sandbox
+ * (its owner drops a second try of what it runs: bus/retries.ts). Not a create or a
+ * forget (which hosts would both carry out), nor one addressed to a host (the same host).
+ */
+const mayRetry = (def: CommandDef) => routeOf(def) === 'sandbox' || (routeOf(def) === 'any' && !def.changesState);
 
 export class VcClient {
   /** Whether the connection is up: while it is not, a request fails at once rather than waiting out its timeout. */
@@ -86,32 +97,50 @@ export class VcClient {
    */
   async request<C extends CommandName>(name: C, params: CommandParams<C>, request?: CommandRequest<C> | Uint8Array, opts?: CallOptions): Promise<Outcome<C>> {
     const data = request instanceof Uint8Array ? request : encode(request ?? {});
-    return (await this.requestSubject(subjectOf(name, params), data, opts)) as Outcome<C>;
+    return (await this.send(subjectOf(name, params), data, opts, mayRetry(commands[name]))) as Outcome<C>;
   }
 
   /**
    * A request to any subject, its reply envelope decoded: for tools and tests that probe
    * subjects outside the command table (commands go through call or request).
    */
-  async requestSubject(subject: string, data: Uint8Array, opts?: CallOptions): Promise<{ ok?: boolean; error?: ErrorInfo; [field: string]: unknown }> {
+  requestSubject(subject: string, data: Uint8Array, opts?: CallOptions): Promise<{ ok?: boolean; error?: ErrorInfo; [field: string]: unknown }> {
+    return this.send(subject, data, opts, false);
+  }
+
+  private async send(subject: string, data: Uint8Array, opts: CallOptions | undefined, retry: boolean): Promise<{ ok?: boolean; error?: ErrorInfo; [field: string]: unknown }> {
     const timeout = opts?.timeoutMs ?? this.timeoutMs;
     if (!this.health.isConnected) throw new CommandError(ErrorCode.Unavailable, `${subject}: not connected to NATS (reconnecting); try again when it is back`);
+    const sent = performance.now();
     // Across the accounts of a server with authentication a request nobody serves gets
     // no "no responders": it would wait out its timeout. Ask the hosts after a while.
+    // A stopped host still holds its place in the queue group: the first try may wait
+    // in its socket, so a command that allows it goes once more, to a host that answers
+    // (a stopped one does not); whichever reply comes first is the answer.
     let probe: ReturnType<typeof setTimeout> | undefined;
-    const noHost = new Promise<never>((_, reject) => {
+    let answered = false;
+    const later = new Promise<Msg>((resolve, reject) => {
       probe = setTimeout(() => {
-        void this.anyHostAnswers(HOST_PROBE_WAIT_MS).then((yes) => yes || reject(noHostError(subject)));
+        void this.discover('PING', HOST_PROBE_WAIT_MS, () => true).then((found) => {
+          if (!found.length) return reject(noHostError(subject));
+          const left = timeout - (performance.now() - sent);
+          const host = hostOf(found[0]!);
+          if (answered || !retry || left <= 0 || !HOST_PATTERN.test(host)) return;
+          const h = headers();
+          h.set(RETRY_HEADER, String(Math.round(performance.now() - sent)));
+          this.nc.request(subjects.hostVia(host, subject), data, { timeout: left, headers: h }).then(resolve, () => {});
+        }, () => {});
       }, Math.min(HOST_PROBE_AFTER_MS, timeout));
     });
-    noHost.catch(() => {});
+    later.catch(() => {});
     const pending = this.nc.request(subject, data, { timeout });
     pending.catch(() => {});
     try {
-      return decodeTrusted((await Promise.race([pending, noHost])).data);
+      return decodeTrusted((await Promise.race([pending, later])).data);
     } catch (err) {
       throw fromNatsError(err, subject, timeout, this.identity);
     } finally {
+      answered = true;
       clearTimeout(probe);
     }
   }
@@ -124,17 +153,6 @@ export class VcClient {
       if (!reply.ok) throw new CommandError(reply.error?.code ?? ErrorCode.Internal, reply.error?.message ?? 'unknown error');
       return reply.jwt ?? '';
     });
-  }
-
-  /** Whether any runtime host answers service discovery within `ms`. */
-  private async anyHostAnswers(ms: number): Promise<boolean> {
-    const sub = this.nc.subscribe(createInbox(), { max: 1 });
-    this.nc.publish(srvSubjects('PING', '')[0]!, new Uint8Array(), { reply: sub.getSubject() });
-    const timer = setTimeout(() => sub.unsubscribe(), ms);
-    let answered = false;
-    for await (const _ of sub) answered = true;
-    clearTimeout(timer);
-    return answered;
   }
 
   /** Stored events, in order; see readEvents. */

@@ -38,6 +38,8 @@ export interface CommandTypes {
   ContainerWait: { request: M.ContainerWaitRequest; reply: M.WaitReply; params: { sid: string; cid: string } };
   /** Writes to the stdin of the init process or an exec (and closes it with close). */
   ContainerStdin: { request: M.ContainerStdinRequest; reply: M.OkReply; params: { sid: string; cid: string } };
+  /** Resizes the terminal of the init process or an exec started with one (TtyWinResize, hyperstart WINSIZE). */
+  ContainerResize: { request: M.ContainerResizeRequest; reply: M.OkReply; params: { sid: string; cid: string } };
   ContainerLogs: { request: M.ContainerLogsRequest; reply: M.LogsReply; params: { sid: string; cid: string } };
   ContainerStats: { request: M.Empty; reply: M.StatsReply; params: { sid: string; cid: string } };
 }
@@ -80,6 +82,7 @@ export const commandTable: readonly CommandDef[] = [
   { name: 'ContainerPs', subject: 'vc.v1.sandbox.{sid}.container.{cid}.ps', params: ['sid', 'cid'], request: 'ContainerPsRequest', reply: 'PsReply', changesState: false, description: "" },
   { name: 'ContainerWait', subject: 'vc.v1.sandbox.{sid}.container.{cid}.wait', params: ['sid', 'cid'], request: 'ContainerWaitRequest', reply: 'WaitReply', changesState: false, description: "Waits for the init process or an exec to exit." },
   { name: 'ContainerStdin', subject: 'vc.v1.sandbox.{sid}.container.{cid}.stdin', params: ['sid', 'cid'], request: 'ContainerStdinRequest', reply: 'OkReply', changesState: true, description: "Writes to the stdin of the init process or an exec (and closes it with close)." },
+  { name: 'ContainerResize', subject: 'vc.v1.sandbox.{sid}.container.{cid}.resize', params: ['sid', 'cid'], request: 'ContainerResizeRequest', reply: 'OkReply', changesState: true, description: "Resizes the terminal of the init process or an exec started with one (TtyWinResize, hyperstart WINSIZE)." },
   { name: 'ContainerLogs', subject: 'vc.v1.sandbox.{sid}.container.{cid}.logs', params: ['sid', 'cid'], request: 'ContainerLogsRequest', reply: 'LogsReply', changesState: false, description: "" },
   { name: 'ContainerStats', subject: 'vc.v1.sandbox.{sid}.container.{cid}.stats', params: ['sid', 'cid'], request: 'Empty', reply: 'StatsReply', changesState: false, description: "" },
 ];

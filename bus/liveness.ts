@@ -101,6 +101,12 @@ export class HostLiveness {
     return { host, since: s.entry.lost.since, reason: s.entry.lost.reason };
   }
 
+  /** When this host last saw `host` beat (on its own clock), or undefined when it knows no beat of it. */
+  lastBeat(host: string): string | undefined {
+    const s = this.seen.get(host);
+    return s && new Date(Date.now() - (performance.now() - s.at)).toISOString();
+  }
+
   /**
    * Why a command for a sandbox of `host` cannot reach it now: the host is lost, or has
    * missed beats for over half the lost time (it is probably gone; the verdict follows).

@@ -51,11 +51,13 @@ export const readOnlyJetStreamApis = (api: string) =>
 
 /**
  * What a client may address commands to: everything under the public command root
- * (an unknown per-sandbox subject still reaches a host, which refuses it), each
+ * (an unknown per-sandbox subject still reaches a host, which refuses it), the same
+ * addressed to one host (a second try past a host that did not answer), each
  * host-scoped command of the table (not the hosts' forwarding subjects), `creds create`.
  */
 const publicCommands = () => [
   subjects.publicCommands(),
+  subjects.hostVia(ANY, subjects.publicCommands()),
   ...commandTable.filter((def) => routeOf(def) === 'host').map((def) => commandFilter(def.subject)),
   subjects.credsCreate(),
 ];
@@ -66,6 +68,10 @@ export interface SubjectPermissions {
 }
 
 const pattern = (c: CommandInfo) => commandFilter(c.subject);
+
+/** The commands that change nothing, addressed to one host (`via`): a viewer's second tries. */
+const readOnlyVia = () =>
+  commandTable.filter((def) => !def.changesState && routeOf(def) !== 'host').map((def) => subjects.hostVia(ANY, commandFilter(def.subject)));
 
 /**
  * The subjects each role may publish and subscribe to. Clients get no consumer-creating
@@ -93,7 +99,7 @@ export function permissionsFor(role: Role): SubjectPermissions {
       };
     case 'viewer':
       return {
-        pub: { allow: [...commands.filter((c) => !c.changesState).map(pattern), nats.serviceDiscovery(), ...readOnlyJetStreamApis(CLIENT_JS_API)] },
+        pub: { allow: [...commands.filter((c) => !c.changesState).map(pattern), ...readOnlyVia(), nats.serviceDiscovery(), ...readOnlyJetStreamApis(CLIENT_JS_API)] },
         sub: reads,
       };
   }

@@ -25,6 +25,11 @@ export const subjects = {
   hostCommands: (host: string) => `${ROOT}.host.${host}.>`,
   /** A command forwarded to the host that owns the sandbox: the same tail, host-scoped. */
   hostForward: (host: string, commandSubject: string) => `${ROOT}.host.${host}.${FORWARD}.${commandSubject.slice(ROOT.length + 1)}`,
+  /**
+   * A public command addressed to one host, served as if the queue group had handed it
+   * there: a client's second try past a queue member that did not answer.
+   */
+  hostVia: (host: string, commandSubject: string) => `${ROOT}.host.${host}.${VIA}.${commandSubject.slice(ROOT.length + 1)}`,
 
   // events
   eventsAll: () => `${ROOT}.evt.>`,
@@ -83,6 +88,9 @@ export const streams = {
 /** The stream behind a KV bucket. */
 export const kvStream = (bucket: string) => `KV_${bucket}`;
 
+/** Header of a client's second try of a command (bus/retries.ts): the first may still run. */
+export const RETRY_HEADER = 'Vc-Retry';
+
 /** The queue group every host joins for "any host" commands. */
 export const QUEUE_GROUP = 'vc-hosts';
 
@@ -97,6 +105,7 @@ export const srvSubjects = (verb: SrvVerb, id: string) => [
 ];
 
 const FORWARD = 'fwd';
+const VIA = 'via';
 
 /** A command's subject parameters, by name ({host}, {sid}, {cid}). */
 export type SubjectParams = Readonly<Record<string, string>>;
@@ -113,12 +122,15 @@ export function commandFilter(template: string): string {
   return template.replace(/\{\w+\}/g, '*');
 }
 
-/** The command part of a received subject: a forwarded command without its host prefix. */
+/**
+ * The command part of a received subject: a forwarded command (from another host) or a
+ * public one addressed to this host (`via`), without the host prefix.
+ */
 export function commandTail(subject: string): { subject: string; forwarded: boolean } {
   const t = subject.split('.', 5);
-  if (t[2] === 'host' && t[4] === FORWARD) {
-    const prefix = `${ROOT}.host.${t[3]}.${FORWARD}.`;
-    return { subject: `${ROOT}.${subject.slice(prefix.length)}`, forwarded: true };
+  if (t[2] === 'host' && (t[4] === FORWARD || t[4] === VIA)) {
+    const prefix = `${ROOT}.host.${t[3]}.${t[4]}.`;
+    return { subject: `${ROOT}.${subject.slice(prefix.length)}`, forwarded: t[4] === FORWARD };
   }
   return { subject, forwarded: false };
 }

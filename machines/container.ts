@@ -2,7 +2,7 @@
 //
 // Stable states follow the reference's table (ready, running, paused, stopped); the
 // -ing states run one named agent operation each. Commands that do not change state
-// (kill, exec, ps, stats) are accepted only in the states listed here, so
+// (kill, exec, ps, stats, resize) are accepted only in the states listed here, so
 // `snapshot.can()` answers every precondition and the exported chart shows them; each
 // runs as a child actor of the container (an exec is a process actor, the others are
 // operations named op.<name>.<n>), so it stops with the container. Wait and logs only
@@ -29,6 +29,9 @@ export interface ExecExit {
   at: string;
   /** Nobody can tell the status (status says 255). */
   unknown?: boolean;
+  /** OOMKilled, with the limit in the message. */
+  reason?: string;
+  message?: string;
 }
 
 export interface ContainerContext {
@@ -68,6 +71,13 @@ export interface KillInput extends ContainerOpInput {
   all: boolean;
 }
 
+export interface ResizeInput extends ContainerOpInput {
+  /** The process whose terminal is resized: the container id for its init process. */
+  execId: string;
+  rows: number;
+  cols: number;
+}
+
 export interface PsInput extends ContainerOpInput {
   format: 'json' | 'table';
   args: string[];
@@ -97,6 +107,7 @@ export type ContainerEvent =
   | ({ type: 'KILL'; opId: string; signal: number; all: boolean } & Deadline)
   | ({ type: 'EXEC'; execId: string; process: ProcessSpec } & Deadline)
   | ({ type: 'PS'; opId: string; format: 'json' | 'table'; args: string[] } & Deadline)
+  | ({ type: 'RESIZE'; opId: string; execId: string; rows: number; cols: number } & Deadline)
   | ({ type: 'STATS'; opId: string } & Deadline)
   | { type: 'WAIT' }
   | { type: 'LOGS' }
@@ -107,10 +118,10 @@ export type ContainerEvent =
 
 export type ContainerCommand = Extract<
   ContainerEvent['type'],
-  'START' | 'STOP' | 'PAUSE' | 'RESUME' | 'DELETE' | 'KILL' | 'EXEC' | 'PS' | 'WAIT' | 'STATS' | 'LOGS'
+  'START' | 'STOP' | 'PAUSE' | 'RESUME' | 'DELETE' | 'KILL' | 'EXEC' | 'PS' | 'WAIT' | 'STATS' | 'LOGS' | 'RESIZE'
 >;
 export const containerCommands: readonly ContainerCommand[] = [
-  'START', 'STOP', 'PAUSE', 'RESUME', 'DELETE', 'KILL', 'EXEC', 'PS', 'WAIT', 'STATS', 'LOGS',
+  'START', 'STOP', 'PAUSE', 'RESUME', 'DELETE', 'KILL', 'EXEC', 'PS', 'WAIT', 'STATS', 'LOGS', 'RESIZE',
 ];
 
 /** Prefix of every child id the container gives itself (invocations and operations). */
@@ -145,6 +156,7 @@ export const containerMachine = setup({
     deleteContainer: notImplemented('deleteContainer') as ReturnType<typeof fromPromise<void, ContainerOpInput>>,
     killContainer: notImplemented('killContainer') as ReturnType<typeof fromPromise<void, KillInput>>,
     listProcesses: notImplemented('listProcesses') as ReturnType<typeof fromPromise<string, PsInput>>,
+    resizeTerminal: notImplemented('resizeTerminal') as ReturnType<typeof fromPromise<void, ResizeInput>>,
     containerStats: notImplemented('containerStats') as ReturnType<typeof fromPromise<unknown, ContainerOpInput>>,
     process: processMachine,
   },
@@ -200,6 +212,13 @@ export const containerMachine = setup({
         return { ...opInput({ context }), format: e.format, args: e.args, deadline: e.deadline };
       },
     }),
+    resizeTerminal: spawnChild('resizeTerminal', {
+      id: ({ event }) => (event as Extract<ContainerEvent, { type: 'RESIZE' }>).opId,
+      input: ({ context, event }) => {
+        const e = event as Extract<ContainerEvent, { type: 'RESIZE' }>;
+        return { ...opInput({ context }), execId: e.execId, rows: e.rows, cols: e.cols, deadline: e.deadline };
+      },
+    }),
     readStats: spawnChild('containerStats', {
       id: ({ event }) => (event as Extract<ContainerEvent, { type: 'STATS' }>).opId,
       input: ({ context, event }) => ({ ...opInput({ context }), deadline: (event as Deadline).deadline }),
@@ -213,7 +232,7 @@ export const containerMachine = setup({
     recordExecExit: assign(({ context, event }) => {
       const notice = (event as Extract<ContainerEvent, { type: 'PROCESS_NOTICE' }>).notice;
       if (notice.type !== 'exit') return {};
-      const execExits = { ...context.execExits, [notice.execId]: { status: notice.exitStatus, at: notice.exitedAt, ...(notice.exitStatusUnknown ? { unknown: true } : {}) } };
+      const execExits = { ...context.execExits, [notice.execId]: { status: notice.exitStatus, at: notice.exitedAt, ...(notice.exitStatusUnknown ? { unknown: true } : {}), ...(notice.reason ? { reason: notice.reason, message: notice.message ?? '' } : {}) } };
       const ids = Object.keys(execExits);
       for (const old of ids.slice(0, Math.max(0, ids.length - MAX_REMEMBERED_EXEC_EXITS))) delete execExits[old];
       return { execExits, execIds: context.execIds.filter((id) => id !== notice.execId) };
@@ -223,7 +242,7 @@ export const containerMachine = setup({
     }),
     forwardExecExit: ({ event, self }) => {
       const e = event as Extract<ContainerEvent, { type: 'EXEC_EXITED' }>;
-      self.getSnapshot().children[e.execId]?.send({ type: 'EXITED', status: e.status, at: e.at, unknown: e.unknown });
+      self.getSnapshot().children[e.execId]?.send({ type: 'EXITED', status: e.status, at: e.at, unknown: e.unknown, reason: e.reason, message: e.message });
     },
     loseExecs: ({ event, self }) => {
       const at = (event as { at?: string }).at ?? '';
@@ -336,6 +355,7 @@ export const containerMachine = setup({
         PS: { actions: 'listProcesses' },
         WAIT: { actions: 'acceptRead' },
         STATS: { actions: 'readStats' },
+        RESIZE: { actions: 'resizeTerminal' },
         PROCESS_EXITED: { target: 'stopped', actions: [{ type: 'recordExit', params: ({ event }) => event }, 'notifyExit'] },
         GUEST_LOST: { target: 'stopped', actions: ['loseExecs', { type: 'recordExit', params: lostExit }, 'notifyExit'] },
       },
@@ -358,6 +378,7 @@ export const containerMachine = setup({
         STOP: { target: 'stopping', actions: ['clearError', 'takeDeadline'] },
         KILL: { actions: 'killProcesses' },
         STATS: { actions: 'readStats' },
+        RESIZE: { actions: 'resizeTerminal' },
         WAIT: { actions: 'acceptRead' },
         PROCESS_EXITED: { target: 'stopped', actions: [{ type: 'recordExit', params: ({ event }) => event }, 'notifyExit'] },
         GUEST_LOST: { target: 'stopped', actions: ['loseExecs', { type: 'recordExit', params: lostExit }, 'notifyExit'] },

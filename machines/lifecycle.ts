@@ -72,8 +72,9 @@ export type ContainerNotice =
   | (NoticeBase & { type: 'start'; containerId: string; execId?: undefined; pid: number } & PidFields)
   | (NoticeBase & { type: 'exit'; containerId: string; execId?: undefined; pid: number } & ExitFields);
 
-/** An exec's notices, on its container. */
+/** An exec's notices, on its container (`oom` before the exit of one the OOM killer killed). */
 export type ExecNotice =
+  | (NoticeBase & { type: 'oom'; containerId: string; execId: string; message: string })
   | (NoticeBase & { type: Extract<ExecEventType, 'exec-added'>; containerId: string; execId: string })
   | (NoticeBase & { type: Extract<ExecEventType, 'exec-started'>; containerId: string; execId: string; pid: number } & PidFields)
   | (NoticeBase & { type: 'exit'; containerId: string; execId: string; pid: number } & ExitFields);

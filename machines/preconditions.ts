@@ -13,6 +13,8 @@ const SANDBOX_STATES_FOR: Readonly<Record<ContainerCommand, readonly string[]>> 
   PS: ['running'],
   WAIT: ['ready', 'running', 'paused', 'stopped', 'failed'],
   STATS: ['running'],
+  // As a process's stdin: the guest must run (a paused container's terminal resizes too).
+  RESIZE: ['running'],
   // Output kept on the host: readable whatever the sandbox's state.
   LOGS: ['creating', 'ready', 'booting', 'starting', 'running', 'pausing', 'paused', 'resuming', 'stopping', 'stopped', 'failed', 'deleting'],
 };

@@ -22,6 +22,9 @@ export interface ProcessContext extends ProcessInput {
   exitStatus?: number;
   exitUnknown?: boolean;
   exitedAt?: string;
+  /** OOMKilled, with the limit in the message, when the kernel's OOM killer ended it. */
+  exitReason?: string;
+  exitMessage?: string;
   lastError?: ErrorSummary;
 }
 
@@ -56,7 +59,7 @@ export const processMachine = setup({
       type: 'PROCESS_NOTICE' as const,
       notice: { type: 'exec-started' as const, execId: context.execId, state: 'running', pid: context.pid, ...(context.pidUnknown ? { pidUnknown: true } : {}) },
     })),
-    recordExit: assign(({ event }) => ({ exitStatus: event.status, exitUnknown: !!event.unknown, exitedAt: event.at })),
+    recordExit: assign(({ event }) => ({ exitStatus: event.status, exitUnknown: !!event.unknown, exitedAt: event.at, exitReason: event.reason, exitMessage: event.message })),
     announceExit: sendParent(({ context }) => ({
       type: 'PROCESS_NOTICE' as const,
       notice: {
@@ -65,6 +68,7 @@ export const processMachine = setup({
         state: 'exited',
         pid: context.pid,
         ...exitFields(context.exitStatus, context.exitUnknown, context.exitedAt),
+        ...(context.exitReason ? { reason: context.exitReason, message: context.exitMessage ?? '' } : {}),
       },
     })),
   },

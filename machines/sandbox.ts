@@ -161,12 +161,13 @@ export const sandboxMachine = setup({
         ref.send({ type: 'GUEST_LOST', at: context.failure?.at ?? '' });
       }
     },
-    /** A container's notice, numbered; an exit the OOM killer caused comes after an `oom` (containerd's /tasks/oom). */
+    /** A container's notice, numbered; an exit (of an init or an exec) the OOM killer caused comes after an `oom` (containerd's /tasks/oom). */
     relayContainerNotice: enqueueActions(({ context, event, enqueue }) => {
       const notice = (event as Extract<SandboxEvent, { type: 'CONTAINER_NOTICE' }>).notice;
       let seq = context.eventSeq;
-      if (notice.type === 'exit' && !notice.execId && notice.reason === OOM_KILLED) {
-        enqueue.emit({ type: 'lifecycle', seq: ++seq, notice: { type: 'oom', containerId: notice.containerId, state: notice.state, message: notice.message ?? '' } });
+      if (notice.type === 'exit' && notice.reason === OOM_KILLED) {
+        const oom = { type: 'oom' as const, containerId: notice.containerId, state: notice.state, message: notice.message ?? '' };
+        enqueue.emit({ type: 'lifecycle', seq: ++seq, notice: notice.execId ? { ...oom, execId: notice.execId } : oom });
       }
       enqueue.emit({ type: 'lifecycle', seq: ++seq, notice });
       enqueue.assign({ eventSeq: seq });

@@ -24,6 +24,14 @@ export interface ContainerSpec {
   hostname?: string;
   /** Its own cgroup limits (OCI `linux.resources`); absent fields are not set. */
   resources?: ContainerResources;
+  /** With terminal: the terminal's size at the start (OCI `process.consoleSize`). */
+  consoleSize?: ConsoleSize;
+}
+
+/** A terminal's size in character cells (each 1 to 65535). */
+export interface ConsoleSize {
+  rows: number;
+  cols: number;
 }
 
 export interface ContainerResources {
@@ -41,6 +49,8 @@ export interface ProcessSpec {
   cwd: string;
   user: string;
   terminal: boolean;
+  /** With terminal: its size at the start. */
+  consoleSize?: ConsoleSize;
 }
 
 export interface MonitorSettings {

@@ -6,8 +6,8 @@
 export const SANDBOX_EVENT_TYPES = ['create', 'start', 'pause', 'resume', 'stop', 'fail', 'delete'] as const;
 /** Events of a container's init process: vc.v1.evt.sandbox.<sid>.container.<cid>.<type>. */
 export const CONTAINER_EVENT_TYPES = ['create', 'start', 'pause', 'resume', 'oom', 'exit', 'delete'] as const;
-/** Events of an exec, on its container's subject with execId set. */
-export const EXEC_EVENT_TYPES = ['exec-added', 'exec-started', 'exit'] as const;
+/** Events of an exec, on its container's subject with execId set (`oom` just before an OOM kill's exit). */
+export const EXEC_EVENT_TYPES = ['exec-added', 'exec-started', 'oom', 'exit'] as const;
 
 /**
  * Events about hosts: vc.v1.evt.host.<host>.<type>, not numbered. `lost`: the host

@@ -112,6 +112,11 @@ export function createCommandHandlers(registry: SandboxRegistry, store: SandboxS
         await s.stdin(c.params.cid, c.request, limits(c));
         return {};
       }),
+    ContainerResize: (c) =>
+      on(c, async (s) => {
+        await s.resize(c.params.cid, c.request, limits(c));
+        return {};
+      }),
     ContainerStats: (c) => on(c, async (s) => ({ stats: await s.stats(c.params.cid, limits(c)) })),
   };
 }

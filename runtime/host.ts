@@ -198,6 +198,7 @@ export class RuntimeHost {
         owns: (sid) => registry.has(sid),
         defaultDeadlineMs: opts.commandDeadlineMs ?? DEFAULT_COMMAND_DEADLINE_MS,
         unreachable: (h) => liveness.unreachable(h),
+        lastBeat: (h) => liveness.lastBeat(h),
         lost: (h) => liveness.lost(h),
         busDown: () => health.reason(),
         observe: (name, code, s) => metrics.command(name, code, s),

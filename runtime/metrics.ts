@@ -83,14 +83,14 @@ export class HostMetrics {
     });
     new Gauge({
       name: 'virtactors_guest_memory_bytes',
-      help: "Memory a sandbox's guest uses (its cgroup's), where the backend can tell",
-      labelNames: ['sandbox'],
+      help: "Memory a sandbox's guest uses, by what its backend can measure: cgroup (namespace: the sandbox cgroup's usage), process-tree-rss (process: the guest's processes' resident sets), qemu-rss (vm: the qemu process's resident set)",
+      labelNames: ['sandbox', 'backend', 'measure'],
       registers,
       collect() {
         this.reset();
         for (const s of sandboxes.values()) {
-          const bytes = s.backend.memoryBytes?.();
-          if (bytes !== undefined) this.set({ sandbox: s.id }, bytes);
+          const memory = s.backend.guestMemory?.();
+          if (memory) this.set({ sandbox: s.id, backend: s.backend.type, measure: memory.measure }, memory.bytes);
         }
       },
     });

@@ -57,9 +57,16 @@ export function natsServerBinary(): string {
   return process.env.NATS_SERVER_BIN || 'nats-server';
 }
 
+/**
+ * A connection that stops answering the server's pings (a stopped or hung runtime host)
+ * is dropped after about three intervals rather than the default four minutes, and so
+ * leaves the queue group: later commands no longer land on it (docs/reattach.md).
+ */
+export const PING_SETTINGS = ['ping_interval: "2s"', 'ping_max: 2'];
+
 /** The server's configuration: loopback only, JetStream on, auth and routes as asked. */
 export function natsServerConfig(opts: NatsServerOptions): string {
-  const lines = [`listen: "127.0.0.1:${opts.port || -1}"`, `jetstream { store_dir: ${JSON.stringify(opts.storeDir)} }`];
+  const lines = [`listen: "127.0.0.1:${opts.port || -1}"`, `jetstream { store_dir: ${JSON.stringify(opts.storeDir)} }`, ...PING_SETTINGS];
   if (opts.serverName) lines.push(`server_name: ${JSON.stringify(opts.serverName)}`);
   if (opts.auth) lines.push(opts.auth);
   if (opts.cluster) {

@@ -170,6 +170,12 @@ export interface Agent {
    * watched again.
    */
   reconcile?(abort?: AbortSignal): Promise<void>;
+  /**
+   * Sets the size of a process's terminal (execId: the container id for its init). The
+   * caller has checked that the process has one; agents without it are refused with
+   * Unimplemented.
+   */
+  winsizeProcess?(containerId: string, execId: string, rows: number, cols: number, abort?: AbortSignal): Promise<void>;
   /** Resource usage of the container; agents without it are refused with Unimplemented. */
   statsContainer?(containerId: string, abort?: AbortSignal): Promise<ContainerStats>;
 }
@@ -181,6 +187,8 @@ export interface ContainerStats {
   memoryLimitBytes: number;
   pidsCurrent: number;
   pidsLimit: number;
+  /** The OOM kills counted in the container's cgroup in the guest; undefined when the guest does not say (a stock agent). */
+  oomKills?: number;
 }
 
 export const defaultPsArgs = ['-ef'];

@@ -26,6 +26,7 @@ export type AgentOperation =
   | 'resumeContainer'
   | 'releaseContainer'
   | 'statsContainer'
+  | 'winsizeProcess'
   | 'reconcile';
 
 /**
@@ -55,6 +56,7 @@ export const AGENT_CALL_TIMEOUTS_MS: Readonly<Record<AgentOperation, number | un
   resumeContainer: 10_000,
   releaseContainer: 30_000,
   statsContainer: 10_000,
+  winsizeProcess: 10_000,
   // Reattach: dialling the guest again (hyperstart waits for its READY).
   reconcile: 10_000,
 };

@@ -3,6 +3,7 @@
 // status is known AND the process's output streams reached EOF, so that every byte of
 // output is delivered before the exit is reported.
 import { unknownExit, type ExitInfo } from './agent.js';
+import type { SavedStreams } from './hyperstart-streams.js';
 
 /** How long an exit waits for its streams' EOF before it is reported anyway. */
 const EOF_GRACE_MS = 2_000;
@@ -45,7 +46,18 @@ export class ProcessTable {
   private readonly bySeq = new Map<number, ProcRecord>();
   private readonly byId = new Map<string, ProcRecord>();
 
-  constructor(private readonly reports: ProcReports) {}
+  constructor(
+    private readonly reports: ProcReports,
+    /** Called with every process's streams whenever a process is added or forgotten. */
+    private readonly save: (streams: SavedStreams[]) => void = () => {},
+  ) {}
+
+  private saved(): void {
+    const streams = [...this.byId.values()]
+      .filter((r) => r.stdio > 0)
+      .map((r) => ({ containerId: r.containerId, execId: r.execId, stdio: r.stdio, stderr: r.stderr, eofs: [...r.open] }));
+    this.save(streams);
+  }
 
   /**
    * A process about to start. `stderrEof`: the guest ends the stderr stream with an EOF
@@ -67,17 +79,20 @@ export class ProcessTable {
     this.byId.set(key(containerId, execId), rec);
     this.bySeq.set(stdio, rec);
     if (stderr) this.bySeq.set(stderr, rec);
+    this.saved();
     return rec;
   }
 
   /**
-   * A process an earlier driver started (a runtime reattaching): its stream sequences
-   * died with that driver, so its exit waits for no EOF and output that arrives for them
-   * is refused.
+   * A process an earlier driver started (a runtime reattaching), with the stream
+   * sequences that driver saved for it: its output is routed again and its exit waits
+   * for their EOF. Without them its exit waits for no EOF and its output is refused.
    */
-  adopt(containerId: string, execId: string): ProcRecord {
-    const rec: ProcRecord = { containerId, execId, stdio: 0, stderr: 0, pid: 0, open: new Set(), waiters: [] };
+  adopt(containerId: string, execId: string, streams?: SavedStreams): ProcRecord {
+    const rec: ProcRecord = { containerId, execId, stdio: streams?.stdio ?? 0, stderr: streams?.stderr ?? 0, pid: 0, open: new Set(streams?.eofs), waiters: [] };
     this.byId.set(key(containerId, execId), rec);
+    if (rec.stdio) this.bySeq.set(rec.stdio, rec);
+    if (rec.stderr) this.bySeq.set(rec.stderr, rec);
     return rec;
   }
 
@@ -95,6 +110,7 @@ export class ProcessTable {
     this.byId.delete(key(rec.containerId, rec.execId));
     if (rec.stdio) this.bySeq.delete(rec.stdio);
     if (rec.stderr) this.bySeq.delete(rec.stderr);
+    this.saved();
   }
 
   /** Processes whose exit status is known but not yet reported (waiting for EOF). */

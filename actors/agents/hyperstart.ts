@@ -3,6 +3,7 @@
 // sockets under the sandbox's run directory (ctl and tty, as a VM's two serial ports
 // would be exposed on the host) and the driver connects to both.
 import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Code, API_VERSION } from '../../protos/hyperstart/codes.js';
@@ -43,6 +44,7 @@ import { registerAgent } from './index.js';
 import { stopWithGrace, waitAtMost } from './calls.js';
 import { CtlChannel, dial, GuestError, TtyChannel } from './hyperstart-ctl.js';
 import { ProcessTable, type ProcRecord } from './hyperstart-procs.js';
+import { loadStreams, saveStreams, type SavedStreams } from './hyperstart-streams.js';
 import { psExecArgs, psExecResult } from './hyperstart-ps.js';
 import { ROOTFS_DIR, stageRootfs, unstageRootfs, type GuestShare } from '../shared-dir.js';
 
@@ -79,6 +81,7 @@ export class HyperstartAgent implements Agent {
   private sandbox!: SandboxSpec;
   private runDir = '';
   private listener?: AgentListener;
+  private log?: Logger;
   private ctlPath = '';
   private ttyPath = '';
   private conn?: Connection;
@@ -102,7 +105,7 @@ export class HyperstartAgent implements Agent {
       exited: (cid, execId, exit) => {
         if (!this.captured.has(`${cid}\0${execId}`)) this.listener?.processExited(cid, execId, exit);
       },
-    });
+    }, (streams) => this.saveStreams(streams));
   }
 
   async init(init: AgentInit): Promise<void> {
@@ -110,6 +113,7 @@ export class HyperstartAgent implements Agent {
     this.sandbox = init.sandbox;
     this.runDir = init.runDir;
     this.listener = init.listener;
+    this.log = init.log;
     // Names inside the run directory (agent-type.ts refuses paths): nothing else is bound, dialled or removed.
     this.ctlPath = join(init.runDir, socketName('sockCtlName', this.config.sockCtlName) || 'hyper.sock');
     this.ttyPath = join(init.runDir, socketName('sockTtyName', this.config.sockTtyName) || 'tty.sock');
@@ -290,17 +294,29 @@ export class HyperstartAgent implements Agent {
 
   // ---- reattach -----------------------------------------------------------------------
 
+  /** Kept for a driver that reattaches (hyperstart-streams.ts); a failed write only costs that. */
+  private saveStreams(streams: SavedStreams[]): void {
+    if (!this.runDir) return;
+    try {
+      saveStreams(this.runDir, streams);
+    } catch (err) {
+      this.log?.warn({ err, sandboxId: this.sandbox.id }, 'hyperstart: stream sequences not saved: output after a restart would be lost');
+    }
+  }
+
   adopt(guest: AdoptedGuest): void {
     this.share = guest.endpoint.share ?? { hostDir: this.shareDir, bind: false };
+    const saved = new Map(loadStreams(this.runDir).map((s) => [`${s.containerId}\0${s.execId}`, s]));
     for (const c of guest.containers) {
       this.containers.set(c.spec.id, { spec: c.spec, started: c.started });
-      for (const execId of c.running) this.procs.adopt(c.spec.id, execId);
+      for (const execId of c.running) this.procs.adopt(c.spec.id, execId, saved.get(`${c.spec.id}\0${execId}`));
     }
   }
 
   /**
    * Connecting is enough: the guest sends the exits it kept while no host was attached
-   * right after READY, each once.
+   * right after READY, each once, and the output its processes wrote meanwhile and write
+   * from now on, on the streams the earlier driver saved.
    */
   async reconcile(): Promise<void> {
     await this.connect();
@@ -394,7 +410,7 @@ export class HyperstartAgent implements Agent {
       id: containerId,
       image: containerId,
       rootfs: spec.rootfs ? ROOTFS_DIR : '',
-      process: toProcess(containerId, spec, rec),
+      process: toProcess(containerId, spec, rec, extensions),
       ...(spec.privileged ? { privileged: true } : {}),
     };
     try {
@@ -405,6 +421,7 @@ export class HyperstartAgent implements Agent {
       throw err;
     }
     c.started = true;
+    if (!extensions) await this.initialSize(containerId, containerId, spec, abort);
     return started(rec.pid);
   }
 
@@ -429,13 +446,14 @@ export class HyperstartAgent implements Agent {
     if (known) this.procs.drop(known);
     const { extensions } = await this.connection();
     const rec = this.procs.add(containerId, execId, spec.terminal, extensions);
-    const body: H.ExecCommand = { container: containerId, process: toProcess(execId, spec, rec) };
+    const body: H.ExecCommand = { container: containerId, process: toProcess(execId, spec, rec, extensions) };
     try {
       rec.pid = startedPid(await this.send(Code.EXECCMD, body, abort));
     } catch (err) {
       this.procs.drop(rec);
       throw err;
     }
+    if (!extensions) await this.initialSize(containerId, execId, spec, abort);
     return { execId, ...started(rec.pid) };
   }
 
@@ -526,6 +544,17 @@ export class HyperstartAgent implements Agent {
     await this.send(Code.WINSIZE, msg, abort);
   }
 
+  /**
+   * A stock hyperstart has no initial terminal size: WINSIZE right after the start, so the
+   * process runs at the size asked for from then on (what it printed before is at the
+   * guest's default). The process runs whatever the answer: a refusal (it already ended)
+   * or a lost connection (reported on its own) does not undo its start.
+   */
+  private async initialSize(containerId: string, execId: string, spec: Pick<ProcessSpec, 'terminal' | 'consoleSize'>, abort: AbortSignal | undefined): Promise<void> {
+    if (!spec.terminal || !spec.consoleSize) return;
+    await this.winsizeProcess(containerId, execId, spec.consoleSize.rows, spec.consoleSize.cols, abort).catch(() => {});
+  }
+
   /** Stdin of a process (the stdio stream), and its close. */
   async writeProcessStdin(containerId: string, execId: string, data: Uint8Array): Promise<void> {
     const rec = this.procs.get(containerId, execId || containerId);
@@ -584,7 +613,7 @@ export class HyperstartAgent implements Agent {
     const rec = this.procs.add(containerId, execId, false, false);
     try {
       const spec = { args: psExecArgs(options, defaultPsArgs), env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], cwd: '/', user: '', terminal: false };
-      await this.send(Code.EXECCMD, { container: containerId, process: toProcess(execId, spec, rec) } satisfies H.ExecCommand, abort);
+      await this.send(Code.EXECCMD, { container: containerId, process: toProcess(execId, spec, rec, false) } satisfies H.ExecCommand, abort);
       const exit = (await waitAtMost(this.procs.wait(rec), Infinity, abort, `ps in container ${containerId}`))!;
       if (exit.exitStatus !== 0) {
         throw failedPrecondition(`ps in container ${containerId} exited with ${exit.exitStatus}: ${Buffer.concat(out.stderr).toString('utf8').trim()}`);
@@ -603,7 +632,7 @@ const HARMLESS_SIGNALS: ReadonlySet<number> = new Set([0, 17, 18, 23, 28]);
 /** A started process's pid; a stock hyperstart's ACK carries none. */
 const started = (pid: number): StartResult => (pid > 0 ? { pid } : { pid: 0, pidUnknown: true });
 
-function toProcess(id: string, spec: Pick<ProcessSpec, 'args' | 'env' | 'cwd' | 'user' | 'terminal'>, rec: ProcRecord): H.Process {
+function toProcess(id: string, spec: Pick<ProcessSpec, 'args' | 'env' | 'cwd' | 'user' | 'terminal' | 'consoleSize'>, rec: ProcRecord, extensions: boolean): H.Process {
   const envs = spec.env.map((kv) => {
     const eq = kv.indexOf('=');
     return eq < 0 ? { env: kv, value: '' } : { env: kv.slice(0, eq), value: kv.slice(eq + 1) };
@@ -611,6 +640,8 @@ function toProcess(id: string, spec: Pick<ProcessSpec, 'args' | 'env' | 'cwd' | 
   const p: H.Process = { id, args: spec.args, envs, terminal: spec.terminal, stdio: rec.stdio, stderr: rec.stderr };
   if (spec.cwd) p.workdir = spec.cwd;
   if (spec.user) p.user = spec.user;
+  // Our guest's extension field; a stock one gets WINSIZE after the start (initialSize).
+  if (extensions && spec.terminal && spec.consoleSize) p.consoleSize = { rows: spec.consoleSize.rows, columns: spec.consoleSize.cols };
   return p;
 }
 

@@ -32,6 +32,8 @@ export const CONTAINER_NAMESPACES = ['mount', 'ipc', 'uts', 'pid'] as const;
 /** The OCI process of a process spec ("uid[:gid]" or names; names travel as StringUser). */
 export function ociProcess(p: ProcessSpec): { process: Process; stringUser?: StringUser } {
   const process: Process = { Args: p.args, Env: p.env, Cwd: p.cwd || '/', Terminal: p.terminal };
+  // The terminal's size before the process runs (kata agent 1.x sizes it from ConsoleSize).
+  if (p.terminal && p.consoleSize) process.ConsoleSize = { Height: p.consoleSize.rows, Width: p.consoleSize.cols };
   if (!p.user) return { process };
   const [uid = '', gid = ''] = p.user.split(':', 2);
   if (/^\d+$/.test(uid) && (gid === '' || /^\d+$/.test(gid))) process.User = { UID: Number(uid), GID: gid === '' ? 0 : Number(gid) };
@@ -40,7 +42,9 @@ export function ociProcess(p: ProcessSpec): { process: Process; stringUser?: Str
 
 /** The complete spec of a container. */
 export function ociSpec(spec: ContainerSpec, hostname: string): { spec: Spec; stringUser?: StringUser } {
-  const { process, stringUser } = ociProcess({ args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user, terminal: spec.terminal });
+  const { process, stringUser } = ociProcess({
+    args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user, terminal: spec.terminal, ...(spec.consoleSize ? { consoleSize: spec.consoleSize } : {}),
+  });
   // Only the runtime says whether a container is privileged: a client's value under the key is dropped.
   const annotations = { ...(spec.annotations ?? {}) };
   delete annotations[PRIVILEGED_ANNOTATION];

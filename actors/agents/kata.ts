@@ -6,7 +6,7 @@
 // runs, and report to the listener; a process's exit is reported after its output.
 import { ErrorCode, failedPrecondition, unavailable, VcError } from '../../bus/errors.js';
 import { MAX_HOSTNAME_LEN, type ContainerSpec, type SandboxSpec } from '../../machines/specs.js';
-import { int64Limit, type AgentMethod, type Int64, type LinuxResources } from '../../protos/kata/index.js';
+import { int64Limit, OOM_KILL_STAT, type AgentMethod, type Int64, type LinuxResources } from '../../protos/kata/index.js';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { guestEntry, guestEnv } from '../guest-binaries.js';
@@ -404,6 +404,7 @@ export class KataAgent implements Agent {
   async statsContainer(containerId: string, abort?: AbortSignal): Promise<ContainerStats> {
     const res = await this.op('StatsContainer', { container_id: containerId }, abort);
     const s = res.cgroup_stats;
+    const oomKills = s?.memory_stats?.stats?.[OOM_KILL_STAT];
     // 64-bit values arrive as exact strings: a limit at the kernel's 2^63 means none (0, as
     // our guest says it); a counter past 2^53 becomes the nearest number the bus can carry.
     return {
@@ -412,6 +413,7 @@ export class KataAgent implements Agent {
       memoryLimitBytes: int64Limit(s?.memory_stats?.usage?.limit, 'memory limit'),
       pidsCurrent: counter(s?.pids_stats?.current),
       pidsLimit: int64Limit(s?.pids_stats?.limit, 'pids limit'),
+      ...(oomKills !== undefined ? { oomKills: counter(oomKills) } : {}),
     };
   }
 

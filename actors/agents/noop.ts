@@ -40,6 +40,8 @@ export class NoopAgent implements Agent {
     return exitedNow();
   }
   async signalProcess(): Promise<void> {}
+  /** A noop process has a terminal as it has everything else: the resize succeeds and does nothing. */
+  async winsizeProcess(): Promise<void> {}
   async pauseContainer(): Promise<void> {}
   async resumeContainer(): Promise<void> {}
 }

@@ -63,12 +63,28 @@ export interface Backend {
   /** Whether the running guest (and its containers) is in a user namespace mapping root to unprivileged host ids. */
   readonly userNamespace: boolean;
   /**
-   * After a container's init died of SIGKILL: the OOM counter of its cgroup (or the
-   * sandbox's) that moved since last asked, when this backend can see them (host cgroups).
+   * After a process (a container's init or an exec) died of SIGKILL: the OOM counter of
+   * its container's cgroup (or the sandbox's) that moved since last asked, when this
+   * backend can see them (host cgroups). Without it the guest is asked (actors/oom-check.ts).
    */
   oomKilled?(containerId: string): { oomKills: number; limitBytes?: number } | undefined;
-  /** Memory the guest uses now, in bytes (its cgroup's), when this backend can tell. */
-  memoryBytes?(): number | undefined;
+  /** Memory the guest uses now, when this backend can tell, and what was measured. */
+  guestMemory?(): GuestMemory | undefined;
+}
+
+/**
+ * What virtactors_guest_memory_bytes reports for a sandbox (README, Metrics):
+ * - `cgroup`: the sandbox's cgroup's memory use (v1 memory.usage_in_bytes, v2
+ *   memory.current): guest agent and containers, page cache included (namespace);
+ * - `process-tree-rss`: the resident sets (VmRSS) of the guest process and its
+ *   descendants, summed, shared pages counted in each (process);
+ * - `qemu-rss`: the qemu process's resident set (VmRSS) as the host sees it: the guest
+ *   RAM the guest has touched, plus qemu's own memory and, under TCG, its translation
+ *   cache (vm).
+ */
+export interface GuestMemory {
+  bytes: number;
+  measure: 'cgroup' | 'process-tree-rss' | 'qemu-rss';
 }
 
 /** No guest at all: for the noop agent. */

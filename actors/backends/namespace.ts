@@ -14,7 +14,7 @@ import { dirname, resolve } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { failedPrecondition, invalidArgument } from '../../bus/errors.js';
-import type { BootRequest } from './backend.js';
+import type { BootRequest, GuestMemory } from './backend.js';
 import { MAX_HOSTNAME_LEN } from '../../machines/specs.js';
 import { hostCgroupDriver, hasLimits, limitsFromAnnotations, memoryUsage, oomCounters, OomWatch, readHostCgroups, type CgroupDriver, type OomCounter } from './cgroups/index.js';
 import { DetachedGuestBackend, type GuestBackendOptions, type GuestRun } from './detached.js';
@@ -163,8 +163,9 @@ export class NamespaceBackend extends DetachedGuestBackend {
     return this.oom?.moved(containerId);
   }
 
-  memoryBytes(): number | undefined {
-    return this.memoryUsage?.();
+  guestMemory(): GuestMemory | undefined {
+    const bytes = this.memoryUsage?.();
+    return bytes === undefined ? undefined : { bytes, measure: 'cgroup' };
   }
 
   constructor(options: NamespaceBackendOptions) {

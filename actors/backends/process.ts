@@ -2,7 +2,8 @@
 // child process, leader of its own session and process group, sharing the host's
 // namespaces; signals go to the whole group.
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { BootRequest } from './backend.js';
+import { processTree, residentBytes } from '../processes.js';
+import type { BootRequest, GuestMemory } from './backend.js';
 import { hasLimits, limitsFromAnnotations } from './cgroups/cgroup.js';
 import { DetachedGuestBackend, type GuestRun } from './detached.js';
 import { guestEnvironment, signal, waitGroupGone } from './guest-files.js';
@@ -19,6 +20,14 @@ function spawned(child: ChildProcess): Promise<number> {
 
 export class ProcessBackend extends DetachedGuestBackend {
   readonly type = 'process' as const;
+
+  /** No cgroup of its own: the resident sets of the guest and what it started. */
+  guestMemory(): GuestMemory | undefined {
+    const pid = this.pid;
+    if (pid === undefined) return undefined;
+    const sizes = processTree(pid).map(residentBytes).filter((b): b is number => b !== undefined);
+    return sizes.length ? { bytes: sizes.reduce((a, b) => a + b, 0), measure: 'process-tree-rss' } : undefined;
+  }
 
   protected environment(request: BootRequest): Record<string, string> {
     return guestEnvironment(request.plan, request.sandbox.id);

@@ -61,7 +61,7 @@ class HostConnection extends Duplex {
   }
   override _read(): void {}
   override _write(chunk: Buffer, _enc: BufferEncoding, callback: (err?: Error | null) => void): void {
-    this.port.send(chunk).then(() => callback(), callback);
+    this.port.send(this, chunk).then(() => callback(), callback);
   }
 }
 
@@ -93,8 +93,13 @@ export class SerialPort {
     this.accept(conn);
   }
 
-  /** @internal */ send(data: Uint8Array): Promise<void> {
+  /**
+   * @internal Bytes of a connection whose host has gone are dropped, not written to the
+   * next host: a new host must begin with a clean stream (a fresh yamux session, READY).
+   */
+  send(from: HostConnection, data: Uint8Array): Promise<void> {
     const done = this.writing.then(async () => {
+      if (from !== this.current) return;
       await writeAll(this.fd, data);
       this.connected = true; // a write returns only once a host is there
     });

@@ -108,7 +108,7 @@ export class Pod {
       // A stock hyperstart runs every container of the pod in the pod's pid namespace: the
       // guest's, when it is one's PID 1 (a guest that is not has no pod namespace to share).
       const podPidNamespace = !!this.options.stock && process.pid === 1;
-      await sup.createContainer({ id: c.id, initId, root, process: processSpec(c.process), hostname: this.hostname, privileged: c.privileged === true, podPidNamespace });
+      await sup.createContainer({ id: c.id, initId, root, process: processSpec(c.process, this.options.stock), hostname: this.hostname, privileged: c.privileged === true, podPidNamespace });
       let pid: number;
       try {
         pid = await sup.startContainer(c.id);
@@ -130,7 +130,7 @@ export class Pod {
     if (!cmd?.container || !cmd.process?.id) throw new GuestError('InvalidArgument', 'invalid exec: container and process.id are required');
     const seqs = this.claim(cmd.process);
     try {
-      const pid = await sup.exec(cmd.container, cmd.process.id, processSpec(cmd.process));
+      const pid = await sup.exec(cmd.container, cmd.process.id, processSpec(cmd.process, this.options.stock));
       this.follow(cmd.container, cmd.process.id, seqs);
       return { pid };
     } catch (err) {
@@ -286,8 +286,10 @@ function stockStatus(status: number): number {
   return status > 128 && status <= 128 + 64 ? 0 : status;
 }
 
+const isSide = (n: unknown): n is number => Number.isInteger(n) && (n as number) >= 1 && (n as number) <= 65_535;
+
 /** A hyperstart Process as the supervisor's spec: env exactly as listed, ids or names. */
-function processSpec(p: H.Process): ProcessSpec {
+function processSpec(p: H.Process, stock?: boolean): ProcessSpec {
   if (!Array.isArray(p.args) || p.args.length === 0) throw new GuestError('InvalidArgument', 'invalid process: args are required');
   const user = parseUser(p.user ?? '');
   if (p.group) {
@@ -298,11 +300,15 @@ function processSpec(p: H.Process): ProcessSpec {
     if (!p.additionalGroups.every((g) => /^\d+$/.test(g))) throw new GuestError('InvalidArgument', 'additionalGroups must be numeric gids');
     user.additionalGids = p.additionalGroups.map(Number);
   }
-  return {
+  const spec: ProcessSpec = {
     args: p.args,
     env: (p.envs ?? []).map((e) => `${e.env}=${e.value}`),
     cwd: p.workdir || '/',
     user,
     terminal: !!p.terminal,
   };
+  // Our extension (a stock hyperstart knows no initial size): sized before the process runs.
+  const size = p.consoleSize;
+  if (!stock && spec.terminal && size && isSide(size.rows) && isSide(size.columns)) spec.consoleSize = { rows: size.rows, cols: size.columns };
+  return spec;
 }

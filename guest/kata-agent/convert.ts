@@ -2,7 +2,7 @@
 // resources in, cgroup counters out.
 import type { CgroupStats, ProcessSpec, Resources, UserRef } from '../common/index.js';
 import { GuestError, parseUser, PRIVILEGED_ANNOTATION, relaxationsIn } from '../common/index.js';
-import { int64Number, type CgroupStats as ProtoCgroupStats, type Int64, type LinuxResources, type Process, type Spec, type StringUser } from '../../protos/kata/index.js';
+import { int64Number, OOM_KILL_STAT, type CgroupStats as ProtoCgroupStats, type Int64, type LinuxResources, type Process, type Spec, type StringUser } from '../../protos/kata/index.js';
 
 /** The user of a process: a non-empty StringUser wins over the OCI user. */
 export function userOf(process: Process | undefined, stringUser: StringUser | undefined): UserRef {
@@ -84,7 +84,8 @@ export function statsMessage(s: CgroupStats): ProtoCgroupStats {
       swap_usage: mem(s.memory.swap),
       kernel_usage: mem(s.memory.kernel),
       use_hierarchy: s.memory.useHierarchy,
-      stats: s.memory.stats,
+      // Our extension: the host's only way to see an OOM kill in a VM (OOM_KILL_STAT).
+      stats: s.memory.oomKills === undefined ? s.memory.stats : { ...s.memory.stats, [OOM_KILL_STAT]: s.memory.oomKills },
     },
     pids_stats: { current: s.pids.current, limit: s.pids.limit },
     blkio_stats: { io_service_bytes_recursive: blk(s.blkio.serviceBytes), io_serviced_recursive: blk(s.blkio.serviced) },

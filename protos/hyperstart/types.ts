@@ -28,6 +28,12 @@ export interface Process {
   envs?: EnvVar[];
   workdir?: string;
   rlimits?: Rlimit[];
+  /**
+   * virtactors extension: the terminal's size before the process runs. Sent only to a
+   * guest that serves the extension codes; a stock hyperstart has no such field (its
+   * driver sends WINSIZE right after the start instead).
+   */
+  consoleSize?: { rows: number; columns: number };
 }
 
 export interface VolumeDescriptor {

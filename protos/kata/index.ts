@@ -14,6 +14,14 @@ export const HEALTH_SERVICE = 'grpc.Health';
 export const API_VERSION = '0.0.1';
 /** Trailing metadata key carrying the guest pid of a started process (our extension). */
 export const PID_TRAILER = 'x-virtactors-pid';
+/**
+ * Our extension of StatsContainer: a key of `memory_stats.stats` (elsewhere the cgroup's
+ * memory.stat, whose keys never contain a dot) carrying the OOM kills counted in the
+ * container's cgroup (v1 memory.oom_control, v2 memory.events `oom_kill`). The 1.x
+ * protocol has no OOM RPC (GetOOMEvent came with 2.x); a stock agent leaves the key out,
+ * and the host then cannot tell an OOM kill inside a VM from another SIGKILL.
+ */
+export const OOM_KILL_STAT = 'virtactors.oom_kill';
 
 type MethodTable<T> = { [M in keyof T]: { request: unknown; response: unknown } };
 

@@ -75,6 +75,11 @@ async function processRunning(sid: string, argv: string[]): Promise<number | und
   return undefined;
 }
 
+/** Prints a numbered line for each SIGUSR1 (the trap runs between sleeps). */
+const TALK = ['sh', '-c', "n=0; trap 'n=$((n+1)); echo usr1-$n' USR1; echo started; while :; do sleep 1; done"];
+
+const logsOf = async (sid: string, cid: string) => (await client.call('ContainerLogs', { sid, cid })).stdout ?? '';
+
 const exitsOf = (all: Bus.Event[], cid: string, execId?: string) =>
   all.filter((e) => e.type === 'exit' && e.containerId === cid && (e.execId ?? '') === (execId ?? ''));
 
@@ -91,6 +96,7 @@ describe('kill -9 of the runtime, then a restart on the same state directory', (
       await createSandbox(`r-${agent}`, agent, [
         { id: 'keep', args: ['sleep', '3001'] },
         { id: 'dies', args: ['sleep', '3002'] },
+        { id: 'talk', args: TALK },
       ]);
       await client.call('ContainerExec', { sid: `r-${agent}`, cid: 'keep' }, { execId: 'ex', args: ['sleep', '3003'] });
       await createSandbox(`g-${agent}`, agent, [{ id: 'c', args: ['sleep', '3004'] }]);
@@ -98,6 +104,7 @@ describe('kill -9 of the runtime, then a restart on the same state directory', (
     await createSandbox('r-noop', 'noop', [{ id: 'c', args: ['sleep', '1'] }]);
     await createSandbox('m-kata', 'kata', []);
     for (const agent of guests) await until(() => processRunning(`r-${agent}`, ['sleep', '3002']), `${agent} container dies to run`);
+    for (const agent of guests) await until(async () => ((await logsOf(`r-${agent}`, 'talk')).includes('started') ? true : undefined), `${agent} talk output`);
 
     step('created');
     await runtime!.kill9();
@@ -105,6 +112,8 @@ describe('kill -9 of the runtime, then a restart on the same state directory', (
     // While no runtime is attached: one container of each sandbox is killed, and one guest dies.
     for (const agent of guests) {
       process.kill((await processRunning(`r-${agent}`, ['sleep', '3002']))!, 'SIGKILL');
+      // Output written while no runtime is attached.
+      process.kill((await processRunning(`r-${agent}`, TALK))!, 'SIGUSR1');
       const guest = Number(readFileSync(join(runDir(`g-${agent}`), 'guest.pid'), 'utf8'));
       process.kill(guest, 'SIGKILL');
       await until(async () => (alive(guest) ? undefined : true), `the ${agent} guest to die`);
@@ -123,7 +132,11 @@ describe('kill -9 of the runtime, then a restart on the same state directory', (
       expect(exit.exitStatusUnknown).toBeFalsy();
       const status = await client.call('SandboxStatus', { sid });
       expect(status.sandbox?.state).toBe('running');
-      expect(status.sandbox?.containers?.map((c) => [c.id, c.state])).toEqual([['keep', 'running'], ['dies', 'stopped']]);
+      expect(status.sandbox?.containers?.map((c) => [c.id, c.state])).toEqual([['keep', 'running'], ['dies', 'stopped'], ['talk', 'running']]);
+      // Output of a process the restarted runtime adopted: written during the downtime, and after the restart.
+      await until(async () => ((await logsOf(sid, 'talk')).includes('usr1-1\n') ? true : undefined), `${sid} output written during the downtime`);
+      await client.call('ContainerKill', { sid, cid: 'talk' }, { signal: 10 });
+      await until(async () => ((await logsOf(sid, 'talk')).includes('usr1-2\n') ? true : undefined), `${sid} output written after the restart`);
       expect(await processRunning(sid, ['sleep', '3001'])).toBeGreaterThan(0);
       expect(await processRunning(sid, ['sleep', '3003'])).toBeGreaterThan(0);
 

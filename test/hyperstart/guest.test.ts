@@ -277,6 +277,19 @@ for (const mode of ['own', 'stock'] as const) {
         expect((err as VcError).message).toMatch(stock ? /refused WINSIZE/ : /has no terminal/);
       });
 
+      it('starts a terminal process at its consoleSize (stock: WINSIZE right after the start)', async () => {
+        await start('c1', ['sleep', '100']);
+        const spec = { args: ['sh', '-c', 'stty size; read go; stty size'], env: [], cwd: '', user: '', terminal: true, consoleSize: { rows: 30, cols: 90 } };
+        await setup.agent.exec('c1', spec, 't2');
+        // Typed once the first line is out, so that the terminal's echo of it comes after.
+        await until(() => setup.text('c1', 't2').includes('\n'));
+        await setup.agent.writeProcessStdin('c1', 't2', Buffer.from('go\n'));
+        expect((await setup.exited('c1', 't2')).exitStatus).toBe(0);
+        // Our guest sizes the terminal before the process runs; a stock one only once the
+        // start is answered, so what the process printed at once is of the size before (or none).
+        expect(setup.text('c1', 't2')).toMatch(stock ? /^[^\r\n]*\r\ngo\r\n30 90\r\n$/ : /^30 90\r\ngo\r\n30 90\r\n$/);
+      });
+
       it('lists the container processes as a JSON array of pids', async () => {
         const pid = await pidFor(await start('c1', ['sh', '-c', 'sleep 100 & sleep 101; :']), 'sh -c sleep 100 & sleep 101; :');
         const e = await pidFor(await setup.agent.exec('c1', { args: ['sleep', '102'], env: [], cwd: '', user: '', terminal: false }, 'e1'), 'sleep 102');

@@ -105,5 +105,5 @@ describe('a 3-node cluster', () => {
     for (const [sid, count] of before) expect((await eventsOf(sid)).length, sid).toBe(count);
     const newLeader = (await jsm.streams.info(streams.events)).cluster!.leader;
     expect(newLeader).not.toBe(leader);
-  });
+  }, 120_000); // a leader election on a loaded 2-core machine: the waits above allow a minute each
 });

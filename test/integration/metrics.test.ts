@@ -2,29 +2,13 @@
 // gauges move with the commands sent.
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_METRICS_ADDR, parseMetricsAddr } from '../../runtime/metrics.js';
+import { scrape as scrapeHost, sample as sampleOf } from '../helpers/metrics.js';
 import { useRuntime } from '../helpers/runtime.js';
 
 const rt = useRuntime({ host: 'metrics-host', metricsAddr: { host: '127.0.0.1', port: 0 } });
 
-async function scrape(): Promise<string> {
-  const url = rt.host.host.metricsUrl!;
-  const res = await fetch(url);
-  expect(res.status).toBe(200);
-  expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
-  return res.text();
-}
-
-/** The value of one sample, 0 when absent. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  const want = Object.entries({ ...labels, host: 'metrics-host' });
-  for (const line of text.split('\n')) {
-    const m = /^([a-z_:]+)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-    if (want.every(([k, v]) => have[k] === v) && Object.keys(have).length === want.length) return Number(m[3]);
-  }
-  return 0;
-}
+const scrape = () => scrapeHost(rt);
+const sample = (text: string, name: string, labels: Record<string, string> = {}) => sampleOf(text, name, labels, 'metrics-host');
 
 describe('metrics', () => {
   it('serves Prometheus text on loopback whose counters move with the commands sent', async () => {
@@ -53,6 +37,18 @@ describe('metrics', () => {
     await rt.ok('SandboxDelete', { sid: 'm1' }, { force: true });
     const gone = await scrape();
     expect(sample(gone, 'virtactors_sandboxes', { state: 'ready' })).toBe(0);
+  });
+
+  it("reports each guest's memory with what its backend measures: the namespace sandbox's cgroup, the process guest's resident sets", async () => {
+    await rt.ok('SandboxCreate', {}, { sandbox: { id: 'mem-ns', agent: 'kata', backend: 'namespace' }, start: true });
+    await rt.ok('SandboxCreate', {}, { sandbox: { id: 'mem-proc', agent: 'kata', backend: 'process' }, start: true });
+    const text = await scrape();
+    // Each guest is a Node process of some tens of MiB.
+    expect(sample(text, 'virtactors_guest_memory_bytes', { sandbox: 'mem-ns', backend: 'namespace', measure: 'cgroup' })).toBeGreaterThan(8 * 1024 ** 2);
+    expect(sample(text, 'virtactors_guest_memory_bytes', { sandbox: 'mem-proc', backend: 'process', measure: 'process-tree-rss' })).toBeGreaterThan(8 * 1024 ** 2);
+    await rt.ok('SandboxDelete', { sid: 'mem-ns' }, { force: true });
+    await rt.ok('SandboxDelete', { sid: 'mem-proc' }, { force: true });
+    expect(await scrape()).not.toMatch(/virtactors_guest_memory_bytes\{sandbox="mem-/);
   });
 
   it('VC_METRICS_ADDR takes HOST:PORT or off', () => {

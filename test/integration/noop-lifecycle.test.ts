@@ -40,4 +40,17 @@ describe('noop sandbox lifecycle over the bus', () => {
       [12, '', 'delete'],
     ]);
   });
+
+  it('resizes the terminal of a noop process that has one (and refuses one without)', async () => {
+    await rt.client.call('SandboxCreate', {}, {
+      sandbox: { id: 's2', containers: [{ id: 't', args: ['sh'], terminal: true, consoleSize: { rows: 24, cols: 80 } }, { id: 'p', args: ['sh'] }] },
+      start: true,
+    });
+    expect(await rt.client.request('ContainerResize', { sid: 's2', cid: 't' }, { rows: 50, cols: 160 })).toEqual({ ok: true });
+    const refused = await rt.client.request('ContainerResize', { sid: 's2', cid: 'p' }, { rows: 50, cols: 160 });
+    expect(refused).toMatchObject({ ok: false, error: { code: 'FailedPrecondition', message: expect.stringMatching(/container p was started without a terminal/) } });
+    // The spec keeps the size the terminal started with.
+    expect((await rt.client.call('ContainerStatus', { sid: 's2', cid: 't' })).container?.spec?.consoleSize).toEqual({ rows: 24, cols: 80 });
+    await rt.client.call('SandboxDelete', { sid: 's2' }, { force: true });
+  });
 });

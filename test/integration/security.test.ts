@@ -203,6 +203,11 @@ describe('roles', () => {
         expect(r.reply, c.name).toBeUndefined();
         expect(r.denied, c.name).toMatch(new RegExp(`^permission denied: role viewer may not ${c.name.replace(/[-]/g, '\\-')}`));
         expect(r.denied, c.name).toContain(subjectOf(c));
+        // Nor addressed to one host, as a client's second try is.
+        if (!subjectOf(c).startsWith(subjects.publicCommands().slice(0, -1))) continue;
+        const via = await attempt(viewer, subjects.hostVia(HOST, subjectOf(c)), bodyFor(c));
+        expect(via.reply, `${c.name} via ${HOST}`).toBeUndefined();
+        expect(via.denied, `${c.name} via ${HOST}`).toMatch(/^permission denied/);
       }
     } finally {
       await viewer.close();

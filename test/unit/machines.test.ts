@@ -35,6 +35,8 @@ const containerCommand = (type: (typeof containerCommands)[number]): ContainerEv
       return { type, opId: 'op.ps.1', format: 'json', args: [] };
     case 'STATS':
       return { type, opId: 'op.stats.1' };
+    case 'RESIZE':
+      return { type, opId: 'op.resize.1', execId: 'c1', rows: 24, cols: 80 };
     default:
       return { type } as ContainerEvent;
   }
@@ -59,8 +61,8 @@ const SANDBOX_ALLOWED: Record<string, string[]> = {
 
 const CONTAINER_ALLOWED: Record<string, string[]> = {
   ready: ['START', 'STOP', 'DELETE', 'PAUSE', 'KILL', 'EXEC', 'WAIT', 'LOGS'],
-  running: ['STOP', 'PAUSE', 'KILL', 'EXEC', 'PS', 'WAIT', 'STATS', 'LOGS'],
-  paused: ['RESUME', 'STOP', 'KILL', 'STATS', 'WAIT', 'LOGS'],
+  running: ['STOP', 'PAUSE', 'KILL', 'EXEC', 'PS', 'WAIT', 'STATS', 'LOGS', 'RESIZE'],
+  paused: ['RESUME', 'STOP', 'KILL', 'STATS', 'WAIT', 'LOGS', 'RESIZE'],
   stopped: ['START', 'STOP', 'DELETE', 'WAIT', 'LOGS'],
 };
 
@@ -139,7 +141,7 @@ describe('container statechart', () => {
   // Alone, a container has no parent to notify: its notices are dropped here.
   // Its operations are not run here: the chart alone decides what it accepts.
   const model = containerMachine.provide({
-    actions: { notify: () => {}, notifyExit: () => {}, relayProcessNotice: () => {}, spawnProcess: () => {}, killProcesses: () => {}, listProcesses: () => {}, readStats: () => {} },
+    actions: { notify: () => {}, notifyExit: () => {}, relayProcessNotice: () => {}, spawnProcess: () => {}, killProcesses: () => {}, listProcesses: () => {}, readStats: () => {}, resizeTerminal: () => {} },
   });
   const paths = getShortestPaths(model, {
     input: { sandboxId: 's1', spec: containerSpec },

@@ -6,21 +6,30 @@
 // tens of seconds, so the file boots as few VMs as it can and stays honest.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type * as Bus from '../../bus/messages.gen.js';
 import { useRuntime, type RuntimeContext } from '../helpers/runtime.js';
 import { alive } from '../helpers/processes.js';
+import { sample, scrape } from '../helpers/metrics.js';
 import { busyboxRootfs } from '../helpers/rootfs.js';
 import { BOOT_MS, hostMetadata, mountsUnder, poolReady, qemuProcessesUnder, vmOk, vmSkipReason } from './helpers.js';
 
-export function vmSuite(agent: 'kata' | 'hyperstart'): void {
+/** What an agent's own scenarios (run on the suite's sandbox, while it runs) get. */
+export interface VmScenario {
+  rt: RuntimeContext;
+  ok: RuntimeContext['ok'];
+  sid: string;
+}
+
+/** `more` adds an agent's own scenarios, on the same running sandbox (no VM of their own). */
+export function vmSuite(agent: 'kata' | 'hyperstart', more?: (vm: VmScenario) => void): void {
   const skip = vmSkipReason();
   // Only where qemu cannot run at all; `npm run setup` installs it, so CI runs these.
   describe.skipIf(skip !== undefined)(`${agent} sandbox in a VM${skip ? ` (skipped: ${skip})` : ''}`, () => {
-    const rt: RuntimeContext = useRuntime({ host: `vm-${agent}`, vm: { pool: { [agent]: 1 } }, commandDeadlineMs: BOOT_MS });
+    const rt: RuntimeContext = useRuntime({ host: `vm-${agent}`, vm: { pool: { [agent]: 1 } }, commandDeadlineMs: BOOT_MS, metricsAddr: { host: '127.0.0.1', port: 0 } });
     const sid = `${agent}-vm`;
     // A TCG guest on a busy 2-core machine can take seconds to answer a health check.
     const monitor = { intervalMs: 1000, deadlineMs: 15_000 };
@@ -81,6 +90,11 @@ export function vmSuite(agent: 'kata' | 'hyperstart'): void {
       expect(r.stderr).toBe('oops\n');
     });
 
+    it('gives a process a terminal of the size asked for (the image has script and stty)', { timeout: BOOT_MS }, async () => {
+      const r = await run('tty', ['sh', '-c', '[ -t 0 ] && stty size'], { terminal: true, consoleSize: { rows: 27, cols: 111 } });
+      expect(r).toMatchObject({ exitStatus: 0, stdout: '27 111\r\n' });
+    });
+
     it('cannot read a host file that was not shared', { timeout: BOOT_MS }, async () => {
       const path = join(secretDir, 'secret.txt');
       const r = await run('peek', ['sh', '-c', `cat ${path}; ls ${secretDir}`]);
@@ -114,6 +128,21 @@ export function vmSuite(agent: 'kata' | 'hyperstart'): void {
       const events = (await rt.eventsOf(sid)).filter((e) => e.containerId === 'box').map((e) => `${e.type}${e.execId ? `:${e.execId}` : ''}`);
       expect(events).toEqual(['create', 'start', 'exec-added:e1', 'exec-started:e1', 'exit:e1', 'exit']);
     });
+
+    it("reports the VM sandbox's memory: its qemu's resident set", { timeout: BOOT_MS }, async () => {
+      const pid = (await status()).vm!.pid!;
+      const qemuRss = () => Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+      const before = qemuRss();
+      const reported = sample(await scrape(rt), 'virtactors_guest_memory_bytes', { sandbox: sid, backend: 'vm', measure: 'qemu-rss' }, rt.host.host.host);
+      const after = qemuRss();
+      // A booted guest (kernel, Node agent, the containers run so far) holds tens of MiB.
+      expect(reported).toBeGreaterThan(32 * 1024 ** 2);
+      // What the host reads of qemu at that moment, give or take what it touched meanwhile.
+      expect(reported).toBeGreaterThanOrEqual(Math.min(before, after) * 0.9);
+      expect(reported).toBeLessThanOrEqual(Math.max(before, after) * 1.1);
+    });
+
+    more?.({ rt, ok, sid });
 
     it('stops: the VM is gone, no qemu, socket or VM directory of it is left', { timeout: BOOT_MS }, async () => {
       const stopped = await ok('SandboxStop', { sid });

@@ -1,10 +1,10 @@
 // OOM kills as the kernel counts them: cgroup v1 `memory.oom_control` (oom_kill, Linux
-// 4.13+) and v2 `memory.events` (oom_kill). A v1 kill is counted in the cgroup whose limit
-// fired only; v2 counts it up the tree too. So a container's kill is looked for in its
+// 4.13+) and v2 `memory.events` (oom_kill). A v1 kill is counted in the victim's own
+// cgroup only; v2 counts it up the tree too. So a container's kill is looked for in its
 // own cgroup (the guest makes one per container, named after it, inside the sandbox's)
-// before the sandbox's.
+// before the sandbox's, and the limit that fired is the lowest on the way up.
 import { readdirSync, readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 
 export interface OomCounter {
   /** The cgroup directory. */
@@ -62,9 +62,29 @@ function named(root: string, name: string, depth = 3): string[] {
   return found;
 }
 
-/** The container's own memory cgroups (below the sandbox's), then the sandbox's. */
+/** The lowest limit on the way from `root` down to `dir` (both included): the one that can fire. */
+function effectiveLimit(root: string, dir: string, version: 1 | 2): number | undefined {
+  let limit: number | undefined;
+  for (let d = dir; ; d = dirname(d)) {
+    const own = oomCounter(d, version)?.limitBytes;
+    if (own !== undefined && (limit === undefined || own < limit)) limit = own;
+    if (d === root || dirname(d) === d) return limit;
+  }
+}
+
+/**
+ * The container's own memory cgroups (below the sandbox's), then the sandbox's. The kernel
+ * counts a kill in the victim's cgroup, whose own limit may be none: each counter carries
+ * the lowest limit between it and the sandbox's cgroup.
+ */
 export function oomCounters(sandboxMemoryDir: string, version: 1 | 2, containerId: string): OomCounter[] {
-  return [...named(sandboxMemoryDir, containerId), sandboxMemoryDir].map((d) => oomCounter(d, version)).filter((c): c is OomCounter => c !== undefined);
+  return [...named(sandboxMemoryDir, containerId), sandboxMemoryDir].flatMap((d) => {
+    const c = oomCounter(d, version);
+    if (!c) return [];
+    const limit = effectiveLimit(sandboxMemoryDir, d, version);
+    const { limitBytes: _own, ...counter } = c;
+    return [limit === undefined ? counter : { ...counter, limitBytes: limit }];
+  });
 }
 
 /**
@@ -74,7 +94,7 @@ export function oomCounters(sandboxMemoryDir: string, version: 1 | 2, containerI
 export class OomWatch {
   private readonly seen = new Map<string, number>();
 
-  constructor(private readonly counters: (containerId: string) => OomCounter[]) {}
+  constructor(private readonly counters: (containerId: string) => OomCounter[] = () => []) {}
 
   /** Takes the current counts as the baseline (a container that starts). */
   baseline(containerId: string): void {
@@ -83,9 +103,19 @@ export class OomWatch {
 
   /** The first counter (container before sandbox) that moved since last seen, if any. */
   moved(containerId: string): OomCounter | undefined {
+    return this.movedIn(this.counters(containerId));
+  }
+
+  /**
+   * The same judgement over counters read elsewhere (a guest's, through its agent). A
+   * counter below the one last seen belongs to a new cgroup of the same name (a container
+   * id used again): it counts from 0.
+   */
+  movedIn(counters: readonly OomCounter[]): OomCounter | undefined {
     let hit: OomCounter | undefined;
-    for (const c of this.counters(containerId)) {
-      const before = this.seen.get(c.dir) ?? 0;
+    for (const c of counters) {
+      const last = this.seen.get(c.dir) ?? 0;
+      const before = c.oomKills < last ? 0 : last;
       this.seen.set(c.dir, c.oomKills);
       if (!hit && c.oomKills > before) hit = c;
     }

@@ -6,10 +6,14 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { invalidArgument, failedPrecondition } from '../../../bus/errors.js';
 import type { GuestEndpoint } from '../../agents/agent.js';
 import { OCI_RUNTIME_SETTING } from '../../guest-binaries.js';
-import type { AdoptRequest, Backend, BackendStatus, BootRequest, GuestExit } from '../backend.js';
+import { residentBytes } from '../../processes.js';
+import type { AdoptRequest, Backend, BackendStatus, BootRequest, GuestExit, GuestMemory } from '../backend.js';
 import { logPath, removeGuestFiles, writePidFile } from '../guest-files.js';
 import { DEFAULT_SHARE_TAGS, requireVmAgent, type VmHost } from './host.js';
 import type { Vm } from './vm.js';
+
+/** How long an adopted VM's agent gets to answer its new host end (a TCG guest is slow). */
+const REATTACH_TIMEOUT_MS = 30_000;
 
 export class VmBackend implements Backend {
   readonly type = 'vm' as const;
@@ -29,6 +33,13 @@ export class VmBackend implements Backend {
     return this.vm && !this.stopRequested && !this.vm.exit ? this.vm.pid : undefined;
   }
 
+  /** The guest's cgroups are the guest kernel's: the host sees qemu's resident set. */
+  guestMemory(): GuestMemory | undefined {
+    const pid = this.pid;
+    const bytes = pid === undefined ? undefined : residentBytes(pid);
+    return bytes === undefined ? undefined : { bytes, measure: 'qemu-rss' };
+  }
+
   onExit(listener: (exit: GuestExit) => void): void {
     this.listeners.push(listener);
   }
@@ -40,12 +51,40 @@ export class VmBackend implements Backend {
   }
 
   /**
-   * Not yet: the VM's channels (yamux, the hyperstart relay) lived in the runtime that
-   * died, so its agent cannot be reached again. The VM goes; the sandbox fails.
+   * The VM an earlier runtime booted for this sandbox: adopted (shutdown removes it), and
+   * if its qemu still runs, its channels dialled again and offered at the recorded
+   * endpoint. A VM whose agent does not answer again stays adopted (the driver finds it
+   * unreachable). False when its qemu is gone; without an endpoint to reach it by (a
+   * sandbox caught creating) the VM is removed at once.
    */
   async adopt(request: AdoptRequest): Promise<boolean> {
-    this.host.removeSandboxVm(request.sandbox.id);
-    return false;
+    const { sandbox, runDir, endpoint } = request;
+    const agent = sandbox.agent === 'kata' || sandbox.agent === 'hyperstart' ? sandbox.agent : undefined;
+    const tag = endpoint.share?.tag;
+    const found = agent && tag ? await this.host.adoptSandboxVm(sandbox.id, agent, tag).catch(() => undefined) : undefined;
+    if (!found) {
+      this.host.removeSandboxVm(sandbox.id);
+      return false;
+    }
+    const { vm, warm } = found;
+    this.vm = vm;
+    this.warm = warm;
+    this.stopRequested = false;
+    this.request = { sandbox, incarnation: request.incarnation, runDir, plan: { endpoint, command: [], env: {} } };
+    this.endpoint = { ...endpoint, share: { hostDir: vm.shareDir, tag: tag!, bind: true } };
+    if (vm.exit) return false;
+    vm.onExit((exit) => {
+      if (this.stopRequested || this.vm !== vm) return;
+      for (const l of this.listeners) l(exit);
+    });
+    try {
+      await vm.reconnect(REATTACH_TIMEOUT_MS);
+      this.endpoint = { ...(await vm.channel.attach(endpoint)), share: this.endpoint.share };
+      if (vm.pid !== undefined) writePidFile(runDir, vm.pid);
+    } catch (err) {
+      this.host.log.warn({ err, sandboxId: sandbox.id, vm: vm.id }, 'vm: the adopted VM does not answer');
+    }
+    return vm.exit === undefined;
   }
 
   boot(request: BootRequest): Promise<GuestEndpoint> {
@@ -74,7 +113,7 @@ export class VmBackend implements Backend {
     const vm = taken ?? (await this.host.bootVm(this.host.config(agent, tag)));
     this.vm = vm;
     try {
-      vm.claim(request.sandbox.id);
+      vm.claim(request.sandbox.id, !!taken);
       mkdirSync(request.runDir, { recursive: true, mode: 0o750 });
       const endpoint = await vm.channel.attach(request.plan.endpoint);
       if (vm.pid !== undefined) writePidFile(request.runDir, vm.pid);

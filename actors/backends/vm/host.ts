@@ -2,7 +2,7 @@
 // (prepared on first use, cached in the state directory), the qemu set-up (machine and
 // accelerator), the warm pool, and the directory VMs live in.
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { failedPrecondition } from '../../../bus/errors.js';
 import { signal } from '../guest-files.js';
@@ -12,7 +12,7 @@ import { prepareImage } from './image.js';
 import { prepareKernel } from './kernel.js';
 import { VmPool, type PoolStatus, type PoolTargets } from './pool.js';
 import { qemuSetup } from './qemu.js';
-import { OWNER_FILE, QEMU_PID_FILE, SANDBOX_MARKER, Vm, type VmAgent, type VmConfig, type VmEnv } from './vm.js';
+import { isQemuOf, OWNER_FILE, QEMU_PID_FILE, SANDBOX_MARKER, Vm, type VmAgent, type VmConfig, type VmEnv } from './vm.js';
 
 /** The 9p tags kata 1.x and virtcontainers' hyperstart agent used. */
 export const DEFAULT_SHARE_TAGS: Record<VmAgent, string> = { kata: 'kataShared', hyperstart: 'hyperShared' };
@@ -32,7 +32,7 @@ export interface VmHostOptions {
 export class VmHost {
   readonly pool: VmPool;
   private env: Promise<VmEnv> | undefined;
-  private readonly log: Logger;
+  readonly log: Logger;
 
   private readonly options: VmHostOptions;
 
@@ -89,11 +89,45 @@ export class VmHost {
   }
 
   /**
-   * The VM of a sandbox an earlier runtime on this root started and can no longer reach
-   * (its channels died with that runtime): it goes as a stale pool VM does.
+   * The VM of a sandbox an earlier runtime on this root started and that cannot be
+   * adopted (its qemu is gone, or the record says too little): it goes as a stale pool VM
+   * does.
    */
   removeSandboxVm(sandboxId: string): void {
-    this.removeOrphanVms((dir) => readOr(join(dir, SANDBOX_MARKER)).trim() === sandboxId, 'vm: removed the VM of a sandbox an earlier runtime started');
+    this.removeOrphanVms((dir) => markerOf(dir)?.sandbox === sandboxId, 'vm: removed the VM of a sandbox an earlier runtime started');
+  }
+
+  /**
+   * The VM an earlier runtime on this root started for this sandbox, to adopt: its
+   * directory carries the sandbox's marker and no other live runtime owns it. It runs
+   * when the pid in its pid file is a qemu whose command line names that directory (a
+   * pid reused since is never taken); else it is adopted as exited. Undefined when there
+   * is no such directory.
+   */
+  async adoptSandboxVm(sandboxId: string, agent: VmAgent, shareTag: string): Promise<{ vm: Vm; warm: boolean } | undefined> {
+    for (const dir of this.vmDirs()) {
+      const marker = markerOf(dir);
+      if (marker?.sandbox !== sandboxId || this.ownedByOther(dir)) continue;
+      const pid = Number.parseInt(readOr(join(dir, QEMU_PID_FILE)), 10);
+      return { vm: Vm.adopt(this.config(agent, shareTag), await this.prepare(), dir, pid), warm: marker.warm };
+    }
+    return undefined;
+  }
+
+  private vmDirs(): string[] {
+    try {
+      return readdirSync(this.options.root)
+        .filter((id) => /^vm-[0-9a-f]+$/.test(id))
+        .map((id) => join(this.options.root, id));
+    } catch {
+      return [];
+    }
+  }
+
+  /** Another runtime, alive, sharing this root: its VMs are its own. */
+  private ownedByOther(dir: string): boolean {
+    const owner = Number.parseInt(readOr(join(dir, OWNER_FILE)), 10);
+    return Number.isInteger(owner) && owner !== process.pid && isAlive(owner);
   }
 
   /**
@@ -102,28 +136,24 @@ export class VmHost {
    * once nothing is mounted under it.
    */
   private removeOrphanVms(which: (dir: string) => boolean, what: string): void {
-    let entries: string[];
-    try {
-      entries = readdirSync(this.options.root);
-    } catch {
-      return;
-    }
-    for (const id of entries) {
-      const dir = join(this.options.root, id);
-      if (!/^vm-[0-9a-f]+$/.test(id) || !which(dir)) continue;
-      // Another runtime, alive, sharing this root: its VMs are its own.
-      const owner = Number.parseInt(readOr(join(dir, OWNER_FILE)), 10);
-      if (Number.isInteger(owner) && owner !== process.pid && isAlive(owner)) continue;
+    for (const dir of this.vmDirs()) {
+      if (!which(dir) || this.ownedByOther(dir)) continue;
       const pid = Number.parseInt(readOr(join(dir, QEMU_PID_FILE)), 10);
-      if (Number.isInteger(pid) && readOr(`/proc/${pid}/cmdline`).includes(dir)) signal(pid, 'SIGKILL');
+      if (isQemuOf(pid, dir)) signal(pid, 'SIGKILL');
       if (mountsUnder(dir).length === 0) rmSync(dir, { recursive: true, force: true });
-      this.log.info({ vm: id }, what);
+      this.log.info({ vm: basename(dir) }, what);
     }
   }
 
   async close(): Promise<void> {
     await this.pool.close();
   }
+}
+
+/** Whose the VM is, from its marker: none for a pool VM. */
+function markerOf(dir: string): { sandbox: string; warm: boolean } | undefined {
+  const [sandbox, flag] = readOr(join(dir, SANDBOX_MARKER)).split('\n');
+  return sandbox ? { sandbox, warm: flag === 'warm' } : undefined;
 }
 
 function readOr(path: string): string {

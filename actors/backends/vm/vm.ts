@@ -1,11 +1,13 @@
-// One guest VM: a qemu process (started detached, like every guest), its directory (qemu's
-// channel sockets, the 9p shared directory, the console log) and the host end of its agent
-// channel. The VM is ready once its agent answers. Its qemu's exit is the guest's exit.
-// destroy() leaves nothing: no qemu, no socket, no mount, no directory.
+// One guest VM: a qemu process (started detached, like every guest: it outlives the
+// runtime), its directory (qemu's channel sockets, the 9p shared directory, the console
+// log) and the host end of its agent channel. The VM is ready once its agent answers. Its
+// qemu's exit is the guest's exit. A restarted runtime adopts the VM of a sandbox it
+// reattaches: the same qemu (its command line names the VM's directory), a new host end
+// of its channels. destroy() leaves nothing: no qemu, no socket, no mount, no directory.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { unavailable } from '../../../bus/errors.js';
@@ -15,6 +17,8 @@ import { HyperstartRelay, KataBridge, checkSocketPath, type AgentChannel } from 
 import type { GuestImage } from './image.js';
 import { qemuArgs, type QemuSetup, type VmLayout } from './qemu.js';
 import { mountsUnder, unmountAll } from '../../shared-dir.js';
+import { isAlive } from '../../processes.js';
+import { UNKNOWN_EXIT_STATUS } from '../../../machines/lifecycle.js';
 
 export type VmAgent = 'kata' | 'hyperstart';
 
@@ -37,10 +41,39 @@ export interface VmEnv {
 
 const KILL_WAIT_MS = 10_000;
 export const QEMU_PID_FILE = 'qemu.pid';
-/** Written into a VM's directory once a sandbox has it (it is no pool VM any more). */
+/** Written into a VM's directory once a sandbox has it (it is no pool VM any more): the sandbox id, then `warm` when it came from the pool. */
 export const SANDBOX_MARKER = 'sandbox';
 /** The pid of the runtime that started the VM. */
 export const OWNER_FILE = 'owner.pid';
+/**
+ * How often an adopted qemu (not our child: no exit event) is looked for in /proc: well
+ * under the monitor's deadline, so that its death reads as guest-exited.
+ */
+const ADOPTED_POLL_MS = 100;
+
+/** Whether pid is a live qemu of the VM in `dir`: its `-name` is the VM's id and its paths lie in `dir`. */
+export function isQemuOf(pid: number, dir: string): boolean {
+  if (!Number.isInteger(pid) || pid <= 1 || !isAlive(pid)) return false;
+  let argv: string[];
+  try {
+    argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return false;
+  }
+  const name = argv.indexOf('-name');
+  return name > 0 && argv[name + 1] === basename(dir) && argv.some((a) => a.includes(`${dir}/`));
+}
+
+/** The value of a qemu option on its command line (`-accel tcg,tb-size=64` → `tcg`). */
+function optionOf(pid: number, option: string): string | undefined {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    const at = argv.indexOf(option);
+    return at < 0 ? undefined : argv[at + 1]?.split(',')[0];
+  } catch {
+    return undefined;
+  }
+}
 
 function tailOf(path: string, lines = 5): string {
   try {
@@ -51,13 +84,14 @@ function tailOf(path: string, lines = 5): string {
 }
 
 export class Vm {
-  readonly id = `vm-${randomBytes(5).toString('hex')}`;
   readonly dir: string;
   readonly shareDir: string;
   readonly consoleLog: string;
   readonly channel: AgentChannel;
   readonly bootedAt: number;
   child: ChildProcess | undefined;
+  /** The qemu an earlier runtime started (adopted: not our child). */
+  private adoptedPid: number | undefined;
   exit: GuestExit | undefined;
   readonly exited: Promise<GuestExit>;
   private resolveExit!: (exit: GuestExit) => void;
@@ -68,6 +102,7 @@ export class Vm {
   private constructor(
     readonly config: VmConfig,
     private readonly env: VmEnv,
+    readonly id = `vm-${randomBytes(5).toString('hex')}`,
   ) {
     this.dir = join(env.root, this.id);
     this.shareDir = join(this.dir, 'shared');
@@ -83,15 +118,52 @@ export class Vm {
   }
 
   get pid(): number | undefined {
-    return this.child?.pid;
+    return this.child?.pid ?? this.adoptedPid;
   }
 
   get accel(): string {
-    return this.env.qemu.accel;
+    return (this.adoptedPid && optionOf(this.adoptedPid, '-accel')) || this.env.qemu.accel;
   }
 
   get machine(): string {
-    return this.env.qemu.machine;
+    return (this.adoptedPid && optionOf(this.adoptedPid, '-machine')) || this.env.qemu.machine;
+  }
+
+  /**
+   * The VM in `dir` that an earlier runtime booted. While its qemu `pid` runs (checked
+   * with isQemuOf) it is watched through /proc, and reconnect() dials its channels again;
+   * a VM whose qemu is gone is taken as exited (status 255: not our child), so that
+   * destroy() still unmounts what was staged in it and removes its directory.
+   */
+  static adopt(config: VmConfig, env: VmEnv, dir: string, pid: number): Vm {
+    const vm = new Vm(config, env, basename(dir));
+    vm.adoptedPid = pid;
+    const gone = () => vm.exitedWith({ status: UNKNOWN_EXIT_STATUS, at: new Date().toISOString() });
+    if (!isQemuOf(pid, vm.dir)) {
+      gone();
+      return vm;
+    }
+    writeFileSync(join(vm.dir, OWNER_FILE), `${process.pid}\n`);
+    const timer = setInterval(() => {
+      if (isQemuOf(pid, vm.dir)) return;
+      clearInterval(timer);
+      gone();
+    }, ADOPTED_POLL_MS);
+    timer.unref();
+    void vm.exited.then(() => clearInterval(timer));
+    return vm;
+  }
+
+  /**
+   * The host end of an adopted VM's channels, new: the guest takes it as it took the
+   * first (its ports read EOF while no host is connected; the next host gets a fresh
+   * yamux session, or READY and the exits held meanwhile). Rejects when the agent does
+   * not answer in time.
+   */
+  async reconnect(timeoutMs: number): Promise<void> {
+    const died = this.exited.then(() => Promise.reject(new Error('qemu exited before its agent answered again')));
+    await Promise.race([this.channel.ready(Date.now() + timeoutMs), died]);
+    this.log.info({ pid: this.pid }, 'vm: reattached to the VM an earlier runtime started');
   }
 
   /** Boots a VM and waits for its agent; on failure nothing of it is left. */
@@ -157,8 +229,8 @@ export class Vm {
   }
 
   /** Marks the VM as a sandbox's: a later runtime's pool clean-up leaves it alone. */
-  claim(sandboxId: string): void {
-    writeFileSync(join(this.dir, SANDBOX_MARKER), `${sandboxId}\n`);
+  claim(sandboxId: string, warm: boolean): void {
+    writeFileSync(join(this.dir, SANDBOX_MARKER), `${sandboxId}\n${warm ? 'warm\n' : ''}`);
   }
 
   /** Called once when qemu exits (at once if it already has). */
@@ -185,8 +257,9 @@ export class Vm {
     this.destroying ??= (async () => {
       this.exitListeners.length = 0;
       this.channel.close();
-      const pid = this.child?.pid;
-      if (pid !== undefined && !this.exit) {
+      const pid = this.pid;
+      // An adopted qemu is signalled only while it still is that VM's (a pid reused since is not).
+      if (pid !== undefined && !this.exit && (this.child || isQemuOf(pid, this.dir))) {
         // qemu ends its VM at once on SIGTERM; SIGKILL if it lingers.
         signal(pid, 'SIGTERM');
         if (!(await Promise.race([this.exited.then(() => true), sleep(2000).then(() => false)]))) {

@@ -62,6 +62,8 @@ export interface CgroupStats {
     kernel: MemoryCounters;
     useHierarchy: boolean;
     stats: Record<string, number>;
+    /** OOM kills counted in this cgroup (v1 memory.oom_control, v2 memory.events); undefined where the kernel has no counter. */
+    oomKills?: number;
   };
   pids: { current: number; limit: number };
   blkio: { serviceBytes: BlkioEntry[]; serviced: BlkioEntry[] };

@@ -113,6 +113,8 @@ class V1Cgroup implements ContainerCgroup {
       s.memory.stats = readKeyed(`${mem}/memory.stat`);
       s.memory.cache = s.memory.stats.cache ?? 0;
       s.memory.useHierarchy = readNumber(`${mem}/memory.use_hierarchy`) === 1;
+      const oomKills = readKeyed(`${mem}/memory.oom_control`).oom_kill;
+      if (oomKills !== undefined) s.memory.oomKills = oomKills;
     }
     const pids = this.dir('pids');
     if (pids) s.pids = { current: readNumber(`${pids}/pids.current`), limit: readNumber(`${pids}/pids.max`) };

@@ -72,10 +72,11 @@ class V2Cgroup implements ContainerCgroup {
     s.cpu.throttledPeriods = cpu.nr_throttled ?? 0;
     s.cpu.throttledNs = (cpu.throttled_usec ?? 0) * 1000;
     if (read(`${d}/memory.current`) !== undefined) {
+      const events = readKeyed(`${d}/memory.events`);
       s.memory.usage = {
         usage: readNumber(`${d}/memory.current`),
         maxUsage: readNumber(`${d}/memory.peak`),
-        failcnt: readKeyed(`${d}/memory.events`).max ?? 0,
+        failcnt: events.max ?? 0,
         limit: readNumber(`${d}/memory.max`),
       };
       s.memory.swap =
@@ -85,6 +86,7 @@ class V2Cgroup implements ContainerCgroup {
       s.memory.stats = readKeyed(`${d}/memory.stat`);
       s.memory.cache = s.memory.stats.file ?? 0;
       s.memory.useHierarchy = true;
+      if (events.oom_kill !== undefined) s.memory.oomKills = events.oom_kill;
     }
     if (read(`${d}/pids.current`) !== undefined) s.pids = { current: readNumber(`${d}/pids.current`), limit: readNumber(`${d}/pids.max`) };
     s.blkio = ioStat(`${d}/io.stat`);
