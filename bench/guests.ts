@@ -1,7 +1,7 @@
 // Figures for agents with a real guest, measured through the bus exactly as a user
 // drives them, on the namespace backend: sandbox create+start, container start to exit
 // event, idle guest memory, monitor detection latency and the CPU cost of monitoring.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { VcClient } from '../bus/client.js';
 import { subjects } from '../bus/subjects.js';
@@ -16,6 +16,8 @@ export interface GuestFigures {
   containerStartToExitEvent: Latency;
   /** The same, in the same run, in a sandbox whose guest runs processes without an OCI runtime (VC_OCI_RUNTIME=none). */
   containerStartToExitEventWithoutOci: Latency;
+  /** The same, in the same run, through runc (VC_OCI_RUNTIME=runc); absent where runc is not installed. */
+  containerStartToExitEventRunc?: Latency;
   idleGuestRssMiB: number;
   detectGuestKilled: Latency;
   detectGuestHung: Latency & { intervalMs: number; deadlineMs: number };
@@ -30,6 +32,11 @@ export interface GuestBenchOptions {
   /** Sandboxes kept running while the CPU of monitoring is measured (0 skips it). */
   monitored: number;
   monitorSeconds: number;
+}
+
+/** Whether this host has runc (the guests find it in the same directories). */
+function hasRunc(): boolean {
+  return ['/usr/sbin/runc', '/usr/bin/runc', '/sbin/runc', '/bin/runc'].some((p) => existsSync(p));
 }
 
 const ms = (from: bigint) => Number(process.hrtime.bigint() - from) / 1e6;
@@ -65,21 +72,29 @@ export async function benchGuests(client: VcClient, host: RuntimeHost, agent: 'k
     await client.call('SandboxDelete', { sid: `${tag}-cs-${i}` }, { force: true });
   }
 
-  // Container start → its exit event, for `true`: through crun, and beside it (alternating,
-  // in the same run) in a guest that runs processes without an OCI runtime.
+  // Container start → its exit event, for `true`: through crun, and beside it (alternating
+  // round by round, in the same run) in a guest that runs processes without an OCI runtime
+  // and in one that runs them through runc.
   const sid = `${tag}-ct`;
   const plain = `${tag}-ct-plain`;
+  const viaRunc = `${tag}-ct-runc`;
   await client.call('SandboxCreate', {}, { sandbox: spec(sid), start: true });
-  const before = process.env.VC_OCI_RUNTIME;
-  process.env.VC_OCI_RUNTIME = 'none';
-  try {
-    await client.call('SandboxCreate', {}, { sandbox: spec(plain), start: true });
-  } finally {
-    if (before === undefined) delete process.env.VC_OCI_RUNTIME;
-    else process.env.VC_OCI_RUNTIME = before;
-  }
+  const withRuntime = async (id: string, runtime: string) => {
+    const before = process.env.VC_OCI_RUNTIME;
+    process.env.VC_OCI_RUNTIME = runtime;
+    try {
+      await client.call('SandboxCreate', {}, { sandbox: spec(id), start: true });
+    } finally {
+      if (before === undefined) delete process.env.VC_OCI_RUNTIME;
+      else process.env.VC_OCI_RUNTIME = before;
+    }
+  };
+  await withRuntime(plain, 'none');
+  const runc = hasRunc();
+  if (runc) await withRuntime(viaRunc, 'runc');
   const toExit: number[] = [];
   const toExitPlain: number[] = [];
+  const toExitRunc: number[] = [];
   const startToExit = async (box: string, cid: string): Promise<number> => {
     await client.call('ContainerCreate', { sid: box }, { container: { id: cid, args: ['true'] } });
     const exited = firstMessage(client.nc, subjects.containerEvent(box, cid, 'exit'));
@@ -94,12 +109,15 @@ export async function benchGuests(client: VcClient, host: RuntimeHost, agent: 'k
     const cid = `t${i + 3}`;
     const oci = await startToExit(sid, cid);
     const bare = await startToExit(plain, cid);
+    const other = runc ? await startToExit(viaRunc, cid) : 0;
     if (i >= 0) {
       toExit.push(oci);
       toExitPlain.push(bare);
+      if (runc) toExitRunc.push(other);
     }
   }
   await client.call('SandboxDelete', { sid: plain }, { force: true });
+  if (runc) await client.call('SandboxDelete', { sid: viaRunc }, { force: true });
   const idleGuestRssMiB = rssMiB(host.registry.get(sid).backend.pid!);
   await client.call('SandboxDelete', { sid: sid }, { force: true });
 
@@ -139,6 +157,7 @@ export async function benchGuests(client: VcClient, host: RuntimeHost, agent: 'k
     sandboxCreateStart: summarize(createStart),
     containerStartToExitEvent: summarize(toExit),
     containerStartToExitEventWithoutOci: summarize(toExitPlain),
+    ...(runc ? { containerStartToExitEventRunc: summarize(toExitRunc) } : {}),
     idleGuestRssMiB,
     detectGuestKilled: summarize(killed),
     detectGuestHung: { ...summarize(hung), intervalMs: settings.intervalMs, deadlineMs: settings.deadlineMs },

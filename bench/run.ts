@@ -200,6 +200,11 @@ function guestTable(guests: GuestFigures[]): string[] {
       'p50 under 20 ms; within 1.5x of without crun; hyperstart within 1.5x kata',
     ),
     row('container start to exit event (`true`), same run, guest without an OCI runtime', (g) => (g.containerStartToExitEventWithoutOci ? cell(g.containerStartToExitEventWithoutOci) : '–'), 'for comparison'),
+    row(
+      'container start to exit event (`true`), same run, through runc (`VC_OCI_RUNTIME=runc`)',
+      (g) => (g.containerStartToExitEventRunc ? cell(g.containerStartToExitEventRunc) + `, ${round2(g.containerStartToExitEventRunc.p50 / g.containerStartToExitEvent.p50)}x crun` : '–'),
+      'for comparison',
+    ),
     row('idle guest agent resident memory', (g) => `${g.idleGuestRssMiB} MiB`, 'under 64 MiB'),
     row('detection: guest killed → fail event', (g) => cell(g.detectGuestKilled), 'p99 under 100 ms'),
     row(`detection: guest hung → fail event (interval ${hung.intervalMs} ms, deadline ${hung.deadlineMs} ms)`, (g) => cell(g.detectGuestHung), `p99 under ${hung.intervalMs + hung.deadlineMs + 100} ms`),

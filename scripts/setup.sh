@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what a fresh machine lacks: nats-server, chromium and graphviz, and the vm
+# Installs what a fresh machine lacks: nats-server, crun and runc, chromium and graphviz, and the vm
 # backend's qemu and crun (from the OS packages), and the npm dependencies. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,11 +11,13 @@ need_root() {
 
 # nats-server runs the bus; busybox-static gives containers their minimal default root
 # filesystem (and the tests a tiny one to use); crun runs the containers inside the
-# guests, with tini (tini-static) as each container's init.
+# guests, with tini (tini-static) as each container's init; runc where a host asks for it
+# (VC_OCI_RUNTIME=runc: the tests run the end-to-end scenarios through it too).
 missing=()
 if ! command -v nats-server >/dev/null 2>&1 && [ -z "${NATS_SERVER_BIN:-}" ]; then missing+=(nats-server); fi
 if ! command -v busybox >/dev/null 2>&1; then missing+=(busybox-static); fi
 if ! command -v crun >/dev/null 2>&1; then missing+=(crun); fi
+if ! command -v runc >/dev/null 2>&1; then missing+=(runc); fi
 if [ ! -x /usr/bin/tini-static ]; then missing+=(tini); fi
 # Guests use ps (process lists) and ip (loopback in a new network namespace).
 if ! command -v ps >/dev/null 2>&1; then missing+=(procps); fi

@@ -130,17 +130,22 @@ function onTerminal(argv: string[], spec: ProcessSpec, shell: string | undefined
   return [requireTool('script', 'for a terminal'), '-q', '-e', '-f', '-c', `${size}${restore}; exec ${argv.map(quote).join(' ')}`, '/dev/null'];
 }
 
-// Joins the cgroups, covers a cgroup2 mount with an empty tmpfs when one is named (in the
-// mount namespace of its own the wrapper runs in), then execs the OCI runtime.
+// Joins the cgroups, covers a cgroup2 mount with an empty tmpfs when one is named and
+// unmounts the named cgroup hierarchies listed (in the mount namespace of its own the
+// wrapper runs in), then execs the OCI runtime.
 const OCI_PRELUDE = `while [ "$1" != -- ]; do echo 0 > "$1" || exit 125; shift; done; shift
-if [ -n "$1" ]; then "$2" -t tmpfs -o ro,nosuid,nodev,noexec,size=4k virtactors-hidden "$1" || exit 125; fi; shift 2
+if [ -n "$1" ]; then "$2" -t tmpfs -o ro,nosuid,nodev,noexec,size=4k virtactors-hidden "$1" || exit 125; fi
+um=$3 n=$4; shift 4
+while [ "$n" -gt 0 ]; do "$um" -l "$1" || exit 125; n=$((n - 1)); shift; done
 exec "$@"`;
 
 export interface RuntimeLaunchContext {
   cgroupProcs: readonly string[];
-  /** unshare --mount ... when the runtime must not see a cgroup2 mount; [] otherwise. */
+  /** unshare --mount ... when the runtime must not see some cgroup mounts; [] otherwise. */
   privateMount: readonly string[];
   hiddenMount?: string;
+  /** Mounts the runtime runs without (unmounted in its private mount namespace). */
+  unmounts?: readonly string[];
   terminal?: boolean;
   consoleSize?: ProcessSpec['consoleSize'];
   /** The init process, held at its start gate. */
@@ -154,9 +159,14 @@ export function planRuntimeLaunch(runtimeArgv: string[], ctx: RuntimeLaunchConte
   let argv = runtimeArgv;
   let forks = 1;
   const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
-  if (ctx.cgroupProcs.length > 0 || ctx.hiddenMount) {
+  const unmounts = ctx.unmounts ?? [];
+  if (ctx.cgroupProcs.length > 0 || ctx.hiddenMount || unmounts.length > 0) {
     const mount = ctx.hiddenMount ? requireTool('mount', 'to hide a cgroup2 mount') : '';
-    argv = [...ctx.privateMount, requireTool('sh', 'to join cgroups'), '-c', OCI_PRELUDE, 'va-oci', ...ctx.cgroupProcs, '--', ctx.hiddenMount ?? '', mount, ...argv];
+    const umount = unmounts.length > 0 ? requireTool('umount', 'to run the OCI runtime without some cgroup mounts') : '';
+    argv = [
+      ...ctx.privateMount, requireTool('sh', 'to join cgroups'), '-c', OCI_PRELUDE, 'va-oci', ...ctx.cgroupProcs, '--',
+      ctx.hiddenMount ?? '', mount, umount, String(unmounts.length), ...unmounts, ...argv,
+    ];
   }
   // Outermost, so that the one child of script is the chain that becomes the runtime (the
   // prelude's umount is a child of that, told apart from the process by its program).

@@ -16,6 +16,7 @@ import { checkDirectory, findExecutable } from './paths.js';
 import { allProcesses, procInfo, sendSignal, withDescendants } from './proc.js';
 import { ManagedProcess, planLaunch, planRuntimeLaunch, type ProcessSpec } from './process.js';
 import { Bundles, GATE_SHELL, gatedInit, helperMounts } from './oci/bundle.js';
+import { misplacement } from './oci/placement.js';
 import type { OciRuntime } from './oci/runtime.js';
 import { capabilitySet, ociConfig, type OciProcess } from './oci/spec.js';
 import type { Reaper } from './reaper.js';
@@ -159,6 +160,12 @@ export class Supervisor {
   /** Checks a spec and finds its program, before anything runs. */
   private prepare(spec: ProcessSpec, root: string): { program: string; identity: Identity | undefined } {
     if (!spec.args?.length) throw invalidArgument('the process has no args');
+    // runc in the foreground copies a process's output through pipes of its own unless it
+    // is handed a console over a socket (SCM_RIGHTS, which Node cannot receive): the
+    // process would never see its terminal.
+    if (spec.terminal && this.options.oci?.name === 'runc') {
+      throw failedPrecondition('a terminal process needs crun: runc gives it pipes instead of the terminal (the host setting VC_OCI_RUNTIME=runc)');
+    }
     const cwd = spec.cwd || '/';
     if (!cwd.startsWith('/')) throw invalidArgument(`working directory ${cwd} is not absolute`);
     checkDirectory(root, cwd);
@@ -193,7 +200,8 @@ export class Supervisor {
       if (this.bundles) c.gated = await this.createInRuntime(c, !given);
     } catch (err) {
       this.containers.delete(id);
-      this.bundles?.remove(id);
+      // What the runtime made of it (runc's cgroups, wherever it put them) goes with the bundle.
+      await this.forgetInRuntime(c);
       await cgroup?.destroy().catch(() => {});
       throw err;
     }
@@ -219,6 +227,8 @@ export class Supervisor {
       root: { path: c.root, readonly: defaultRoot },
       hostname: c.config.hostname || osHostname(),
       guestMounts: mounts,
+      // runc puts the init there itself; crun leaves it to the gate below.
+      ...(oci.placesCgroups && c.cgroup?.ociPath ? { cgroupsPath: c.cgroup.ociPath } : {}),
     });
     const bundle = this.bundles!.write(c.id, config);
     // The runtime itself stays outside the container's cgroup: the init joins it below, at the gate.
@@ -226,6 +236,7 @@ export class Supervisor {
       cgroupProcs: [],
       privateMount: oci.privateMountArgv(),
       ...(oci.hiddenMount ? { hiddenMount: oci.hiddenMount } : {}),
+      unmounts: oci.unmounts,
       terminal: !!spec.terminal,
       ...(spec.consoleSize ? { consoleSize: spec.consoleSize } : {}),
       gate: true,
@@ -233,7 +244,15 @@ export class Supervisor {
     });
     const p = await ManagedProcess.start(c.id, c.initId, spec, launch);
     // Held at the gate, the init has not forked yet: whatever it starts is born in the cgroup.
-    if (p.status === undefined) {
+    if (p.status === undefined && oci.placesCgroups) {
+      // runc placed it (and places its execs where it put the init): it must be exactly there.
+      const wrong = misplacement(p.pid, c.cgroup);
+      if (wrong) {
+        p.signal(SIGKILL);
+        await p.exited;
+        throw internal(`${oci.name} put container ${c.id} outside its cgroup in the sandbox: ${wrong}`);
+      }
+    } else if (p.status === undefined) {
       try {
         for (const file of c.cgroup?.procsFiles ?? []) writeFileSync(file, String(p.pid));
       } catch (err) {
@@ -309,9 +328,11 @@ export class Supervisor {
       noNewPrivileges: !privileged,
     });
     const launch = planRuntimeLaunch(oci.execArgv(c.id, file), {
-      cgroupProcs: c.cgroup?.procsFiles ?? [],
-      privateMount: oci.privateMountArgv(),
-      ...(oci.hiddenMount ? { hiddenMount: oci.hiddenMount } : {}),
+      // crun's exec inherits the cgroup of its wrapper; runc joins the process to the
+      // container's itself (and its own threads must not count against the container's pids).
+      cgroupProcs: oci.placesCgroups ? [] : (c.cgroup?.procsFiles ?? []),
+      privateMount: oci.placesCgroups ? [] : oci.privateMountArgv(),
+      ...(oci.hiddenMount && !oci.placesCgroups ? { hiddenMount: oci.hiddenMount } : {}),
       terminal: !!spec.terminal,
       ...(spec.consoleSize ? { consoleSize: spec.consoleSize } : {}),
       program,

@@ -8,7 +8,7 @@
 // Container rootfs are <shared root>/<image>/<rootfs>; STARTPOD's shareDir tag is
 // mounted (9p) at the shared root. --reaper auto runs container processes in a reaping
 // pid namespace when the guest is PID 1. Containers run through the OCI runtime (--oci,
-// default $VIRTACTORS_OCI_RUNTIME or auto: crun; runc is refused for now), from bundles
+// default $VIRTACTORS_OCI_RUNTIME or auto: crun; runc when chosen), from bundles
 // in a state directory made inside --state-parent and removed at exit. --stock (or its
 // older name --upstream-only) behaves as a stock hyperstart was observed to (see
 // server.ts and pod.ts), for testing hosts against it.

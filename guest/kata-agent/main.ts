@@ -9,7 +9,7 @@
 // With --serial the agent still serves on a local socket (/run/kata-agent.sock unless
 // --listen says otherwise) and joins each yamux stream of the virtio-serial port to it.
 // Containers run through the OCI runtime (--oci, default $VIRTACTORS_OCI_RUNTIME or auto:
-// crun; runc is refused for now), from bundles in a state directory the agent makes inside
+// crun; runc when chosen), from bundles in a state directory the agent makes inside
 // --state-parent (default the system's temporary directory) and removes when it stops.
 // --reaper auto runs processes in a reaping pid namespace when the agent is PID 1.
 // --stock behaves as the stock kata agent 1.x was observed to (see service.ts), for

@@ -5,7 +5,7 @@ import { DEFAULT_CAPABILITIES, defaultSeccomp, guestCapabilities, MASKED_PATHS, 
 import { relaxationsIn } from '../../guest/common/oci/relaxations.js';
 import { ociConfig } from '../../guest/common/oci/spec.js';
 import { confinementOf } from '../../guest/kata-agent/convert.js';
-import { hybridUnifiedMount } from '../../guest/common/oci/runtime.js';
+import { hybridUnifiedMount, namedHierarchies } from '../../guest/common/oci/runtime.js';
 
 const input = (privileged: boolean) =>
   ociConfig({
@@ -93,5 +93,23 @@ describe('the hybrid cgroup layout crun refuses', () => {
     expect(hybridUnifiedMount(hybrid.join('\n'))).toBe('/sys/fs/cgroup/unified');
     expect(hybridUnifiedMount([...hybrid, line(40, '/sys/fs/cgroup/unified', 'tmpfs')].join('\n'))).toBeUndefined();
     expect(hybridUnifiedMount(line(31, '/sys/fs/cgroup', 'cgroup2'))).toBeUndefined();
+  });
+});
+
+describe('the named cgroup hierarchies runc runs without', () => {
+  const mount = (id: number, dir: string, fstype: string, options: string) => `${id} 23 0:${id} / ${dir} rw,relatime - ${fstype} ${fstype === 'tmpfs' ? 'tmpfs' : 'cgroup'} ${options}`;
+  const host = [
+    mount(31, '/sys/fs/cgroup', 'tmpfs', 'rw,mode=755'),
+    mount(32, '/sys/fs/cgroup/memory', 'cgroup', 'rw,memory'),
+    mount(33, '/sys/fs/cgroup/systemd', 'cgroup', 'rw,xattr,name=systemd'),
+    mount(34, '/sys/fs/cgroup/unified', 'cgroup2', 'rw'),
+  ].join('\n');
+
+  it('are the v1 hierarchies without a controller, outside a user namespace', () => {
+    expect(namedHierarchies(host, false)).toEqual(['/sys/fs/cgroup/systemd']);
+  });
+
+  it('are none in a user namespace, where the host mounts are locked (and not writable)', () => {
+    expect(namedHierarchies(host, true)).toEqual([]);
   });
 });

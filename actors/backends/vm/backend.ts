@@ -5,6 +5,7 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { invalidArgument, failedPrecondition } from '../../../bus/errors.js';
 import type { GuestEndpoint } from '../../agents/agent.js';
+import { OCI_RUNTIME_SETTING } from '../../guest-binaries.js';
 import { residentBytes } from '../../processes.js';
 import type { AdoptRequest, Backend, BackendStatus, BootRequest, GuestExit, GuestMemory } from '../backend.js';
 import { logPath, removeGuestFiles, writePidFile } from '../guest-files.js';
@@ -93,6 +94,11 @@ export class VmBackend implements Backend {
   }
 
   private async start(request: BootRequest): Promise<GuestEndpoint> {
+    // The guest image carries crun only: runc would add its ~10 MB to every VM's initramfs
+    // (and the pool's boots) for a setting that is off by default.
+    if (process.env[OCI_RUNTIME_SETTING] === 'runc') {
+      throw failedPrecondition(`${OCI_RUNTIME_SETTING}=runc: the vm backend's guest image runs containers through crun only; use the namespace backend, or crun for VM sandboxes`);
+    }
     if (this.vm) {
       if (!this.stopRequested && !this.vm.exit) throw failedPrecondition('the guest is already running');
       await this.shutdown();

@@ -66,10 +66,10 @@ export async function until(done: () => boolean, timeoutMs: number): Promise<boo
   }
 }
 
-/** Own cgroup paths from /proc/self/cgroup: controller list (or "" for v2) → path. */
-export function ownCgroups(): Map<string, string> {
+/** Cgroup paths from /proc/<pid>/cgroup (this process's by default): controller list (or "" for v2) → path. */
+export function ownCgroups(pid: number | 'self' = 'self'): Map<string, string> {
   const out = new Map<string, string>();
-  for (const line of (read('/proc/self/cgroup') ?? '').split('\n')) {
+  for (const line of (read(`/proc/${pid}/cgroup`) ?? '').split('\n')) {
     const m = /^\d+:([^:]*):(.*)$/.exec(line);
     if (m) out.set(m[1]!, m[2]!);
   }

@@ -73,6 +73,13 @@ export interface CgroupStats {
 export interface ContainerCgroup {
   /** The cgroup.procs files a new process writes 0 into to join (one per hierarchy). */
   readonly procsFiles: readonly string[];
+  /**
+   * The OCI linux.cgroupsPath that names this cgroup in every hierarchy, for a runtime that
+   * places containers itself (runc) and runs in the guest's own cgroup; undefined when none does.
+   */
+  readonly ociPath: string | undefined;
+  /** Whether this cgroup has a directory in the hierarchy of these controllers ("" for the unified one), as /proc/PID/cgroup names it. */
+  covers(controllers: string): boolean;
   /** Every process in the cgroup and below. */
   pids(): number[];
   stats(): CgroupStats;

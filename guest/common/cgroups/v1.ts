@@ -1,10 +1,13 @@
 // cgroup v1: one directory per controller hierarchy (memory, cpu, cpuacct, pids, freezer,
-// blkio, cpuset, hugetlb), each below the guest's own cgroup in that hierarchy.
+// blkio, cpuset, hugetlb, and the ones only an OCI runtime uses), each below the guest's own
+// cgroup in that hierarchy.
 import { readdirSync } from 'node:fs';
 import { emptyMemory, emptyStats, type BlkioEntry, type CgroupDriver, type CgroupStats, type ContainerCgroup, type MemoryCounters, type Resources } from './types.js';
 import { makeDir, read, readKeyed, readNumber, removeDir, until, write } from './files.js';
 
-export const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids', 'freezer', 'blkio', 'cpuset', 'hugetlb'];
+// Every controller: runc joins a container to all of them (devices it requires), and the
+// container's cgroup must be the sandbox's child in each.
+export const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids', 'freezer', 'blkio', 'cpuset', 'hugetlb', 'devices', 'net_cls', 'net_prio', 'perf_event', 'rdma', 'misc'];
 
 /** One writable hierarchy and the guest's own cgroup directory in it. */
 export interface V1Hierarchy {
@@ -41,8 +44,19 @@ function blkio(file: string): BlkioEntry[] {
 class V1Cgroup implements ContainerCgroup {
   readonly procsFiles: string[];
 
-  constructor(private readonly dirs: Map<string, string>) {
+  constructor(
+    private readonly dirs: Map<string, string>,
+    /**
+     * `<group>/<name>`: relative, so runc resolves it against its own cgroup in each
+     * hierarchy, the guest's (which may sit at a different path in each).
+     */
+    readonly ociPath: string,
+  ) {
     this.procsFiles = [...new Set(dirs.values())].map((d) => `${d}/cgroup.procs`);
+  }
+
+  covers(controllers: string): boolean {
+    return controllers.split(',').some((c) => this.dirs.has(c));
   }
 
   private dir(controller: string): string | undefined {
@@ -203,7 +217,7 @@ export class CgroupV1Driver implements CgroupDriver {
       if (cpuset) initCpuset(dir, g);
       for (const c of h.controllers) dirs.set(c, dir);
     }
-    return new V1Cgroup(dirs);
+    return new V1Cgroup(dirs, `${group}/${name}`);
   }
 
   async removeGroup(group: string): Promise<void> {

@@ -36,11 +36,21 @@ function ioStat(file: string): { serviceBytes: BlkioEntry[]; serviced: BlkioEntr
   return { serviceBytes, serviced };
 }
 
+/** Where runc (and the OCI runtimes) expect the unified hierarchy. */
+const UNIFIED_MOUNT = '/sys/fs/cgroup';
+
 class V2Cgroup implements ContainerCgroup {
   readonly procsFiles: string[];
+  /** Absolute below the unified mount: one hierarchy, one path. */
+  readonly ociPath: string | undefined;
 
   constructor(private readonly dir: string) {
     this.procsFiles = [`${dir}/cgroup.procs`];
+    this.ociPath = dir.startsWith(`${UNIFIED_MOUNT}/`) ? dir.slice(UNIFIED_MOUNT.length) : undefined;
+  }
+
+  covers(controllers: string): boolean {
+    return controllers === '';
   }
 
   get canFreeze(): boolean {

@@ -1,11 +1,17 @@
 // The OCI runtime a guest runs its containers through: crun (Debian's `crun`), or runc
 // where the host asks for it. It runs from bundles the guest writes, with a state
 // directory of the guest's own, and under the guest's cgroups (the supervisor keeps
-// limits, counters and the freezer; crun is told to leave cgroups alone).
+// limits, counters and the freezer). crun is told to leave cgroups alone; runc has no such
+// mode, so it is given the container's cgroup (made by the supervisor, inside the
+// sandbox's) as linux.cgroupsPath, and the supervisor checks where it put the container.
 //
 // crun 1.8 refuses a hybrid cgroup layout (v1 controllers plus a cgroup2 mount at
-// /sys/fs/cgroup/unified). Where the guest sees one, crun runs in a mount namespace of its
-// own from which that cgroup2 mount is removed; the guest's own view stays as it is.
+// /sys/fs/cgroup/unified), and runc would put containers in that cgroup2 hierarchy too,
+// where the sandbox has no cgroup. Where the guest sees one, the runtime runs in a mount
+// namespace of its own in which that cgroup2 mount is covered; the guest's own view stays
+// as it is. runc also joins named v1 hierarchies (name=systemd), where the sandbox has no
+// cgroup either: it runs without them where they can be unmounted (outside a user
+// namespace; inside one they are not writable and runc leaves them).
 import { accessSync, closeSync, constants, openSync, readFileSync, readSync } from 'node:fs';
 import { findTool, requireTool } from '../tools.js';
 import type { GuestLog } from '../log.js';
@@ -89,6 +95,31 @@ export function findHelpers(): ContainerHelpers | string {
   return { busybox, init };
 }
 
+/** Whether this process runs in a user namespace (its uid map is not the whole range). */
+function inUserNamespace(): boolean {
+  try {
+    return readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/).join(' ') !== '0 0 4294967295';
+  } catch {
+    return false;
+  }
+}
+
+/** Named v1 hierarchies (no controller, such as name=systemd) this process sees, where it may unmount them. */
+export function namedHierarchies(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8'), userns = inUserNamespace()): string[] {
+  // In a user namespace, mounts inherited from the host are locked (no umount), and the
+  // host's named hierarchies are not writable: runc's attempt to join them fails and is ignored.
+  if (userns) return [];
+  const out: string[] = [];
+  for (const line of mountinfo.split('\n')) {
+    const [left, right] = line.split(' - ');
+    if (!left || !right) continue;
+    const [fstype, , superOptions = ''] = right.split(' ');
+    const dir = left.split(' ')[4];
+    if (fstype === 'cgroup' && dir && superOptions.split(',').some((o) => o.startsWith('name='))) out.push(dir.replace(/\\040/g, ' '));
+  }
+  return out;
+}
+
 export class OciRuntime {
   constructor(
     readonly name: OciRuntimeName,
@@ -96,19 +127,29 @@ export class OciRuntime {
     /** The runtime's state directory (--root): the guest's own. */
     readonly stateRoot: string,
     readonly helpers: ContainerHelpers,
-    /** The cgroup2 mount crun must not see (hybrid layouts); undefined when there is none. */
+    /** The cgroup2 mount the runtime must not see (hybrid layouts); undefined when there is none. */
     readonly hiddenMount: string | undefined,
+    /** runc: the named cgroup v1 hierarchies it runs without (unmounted in its own mount namespace). */
+    readonly unmounts: readonly string[] = [],
   ) {}
+
+  /** runc puts containers into cgroups itself (at the spec's cgroupsPath); crun is told not to. */
+  get placesCgroups(): boolean {
+    return this.name === 'runc';
+  }
 
   /** Global options before the command. */
   private global(): string[] {
-    // crun leaves cgroups to the supervisor; runc has no such mode and places the container itself.
     return this.name === 'crun' ? [`--root=${this.stateRoot}`, '--cgroup-manager=disabled'] : [`--root=${this.stateRoot}`];
   }
 
-  /** `run` in the foreground: the runtime waits for the container and exits with its status. fd 3 is passed on. */
+  /**
+   * `run` in the foreground: the runtime waits for the container and exits with its status.
+   * fd 3 is passed on. runc keeps the container (and its cgroup) after the exit, until
+   * delete: the host reads the cgroup's OOM counter once the exit is reported.
+   */
   runArgv(id: string, bundle: string): string[] {
-    return [this.binary, ...this.global(), 'run', '--preserve-fds=1', `--bundle=${bundle}`, id];
+    return [this.binary, ...this.global(), 'run', ...(this.name === 'runc' ? ['--keep'] : []), '--preserve-fds=1', `--bundle=${bundle}`, id];
   }
 
   /** `exec` of a process described by a process.json; the runtime waits for it and exits with its status. */
@@ -120,9 +161,9 @@ export class OciRuntime {
     return [this.binary, ...this.global(), 'delete', '--force', id];
   }
 
-  /** The wrapper that hides the hybrid cgroup2 mount from the runtime: unshare, then the launch shell covers it. */
+  /** The wrapper that hides cgroup mounts from the runtime: unshare, then the launch shell covers or unmounts them. */
   privateMountArgv(): string[] {
-    if (!this.hiddenMount) return [];
+    if (!this.hiddenMount && this.unmounts.length === 0) return [];
     return [requireTool('unshare', 'to give the OCI runtime a mount namespace of its own'), '--mount', '--propagation=private', '--'];
   }
 }
@@ -134,7 +175,7 @@ export interface OciOptions {
 }
 
 /**
- * The OCI runtime to use: crun (runc is refused until its cgroups are placed in the sandbox's).
+ * The OCI runtime to use: crun (auto), or runc when chosen.
  * Undefined with `none`, and where containers cannot be made at all (not root).
  * Throws when one is wanted but missing, or its helpers are.
  */
@@ -144,10 +185,7 @@ export function detectOciRuntime(options: OciOptions): OciRuntime | undefined {
     options.log?.warn('the guest is not root: containers run without an OCI runtime and are NOT contained');
     return undefined;
   }
-  // runc places a container's cgroups itself (it has no mode that leaves them to the
-  // supervisor), at a path this guest does not yet give it: until it does, only crun.
-  if (options.choice === 'runc') throw new Error('runc is not supported yet: it would place container cgroups outside the sandbox; use crun');
-  const names: OciRuntimeName[] = ['crun'];
+  const names: OciRuntimeName[] = options.choice === 'runc' ? ['runc'] : ['crun'];
   let found: { name: OciRuntimeName; binary: string } | undefined;
   for (const name of names) {
     const binary = findBinary([name]);
@@ -160,7 +198,9 @@ export function detectOciRuntime(options: OciOptions): OciRuntime | undefined {
   const helpers = findHelpers();
   if (typeof helpers === 'string') throw new Error(`containers need ${helpers}`);
   if (!findTool('sh')) throw new Error('sh is not installed in the guest');
-  const hidden = found.name === 'crun' ? hybridUnifiedMount() : undefined;
-  if (hidden) requireTool('mount', 'to hide the hybrid cgroup2 mount from crun');
-  return new OciRuntime(found.name, found.binary, options.stateRoot, helpers, hidden);
+  const hidden = hybridUnifiedMount();
+  if (hidden) requireTool('mount', `to hide the hybrid cgroup2 mount from ${found.name}`);
+  const unmounts = found.name === 'runc' ? namedHierarchies() : [];
+  if (unmounts.length > 0) requireTool('umount', 'to run runc without the named cgroup hierarchies');
+  return new OciRuntime(found.name, found.binary, options.stateRoot, helpers, hidden, unmounts);
 }

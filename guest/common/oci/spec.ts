@@ -42,6 +42,8 @@ export interface OciConfig {
     seccomp?: SeccompProfile;
     uidMappings?: IdMapping[];
     gidMappings?: IdMapping[];
+    /** For a runtime that places containers itself (runc): the container's cgroup, made by the guest. */
+    cgroupsPath?: string;
   };
 }
 
@@ -87,6 +89,8 @@ export interface ConfigInput extends ConfinementOptions {
   guestMounts: OciMount[];
   /** When the guest runs in a user namespace: the container stays in it, so no mapping. */
   annotations?: Record<string, string>;
+  /** linux.cgroupsPath, for a runtime that places the container itself. */
+  cgroupsPath?: string;
 }
 
 /** The whole config.json of a container. */
@@ -104,6 +108,7 @@ export function ociConfig(input: ConfigInput): OciConfig {
     },
   };
   if (input.annotations && Object.keys(input.annotations).length > 0) config.annotations = input.annotations;
+  if (input.cgroupsPath) config.linux.cgroupsPath = input.cgroupsPath;
   if (!privileged) {
     config.linux.maskedPaths = MASKED_PATHS;
     config.linux.readonlyPaths = READONLY_PATHS;
