@@ -68,7 +68,7 @@ async function main(): Promise<void> {
     sharedRoot: option('shared-root', '/run/hyperstart/shared'),
     // Inside a VM the guest is the whole machine: the pod's hostname is the kernel's.
     setHostname: serial,
-    cgroups: detectCgroups(cgroups, log),
+    cgroups: detectCgroups(cgroups, log, { forRunc: oci?.name === 'runc' }),
     reaper: reaper === 'on' || (reaper === 'auto' && process.pid === 1),
     log,
     // Behave as a stock hyperstart was observed to (for tests of hosts against it).

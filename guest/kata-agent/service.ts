@@ -147,7 +147,7 @@ export class KataAgent {
   }
 
   private cgroups() {
-    if (this.cgroupDriver === null) this.cgroupDriver = detectCgroups(this.options.cgroups, this.options.log);
+    if (this.cgroupDriver === null) this.cgroupDriver = detectCgroups(this.options.cgroups, this.options.log, { forRunc: this.options.oci?.name === 'runc' });
     return this.cgroupDriver;
   }
 

@@ -5,7 +5,7 @@
 import { accessSync, constants } from 'node:fs';
 import type { GuestLog } from '../log.js';
 import { cgroupMounts, dirOf, ownCgroups } from './files.js';
-import { CgroupV1Driver, V1_CONTROLLERS, type V1Hierarchy } from './v1.js';
+import { CgroupV1Driver, V1_CONTROLLERS, V1_RUNC_CONTROLLERS, type V1Hierarchy } from './v1.js';
 import { CgroupV2Driver } from './v2.js';
 import type { CgroupDriver } from './types.js';
 
@@ -23,12 +23,12 @@ const writable = (dir: string) => {
   }
 };
 
-function v1Hierarchies(): V1Hierarchy[] {
+function v1Hierarchies(wanted: readonly string[]): V1Hierarchy[] {
   const own = ownCgroups();
   const out: V1Hierarchy[] = [];
   for (const m of cgroupMounts()) {
     if (m.version !== 1 || m.readonly) continue;
-    const controllers = m.controllers.filter((c) => V1_CONTROLLERS.includes(c));
+    const controllers = m.controllers.filter((c) => wanted.includes(c));
     if (controllers.length === 0) continue;
     const path = [...own.entries()].find(([k]) => k.split(',').sort().join(',') === [...m.controllers].sort().join(','))?.[1];
     if (path === undefined) continue;
@@ -49,11 +49,12 @@ function v2Parent(): string | undefined {
   return writable(parent) ? parent : undefined;
 }
 
-export function detectCgroups(choice: CgroupChoice = 'auto', log?: GuestLog): CgroupDriver | undefined {
+/** `forRunc`: containers also get a cgroup in every other v1 controller (runc joins them all). */
+export function detectCgroups(choice: CgroupChoice = 'auto', log?: GuestLog, opts: { forRunc?: boolean } = {}): CgroupDriver | undefined {
   if (choice === 'none') return undefined;
   const ownsParent = process.pid === 1;
   if (choice === 'v1' || choice === 'auto') {
-    const hierarchies = v1Hierarchies();
+    const hierarchies = v1Hierarchies(opts.forRunc ? [...V1_CONTROLLERS, ...V1_RUNC_CONTROLLERS] : V1_CONTROLLERS);
     if (hierarchies.length > 0) return new CgroupV1Driver(hierarchies);
     if (choice === 'v1') log?.warn('no writable cgroup v1 hierarchy');
   }
