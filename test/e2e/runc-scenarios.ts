@@ -8,6 +8,7 @@
 // (capabilities, no_new_privs, seccomp). The rest of the scenarios (rootfs paths, process
 // namespaces, leftovers) do not depend on which runtime runs the bundle and stay with crun.
 // Terminal processes are refused under runc (checked here): it would give them pipes.
+import { kernelAllowsUserNamespaces } from '../../actors/backends/userns.js';
 import { accessSync, constants, readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readHostCgroups } from '../../actors/backends/cgroups/index.js';
@@ -66,7 +67,7 @@ const statusOf = (text: string) => Object.fromEntries(text.split('\n').filter(Bo
 export interface RuncScenarioOptions {
   /** Only the runtime and cgroup scenarios: for a host setting that changes where runc may place containers and nothing else. */
   placementOnly?: boolean;
-  /** Whether the host runs sandboxes in a user namespace (checked, when given). */
+  /** Whether the host runs sandboxes in a user namespace (default: where the kernel allows it). */
   userNamespace?: boolean;
   /** Sandbox ids start with it: files running side by side must not share ids (processes are found by sandbox id). */
   idPrefix?: string;
@@ -74,7 +75,7 @@ export interface RuncScenarioOptions {
 
 /** The scenarios for one agent. */
 export function runcScenarios(rt: RuntimeContext, agent: 'kata' | 'hyperstart', options: RuncScenarioOptions = {}): void {
-  const { placementOnly = false, userNamespace, idPrefix = 'runc' } = options;
+  const { placementOnly = false, userNamespace = kernelAllowsUserNamespaces(), idPrefix = 'runc' } = options;
   describe.skipIf(why !== '')(`${agent} agent with runc as the OCI runtime${why ? ` (skipped: ${why})` : ''}`, { timeout: 60_000 }, () => {
     const sid = `${idPrefix}-${agent.slice(0, 4)}`;
     let n = 0;
@@ -101,7 +102,7 @@ export function runcScenarios(rt: RuntimeContext, agent: 'kata' | 'hyperstart', 
     const wait = (cid: string, execId?: string) => rt.ok('ContainerWait', { sid, cid }, { ...(execId ? { execId } : {}), timeoutMs: 20_000 });
 
     it('runs the container under runc, with its output and exit status', async () => {
-      if (userNamespace !== undefined) expect((await rt.ok('SandboxStatus', { sid })).sandbox?.userNamespace ?? false).toBe(userNamespace);
+      expect((await rt.ok('SandboxStatus', { sid })).sandbox?.userNamespace ?? false).toBe(userNamespace);
       const { cid, pid } = await sleeper();
       // The container's init (tini) is the child of the runtime that runs it in the foreground.
       const init = Number(/^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);

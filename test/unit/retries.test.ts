@@ -3,6 +3,7 @@
 // run otherwise (an earlier identical command, another body, another sandbox).
 import { describe, expect, it } from 'vitest';
 import { RecentCommands } from '../../bus/retries.js';
+import { subjectOf } from '../../bus/commands.js';
 
 const body = (s: string) => new TextEncoder().encode(s);
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -13,8 +14,8 @@ describe('RecentCommands', () => {
   it('matches a second try to a first that began since it was sent, and to nothing else', async () => {
     const recent = new RecentCommands(5_000);
     const has = (key: string, ago: number) => recent.has(key, ago, SLACK, JUST_ENDED);
-    const start = RecentCommands.key('vc.v1.sandbox.s1.container.c1.start', body('{}'));
-    const exec = RecentCommands.key('vc.v1.sandbox.s1.container.c1.exec', body('{"args":["true"]}'));
+    const start = RecentCommands.key(subjectOf('ContainerStart', { sid: 's1', cid: 'c1' }), body('{}'));
+    const exec = RecentCommands.key(subjectOf('ContainerExec', { sid: 's1', cid: 'c1' }), body('{"args":["true"]}'));
     expect(has(start, 1000)).toBe(false);
     // An earlier start, ended long before the second try comes: not its first try.
     recent.begin(start);
@@ -31,15 +32,15 @@ describe('RecentCommands', () => {
     // ... but not for a second try whose first was sent after the exec began.
     expect(has(exec, 10)).toBe(false);
     // Another body, another sandbox.
-    expect(has(RecentCommands.key('vc.v1.sandbox.s1.container.c1.exec', body('{"args":["false"]}')), 1000)).toBe(false);
-    expect(has(RecentCommands.key('vc.v1.sandbox.s2.container.c1.exec', body('{"args":["true"]}')), 1000)).toBe(false);
+    expect(has(RecentCommands.key(subjectOf('ContainerExec', { sid: 's1', cid: 'c1' }), body('{"args":["false"]}')), 1000)).toBe(false);
+    expect(has(RecentCommands.key(subjectOf('ContainerExec', { sid: 's2', cid: 'c1' }), body('{"args":["true"]}')), 1000)).toBe(false);
     await pause(120);
     expect(has(exec, 1000)).toBe(false);
   });
 
   it('forgets what ended long ago, never what runs', async () => {
     const recent = new RecentCommands(50);
-    const stop = RecentCommands.key('vc.v1.sandbox.s1.stop', body('{}'));
+    const stop = RecentCommands.key(subjectOf('SandboxStop', { sid: 's1' }), body('{}'));
     recent.begin(stop);
     recent.end(stop);
     recent.begin(stop);
