@@ -116,6 +116,9 @@ async function main(): Promise<void> {
       results.vm = await benchVm(server.url, client, dir, quick ? { cold: 2, warm: 3, pool: 2 } : { cold: 3, warm: 5, pool: 2 });
     }
   } finally {
+    // A host's stop leaves guests running for the next start to reattach: a bench that
+    // failed half-way deletes what it still holds first, so it leaves no guest behind.
+    if (host) await Promise.all([...host.registry.values()].map((s) => client.call('SandboxDelete', { sid: s.id }, { force: true }).catch(() => {})));
     await client.close();
     await host?.stop();
     await server.stop();
