@@ -45,7 +45,7 @@ describe('RecentCommands', () => {
     recent.end(stop);
     recent.begin(stop);
     await pause(100);
-    recent.begin(RecentCommands.key('vc.v1.sandbox.s2.stop', body('{}')));
+    recent.begin(RecentCommands.key(subjectOf('SandboxStop', { sid: 's2' }), body('{}')));
     expect(recent.has(stop, 10_000, 0, 10_000)).toBe(true);
   });
 });
