@@ -8,7 +8,7 @@ export { guestLog, silentLog, type GuestLog } from './log.js';
 export { parseUser, type UserRef } from './user.js';
 export { procIsOurs } from './proc.js';
 export { findPort, SerialPort, waitForPort } from './serial.js';
-export { mount9p, NINEP_OPTIONS, sharedPath, unmount } from './mounts.js';
+export { mount9p, NINEP_OPTIONS, noteMounts, sharedPath, unmount } from './mounts.js';
 export { claimSocketPath, ownSocket, type OwnSocket } from './socket-file.js';
 export { detectOciRuntime, OCI_RUNTIME_ENV, type OciChoice, type OciRuntime } from './oci/runtime.js';
 export { guestStateDir, type GuestStateDir } from './state-dir.js';

@@ -6,8 +6,9 @@
 //     [--state-parent <dir>]
 //   node dist/guest/kata-agent/main.js --serial [agent.channel.0] ...      (inside a VM)
 //
-// With --serial the agent still serves on a local socket (/run/kata-agent.sock unless
-// --listen says otherwise) and joins each yamux stream of the virtio-serial port to it.
+// With --serial the agent serves each yamux stream of the virtio-serial port as a
+// connection of its own, and still listens on a local socket (/run/kata-agent.sock unless
+// --listen says otherwise).
 // Containers run through the OCI runtime (--oci, default $VIRTACTORS_OCI_RUNTIME or auto:
 // crun; runc when chosen), from bundles in a state directory the agent makes inside
 // --state-parent (default the system's temporary directory) and removes when it stops.
@@ -107,7 +108,7 @@ async function main(): Promise<void> {
     server.bindAsync(address.target, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   ).catch((err: Error) => fail(`cannot listen on ${listen}: ${err.message}`));
   const socket: OwnSocket | undefined = address.socketPath ? ownSocket(address.socketPath) : undefined;
-  if (serial) serveSerial(await waitForPort(serial, PORT_WAIT_MS).catch((err: Error) => fail(err.message)), address.socketPath!, log);
+  if (serial) serveSerial(await waitForPort(serial, PORT_WAIT_MS).catch((err: Error) => fail(err.message)), server.createConnectionInjector(ServerCredentials.createInsecure()), log);
   agent.prepare();
   log.info('listening', { address: listen, ...(address.socketPath ? {} : { port }), ...(serial ? { serial } : {}), pid1: process.pid === 1, reaper, stock, oci: oci?.name ?? 'none' });
   // The guest's work is light: without the optimising compiler its memory stays flat after

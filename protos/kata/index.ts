@@ -1,7 +1,7 @@
 // The kata agent protocol for both sides (guest agent and host driver): the message
 // types, and gRPC service definitions whose (de)serializers come from the generated
 // descriptor through protobufjs' light build, so nothing parses .proto text at run time.
-// Message classes are built on first use of each method.
+// Message classes are built on first use of each method, or all at once (primeCodecs).
 import type { MethodDefinition } from '@grpc/grpc-js';
 import protobuf from 'protobufjs/light.js';
 import { agentServiceMethods, healthMethods, kataDescriptor, type AgentServiceMethods, type HealthMethods, type Int64 } from './protos.gen.js';
@@ -32,7 +32,8 @@ export type TypedService<T extends MethodTable<T>> = {
 
 let root: protobuf.Root | undefined;
 
-function messageType(fullName: string): protobuf.Type {
+/** A message type of the kata protocol, by its full name. */
+export function messageType(fullName: string): protobuf.Type {
   root ??= protobuf.Root.fromJSON(kataDescriptor as protobuf.INamespace);
   return root.lookupType(fullName);
 }
@@ -40,10 +41,32 @@ function messageType(fullName: string): protobuf.Type {
 /** Decoded messages: every field present (defaults filled in), 64-bit values as exact decimal strings. */
 const decodeOptions: protobuf.IConversionOptions = { longs: String, enums: Number, defaults: true, arrays: true, objects: true };
 
-function codec<T>(fullName: string): { serialize(value: T): Buffer; deserialize(bytes: Buffer): T } {
+/** A type's generated code built, and that of every message type its fields hold. */
+const primed = new Set<protobuf.Type>();
+function primeType(t: protobuf.Type): void {
+  if (primed.has(t)) return;
+  primed.add(t);
+  t.toObject(t.decode(t.encode(t.fromObject({})).finish()), decodeOptions);
+  for (const f of t.fieldsArray) {
+    const nested = f.resolve().resolvedType;
+    if (nested instanceof protobuf.Type) primeType(nested);
+  }
+}
+
+interface Codec<T> {
+  serialize(value: T): Buffer;
+  deserialize(bytes: Buffer): T;
+  /** Builds the message class and its generated code now (an empty message both ways). */
+  prime(): void;
+}
+
+function codec<T>(fullName: string): Codec<T> {
   let type: protobuf.Type | undefined;
   const get = () => (type ??= messageType(fullName));
   return {
+    prime() {
+      primeType(get());
+    },
     serialize(value) {
       const t = get();
       const bytes = t.encode(t.fromObject(value as Record<string, unknown>)).finish();
@@ -56,11 +79,17 @@ function codec<T>(fullName: string): { serialize(value: T): Buffer; deserialize(
   };
 }
 
+/** Per service, the codecs of its requests and responses, for primeCodecs. */
+const codecs = new Map<object, Codec<unknown>[]>();
+
 function service<T extends MethodTable<T>>(name: string, table: Record<keyof T & string, { request: string; response: string }>): TypedService<T> {
   const def: Record<string, MethodDefinition<unknown, unknown>> = {};
+  const all: Codec<unknown>[] = [];
+  codecs.set(def, all);
   for (const [method, types] of Object.entries(table) as [string, { request: string; response: string }][]) {
     const req = codec<unknown>(types.request);
     const res = codec<unknown>(types.response);
+    all.push(req, res);
     def[method] = {
       path: `/${name}/${method}`,
       originalName: method,
@@ -106,4 +135,13 @@ export function int64Number(value: Int64 | undefined, what = 'value'): number {
 export function int64Limit(value: Int64 | undefined, what = 'limit'): number {
   const n = asBigInt(value, what);
   return n >= UNLIMITED_FROM ? 0 : int64Number(n.toString(), what);
+}
+
+/**
+ * Builds every message class of these services now rather than at its first call:
+ * protobufjs generates each type's code on first use, which a guest under TCG pays in
+ * tens of ms per call; a guest waiting in a warm pool pays it before its sandbox comes.
+ */
+export function primeCodecs(...services: object[]): void {
+  for (const s of services) for (const c of codecs.get(s) ?? []) c.prime();
 }

@@ -14,6 +14,8 @@ import type { Vm } from './vm.js';
 
 /** How long an adopted VM's agent gets to answer its new host end (a TCG guest is slow). */
 const REATTACH_TIMEOUT_MS = 30_000;
+/** The pool's refill waits at most this long for a sandbox's first call into the VM it took. */
+const SETTLE_TIMEOUT_MS = 2_000;
 
 export class VmBackend implements Backend {
   readonly type = 'vm' as const;
@@ -108,7 +110,10 @@ export class VmBackend implements Backend {
     if (!/^[A-Za-z0-9_.-]{1,31}$/.test(tag)) throw invalidArgument(`9p share tag ${JSON.stringify(tag)}: use 1 to 31 letters, digits, '_', '.' or '-'`);
     this.stopRequested = false;
     this.request = request;
-    const taken = this.host.pool.take(agent, tag);
+    // The pool boots the next VM once this sandbox is set up in the one it took.
+    let claimed!: () => void;
+    const settled = new Promise<void>((resolve) => (claimed = resolve));
+    const taken = this.host.pool.take(agent, tag, settled);
     this.warm = !!taken;
     const vm = taken ?? (await this.host.bootVm(this.host.config(agent, tag)));
     this.vm = vm;
@@ -116,6 +121,7 @@ export class VmBackend implements Backend {
       vm.claim(request.sandbox.id, !!taken);
       mkdirSync(request.runDir, { recursive: true, mode: 0o750 });
       const endpoint = await vm.channel.attach(request.plan.endpoint);
+      void vm.channel.settled(SETTLE_TIMEOUT_MS).then(claimed);
       if (vm.pid !== undefined) writePidFile(request.runDir, vm.pid);
       vm.onExit((exit) => {
         if (this.stopRequested || this.vm !== vm) return;
@@ -124,6 +130,7 @@ export class VmBackend implements Backend {
       this.endpoint = { ...endpoint, share: { hostDir: vm.shareDir, tag, bind: true } };
       return this.endpoint;
     } catch (err) {
+      claimed();
       await this.stop();
       throw err;
     }

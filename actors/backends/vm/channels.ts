@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { deadlineExceeded, unavailable } from '../../../bus/errors.js';
 import { Code } from '../../../protos/hyperstart/codes.js';
 import { CtlDecoder, encodeCtl, type CtlFrame } from '../../../protos/hyperstart/frame.js';
-import { Session } from '../../../protos/yamux/session.js';
+import { Session, type YamuxStream } from '../../../protos/yamux/session.js';
 import type { GuestEndpoint } from '../../agents/agent.js';
 import { KataConnection } from '../../agents/kata-client.js';
 
@@ -28,7 +28,25 @@ export interface AgentChannel {
   ready(deadline: number): Promise<void>;
   /** Offers the driver its endpoint (unix sockets); a second call moves it. */
   attach(endpoint: GuestEndpoint): Promise<GuestEndpoint>;
+  /**
+   * Resolves once the first driver call since the last attach has been answered (kata: its
+   * connection closed; hyperstart: its reply relayed), or after `timeoutMs`: the moment a
+   * sandbox that took a pool VM is set up in it.
+   */
+  settled(timeoutMs: number): Promise<void>;
   close(): void;
+}
+
+/** A promise resolved by the first of `arm`'s callback and a timer (which keeps nothing alive). */
+function firstOf(timeoutMs: number, arm: (done: () => void) => void): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    timer.unref();
+    arm(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 export function checkSocketPath(path: string): void {
@@ -91,6 +109,15 @@ export class KataBridge implements AgentChannel {
   private path: string | undefined;
   private readonly conns = new Set<Socket>();
   private closed = false;
+  /**
+   * A stream opened ahead (as Kata's VM factory readies a VM before anyone asks): its
+   * guest end is already joined to the agent, whose HTTP/2 greeting waits in it. The next
+   * driver connection takes it and skips the stream's set-up in the guest (a yamux SYN, a
+   * connection to the agent's socket, a new HTTP/2 session: tens of ms under TCG). It
+   * carries nothing of a sandbox: its first bytes are the driver's.
+   */
+  private spare: YamuxStream | undefined;
+  private onSettled: (() => void) | undefined;
 
   constructor(
     private readonly qemuSocket: string,
@@ -121,6 +148,7 @@ export class KataBridge implements AgentChannel {
       try {
         await conn.ready();
         await conn.health('Check', { service: '' }, Math.min(deadline - Date.now(), 10_000));
+        this.openSpare();
         return;
       } catch {
         await sleep(100);
@@ -143,6 +171,33 @@ export class KataBridge implements AgentChannel {
     return { grpcAddress: `unix://${path}` };
   }
 
+  settled(timeoutMs: number): Promise<void> {
+    return firstOf(timeoutMs, (done) => (this.onSettled = done));
+  }
+
+  private openSpare(): void {
+    const session = this.session;
+    if (this.closed || this.spare || !session || session.isClosed) return;
+    const stream = session.open();
+    this.spare = stream;
+    // The guest ends it when its agent cannot take the connection: the next dial opens its own.
+    const drop = () => {
+      if (this.spare === stream) this.spare = undefined;
+    };
+    stream.on('error', drop);
+    stream.once('close', drop);
+  }
+
+  private takeSpare(): YamuxStream | undefined {
+    const stream = this.spare;
+    this.spare = undefined;
+    return stream && !stream.destroyed ? stream : undefined;
+  }
+
+  /**
+   * A driver connection reaches the guest with its first byte: one that only checks that
+   * the socket accepts (and closes) costs the guest nothing.
+   */
   private accept(conn: Socket): void {
     const session = this.session;
     if (!session || session.isClosed) {
@@ -150,24 +205,41 @@ export class KataBridge implements AgentChannel {
       return;
     }
     this.conns.add(conn);
-    const stream = session.open();
-    conn.pipe(stream);
-    stream.pipe(conn);
+    let stream: YamuxStream | undefined;
+    let tookSpare = false;
+    let ended = false;
     const done = () => {
+      if (ended) return;
+      ended = true;
       this.conns.delete(conn);
       conn.destroy();
-      stream.destroy();
+      stream?.destroy();
+      if (!stream) return;
+      this.onSettled?.();
+      this.onSettled = undefined;
+      // The guest readies the next one while the host goes on with the answer it got.
+      if (tookSpare) this.openSpare();
     };
-    for (const s of [conn, stream]) {
-      s.on('error', done);
-      s.on('close', done);
-    }
+    conn.on('error', done);
+    conn.on('close', done);
+    conn.once('data', (first: Buffer) => {
+      if (session.isClosed) return done();
+      const spare = this.takeSpare();
+      tookSpare = !!spare;
+      stream = spare ?? session.open();
+      stream.on('error', done);
+      stream.on('close', done);
+      stream.write(first);
+      conn.pipe(stream);
+      stream.pipe(conn);
+    });
   }
 
   close(): void {
     this.closed = true;
     closeServer(this.server, this.path);
     this.server = undefined;
+    this.spare = undefined;
     this.session?.close();
     for (const c of this.conns) c.destroy();
   }
@@ -187,6 +259,7 @@ export class HyperstartRelay implements AgentChannel {
   private readonly held: Uint8Array[] = [];
   private servers: { ctl?: Server; tty?: Server; ctlPath?: string; ttyPath?: string } = {};
   private readyFrame: (() => void) | undefined;
+  private onSettled: (() => void) | undefined;
   private closed = false;
 
   constructor(
@@ -246,7 +319,11 @@ export class HyperstartRelay implements AgentChannel {
       case Code.ERROR: {
         const owner = this.owners.shift();
         if (typeof owner === 'function') owner(frame);
-        else if (owner && owner === this.client && !owner.destroyed) owner.write(encodeCtl(frame.code, frame.payload, BIG_FRAME));
+        else if (owner && owner === this.client && !owner.destroyed) {
+          owner.write(encodeCtl(frame.code, frame.payload, BIG_FRAME));
+          this.onSettled?.();
+          this.onSettled = undefined;
+        }
         return;
       }
       case Code.NEXT:
@@ -273,6 +350,10 @@ export class HyperstartRelay implements AgentChannel {
     closeServer(this.servers.tty, this.servers.ttyPath);
     this.servers = { ctl, tty, ctlPath, ttyPath };
     return { ctlSocket: ctlPath, ttySocket: ttyPath };
+  }
+
+  settled(timeoutMs: number): Promise<void> {
+    return firstOf(timeoutMs, (done) => (this.onSettled = done));
   }
 
   /** A newer driver connection replaces an older one, as with the guest itself. */

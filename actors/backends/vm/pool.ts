@@ -1,8 +1,9 @@
 // The warm pool (Kata's VM factory): VMs booted ahead, their agent answering, so that a
 // new sandbox takes one instead of waiting for a boot. `VC_VM_POOL=N` keeps N kata VMs;
 // `VC_VM_POOL=kata:2,hyperstart:1` names the agents. The pool refills in the background,
-// one boot at a time (a boot under TCG takes a core for seconds), and backs off after a
-// failed boot. A pooled VM that dies is dropped and replaced.
+// one boot at a time (a boot under TCG takes a core for seconds), once the sandbox that
+// took a VM is set up in it, and backs off after a failed boot. A pooled VM that dies is
+// dropped and replaced.
 import type { Logger } from 'pino';
 import { Vm, type VmAgent, type VmConfig } from './vm.js';
 
@@ -132,15 +133,22 @@ export class VmPool {
     });
   }
 
-  /** A ready VM for this agent and share tag, if the pool has one; the pool refills. */
-  take(agent: VmAgent, shareTag: string): Vm | undefined {
+  /**
+   * A ready VM for this agent and share tag, if the pool has one. The pool refills once
+   * `settled` resolves (the taker's sandbox is set up in the VM): the next boot takes a
+   * core for seconds under TCG, which the VM just taken and the host need meanwhile.
+   */
+  take(agent: VmAgent, shareTag: string, settled: Promise<unknown> = Promise.resolve()): Vm | undefined {
     const list = this.idle.get(agent) ?? [];
     const at = list.findIndex((vm) => !vm.exit && vm.config.shareTag === shareTag);
     if (at < 0) return undefined;
     const [vm] = list.splice(at, 1);
     this.taken++;
     this.onChange();
-    this.fill();
+    void settled.then(
+      () => this.fill(),
+      () => this.fill(),
+    );
     return vm;
   }
 
