@@ -97,7 +97,7 @@ async function main(): Promise<void> {
     await Promise.race([agent.shutdown().catch(() => {}), new Promise((r) => setTimeout(r, 2_000))]);
     process.exit(2);
   };
-  agent = new KataAgent({ log, cgroups, reaper, stock, die, setHostname: !!serial, stateDir: stateDir.path, ...(oci ? { oci } : {}) });
+  agent = new KataAgent({ log, cgroups, reaper, stock, die, setHostname: !!serial, primeCreate: !!serial, stateDir: stateDir.path, ...(oci ? { oci } : {}) });
   const server = new Server();
   server.addService(agentService, implementation(agent.agent, log));
   server.addService(healthService, implementation(agent.health, log));

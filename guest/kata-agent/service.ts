@@ -8,7 +8,6 @@ import { detectCgroups, GuestError, mount9p, NINEP_OPTIONS, noteMounts, Reaper, 
 import {
   agentService,
   API_VERSION,
-  healthService,
   PID_TRAILER,
   primeCodecs,
   ServingStatus,
@@ -61,6 +60,12 @@ export interface AgentOptions {
   reaper: boolean;
   /** The agent is a whole VM's: CreateSandbox's hostname becomes the kernel's. */
   setHostname?: boolean;
+  /**
+   * Build CreateSandbox's message classes at start (a VM, likely waiting in a warm pool,
+   * where they cost tens of ms under TCG); a guest started for its sandbox builds them at
+   * the call, which costs it less than building them first.
+   */
+  primeCreate?: boolean;
   /** The OCI runtime containers run through (undefined: not contained, a guest that is not root). */
   oci?: OciRuntime;
   /** The guest's state directory (bundles, the default root filesystem). */
@@ -142,14 +147,14 @@ export class KataAgent {
   }
 
   /**
-   * Does, before any request, what CreateSandbox and the calls after it need and no
-   * request decides (the cgroup driver, the message classes of every call): a guest
-   * waiting in a warm pool has it done when its sandbox comes.
+   * Does, before any request, what CreateSandbox needs and no request decides (the cgroup
+   * driver, the 9p mounts already there; in a VM, CreateSandbox's message classes): a
+   * guest waiting in a warm pool has it done when its sandbox comes.
    */
   prepare(): void {
     this.cgroups();
-    primeCodecs(agentService, healthService);
     noteMounts();
+    if (this.options.primeCreate) primeCodecs(agentService, ['CreateSandbox']);
   }
 
   private cgroups() {

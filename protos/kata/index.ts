@@ -1,7 +1,7 @@
 // The kata agent protocol for both sides (guest agent and host driver): the message
 // types, and gRPC service definitions whose (de)serializers come from the generated
 // descriptor through protobufjs' light build, so nothing parses .proto text at run time.
-// Message classes are built on first use of each method, or all at once (primeCodecs).
+// Message classes are built on first use of each method, or ahead (primeCodecs).
 import type { MethodDefinition } from '@grpc/grpc-js';
 import protobuf from 'protobufjs/light.js';
 import { agentServiceMethods, healthMethods, kataDescriptor, type AgentServiceMethods, type HealthMethods, type Int64 } from './protos.gen.js';
@@ -79,17 +79,17 @@ function codec<T>(fullName: string): Codec<T> {
   };
 }
 
-/** Per service, the codecs of its requests and responses, for primeCodecs. */
-const codecs = new Map<object, Codec<unknown>[]>();
+/** Per service and method, the codecs of its request and response, for primeCodecs. */
+const codecs = new Map<object, Map<string, Codec<unknown>[]>>();
 
 function service<T extends MethodTable<T>>(name: string, table: Record<keyof T & string, { request: string; response: string }>): TypedService<T> {
   const def: Record<string, MethodDefinition<unknown, unknown>> = {};
-  const all: Codec<unknown>[] = [];
+  const all = new Map<string, Codec<unknown>[]>();
   codecs.set(def, all);
   for (const [method, types] of Object.entries(table) as [string, { request: string; response: string }][]) {
     const req = codec<unknown>(types.request);
     const res = codec<unknown>(types.response);
-    all.push(req, res);
+    all.set(method, [req, res]);
     def[method] = {
       path: `/${name}/${method}`,
       originalName: method,
@@ -138,10 +138,12 @@ export function int64Limit(value: Int64 | undefined, what = 'limit'): number {
 }
 
 /**
- * Builds every message class of these services now rather than at its first call:
- * protobufjs generates each type's code on first use, which a guest under TCG pays in
- * tens of ms per call; a guest waiting in a warm pool pays it before its sandbox comes.
+ * Builds the message classes of these methods' requests and responses (and of the
+ * messages nested in them) now rather than at their first call: protobufjs generates each
+ * type's code on first use, which a guest under TCG pays in tens of ms per call; a guest
+ * waiting in a warm pool pays it before its sandbox comes. (All of them would cost a TCG
+ * guest over a second: the OCI spec alone has dozens.)
  */
-export function primeCodecs(...services: object[]): void {
-  for (const s of services) for (const c of codecs.get(s) ?? []) c.prime();
+export function primeCodecs<T extends MethodTable<T>>(service: TypedService<T>, methods: readonly (keyof T & string)[]): void {
+  for (const m of methods) for (const c of codecs.get(service)?.get(m) ?? []) c.prime();
 }
