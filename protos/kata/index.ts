@@ -32,8 +32,7 @@ export type TypedService<T extends MethodTable<T>> = {
 
 let root: protobuf.Root | undefined;
 
-/** A message type of the kata protocol, by its full name. */
-export function messageType(fullName: string): protobuf.Type {
+function messageType(fullName: string): protobuf.Type {
   root ??= protobuf.Root.fromJSON(kataDescriptor as protobuf.INamespace);
   return root.lookupType(fullName);
 }
@@ -43,29 +42,30 @@ const decodeOptions: protobuf.IConversionOptions = { longs: String, enums: Numbe
 
 /** A type's generated code built, and that of every message type its fields hold. */
 const primed = new Set<protobuf.Type>();
-function primeType(t: protobuf.Type): void {
+function primeType(t: protobuf.Type, out: protobuf.Type[]): void {
   if (primed.has(t)) return;
   primed.add(t);
+  out.push(t);
   t.toObject(t.decode(t.encode(t.fromObject({})).finish()), decodeOptions);
   for (const f of t.fieldsArray) {
     const nested = f.resolve().resolvedType;
-    if (nested instanceof protobuf.Type) primeType(nested);
+    if (nested instanceof protobuf.Type) primeType(nested, out);
   }
 }
 
 interface Codec<T> {
   serialize(value: T): Buffer;
   deserialize(bytes: Buffer): T;
-  /** Builds the message class and its generated code now (an empty message both ways). */
-  prime(): void;
+  /** Builds the message class and its generated code now (an empty message both ways); adds the types it built to `out`. */
+  prime(out: protobuf.Type[]): void;
 }
 
 function codec<T>(fullName: string): Codec<T> {
   let type: protobuf.Type | undefined;
   const get = () => (type ??= messageType(fullName));
   return {
-    prime() {
-      primeType(get());
+    prime(out) {
+      primeType(get(), out);
     },
     serialize(value) {
       const t = get();
@@ -142,8 +142,10 @@ export function int64Limit(value: Int64 | undefined, what = 'limit'): number {
  * messages nested in them) now rather than at their first call: protobufjs generates each
  * type's code on first use, which a guest under TCG pays in tens of ms per call; a guest
  * waiting in a warm pool pays it before its sandbox comes. (All of them would cost a TCG
- * guest over a second: the OCI spec alone has dozens.)
+ * guest over a second: the OCI spec alone has dozens.) Returns the types it built.
  */
-export function primeCodecs<T extends MethodTable<T>>(service: TypedService<T>, methods: readonly (keyof T & string)[]): void {
-  for (const m of methods) for (const c of codecs.get(service)?.get(m) ?? []) c.prime();
+export function primeCodecs<T extends MethodTable<T>>(service: TypedService<T>, methods: readonly (keyof T & string)[]): protobuf.Type[] {
+  const built: protobuf.Type[] = [];
+  for (const m of methods) for (const c of codecs.get(service)?.get(m) ?? []) c.prime(built);
+  return built;
 }
