@@ -166,13 +166,15 @@ for (const mode of ['own', 'stock'] as const) {
         expect(seen(await setup.agent.stopContainer('c1'))).toEqual(bySignal(143));
       });
 
-      it('reports a command that cannot start as an error, not an exit', async () => {
-        await setup.agent.createContainer(containerSpec('c1', ['/nonexistent/binary']));
-        const err = await setup.agent.startContainer('c1').catch((e: unknown) => e);
+      it('reports a command that cannot start as an error, not an exit (ours at the create, which prepares it)', async () => {
+        // Our guest prepares the container at the create; a stock one creates it at the start.
+        const create = setup.agent.createContainer(containerSpec('c1', ['/nonexistent/binary']));
+        const err = await (stock ? create.then(() => setup.agent.startContainer('c1')) : create).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(VcError);
         // A stock hyperstart's ERROR says nothing: a refusal of unknown cause.
         expect((err as VcError).code).toBe(stock ? 'FailedPrecondition' : 'InvalidArgument');
-        expect((err as VcError).message).toMatch(stock ? /refused NEWCONTAINER \(a stock hyperstart gives no reason\)/ : /\/nonexistent\/binary: no such executable file/);
+        expect((err as VcError).message).toMatch(stock ? /refused NEWCONTAINER \(a stock hyperstart gives no reason\)/ : /refused PREPARECONTAINER: \/nonexistent\/binary: no such executable file/);
+        expect(setup.rec.exits).toEqual([]);
       });
 
       it('kills the init process only, or every process with all', async () => {
