@@ -554,7 +554,12 @@ export class HyperstartAgent implements Agent {
     const c = this.container(containerId);
     if (!c.started) {
       // Stopped before it started: a prepared container leaves the guest, as kata's does.
-      if (c.prepared && this.conn?.prepares !== false) await this.removeFromGuest(containerId, abort).catch(ignoreGone);
+      if (c.prepared && this.conn?.prepares !== false) {
+        // NotFound: the guest has nothing of it (a reattached driver's guess was wrong).
+        await this.removeFromGuest(containerId, abort).catch(ignoreGone);
+        c.prepared = false;
+        await this.unstage(containerId);
+      }
       return undefined;
     }
     const init = this.procs.get(containerId, containerId);
