@@ -85,6 +85,17 @@ const alive = (pid: number) => {
 
 /** The argv of a process. */
 const argv = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+const ppid = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[1]);
+
+/**
+ * The start ran the program in the container crun made at create: the started pid is the
+ * program (here already exec'd into sleep), a child of crun's init (the gate, which left it).
+ */
+function ranInPrepared(pid: number, init: number): void {
+  expect(argv(pid).slice(0, 2).map((a, i) => (i === 0 ? a.split('/').pop() : a))).toEqual(['sleep', '100']);
+  expect(ppid(pid)).toBe(init);
+  expect(argv(init)).not.toContain('va-gate');
+}
 
 /**
  * What a prepared container holds in the guest: crun's record, its bundle, its init, its
@@ -119,17 +130,16 @@ function expectGone(dir: string, id: string, was: { state: CrunState; cgroups: s
 describe('hyperstart: containers prepared at create (our guest)', () => {
   it('has crun create the container at createContainer, its init held; the start runs it', async () => {
     const { setup } = await boot();
-    await setup.agent.createContainer(containerSpec('c1', ['sh', '-c', 'echo hello; exit 3']));
+    await setup.agent.createContainer(containerSpec('c1', ['sh', '-c', 'echo hello; exec sleep 100']));
     const { state } = held(setup.dir, 'c1');
     // Held at the gate: the program has not run (no output, no exit).
     await new Promise((r) => setTimeout(r, 100));
     expect(setup.text('c1', 'c1')).toBe('');
     expect(setup.rec.exits).toEqual([]);
     const started = await setup.agent.startContainer('c1');
-    // The init crun created is the process that runs: the same pid.
-    expect(started.pid).toBe(state.pid);
-    expect((await setup.exited('c1', 'c1')).exitStatus).toBe(3);
-    expect(setup.text('c1', 'c1')).toBe('hello\n');
+    await until(() => setup.text('c1', 'c1') === 'hello\n');
+    ranInPrepared(started.pid, state.pid);
+    expect((await setup.agent.stopContainer('c1'))?.exitStatus).toBe(143);
   });
 
   it('reports the errors of the create at createContainer, with their codes, and leaves nothing', async () => {
@@ -198,7 +208,7 @@ describe('hyperstart: containers prepared at create (our guest)', () => {
 
   it('starts a container prepared by an earlier driver (a runtime that restarted in between)', async () => {
     const { setup } = await boot();
-    const spec = containerSpec('c1', ['sh', '-c', 'echo after restart; exit 4']);
+    const spec = containerSpec('c1', ['sh', '-c', 'echo after restart; exec sleep 100']);
     await setup.agent.createContainer(spec);
     const { state } = held(setup.dir, 'c1');
     // The first driver goes away, as a killed runtime's does; the guest keeps the container.
@@ -216,10 +226,11 @@ describe('hyperstart: containers prepared at create (our guest)', () => {
       next.adopt({ endpoint: {}, containers: [{ spec, started: false, running: [] }] });
       await next.reconcile();
       held(setup.dir, 'c1');
-      expect((await next.startContainer('c1')).pid).toBe(state.pid);
-      await until(() => exits.length > 0);
-      expect(exits).toEqual([4]);
-      expect(out.join('')).toBe('after restart\n');
+      const started = await next.startContainer('c1');
+      await until(() => out.join('') === 'after restart\n');
+      ranInPrepared(started.pid, state.pid);
+      expect((await next.stopContainer('c1'))?.exitStatus).toBe(143);
+      expect(exits).toEqual([143]);
     } finally {
       await next.disconnect();
     }
@@ -255,7 +266,7 @@ describe('hyperstart guest: PREPARECONTAINER on the wire', () => {
         const f = await ctl.next(reply);
         return f.code === Code.ACK ? { ack: f.payload } : { error: decodeText(f.payload) };
       };
-      const container = { id: 'w', image: '', rootfs: '', process: { id: 'w', args: ['sh', '-c', 'echo wire'] } };
+      const container = { id: 'w', image: '', rootfs: '', process: { id: 'w', args: ['sh', '-c', 'echo wire; exec sleep 100'] } };
       expect(await call(Code.PREPARECONTAINER, container)).toEqual({ ack: new Uint8Array() });
       expect(await call(Code.PREPARECONTAINER, container)).toEqual({ ack: new Uint8Array() });
       expect(await call(Code.PREPARECONTAINER, { ...container, process: { ...container.process, args: ['true'] } })).toEqual({
@@ -268,10 +279,11 @@ describe('hyperstart guest: PREPARECONTAINER on the wire', () => {
       const { state } = held(setup.dir, 'w');
       // The same body with the start's streams: it runs.
       const started = await call(Code.NEWCONTAINER, { ...container, process: { ...container.process, stdio: 11, stderr: 12 } });
-      expect(decodeJson<{ pid: number }>((started as { ack: Uint8Array }).ack).pid).toBe(state.pid);
       expect(Buffer.from((await tty.next((f) => f.seq === 11 && f.payload.byteLength > 0)).payload).toString()).toBe('wire\n');
+      ranInPrepared(decodeJson<{ pid: number }>((started as { ack: Uint8Array }).ack).pid, state.pid);
+      expect(await call(Code.KILLCONTAINER, { container: 'w', signal: 9 })).toEqual({ ack: new Uint8Array() });
       const event = await ctl.next((f) => f.code === Code.PROCESSASYNCEVENT);
-      expect(decodeJson(event.payload)).toEqual({ container: 'w', process: 'w', event: 'finished', status: 0 });
+      expect(decodeJson(event.payload)).toEqual({ container: 'w', process: 'w', event: 'finished', status: 137 });
       // Started: preparing it again is refused.
       expect((await call(Code.PREPARECONTAINER, container)).error).toBe('AlreadyExists: container w already exists');
     } finally {
