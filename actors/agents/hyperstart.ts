@@ -404,16 +404,20 @@ export class HyperstartAgent implements Agent {
   private async clearExited(cid: string, abort: AbortSignal | undefined): Promise<void> {
     const c = this.containers.get(cid);
     if (!c?.started) return;
-    if (!this.procs.get(cid, cid)?.exit) throw alreadyExists(`container ${cid} is already running in the hyperstart guest`);
+    // No record of its init: adopted as stopped by a driver that restarted (removed or not).
+    const init = this.procs.get(cid, cid);
+    if (init && !init.exit) throw alreadyExists(`container ${cid} is already running in the hyperstart guest`);
     await this.removeFromGuest(cid, abort);
   }
 
   private async removeFromGuest(cid: string, abort: AbortSignal | undefined): Promise<void> {
     const remove: H.RemoveCommand = { container: cid };
     await this.send(Code.REMOVECONTAINER, remove, abort).catch((err: unknown) => {
-      // A stock hyperstart frees a container as soon as its init exits: once that exit is
-      // known, a refused REMOVECONTAINER means there is nothing left to remove.
-      if (!(err instanceof GuestRefusal && this.procs.get(cid, cid)?.status !== undefined)) throw err;
+      // A refused REMOVECONTAINER means there is nothing left to remove once the init's exit
+      // is known (a stock hyperstart frees a container as soon as its init exits), or when
+      // nothing of the init is known (adopted as stopped: removed already, or not).
+      const init = this.procs.get(cid, cid);
+      if (!(err instanceof GuestRefusal && (!init || init.status !== undefined))) throw err;
     });
     for (const rec of this.procs.ofContainer(cid)) this.procs.drop(rec);
     const c = this.containers.get(cid);

@@ -11,8 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { VcError } from '../../bus/errors.js';
 import { Code } from '../../protos/hyperstart/codes.js';
 import { CtlDecoder, decodeJson, decodeText, encodeCtl, encodeJson, TtyDecoder, type CtlFrame, type TtyFrame } from '../../protos/hyperstart/frame.js';
-import { HyperstartAgent } from '../../actors/agents/hyperstart.js';
-import { containerSpec, Raw, setupDriver, startGuest, type DriverSetup, type GuestProcess } from './harness.js';
+import { adoptingDriver, containerSpec, Raw, setupDriver, startGuest, type DriverSetup, type GuestProcess } from './harness.js';
 
 let setup: DriverSetup | undefined;
 let guest: GuestProcess | undefined;
@@ -213,26 +212,18 @@ describe('hyperstart: containers prepared at create (our guest)', () => {
     const { state } = held(setup.dir, 'c1');
     // The first driver goes away, as a killed runtime's does; the guest keeps the container.
     await setup.agent.disconnect();
-    const exits: number[] = [];
-    const out: string[] = [];
-    const next = new HyperstartAgent();
-    await next.init({
-      sandbox: { id: 'sb', agent: 'hyperstart', agentConfig: {}, backend: 'process', hostname: 'sb-host', monitor: { intervalMs: 1000, deadlineMs: 1000, policy: 'keep' }, annotations: {}, containers: [] },
-      config: { sockCtlName: '', sockTtyName: '', readyTimeoutMs: 5_000, callTimeoutMs: 10_000 },
-      runDir: setup.dir,
-      listener: { processExited: (_c, _e, exit) => exits.push(exit.exitStatus), output: (_c, _e, _s, data) => out.push(Buffer.from(data).toString()) },
-    });
+    const next = await adoptingDriver(setup.dir);
     try {
-      next.adopt({ endpoint: {}, containers: [{ spec, started: false, running: [] }] });
-      await next.reconcile();
+      next.agent.adopt({ endpoint: {}, containers: [{ spec, started: false, running: [] }] });
+      await next.agent.reconcile();
       held(setup.dir, 'c1');
-      const started = await next.startContainer('c1');
-      await until(() => out.join('') === 'after restart\n');
+      const started = await next.agent.startContainer('c1');
+      await until(() => next.text('c1') === 'after restart\n');
       ranInPrepared(started.pid, state.pid);
-      expect((await next.stopContainer('c1'))?.exitStatus).toBe(143);
-      expect(exits).toEqual([143]);
+      expect((await next.agent.stopContainer('c1'))?.exitStatus).toBe(143);
+      expect(next.exits.map((e) => e.exit.exitStatus)).toEqual([143]);
     } finally {
-      await next.disconnect();
+      await next.agent.disconnect();
     }
   });
 });
