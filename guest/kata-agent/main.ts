@@ -109,10 +109,6 @@ async function main(): Promise<void> {
   const socket: OwnSocket | undefined = address.socketPath ? ownSocket(address.socketPath) : undefined;
   if (serial) serveSerial(await waitForPort(serial, PORT_WAIT_MS).catch((err: Error) => fail(err.message)), address.socketPath!, log);
   agent.prepare();
-  // The message classes the host's first request needs are built now, while it is still
-  // dialing (a connection waits in the backlog), not when CreateSandbox arrives.
-  agentService.CreateSandbox.requestDeserialize(Buffer.alloc(0));
-  agentService.CreateSandbox.responseSerialize({});
   log.info('listening', { address: listen, ...(address.socketPath ? {} : { port }), ...(serial ? { serial } : {}), pid1: process.pid === 1, reaper, stock, oci: oci?.name ?? 'none' });
   // The guest's work is light: without the optimising compiler its memory stays flat after
   // activity. Set only now: a V8 flag given at start-up would cost Node its code cache.
