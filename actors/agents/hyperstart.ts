@@ -63,6 +63,12 @@ export interface HyperstartOptions {
 interface ContainerRecord {
   spec: ContainerSpec;
   started: boolean;
+  /**
+   * Prepared in the guest at create (PREPARECONTAINER): its init waits there and its rootfs
+   * is staged, so the start only opens the gate. Set on adopt for a container not started
+   * (a reattaching driver cannot ask), and used only where the guest serves the code.
+   */
+  prepared: boolean;
 }
 
 interface Connection {
@@ -73,6 +79,8 @@ interface Connection {
    * which answers the EXTENSIONS probe with ERROR. Asked once per connection.
    */
   extensions: boolean;
+  /** The guest prepares containers at create (PREPARECONTAINER is among the codes it serves). */
+  prepares: boolean;
 }
 
 export class HyperstartAgent implements Agent {
@@ -168,6 +176,7 @@ export class HyperstartAgent implements Agent {
     });
     let tty: TtyChannel | undefined;
     let extensions = false;
+    let prepares = false;
     const ctl = new CtlChannel(ctlSocket, {
       event: (frame) => this.onEvent(frame),
       lost: (reason) => this.lost(ctl, reason),
@@ -188,20 +197,23 @@ export class HyperstartAgent implements Agent {
       if (version !== API_VERSION) {
         throw failedPrecondition(`${what} speaks hyperstart API version ${version}; this runtime speaks version ${API_VERSION} only`);
       }
-      extensions = await ctl.call(Code.EXTENSIONS, undefined, this.config.callTimeoutMs).then(
-        () => true,
+      const served = await ctl.call(Code.EXTENSIONS, undefined, this.config.callTimeoutMs).then(
+        (reply) => servedCodes(reply),
         (err: unknown) => {
           // Any refusal: a stock hyperstart refuses every code it does not know, with no text.
-          if (err instanceof GuestError) return false;
+          if (err instanceof GuestError) return undefined;
           throw err;
         },
       );
+      extensions = served !== undefined;
+      // An older guest of ours serves the other extensions but not this one.
+      prepares = !!served?.includes(Code.PREPARECONTAINER);
     } catch (err) {
       ctl.close();
       tty?.close();
       throw err instanceof FrameError ? unavailable(`${what} answered VERSION badly: ${err.message}`) : toVcError(err);
     }
-    this.conn = { ctl, tty, extensions };
+    this.conn = { ctl, tty, extensions, prepares };
     return this.conn;
   }
 
@@ -308,7 +320,9 @@ export class HyperstartAgent implements Agent {
     this.share = guest.endpoint.share ?? { hostDir: this.shareDir, bind: false };
     const saved = new Map(loadStreams(this.runDir).map((s) => [`${s.containerId}\0${s.execId}`, s]));
     for (const c of guest.containers) {
-      this.containers.set(c.spec.id, { spec: c.spec, started: c.started });
+      // A container created but not started was prepared by the earlier driver if its guest
+      // prepares (its rootfs staged then): the start opens the gate, or creates it anew there.
+      this.containers.set(c.spec.id, { spec: c.spec, started: c.started, prepared: !c.started });
       for (const execId of c.running) this.procs.adopt(c.spec.id, execId, saved.get(`${c.spec.id}\0${execId}`));
     }
   }
@@ -335,6 +349,7 @@ export class HyperstartAgent implements Agent {
     // Specs stay for a restart of the sandbox; nothing runs any more.
     for (const [cid, c] of this.containers) {
       c.started = false;
+      c.prepared = false;
       await this.unstage(cid);
     }
     this.procs.clear();
@@ -348,13 +363,38 @@ export class HyperstartAgent implements Agent {
 
   // ---- containers -----------------------------------------------------------------------
 
-  /** Records the spec: as in the reference, the guest creates the container when it starts. */
+  /**
+   * Our guest prepares the container now (PREPARECONTAINER: bundle, OCI create, init held at
+   * the gate), so that errors of the create come here and the start only opens the gate. A
+   * stock hyperstart has only NEWCONTAINER: as in the reference, the spec is recorded and the
+   * guest creates the container when it starts.
+   */
   async createContainer(spec: ContainerSpec, abort?: AbortSignal): Promise<void> {
     // The hyperstart protocol carries no per-container limits: refused, never dropped.
     if (spec.resources) throw unimplemented(`the hyperstart protocol has no per-container resources; use the kata agent, or sandbox limits (io.virtactors.memory-limit)`);
     if (spec.hostname) throw unimplemented(`the hyperstart protocol has no per-container hostname; its containers share the pod's (the sandbox's --hostname)`);
     await this.clearExited(spec.id, abort);
-    this.containers.set(spec.id, { spec, started: false });
+    const { prepares } = await this.connection();
+    if (!prepares) {
+      this.containers.set(spec.id, { spec, started: false, prepared: false });
+      return;
+    }
+    await this.stage(spec.id, spec);
+    try {
+      await this.send(Code.PREPARECONTAINER, containerBody(spec.id, spec, toProcess(spec.id, spec, undefined, true)), abort);
+    } catch (err) {
+      await this.unstage(spec.id).catch(() => {});
+      throw err;
+    }
+    this.containers.set(spec.id, { spec, started: false, prepared: true });
+  }
+
+  /**
+   * As virtcontainers: the rootfs is staged at <shared dir>/<cid>/rootfs and the guest
+   * opens <shared root>/<image>/<rootfs>. Without a rootfs the guest uses its own root.
+   */
+  private async stage(cid: string, spec: ContainerSpec): Promise<void> {
+    if (spec.rootfs) await stageRootfs(this.share ?? { hostDir: this.shareDir, bind: false }, cid, spec.rootfs);
   }
 
   /**
@@ -364,20 +404,27 @@ export class HyperstartAgent implements Agent {
   private async clearExited(cid: string, abort: AbortSignal | undefined): Promise<void> {
     const c = this.containers.get(cid);
     if (!c?.started) return;
-    if (!this.procs.get(cid, cid)?.exit) throw alreadyExists(`container ${cid} is already running in the hyperstart guest`);
+    // No record of its init: adopted as stopped by a driver that restarted (removed or not).
+    const init = this.procs.get(cid, cid);
+    if (init && !init.exit) throw alreadyExists(`container ${cid} is already running in the hyperstart guest`);
     await this.removeFromGuest(cid, abort);
   }
 
   private async removeFromGuest(cid: string, abort: AbortSignal | undefined): Promise<void> {
     const remove: H.RemoveCommand = { container: cid };
     await this.send(Code.REMOVECONTAINER, remove, abort).catch((err: unknown) => {
-      // A stock hyperstart frees a container as soon as its init exits: once that exit is
-      // known, a refused REMOVECONTAINER means there is nothing left to remove.
-      if (!(err instanceof GuestRefusal && this.procs.get(cid, cid)?.status !== undefined)) throw err;
+      // A refused REMOVECONTAINER means there is nothing left to remove once the init's exit
+      // is known (a stock hyperstart frees a container as soon as its init exits), or when
+      // nothing of the init is known (adopted as stopped: removed already, or not).
+      const init = this.procs.get(cid, cid);
+      if (!(err instanceof GuestRefusal && (!init || init.status !== undefined))) throw err;
     });
     for (const rec of this.procs.ofContainer(cid)) this.procs.drop(rec);
     const c = this.containers.get(cid);
-    if (c) c.started = false;
+    if (c) {
+      c.started = false;
+      c.prepared = false;
+    }
     await this.unstage(cid);
   }
 
@@ -397,30 +444,32 @@ export class HyperstartAgent implements Agent {
     return c;
   }
 
+  /**
+   * NEWCONTAINER. For a container our guest prepared, the same body with the streams of
+   * the start: the guest only opens the gate. Otherwise it creates and starts it at once.
+   */
   async startContainer(containerId: string, abort?: AbortSignal): Promise<StartResult> {
     const c = this.container(containerId);
     await this.clearExited(containerId, abort);
     const { spec } = c;
-    // As virtcontainers: the rootfs is staged at <shared dir>/<cid>/rootfs and the guest
-    // opens <shared root>/<image>/<rootfs>. Without a rootfs the guest uses its own root.
-    if (spec.rootfs) await stageRootfs(this.share ?? { hostDir: this.shareDir, bind: false }, containerId, spec.rootfs);
-    const { extensions } = await this.connection();
+    const { extensions, prepares } = await this.connection();
+    const prepared = c.prepared && prepares;
+    if (!prepared) await this.stage(containerId, spec);
     const rec = this.procs.add(containerId, containerId, spec.terminal, extensions);
-    const body: H.Container = {
-      id: containerId,
-      image: containerId,
-      rootfs: spec.rootfs ? ROOTFS_DIR : '',
-      process: toProcess(containerId, spec, rec, extensions),
-      ...(spec.privileged ? { privileged: true } : {}),
-    };
+    const body = containerBody(containerId, spec, toProcess(containerId, spec, rec, extensions));
     try {
       rec.pid = startedPid(await this.send(Code.NEWCONTAINER, body, abort));
     } catch (err) {
       this.procs.drop(rec);
+      // The guest removes a container it could not start; one it refused to start (another
+      // body than it prepared) would stay: it goes too, so that nothing is left half-made.
+      if (prepared) await this.send(Code.REMOVECONTAINER, { container: containerId } satisfies H.RemoveCommand, abort).catch(() => {});
+      c.prepared = false;
       await this.unstage(containerId).catch(() => {});
       throw err;
     }
     c.started = true;
+    c.prepared = false;
     if (!extensions) await this.initialSize(containerId, containerId, spec, abort);
     return started(rec.pid);
   }
@@ -429,7 +478,8 @@ export class HyperstartAgent implements Agent {
   async releaseContainer(containerId: string, abort?: AbortSignal): Promise<void> {
     const c = this.containers.get(containerId);
     if (!c) return;
-    if (c.started) {
+    // A prepared container waits at its gate in the guest: it goes as a stopped one does.
+    if (c.started || (c.prepared && this.conn?.prepares !== false)) {
       await this.removeFromGuest(containerId, abort).catch((err: unknown) => {
         // The guest may have freed it already; the host side is released all the same.
         if (!(err instanceof VcError)) throw err;
@@ -506,7 +556,16 @@ export class HyperstartAgent implements Agent {
   async stopContainer(containerId: string, abort?: AbortSignal): Promise<ExitInfo | undefined> {
     // The spec is kept: a stopped container can be started again.
     const c = this.container(containerId);
-    if (!c.started) return undefined;
+    if (!c.started) {
+      // Stopped before it started: a prepared container leaves the guest, as kata's does.
+      if (c.prepared && this.conn?.prepares !== false) {
+        // NotFound: the guest has nothing of it (a reattached driver's guess was wrong).
+        await this.removeFromGuest(containerId, abort).catch(ignoreGone);
+        c.prepared = false;
+        await this.unstage(containerId);
+      }
+      return undefined;
+    }
     const init = this.procs.get(containerId, containerId);
     let exit = init?.exit;
     if (init && !exit) {
@@ -632,17 +691,39 @@ const HARMLESS_SIGNALS: ReadonlySet<number> = new Set([0, 17, 18, 23, 28]);
 /** A started process's pid; a stock hyperstart's ACK carries none. */
 const started = (pid: number): StartResult => (pid > 0 ? { pid } : { pid: 0, pidUnknown: true });
 
-function toProcess(id: string, spec: Pick<ProcessSpec, 'args' | 'env' | 'cwd' | 'user' | 'terminal' | 'consoleSize'>, rec: ProcRecord, extensions: boolean): H.Process {
+/** The container NEWCONTAINER (and PREPARECONTAINER) carries. */
+function containerBody(id: string, spec: ContainerSpec, process: H.Process): H.Container {
+  return {
+    id,
+    image: id,
+    rootfs: spec.rootfs ? ROOTFS_DIR : '',
+    process,
+    ...(spec.privileged ? { privileged: true } : {}),
+  };
+}
+
+/** A process as hyperstart carries it; without `rec` it has no streams (PREPARECONTAINER). */
+function toProcess(id: string, spec: Pick<ProcessSpec, 'args' | 'env' | 'cwd' | 'user' | 'terminal' | 'consoleSize'>, rec: ProcRecord | undefined, extensions: boolean): H.Process {
   const envs = spec.env.map((kv) => {
     const eq = kv.indexOf('=');
     return eq < 0 ? { env: kv, value: '' } : { env: kv.slice(0, eq), value: kv.slice(eq + 1) };
   });
-  const p: H.Process = { id, args: spec.args, envs, terminal: spec.terminal, stdio: rec.stdio, stderr: rec.stderr };
+  const p: H.Process = { id, args: spec.args, envs, terminal: spec.terminal, ...(rec ? { stdio: rec.stdio, stderr: rec.stderr } : {}) };
   if (spec.cwd) p.workdir = spec.cwd;
   if (spec.user) p.user = spec.user;
   // Our guest's extension field; a stock one gets WINSIZE after the start (initialSize).
   if (extensions && spec.terminal && spec.consoleSize) p.consoleSize = { rows: spec.consoleSize.rows, columns: spec.consoleSize.cols };
   return p;
+}
+
+/** The codes in our guest's EXTENSIONS reply (an empty list if it says nothing readable). */
+function servedCodes(reply: Uint8Array): number[] {
+  try {
+    const codes = decodeJson<unknown>(reply);
+    return Array.isArray(codes) ? codes.filter((c): c is number => typeof c === 'number') : [];
+  } catch {
+    return [];
+  }
 }
 
 /** The pid our guest puts in the ACK of NEWCONTAINER/EXECCMD (0 from a stock hyperstart). */

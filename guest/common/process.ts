@@ -238,13 +238,17 @@ export class ManagedProcess {
     return this.status === undefined;
   }
 
-  /** Opens the start gate of a gated process: it execs its init, which forks `program`. */
-  async open(program: string): Promise<void> {
+  /**
+   * Opens the start gate of a gated process: it execs its init, which forks `program`
+   * (`viaInit`), or execs the program itself (a container without an init of its own).
+   */
+  async open(program: string, viaInit = true): Promise<void> {
     const gate = this.child.stdio[3] as Writable | null | undefined;
     if (!gate) return;
     gate.on('error', () => {});
     gate.end('start\n');
-    await this.findInnermost(1, program);
+    // The init (tini) forks the program directly: its child is the program once it has exec'd.
+    if (viaInit) await this.findInnermost(1, program, true);
   }
 
   /** Waits until the process is in its cgroup, so that it counts as the container's from the start. */
@@ -263,11 +267,17 @@ export class ManagedProcess {
     }
   }
 
-  private async findInnermost(forks: number, program?: string): Promise<void> {
+  private async findInnermost(forks: number, program?: string, execd = false): Promise<void> {
     const end = Date.now() + FIND_TIMEOUT_MS;
     for (let level = 0; level < forks; level++) {
       const last = level === forks - 1;
-      const wanted = (pid: number) => !last || program === undefined || argv0(pid) === program;
+      const wanted = (pid: number) => {
+        if (!last || program === undefined) return true;
+        const name = argv0(pid);
+        // With `execd`, also whatever the program already exec'd into (`sh -c 'exec sleep 1'`),
+        // which never shows the program's name: a child that shows its parent's has not exec'd yet.
+        return name === program || (execd && name !== '' && name !== argv0(this.pid));
+      };
       let next: number | undefined;
       while ((next = childrenOf(this.pid).find(wanted)) === undefined) {
         if (!this.running || Date.now() > end) return;

@@ -310,7 +310,8 @@ export class Supervisor {
     c.gated = undefined;
     this.track(c, c.initId, p);
     if (p.status !== undefined) throw internal(`container ${c.id} ended before it was started (status ${p.status})`);
-    await p.open(c.program);
+    // Without an init of its own (the pod's pid namespace) the gate execs the program: its pid is the gate's.
+    await p.open(c.program, !c.config.podPidNamespace);
     return p;
   }
 

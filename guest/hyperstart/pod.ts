@@ -2,6 +2,7 @@
 // (guest/common), plus what hyperstart adds on top of it: output pushed on tty streams,
 // stdin taken from them, and exits pushed as PROCESSASYNCEVENT after the streams' EOF.
 import { writeFileSync } from 'node:fs';
+import { isDeepStrictEqual } from 'node:util';
 import { GuestError, mount9p, parseUser, Reaper, sharedPath, Supervisor, unmount, type CgroupDriver, type GuestLog, type OciRuntime, type ProcessSpec } from '../common/index.js';
 import { EVENT_FINISHED } from '../../protos/hyperstart/codes.js';
 import type * as H from '../../protos/hyperstart/types.js';
@@ -62,6 +63,8 @@ export class Pod {
   private readonly reporting = new Set<Promise<void>>();
   /** Exit reports of each container's execs still on their way (a stock free waits for them). */
   private readonly execReports = new Map<string, Set<Promise<void>>>();
+  /** Containers prepared (PREPARECONTAINER) and not started yet, with the body they were prepared from. */
+  private readonly prepared = new Map<string, H.Container>();
 
   constructor(
     private readonly out: PodOutput,
@@ -97,18 +100,46 @@ export class Pod {
     });
   }
 
+  /**
+   * PREPARECONTAINER: the container is created (bundle, OCI create) with its init held at
+   * the gate; NEWCONTAINER starts it. The same body again is acknowledged (a host that
+   * retries); another one under that id is AlreadyExists.
+   */
+  async prepare(c: H.Container): Promise<void> {
+    const sup = this.supervisor;
+    checkContainer(c);
+    const earlier = this.prepared.get(c.id);
+    if (earlier) {
+      if (sameContainer(earlier, c)) return;
+      throw new GuestError('AlreadyExists', `container ${c.id} is already prepared, from another body`);
+    }
+    await this.create(sup, c);
+    this.prepared.set(c.id, c);
+  }
+
+  private async create(sup: Supervisor, c: H.Container): Promise<void> {
+    // As upstream: the rootfs is <shared root>/<image>/<rootfs>; none given, the guest's own root.
+    const root = c.rootfs ? sharedPath(this.options.sharedRoot, c.image ?? '', c.rootfs) : '';
+    // A stock hyperstart runs every container of the pod in the pod's pid namespace: the
+    // guest's, when it is one's PID 1 (a guest that is not has no pod namespace to share).
+    const podPidNamespace = !!this.options.stock && process.pid === 1;
+    const initId = c.process.id || c.id;
+    await sup.createContainer({ id: c.id, initId, root, process: processSpec(c.process, this.options.stock), hostname: this.hostname, privileged: c.privileged === true, podPidNamespace });
+  }
+
+  /** NEWCONTAINER: creates and starts, or starts a prepared container (the same body, its streams aside). */
   async newContainer(c: H.Container): Promise<H.StartedReply> {
     const sup = this.supervisor;
-    if (typeof c?.id !== 'string' || !c.process) throw new GuestError('InvalidArgument', 'invalid container: id and process are required');
+    checkContainer(c);
     const initId = c.process.id || c.id;
+    const earlier = this.prepared.get(c.id);
+    if (earlier && !sameContainer(earlier, c)) {
+      throw new GuestError('FailedPrecondition', `container ${c.id} was prepared from another body: start it with the same one, or remove it first`);
+    }
     const seqs = this.claim(c.process);
     try {
-      // As upstream: the rootfs is <shared root>/<image>/<rootfs>; none given, the guest's own root.
-      const root = c.rootfs ? sharedPath(this.options.sharedRoot, c.image ?? '', c.rootfs) : '';
-      // A stock hyperstart runs every container of the pod in the pod's pid namespace: the
-      // guest's, when it is one's PID 1 (a guest that is not has no pod namespace to share).
-      const podPidNamespace = !!this.options.stock && process.pid === 1;
-      await sup.createContainer({ id: c.id, initId, root, process: processSpec(c.process, this.options.stock), hostname: this.hostname, privileged: c.privileged === true, podPidNamespace });
+      if (!earlier) await this.create(sup, c);
+      this.prepared.delete(c.id);
       let pid: number;
       try {
         pid = await sup.startContainer(c.id);
@@ -157,12 +188,17 @@ export class Pod {
     return this.supervisor.resize(msg?.container, msg.process, msg.row, msg.column);
   }
 
-  /** REMOVECONTAINER: refused until the init process has exited, as upstream does. */
+  /**
+   * REMOVECONTAINER: refused until the init process has exited, as upstream does; a
+   * prepared container that was never started goes at once (its gate never opens).
+   */
   async remove(cmd: H.RemoveCommand): Promise<void> {
     const sup = this.supervisor;
     const state = sup.state(cmd?.container);
-    if (state !== 'stopped') throw new GuestError('FailedPrecondition', `container ${cmd.container} is ${state}: it has not exited`);
+    const prepared = state === 'created' && this.prepared.has(cmd.container);
+    if (state !== 'stopped' && !prepared) throw new GuestError('FailedPrecondition', `container ${cmd.container} is ${state}: it has not exited`);
     await sup.removeContainer(cmd.container, REMOVE_TIMEOUT_S);
+    this.prepared.delete(cmd.container);
     this.initIds.delete(cmd.container);
   }
 
@@ -181,6 +217,7 @@ export class Pod {
   /** DESTROYPOD (and SIGTERM): ends every process and resolves once every exit is reported. */
   async destroy(): Promise<void> {
     await this.sup?.destroy();
+    this.prepared.clear();
     while (this.reporting.size > 0) await Promise.all(this.reporting);
     await this.reaper?.stop();
     if (this.mounted) await unmount(this.options.sharedRoot);
@@ -276,6 +313,19 @@ export class Pod {
     this.initIds.delete(container);
     await this.sup?.removeContainer(container, REMOVE_TIMEOUT_S).catch((err: Error) => this.options.log.debug('container not freed', { containerId: container, err }));
   }
+}
+
+function checkContainer(c: H.Container): void {
+  if (typeof c?.id !== 'string' || !c.process) throw new GuestError('InvalidArgument', 'invalid container: id and process are required');
+}
+
+/** The same container, but for the process's stream seqs, which belong to the start. */
+function sameContainer(a: H.Container, b: H.Container): boolean {
+  const bare = (c: H.Container) => {
+    const { stdio: _stdio, stderr: _stderr, ...process } = c.process;
+    return { ...c, process };
+  };
+  return isDeepStrictEqual(bare(a), bare(b));
 }
 
 /**

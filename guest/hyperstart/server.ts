@@ -50,7 +50,7 @@ export interface GuestOptions {
 
 const EMPTY = new Uint8Array();
 /** What our guest serves beyond upstream hyperstart (the EXTENSIONS reply). */
-const SERVED_EXTENSIONS = [Code.PAUSECONTAINER, Code.RESUMECONTAINER, Code.PSCONTAINER];
+const SERVED_EXTENSIONS = [Code.PAUSECONTAINER, Code.RESUMECONTAINER, Code.PSCONTAINER, Code.PREPARECONTAINER];
 const EXTENSION_CODES = new Set<number>([Code.EXTENSIONS, ...SERVED_EXTENSIONS]);
 /** Exit events kept for a host that is away; the oldest go first past this. */
 const MAX_HELD_EVENTS = 4096;
@@ -222,6 +222,9 @@ export class GuestServer {
         return EMPTY;
       case Code.EXTENSIONS:
         return encodeJson(SERVED_EXTENSIONS);
+      case Code.PREPARECONTAINER:
+        await this.pod.prepare(body<H.Container>());
+        return EMPTY;
       case Code.NEWCONTAINER:
         return started(await this.pod.newContainer(body<H.Container>()));
       case Code.EXECCMD:

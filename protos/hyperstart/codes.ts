@@ -49,6 +49,16 @@ export const Code = {
   RESUMECONTAINER: 0x7661_0002,
   /** The cc dialect's PsCommand {container, format, psargs}; the ACK payload is the listing. */
   PSCONTAINER: 0x7661_0003,
+  /**
+   * The body NEWCONTAINER would carry; ACK (empty) once the container exists in the guest
+   * with its init held before the program (OCI create). Its process's stream seqs are not
+   * taken: they belong to the start. A later NEWCONTAINER for the id starts it and must
+   * carry the same container (its streams aside), else it is refused and the prepared one
+   * stays; REMOVECONTAINER removes one that was never started. Preparing the same
+   * container again is acknowledged; another container under a prepared or started id is
+   * AlreadyExists. Upstream hyperstart creates and starts a container in one command only.
+   */
+  PREPARECONTAINER: 0x7661_0004,
 } as const;
 
 export type CodeName = keyof typeof Code;

@@ -75,6 +75,18 @@ async function processRunning(sid: string, argv: string[]): Promise<number | und
   return undefined;
 }
 
+/** The host pid of the sandbox's container init held at its start gate (created, not started) for `program`. */
+async function gateOf(sid: string, program: string): Promise<number | undefined> {
+  for (const pid of await sandboxProcesses(sid)) {
+    const cmd = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (cmd.includes('va-gate') && cmd.includes(program)) return pid;
+  }
+  return undefined;
+}
+
+/** Created before the kill, started after the restart: it must run in the container the guest already made. */
+const LATER = ['sh', '-c', 'echo later; exec sleep 3005'];
+
 /** Prints a numbered line for each SIGUSR1 (the trap runs between sleeps). */
 const TALK = ['sh', '-c', "n=0; trap 'n=$((n+1)); echo usr1-$n' USR1; echo started; while :; do sleep 1; done"];
 
@@ -100,11 +112,15 @@ describe('kill -9 of the runtime, then a restart on the same state directory', (
       ]);
       await client.call('ContainerExec', { sid: `r-${agent}`, cid: 'keep' }, { execId: 'ex', args: ['sleep', '3003'] });
       await createSandbox(`g-${agent}`, agent, [{ id: 'c', args: ['sleep', '3004'] }]);
+      await client.call('ContainerCreate', { sid: `r-${agent}` }, { container: { id: 'later', args: LATER } });
     }
     await createSandbox('r-noop', 'noop', [{ id: 'c', args: ['sleep', '1'] }]);
     await createSandbox('m-kata', 'kata', []);
     for (const agent of guests) await until(() => processRunning(`r-${agent}`, ['sleep', '3002']), `${agent} container dies to run`);
     for (const agent of guests) await until(async () => ((await logsOf(`r-${agent}`, 'talk')).includes('started') ? true : undefined), `${agent} talk output`);
+    // Both guests made the created container already (hyperstart through PREPARECONTAINER): its init waits at the gate.
+    const gates = new Map<string, number>();
+    for (const agent of guests) gates.set(agent, await until(() => gateOf(`r-${agent}`, LATER[2]!), `${agent} created container held at its gate`));
 
     step('created');
     await runtime!.kill9();
@@ -132,13 +148,21 @@ describe('kill -9 of the runtime, then a restart on the same state directory', (
       expect(exit.exitStatusUnknown).toBeFalsy();
       const status = await client.call('SandboxStatus', { sid });
       expect(status.sandbox?.state).toBe('running');
-      expect(status.sandbox?.containers?.map((c) => [c.id, c.state])).toEqual([['keep', 'running'], ['dies', 'stopped'], ['talk', 'running']]);
+      expect(status.sandbox?.containers?.map((c) => [c.id, c.state])).toEqual([['keep', 'running'], ['dies', 'stopped'], ['talk', 'running'], ['later', 'ready']]);
       // Output of a process the restarted runtime adopted: written during the downtime, and after the restart.
       await until(async () => ((await logsOf(sid, 'talk')).includes('usr1-1\n') ? true : undefined), `${sid} output written during the downtime`);
       await client.call('ContainerKill', { sid, cid: 'talk' }, { signal: 10 });
       await until(async () => ((await logsOf(sid, 'talk')).includes('usr1-2\n') ? true : undefined), `${sid} output written after the restart`);
       expect(await processRunning(sid, ['sleep', '3001'])).toBeGreaterThan(0);
       expect(await processRunning(sid, ['sleep', '3003'])).toBeGreaterThan(0);
+
+      // The container created before the kill starts now: the init held at its gate leaves it.
+      const gate = gates.get(agent)!;
+      expect(alive(gate)).toBe(true);
+      await client.call('ContainerStart', { sid, cid: 'later' });
+      await until(async () => ((await logsOf(sid, 'later')) === 'later\n' ? true : undefined), `${sid} later output`);
+      expect((await readFile(`/proc/${gate}/cmdline`, 'utf8')).split('\0')).not.toContain('va-gate');
+      expect(await processRunning(sid, ['sleep', '3005'])).toBeGreaterThan(0);
 
       // The guest that died meanwhile: failed, its container's exit unknown.
       const g = await client.call('SandboxStatus', { sid: `g-${agent}` });
@@ -167,12 +191,14 @@ describe('kill -9 of the runtime, then a restart on the same state directory', (
     for (const agent of guests) {
       const sid = `r-${agent}`;
       await client.call('ContainerStop', { sid, cid: 'keep' });
+      await client.call('ContainerStop', { sid, cid: 'later' });
       await client.call('SandboxDelete', { sid }, { force: true });
       await client.call('SandboxDelete', { sid: `g-${agent}` }, { force: true });
       const all = await events(sid);
       // Exactly once each, in the order of a container: the downtime exit and the stop's.
       expect(exitsOf(all, 'dies')).toHaveLength(1);
       expect(exitsOf(all, 'keep')).toHaveLength(1);
+      expect(exitsOf(all, 'later').map((e) => e.exitStatus)).toEqual([143]);
       expect(all.map((e) => e.seq)).toEqual(all.map((_, i) => i + 1));
       expect(await sandboxProcesses(sid)).toEqual([]);
       expect(await sandboxProcesses(`g-${agent}`)).toEqual([]);

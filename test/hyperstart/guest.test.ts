@@ -10,7 +10,7 @@ import { createConnection, type Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VcError } from '../../bus/errors.js';
 import type { ExitInfo, StartResult } from '../../actors/agents/agent.js';
-import { containerSpec, pidOf, setupDriver, startGuest, type DriverSetup, type GuestProcess } from './harness.js';
+import { adoptingDriver, containerSpec, pidOf, setupDriver, startGuest, type DriverSetup, type GuestProcess } from './harness.js';
 
 let setup: DriverSetup;
 let guest: GuestProcess;
@@ -153,6 +153,28 @@ for (const mode of ['own', 'stock'] as const) {
         await expect(setup.agent.startContainer('c2')).rejects.toThrow(/already running/);
       });
 
+      it('starts a stopped container again after a driver restart, whether the guest still holds it or not', async () => {
+        // c1 exited on its own (ours keeps it until REMOVECONTAINER, a stock one freed it); c2 was stopped (removed).
+        const c1Spec = containerSpec('c1', ['sh', '-c', 'echo one']);
+        const c2Spec = containerSpec('c2', ['sleep', '100']);
+        await start('c1', c1Spec.args);
+        await setup.exited('c1', 'c1');
+        await start('c2', c2Spec.args);
+        await setup.agent.stopContainer('c2');
+        await setup.agent.disconnect();
+        const next = await adoptingDriver(setup.dir);
+        try {
+          next.agent.adopt({ endpoint: {}, containers: [c1Spec, c2Spec].map((spec) => ({ spec, started: true, running: [] })) });
+          await next.agent.reconcile();
+          await next.agent.startContainer('c1');
+          await until(() => next.text('c1') === 'one\n');
+          await pidFor(await next.agent.startContainer('c2'), 'sleep 100');
+          expect(seen(await next.agent.stopContainer('c2'))).toEqual(bySignal(143));
+        } finally {
+          await next.agent.disconnect();
+        }
+      });
+
       it('starts the containers again in a new guest after DESTROYPOD (sandbox restart)', async () => {
         await start('c1', ['sleep', '100']);
         await setup.agent.stopSandbox();
@@ -166,13 +188,15 @@ for (const mode of ['own', 'stock'] as const) {
         expect(seen(await setup.agent.stopContainer('c1'))).toEqual(bySignal(143));
       });
 
-      it('reports a command that cannot start as an error, not an exit', async () => {
-        await setup.agent.createContainer(containerSpec('c1', ['/nonexistent/binary']));
-        const err = await setup.agent.startContainer('c1').catch((e: unknown) => e);
+      it('reports a command that cannot start as an error, not an exit (ours at the create, which prepares it)', async () => {
+        // Our guest prepares the container at the create; a stock one creates it at the start.
+        const create = setup.agent.createContainer(containerSpec('c1', ['/nonexistent/binary']));
+        const err = await (stock ? create.then(() => setup.agent.startContainer('c1')) : create).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(VcError);
         // A stock hyperstart's ERROR says nothing: a refusal of unknown cause.
         expect((err as VcError).code).toBe(stock ? 'FailedPrecondition' : 'InvalidArgument');
-        expect((err as VcError).message).toMatch(stock ? /refused NEWCONTAINER \(a stock hyperstart gives no reason\)/ : /\/nonexistent\/binary: no such executable file/);
+        expect((err as VcError).message).toMatch(stock ? /refused NEWCONTAINER \(a stock hyperstart gives no reason\)/ : /refused PREPARECONTAINER: \/nonexistent\/binary: no such executable file/);
+        expect(setup.rec.exits).toEqual([]);
       });
 
       it('kills the init process only, or every process with all', async () => {

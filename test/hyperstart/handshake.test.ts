@@ -131,9 +131,10 @@ describe('hyperstart handshake', () => {
 
   it('asks once per connection which extensions the guest serves: ERROR means a stock hyperstart, whatever it says', async () => {
     const started = (s: Socket, f: CtlFrame) => {
-      if (f.code === Code.STARTPOD || f.code === Code.NEWCONTAINER || f.code === Code.PAUSECONTAINER) s.write(encodeCtl(Code.ACK));
+      if ([Code.STARTPOD, Code.NEWCONTAINER, Code.PAUSECONTAINER, Code.PREPARECONTAINER].includes(f.code as never)) s.write(encodeCtl(Code.ACK));
     };
-    for (const extensions of [undefined, [Code.PAUSECONTAINER, Code.RESUMECONTAINER, Code.PSCONTAINER]]) {
+    // A stock hyperstart; an older guest of ours (no PREPARECONTAINER); ours now.
+    for (const extensions of [undefined, [Code.PAUSECONTAINER, Code.RESUMECONTAINER, Code.PSCONTAINER], [Code.PAUSECONTAINER, Code.RESUMECONTAINER, Code.PSCONTAINER, Code.PREPARECONTAINER]]) {
       setup = await setupDriver();
       guest = await fakeGuest(setup.dir, handshake(4244, (s, _g, f) => f && started(s, f), extensions));
       await setup.agent.startSandbox({});
@@ -144,6 +145,8 @@ describe('hyperstart handshake', () => {
       const codes = guest.frames.map((f) => f.code);
       expect(codes.filter((c) => c === Code.EXTENSIONS)).toHaveLength(1);
       expect(codes.includes(Code.PAUSECONTAINER)).toBe(!!extensions);
+      // The create prepares the container only in a guest that lists the code.
+      expect(codes.includes(Code.PREPARECONTAINER)).toBe(!!extensions?.includes(Code.PREPARECONTAINER));
       await setup.cleanup();
       await guest.close();
     }

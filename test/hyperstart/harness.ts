@@ -89,6 +89,32 @@ export async function setupDriver(
   };
 }
 
+export interface AdoptingDriver {
+  agent: HyperstartAgent;
+  exits: Array<{ cid: string; execId: string; exit: ExitInfo }>;
+  /** Text written so far on the stdout streams of a container's init. */
+  text(cid: string): string;
+}
+
+/** A second driver on the same run directory, as a restarted runtime makes (adopt it before use). */
+export async function adoptingDriver(dir: string): Promise<AdoptingDriver> {
+  const agent = new HyperstartAgent();
+  const exits: AdoptingDriver['exits'] = [];
+  const out = new Map<string, Buffer[]>();
+  await agent.init({
+    sandbox: sandboxSpec('sb'),
+    config: { sockCtlName: '', sockTtyName: '', readyTimeoutMs: 5_000, callTimeoutMs: 10_000 },
+    runDir: dir,
+    listener: {
+      processExited: (cid, execId, exit) => exits.push({ cid, execId, exit }),
+      output: (cid, execId, stream, data) => {
+        if (stream === 'stdout' && execId === cid) out.set(cid, [...(out.get(cid) ?? []), Buffer.from(data)]);
+      },
+    },
+  });
+  return { agent, exits, text: (cid) => Buffer.concat(out.get(cid) ?? []).toString('utf8') };
+}
+
 export interface GuestProcess {
   child: ChildProcess;
   /** Host pid of the guest itself (not of the unshare around it). */
