@@ -26,7 +26,7 @@ export interface CallResult<T> {
   trailers: Metadata;
 }
 
-const DIAL_PROBE_MS = 5;
+const DIAL_PROBE_MS = 2;
 
 const channelOptions: ChannelOptions = {
   'grpc.initial_reconnect_backoff_ms': 10,

@@ -58,8 +58,8 @@ export function namespaceTools(): NamespaceTools | undefined {
 }
 
 // Arguments: hostname, mount, ip ("" when missing), the cgroup2 mount to hide ("" when
-// none), the hostname program ("": /proc/sys/kernel/hostname, which a user namespace's root
-// may not write), the number of cgroup.procs files, the files, then the guest's argv; nothing is
+// none), the hostname program (in a user namespace, whose root may not write
+// /proc/sys/kernel/hostname; "" otherwise: the shell writes it, one process fewer), the number of cgroup.procs files, the files, then the guest's argv; nothing is
 // interpolated into the script. The first line runs while /proc is still the host's, so
 // /proc/self/stat names PID 1 by its host pid. On a hybrid cgroup host the sandbox's own
 // mount namespace covers the cgroup2 mount with an empty tmpfs: crun refuses to run beside
@@ -234,7 +234,7 @@ export class NamespaceBackend extends DetachedGuestBackend {
     const args = [
       '--pid', '--mount', '--uts', '--ipc', '--net', '--propagation', 'private', '--',
       t.timeout, '--foreground', '0',
-      t.sh, '-c', PRELUDE, 'virtactors-guest', hostname, t.mount, t.ip ?? '', hide ?? '', t.hostname ?? '', String(procs.length), ...procs,
+      t.sh, '-c', PRELUDE, 'virtactors-guest', hostname, t.mount, t.ip ?? '', hide ?? '', userns ? (t.hostname ?? '') : '', String(procs.length), ...procs,
       ...plan.command,
     ];
     // Into the user namespace first (nsenter makes the process its root), so that the

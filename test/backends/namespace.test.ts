@@ -1,5 +1,6 @@
 // The namespace backend against the real kernel: namespaces, /proc, loopback, cgroups,
 // exit reporting and clean-up.
+import { execFileSync } from 'node:child_process';
 import { readFile, readlink, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
@@ -153,6 +154,11 @@ describe.skipIf(!isRoot)('namespace backend', () => {
     expect(off.userNamespace).toBe(false);
     expect(await readlink(`/proc/${off.pid}/ns/user`)).toBe(await readlink('/proc/self/ns/user'));
     expect(await readFile(`/proc/${off.pid}/status`, 'utf8')).toMatch(/^Uid:\s+0\s/m);
+    // Each gets its hostname: by sethostname(2) inside the user namespace (its root may not
+    // write /proc/sys/kernel/hostname), through that file without one.
+    const hostnameOf = (pid: number | undefined) => execFileSync('nsenter', [`--target=${pid}`, '--uts', 'cat', '/proc/sys/kernel/hostname'], { encoding: 'utf8' }).trim();
+    expect(hostnameOf(on.pid)).toBe(`${idOn}-host`);
+    expect(hostnameOf(off.pid)).toBe(`${idOff}-host`);
   });
 
   it('reports the exit status of a guest that exits on its own, once', async () => {

@@ -4,7 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { generate, generatedPath } from '../../scripts/gen-kata-protos.js';
-import { agentService, healthService, int64Limit, int64Number, type CreateContainerRequest, type StatsContainerResponse } from '../../protos/kata/index.js';
+import protobuf from 'protobufjs/light.js';
+import { agentService, agentServiceMethods, healthMethods, healthService, int64Limit, int64Number, typeClosure, type CreateContainerRequest, type StatsContainerResponse } from '../../protos/kata/index.js';
 
 describe('kata protocol', () => {
   it('generated types are up to date with the .proto files', () => {
@@ -55,6 +56,22 @@ describe('kata protocol', () => {
     // Field 11, varint: -1000 as a 64-bit two's complement takes ten bytes.
     const bytes = [...agentService.CreateContainer.requestSerialize({ OCI: { Process: { OOMScoreAdj: -1 } } })];
     expect(bytes.slice(-11)).toEqual([0x58, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+  });
+
+  it('builds each message type from its own closure: only the types it names, each resolvable', () => {
+    const messages = (tree: { nested?: Record<string, unknown> }, prefix = ''): string[] =>
+      Object.entries(tree.nested ?? {}).flatMap(([name, node]) => {
+        const n = node as { fields?: unknown; values?: unknown; nested?: Record<string, unknown> };
+        return [...(n.fields || n.values ? [`${prefix}${name}`] : []), ...messages(n, `${prefix}${name}.`)];
+      });
+    // The first request a guest gets needs two classes, not the descriptor's ~90.
+    expect(messages(typeClosure('grpc.CreateSandboxRequest')).sort()).toEqual(['grpc.CreateSandboxRequest', 'grpc.Storage']);
+    expect(messages(typeClosure('grpc.HealthCheckResponse')).sort()).toEqual(['grpc.HealthCheckResponse', 'grpc.HealthCheckResponse.ServingStatus']);
+    // Types named by nested fields come too (Spec → Linux → LinuxResources → LinuxMemory).
+    expect(messages(typeClosure('grpc.CreateContainerRequest'))).toEqual(expect.arrayContaining(['grpc.Spec', 'grpc.Linux', 'grpc.LinuxResources', 'grpc.LinuxMemory', 'grpc.LinuxSeccompArg']));
+    for (const { request, response } of [...Object.values(agentServiceMethods), ...Object.values(healthMethods)]) {
+      for (const name of [request, response]) expect(() => protobuf.Root.fromJSON(typeClosure(name) as protobuf.INamespace).lookupType(name), name).not.toThrow();
+    }
   });
 
   it('still decodes an empty list as empty bytes', () => {
