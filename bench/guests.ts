@@ -12,6 +12,8 @@ import { round, rssMiB, summarize, type Latency } from './stats.js';
 export interface GuestFigures {
   agent: string;
   sandboxCreateStart: Latency;
+  /** Whether those sandboxes ran in a user namespace, as they do by default where the kernel allows it. */
+  userNamespace: boolean;
   /** Through the OCI runtime (crun), as every container runs. */
   containerStartToExitEvent: Latency;
   /** The same, in the same run, in a sandbox whose guest runs processes without an OCI runtime (VC_OCI_RUNTIME=none). */
@@ -65,10 +67,12 @@ export async function benchGuests(client: VcClient, host: RuntimeHost, agent: 'k
 
   // Sandbox create+start, one after the other.
   const createStart: number[] = [];
+  const inUserNamespace = new Set<boolean>();
   for (let i = 0; i < o.sandboxes; i++) {
     const t = process.hrtime.bigint();
-    await client.call('SandboxCreate', {}, { sandbox: spec(`${tag}-cs-${i}`), start: true });
+    const reply = await client.call('SandboxCreate', {}, { sandbox: spec(`${tag}-cs-${i}`), start: true });
     createStart.push(ms(t));
+    inUserNamespace.add(!!reply.sandbox?.userNamespace);
     await client.call('SandboxDelete', { sid: `${tag}-cs-${i}` }, { force: true });
   }
 
@@ -155,6 +159,10 @@ export async function benchGuests(client: VcClient, host: RuntimeHost, agent: 'k
   const figures: GuestFigures = {
     agent,
     sandboxCreateStart: summarize(createStart),
+    userNamespace: (() => {
+      if (inUserNamespace.size !== 1) throw new Error('bench: some sandboxes ran in a user namespace and some did not');
+      return [...inUserNamespace][0]!;
+    })(),
     containerStartToExitEvent: summarize(toExit),
     containerStartToExitEventWithoutOci: summarize(toExitPlain),
     ...(runc ? { containerStartToExitEventRunc: summarize(toExitRunc) } : {}),

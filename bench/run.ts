@@ -1,6 +1,6 @@
 // `npm run bench`: measures the runtime beside raw NATS on one private nats-server,
 // in one run, and writes bench/results/latest.json and bench/results/latest.md.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -33,6 +33,9 @@ const profileDir = process.argv.find((a) => a.startsWith('--profile='))?.slice('
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'vc-bench-'));
+  // Searchable as a runtime's state directory is, so that guests run in a user namespace
+  // as they do by default (a 0700 parent would keep their mapped root out).
+  chmodSync(dir, 0o711);
   const server = await startNatsServer({ storeDir: join(dir, 'nats') });
   const client = await VcClient.connect({ servers: server.url, name: 'bench-client' });
   let host: RuntimeHost | undefined;
@@ -196,7 +199,7 @@ function guestTable(guests: GuestFigures[]): string[] {
     '',
     `| figure (p50 / p99 ms unless said) | ${guests.map((g) => g.agent).join(' | ')} | target |`,
     `|---|${guests.map(() => '---|').join('')}---|`,
-    row('sandbox create+start', (g) => cell(g.sandboxCreateStart) + vsKata(g, (f) => f.sandboxCreateStart), 'p50 under 500 ms; hyperstart within 1.5x kata; within 1.2x of before crun (103.8 kata, 63.5 hyperstart)'),
+    row('sandbox create+start', (g) => cell(g.sandboxCreateStart) + vsKata(g, (f) => f.sandboxCreateStart) + (g.userNamespace === undefined ? '' : g.userNamespace ? ', user namespace on' : ', no user namespace'), 'p50 under 500 ms; hyperstart within 1.5x kata; within 1.2x of before crun (103.8 kata, 63.5 hyperstart)'),
     row(
       'container start to exit event (`true`), through crun',
       (g) => cell(g.containerStartToExitEvent) + vsKata(g, (f) => f.containerStartToExitEvent) + (g.containerStartToExitEventWithoutOci ? `, ${round2(g.containerStartToExitEvent.p50 / g.containerStartToExitEventWithoutOci.p50)}x without` : ''),

@@ -19,15 +19,13 @@ import { MAX_HOSTNAME_LEN } from '../../machines/specs.js';
 import { hostCgroupDriver, hasLimits, limitsFromAnnotations, memoryUsage, oomCounters, OomWatch, readHostCgroups, type CgroupDriver, type OomCounter } from './cgroups/index.js';
 import { DetachedGuestBackend, type GuestBackendOptions, type GuestRun } from './detached.js';
 import { guestEnvironment, logTail, signal } from './guest-files.js';
-import { holdUserNamespace, kernelAllowsUserNamespaces, reachableByOthers, type UserNamespaceSetting } from './userns.js';
+import { inUserNamespace, kernelAllowsUserNamespaces, mapUserNamespace, reachableByOthers, unshareEntersMapped, USERNS_GO_FD, type UserNamespaceSetting } from './userns.js';
 
 export interface NamespaceTools {
   unshare: string;
   timeout: string;
   sh: string;
   mount: string;
-  /** util-linux nsenter: to enter a user namespace; without it sandboxes run without one. */
-  nsenter?: string;
   /** To set the sandbox's hostname by sethostname(2), as a user namespace's root may. */
   hostname?: string;
   /** iproute2; without it loopback stays down. */
@@ -52,9 +50,8 @@ function findTool(name: string): string | undefined {
 export function namespaceTools(): NamespaceTools | undefined {
   const [unshare, timeout, sh, mount] = ['unshare', 'timeout', 'sh', 'mount'].map(findTool);
   if (!unshare || !timeout || !sh || !mount) return undefined;
-  const nsenter = findTool('nsenter');
   const hostname = findTool('hostname');
-  return { unshare, timeout, sh, mount, ip: findTool('ip'), ...(nsenter ? { nsenter } : {}), ...(hostname ? { hostname } : {}) };
+  return { unshare, timeout, sh, mount, ip: findTool('ip'), ...(hostname ? { hostname } : {}) };
 }
 
 // Arguments: hostname, mount, ip ("" when missing), the cgroup2 mount to hide ("" when
@@ -187,13 +184,17 @@ export class NamespaceBackend extends DetachedGuestBackend {
 
   /** Whether this guest can run in a user namespace: the kernel allows it and its files are readable to an unprivileged uid. */
   private usernsFor(command: readonly string[], runDir: string): boolean {
-    if (!this.userns.enabled || !this.tools.nsenter) return false;
+    if (!this.userns.enabled) return false;
     // The run root is the runtime's own: searchable (not listable) by the guests, whose run directories are theirs.
     const runRoot = dirname(resolve(runDir));
     const mode = statSync(runRoot).mode & 0o7777;
     if ((mode & 0o001) === 0) chmodSync(runRoot, mode | 0o111);
     const files = command.filter((a, i) => i === 0 || (a.startsWith('/') && /\.[cm]?js$/.test(a)));
-    const why = !kernelAllowsUserNamespaces() ? 'the kernel allows no user namespaces' : [...files.filter((f) => !reachableByOthers(f)), ...(reachableByOthers(runDir, false) ? [] : [runDir])][0];
+    const why = !kernelAllowsUserNamespaces()
+      ? 'the kernel allows no user namespaces'
+      : !unshareEntersMapped(this.tools.unshare)
+        ? `${this.tools.unshare} has no --keep-caps or --setuid (util-linux 2.35 or later has them)`
+        : [...files.filter((f) => !reachableByOthers(f)), ...(reachableByOthers(runDir, false) ? [] : [runDir])][0];
     if (why === undefined) return true;
     if (!this.usernsWarned) {
       this.usernsWarned = true;
@@ -223,7 +224,7 @@ export class NamespaceBackend extends DetachedGuestBackend {
     const t = this.tools;
     const procs = cgroup?.procsFiles ?? [];
     const hide = await hybridUnifiedMount();
-    const userns = this.usernsFor(plan.command, runDir) ? await holdUserNamespace(t.unshare, t.sh, this.userns) : undefined;
+    const userns = this.usernsFor(plan.command, runDir);
     if (userns) {
       const { base } = this.userns;
       // The guest is root only inside: it gets its run directory and may make child cgroups.
@@ -232,25 +233,28 @@ export class NamespaceBackend extends DetachedGuestBackend {
       run.userns = true;
     }
     const args = [
+      // In a user namespace: its root from here on, the maps written by then.
+      ...(userns ? ['--setuid', '0', '--setgid', '0'] : []),
       '--pid', '--mount', '--uts', '--ipc', '--net', '--propagation', 'private', '--',
       t.timeout, '--foreground', '0',
       t.sh, '-c', PRELUDE, 'virtactors-guest', hostname, t.mount, t.ip ?? '', hide ?? '', userns ? (t.hostname ?? '') : '', String(procs.length), ...procs,
       ...plan.command,
     ];
-    // Into the user namespace first (nsenter makes the process its root), so that the
-    // namespaces unshare makes next are owned by it.
-    const [file, ...argv] = userns ? [t.nsenter!, `--target=${userns.pid}`, '--user', '--', t.unshare, ...args] : [t.unshare, ...args];
-    let child: ChildProcess;
-    try {
-      child = spawn(file!, argv, { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'], env, cwd: '/' });
-    } catch (err) {
-      userns?.release();
-      throw err;
-    }
+    // The user namespace first, so that the namespaces unshare makes next are owned by it.
+    const [file, ...argv] = userns ? inUserNamespace(t.unshare, t.sh, [t.unshare, ...args]) : [t.unshare, ...args];
+    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', logFd, logFd, 'pipe'];
+    if (userns) stdio[USERNS_GO_FD] = 'pipe';
+    const child = spawn(file!, argv, { detached: true, stdio, env, cwd: '/' });
     this.track(run, child);
+    if (userns) {
+      try {
+        await mapUserNamespace(child, this.userns);
+      } catch (err) {
+        child.kill('SIGKILL');
+        throw new Error(`the namespace guest of sandbox ${sandbox.id} did not start: ${(err as Error).message}`);
+      }
+    }
     const pid = await readReady(child);
-    // The namespace lives on with the guest; the holder was needed only until the guest entered it.
-    userns?.release();
     if (pid === undefined) {
       const tail = await logTail(runDir);
       throw new Error(`the namespace guest of sandbox ${sandbox.id} did not start${tail ? `: ${tail}` : ''}`);

@@ -4,10 +4,13 @@
 // capability over the host's namespaces.
 //
 // util-linux's unshare maps ranges only through newuidmap (and /etc/subuid); the runtime,
-// as root, writes the maps itself instead: a holder process makes the user namespace, the
-// runtime writes its uid_map and gid_map, and the guest chain enters it with nsenter (which
-// becomes its root) before it makes the sandbox's other namespaces, owned by it.
-import { spawn, type ChildProcess } from 'node:child_process';
+// as root, writes the maps itself instead. The guest chain's first step makes the user
+// namespace (`unshare --user --keep-caps`, which keeps the capabilities it holds there
+// across the exec) and waits on a pipe; the runtime writes its uid_map and gid_map and
+// then lets it go. Its next step makes the sandbox's other namespaces, owned by the user
+// namespace, and becomes the namespace's root (`--setuid 0 --setgid 0`). No process is
+// added to the chain for this: the wait is the shell the chain runs anyway.
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -55,40 +58,56 @@ export function reachableByOthers(path: string, self = true): boolean {
 
 const ownUserNs = () => readlinkSync('/proc/self/ns/user');
 
-/** A user namespace with its maps written, held by a waiting process until released. */
-export interface HeldUserNamespace {
-  /** The holder's pid: `nsenter --target <pid> --user` enters the namespace. */
-  pid: number;
-  release(): void;
+let unshareCanMap: boolean | undefined;
+/** Whether this unshare keeps capabilities across exec and sets ids in the namespace (util-linux 2.35 and later). */
+export function unshareEntersMapped(unshare: string): boolean {
+  if (unshareCanMap === undefined) {
+    try {
+      const help = execFileSync(unshare, ['--help'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      unshareCanMap = help.includes('--keep-caps') && help.includes('--setuid') && help.includes('--setgid');
+    } catch {
+      unshareCanMap = false;
+    }
+  }
+  return unshareCanMap;
 }
 
-export async function holdUserNamespace(unshare: string, sh: string, setting: UserNamespaceSetting): Promise<HeldUserNamespace> {
-  const holder: ChildProcess = spawn(unshare, ['--user', '--', sh, '-c', 'read _'], { stdio: ['pipe', 'ignore', 'ignore'] });
-  const release = () => {
-    holder.stdin?.destroy();
-    holder.kill('SIGKILL');
-  };
-  try {
-    const pid = holder.pid;
-    if (pid === undefined) throw new Error('cannot start the user namespace holder');
-    const own = ownUserNs();
-    for (let i = 0; ; i++) {
-      let ns: string | undefined;
-      try {
-        ns = readlinkSync(`/proc/${pid}/ns/user`);
-      } catch {
-        // not yet
-      }
-      if (ns && ns !== own) break;
-      if (holder.exitCode !== null || holder.signalCode !== null || i > 2000) throw new Error('the user namespace holder did not start');
-      await sleep(i < 20 ? 0 : 1);
+/** The file descriptor on which the chain's first step waits for its maps. */
+export const USERNS_GO_FD = 4;
+
+/**
+ * The argv prefix that runs `rest` in a new user namespace once its maps are written: it
+ * waits for a line on USERNS_GO_FD, closes it, and runs `rest` (an unshare of the other
+ * namespaces, which `--setuid 0 --setgid 0` must follow). An end of the pipe without the
+ * line (the runtime gone) ends the chain: the guest never runs unmapped.
+ */
+export function inUserNamespace(unshare: string, sh: string, rest: readonly string[]): string[] {
+  const fd = USERNS_GO_FD;
+  return [unshare, '--user', '--keep-caps', '--', sh, '-c', `read _ <&${fd} && exec ${fd}<&- && exec "$@"`, 'virtactors-userns', ...rest];
+}
+
+/**
+ * Writes the maps of the user namespace that the chain's first step made, then lets it go.
+ * Throws when the chain ended or did not make it in time; the caller kills the chain.
+ */
+export async function mapUserNamespace(child: ChildProcess, setting: UserNamespaceSetting): Promise<void> {
+  const pid = child.pid;
+  const go = child.stdio[USERNS_GO_FD] as NodeJS.WritableStream | null | undefined;
+  if (pid === undefined || !go) throw new Error('the guest chain did not start');
+  const own = ownUserNs();
+  for (let i = 0; ; i++) {
+    let ns: string | undefined;
+    try {
+      ns = readlinkSync(`/proc/${pid}/ns/user`);
+    } catch {
+      // not yet
     }
-    const map = `0 ${setting.base} ${setting.size}\n`;
-    writeFileSync(`/proc/${pid}/uid_map`, map);
-    writeFileSync(`/proc/${pid}/gid_map`, map);
-    return { pid, release };
-  } catch (err) {
-    release();
-    throw err;
+    if (ns && ns !== own) break;
+    if (child.exitCode !== null || child.signalCode !== null || i > 2000) throw new Error('the guest chain did not make its user namespace');
+    await sleep(i < 20 ? 0 : 1);
   }
+  const map = `0 ${setting.base} ${setting.size}\n`;
+  writeFileSync(`/proc/${pid}/uid_map`, map);
+  writeFileSync(`/proc/${pid}/gid_map`, map);
+  go.end('\n');
 }

@@ -290,6 +290,13 @@ for (const agent of GUEST_AGENTS) {
       expect((await statusOf('caps')).CapEff).toBe(DOCKER_CAP_EFF);
     });
 
+    // The guest chain keeps its capabilities across exec into its user namespace
+    // (unshare --keep-caps raises them as ambient): none of that reaches a container.
+    it('has no ambient capabilities', async () => {
+      expect((await initStatus()).CapAmb).toBe('0000000000000000');
+      expect((await statusOf('ambient')).CapAmb).toBe('0000000000000000');
+    });
+
     it('runs under a seccomp filter', async () => {
       expect((await initStatus()).Seccomp).toBe('2');
       expect((await statusOf('seccomp')).Seccomp).toBe('2');
