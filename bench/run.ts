@@ -48,8 +48,10 @@ async function main(): Promise<void> {
     node: process.version,
     natsServer: 'nats-server (JetStream, file storage) on loopback',
     machine: { cpus: (await import('node:os')).cpus().length },
-    ...(only ? { partialRun: { date: now, sections: only } } : {}),
+    // When each section was last measured, for sections re-run since the full run.
+    ...(only ? { sectionDates: { ...(previous.sectionDates as Record<string, string> | undefined), ...Object.fromEntries(only.map((s) => [s, now])) } } : {}),
   };
+  delete results.partialRun;
   try {
     if (runs('noop')) {
       // First, with a runtime host process of their own and no other host on the server.
@@ -134,6 +136,14 @@ async function main(): Promise<void> {
   process.stdout.write(md);
 }
 
+
+/** "noop, vm on DATE; guests on DATE": the sections re-run since the full run, by date. */
+function sectionsByDate(dates: Record<string, string>): string {
+  const byDate = new Map<string, string[]>();
+  for (const [section, date] of Object.entries(dates)) byDate.set(date, [...(byDate.get(date) ?? []), section]);
+  return [...byDate].sort(([a], [b]) => a.localeCompare(b)).map(([date, sections]) => `${sections.join(', ')} on ${date}`).join('; ');
+}
+
 function markdown(r: Record<string, unknown>): string {
   const n = r.noop as Awaited<ReturnType<typeof benchNoop>> & { heapPerIdleSandbox: Awaited<ReturnType<typeof benchIdleHeap>> };
   const lat = (name: string, l: Latency & { ratioToRaw?: number }, target = '') =>
@@ -142,7 +152,7 @@ function markdown(r: Record<string, unknown>): string {
     `# virtactors benchmarks`,
     '',
     `${r.date}, Node ${r.node}, ${(r.machine as { cpus: number }).cpus} cores, ${r.natsServer}.`,
-    ...(r.partialRun ? [`Sections ${(r.partialRun as { sections: string[] }).sections.join(', ')} re-run on ${(r.partialRun as { date: string }).date}.`] : []),
+    ...(r.sectionDates ? [`Re-run since: ${sectionsByDate(r.sectionDates as Record<string, string>)}.`] : []),
     '',
     '## Noop agent',
     '',
