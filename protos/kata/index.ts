@@ -46,7 +46,8 @@ function nodeAt(path: readonly string[]): DescriptorNode | undefined {
 /**
  * The descriptor cut down to one message type and every type it refers to, resolved as
  * protobuf scopes names (innermost scope first). Building the classes of the whole
- * descriptor costs 10-15 ms; a guest's first request (CreateSandbox) needs four of them.
+ * descriptor costs 10-15 ms; a guest's first call (CreateSandbox) needs three (its request,
+ * the Storage it holds, and the empty reply).
  */
 export function typeClosure(fullName: string): { nested: Record<string, DescriptorNode> } {
   const out: { nested: Record<string, DescriptorNode> } = { nested: {} };
