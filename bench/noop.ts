@@ -7,11 +7,14 @@ import type { VcClient } from '../bus/client.js';
 import { encode } from '../bus/codec.js';
 import type { RuntimeHost } from '../runtime/host.js';
 import { cpuMicros, startEchoProcess, startHostProcess } from './processes.js';
-import { gcHeap, measure, round, throughput, type Latency } from './stats.js';
+import { Replies } from '../bus/replies.js';
+import { gcHeap, interleaved, measure, round, throughput, type Latency } from './stats.js';
 
 export interface NoopFigures {
   rawRequestReply: Latency;
-  sandboxStatus: Latency & { ratioToRaw: number };
+  /** The same echo, its replies received as the typed client receives them (bus/replies.ts). */
+  rawOneSubscription: Latency & { ratioToRaw: number };
+  sandboxStatus: Latency & { ratioToRaw: number; ratioToOneSubscription: number };
   sandboxCreate: Latency & { ratioToRaw: number };
   sandboxStart: Latency & { ratioToRaw: number };
   lifecycles: { inFlight: number; total: number; seconds: number; perSecond: number };
@@ -36,11 +39,15 @@ export async function benchNoop(client: VcClient, o: NoopOptions): Promise<NoopF
   const host = await startHostProcess(client, { servers: o.servers, host: HOST, stateDir: o.stateDir, nodeArgs: o.hostNodeArgs });
   try {
     const nc = client.nc;
-    const rawRequestReply = await measure(o.samples, () => nc.request('bench.echo', encode({}), { timeout: 5000 }));
-
     const create = (id: string) => client.call('HostSandboxCreate', { host: HOST }, { sandbox: { id } });
     await client.call('HostSandboxCreate', { host: HOST }, { sandbox: { id: 'bench-status' }, start: true });
-    const status = await measure(o.samples, () => client.call('SandboxStatus', { sid: 'bench-status' }));
+    const empty = encode({});
+    const replies = Replies.for(nc);
+    const { raw: rawRequestReply, oneSubscription, status } = await interleaved(o.samples, 10, {
+      raw: () => nc.request('bench.echo', empty, { timeout: 5000 }),
+      oneSubscription: () => replies.request('bench.echo', empty, 5000),
+      status: () => client.call('SandboxStatus', { sid: 'bench-status' }),
+    });
     const id = (i: number) => `bc-${i < 0 ? `w${-i}` : i}`;
     const created = await measure(o.samples, (i) => create(id(i)));
     const started = await measure(o.samples, (i) => client.call('SandboxStart', { sid: id(i) }));
@@ -65,7 +72,8 @@ export async function benchNoop(client: VcClient, o: NoopOptions): Promise<NoopF
     const ratio = (l: Latency) => ({ ...l, ratioToRaw: round(l.p50 / rawRequestReply.p50, 2) });
     return {
       rawRequestReply,
-      sandboxStatus: ratio(status),
+      rawOneSubscription: ratio(oneSubscription),
+      sandboxStatus: { ...ratio(status), ratioToOneSubscription: round(status.p50 / oneSubscription.p50, 2) },
       sandboxCreate: ratio(created),
       sandboxStart: ratio(started),
       lifecycles: { inFlight: 64, ...lifecycles },

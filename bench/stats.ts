@@ -26,6 +26,27 @@ export async function measure(n: number, fn: (i: number) => Promise<unknown>, wa
   return summarize(samples);
 }
 
+/**
+ * Measures several round trips in alternating rounds (each round runs every one of them in
+ * turn), so that a machine getting busier or quieter meanwhile moves all of them alike.
+ */
+export async function interleaved<K extends string>(n: number, rounds: number, fns: Record<K, () => Promise<unknown>>): Promise<Record<K, Latency>> {
+  const names = Object.keys(fns) as K[];
+  const samples = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
+  for (const k of names) for (let i = 0; i < Math.min(50, n); i++) await fns[k]();
+  const perRound = Math.ceil(n / rounds);
+  for (let r = 0; r < rounds; r++) {
+    for (const k of names) {
+      for (let i = 0; i < perRound; i++) {
+        const t = process.hrtime.bigint();
+        await fns[k]();
+        samples[k].push(Number(process.hrtime.bigint() - t) / 1e6);
+      }
+    }
+  }
+  return Object.fromEntries(names.map((k) => [k, summarize(samples[k])])) as Record<K, Latency>;
+}
+
 export function summarize(samples: number[]): Latency {
   const sorted = [...samples].sort((a, b) => a - b);
   const mean = samples.reduce((a, b) => a + b, 0) / Math.max(1, samples.length);

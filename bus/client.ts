@@ -10,6 +10,7 @@ import { ErrorCode } from './errors.js';
 import { BusHealth } from './health.js';
 import type { CredsCreateReply, CredsCreateRequest, ErrorInfo } from './messages.gen.js';
 import { readEvents, type ReadOptions, type StoredEvent } from './event-reader.js';
+import { Replies } from './replies.js';
 import type { Role } from './roles.js';
 import { HOST_PATTERN, RETRY_HEADER, srvSubjects, subjects, type SrvVerb } from './subjects.js';
 import { hostOf } from './service-discovery.js';
@@ -66,6 +67,8 @@ const mayRetry = (def: CommandDef) => routeOf(def) === 'sandbox' || (routeOf(def
 export class VcClient {
   /** Whether the connection is up: while it is not, a request fails at once rather than waiting out its timeout. */
   private readonly health: BusHealth;
+  /** Replies come on one subscription (bus/replies.ts): a request costs no timer or stack trace of its own. */
+  private readonly replies: Replies;
 
   constructor(
     readonly nc: NatsConnection,
@@ -74,6 +77,7 @@ export class VcClient {
     readonly identity?: CredsIdentity,
   ) {
     this.health = new BusHealth(nc);
+    this.replies = Replies.for(nc);
   }
 
   static async connect(opts: ClientOptions): Promise<VcClient> {
@@ -128,12 +132,12 @@ export class VcClient {
           if (answered || !retry || left <= 0 || !HOST_PATTERN.test(host)) return;
           const h = headers();
           h.set(RETRY_HEADER, String(Math.round(performance.now() - sent)));
-          this.nc.request(subjects.hostVia(host, subject), data, { timeout: left, headers: h }).then(resolve, () => {});
+          this.replies.request(subjects.hostVia(host, subject), data, left, h).then(resolve, () => {});
         }, () => {});
       }, Math.min(HOST_PROBE_AFTER_MS, timeout));
     });
     later.catch(() => {});
-    const pending = this.nc.request(subject, data, { timeout });
+    const pending = this.replies.request(subject, data, timeout);
     pending.catch(() => {});
     try {
       return decodeTrusted((await Promise.race([pending, later])).data);
@@ -195,7 +199,7 @@ export function fromNatsError(err: unknown, subject: string, timeoutMs: number, 
   if (err instanceof CommandError) return err;
   const denied = permissionError(err, who);
   if (denied) return new CommandError(denied.code, denied.message);
-  if (err instanceof natsErrors.RequestError && err.isNoResponders()) return noHostError(subject);
+  if (err instanceof natsErrors.NoRespondersError || (err instanceof natsErrors.RequestError && err.isNoResponders())) return noHostError(subject);
   if (err instanceof natsErrors.TimeoutError || (err instanceof natsErrors.RequestError && err.cause instanceof natsErrors.TimeoutError)) {
     return new CommandError(ErrorCode.DeadlineExceeded, `no reply to ${subject} within ${timeoutMs} ms`);
   }

@@ -1,14 +1,17 @@
 // Requests answered through one reply subscription per connection: JetStream
-// acknowledgements (bus/jetstream-writer.ts) and the receipts of forwarded commands
-// (bus/receipts.ts). The client library's own request makes an object, a timer and,
-// when it is settled, an Error with a stack trace for each request (~55 µs of CPU per
-// JetStream write here, against ~10 µs this way: bench/README.md); here one map holds
-// what is pending and one sweep checks every deadline.
+// acknowledgements (bus/jetstream-writer.ts), the receipts of forwarded commands
+// (bus/command-service.ts) and the typed client's commands (bus/client.ts). The client
+// library's own request makes an object, a timer and, when it is settled, an Error with
+// a stack trace for each request (~55 µs of CPU per JetStream write here, against ~10 µs
+// this way: bench/README.md); here one map holds what is pending and one sweep checks
+// every deadline.
 //
 // Failures read as the library's: nobody listening on the subject (the server's 503)
 // is NoRespondersError, no reply in time TimeoutError, a closed connection
-// ClosedConnectionError.
-import { ClosedConnectionError, createInbox, NoRespondersError, TimeoutError, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+// ClosedConnectionError, and a publish the server's permissions refuse the
+// PermissionViolationError it reported (for the oldest request to that subject, as the
+// library's request does).
+import { ClosedConnectionError, createInbox, NoRespondersError, PermissionViolationError, TimeoutError, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 
 interface Pending {
   resolve(msg: Msg): void;
@@ -41,6 +44,20 @@ export class Replies {
       this.closed = true;
       this.failAll(new ClosedConnectionError());
     });
+    void this.watchRefusals();
+  }
+
+  /** The server refuses a publish with an asynchronous -ERR naming the subject: that request has failed. */
+  private async watchRefusals(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (s.type !== 'error' || !(s.error instanceof PermissionViolationError) || s.error.operation !== 'publish') continue;
+      for (const [id, p] of this.pending) {
+        if (p.subject !== s.error.subject) continue;
+        this.pending.delete(id);
+        p.reject(s.error);
+        break;
+      }
+    }
   }
 
   /** Publishes with a reply subject of this connection's and resolves with the reply. */
