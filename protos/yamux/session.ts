@@ -60,6 +60,9 @@ export class Session {
   private readonly pings = new Map<number, () => void>();
   private pingId = 0;
   private closeListeners: ((err?: Error) => void)[] = [];
+  /** Frames of this tick, written together at its end (see send). */
+  private outgoing: Buffer[] = [];
+  private flushScheduled = false;
 
   constructor(
     private readonly transport: Duplex,
@@ -123,6 +126,7 @@ export class Session {
     if (this.closed) return;
     this.closed = true;
     if (!this.transport.destroyed && this.transport.writable) {
+      this.flush();
       this.transport.write(encodeHeader({ type: Type.GoAway, flags: 0, streamId: 0, length: err ? GoAway.protocolError : GoAway.normal }));
       this.transport.end();
     }
@@ -131,9 +135,28 @@ export class Session {
     for (const listener of this.closeListeners.splice(0)) listener(err);
   }
 
-  /** @internal */ send(h: Header, payload?: Buffer): void {
+  /**
+   * @internal Frames are queued and leave in one write when the tick ends: one gRPC reply
+   * is a HEADERS, a DATA and a trailing HEADERS frame, plus window updates, and over a
+   * virtio-serial port each write is a syscall on both sides and a wake-up of a guest
+   * that TCG runs slowly.
+   */
+  send(h: Header, payload?: Buffer): void {
     if (this.closed || this.transport.destroyed || !this.transport.writable) return;
-    this.transport.write(payload ? Buffer.concat([encodeHeader(h), payload]) : encodeHeader(h));
+    this.outgoing.push(encodeHeader(h));
+    if (payload) this.outgoing.push(payload);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    process.nextTick(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const frames = this.outgoing;
+    if (frames.length === 0) return;
+    this.outgoing = [];
+    if (this.transport.destroyed || !this.transport.writable) return;
+    this.transport.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
   }
 
   /** @internal */ forget(id: number): void {

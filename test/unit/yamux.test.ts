@@ -115,4 +115,37 @@ describe('yamux session', () => {
     a.write(bad);
     expect((await closed)?.message).toMatch(/version 9/);
   });
+
+  it('sends the frames of one tick in one write of the transport, in order', async () => {
+    const writes: Buffer[] = [];
+    const transport = new Duplex({
+      read() {},
+      write(chunk: Buffer, _enc, cb) {
+        writes.push(chunk);
+        cb();
+      },
+    });
+    const client = new Session(transport, { client: true });
+    const s1 = client.open();
+    const s3 = client.open();
+    s1.write('one');
+    s3.write('three');
+    await new Promise((r) => setImmediate(r));
+    expect(writes).toHaveLength(1);
+    // SYN 1, SYN 3, Data 1 'one', Data 3 'three'
+    const frames: [number, number, string][] = [];
+    for (let off = 0, b = writes[0]!; off < b.length; ) {
+      const type = b.readUInt8(off + 1);
+      const id = b.readUInt32BE(off + 4);
+      const len = type === Type.Data ? b.readUInt32BE(off + 8) : 0;
+      frames.push([type, id, b.subarray(off + HEADER_SIZE, off + HEADER_SIZE + len).toString()]);
+      off += HEADER_SIZE + len;
+    }
+    expect(frames).toEqual([
+      [Type.WindowUpdate, 1, ''],
+      [Type.WindowUpdate, 3, ''],
+      [Type.Data, 1, 'one'],
+      [Type.Data, 3, 'three'],
+    ]);
+  });
 });
