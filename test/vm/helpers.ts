@@ -40,6 +40,16 @@ export async function poolReady(rt: RuntimeContext, ready: number): Promise<Reco
   }
 }
 
+/** The host's metadata once its pool boots (or holds) a VM again, or after 10 s. */
+export async function refillStarted(rt: RuntimeContext): Promise<Record<string, string>> {
+  const end = Date.now() + 10_000;
+  for (;;) {
+    const meta = await hostMetadata(rt);
+    if (Number(meta['vm.pool.booting']) + Number(meta['vm.pool.ready']) > 0 || Date.now() > end) return meta;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** qemu processes whose command line names a path under `dir` (the VMs of one runtime). */
 export function qemuProcessesUnder(dir: string): number[] {
   const found: number[] = [];

@@ -15,7 +15,7 @@ import { useRuntime, type RuntimeContext } from '../helpers/runtime.js';
 import { alive } from '../helpers/processes.js';
 import { sample, scrape } from '../helpers/metrics.js';
 import { busyboxRootfs } from '../helpers/rootfs.js';
-import { BOOT_MS, hostMetadata, mountsUnder, poolReady, qemuProcessesUnder, vmOk, vmSkipReason } from './helpers.js';
+import { BOOT_MS, hostMetadata, mountsUnder, poolReady, qemuProcessesUnder, refillStarted, vmOk, vmSkipReason } from './helpers.js';
 
 /** What an agent's own scenarios (run on the suite's sandbox, while it runs) get. */
 export interface VmScenario {
@@ -76,8 +76,10 @@ export function vmSuite(agent: 'kata' | 'hyperstart', more?: (vm: VmScenario) =>
       const { stdout: hosts } = await promisify(execFile)(process.execPath, ['dist/bin/virtactors.js', '--server', rt.server.url, '--creds', rt.server.auth!.operator, 'hosts'], { encoding: 'utf8', env: { ...process.env, NATS_URL: '', NATS_CREDS: '' } });
       expect(hosts).toMatch(/VM POOL/);
       expect(hosts.split('\n').find((l) => l.startsWith(rt.host.host.host))).toMatch(/[01]\/1 ready/);
-      // The pool refills in the background: that VM is booting (or, on a fast host, ready).
-      expect(Number(after['vm.pool.booting']) + Number(after['vm.pool.ready'])).toBe(1);
+      // The pool refills in the background, once the sandbox is set up in the VM it took:
+      // soon a VM is booting (or, on a fast host, ready).
+      const refilling = await refillStarted(rt);
+      expect(Number(refilling['vm.pool.booting']) + Number(refilling['vm.pool.ready'])).toBe(1);
     });
 
     it('runs a container: its output, its exit status, a kernel of its own and the sandbox hostname', { timeout: BOOT_MS }, async () => {
@@ -88,6 +90,14 @@ export function vmSuite(agent: 'kata' | 'hyperstart', more?: (vm: VmScenario) =>
       expect(kernel).not.toBe(release());
       expect(hostname).toBe('in-a-vm');
       expect(r.stderr).toBe('oops\n');
+    });
+
+    it("keeps the host's date, on a steady clock (the RTC at boot, the TSC or kvm-clock, not jiffies)", { timeout: BOOT_MS }, async () => {
+      const r = await run('clock', ['sh', '-c', 'date +%s; cat /sys/devices/system/clocksource/clocksource0/current_clocksource']);
+      expect(r.exitStatus).toBe(0);
+      const [seconds, clock] = r.stdout.trim().split('\n');
+      expect(Math.abs(Number(seconds) - Date.now() / 1000)).toBeLessThan(120);
+      expect(['tsc', 'kvm-clock']).toContain(clock);
     });
 
     it('gives a process a terminal of the size asked for (the image has script and stty)', { timeout: BOOT_MS }, async () => {

@@ -24,11 +24,12 @@ mount -t tmpfs -o nosuid,nodev,mode=1777 shm /dev/shm
 mount -t tmpfs -o nosuid,nodev,mode=755 run /run
 mount -t tmpfs -o nosuid,nodev,mode=1777 tmp /tmp
 mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 /sys/fs/cgroup
-agent= probe= share=
+agent= probe= share= accel=
 for word in $(cat /proc/cmdline); do
   case "$word" in
     virtactors.agent=*) agent=\${word#virtactors.agent=} ;;
     virtactors.share=*) share=\${word#virtactors.share=} ;;
+    virtactors.accel=*) accel=\${word#virtactors.accel=} ;;
     virtactors.probe=1) probe=1 ;;
   esac
 done
@@ -48,7 +49,7 @@ hostname sandbox
 ip link set lo up 2>/dev/null
 cd /
 # Blocking reads and writes on the serial ports each hold a thread-pool thread.
-export UV_THREADPOOL_SIZE=16 HOME=/root LANG=C.UTF-8
+export UV_THREADPOOL_SIZE=16 HOME=/root LANG=C.UTF-8 VC_GUEST_ACCEL=$accel
 case "$agent" in
   kata) node ${GUEST_ROOT}/kata-agent/main.js --serial agent.channel.0 --reaper on ;;
   hyperstart) node ${GUEST_ROOT}/hyperstart/main.js --serial --reaper on ;;

@@ -99,7 +99,9 @@ function machineArgs(machine: Machine, accel: Accel): string[] {
   const cpu = accel === 'kvm' ? 'host' : 'max';
   // TCG's translation cache may grow to 1 GiB of host memory by default; a guest agent needs far less.
   const acc = accel === 'tcg' ? 'tcg,tb-size=64' : accel;
-  if (machine === 'microvm') return ['-machine', 'microvm,x-option-roms=off,rtc=off,isa-serial=on', '-accel', acc, '-cpu', cpu];
+  // microvm's RTC on: the guest starts with the real date, not 1970, and boots faster
+  // under TCG (measured here: 8.6–9.2 s to an answering agent with it off, 6.7–7.2 s on).
+  if (machine === 'microvm') return ['-machine', 'microvm,x-option-roms=off,rtc=on,isa-serial=on', '-accel', acc, '-cpu', cpu];
   return ['-machine', 'q35', '-accel', acc, '-cpu', cpu];
 }
 
@@ -128,8 +130,12 @@ const esc = (value: string) => value.replace(/,/g, ',,');
 /** The qemu command line of one VM. */
 export function qemuArgs(setup: QemuSetup, image: GuestImage, vm: VmLayout): string[] {
   const mmio = setup.machine === 'microvm';
-  const append = ['console=ttyS0', 'quiet', 'panic=-1', `virtactors.agent=${vm.agent}`, `virtactors.share=${vm.shareTag}`];
-  if (setup.tscKhz) append.push(`tsc_early_khz=${setup.tscKhz}`);
+  const append = ['console=ttyS0', 'quiet', 'panic=-1', `virtactors.agent=${vm.agent}`, `virtactors.share=${vm.shareTag}`, `virtactors.accel=${setup.accel}`];
+  // Under TCG the guest's TSC is qemu's virtual clock, steady; but the kernel's watchdog
+  // compares it with jiffies, which a slow TCG guest loses, and falls back to jiffies:
+  // 4 ms timers and a tick that never stops (an idle VM then used 3.9 % of a host core,
+  // 0.9 % with the TSC kept).
+  if (setup.tscKhz) append.push(`tsc_early_khz=${setup.tscKhz}`, 'tsc=reliable');
   const args = [
     ...machineArgs(setup.machine, setup.accel),
     '-m', String(vm.memoryMiB), '-smp', String(vm.cpus),
