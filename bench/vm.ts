@@ -16,7 +16,7 @@ export interface VmFigures {
   namespaceCreateStart: Latency;
   coldCreateStart: Latency;
   warmCreateStart: Latency;
-  idleVm: { vms: number; rssMiB: number; pssMiB: number };
+  idleVm: { vms: number; rssMiB: number; pssMiB: number; cpuPercent: number };
   refill: { vms: number; seconds: number; perMinute: number };
 }
 
@@ -35,6 +35,12 @@ async function createStart(client: VcClient, host: string, id: string, backend: 
 }
 
 const kib = (pid: number, field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? NaN);
+
+/** utime + stime of a process, in clock ticks (100 per second). */
+const cpuTicks = (pid: number) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+};
 
 async function until(what: string, test: () => boolean): Promise<void> {
   const end = Date.now() + BOOT_TIMEOUT_MS;
@@ -83,7 +89,12 @@ export async function benchVm(servers: string, client: VcClient, dir: string, co
     const rss = pids.map((p) => kib(p, 'Rss'));
     const pss = pids.map((p) => kib(p, 'Pss'));
     const mean = (xs: number[]) => Math.round(xs.reduce((a, b) => a + b, 0) / xs.length / 1024);
-    idleVm = { vms: pids.length, rssMiB: mean(rss), pssMiB: mean(pss) };
+    // CPU an idle VM takes from the host (its guest's timer ticks, the agent's idle loop),
+    // over 10 s: about one 5 s window in eight shows a spike of a few %.
+    const before = pids.map(cpuTicks);
+    await new Promise((r) => setTimeout(r, 10_000));
+    const cpuPercent = Math.round((pids.map(cpuTicks).reduce((a, t, i) => a + t - before[i]!, 0) / pids.length / 100 / 10) * 1000) / 10;
+    idleVm = { vms: pids.length, rssMiB: mean(rss), pssMiB: mean(pss), cpuPercent };
     for (let i = 0; i < counts.warm; i++) {
       await until('the pool refilling', () => pool().ready === counts.pool);
       const r = await createStart(client, 'bench-vm-warm', `warm-${i}`, 'vm');
@@ -120,6 +131,7 @@ export function vmTable(v: VmFigures | undefined): string[] {
     `| sandbox create+start, cold VM (p50 / p99 ms) | ${cell(v.coldCreateStart)} | measured |`,
     `| sandbox create+start, warm pool (p50 / p99 ms) | ${cell(v.warmCreateStart)} | p50 under 50 ms |`,
     `| host memory per idle VM (qemu, mean of ${v.idleVm.vms}) | RSS ${v.idleVm.rssMiB} MiB, PSS ${v.idleVm.pssMiB} MiB | measured |`,
+    `| host CPU per idle VM (qemu, mean of ${v.idleVm.vms}, over 10 s) | ${v.idleVm.cpuPercent ?? '–'} % of a core | measured |`,
     `| pool refill (${v.refill.vms} VMs taken at once) | ${v.refill.perMinute} VMs/min (${v.refill.seconds} s) | measured |`,
     '',
   ];
