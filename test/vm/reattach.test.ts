@@ -32,14 +32,27 @@ describe.skipIf(skip !== undefined)(`VM sandboxes across a kill -9 of the runtim
   let client: VcClient;
   let stateDir: string;
   let runtime: HostProcess | undefined;
+  /** Every runtime started, so that one left running by a failed step is stopped too. */
+  const runtimes: HostProcess[] = [];
   const rootfs = new Map<string, string>();
   const sid = (agent: string) => `vmr-${agent}`;
   const vmRoot = () => join(stateDir, 'run', '.vm');
   const vmDirs = () => (existsSync(vmRoot()) ? readdirSync(vmRoot()) : []);
   const qemuPid = (id: string) => Number(readFileSync(join(vmRoot(), id, 'qemu.pid'), 'utf8'));
   // The kernel, image and KVM verdict the other VM suites prepared in this checkout.
-  const start = async (env: Record<string, string> = {}) =>
-    (runtime = await startHostProcess(client, { servers: server.url, host: HOST, stateDir, creds: server.auth!.host, env: { VC_VM_CACHE: resolve(vmCacheDir()), ...env } }));
+  // The command deadline is the boots' bound: four TCG boots at once on a busy 2-core CI
+  // machine may take longer than the host's default.
+  const start = async (env: Record<string, string> = {}) => {
+    runtime = await startHostProcess(client, {
+      servers: server.url,
+      host: HOST,
+      stateDir,
+      creds: server.auth!.host,
+      env: { VC_VM_CACHE: resolve(vmCacheDir()), VC_COMMAND_TIMEOUT_MS: String(BOOT_MS), ...env },
+    });
+    runtimes.push(runtime);
+    return runtime;
+  };
   const call: VcClient['call'] = (name, params, request, opts) => client.call(name, params, request, { timeoutMs: BOOT_MS, ...opts });
   const status = async (agent: string) => (await call('SandboxStatus', { sid: sid(agent) })).sandbox!;
   const logs = async (agent: string, cid: string) => (await call('ContainerLogs', { sid: sid(agent), cid })).stdout ?? '';
@@ -66,7 +79,7 @@ describe.skipIf(skip !== undefined)(`VM sandboxes across a kill -9 of the runtim
 
   afterAll(async () => {
     for (const id of [...AGENTS.map(sid), GONE]) await client?.request('SandboxDelete', { sid: id }, { force: true }, { timeoutMs: 60_000 }).catch(() => {});
-    await runtime?.stop();
+    for (const r of runtimes) await r.stop();
     // qemu processes of this test's own state directory only.
     if (stateDir) for (const pid of qemuProcessesUnder(stateDir)) process.kill(pid, 'SIGKILL');
     await client?.close();
