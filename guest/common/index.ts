@@ -13,3 +13,4 @@ export { claimSocketPath, ownSocket, type OwnSocket } from './socket-file.js';
 export { detectOciRuntime, OCI_RUNTIME_ENV, type OciChoice, type OciRuntime } from './oci/runtime.js';
 export { guestStateDir, type GuestStateDir } from './state-dir.js';
 export { PRIVILEGED_ANNOTATION, relaxationsIn, type SpecRelaxations } from './oci/relaxations.js';
+export { tuneForAccelerator } from './tcg.js';

@@ -13,7 +13,7 @@
 // older name --upstream-only) behaves as a stock hyperstart was observed to (see
 // server.ts and pod.ts), for testing hosts against it.
 import { join } from 'node:path';
-import { detectCgroups, detectOciRuntime, guestLog, guestStateDir, OCI_RUNTIME_ENV, waitForPort, type CgroupChoice, type OciChoice } from '../common/index.js';
+import { detectCgroups, detectOciRuntime, guestLog, guestStateDir, OCI_RUNTIME_ENV, tuneForAccelerator, waitForPort, type CgroupChoice, type OciChoice } from '../common/index.js';
 import { GuestServer } from './server.js';
 
 const log = guestLog('hyperstart');
@@ -85,6 +85,7 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => exit(0));
   process.on('SIGINT', () => exit(0));
   await server.listen();
+  tuneForAccelerator();
   log.info('serving', { ctl, tty, serial });
 }
 

@@ -27,6 +27,7 @@ import {
   OCI_RUNTIME_ENV,
   ownSocket,
   procIsOurs,
+  tuneForAccelerator,
   waitForPort,
   type CgroupChoice,
   type OciChoice,
@@ -114,11 +115,7 @@ async function main(): Promise<void> {
   // The guest's work is light: without the optimising compiler its memory stays flat after
   // activity. Set only now: a V8 flag given at start-up would cost Node its code cache.
   setFlagsFromString('--no-opt');
-  // In a VM under TCG, every piece of machine code V8 makes must be translated by qemu
-  // before it first runs, while the interpreter's handlers are translated once: baseline
-  // code costs more than it saves (warm-pool create+start p50 measured 74 ms without it,
-  // 102 ms with it).
-  if (process.env.VC_GUEST_ACCEL === 'tcg') setFlagsFromString('--no-sparkplug');
+  tuneForAccelerator();
 
   let stopping = false;
   const stop = async (signal: string) => {
