@@ -131,7 +131,7 @@ export function vmTable(v: VmFigures | undefined): string[] {
     `| sandbox create+start, cold VM (p50 / p99 ms) | ${cell(v.coldCreateStart)} | measured |`,
     `| sandbox create+start, warm pool (p50 / p99 ms) | ${cell(v.warmCreateStart)} | p50 under 50 ms |`,
     `| host memory per idle VM (qemu, mean of ${v.idleVm.vms}) | RSS ${v.idleVm.rssMiB} MiB, PSS ${v.idleVm.pssMiB} MiB | measured |`,
-    `| host CPU per idle VM (qemu, mean of ${v.idleVm.vms}, over 10 s) | ${v.idleVm.cpuPercent ?? '–'} % of a core | measured |`,
+    `| host CPU per idle VM (qemu, mean of ${v.idleVm.vms}, over 10 s) | ${v.idleVm.cpuPercent} % of a core | measured |`,
     `| pool refill (${v.refill.vms} VMs taken at once) | ${v.refill.perMinute} VMs/min (${v.refill.seconds} s) | measured |`,
     '',
   ];

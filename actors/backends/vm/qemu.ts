@@ -133,8 +133,8 @@ export function qemuArgs(setup: QemuSetup, image: GuestImage, vm: VmLayout): str
   const append = ['console=ttyS0', 'quiet', 'panic=-1', `virtactors.agent=${vm.agent}`, `virtactors.share=${vm.shareTag}`, `virtactors.accel=${setup.accel}`];
   // Under TCG the guest's TSC is qemu's virtual clock, steady; but the kernel's watchdog
   // compares it with jiffies, which a slow TCG guest loses, and falls back to jiffies:
-  // 4 ms timers and a tick that never stops (an idle VM then used 3.9 % of a host core,
-  // 0.9 % with the TSC kept).
+  // 4 ms timers and a tick that never stops (an idle VM then used 4–5 % of a host core,
+  // 0.8 % with the TSC kept).
   if (setup.tscKhz) append.push(`tsc_early_khz=${setup.tscKhz}`, 'tsc=reliable');
   const args = [
     ...machineArgs(setup.machine, setup.accel),
