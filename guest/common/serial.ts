@@ -60,10 +60,11 @@ class HostConnection extends Duplex {
     super({ allowHalfOpen: false });
   }
   override _read(): void {}
-  override _write(chunk: Buffer, _enc: BufferEncoding, callback: (err?: Error | null) => void): void {
-    this.port.send(this, chunk).then(() => callback(), callback);
-  }
-  /** What was written while the port was busy goes in one write: each is a trip through the thread pool and a host wake-up. */
+  /**
+   * Every write comes here (Node's default _write hands a single chunk to _writev): what
+   * was written while the port was busy goes in one write, as each is a trip through the
+   * thread pool and a host wake-up.
+   */
   override _writev(chunks: { chunk: Buffer }[], callback: (err?: Error | null) => void): void {
     const data = chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk));
     this.port.send(this, data).then(() => callback(), callback);

@@ -29,26 +29,24 @@ export async function hostMetadata(rt: RuntimeContext): Promise<Record<string, s
   return mine;
 }
 
-/** Polls the pool until it has `ready` VMs (bounded by BOOT_MS). */
-export async function poolReady(rt: RuntimeContext, ready: number): Promise<Record<string, string>> {
-  const end = Date.now() + BOOT_MS;
+/** Polls the host's metadata until `test` holds, for at most `ms`. */
+async function metadataWhen(rt: RuntimeContext, what: string, test: (meta: Record<string, string>) => boolean, ms: number, everyMs: number): Promise<Record<string, string>> {
+  const end = Date.now() + ms;
   for (;;) {
     const meta = await hostMetadata(rt);
-    if (Number(meta['vm.pool.ready']) >= ready) return meta;
-    if (Date.now() > end) throw new Error(`the VM pool did not reach ${ready} ready VMs: ${JSON.stringify(meta)}`);
-    await new Promise((r) => setTimeout(r, 250));
+    if (test(meta)) return meta;
+    if (Date.now() > end) throw new Error(`${what} within ${ms} ms: ${JSON.stringify(meta)}`);
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 
-/** The host's metadata once its pool boots (or holds) a VM again, or after 10 s. */
-export async function refillStarted(rt: RuntimeContext): Promise<Record<string, string>> {
-  const end = Date.now() + 10_000;
-  for (;;) {
-    const meta = await hostMetadata(rt);
-    if (Number(meta['vm.pool.booting']) + Number(meta['vm.pool.ready']) > 0 || Date.now() > end) return meta;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** Polls the pool until it has `ready` VMs (bounded by BOOT_MS). */
+export const poolReady = (rt: RuntimeContext, ready: number) =>
+  metadataWhen(rt, `the VM pool did not reach ${ready} ready VMs`, (m) => Number(m['vm.pool.ready']) >= ready, BOOT_MS, 250);
+
+/** The host's metadata once its pool boots (or holds) a VM again (bounded by 10 s). */
+export const refillStarted = (rt: RuntimeContext) =>
+  metadataWhen(rt, 'the VM pool did not start a refill', (m) => Number(m['vm.pool.booting']) + Number(m['vm.pool.ready']) > 0, 10_000, 100);
 
 /** qemu processes whose command line names a path under `dir` (the VMs of one runtime). */
 export function qemuProcessesUnder(dir: string): number[] {
