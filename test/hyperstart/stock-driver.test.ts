@@ -36,14 +36,20 @@ describe('hyperstart driver, stock guest as PID 1: ps in the pod-wide pid namesp
     if (rootfs) rmSync(rootfs, { recursive: true, force: true });
   });
 
-  /** Guest-namespace pids (what ps there shows) of this guest's processes whose command line ends with `text`, wrappers aside. */
-  const nsPids = (text: string): number[] => {
+  /**
+   * Guest-namespace pids (what ps there shows) of this guest's processes whose command line
+   * ends with one of `texts`, wrappers aside, in one pass over /proc: a child between its
+   * fork and its exec still shows its parent's command line, so separate passes could count
+   * it twice.
+   */
+  const nsPids = (...texts: string[]): number[] => {
     const out: number[] = [];
     for (const e of readdirSync('/proc')) {
       if (!/^\d+$/.test(e)) continue;
       try {
         const argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-        if (!argv.join(' ').trimEnd().endsWith(text) || /nsenter$/.test(argv[0] ?? '')) continue;
+        const line = argv.join(' ').trimEnd();
+        if (!texts.some((text) => line.endsWith(text)) || /nsenter$/.test(argv[0] ?? '')) continue;
         const nspid = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${e}/status`, 'utf8'))?.[1]?.trim().split(/\s+/) ?? [];
         // host, the guest's namespace, (the reaper's): only processes of this guest have a second level
         if (nspid.length > 1 && isBelow(Number(e), guest.pid)) out.push(Number(nspid[1]));
@@ -56,7 +62,7 @@ describe('hyperstart driver, stock guest as PID 1: ps in the pod-wide pid namesp
 
   it('lists as json exactly the container init, its exec and the exec\'s children, not pid 1, another container or the listing itself', async () => {
     // busybox sh runs its applets in forked copies of itself: they show the exec's command line.
-    const side = () => [...nsPids('sleep 103 & sleep 104; :'), ...nsPids('sleep 103'), ...nsPids('sleep 104')];
+    const side = () => nsPids('sleep 103 & sleep 104; :', 'sleep 103', 'sleep 104');
     for (let i = 0; i < 500 && side().length < 3; i++) await new Promise((r) => setTimeout(r, 10));
     expect(side()).toHaveLength(3); // the exec's shell and its two sleeps
     const want = [...nsPids('sleep 101'), ...side()].sort((a, b) => a - b);
