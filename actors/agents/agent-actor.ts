@@ -105,11 +105,16 @@ export class AgentActor {
   }
 
   markDead(reason: string): void {
-    this.machine().send({ type: 'MARK_DEAD', reason });
+    const actor = this.machine();
+    if (actor.getSnapshot().status === 'active') actor.send({ type: 'MARK_DEAD', reason });
   }
 
+  /**
+   * A transport's close arrives after the fact, often after the agent was marked dead (a
+   * final state) or released: there is nothing left to tell then.
+   */
   connectionLost(message: string): void {
-    this.actor?.send({ type: 'CONNECTION_LOST', message });
+    if (this.actor?.getSnapshot().status === 'active') this.actor.send({ type: 'CONNECTION_LOST', message });
   }
 
   /** Closes the connection and stops the actor. */

@@ -2,7 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AGENT_CALL_TIMEOUTS_MS, stopWithGrace, waitAtMost, withinDeadline } from '../../actors/agents/calls.js';
-import { callTimeoutMs } from '../../actors/agents/agent-actor.js';
+import { AgentActor, callTimeoutMs } from '../../actors/agents/agent-actor.js';
+import { NoopAgent } from '../../actors/agents/noop.js';
 import { ErrorCode, unavailable } from '../../bus/errors.js';
 
 const never = () => new Promise<never>(() => {});
@@ -72,5 +73,30 @@ describe('call time limits', () => {
     expect(callTimeoutMs('waitProcess', undefined, now)).toBeUndefined();
     expect(callTimeoutMs('waitProcess', now + 700, now)).toBe(700);
     expect(callTimeoutMs('exec', now - 5, now)).toBe(0);
+  });
+});
+
+describe('the agent actor after its end', () => {
+  it('takes a late connection loss, after the agent was marked dead or released, without a send to a stopped actor', async () => {
+    const warnings: unknown[][] = [];
+    const warn = console.warn;
+    console.warn = (...args: unknown[]) => void warnings.push(args);
+    try {
+      const dead = new AgentActor(new NoopAgent(), 's1');
+      dead.markDead('the guest exited');
+      dead.connectionLost('the guest closed the tty connection');
+      dead.markDead('again');
+      expect(dead.isDead()).toBe(true);
+      await expect(dead.call('check', (a) => a.check())).rejects.toMatchObject({ code: ErrorCode.Unavailable, message: expect.stringContaining('the guest exited') });
+
+      const released = new AgentActor(new NoopAgent(), 's2');
+      released.markDead('x');
+      await released.release();
+      released.connectionLost('late');
+      released.markDead('later');
+    } finally {
+      console.warn = warn;
+    }
+    expect(warnings).toEqual([]);
   });
 });
