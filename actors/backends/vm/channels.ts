@@ -49,6 +49,17 @@ function firstOf(timeoutMs: number, arm: (done: () => void) => void): Promise<vo
   });
 }
 
+/**
+ * `work`'s outcome, or `expired()` once the deadline passes. The timer goes with the
+ * outcome: a boot deadline is minutes, and a timer left behind would hold an embedding
+ * process (a test, the bench) open that long after its host stopped.
+ */
+function byDeadline<T>(work: Promise<T>, deadline: number, expired: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(expired()), Math.max(0, deadline - Date.now()))));
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+}
+
 export function checkSocketPath(path: string): void {
   if (Buffer.byteLength(path) > MAX_SOCKET_PATH) throw unavailable(`socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes: use a shorter state or run directory`);
 }
@@ -298,9 +309,7 @@ export class HyperstartRelay implements AgentChannel {
     });
     this.tty.on('close', () => afterExit(this.vmExited, () => this.ttyClient?.destroy()));
 
-    const left = () => Math.max(0, deadline - Date.now());
-    const timeout = <T>(p: Promise<T>, what: string) =>
-      Promise.race([p, sleep(left()).then(() => Promise.reject(deadlineExceeded(`the hyperstart guest in the VM sent no ${what} in time`)))]);
+    const timeout = <T>(p: Promise<T>, what: string) => byDeadline(p, deadline, () => deadlineExceeded(`the hyperstart guest in the VM sent no ${what} in time`));
     await timeout(guestReady, 'READY');
     const ping = new Promise<CtlFrame>((resolve) => this.owners.push(resolve));
     this.ctl.write(encodeCtl(Code.PING));
