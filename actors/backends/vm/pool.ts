@@ -152,9 +152,10 @@ export class VmPool {
     return vm;
   }
 
-  /** Host pids of the idle VMs' qemu processes (for memory figures). */
-  idlePids(): number[] {
-    return [...this.idle.values()].flat().map((vm) => vm.pid).filter((p): p is number => p !== undefined);
+  /** Host pids of the idle VMs' qemu processes, of one agent or all (for memory figures). */
+  idlePids(agent?: VmAgent): number[] {
+    const vms = agent ? (this.idle.get(agent) ?? []) : [...this.idle.values()].flat();
+    return vms.map((vm) => vm.pid).filter((p): p is number => p !== undefined);
   }
 
   status(): PoolStatus {
