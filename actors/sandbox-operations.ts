@@ -138,8 +138,27 @@ export class GuestOperations implements SandboxOperations {
       log.debug({ bootMs: Math.round(booted - started), setupMs: Math.round(performance.now() - booted) }, 'guest up: booted by the backend, set up by the agent');
     } catch (err) {
       await this.teardownGuest().catch(() => {});
+      if (first) await this.cleanUpFailedCreate();
       throw toVcError(err);
     }
+  }
+
+  /**
+   * A sandbox whose create failed does not exist (its id is free again): nothing of it may
+   * stay, not even the run directory the runtime made for it (a full disk left one behind
+   * with an empty log and a half-written pid file). A failed re-boot keeps it: the sandbox
+   * is still there, stopped, with its log.
+   */
+  private async cleanUpFailedCreate(): Promise<void> {
+    await this.releaseHostSide().catch((err: unknown) => this.parts.log.warn({ err }, 'clean-up after a failed create is incomplete'));
+  }
+
+  /** The host's side of a sandbox once its guest is gone: the agent, the output logs, the run directory. */
+  private async releaseHostSide(): Promise<void> {
+    await this.agent.release().catch(() => {});
+    await this.parts.output().close(true);
+    // The run directory is the runtime's own: created for this sandbox under its run root.
+    rmSync(this.parts.runDir, { recursive: true, force: true });
   }
 
   startContainers(limits: Limits): Promise<void> {
@@ -190,10 +209,7 @@ export class GuestOperations implements SandboxOperations {
       await this.agent.call('stopSandbox', (a, abort) => a.stopSandbox(abort), limits).catch((err: unknown) => this.parts.log.warn({ err }, 'stopSandbox during delete failed'));
     }
     await this.teardownGuest();
-    await this.agent.release().catch(() => {});
-    await this.parts.output().close(true);
-    // The run directory is the runtime's own: created for this sandbox under its run root.
-    rmSync(this.parts.runDir, { recursive: true, force: true });
+    await this.releaseHostSide();
   }
 
   private async teardownGuest(): Promise<void> {

@@ -76,6 +76,7 @@ const SERVICE_ERROR_NUMBER: Record<ErrorCode, number> = {
   Unavailable: 503,
   DeadlineExceeded: 504,
   Unimplemented: 501,
+  ResourceExhausted: 507,
   PermissionDenied: 403,
 };
 

@@ -10,6 +10,11 @@ export const ErrorCode = {
   DeadlineExceeded: 'DeadlineExceeded',
   /** The agent (or guest) cannot do this at all: retrying will not help. */
   Unimplemented: 'Unimplemented',
+  /**
+   * The host or the guest ran out of something (a full disk, no file descriptors left):
+   * nothing was made, and the same command may work once space is freed.
+   */
+  ResourceExhausted: 'ResourceExhausted',
   /** The server refused the subject for the caller's role (credentials and roles). */
   PermissionDenied: 'PermissionDenied',
   Internal: 'Internal',
@@ -44,11 +49,24 @@ export class VcError extends Error {
   }
 }
 
-/** Any thrown value as a VcError; unknown failures become Internal. */
+/** errno codes that say the system ran out of something, not that something is wrong. */
+const EXHAUSTED_ERRNO = new Set(['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE']);
+
+/** Whether a thrown value is a system error of a resource that ran out (ENOSPC and the like). */
+export const isExhaustion = (err: unknown): boolean =>
+  err instanceof Error && EXHAUSTED_ERRNO.has(String((err as NodeJS.ErrnoException).code));
+
+/**
+ * Whether a guest's error text is the kernel's word for a resource that ran out: a stock
+ * agent passes a full disk on as an unknown error with that text, and nothing else.
+ */
+export const saysExhausted = (text: string): boolean => /no space left on device|disk quota exceeded|too many open files/i.test(text);
+
+/** Any thrown value as a VcError; unknown failures become Internal, a full disk ResourceExhausted. */
 export function toVcError(err: unknown): VcError {
   if (err instanceof VcError) return err;
   const message = err instanceof Error ? err.message : String(err);
-  return new VcError(ErrorCode.Internal, message);
+  return new VcError(isExhaustion(err) ? ErrorCode.ResourceExhausted : ErrorCode.Internal, message);
 }
 
 export const notFound = (message: string) => new VcError(ErrorCode.NotFound, message);
@@ -57,6 +75,7 @@ export const alreadyExists = (message: string) => new VcError(ErrorCode.AlreadyE
 export const unavailable = (message: string) => new VcError(ErrorCode.Unavailable, message);
 export const deadlineExceeded = (message: string) => new VcError(ErrorCode.DeadlineExceeded, message);
 export const unimplemented = (message: string) => new VcError(ErrorCode.Unimplemented, message);
+export const resourceExhausted = (message: string) => new VcError(ErrorCode.ResourceExhausted, message);
 export const permissionDenied = (message: string) => new VcError(ErrorCode.PermissionDenied, message);
 export const failedPrecondition = (message: string, state?: string, refusedBy?: RefusedBy) =>
   new VcError(ErrorCode.FailedPrecondition, message, state, refusedBy);

@@ -2,7 +2,7 @@
 
 /** Error carried by every failed reply: {ok: false, error: {...}}. */
 export interface ErrorInfo {
-  /** Stable code: NotFound, InvalidArgument, FailedPrecondition, AlreadyExists, Unavailable (try again later), DeadlineExceeded, Unimplemented (the agent or guest cannot do this at all; retrying does not help), Internal; PermissionDenied is what a client reports when the server refused a subject to its role (no host sends it). */
+  /** Stable code: NotFound, InvalidArgument, FailedPrecondition, AlreadyExists, Unavailable (try again later), DeadlineExceeded, Unimplemented (the agent or guest cannot do this at all; retrying does not help), ResourceExhausted (the host or guest ran out of disk space or file descriptors; nothing was made, retry once space is freed), Internal; PermissionDenied is what a client reports when the server refused a subject to its role (no host sends it). */
   code?: string;
   message?: string;
   /** Current state of the sandbox or container, for FailedPrecondition. */

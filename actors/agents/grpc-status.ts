@@ -1,6 +1,6 @@
 // gRPC status codes from the kata guest as our error codes, keeping the guest's message.
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { ErrorCode, VcError } from '../../bus/errors.js';
+import { ErrorCode, saysExhausted, VcError } from '../../bus/errors.js';
 
 const codes: Partial<Record<status, ErrorCode>> = {
   [status.NOT_FOUND]: ErrorCode.NotFound,
@@ -11,7 +11,9 @@ const codes: Partial<Record<status, ErrorCode>> = {
   [status.UNAVAILABLE]: ErrorCode.Unavailable,
   // A method the agent does not serve (the stock agent 1.12 has no AddInterface).
   [status.UNIMPLEMENTED]: ErrorCode.Unimplemented,
+  [status.RESOURCE_EXHAUSTED]: ErrorCode.ResourceExhausted,
 };
+
 
 export function isServiceError(err: unknown): err is ServiceError {
   return err instanceof Error && typeof (err as Partial<ServiceError>).code === 'number' && 'details' in err;
@@ -21,8 +23,8 @@ export function isServiceError(err: unknown): err is ServiceError {
 export function fromGrpcError(err: unknown, what: string): VcError {
   if (err instanceof VcError) return err;
   if (!isServiceError(err)) return new VcError(ErrorCode.Internal, `${what}: ${err instanceof Error ? err.message : String(err)}`);
-  const code = codes[err.code] ?? ErrorCode.Internal;
   const detail = err.details || status[err.code] || 'failed';
+  const code = codes[err.code] ?? (saysExhausted(detail) ? ErrorCode.ResourceExhausted : ErrorCode.Internal);
   return new VcError(code, `${what}: ${detail}`);
 }
 

@@ -20,6 +20,7 @@ import {
   unavailable,
   VcError,
   ErrorCode,
+  saysExhausted,
 } from '../../bus/errors.js';
 import type { ContainerSpec, SandboxSpec } from '../../machines/specs.js';
 import {
@@ -745,6 +746,7 @@ const codes: Readonly<Record<string, true>> = {
   InvalidArgument: true,
   DeadlineExceeded: true,
   Unavailable: true,
+  ResourceExhausted: true,
   Internal: true,
 };
 
@@ -764,6 +766,7 @@ function fromGuest(err: GuestError): VcError {
   if (!text) return new GuestRefusal(ErrorCode.FailedPrecondition, `hyperstart guest refused ${err.command} (a stock hyperstart gives no reason)`);
   if (/no such (container|process)|not found/i.test(text)) return new GuestRefusal(ErrorCode.NotFound, err.message);
   if (/already exists/i.test(text)) return new GuestRefusal(ErrorCode.AlreadyExists, err.message);
+  if (saysExhausted(text)) return new GuestRefusal(ErrorCode.ResourceExhausted, err.message);
   if (/invalid/i.test(text)) return new GuestRefusal(ErrorCode.InvalidArgument, err.message);
   return new GuestRefusal(ErrorCode.FailedPrecondition, err.message);
 }

@@ -1,6 +1,6 @@
 // Errors the supervisor reports to a guest agent, each with a code the agent maps onto its
 // own protocol (gRPC status for kata, an ERROR reply for hyperstart).
-export type GuestErrorCode = 'NotFound' | 'AlreadyExists' | 'FailedPrecondition' | 'InvalidArgument' | 'DeadlineExceeded' | 'Unavailable' | 'Internal';
+export type GuestErrorCode = 'NotFound' | 'AlreadyExists' | 'FailedPrecondition' | 'InvalidArgument' | 'DeadlineExceeded' | 'Unavailable' | 'ResourceExhausted' | 'Internal';
 
 export class GuestError extends Error {
   override readonly name = 'GuestError';
@@ -19,7 +19,16 @@ export const invalidArgument = (message: string) => new GuestError('InvalidArgum
 export const deadlineExceeded = (message: string) => new GuestError('DeadlineExceeded', message);
 export const internal = (message: string) => new GuestError('Internal', message);
 
+/** errno codes of a resource that ran out (a full disk, no descriptors left): freeing it may help. */
+const EXHAUSTED_ERRNO = new Set(['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE']);
+
+/** A failure of `cause`, said as `message`: ResourceExhausted when the system ran out of something, else Internal. */
+export function failure(message: string, cause: unknown): GuestError {
+  if (cause instanceof GuestError) return cause;
+  const errno = cause instanceof Error ? String((cause as NodeJS.ErrnoException).code) : '';
+  return new GuestError(EXHAUSTED_ERRNO.has(errno) ? 'ResourceExhausted' : 'Internal', message);
+}
+
 export function toGuestError(err: unknown): GuestError {
-  if (err instanceof GuestError) return err;
-  return internal(err instanceof Error ? err.message : String(err));
+  return failure(err instanceof Error ? err.message : String(err), err);
 }

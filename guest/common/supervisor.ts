@@ -10,7 +10,7 @@ import { hostname as osHostname } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CgroupDriver, CgroupStats, ContainerCgroup, Resources } from './cgroups/index.js';
-import { alreadyExists, deadlineExceeded, failedPrecondition, GuestError, internal, invalidArgument, notFound } from './errors.js';
+import { alreadyExists, deadlineExceeded, failedPrecondition, failure, internal, invalidArgument, notFound } from './errors.js';
 import { silentLog, type GuestLog } from './log.js';
 import { checkDirectory, findExecutable } from './paths.js';
 import { allProcesses, procInfo, sendSignal, withDescendants } from './proc.js';
@@ -191,7 +191,7 @@ export class Supervisor {
     try {
       cgroup = this.options.cgroups?.create(this.options.group, id);
     } catch (err) {
-      throw internal(`cannot create the cgroup of container ${id}: ${(err as Error).message}`);
+      throw failure(`cannot create the cgroup of container ${id}: ${(err as Error).message}`, err);
     }
     const c = new Container(id, initId, config, root, program, identity, cgroup);
     this.containers.set(id, c);
@@ -257,7 +257,7 @@ export class Supervisor {
         for (const file of c.cgroup?.procsFiles ?? []) writeFileSync(file, String(p.pid));
       } catch (err) {
         p.signal(SIGKILL);
-        throw internal(`cannot put container ${c.id} into its cgroup: ${(err as Error).message}`);
+        throw failure(`cannot put container ${c.id} into its cgroup: ${(err as Error).message}`, err);
       }
     }
     if (p.status !== undefined) {
@@ -279,7 +279,7 @@ export class Supervisor {
       return p.pid;
     } catch (err) {
       c.state = 'stopped';
-      throw err instanceof GuestError ? err : internal(`cannot start container ${id}: ${(err as Error).message}`);
+      throw failure(`cannot start container ${id}: ${(err as Error).message}`, err);
     }
   }
 
@@ -295,7 +295,7 @@ export class Supervisor {
       if (this.bundles) return (await this.execInRuntime(c, execId, spec, program)).pid;
       return (await this.spawn(c, execId, spec, program, identity)).pid;
     } catch (err) {
-      throw err instanceof GuestError ? err : internal(`cannot exec in container ${containerId}: ${(err as Error).message}`);
+      throw failure(`cannot exec in container ${containerId}: ${(err as Error).message}`, err);
     }
   }
 

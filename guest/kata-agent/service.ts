@@ -28,6 +28,7 @@ const grpcCode: Record<GuestErrorCode, status> = {
   InvalidArgument: status.INVALID_ARGUMENT,
   DeadlineExceeded: status.DEADLINE_EXCEEDED,
   Unavailable: status.UNAVAILABLE,
+  ResourceExhausted: status.RESOURCE_EXHAUSTED,
   Internal: status.INTERNAL,
 };
 

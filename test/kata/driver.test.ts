@@ -113,6 +113,14 @@ it('maps a method the agent does not serve (UNIMPLEMENTED) to Unimplemented', ()
   expect([err.code, err.message]).toEqual([ErrorCode.Unimplemented, 'AddInterface: unknown method AddInterface']);
 });
 
+it("maps a full disk to ResourceExhausted: our guest's RESOURCE_EXHAUSTED, and a stock agent's UNKNOWN with the kernel's words", () => {
+  const grpcError = (code: status, details: string) => Object.assign(new Error(details), { code, details, metadata: new Metadata() });
+  const ours = fromGrpcError(grpcError(status.RESOURCE_EXHAUSTED, 'cannot exec in container c: ENOSPC: no space left on device, write'), 'ExecProcess');
+  const stock = fromGrpcError(grpcError(status.UNKNOWN, 'write /run/x: no space left on device'), 'CreateContainer');
+  const other = fromGrpcError(grpcError(status.UNKNOWN, 'container not running or created: stopped'), 'StartContainer');
+  expect([ours.code, stock.code, other.code]).toEqual([ErrorCode.ResourceExhausted, ErrorCode.ResourceExhausted, ErrorCode.Internal]);
+});
+
 for (const { mode, flags } of MODES) for (const longLiveConn of [false, true]) {
   describe(`kata driver, ${mode} guest (${longLiveConn ? 'long-lived connection' : 'a connection per call'})`, () => {
     const stock = mode === 'stock';
