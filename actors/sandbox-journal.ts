@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 export interface JournalSink {
   /**
    * Stores one event; resolves once the stream has it, or with 'queued' when it waits in
-   * the outbox ('dropped': the outbox is full). `dedupId` names it across retries.
+   * the outbox ('dropped': the outbox is full, or its disk refused it). `dedupId` names it across retries.
    */
   publish(event: Bus.Event, dedupId: string): Promise<PublishOutcome | void>;
   /** Writes (or removes) the sandbox's record. */
@@ -100,7 +100,7 @@ export class SandboxJournal {
     const p = this.sink.publish(event, `${this.lane}.${seq}`).then(
       (outcome) => {
         if (outcome === 'queued') (this.queued ??= []).push({ seq, type: notice.type });
-        else if (outcome === 'dropped') (this.lost ??= []).push({ seq, type: notice.type, error: 'the outbox is full' });
+        else if (outcome === 'dropped') (this.lost ??= []).push({ seq, type: notice.type, error: 'the outbox could not keep it (full, or its disk refused it)' });
       },
       (err: unknown) => {
         const error = err instanceof Error ? err.message : String(err);

@@ -13,8 +13,10 @@
 // File format: one JSON line per entry, `{"done": order}` lines when an entry is
 // stored; the file is removed once every entry is. A lane holds at most `maxPerLane`
 // entries: past that, new events of the lane are dropped (each logged as an error, and
-// the command that caused one answers Unavailable); the lane's seq then has a gap.
-import { closeSync, fdatasyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+// the command that caused one answers Unavailable); the lane's seq then has a gap. An
+// event the outbox's disk refuses (full, or out of descriptors) is dropped the same way,
+// and the torn end of its line is cut off, so that the next line is whole.
+import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { isBusFailure, type BusHealth } from './health.js';
@@ -176,7 +178,12 @@ export class EventOutbox {
       this.opts.log.error({ lane: lane.name, subject: entry.subject, order: entry.order, max }, 'outbox full: event dropped');
       return 'dropped';
     }
-    this.append(lane, entry);
+    try {
+      this.append(lane, entry);
+    } catch (err) {
+      this.opts.log.error({ err, lane: lane.name, subject: entry.subject, order: entry.order }, 'outbox cannot keep the event (its disk refused it): event dropped');
+      return 'dropped';
+    }
     // Kept in lane order: a failure can be reported after a later event was queued.
     let i = lane.queue.length;
     while (i > 0 && lane.queue[i - 1]!.order > entry.order) i--;
@@ -185,10 +192,26 @@ export class EventOutbox {
     return 'queued';
   }
 
+  /**
+   * Appends one line, whole or not at all: a full disk can take part of a write (a short
+   * count, then ENOSPC), and a torn line would swallow the next one when the file is read.
+   */
   private append(lane: Lane, line: Entry | { done: number }): void {
     lane.fd ??= openSync(join(this.opts.dir, lane.name + FILE_SUFFIX), 'a', 0o600);
-    writeSync(lane.fd, JSON.stringify(line) + '\n');
-    fdatasyncSync(lane.fd);
+    const fd = lane.fd;
+    const bytes = Buffer.from(JSON.stringify(line) + '\n');
+    const end = fstatSync(fd).size;
+    try {
+      for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at);
+      fdatasyncSync(fd);
+    } catch (err) {
+      try {
+        ftruncateSync(fd, end);
+      } catch {
+        // the line stays torn: reading skips it, and the line after it with it
+      }
+      throw err;
+    }
   }
 
   /** Stores a lane's entries one at a time, in order, until none is left. */
@@ -225,7 +248,7 @@ export class EventOutbox {
             await this.opts.publish(e.subject, enc.encode(e.data), e.msgId, RETRY_TIMEOUT_MS);
           }
           lane.queue.shift();
-          this.append(lane, { done: e.order });
+          this.markDone(lane, e.order);
           health.jetStreamWorks();
           backoff = RETRY_MIN_MS;
         } catch (err) {
@@ -242,6 +265,18 @@ export class EventOutbox {
       }
     } finally {
       lane.draining = false;
+    }
+  }
+
+  /**
+   * Notes in the file that an entry is stored. When the disk refuses the note, the entry
+   * is only sent again after a restart, with its id: nothing is lost.
+   */
+  private markDone(lane: Lane, order: number): void {
+    try {
+      this.append(lane, { done: order });
+    } catch (err) {
+      this.opts.log.warn({ err, lane: lane.name, order }, 'outbox: a stored event is not marked so on disk: a restart sends it again, with its id');
     }
   }
 

@@ -1,7 +1,8 @@
 // The outbox on its own, against a stand-in for the stream (the unit under test is the
 // outbox; the real stream is in test/integration/nats-outage.test.ts): order, the
 // file on disk, what an earlier process left, the limit, a late retry.
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, ftruncateSync, fstatSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -113,5 +114,49 @@ describe('the event outbox', () => {
     expect(readdirSync(dir)).toEqual(['s5.e.forgotten']);
     expect(readFileSync(join(dir, 's5.e.forgotten'), 'utf8')).toContain('s5.e.1');
     box.close();
+  });
+
+  it('drops, and says so, an event its disk refuses, whole: no torn line swallows the next one', async () => {
+    // A real full disk: a tmpfs of the test's own, filled by a file of its own but for one page.
+    const dir = mkdtempSync(join(tmpdir(), 'vc-outbox-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0700', 'vc-outbox', dir]);
+    const boxes: EventOutbox[] = [];
+    try {
+      const fill = openSync(join(dir, 'fill'), 'w');
+      try {
+        for (;;) writeSync(fill, Buffer.alloc(4096));
+      } catch (err) {
+        expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
+      }
+      const s = stream();
+      s.state.down = true;
+      const { box } = outbox(s, {}, dir);
+      boxes.push(box);
+      // Not a byte free: refused at once, the command hears of it.
+      expect(await box.publish('s8.h', 1, 'x', data, 's8.h.1')).toBe('dropped');
+      ftruncateSync(fill, fstatSync(fill).size - 4096);
+      closeSync(fill);
+      // Each line is about 3 KiB: the first fits the free page, the second would cross it.
+      const big = new TextEncoder().encode(JSON.stringify({ pad: 'x'.repeat(2800) }));
+      expect(await box.publish('s7.g', 1, 'x', big, 's7.g.1')).toBe('queued');
+      expect(await box.publish('s7.g', 2, 'x', big, 's7.g.2')).toBe('dropped');
+      const kept = readFileSync(join(dir, 's7.g.jsonl'), 'utf8');
+      expect(kept.endsWith('\n') && kept.split('\n').filter(Boolean).map((l) => JSON.parse(l).msgId)).toEqual(['s7.g.1']);
+      rmSync(join(dir, 'fill'));
+      expect(await box.publish('s7.g', 3, 'x', big, 's7.g.3')).toBe('queued');
+      box.close();
+      // What the next process finds: both kept events, whole, stored in order.
+      const next = stream();
+      const { box: again } = outbox(next, {}, dir);
+      boxes.push(again);
+      expect(again.open()).toBe(2);
+      await waitFor(() => (again.size === 0 ? true : undefined), 'the lane to be stored');
+      expect(next.stored).toEqual(['s7.g.1', 's7.g.3']);
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      // The files must be closed for the unmount; afterEach removes the empty mount point.
+      for (const b of boxes) b.close();
+      execFileSync('umount', [dir]);
+    }
   });
 });
