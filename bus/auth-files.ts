@@ -3,7 +3,7 @@
 // every secret 0600. The same layout serves the private server of `npm start`
 // (`.state/auth`), the tests and a deployment (`virtactors creds init DIR`).
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import {
   AUTHORITY_KEYS, clusterAuthConfig, createAuthority, createCreds, serverAuthConfig, type Authority, type RouteAuth,
@@ -45,10 +45,15 @@ export function writePrivateFile(path: string, text: string, exclusive = false):
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const fd = openSync(tmp, 'wx', 0o600);
   try {
-    writeSync(fd, text);
-  } finally {
+    // Whole (writeSync may stop short on a full disk) and on disk before the rename.
+    writeFileSync(fd, text);
+    fsyncSync(fd);
+  } catch (err) {
     closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw err;
   }
+  closeSync(fd);
   renameSync(tmp, path);
 }
 

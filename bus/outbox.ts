@@ -16,7 +16,7 @@
 // the command that caused one answers Unavailable); the lane's seq then has a gap. An
 // event the outbox's disk refuses (full, or out of descriptors) is dropped the same way,
 // and the torn end of its line is cut off, so that the next line is whole.
-import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { isBusFailure, type BusHealth } from './health.js';
@@ -202,7 +202,8 @@ export class EventOutbox {
     const bytes = Buffer.from(JSON.stringify(line) + '\n');
     const end = fstatSync(fd).size;
     try {
-      for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at);
+      // On a descriptor, writeFileSync writes the whole buffer (writeSync may stop short).
+      writeFileSync(fd, bytes);
       fdatasyncSync(fd);
     } catch (err) {
       try {

@@ -1,6 +1,6 @@
 // What both guest backends share: the files a guest leaves in its run directory, the
 // marker that names its sandbox, exit statuses, and liveness checks by pid.
-import { accessSync, chmodSync, constants, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, constants, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { lstat, readdir, readFile, rm, unlink } from 'node:fs/promises';
 import { constants as os } from 'node:os';
 import { isAlive } from '../processes.js';
@@ -34,7 +34,12 @@ export function openGuestLog(runDir: string): number {
 /** Written whole or not at all, for whoever reattaches to the guest later. */
 export function writePidFile(runDir: string, pid: number): void {
   const tmp = `${pidPath(runDir)}.tmp`;
-  writeFileSync(tmp, `${pid}\n`);
+  try {
+    writeFileSync(tmp, `${pid}\n`);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
   renameSync(tmp, pidPath(runDir));
 }
 

@@ -3,15 +3,14 @@
 // fails with ResourceExhausted and leaves nothing (no guest, no run directory, the id free
 // again), an exec in a running sandbox says what ran out, the running sandbox keeps
 // serving and can be deleted, and once space is freed the same create works.
-import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VcClient } from '../../bus/client.js';
 import { startTestServer, type TestServer } from '../helpers/nats.js';
 import { sandboxProcesses } from '../helpers/processes.js';
 import { connectClient, hostAuth, startTestHost, type TestHost } from '../helpers/runtime.js';
+import { mountSmallDisk, type SmallDisk } from '../helpers/small-disk.js';
 import { GUEST_AGENTS } from './agents.js';
 
 const slowMonitor = { intervalMs: 60_000, deadlineMs: 60_000 };
@@ -20,14 +19,12 @@ describe('a full disk under the run root', () => {
   let server: TestServer;
   let host: TestHost;
   let client: VcClient;
+  let small: SmallDisk;
   let disk: string;
-  let mounted = false;
-  const fill = () => join(disk, 'fill');
 
   beforeAll(async () => {
-    disk = mkdtempSync(join(tmpdir(), 'vc-full-'));
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0711', 'vc-full', disk]);
-    mounted = true;
+    small = mountSmallDisk(4096);
+    disk = small.dir;
     server = await startTestServer();
     host = await startTestHost(server.url, { ...hostAuth(server), host: 'full', runRoot: disk });
     client = await connectClient(server.url, server.auth?.operator);
@@ -36,21 +33,8 @@ describe('a full disk under the run root', () => {
     await client?.close();
     await host?.stop();
     await server?.stop();
-    if (mounted) execFileSync('umount', [disk]);
-    if (disk) rmSync(disk, { recursive: true, force: true });
+    small?.remove();
   });
-
-  /** Writes the test's own file until the disk refuses more. */
-  const fillDisk = () => {
-    const fd = openSync(fill(), 'a');
-    try {
-      for (;;) writeSync(fd, Buffer.alloc(64 * 1024));
-    } catch (err) {
-      expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
-    } finally {
-      closeSync(fd);
-    }
-  };
 
   for (const agent of GUEST_AGENTS) {
     it(`${agent}: a create fails with ResourceExhausted and leaves nothing; a running sandbox keeps serving; after space is freed the create works`, async () => {
@@ -58,7 +42,7 @@ describe('a full disk under the run root', () => {
       const refused = `new-${agent}`;
       const sandbox = (id: string) => ({ id, agent, backend: 'namespace', monitor: slowMonitor, containers: [{ id: 'c', args: ['sleep', '60'] }] });
       await client.call('SandboxCreate', {}, { sandbox: sandbox(running), start: true });
-      fillDisk();
+      small.fill();
       try {
         const create = await client.request('SandboxCreate', {}, { sandbox: sandbox(refused), start: true });
         expect(create.error).toMatchObject({ code: 'ResourceExhausted', message: expect.stringMatching(/no space left on device/i) });
@@ -71,17 +55,17 @@ describe('a full disk under the run root', () => {
         expect(exec.error).toMatchObject({ code: 'ResourceExhausted', message: expect.stringMatching(/no space left on device/i) });
         expect((await client.call('SandboxStatus', { sid: running }, {})).sandbox).toMatchObject({ state: 'running' });
       } finally {
-        rmSync(fill());
+        small.free();
       }
       expect((await client.call('SandboxCreate', {}, { sandbox: sandbox(refused), start: true })).sandbox).toMatchObject({ id: refused, state: 'running' });
-      fillDisk();
+      small.fill();
       try {
         // Deleting needs no space, and frees what the sandbox held.
         for (const sid of [running, refused]) await client.call('SandboxDelete', { sid }, { force: true });
         expect(readdirSync(disk).sort()).toEqual(['.outbox', 'fill']);
         for (const sid of [running, refused]) expect(await sandboxProcesses(sid)).toEqual([]);
       } finally {
-        rmSync(fill());
+        small.free();
       }
     });
   }

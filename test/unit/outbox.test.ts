@@ -1,8 +1,7 @@
 // The outbox on its own, against a stand-in for the stream (the unit under test is the
 // outbox; the real stream is in test/integration/nats-outage.test.ts): order, the
 // file on disk, what an earlier process left, the limit, a late retry.
-import { execFileSync } from 'node:child_process';
-import { closeSync, ftruncateSync, fstatSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,6 +9,7 @@ import { EventOutbox, type OutboxOptions } from '../../bus/outbox.js';
 import { BusHealth } from '../../bus/health.js';
 import { silentLog } from '../helpers/runtime.js';
 import { waitFor } from '../backends/helpers.js';
+import { mountSmallDisk } from '../helpers/small-disk.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -34,8 +34,8 @@ function stream() {
   };
 }
 
-function outbox(s: ReturnType<typeof stream>, extra: Partial<OutboxOptions> = {}, dir = mkdtempSync(join(tmpdir(), 'vc-outbox-'))) {
-  dirs.push(dir);
+function outbox(s: ReturnType<typeof stream>, extra: Partial<OutboxOptions> = {}, dir = mkdtempSync(join(tmpdir(), 'vc-outbox-')), removeAfter = true) {
+  if (removeAfter) dirs.push(dir);
   const health = new BusHealth();
   const box = new EventOutbox({ dir, health, log: silentLog, publish: s.publish, stored: s.storedAlready, duplicateWindowMs: 120_000, ...extra });
   return { box, health, dir };
@@ -117,46 +117,40 @@ describe('the event outbox', () => {
   });
 
   it('drops, and says so, an event its disk refuses, whole: no torn line swallows the next one', async () => {
-    // A real full disk: a tmpfs of the test's own, filled by a file of its own but for one page.
-    const dir = mkdtempSync(join(tmpdir(), 'vc-outbox-'));
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0700', 'vc-outbox', dir]);
+    const disk = mountSmallDisk(64, '0700');
+    const dir = disk.dir;
     const boxes: EventOutbox[] = [];
     try {
-      const fill = openSync(join(dir, 'fill'), 'w');
-      try {
-        for (;;) writeSync(fill, Buffer.alloc(4096));
-      } catch (err) {
-        expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
-      }
+      disk.fill();
       const s = stream();
       s.state.down = true;
-      const { box } = outbox(s, {}, dir);
+      const { box } = outbox(s, {}, dir, false);
       boxes.push(box);
       // Not a byte free: refused at once, the command hears of it.
       expect(await box.publish('s8.h', 1, 'x', data, 's8.h.1')).toBe('dropped');
-      ftruncateSync(fill, fstatSync(fill).size - 4096);
-      closeSync(fill);
+      disk.free();
+      disk.fill(4096);
       // Each line is about 3 KiB: the first fits the free page, the second would cross it.
       const big = new TextEncoder().encode(JSON.stringify({ pad: 'x'.repeat(2800) }));
       expect(await box.publish('s7.g', 1, 'x', big, 's7.g.1')).toBe('queued');
       expect(await box.publish('s7.g', 2, 'x', big, 's7.g.2')).toBe('dropped');
       const kept = readFileSync(join(dir, 's7.g.jsonl'), 'utf8');
       expect(kept.endsWith('\n') && kept.split('\n').filter(Boolean).map((l) => JSON.parse(l).msgId)).toEqual(['s7.g.1']);
-      rmSync(join(dir, 'fill'));
+      disk.free();
       expect(await box.publish('s7.g', 3, 'x', big, 's7.g.3')).toBe('queued');
       box.close();
       // What the next process finds: both kept events, whole, stored in order.
       const next = stream();
-      const { box: again } = outbox(next, {}, dir);
+      const { box: again } = outbox(next, {}, dir, false);
       boxes.push(again);
       expect(again.open()).toBe(2);
       await waitFor(() => (again.size === 0 ? true : undefined), 'the lane to be stored');
       expect(next.stored).toEqual(['s7.g.1', 's7.g.3']);
       expect(readdirSync(dir)).toEqual([]);
     } finally {
-      // The files must be closed for the unmount; afterEach removes the empty mount point.
+      // The files must be closed for the unmount.
       for (const b of boxes) b.close();
-      execFileSync('umount', [dir]);
+      disk.remove();
     }
   });
 });

@@ -158,9 +158,13 @@ export class VmBackend implements Backend {
     const request = this.request;
     if (!vm || !request) return;
     await vm.destroy();
-    // The console is all the guest said: it stays with the sandbox's log.
+    // The console is all the guest said: it stays with the sandbox's log, if the disk has room.
     const console = vm.readConsole();
-    if (console) appendFileSync(logPath(request.runDir), console);
+    try {
+      if (console) appendFileSync(logPath(request.runDir), console);
+    } catch (err) {
+      this.host.log.warn({ err, sandboxId: request.sandbox.id }, "vm: the guest's console is not kept in the sandbox log");
+    }
     await removeGuestFiles(request.runDir, this.endpoint.grpcAddress || this.endpoint.ctlSocket ? this.endpoint : request.plan.endpoint);
   }
 }

@@ -1,6 +1,6 @@
 // A newc ("070701") cpio archive, the format the kernel unpacks as an initramfs. Written
 // uncompressed: under TCG the guest would spend seconds decompressing it.
-import { closeSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 
 export type CpioEntry =
   | { path: string; kind: 'dir'; mode?: number }
@@ -15,7 +15,10 @@ const S_IFLNK = 0o120000;
 const hex = (n: number) => n.toString(16).padStart(8, '0');
 const pad = (n: number) => Buffer.alloc((4 - (n % 4)) % 4);
 
-/** Writes the archive to `out` (through a temporary file, renamed when complete). */
+/**
+ * Writes the archive to `out` (through a temporary file, renamed when complete: a full
+ * disk leaves no half archive, which the image cache would keep and every boot would use).
+ */
 export function writeCpio(out: string, entries: readonly CpioEntry[]): void {
   const tmp = `${out}.${process.pid}.tmp`;
   const fd = openSync(tmp, 'w', 0o644);
@@ -24,12 +27,13 @@ export function writeCpio(out: string, entries: readonly CpioEntry[]): void {
     const nameBytes = Buffer.from(`${name}\0`);
     // magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor, rdevmajor, rdevminor, namesize, check
     const header = `070701${[ino++, mode, 0, 0, nlink, 0, data.byteLength, 0, 0, 0, 0, nameBytes.length, 0].map(hex).join('')}`;
-    writeSync(fd, Buffer.from(header));
-    writeSync(fd, nameBytes);
-    writeSync(fd, pad(110 + nameBytes.length));
+    // writeFileSync on a descriptor writes the whole buffer (writeSync may stop short).
+    writeFileSync(fd, Buffer.from(header));
+    writeFileSync(fd, nameBytes);
+    writeFileSync(fd, pad(110 + nameBytes.length));
     if (data.byteLength > 0) {
-      writeSync(fd, data);
-      writeSync(fd, pad(data.byteLength));
+      writeFileSync(fd, data);
+      writeFileSync(fd, pad(data.byteLength));
     }
   };
   try {
@@ -51,8 +55,11 @@ export function writeCpio(out: string, entries: readonly CpioEntry[]): void {
       }
     }
     put('TRAILER!!!', 0, new Uint8Array(), 1);
-  } finally {
+  } catch (err) {
     closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw err;
   }
+  closeSync(fd);
   renameSync(tmp, out);
 }
