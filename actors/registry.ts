@@ -1,6 +1,6 @@
 // The registry: one root sandbox actor per sandbox id, in a plain Map (never as
 // children of one parent: XState copies the children map on every spawn).
-import { alreadyExists, notFound, unavailable } from '../bus/errors.js';
+import { alreadyExists, notFound, resourceExhausted, unavailable } from '../bus/errors.js';
 import { ownershipOf, StaleRevisionError, type Ownership, type SandboxRecord, type SandboxStore } from '../bus/store.js';
 import type { SandboxSpec } from '../machines/specs.js';
 import { SandboxActor, type SandboxEnv } from './sandbox-actor.js';
@@ -12,7 +12,17 @@ export interface RegistryHooks {
   busDown?(): string | undefined;
   /** A sandbox whose record was no longer this host's had its guest stopped. */
   reaped?(sandbox: SandboxActor, ownership: Exclude<Ownership, 'mine'>, error?: unknown): void;
+  /** How many sandboxes this host holds at most (default DEFAULT_MAX_SANDBOXES). */
+  maxSandboxes?: number;
 }
+
+/**
+ * A host's sandboxes are bounded, noop ones too: each is an actor, a record and its
+ * events, and a caller allowed to create them could otherwise make them until the host
+ * runs out of memory. An idle noop sandbox takes ~9 KiB of heap; a guest's own cost is
+ * bounded by the memory check at its boot.
+ */
+export const DEFAULT_MAX_SANDBOXES = 16_384;
 
 export class SandboxRegistry {
   private readonly sandboxes = new Map<string, SandboxActor>();
@@ -23,6 +33,8 @@ export class SandboxRegistry {
   private readonly removed = new WeakSet<SandboxActor>();
   /** Outbox lanes of sandboxes whose record turned out not to be this host's. */
   private readonly disownedLanes = new Set<string>();
+  /** Creates between the check of the limit and their place in the map (the claim's round trip). */
+  private claiming = 0;
 
   constructor(
     env: Omit<SandboxEnv, 'persist' | 'forget' | 'logic'>,
@@ -60,9 +72,15 @@ export class SandboxRegistry {
   /** Claims the id cluster-wide, then starts the sandbox actor (which boots the guest). */
   async create(spec: SandboxSpec, deadline?: number): Promise<SandboxActor> {
     if (this.sandboxes.has(spec.id)) throw alreadyExists(`sandbox ${spec.id} already exists`);
+    // Creates still claiming their id count too: concurrent ones would all pass the check.
+    const max = this.hooks.maxSandboxes ?? DEFAULT_MAX_SANDBOXES;
+    if (this.sandboxes.size + this.claiming >= max) {
+      throw resourceExhausted(`host ${this.env.host} holds ${this.sandboxes.size + this.claiming} sandboxes, its most (VC_MAX_SANDBOXES=${max}): delete one, or create it on another host`);
+    }
     const createdAt = new Date().toISOString();
     // Not started before the claim: constructing touches nothing outside the process.
     const sandbox = new SandboxActor(spec, this.env, createdAt, deadline);
+    this.claiming++;
     const revision = await this.store.claim({
       id: spec.id,
       host: this.env.host,
@@ -71,7 +89,7 @@ export class SandboxRegistry {
       // A host restarted before the guest came up finds what to clean up by it.
       attach: sandbox.attachRecord(),
       updatedAt: createdAt,
-    });
+    }).finally(() => this.claiming--);
     // A concurrent create of the same id on this host lost the claim above.
     this.revisions.set(sandbox, revision);
     this.sandboxes.set(spec.id, sandbox);

@@ -64,6 +64,10 @@ export interface HostOptions {
   hostLostAfterMs?: number;
   /** Where to serve Prometheus metrics (VC_METRICS_ADDR); none: counted, not served. */
   metricsAddr?: { host: string; port: number };
+  /** Memory the host keeps for itself: no guest or VM starts that would leave less (VC_MEMORY_RESERVE_MIB, default 256). */
+  memoryReserveMiB?: number;
+  /** How many sandboxes this host holds at most (VC_MAX_SANDBOXES, default 16384). */
+  maxSandboxes?: number;
 }
 
 /** Where the vm backend caches its kernel and image: the state directory. */
@@ -121,7 +125,7 @@ export class RuntimeHost {
     });
     const outbox = publisher.outbox!;
     // VMs live beside the sandboxes' run directories (no sandbox id starts with a dot).
-    const vm = new VmHost({ root: join(runRoot, '.vm'), cacheDir: opts.vm?.cacheDir ?? vmCacheDir(), log, pool: opts.vm?.pool, memoryMiB: opts.vm?.memoryMiB, cpus: opts.vm?.cpus });
+    const vm = new VmHost({ root: join(runRoot, '.vm'), cacheDir: opts.vm?.cacheDir ?? vmCacheDir(), log, pool: opts.vm?.pool, memoryMiB: opts.vm?.memoryMiB, cpus: opts.vm?.cpus, memoryReserveMiB: opts.memoryReserveMiB });
     vm.start();
 
     const metrics = new HostMetrics(host, { values: () => registry.values() });
@@ -132,7 +136,7 @@ export class RuntimeHost {
         log,
         runDir: (sid) => join(runRoot, sid),
         createAgent,
-        createBackend: (type) => (type === 'vm' ? new VmBackend(vm) : createBackend(type, log, { attachDirs: opts.attachDirs ?? [] })),
+        createBackend: (type) => (type === 'vm' ? new VmBackend(vm) : createBackend(type, log, { attachDirs: opts.attachDirs ?? [], memoryReserveMiB: opts.memoryReserveMiB })),
         publish,
         pending: (lane) => outbox.pending(lane),
         blocked: (lane) => {
@@ -144,6 +148,7 @@ export class RuntimeHost {
       },
       store,
       {
+        maxSandboxes: opts.maxSandboxes,
         busDown: () => (health.isConnected ? undefined : 'the runtime is not connected to NATS'),
         reaped: (sandbox, ownership, error) => {
           const message = `stopped the guest of sandbox ${sandbox.id} (incarnation ${sandbox.uid}): its record was ${ownership} while this host was lost` + (error ? ` (not cleanly: ${error instanceof Error ? error.message : String(error)})` : '');

@@ -45,6 +45,14 @@ function positive(name: string): number | undefined {
 }
 
 /** VC_ATTACH_DIRS: absolute directories, colon-separated, where external agent endpoints may lie. */
+/** A whole number of the environment, 0 included (0 MiB: no reserve). */
+function whole(name: string): number | undefined {
+  const v = process.env[name];
+  if (v === undefined || v === '') return undefined;
+  if (!/^\d+$/.test(v)) throw new Error(`${name} must be a whole number`);
+  return Number(v);
+}
+
 function attachDirs(): string[] {
   const dirs = (process.env.VC_ATTACH_DIRS ?? '').split(':').filter(Boolean);
   for (const d of dirs) if (!d.startsWith('/')) throw new Error(`VC_ATTACH_DIRS: ${d} is not an absolute path`);
@@ -111,6 +119,8 @@ async function main(): Promise<void> {
     hostLostAfterMs: hostLostAfter(),
     replicas: replicasFromEnv(),
     metricsAddr: parseMetricsAddr(process.env.VC_METRICS_ADDR),
+    memoryReserveMiB: whole('VC_MEMORY_RESERVE_MIB'),
+    maxSandboxes: positive('VC_MAX_SANDBOXES'),
   });
   let stopping = false;
   const shutdown = async (signal: string) => {

@@ -11,11 +11,14 @@ import type { GuestEndpoint } from '../agents/agent.js';
 import type { AdoptRequest, Backend, BootRequest, GuestExit } from './backend.js';
 import { checkPlan, guestExit, isSandboxGuest, openGuestLog, readPidFile, removeGuestFiles, writePidFile } from './guest-files.js';
 import { UNKNOWN_EXIT_STATUS } from '../../machines/lifecycle.js';
+import { DEFAULT_MEMORY_RESERVE_MIB, GUEST_PROCESS_MIB, requireMemory } from './memory.js';
 
 export interface GuestBackendOptions {
   log: Logger;
   /** How long the guest gets between SIGTERM and SIGKILL at shutdown. */
   graceMs?: number;
+  /** Memory the host keeps for itself: no guest starts that would leave less (MiB). */
+  memoryReserveMiB?: number;
 }
 
 const DEFAULT_GRACE_MS = 2000;
@@ -64,12 +67,14 @@ export abstract class DetachedGuestBackend implements Backend {
   abstract readonly type: BackendType;
   protected readonly log: Logger;
   protected readonly graceMs: number;
+  private readonly memoryReserveMiB: number;
   private readonly listeners: ((exit: GuestExit) => void)[] = [];
   private run: GuestRun | undefined;
 
   constructor(options: GuestBackendOptions) {
     this.log = options.log;
     this.graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
+    this.memoryReserveMiB = options.memoryReserveMiB ?? DEFAULT_MEMORY_RESERVE_MIB;
   }
 
   /** Starts the guest (calling track() right after spawning); resolves with its host pid once it runs. */
@@ -102,6 +107,7 @@ export abstract class DetachedGuestBackend implements Backend {
       await this.shutdown();
     }
     checkPlan(request.plan);
+    requireMemory(GUEST_PROCESS_MIB, this.memoryReserveMiB, `the guest of sandbox ${request.sandbox.id}`);
     let resolveExit!: (exit: GuestExit) => void;
     const exited = new Promise<GuestExit>((r) => (resolveExit = r));
     const run: GuestRun = { request, exited, resolveExit, teardown: [], up: false, stopRequested: false, reported: false };

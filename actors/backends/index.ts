@@ -7,6 +7,8 @@ import { NoneBackend, type Backend } from './backend.js';
 export interface BackendSettings {
   /** Directories external agent endpoints may lie under (VC_ATTACH_DIRS). */
   attachDirs: readonly string[];
+  /** Memory the host keeps for itself: no guest starts that would leave less (VC_MEMORY_RESERVE_MIB). */
+  memoryReserveMiB?: number;
 }
 
 /** Builds a backend; it logs through the host's logger. */

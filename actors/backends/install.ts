@@ -7,11 +7,11 @@ import { ProcessBackend } from './process.js';
 import { ExternalBackend } from './external.js';
 import { usernsSetting } from './userns.js';
 
-registerBackend('process', (log) => new ProcessBackend({ log }));
+registerBackend('process', (log, { memoryReserveMiB }) => new ProcessBackend({ log, memoryReserveMiB }));
 registerBackend('external', (log, { attachDirs }) => new ExternalBackend({ log, attachDirs }));
 
 const tools = namespaceTools();
 if (process.getuid?.() === 0 && tools) {
   const userns = usernsSetting();
-  registerBackend('namespace', (log) => new NamespaceBackend({ log, tools, userns }));
+  registerBackend('namespace', (log, { memoryReserveMiB }) => new NamespaceBackend({ log, tools, userns, memoryReserveMiB }));
 }

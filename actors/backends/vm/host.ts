@@ -8,6 +8,7 @@ import { failedPrecondition } from '../../../bus/errors.js';
 import { signal } from '../guest-files.js';
 import { isAlive } from '../../processes.js';
 import { mountsUnder } from '../../shared-dir.js';
+import { DEFAULT_MEMORY_RESERVE_MIB, requireMemory } from '../memory.js';
 import { prepareImage } from './image.js';
 import { prepareKernel } from './kernel.js';
 import { VmPool, type PoolStatus, type PoolTargets } from './pool.js';
@@ -27,7 +28,12 @@ export interface VmHostOptions {
   memoryMiB?: number;
   cpus?: number;
   bootTimeoutMs?: number;
+  /** Memory the host keeps for itself: no VM boots that would leave less (MiB). */
+  memoryReserveMiB?: number;
 }
+
+/** qemu's own share beside the guest's RAM: an idle 512 MiB VM's RSS is ~594 MiB. */
+const QEMU_OVERHEAD_MIB = 96;
 
 export class VmHost {
   readonly pool: VmPool;
@@ -61,7 +67,9 @@ export class VmHost {
     return this.env;
   }
 
+  /** Boots a VM, for a sandbox or the pool, when the host has the memory for it. */
   async bootVm(config: VmConfig, signal?: AbortSignal): Promise<Vm> {
+    requireMemory(config.memoryMiB + QEMU_OVERHEAD_MIB, this.options.memoryReserveMiB ?? DEFAULT_MEMORY_RESERVE_MIB, `a VM of ${config.memoryMiB} MiB (VC_VM_MEMORY_MIB)`);
     return Vm.boot(config, await this.prepare(), signal);
   }
 
