@@ -3,6 +3,7 @@
 // runtime restarted). Writes are queued per file, in arrival order.
 import { createWriteStream, mkdirSync, openSync, readSync, closeSync, fstatSync, rmSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
+import type { Logger } from 'pino';
 
 export type OutputStream = 'stdout' | 'stderr';
 
@@ -11,8 +12,13 @@ export const MAX_LOG_REPLY_BYTES = 1024 * 1024;
 
 export class OutputLog {
   private readonly writers = new Map<string, WriteStream>();
+  /** Files whose last write failed: said once, until one takes output again. */
+  private readonly refusing = new Set<string>();
 
-  constructor(private readonly dir: string) {}
+  constructor(
+    private readonly dir: string,
+    private readonly log?: Logger,
+  ) {}
 
   private path(containerId: string, execId: string, stream: OutputStream): string {
     const who = !execId || execId === containerId ? containerId : `${containerId}.${execId}`;
@@ -24,17 +30,28 @@ export class OutputLog {
     let w = this.writers.get(path);
     if (!w) {
       mkdirSync(this.dir, { recursive: true });
-      w = createWriteStream(path, { flags: 'a' });
-      w.on('error', () => {});
+      const writer = createWriteStream(path, { flags: 'a' });
+      // A failed write (a full disk) ends the stream: what comes next opens the file again,
+      // so the output resumes once there is room; what the disk refused is lost, and said so.
+      writer.on('error', (err) => {
+        if (this.writers.get(path) === writer) this.writers.delete(path);
+        if (this.refusing.has(path)) return;
+        this.refusing.add(path);
+        this.log?.warn({ err, containerId, execId, stream }, 'output not kept: the sandbox log refused it (said once until it takes output again)');
+      });
+      w = writer;
       this.writers.set(path, w);
     }
-    w.write(data);
+    if (this.refusing.has(path)) w.write(data, (err) => err || this.refusing.delete(path));
+    else w.write(data);
   }
 
   /** Waits until everything appended so far is on disk. */
   async flush(): Promise<void> {
     // An empty write completes after every earlier one ('drain' only follows a write that filled the buffer).
-    await Promise.all([...this.writers.values()].map((w) => new Promise<void>((r) => (w.writableLength === 0 ? r() : w.write(Buffer.alloc(0), () => r())))));
+    await Promise.all(
+      [...this.writers.values()].map((w) => new Promise<void>((r) => (w.destroyed || w.writableLength === 0 ? r() : w.write(Buffer.alloc(0), () => r())))),
+    );
   }
 
   /**
@@ -79,7 +96,7 @@ export class OutputLog {
 
   /** Closes every file; `remove` also deletes them. */
   async close(remove = false): Promise<void> {
-    await Promise.all([...this.writers.values()].map((w) => new Promise<void>((r) => w.end(() => r()))));
+    await Promise.all([...this.writers.values()].map((w) => new Promise<void>((r) => (w.destroyed ? r() : w.end(() => r())))));
     this.writers.clear();
     if (remove) rmSync(this.dir, { recursive: true, force: true });
   }

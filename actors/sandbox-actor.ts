@@ -241,7 +241,7 @@ export class SandboxActor implements SandboxHandle {
   }
 
   output(): OutputLog {
-    return (this.outputLog ??= new OutputLog(join(this.env.runDir(this.id), 'logs')));
+    return (this.outputLog ??= new OutputLog(join(this.env.runDir(this.id), 'logs'), this.log));
   }
 
   async forget(): Promise<void> {

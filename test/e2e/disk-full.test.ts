@@ -5,6 +5,7 @@
 // serving and can be deleted, and once space is freed the same create works.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VcClient } from '../../bus/client.js';
 import { startTestServer, type TestServer } from '../helpers/nats.js';
@@ -37,6 +38,32 @@ describe('a full disk under the run root', () => {
   });
 
   for (const agent of GUEST_AGENTS) {
+    it(`${agent}: a container's output is kept again once the disk has room`, async () => {
+      const sid = `out-${agent}`;
+      // About 20 KiB/s, each line numbered: the log's last page fills within a moment.
+      const chatty = 's=xxxxxxxxxx; s=$s$s$s$s$s$s$s$s$s$s; s=$s$s$s$s$s$s$s$s$s$s; i=0; while :; do i=$((i+1)); echo "n$i $s"; sleep 0.05; done';
+      await client.call('SandboxCreate', {}, { sandbox: { id: sid, agent, backend: 'namespace', monitor: slowMonitor, containers: [{ id: 'c', args: ['sh', '-c', chatty] }] }, start: true });
+      const lastLine = async () => {
+        const out = (await client.call('ContainerLogs', { sid, cid: 'c' }, {})).stdout ?? '';
+        return Math.max(0, ...[...out.matchAll(/^n(\d+) x+$/gm)].map((m) => Number(m[1])));
+      };
+      // Bounded by the test's timeout; what is checked is the output, not a duration.
+      const until = async (test: () => Promise<boolean>) => {
+        while (!(await test())) await sleep(50);
+      };
+      await until(async () => (await lastLine()) > 0);
+      small.fill();
+      try {
+        // Lines printed meanwhile are refused by the disk.
+        await sleep(500);
+      } finally {
+        small.free();
+      }
+      const before = await lastLine();
+      await until(async () => (await lastLine()) > before + 5);
+      await client.call('SandboxDelete', { sid }, { force: true });
+    });
+
     it(`${agent}: a create fails with ResourceExhausted and leaves nothing; a running sandbox keeps serving; after space is freed the create works`, async () => {
       const running = `run-${agent}`;
       const refused = `new-${agent}`;
