@@ -133,6 +133,8 @@ export interface StreamSettings {
   replicas?: number;
   /** How long events are kept, in seconds. Default 7 days. */
   eventMaxAgeSec?: number;
+  /** How many bytes of events are kept, oldest dropped first (VC_EVENTS_MAX_BYTES). Default 1 GiB. */
+  eventMaxBytes?: number;
   /** Told when existing ones are raised to more replicas, or cannot be. */
   log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
 }
@@ -143,6 +145,13 @@ export interface StreamSettings {
  * memory, not correctness.
  */
 export const DUPLICATE_WINDOW_NS = 2 * 60 * 1e9;
+
+/**
+ * The events stream's bound in bytes unless told otherwise. Age alone bounds nothing: a
+ * busy host writes a few MB a second of events, which a week of would fill the server's
+ * disk, and a JetStream out of disk refuses every record write as well.
+ */
+export const DEFAULT_EVENT_MAX_BYTES = 1024 ** 3;
 
 /** `VC_REPLICAS`: replicas of the stream and buckets, overriding the cluster's size. */
 export function replicasFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
@@ -190,6 +199,7 @@ async function ensureOnce(nc: NatsConnection, settings: StreamSettings): Promise
           storage: StorageType.File,
           discard: DiscardPolicy.Old,
           max_age: (settings.eventMaxAgeSec ?? 7 * 24 * 3600) * 1e9,
+          max_bytes: settings.eventMaxBytes ?? DEFAULT_EVENT_MAX_BYTES,
           duplicate_window: DUPLICATE_WINDOW_NS,
           num_replicas: replicas,
         }),
@@ -201,6 +211,7 @@ async function ensureOnce(nc: NatsConnection, settings: StreamSettings): Promise
     const info = await jsm.streams.info(w.stream).catch(() => undefined);
     if (info) {
       await raiseReplicas(jsm, info.config, tries, settings.log);
+      if (w.stream === streams.events) await boundEvents(jsm, info.config, settings);
       continue;
     }
     for (let i = 0; ; i++) {
@@ -214,6 +225,24 @@ async function ensureOnce(nc: NatsConnection, settings: StreamSettings): Promise
         throw err;
       }
     }
+  }
+}
+
+/**
+ * The events stream an earlier version made without a byte bound gets the default one,
+ * and any gets the bound the host was told (VC_EVENTS_MAX_BYTES); a bound an operator set
+ * on the stream stays otherwise.
+ */
+async function boundEvents(jsm: JetStreamManager, config: StreamConfig, settings: StreamSettings): Promise<void> {
+  const wanted = settings.eventMaxBytes ?? (config.max_bytes > 0 ? config.max_bytes : DEFAULT_EVENT_MAX_BYTES);
+  if (config.max_bytes === wanted) return;
+  try {
+    // The latest config, not the one read before the replicas were raised.
+    const latest = (await jsm.streams.info(config.name)).config;
+    await jsm.streams.update(config.name, { ...latest, max_bytes: wanted });
+    settings.log?.info({ stream: config.name, from: config.max_bytes, to: wanted }, 'events stream bounded in bytes');
+  } catch (err) {
+    settings.log?.warn({ err, stream: config.name, maxBytes: wanted }, 'events stream keeps its byte bound: the server refused another');
   }
 }
 

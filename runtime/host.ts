@@ -68,6 +68,8 @@ export interface HostOptions {
   memoryReserveMiB?: number;
   /** How many sandboxes this host holds at most (VC_MAX_SANDBOXES, default 16384). */
   maxSandboxes?: number;
+  /** Bytes of events the stream keeps, oldest dropped first (VC_EVENTS_MAX_BYTES, default 1 GiB). */
+  eventMaxBytes?: number;
 }
 
 /** Where the vm backend caches its kernel and image: the state directory. */
@@ -111,7 +113,7 @@ export class RuntimeHost {
     if (!HOST_PATTERN.test(host)) throw new Error(`host name ${JSON.stringify(host)} is not a valid subject token`);
     const log = (opts.log ?? createLogger('virtactors')).child({ host });
     const nc = await connectBus({ servers: opts.servers, creds: opts.creds, name: `virtactors-host-${host}`, persistent: true });
-    await ensureBusState(nc, { replicas: opts.replicas, log });
+    await ensureBusState(nc, { replicas: opts.replicas, eventMaxBytes: opts.eventMaxBytes, log });
     const store = await KvSandboxStore.open(nc);
     const health = new BusHealth(nc);
     const runRoot = opts.runRoot ?? join(process.env.VC_STATE_DIR ?? '/run/virtactors', 'sandboxes');

@@ -121,6 +121,7 @@ async function main(): Promise<void> {
     metricsAddr: parseMetricsAddr(process.env.VC_METRICS_ADDR),
     memoryReserveMiB: whole('VC_MEMORY_RESERVE_MIB'),
     maxSandboxes: positive('VC_MAX_SANDBOXES'),
+    eventMaxBytes: positive('VC_EVENTS_MAX_BYTES'),
   });
   let stopping = false;
   const shutdown = async (signal: string) => {

@@ -33,7 +33,7 @@ describe('a full disk under the run root', () => {
   afterAll(async () => {
     await client?.close();
     await host?.stop();
-    await server?.stop();
+    await server?.dispose();
     small?.remove();
   });
 
