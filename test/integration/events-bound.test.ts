@@ -42,7 +42,7 @@ describe('the events stream', () => {
       expect(info.state.bytes).toBeLessThanOrEqual(maxBytes);
       const eventsOf = async (sandboxId: string) => {
         const out: string[] = [];
-        for await (const e of readEvents(client.nc, { sandboxId })) out.push(e.event.type);
+        for await (const e of readEvents(client.nc, { sandboxId })) out.push(e.event.type ?? "");
         return out;
       };
       expect(await eventsOf(ids[0]!)).toEqual([]);
