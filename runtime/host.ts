@@ -68,6 +68,8 @@ export interface HostOptions {
   memoryReserveMiB?: number;
   /** How many sandboxes this host holds at most (VC_MAX_SANDBOXES, default 16384). */
   maxSandboxes?: number;
+  /** Processes a namespace sandbox may have unless it asks otherwise (VC_SANDBOX_PIDS_MAX, default 4096; 0: none). */
+  sandboxPidsMax?: number;
   /** Bytes of events the stream keeps, oldest dropped first (VC_EVENTS_MAX_BYTES, default 1 GiB). */
   eventMaxBytes?: number;
 }
@@ -138,7 +140,7 @@ export class RuntimeHost {
         log,
         runDir: (sid) => join(runRoot, sid),
         createAgent,
-        createBackend: (type) => (type === 'vm' ? new VmBackend(vm) : createBackend(type, log, { attachDirs: opts.attachDirs ?? [], memoryReserveMiB: opts.memoryReserveMiB })),
+        createBackend: (type) => (type === 'vm' ? new VmBackend(vm) : createBackend(type, log, { attachDirs: opts.attachDirs ?? [], memoryReserveMiB: opts.memoryReserveMiB, sandboxPidsMax: opts.sandboxPidsMax })),
         publish,
         pending: (lane) => outbox.pending(lane),
         blocked: (lane) => {

@@ -122,6 +122,7 @@ async function main(): Promise<void> {
     memoryReserveMiB: whole('VC_MEMORY_RESERVE_MIB'),
     maxSandboxes: positive('VC_MAX_SANDBOXES'),
     eventMaxBytes: positive('VC_EVENTS_MAX_BYTES'),
+    sandboxPidsMax: whole('VC_SANDBOX_PIDS_MAX'),
   });
   let stopping = false;
   const shutdown = async (signal: string) => {

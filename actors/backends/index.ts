@@ -9,6 +9,8 @@ export interface BackendSettings {
   attachDirs: readonly string[];
   /** Memory the host keeps for itself: no guest starts that would leave less (VC_MEMORY_RESERVE_MIB). */
   memoryReserveMiB?: number;
+  /** The pids limit of a sandbox that asks for none (VC_SANDBOX_PIDS_MAX; 0: none). */
+  sandboxPidsMax?: number;
 }
 
 /** Builds a backend; it logs through the host's logger. */

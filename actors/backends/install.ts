@@ -13,5 +13,5 @@ registerBackend('external', (log, { attachDirs }) => new ExternalBackend({ log, 
 const tools = namespaceTools();
 if (process.getuid?.() === 0 && tools) {
   const userns = usernsSetting();
-  registerBackend('namespace', (log, { memoryReserveMiB }) => new NamespaceBackend({ log, tools, userns, memoryReserveMiB }));
+  registerBackend('namespace', (log, { memoryReserveMiB, sandboxPidsMax }) => new NamespaceBackend({ log, tools, userns, memoryReserveMiB, sandboxPidsMax }));
 }

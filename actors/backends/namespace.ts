@@ -16,7 +16,7 @@ import type { Readable } from 'node:stream';
 import { failedPrecondition, invalidArgument } from '../../bus/errors.js';
 import type { BootRequest, GuestMemory } from './backend.js';
 import { MAX_HOSTNAME_LEN } from '../../machines/specs.js';
-import { hostCgroupDriver, hasLimits, limitsFromAnnotations, memoryUsage, oomCounters, OomWatch, readHostCgroups, type CgroupDriver, type OomCounter } from './cgroups/index.js';
+import { DEFAULT_SANDBOX_PIDS_MAX, hostCgroupDriver, hasLimits, limitsFromAnnotations, memoryUsage, oomCounters, OomWatch, readHostCgroups, type CgroupDriver, type OomCounter } from './cgroups/index.js';
 import { DetachedGuestBackend, type GuestBackendOptions, type GuestRun } from './detached.js';
 import { guestEnvironment, logTail, signal } from './guest-files.js';
 import { inUserNamespace, kernelAllowsUserNamespaces, mapUserNamespace, reachableByOthers, unshareEntersMapped, USERNS_GO_FD, type UserNamespaceSetting } from './userns.js';
@@ -144,6 +144,8 @@ export interface NamespaceBackendOptions extends GuestBackendOptions {
   userns?: UserNamespaceSetting;
   /** The cgroup driver; by default the host's (none when cgroups are not writable). */
   cgroups?: () => Promise<CgroupDriver | undefined>;
+  /** The pids limit of a sandbox that asks for none (default DEFAULT_SANDBOX_PIDS_MAX; 0: none). */
+  sandboxPidsMax?: number;
 }
 
 export class NamespaceBackend extends DetachedGuestBackend {
@@ -151,6 +153,7 @@ export class NamespaceBackend extends DetachedGuestBackend {
   private readonly tools: NamespaceTools;
   private readonly cgroups: () => Promise<CgroupDriver | undefined>;
   private readonly userns: UserNamespaceSetting;
+  private readonly sandboxPidsMax: number;
   private usernsWarned = false;
   /** The OOM counters of this run's cgroups. */
   private oom: OomWatch | undefined;
@@ -172,6 +175,7 @@ export class NamespaceBackend extends DetachedGuestBackend {
     if (!tools) throw failedPrecondition('the namespace backend needs unshare, timeout, sh and mount on this host');
     this.tools = tools;
     this.cgroups = options.cgroups ?? (() => hostCgroupDriver(this.log));
+    this.sandboxPidsMax = options.sandboxPidsMax ?? DEFAULT_SANDBOX_PIDS_MAX;
     if (!tools.ip && !loopbackWarned) {
       loopbackWarned = true;
       this.log.warn('iproute2 (ip) is not installed: loopback stays down in namespace sandboxes');
@@ -213,6 +217,7 @@ export class NamespaceBackend extends DetachedGuestBackend {
     if (Buffer.byteLength(hostname) > MAX_HOSTNAME_LEN) throw invalidArgument(`hostname ${hostname} is longer than ${MAX_HOSTNAME_LEN} bytes`);
 
     const limits = limitsFromAnnotations(sandbox.annotations);
+    if (this.sandboxPidsMax > 0) limits.defaultPidsMax = this.sandboxPidsMax;
     const driver = await this.cgroups();
     if (!driver && hasLimits(limits)) throw failedPrecondition('this host has no writable cgroups: sandbox limits cannot be applied');
     const cgroup = driver ? await driver.create({ host: incarnation.host, sandboxId: sandbox.id, incarnation: incarnation.uid }, limits) : undefined;

@@ -11,7 +11,19 @@ export interface CgroupLimits {
   pidsMax?: number;
   /** CPU bandwidth in cores (0.5 = half a core). */
   cpus?: number;
+  /**
+   * The host's pids limit for a sandbox that asks for none: applied where the pids
+   * controller is, and skipped (not refused) where it is not.
+   */
+  defaultPidsMax?: number;
 }
+
+/**
+ * Processes (threads included) a sandbox may have unless it asks otherwise
+ * (VC_SANDBOX_PIDS_MAX): without a bound, a fork bomb in one container takes the host's
+ * whole pid space. A guest agent on Node is ~11 threads of it.
+ */
+export const DEFAULT_SANDBOX_PIDS_MAX = 4096;
 
 export interface SandboxCgroup {
   /** One directory per hierarchy (a single one on v2). */

@@ -122,6 +122,9 @@ export class CgroupV1Driver implements CgroupDriver {
     const targets: [string, string][] = [];
     if (limits.memoryBytes !== undefined) targets.push([join(this.member(cg, 'memory'), 'memory.limit_in_bytes'), String(limits.memoryBytes)]);
     if (limits.pidsMax !== undefined) targets.push([join(this.member(cg, 'pids'), 'pids.max'), String(limits.pidsMax)]);
+    else if (limits.defaultPidsMax !== undefined && this.hierarchies.some((h) => h.controllers.includes('pids'))) {
+      targets.push([join(this.member(cg, 'pids'), 'pids.max'), String(limits.defaultPidsMax)]);
+    }
     if (limits.cpus !== undefined) {
       const cpu = this.member(cg, 'cpu');
       targets.push([join(cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_US)]);

@@ -142,6 +142,8 @@ export class CgroupV2Driver implements CgroupDriver {
     if (limits.pidsMax !== undefined) {
       need('pids');
       writes.push(['pids.max', String(limits.pidsMax)]);
+    } else if (limits.defaultPidsMax !== undefined && enabled.has('pids')) {
+      writes.push(['pids.max', String(limits.defaultPidsMax)]);
     }
     if (limits.cpus !== undefined) {
       need('cpu');
