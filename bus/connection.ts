@@ -191,18 +191,21 @@ async function ensureOnce(nc: NatsConnection, settings: StreamSettings): Promise
   const wanted: Array<{ stream: string; create(replicas: number): Promise<unknown> }> = [
     {
       stream: streams.events,
-      create: (replicas) =>
-        jsm.streams.add({
+      create: async (replicas) => {
+        const config = {
           name: streams.events,
           subjects: [subjects.eventsAll()],
           retention: RetentionPolicy.Limits,
           storage: StorageType.File,
           discard: DiscardPolicy.Old,
           max_age: (settings.eventMaxAgeSec ?? 7 * 24 * 3600) * 1e9,
-          max_bytes: settings.eventMaxBytes ?? DEFAULT_EVENT_MAX_BYTES,
           duplicate_window: DUPLICATE_WINDOW_NS,
           num_replicas: replicas,
-        }),
+        };
+        if (settings.eventMaxBytes !== undefined) return jsm.streams.add({ ...config, max_bytes: settings.eventMaxBytes });
+        const fitted = await largestAccepted((max_bytes) => jsm.streams.add({ ...config, max_bytes }), DEFAULT_EVENT_MAX_BYTES);
+        if (fitted < DEFAULT_EVENT_MAX_BYTES) await halveForTheRest(jsm, fitted, settings);
+      },
     },
     { stream: kvStream(streams.sandboxBucket), create: (replicas) => kvm.create(streams.sandboxBucket, { history: 1, replicas }) },
     { stream: kvStream(streams.hostBucket), create: (replicas) => kvm.create(streams.hostBucket, { history: 1, replicas, ttl: 0 }) },
@@ -236,14 +239,46 @@ async function ensureOnce(nc: NatsConnection, settings: StreamSettings): Promise
 async function boundEvents(jsm: JetStreamManager, config: StreamConfig, settings: StreamSettings): Promise<void> {
   const wanted = settings.eventMaxBytes ?? (config.max_bytes > 0 ? config.max_bytes : DEFAULT_EVENT_MAX_BYTES);
   if (config.max_bytes === wanted) return;
+  // The latest config, not the one read before the replicas were raised.
+  const update = async (max_bytes: number) => jsm.streams.update(config.name, { ...(await jsm.streams.info(config.name)).config, max_bytes });
   try {
-    // The latest config, not the one read before the replicas were raised.
-    const latest = (await jsm.streams.info(config.name)).config;
-    await jsm.streams.update(config.name, { ...latest, max_bytes: wanted });
-    settings.log?.info({ stream: config.name, from: config.max_bytes, to: wanted }, 'events stream bounded in bytes');
+    if (settings.eventMaxBytes !== undefined) await update(wanted);
+    else {
+      const fitted = await largestAccepted(update, wanted);
+      if (fitted < wanted) await halveForTheRest(jsm, fitted, settings);
+    }
+    settings.log?.info({ stream: config.name, from: config.max_bytes, to: (await jsm.streams.info(config.name)).config.max_bytes }, 'events stream bounded in bytes');
   } catch (err) {
     settings.log?.warn({ err, stream: config.name, maxBytes: wanted }, 'events stream keeps its byte bound: the server refused another');
   }
+}
+
+/** JetStream could not reserve a stream's max_bytes (its store, or the account's, is smaller). */
+const insufficientStorage = (err: unknown) => err instanceof Error && /insufficient storage/i.test(err.message);
+
+/** The smallest bound tried on a server with a small store. */
+const MIN_EVENT_MAX_BYTES = 1024 * 1024;
+
+/** Applies `start`, or the largest of its halves the server accepts. */
+async function largestAccepted(apply: (maxBytes: number) => Promise<unknown>, start: number): Promise<number> {
+  for (let bytes = start; ; bytes = Math.floor(bytes / 2)) {
+    try {
+      await apply(bytes);
+      return bytes;
+    } catch (err) {
+      if (!insufficientStorage(err) || bytes / 2 < MIN_EVENT_MAX_BYTES) throw err;
+    }
+  }
+}
+
+/**
+ * The default did not fit the server's store: the events take half of what did, so that
+ * the records (which reserve nothing) still find room when the events are at their bound.
+ */
+async function halveForTheRest(jsm: JetStreamManager, fitted: number, settings: StreamSettings): Promise<void> {
+  const bound = Math.floor(fitted / 2);
+  await jsm.streams.update(streams.events, { ...(await jsm.streams.info(streams.events)).config, max_bytes: bound });
+  settings.log?.warn({ stream: streams.events, maxBytes: bound }, `the server cannot reserve ${DEFAULT_EVENT_MAX_BYTES} bytes of events: kept to ${bound} (VC_EVENTS_MAX_BYTES sets it)`);
 }
 
 /** An existing stream with fewer replicas than wanted is raised, where the server allows. */

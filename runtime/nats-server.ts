@@ -22,6 +22,8 @@ export function freePort(): Promise<number> {
 export interface NatsServerOptions {
   /** Directory for JetStream data. */
   storeDir: string;
+  /** JetStream's file store limit in bytes (the server's default: most of the disk). */
+  maxFileStore?: number;
   /** Client port; 0 picks a free one. */
   port?: number;
   serverName?: string;
@@ -66,7 +68,8 @@ export const PING_SETTINGS = ['ping_interval: "2s"', 'ping_max: 2'];
 
 /** The server's configuration: loopback only, JetStream on, auth and routes as asked. */
 export function natsServerConfig(opts: NatsServerOptions): string {
-  const lines = [`listen: "127.0.0.1:${opts.port || -1}"`, `jetstream { store_dir: ${JSON.stringify(opts.storeDir)} }`, ...PING_SETTINGS];
+  const store = `store_dir: ${JSON.stringify(opts.storeDir)}${opts.maxFileStore ? `, max_file_store: ${opts.maxFileStore}` : ''}`;
+  const lines = [`listen: "127.0.0.1:${opts.port || -1}"`, `jetstream { ${store} }`, ...PING_SETTINGS];
   if (opts.serverName) lines.push(`server_name: ${JSON.stringify(opts.serverName)}`);
   if (opts.auth) lines.push(opts.auth);
   if (opts.cluster) {

@@ -34,10 +34,10 @@ export interface TestServer extends NatsServer {
   dispose(): Promise<void>;
 }
 
-export async function startTestServer(opts: { auth?: boolean } = {}): Promise<TestServer> {
+export async function startTestServer(opts: { auth?: boolean; maxFileStore?: number } = {}): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'vc-nats-'));
   const auth = opts.auth === false ? undefined : await createTestAuth(join(dir, 'auth'));
-  const server = await startNatsServer({ storeDir: join(dir, 'nats'), auth: auth && serverAuthConfig(auth.authority) });
+  const server = await startNatsServer({ storeDir: join(dir, 'nats'), auth: auth && serverAuthConfig(auth.authority), maxFileStore: opts.maxFileStore });
   return Object.assign(server, {
     dir,
     auth,

@@ -17,8 +17,8 @@ afterAll(async () => {
   for (const s of servers) await s.dispose();
 });
 
-async function server(): Promise<TestServer> {
-  const s = await startTestServer({ auth: false });
+async function server(maxFileStore?: number): Promise<TestServer> {
+  const s = await startTestServer({ auth: false, maxFileStore });
   servers.push(s);
   return s;
 }
@@ -47,6 +47,24 @@ describe('the events stream', () => {
       };
       expect(await eventsOf(ids[0]!)).toEqual([]);
       expect(await eventsOf(ids.at(-1)!)).toEqual(['create', 'start', 'stop', 'delete']);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("fits the bound to a server whose JetStream store is smaller than the default, half of it left for the records", async () => {
+    const store = 64 * 1024 * 1024;
+    const s = await server(store);
+    const host = await startTestHost(s.url, { host: 'small-store' });
+    hosts.push(host);
+    const client = await connectClient(s.url);
+    try {
+      const maxBytes = (await (await jetstreamManager(client.nc)).streams.info('VC_EVENTS')).config.max_bytes;
+      expect(maxBytes).toBeGreaterThan(0);
+      expect(maxBytes).toBeLessThanOrEqual(store / 2);
+      // The host serves: records and events are written.
+      expect((await client.call('SandboxCreate', {}, { sandbox: { id: 'fits', agent: 'noop' }, start: true })).sandbox).toMatchObject({ state: 'running' });
+      await client.call('SandboxDelete', { sid: 'fits' }, { force: true });
     } finally {
       await client.close();
     }
