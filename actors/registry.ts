@@ -2,6 +2,7 @@
 // children of one parent: XState copies the children map on every spawn).
 import { alreadyExists, notFound, resourceExhausted, unavailable } from '../bus/errors.js';
 import { ownershipOf, StaleRevisionError, type Ownership, type SandboxRecord, type SandboxStore } from '../bus/store.js';
+import { encode } from '../bus/codec.js';
 import type { SandboxSpec } from '../machines/specs.js';
 import { SandboxActor, type SandboxEnv } from './sandbox-actor.js';
 import { cleanUpHalfCreated } from './reattach.js';
@@ -14,6 +15,8 @@ export interface RegistryHooks {
   reaped?(sandbox: SandboxActor, ownership: Exclude<Ownership, 'mine'>, error?: unknown): void;
   /** How many sandboxes this host holds at most (default DEFAULT_MAX_SANDBOXES). */
   maxSandboxes?: number;
+  /** The largest record the bus takes (its max_payload, less the KV headers); none: unchecked. */
+  maxRecordBytes?: number;
 }
 
 /**
@@ -37,7 +40,7 @@ export class SandboxRegistry {
   private claiming = 0;
 
   constructor(
-    env: Omit<SandboxEnv, 'persist' | 'forget' | 'logic'>,
+    env: Omit<SandboxEnv, 'persist' | 'forget' | 'logic' | 'recordRoom'>,
     private readonly store: SandboxStore,
     private readonly hooks: RegistryHooks = {},
   ) {
@@ -45,6 +48,7 @@ export class SandboxRegistry {
       ...env,
       logic: sandboxLogic((id) => this.sandboxes.get(id)?.operations),
       persist: (sandbox) => this.persist(sandbox),
+      recordRoom: (sandbox) => this.recordRoom(sandbox),
       forget: (sandbox) => {
         if (this.sandboxes.get(sandbox.id) === sandbox) this.sandboxes.delete(sandbox.id);
       },
@@ -96,6 +100,24 @@ export class SandboxRegistry {
     return sandbox.activate();
   }
 
+  private recordOf(sandbox: SandboxActor): SandboxRecord {
+    return {
+      id: sandbox.id,
+      host: this.env.host,
+      incarnation: sandbox.uid,
+      status: sandbox.status(),
+      snapshot: sandbox.persistedSnapshot(),
+      attach: sandbox.attachRecord(),
+      updatedAt: new Date().toISOString(),
+    };
+  }
+
+  /** Bytes the sandbox's record may still grow by before the bus refuses it, or undefined when unchecked. */
+  private recordRoom(sandbox: SandboxActor): number | undefined {
+    const max = this.hooks.maxRecordBytes;
+    return max === undefined ? undefined : max - encode(this.recordOf(sandbox)).byteLength;
+  }
+
   /**
    * Names the revision a sandbox's record is at, for a sandbox loaded from its record
    * (reattach): its next write replaces exactly that one. Without it, the first write
@@ -132,16 +154,7 @@ export class SandboxRegistry {
           // Writes asked for after the delete (its last events) have nothing left to write.
           this.removed.add(sandbox);
         } else {
-          const record = {
-            id: sandbox.id,
-            host: this.env.host,
-            incarnation: sandbox.uid,
-            status: sandbox.status(),
-            snapshot: sandbox.persistedSnapshot(),
-            attach: sandbox.attachRecord(),
-            updatedAt: new Date().toISOString(),
-          };
-          this.revisions.set(sandbox, await this.store.put(record, revision));
+          this.revisions.set(sandbox, await this.store.put(this.recordOf(sandbox), revision));
         }
         return;
       } catch (err) {

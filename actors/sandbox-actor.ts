@@ -42,6 +42,8 @@ export interface SandboxEnv {
   pending?(lane: string): number;
   /** Stores the sandbox record (or removes it when the sandbox is gone). */
   persist(sandbox: SandboxActor): Promise<void>;
+  /** Bytes the record may still grow by before the bus refuses it (undefined: unchecked). */
+  recordRoom?(sandbox: SandboxActor): number | undefined;
   /** The sandbox is gone: drop it from the registry. */
   forget(sandbox: SandboxActor): void;
   /** When set, every snapshot of the sandbox's actors is handed over for live inspection. */
@@ -234,6 +236,10 @@ export class SandboxActor implements SandboxHandle {
 
   get deleted(): boolean {
     return this.snapshot().status === 'done';
+  }
+
+  recordRoom(): number | undefined {
+    return this.env.recordRoom?.(this);
   }
 
   flush(): Promise<void> {

@@ -7,7 +7,8 @@
 // chart settled and its events are stored.
 import { randomBytes } from 'node:crypto';
 import { waitFor, type AnyActorRef } from 'xstate';
-import { alreadyExists, deadlineExceeded, ErrorCode, failedPrecondition, invalidArgument, notFound, unavailable, unimplemented, VcError } from '../bus/errors.js';
+import { alreadyExists, deadlineExceeded, ErrorCode, failedPrecondition, invalidArgument, notFound, resourceExhausted, unavailable, unimplemented, VcError } from '../bus/errors.js';
+import { encode } from '../bus/codec.js';
 import type * as Bus from '../bus/messages.gen.js';
 import { checkId } from '../bus/subjects.js';
 import { containerRef, type SandboxActorRef, type SandboxEvent, type SandboxSnapshot } from '../machines/sandbox.js';
@@ -36,6 +37,8 @@ export interface SandboxHandle {
   snapshot(): SandboxSnapshot;
   /** Resolves once the events so far are stored (rejects when one could not be). */
   flush(): Promise<void>;
+  /** Bytes its record may still grow by before the bus refuses it (undefined: unchecked). */
+  recordRoom(): number | undefined;
   status(): Bus.SandboxStatus;
   containerStatus(ref: ContainerActorRef): Bus.ContainerStatus;
   output(): OutputLog;
@@ -52,6 +55,9 @@ const exitInfo = (status: number | undefined, unknown: boolean | undefined, at: 
 
 /** The exit with what the runtime knows beyond its status (OOMKilled), when it knows it. */
 const withReason = (info: ExitInfo, known: { reason?: string; message?: string }): ExitInfo => (known.reason ? { ...info, reason: known.reason, message: known.message ?? '' } : info);
+
+/** What a container's actor adds to the record beside its spec (its state, times, exits), about. */
+const CONTAINER_RECORD_OVERHEAD = 2048;
 
 const stoppedError = () => unavailable('the host stopped serving before the command finished; its outcome is in the status once the host is back');
 
@@ -213,6 +219,7 @@ export class SandboxCommands {
     }
     const event = { type: 'CREATE_CONTAINER' as const, spec, deadline: limits.deadline };
     this.requireSandbox(event, 'create a container in');
+    this.requireRecordRoom(spec);
     this.sandbox.ref.send(event);
     const ref = containerRef(this.sandbox.snapshot(), spec.id);
     if (!ref) throw new VcError(ErrorCode.Internal, `container ${spec.id} was not spawned`);
@@ -220,6 +227,22 @@ export class SandboxCommands {
     await this.sandbox.flush();
     if (after.status === 'done') throw errorFrom(after.context.lastError, `container ${spec.id} not created: `)!;
     return this.sandbox.containerStatus(ref);
+  }
+
+  /**
+   * A container's spec is kept in the sandbox's record twice (its actor's context and its
+   * status), and the record is one bus message: one that outgrew the server's max_payload
+   * could never be stored again, so the container is refused before anything is made.
+   */
+  private requireRecordRoom(spec: ContainerSpec): void {
+    const room = this.sandbox.recordRoom();
+    const need = 2 * encode(spec).byteLength + CONTAINER_RECORD_OVERHEAD;
+    if (room !== undefined && need > room) {
+      throw resourceExhausted(
+        `container ${spec.id} not created: sandbox ${this.id}'s record would pass the bus's message limit (max_payload) by about ${need - room} bytes; ` +
+          'use fewer or smaller containers (their args, env and annotations), or a larger max_payload on the server',
+      );
+    }
   }
 
   private async runContainer(cid: string, event: ContainerEvent, verb: string): Promise<Bus.ContainerStatus> {

@@ -92,6 +92,9 @@ function vmMetadata(vm: VmHost): Record<string, string> {
 
 export const DEFAULT_COMMAND_DEADLINE_MS = 60_000;
 
+/** Room left in a KV message for its headers (the expected revision, the message id). */
+const RECORD_HEADER_ROOM = 1024;
+
 export function defaultHostName(): string {
   const name = osHostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 63);
   return HOST_PATTERN.test(name) ? name : 'host';
@@ -153,6 +156,8 @@ export class RuntimeHost {
       store,
       {
         maxSandboxes: opts.maxSandboxes,
+        // The record is one KV message: its headers take a little of the server's max_payload.
+        maxRecordBytes: nc.info?.max_payload ? nc.info.max_payload - RECORD_HEADER_ROOM : undefined,
         busDown: () => (health.isConnected ? undefined : 'the runtime is not connected to NATS'),
         reaped: (sandbox, ownership, error) => {
           const message = `stopped the guest of sandbox ${sandbox.id} (incarnation ${sandbox.uid}): its record was ${ownership} while this host was lost` + (error ? ` (not cleanly: ${error instanceof Error ? error.message : String(error)})` : '');
