@@ -266,8 +266,7 @@ function sandboxCommands(program: Command): void {
     }));
   sandbox.command('list').alias('ls').description('list sandboxes').option('--host <host>', 'only those of this host')
     .action(withClient(async (client, g, o: { host?: string }) => {
-      const reply = await client.call('SandboxList', {}, o.host ? { host: o.host } : {});
-      const list = reply.sandboxes ?? [];
+      const list = await client.listSandboxes(o.host ? { host: o.host } : {});
       print(g, list, () => sandboxRows(list), () => list.map((s) => s.id!));
     }));
 }

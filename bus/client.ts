@@ -8,7 +8,7 @@ import { connectBus, identityOf, permissionError, type ConnectOptions } from './
 import { mintCreds, type CredsIdentity } from './credentials.js';
 import { ErrorCode } from './errors.js';
 import { BusHealth } from './health.js';
-import type { CredsCreateReply, CredsCreateRequest, ErrorInfo } from './messages.gen.js';
+import type { CredsCreateReply, CredsCreateRequest, ErrorInfo, SandboxStatus } from './messages.gen.js';
 import { readEvents, type ReadOptions, type StoredEvent } from './event-reader.js';
 import { Replies } from './replies.js';
 import type { Role } from './roles.js';
@@ -92,6 +92,20 @@ export class VcClient {
       throw new CommandError(e.code ?? ErrorCode.Internal, e.message ?? 'unknown error', e.state, e.refusedBy);
     }
     return reply as CommandReply<C>;
+  }
+
+  /**
+   * Every sandbox (of every host, or of `host`), page after page: a list reply holds as
+   * many as one bus message does, and names where the next page starts.
+   */
+  async listSandboxes(request: { host?: string } = {}, opts?: CallOptions): Promise<SandboxStatus[]> {
+    const all: SandboxStatus[] = [];
+    for (let after: string | undefined; ; ) {
+      const reply = await this.call('SandboxList', {}, { ...request, ...(after ? { after } : {}) }, opts);
+      all.push(...(reply.sandboxes ?? []));
+      if (!reply.next) return all;
+      after = reply.next;
+    }
   }
 
   /**

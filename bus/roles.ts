@@ -87,7 +87,7 @@ export function permissionsFor(role: Role): SubjectPermissions {
         pub: {
           allow: [
             subjects.eventsAll(), subjects.inspectAll(), subjects.hostCommands(ANY), nats.jsApiAll(JS_API),
-            nats.kvAll(streams.sandboxBucket), nats.kvAll(streams.hostBucket), nats.inboxes(), nats.serviceReplies(),
+            nats.kvAll(streams.sandboxBucket), nats.kvAll(streams.hostBucket), nats.jsFlowControl(), nats.inboxes(), nats.serviceReplies(),
           ],
         },
         sub: { allow: [subjects.publicCommands(), subjects.hostCommands(ANY), subjects.credsCreate(), nats.serviceDiscovery(), nats.inboxes()] },

@@ -74,6 +74,12 @@ export const natsSubjects = {
   jsDirectGetLast: (api: string, stream: string) => `${api}.DIRECT.GET.${stream}.>`,
   /** Creating a consumer: what no client may call (see bus/roles.ts). */
   jsConsumerCreate: (api: string, stream: string) => `${api}.CONSUMER.CREATE.${stream}`,
+  /**
+   * Where a push consumer's reader answers the server's flow-control requests: without
+   * it the server stops delivering once a window of data is unanswered (a KV watch over
+   * the sandbox records stalled at ~1.7 MB, some 2,000 records).
+   */
+  jsFlowControl: () => '$JS.FC.>',
   kvAll: (bucket: string) => `$KV.${bucket}.>`,
   kvKey: (bucket: string, key: string) => `$KV.${bucket}.${key}`,
 } as const;

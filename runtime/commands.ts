@@ -9,6 +9,7 @@ import { StaleRevisionError, type SandboxRecord, type SandboxStore } from '../bu
 import { failedPrecondition, notFound, unavailable } from '../bus/errors.js';
 import { lostStatus, type LostHost } from '../bus/liveness.js';
 import { checkId } from '../bus/subjects.js';
+import { encode } from '../bus/codec.js';
 import type { SandboxRegistry } from '../actors/registry.js';
 import type { SandboxCommands } from '../actors/sandbox-commands.js';
 import { normalizeContainerSpec, normalizeSandboxSpec, senderOfChange, type SpecDefaults } from '../actors/sandbox-spec.js';
@@ -20,7 +21,34 @@ export interface HostsView {
   forgotten(record: SandboxRecord): void;
 }
 
-export function createCommandHandlers(registry: SandboxRegistry, store: SandboxStore, defaults: SpecDefaults, hosts?: HostsView): CommandHandlers {
+/** A reply's room for sandboxes when the server's max_payload is not known (its default, 1 MiB, less headers). */
+const DEFAULT_LIST_REPLY_BYTES = 1024 * 1024 - 8192;
+
+/**
+ * One page of a list: the items after `after` in id order, as many as `budget` bytes of
+ * their JSON hold (one at least), and the id to continue after when some are left.
+ */
+export function listPage<T extends { id?: string }>(items: T[], after: string, budget: number): { items: T[]; next?: string } {
+  const sorted = items.filter((i) => (i.id ?? '') > after).sort((a, b) => ((a.id ?? '') < (b.id ?? '') ? -1 : 1));
+  const page: T[] = [];
+  let bytes = 64;
+  for (const item of sorted) {
+    const size = encode(item).byteLength + 1;
+    if (page.length > 0 && bytes + size > budget) return { items: page, next: page.at(-1)!.id };
+    page.push(item);
+    bytes += size;
+  }
+  return { items: page };
+}
+
+export function createCommandHandlers(
+  registry: SandboxRegistry,
+  store: SandboxStore,
+  defaults: SpecDefaults,
+  hosts?: HostsView,
+  /** How many bytes of sandboxes a list reply holds (the server's max_payload, less headers). */
+  listReplyBytes = DEFAULT_LIST_REPLY_BYTES,
+): CommandHandlers {
   /** Runs a command on its sandbox: queued behind the others when it changes state. */
   const on = <C extends CommandName, T>(call: CommandCall<C> & { params: { sid: string } }, run: (s: SandboxCommands) => Promise<T>): Promise<T> => {
     const sandbox = registry.get(call.params.sid);
@@ -48,12 +76,14 @@ export function createCommandHandlers(registry: SandboxRegistry, store: SandboxS
     SandboxCreate: create,
     HostSandboxCreate: create,
     SandboxList: async ({ request }) => {
+      const after = request.after ? checkId('sandbox', request.after) : '';
       const records = await store.list();
       const view = (r: SandboxRecord) => {
         const lost = hosts?.lost(r.host);
         return lost ? lostStatus(r.status, lost) : r.status;
       };
-      return { sandboxes: records.filter((r) => !request.host || r.host === request.host).map(view) };
+      const page = listPage(records.filter((r) => !request.host || r.host === request.host).map(view), after, listReplyBytes);
+      return page.next ? { sandboxes: page.items, next: page.next } : { sandboxes: page.items };
     },
     SandboxForget: async ({ request }) => {
       const id = checkId('sandbox', request.id);

@@ -94,6 +94,8 @@ export const DEFAULT_COMMAND_DEADLINE_MS = 60_000;
 
 /** Room left in a KV message for its headers (the expected revision, the message id). */
 const RECORD_HEADER_ROOM = 1024;
+/** Room left in a list reply for its headers and the reply's own fields. */
+const LIST_REPLY_ROOM = 8192;
 
 export function defaultHostName(): string {
   const name = osHostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 63);
@@ -205,7 +207,7 @@ export class RuntimeHost {
           const message = `record of sandbox ${record.id} dropped by an operator through host ${host}`;
           void publisher.publishHostEvent(host, record.host, 'forget', { sandboxId: record.id, message }, `forget.${record.id}.${record.incarnation ?? record.updatedAt}`);
         },
-      }),
+      }, nc.info?.max_payload ? nc.info.max_payload - LIST_REPLY_ROOM : undefined),
       store,
       {
         host,

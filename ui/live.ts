@@ -119,9 +119,9 @@ export class LiveList {
     if (this.refreshing) this.refreshAgain = true;
     this.refreshing ??= (async () => {
       try {
-        const reply = await this.client.call('SandboxList', {}, {}, { timeoutMs: 5000 });
+        const list = await this.client.listSandboxes({}, { timeoutMs: 5000 });
         const seen = new Set<string>();
-        for (const s of reply.sandboxes ?? []) {
+        for (const s of list) {
           const row = summarize(s);
           seen.add(row.id);
           if (JSON.stringify(this.sandboxes.get(row.id)) === JSON.stringify(row)) continue;
