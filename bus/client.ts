@@ -69,6 +69,11 @@ export class VcClient {
   private readonly health: BusHealth;
   /** Replies come on one subscription (bus/replies.ts): a request costs no timer or stack trace of its own. */
   private readonly replies: Replies;
+  /**
+   * The host probe under way, shared by every request that waits long enough to need one:
+   * a probe each would send thousands of PINGs to a host that is slow because it is busy.
+   */
+  private probe: { at: number; found: Promise<Array<Record<string, unknown>>> } | undefined;
 
   constructor(
     readonly nc: NatsConnection,
@@ -139,7 +144,7 @@ export class VcClient {
     let answered = false;
     const later = new Promise<Msg>((resolve, reject) => {
       probe = setTimeout(() => {
-        void this.discover('PING', HOST_PROBE_WAIT_MS, () => true).then((found) => {
+        void this.findHosts().then((found) => {
           if (!found.length) return reject(noHostError(subject));
           const left = timeout - (performance.now() - sent);
           const host = hostOf(found[0]!);
@@ -161,6 +166,13 @@ export class VcClient {
       answered = true;
       clearTimeout(probe);
     }
+  }
+
+  /** Hosts that answer a PING: the probe under way or just done, else a new one. */
+  private findHosts(): Promise<Array<Record<string, unknown>>> {
+    const now = performance.now();
+    if (!this.probe || now - this.probe.at > HOST_PROBE_WAIT_MS) this.probe = { at: now, found: this.discover('PING', HOST_PROBE_WAIT_MS, () => true) };
+    return this.probe.found;
   }
 
   /** Signs a user of a role (operators only) and returns its `.creds` file; the seed is made here. */
@@ -206,7 +218,8 @@ export class VcClient {
   }
 }
 
-const noHostError = (subject: string) => new CommandError(ErrorCode.Unavailable, `no runtime host answers ${subject} (is \`npm start\` running?)`);
+const noHostError = (subject: string) =>
+  new CommandError(ErrorCode.Unavailable, `no runtime host answers ${subject}: none runs (is \`npm start\` running?), or every one is too busy to answer in time`);
 
 /** A failure of the request itself, in the runtime's vocabulary. */
 export function fromNatsError(err: unknown, subject: string, timeoutMs: number, who?: CredsIdentity): CommandError {

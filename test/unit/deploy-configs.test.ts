@@ -77,7 +77,7 @@ describe('deploy/ configurations', () => {
       const r = spawnSync(process.execPath, ['dist/bin/virtactors.js', '--server', url, '--creds', auth.creds('operator'), 'sandbox', 'delete', 's1'], {
         encoding: 'utf8', env: { ...process.env, NATS_URL: '', NATS_CREDS: '' },
       });
-      expect([r.status, r.stderr]).toEqual([1, 'virtactors: Unavailable: no runtime host answers vc.v1.sandbox.s1.delete (is `npm start` running?)\n']);
+      expect([r.status, r.stderr]).toEqual([1, 'virtactors: Unavailable: no runtime host answers vc.v1.sandbox.s1.delete: none runs (is `npm start` running?), or every one is too busy to answer in time\n']);
     } finally {
       server.kill('SIGTERM');
     }
