@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { VcClient, type CommandError } from '../../bus/client.js';
+import { natsSubjects, subjects } from '../../bus/subjects.js';
 import { startTestServer, type TestServer } from '../helpers/nats.js';
 
 let server: TestServer;
@@ -28,8 +29,8 @@ it('asks once whether any host is there for the many requests that wait at once,
   // A subscriber that never answers (a stopped host): the requests wait, then probe.
   const quiet = await connect({ servers: server.url });
   let pings = 0;
-  quiet.subscribe('vc.v1.sandbox.>', { callback: () => {} });
-  quiet.subscribe('$SRV.PING', { callback: () => void pings++ });
+  quiet.subscribe(subjects.publicCommands(), { callback: () => {} });
+  quiet.subscribe(natsSubjects.serviceDiscovery(), { callback: () => void pings++ });
   await quiet.flush();
   try {
     const outcomes = await Promise.all(
