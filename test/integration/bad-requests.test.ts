@@ -21,6 +21,7 @@ const cases: Array<[string, () => Attempt, string, RegExp]> = [
   ['an unknown top-level field', () => ['SandboxStop', { sid: 'keep' }, { force: true }], 'InvalidArgument', /unknown field force/],
   ['a wrong type', () => ['SandboxCreate', {}, { sandbox: { id: 42 } }], 'InvalidArgument', /sandbox\.id must be a string/],
   ['a negative signal', () => ['ContainerKill', { sid: 'keep', cid: 'c1' }, { signal: -9 }], 'InvalidArgument', /signal must be an integer/],
+  ['a list page after no valid id', () => ['SandboxList', {}, { after: '../etc' }], 'InvalidArgument', /sandbox id/],
   ['an unknown sandbox', () => ['SandboxStatus', { sid: 'nosuch' }, {}], 'NotFound', /sandbox nosuch does not exist/],
   ['an unknown container', () => ['ContainerStatus', { sid: 'keep', cid: 'nosuch' }, {}], 'NotFound', /container nosuch does not exist/],
   ['a command in the wrong state', () => ['SandboxStart', { sid: 'keep' }, {}], 'FailedPrecondition', /cannot start sandbox keep while it is running/],
