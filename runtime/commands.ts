@@ -25,14 +25,14 @@ export interface HostsView {
 const DEFAULT_LIST_REPLY_BYTES = 1024 * 1024 - 8192;
 
 /**
- * One page of a list: the items after `after` in id order, as many as `budget` bytes of
- * their JSON hold (one at least), and the id to continue after when some are left.
+ * One page of a list in id order (as the store lists records): the items after `after`,
+ * as many as `budget` bytes of their JSON hold (one at least), and the id to continue
+ * after when some are left.
  */
 export function listPage<T extends { id?: string }>(items: T[], after: string, budget: number): { items: T[]; next?: string } {
-  const sorted = items.filter((i) => (i.id ?? '') > after).sort((a, b) => ((a.id ?? '') < (b.id ?? '') ? -1 : 1));
   const page: T[] = [];
   let bytes = 64;
-  for (const item of sorted) {
+  for (const item of items.filter((i) => (i.id ?? '') > after)) {
     const size = encode(item).byteLength + 1;
     if (page.length > 0 && bytes + size > budget) return { items: page, next: page.at(-1)!.id };
     page.push(item);

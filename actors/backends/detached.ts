@@ -107,7 +107,7 @@ export abstract class DetachedGuestBackend implements Backend {
       await this.shutdown();
     }
     checkPlan(request.plan);
-    requireMemory(GUEST_PROCESS_MIB, this.memoryReserveMiB, `the guest of sandbox ${request.sandbox.id}`);
+    await requireMemory(GUEST_PROCESS_MIB, this.memoryReserveMiB, `the guest of sandbox ${request.sandbox.id}`);
     let resolveExit!: (exit: GuestExit) => void;
     const exited = new Promise<GuestExit>((r) => (resolveExit = r));
     const run: GuestRun = { request, exited, resolveExit, teardown: [], up: false, stopRequested: false, reported: false };

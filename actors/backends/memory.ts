@@ -4,6 +4,7 @@
 // picks a victim, which may be the runtime or another tenant's guest.
 import { readFileSync } from 'node:fs';
 import { resourceExhausted } from '../../bus/errors.js';
+import { readHostCgroups, type HostCgroups } from './cgroups/host.js';
 
 /** What the host keeps for itself unless told otherwise (VC_MEMORY_RESERVE_MIB). */
 export const DEFAULT_MEMORY_RESERVE_MIB = 256;
@@ -14,13 +15,13 @@ export const GUEST_PROCESS_MIB = 64;
 /** Where the memory figures are read: the real files, or a test's copies of them. */
 export interface MemorySources {
   meminfo: string;
-  /** This process's cgroup membership (/proc/self/cgroup). */
-  selfCgroup: string;
-  /** Where the cgroup hierarchies are mounted. */
-  cgroupRoot: string;
+  /** Where this process sits in the cgroup hierarchies. */
+  cgroups: HostCgroups | undefined;
 }
 
-const REAL: MemorySources = { meminfo: '/proc/meminfo', selfCgroup: '/proc/self/cgroup', cgroupRoot: '/sys/fs/cgroup' };
+/** This process's cgroups do not move: read once (cgroups/host.ts also knows a mount's sub-root). */
+let own: Promise<HostCgroups | undefined> | undefined;
+const ownCgroups = () => (own ??= readHostCgroups().catch(() => undefined));
 
 const read = (path: string): string | undefined => {
   try {
@@ -34,15 +35,10 @@ const read = (path: string): string | undefined => {
  * What the runtime's own cgroup still allows, in bytes: its limit less its usage (the
  * guests' cgroups are below it, so their memory counts). Undefined when it has no limit.
  */
-function cgroupRoomBytes(src: MemorySources): number | undefined {
-  const lines = read(src.selfCgroup)?.split('\n') ?? [];
-  const v1 = lines.find((l) => /^\d+:([^:]*,)?memory(,[^:]*)?:/.test(l));
-  const v2 = lines.find((l) => l.startsWith('0::'));
-  const [dir, limitFile, usageFile] = v1
-    ? [`${src.cgroupRoot}/memory${v1.slice(v1.lastIndexOf(':') + 1)}`, 'memory.limit_in_bytes', 'memory.usage_in_bytes']
-    : v2
-      ? [`${src.cgroupRoot}${v2.slice(3)}`, 'memory.max', 'memory.current']
-      : [];
+function cgroupRoomBytes(cgroups: HostCgroups | undefined): number | undefined {
+  const v1 = cgroups?.v1.find((h) => h.controllers.includes('memory'));
+  const v2 = cgroups?.v2?.controllers.includes('memory') ? cgroups.v2 : undefined;
+  const [dir, limitFile, usageFile] = v1 ? [v1.own, 'memory.limit_in_bytes', 'memory.usage_in_bytes'] : v2 ? [v2.own, 'memory.max', 'memory.current'] : [];
   if (!dir) return undefined;
   const limit = Number(read(`${dir}/${limitFile}`)?.trim());
   const usage = Number(read(`${dir}/${usageFile}`)?.trim());
@@ -56,16 +52,18 @@ function cgroupRoomBytes(src: MemorySources): number | undefined {
  * runtime runs in a cgroup with a limit (a container, a systemd unit with MemoryMax).
  * Undefined where neither can be read.
  */
-export function availableMiB(src: MemorySources = REAL): number | undefined {
-  const kib = /^MemAvailable:\s+(\d+) kB$/m.exec(read(src.meminfo) ?? '')?.[1];
+export async function availableMiB(src?: MemorySources): Promise<number | undefined> {
+  const { meminfo, cgroups } = src ?? { meminfo: '/proc/meminfo', cgroups: await ownCgroups() };
+  const kib = /^MemAvailable:\s+(\d+) kB$/m.exec(read(meminfo) ?? '')?.[1];
   const host = kib === undefined ? undefined : Number(kib) * 1024;
-  const room = cgroupRoomBytes(src);
+  const room = cgroupRoomBytes(cgroups);
   const bytes = host === undefined ? room : room === undefined ? host : Math.min(host, room);
   return bytes === undefined ? undefined : Math.floor(bytes / 1024 / 1024);
 }
 
 /** Refuses with ResourceExhausted when `needMiB` would leave less than the reserve available. */
-export function requireMemory(needMiB: number, reserveMiB: number, what: string, available = availableMiB()): void {
+export async function requireMemory(needMiB: number, reserveMiB: number, what: string, measured?: number): Promise<void> {
+  const available = measured ?? (await availableMiB());
   if (available === undefined || available - needMiB >= reserveMiB) return;
   throw resourceExhausted(
     `${what} needs about ${needMiB} MiB and the host has ${available} MiB available, ${reserveMiB} MiB of which it keeps for itself (VC_MEMORY_RESERVE_MIB): ` +

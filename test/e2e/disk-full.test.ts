@@ -12,6 +12,7 @@ import { startTestServer, type TestServer } from '../helpers/nats.js';
 import { sandboxProcesses } from '../helpers/processes.js';
 import { connectClient, hostAuth, startTestHost, type TestHost } from '../helpers/runtime.js';
 import { mountSmallDisk, type SmallDisk } from '../helpers/small-disk.js';
+import { waitFor } from '../backends/helpers.js';
 import { GUEST_AGENTS } from './agents.js';
 
 const slowMonitor = { intervalMs: 60_000, deadlineMs: 60_000 };
@@ -47,11 +48,8 @@ describe('a full disk under the run root', () => {
         const out = (await client.call('ContainerLogs', { sid, cid: 'c' }, {})).stdout ?? '';
         return Math.max(0, ...[...out.matchAll(/^n(\d+) x+$/gm)].map((m) => Number(m[1])));
       };
-      // Bounded by the test's timeout; what is checked is the output, not a duration.
-      const until = async (test: () => Promise<boolean>) => {
-        while (!(await test())) await sleep(50);
-      };
-      await until(async () => (await lastLine()) > 0);
+      const until = (test: () => Promise<boolean>, what: string) => waitFor(async () => ((await test()) ? true : undefined), what);
+      await until(async () => (await lastLine()) > 0, 'the first line');
       small.fill();
       try {
         // Lines printed meanwhile are refused by the disk.
@@ -60,7 +58,7 @@ describe('a full disk under the run root', () => {
         small.free();
       }
       const before = await lastLine();
-      await until(async () => (await lastLine()) > before + 5);
+      await until(async () => (await lastLine()) > before + 5, 'lines after the disk had room again');
       await client.call('SandboxDelete', { sid }, { force: true });
     });
 
@@ -75,6 +73,9 @@ describe('a full disk under the run root', () => {
         expect(create.error).toMatchObject({ code: 'ResourceExhausted', message: expect.stringMatching(/no space left on device/i) });
         expect(existsSync(join(disk, refused))).toBe(false);
         expect(readdirSync(disk).sort()).toEqual(['.outbox', 'fill', running].sort());
+        // A create of a taken id fails before anything is made: the running sandbox's directory stays.
+        expect((await client.request('SandboxCreate', {}, { sandbox: sandbox(running), start: true })).error).toMatchObject({ code: 'AlreadyExists' });
+        expect(existsSync(join(disk, running))).toBe(true);
         expect(await sandboxProcesses(refused)).toEqual([]);
         expect((await client.request('SandboxStatus', { sid: refused }, {})).error).toMatchObject({ code: 'NotFound' });
 

@@ -29,7 +29,7 @@ describe('admission', () => {
   });
 
   it("starts no guest or VM that would eat into the host's memory reserve; sandboxes without a guest still come", async () => {
-    const available = availableMiB();
+    const available = await availableMiB();
     expect(available).toBeGreaterThan(0);
     // A reserve larger than what is available: every guest would eat into it.
     const tight = await startTestHost(rt.server.url, { ...hostAuth(rt.server), host: 'tight', memoryReserveMiB: available! * 2 });

@@ -69,7 +69,7 @@ export class VmHost {
 
   /** Boots a VM, for a sandbox or the pool, when the host has the memory for it. */
   async bootVm(config: VmConfig, signal?: AbortSignal): Promise<Vm> {
-    requireMemory(config.memoryMiB + QEMU_OVERHEAD_MIB, this.options.memoryReserveMiB ?? DEFAULT_MEMORY_RESERVE_MIB, `a VM of ${config.memoryMiB} MiB (VC_VM_MEMORY_MIB)`);
+    await requireMemory(config.memoryMiB + QEMU_OVERHEAD_MIB, this.options.memoryReserveMiB ?? DEFAULT_MEMORY_RESERVE_MIB, `a VM of ${config.memoryMiB} MiB (VC_VM_MEMORY_MIB)`);
     return Vm.boot(config, await this.prepare(), signal);
   }
 
